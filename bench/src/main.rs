@@ -1,0 +1,68 @@
+//! `hive-bench`: measures HiveFS against the baseline it is built on, in one run.
+//!
+//! Every suite times our code and its baseline (the raw crate, disk or filesystem)
+//! interleaved in the same process, and reports the ratio oriented so that higher is
+//! better for us.
+
+mod measure;
+mod report;
+mod suites;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::measure::Rounds;
+use crate::report::Report;
+
+/// Benchmarks HiveFS side by side with its baselines.
+///
+/// Each result line names the benchmark, its unit, our figure, the baseline's figure
+/// from the same run, and the ratio (ours / baseline for rates, baseline / ours for
+/// latencies), so a ratio above 1 always means HiveFS is faster.
+#[derive(Parser)]
+#[command(name = "hive-bench", version)]
+struct Cli {
+    /// Print one JSON object per result line instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Timed rounds per side; each side's figure is the median of its rounds.
+    #[arg(long, global = true, default_value_t = 15, value_parser = clap::value_parser!(u32).range(3..=1000))]
+    rounds: u32,
+
+    /// Minimum milliseconds of work in one round; short operations repeat to fill it.
+    #[arg(long, global = true, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    round_ms: u32,
+
+    #[command(subcommand)]
+    suite: Suite,
+}
+
+#[derive(Subcommand)]
+enum Suite {
+    /// The codec on 1 MiB chunks: Reed-Solomon encode and decode (vs raw
+    /// reed-solomon-simd), BLAKE3 chunk ids (vs raw blake3), zstd (vs raw zstd), and the
+    /// whole write pipeline on incompressible data (vs the same pipeline with
+    /// compression off).
+    Codec,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rounds = Rounds::new(cli.rounds, cli.round_ms);
+    let mut report = Report::new(cli.json);
+    let result = match cli.suite {
+        Suite::Codec => suites::codec::run(&rounds, &mut report),
+    };
+    report.finish();
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hive-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

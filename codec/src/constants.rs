@@ -1,0 +1,22 @@
+//! Every size and bound the codec uses, with the reason for its value.
+
+use hive_wire::{MAX_DATA_SHARDS, MAX_PARITY_SHARDS};
+
+/// Shard payloads are padded to a multiple of this many bytes: reed-solomon-simd needs
+/// an even length and runs its SIMD kernels on 64-byte blocks.
+pub const SHARD_ALIGN: usize = 64;
+
+/// Most shards a chunk can have (k + m at their maxima); sizes the decoder's fixed
+/// per-index table, so decoding allocates nothing per shard.
+pub const MAX_WIDTH: usize = MAX_DATA_SHARDS as usize + MAX_PARITY_SHARDS as usize;
+
+/// Chunks at least this long are probed before zstd runs over all of them: below it,
+/// compressing the whole chunk costs little more than the probe would.
+pub const PROBE_MIN_LEN: usize = 128 * 1024;
+
+/// Windows sampled from a chunk by the compressibility probe, spread evenly over it so
+/// a compressible region anywhere in the chunk is likely to be seen.
+pub const PROBE_WINDOWS: usize = 8;
+
+/// Bytes per probe window: long enough for zstd to find repeats within a window.
+pub const PROBE_WINDOW: usize = 4096;

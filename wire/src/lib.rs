@@ -1,0 +1,15 @@
+//! Typed identifiers and the byte formats that cross the network and land on disk.
+//!
+//! Everything here is fixed-width and little-endian; nothing on the wire is a `usize`.
+//! Decoders take untrusted bytes and return errors, never panic.
+
+mod hex;
+mod ids;
+mod shard;
+
+pub use hex::{HexError, decode_hex, encode_hex};
+pub use ids::{ChunkId, Epoch, FailureDomain, NodeId, PgId, ShardIndex};
+pub use shard::{
+    MAX_CHUNK_LEN, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, SHARD_FORMAT_VERSION, SHARD_HEADER_LEN,
+    SHARD_MAGIC, ShardError, ShardHeader, ShardRef, shard_checksum,
+};
