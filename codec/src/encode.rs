@@ -120,7 +120,8 @@ impl ChunkEncoder {
             compressed: compressed_len.is_some(),
             chunk_len,
             stream_len: u32::try_from(stream.len()).expect("invariant: stream <= chunk"),
-            payload_len: u32::try_from(payloads.payload_len()).expect("invariant: payload <= chunk + pad"),
+            payload_len: u32::try_from(payloads.payload_len())
+                .expect("invariant: payload <= chunk + pad"),
         };
         self.headers.clear();
         for index in 0..self.scheme.width() {

@@ -232,3 +232,29 @@ fn the_encoder_reuses_its_buffers_across_chunks() {
         );
     }
 }
+
+#[test]
+fn every_subset_decodes_or_fails_by_count_for_small_schemes() {
+    // Exhaustive where it is affordable: all 2^(k+m) subsets, at the edge lengths.
+    let mut decoder = ChunkDecoder::new().expect("decoder");
+    for (k, m) in [(1, 0), (1, 2), (2, 1), (3, 0), (4, 2), (5, 3)] {
+        for len in [0, 1, 63, 64, 65, 4096, 8 << 20] {
+            let original = data(u64::from(k) * 1000 + len as u64, len, len % 2 == 0);
+            encode!(enc, chunk, id = original, k, m);
+            let width = chunk.width();
+            for mask in 0u32..(1 << width) {
+                let shards: Vec<ShardBytes> = (0..width)
+                    .filter(|i| mask & (1 << i) != 0)
+                    .map(|i| chunk.shard(i))
+                    .collect();
+                let result = decoder.decode(id, &shards);
+                let case = format!("{k}+{m}, {len} bytes, shards {mask:b}");
+                if shards.len() >= usize::from(k) {
+                    assert_eq!(result.expect(&case).data, &original[..], "{case}");
+                } else {
+                    assert!(result.is_err(), "{case} decoded with too few shards");
+                }
+            }
+        }
+    }
+}
