@@ -47,6 +47,12 @@ pub enum ShardError {
         /// Bytes present.
         len: usize,
     },
+    /// A header buffer that is not exactly one header long.
+    #[error("shard header is {len} bytes; version 1 headers are exactly {SHARD_HEADER_LEN}")]
+    HeaderLength {
+        /// Bytes given as the header.
+        len: usize,
+    },
     /// The bytes do not start with the shard magic.
     #[error("not a shard: magic is {found:02x?}, expected {SHARD_MAGIC:02x?}")]
     BadMagic {
@@ -243,7 +249,7 @@ impl<'a> ShardRef<'a> {
     pub fn parse_split(header: &[u8], payload: &'a [u8]) -> Result<Self, ShardError> {
         let header: &[u8; SHARD_HEADER_LEN] = header
             .try_into()
-            .map_err(|_| ShardError::TooShort { len: header.len() })?;
+            .map_err(|_| ShardError::HeaderLength { len: header.len() })?;
         let (fields, stored) = ShardHeader::decode_fields(header)?;
         if payload.len() != fields.payload_len as usize {
             return Err(ShardError::PayloadLength {
