@@ -1,0 +1,27 @@
+//! Every size and bound of the store, with the reason for its value.
+
+/// The unit of every read and write: O_DIRECT on NVMe wants 4 KiB-aligned offsets,
+/// lengths and buffers.
+pub const BLOCK: u64 = 4096;
+
+/// Where segment 0 starts. The two superblock copies sit in blocks 0 and 1; the rest of
+/// the first MiB is left empty so segments start on a 1 MiB boundary (erase-block and
+/// RAID-stripe friendly).
+pub const DATA_START: u64 = 1 << 20;
+
+/// Default segment size: large enough that sealing and reclaiming are rare, small enough
+/// that reclaim moves little at a time.
+pub const DEFAULT_SEGMENT_SIZE: u32 = 64 << 20;
+
+/// Smallest segment size accepted: a segment must hold its header and some records.
+pub const MIN_SEGMENT_SIZE: u32 = 256 << 10;
+
+/// Appends waiting for the group-commit writer; a full queue makes `put` wait
+/// (backpressure) instead of growing memory.
+pub const APPEND_QUEUE: usize = 1024;
+
+/// Most bytes written by one group commit (one write, one fdatasync).
+pub const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// Most records in one group commit.
+pub const MAX_BATCH_RECORDS: usize = 256;

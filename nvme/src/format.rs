@@ -1,0 +1,430 @@
+//! The on-disk format: superblock, segment header and record header. Pure encode and
+//! decode; every decoder takes untrusted bytes and returns an error, never panics.
+//!
+//! All integers are little-endian. Checksums are xxh3-64 over the bytes before them.
+
+use hive_wire::{ChunkId, NodeId, ShardIndex};
+use twox_hash::XxHash3_64;
+
+use crate::constants::BLOCK;
+
+/// First bytes of each superblock copy.
+pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"HIVESTOR";
+/// First bytes of each segment header.
+pub const SEGMENT_MAGIC: [u8; 4] = *b"HVSG";
+/// First bytes of each record.
+pub const RECORD_MAGIC: [u8; 4] = *b"HVRC";
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// Bytes of a record header; the shard follows immediately.
+pub const RECORD_HEADER_LEN: usize = 88;
+
+/// Why a block is not what it should be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// The magic bytes are wrong: not ours, or never written.
+    #[error("bad magic")]
+    BadMagic,
+    /// Written by a format version this build cannot read.
+    #[error("format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    Version(u16),
+    /// The bytes changed after they were written, or the write was torn.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// A field holds a value the format forbids.
+    #[error("invalid field: {0}")]
+    Field(&'static str),
+}
+
+fn checksum(bytes: &[u8]) -> u64 {
+    XxHash3_64::oneshot(bytes)
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn check(b: &[u8], len: usize, magic: &[u8]) -> Result<(), FormatError> {
+    if b.len() < len || &b[..magic.len()] != magic {
+        return Err(FormatError::BadMagic);
+    }
+    let version = u16_at(b, magic.len());
+    if version != FORMAT_VERSION {
+        return Err(FormatError::Version(version));
+    }
+    if u64_at(b, len - 8) != checksum(&b[..len - 8]) {
+        return Err(FormatError::Checksum);
+    }
+    Ok(())
+}
+
+/// Identity and geometry of a store; two identical copies live in blocks 0 and 1.
+///
+/// | offset | width | field |
+/// |---:|---:|---|
+/// | 0 | 8 | magic `HIVESTOR` |
+/// | 8 | 2 | version |
+/// | 10 | 2 | reserved, 0 |
+/// | 12 | 4 | block size (4096) |
+/// | 16 | 16 | store id |
+/// | 32 | 8 | node id |
+/// | 40 | 8 | bytes of the device the store uses |
+/// | 48 | 4 | segment size |
+/// | 52 | 4 | segment count |
+/// | 56 | 8 | offset of segment 0 |
+/// | 64 | 8 | created, seconds since the Unix epoch |
+/// | 72 | 8 | checksum of bytes 0..72 |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Superblock {
+    /// Random id given at format; every segment header repeats it.
+    pub store_id: [u8; 16],
+    /// The node this store belongs to.
+    pub node_id: NodeId,
+    /// Bytes of the device in use.
+    pub device_size: u64,
+    /// Bytes per segment.
+    pub segment_size: u32,
+    /// Segments on the device.
+    pub segment_count: u32,
+    /// Offset of segment 0.
+    pub data_start: u64,
+    /// Format time.
+    pub created: u64,
+}
+
+const SUPERBLOCK_LEN: usize = 80;
+
+impl Superblock {
+    /// One 4 KiB block holding this superblock.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; BLOCK as usize];
+        b[0..8].copy_from_slice(&SUPERBLOCK_MAGIC);
+        b[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&(BLOCK as u32).to_le_bytes());
+        b[16..32].copy_from_slice(&self.store_id);
+        b[32..40].copy_from_slice(&self.node_id.get().to_le_bytes());
+        b[40..48].copy_from_slice(&self.device_size.to_le_bytes());
+        b[48..52].copy_from_slice(&self.segment_size.to_le_bytes());
+        b[52..56].copy_from_slice(&self.segment_count.to_le_bytes());
+        b[56..64].copy_from_slice(&self.data_start.to_le_bytes());
+        b[64..72].copy_from_slice(&self.created.to_le_bytes());
+        let sum = checksum(&b[..72]);
+        b[72..80].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Reads a superblock copy and checks that its geometry is coherent.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        check(b, SUPERBLOCK_LEN, &SUPERBLOCK_MAGIC)?;
+        if u32_at(b, 12) != BLOCK as u32 {
+            return Err(FormatError::Field("block size is not 4096"));
+        }
+        let mut store_id = [0u8; 16];
+        store_id.copy_from_slice(&b[16..32]);
+        let sb = Self {
+            store_id,
+            node_id: NodeId(u64_at(b, 32)),
+            device_size: u64_at(b, 40),
+            segment_size: u32_at(b, 48),
+            segment_count: u32_at(b, 52),
+            data_start: u64_at(b, 56),
+            created: u64_at(b, 64),
+        };
+        let end = u64::from(sb.segment_size)
+            .checked_mul(u64::from(sb.segment_count))
+            .and_then(|bytes| bytes.checked_add(sb.data_start));
+        if sb.segment_size == 0
+            || !u64::from(sb.segment_size).is_multiple_of(BLOCK)
+            || !sb.data_start.is_multiple_of(BLOCK)
+            || end.is_none_or(|end| end > sb.device_size)
+        {
+            return Err(FormatError::Field(
+                "segment geometry does not fit the device",
+            ));
+        }
+        Ok(sb)
+    }
+
+    /// Byte offset of segment `segment`'s first block.
+    pub fn segment_offset(&self, segment: u32) -> u64 {
+        self.data_start + u64::from(segment) * u64::from(self.segment_size)
+    }
+
+    /// Blocks per segment.
+    pub fn segment_blocks(&self) -> u32 {
+        self.segment_size / BLOCK as u32
+    }
+}
+
+/// The first block of a segment: which store it belongs to and the first sequence
+/// number of its current life. A record with a lower sequence number was left by an
+/// earlier life of the segment and is not read.
+///
+/// | offset | width | field |
+/// |---:|---:|---|
+/// | 0 | 4 | magic `HVSG` |
+/// | 4 | 2 | version |
+/// | 6 | 2 | reserved, 0 |
+/// | 8 | 16 | store id |
+/// | 24 | 4 | segment number |
+/// | 28 | 4 | reserved, 0 |
+/// | 32 | 8 | base sequence number |
+/// | 40 | 8 | checksum of bytes 0..40 |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The store.
+    pub store_id: [u8; 16],
+    /// This segment's number.
+    pub segment: u32,
+    /// Sequence number of the first record of this life.
+    pub base_seq: u64,
+}
+
+const SEGMENT_HEADER_LEN: usize = 48;
+
+impl SegmentHeader {
+    /// Writes the header into the start of `block` (the rest is left as it is).
+    pub fn encode_into(&self, block: &mut [u8]) {
+        let b = &mut block[..SEGMENT_HEADER_LEN];
+        b.fill(0);
+        b[0..4].copy_from_slice(&SEGMENT_MAGIC);
+        b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..24].copy_from_slice(&self.store_id);
+        b[24..28].copy_from_slice(&self.segment.to_le_bytes());
+        b[32..40].copy_from_slice(&self.base_seq.to_le_bytes());
+        let sum = checksum(&b[..40]);
+        b[40..48].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    /// Reads a segment header.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        check(b, SEGMENT_HEADER_LEN, &SEGMENT_MAGIC)?;
+        let mut store_id = [0u8; 16];
+        store_id.copy_from_slice(&b[8..24]);
+        Ok(Self {
+            store_id,
+            segment: u32_at(b, 24),
+            base_seq: u64_at(b, 32),
+        })
+    }
+}
+
+/// What a record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A shard follows the header.
+    Put,
+    /// The shard written by the put with sequence number `target_seq` is deleted.
+    Delete,
+}
+
+/// The header at the start of every record. A put record's shard follows it directly;
+/// the record is padded to whole blocks.
+///
+/// | offset | width | field |
+/// |---:|---:|---|
+/// | 0 | 4 | magic `HVRC` |
+/// | 4 | 2 | version |
+/// | 6 | 1 | kind: 1 put, 2 delete |
+/// | 7 | 1 | reserved, 0 |
+/// | 8 | 8 | sequence number, unique and increasing per store |
+/// | 16 | 4 | segment the record was written to |
+/// | 20 | 4 | block within that segment |
+/// | 24 | 32 | chunk id |
+/// | 56 | 1 | shard index |
+/// | 57 | 3 | reserved, 0 |
+/// | 60 | 4 | shard length (0 for a delete) |
+/// | 64 | 8 | delete: sequence number of the put it deletes |
+/// | 72 | 4 | delete: segment of that put |
+/// | 76 | 4 | blocks the record spans |
+/// | 80 | 8 | checksum of bytes 0..80 |
+///
+/// The shard carries its own checksum over header and payload, so the record checksum
+/// covers only the record header. The segment and block fields catch a misdirected
+/// write: a record read from anywhere but where it says it was written is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Put or delete.
+    pub kind: RecordKind,
+    /// Store-wide sequence number.
+    pub seq: u64,
+    /// Segment written to.
+    pub segment: u32,
+    /// Block within the segment.
+    pub block: u32,
+    /// Key: the chunk.
+    pub chunk_id: ChunkId,
+    /// Key: the shard index.
+    pub index: ShardIndex,
+    /// Bytes of shard after the header.
+    pub data_len: u32,
+    /// For a delete, the put it deletes.
+    pub target_seq: u64,
+    /// For a delete, the segment of that put.
+    pub target_segment: u32,
+    /// Blocks the whole record spans.
+    pub blocks: u32,
+}
+
+impl RecordHeader {
+    /// Blocks a record with `data_len` bytes of shard spans.
+    pub fn blocks_for(data_len: usize) -> u32 {
+        u32::try_from((RECORD_HEADER_LEN + data_len).div_ceil(BLOCK as usize))
+            .expect("invariant: shards are at most 16 MiB")
+    }
+
+    /// Writes the header into the start of `block`.
+    pub fn encode_into(&self, block: &mut [u8]) {
+        let b = &mut block[..RECORD_HEADER_LEN];
+        b.fill(0);
+        b[0..4].copy_from_slice(&RECORD_MAGIC);
+        b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[6] = match self.kind {
+            RecordKind::Put => 1,
+            RecordKind::Delete => 2,
+        };
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..20].copy_from_slice(&self.segment.to_le_bytes());
+        b[20..24].copy_from_slice(&self.block.to_le_bytes());
+        b[24..56].copy_from_slice(self.chunk_id.as_bytes());
+        b[56] = self.index.get();
+        b[60..64].copy_from_slice(&self.data_len.to_le_bytes());
+        b[64..72].copy_from_slice(&self.target_seq.to_le_bytes());
+        b[72..76].copy_from_slice(&self.target_segment.to_le_bytes());
+        b[76..80].copy_from_slice(&self.blocks.to_le_bytes());
+        let sum = checksum(&b[..80]);
+        b[80..88].copy_from_slice(&sum.to_le_bytes());
+    }
+
+    /// Reads a record header and checks its fields against each other.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        check(b, RECORD_HEADER_LEN, &RECORD_MAGIC)?;
+        let kind = match b[6] {
+            1 => RecordKind::Put,
+            2 => RecordKind::Delete,
+            _ => return Err(FormatError::Field("unknown record kind")),
+        };
+        let mut id = [0u8; 32];
+        id.copy_from_slice(&b[24..56]);
+        let h = Self {
+            kind,
+            seq: u64_at(b, 8),
+            segment: u32_at(b, 16),
+            block: u32_at(b, 20),
+            chunk_id: ChunkId(id),
+            index: ShardIndex(b[56]),
+            data_len: u32_at(b, 60),
+            target_seq: u64_at(b, 64),
+            target_segment: u32_at(b, 72),
+            blocks: u32_at(b, 76),
+        };
+        if h.data_len > hive_wire::MAX_CHUNK_LEN + 2 * hive_wire::SHARD_HEADER_LEN as u32 {
+            return Err(FormatError::Field("shard length exceeds the maximum"));
+        }
+        if h.blocks != Self::blocks_for(h.data_len as usize) {
+            return Err(FormatError::Field(
+                "block count does not match the shard length",
+            ));
+        }
+        if kind == RecordKind::Delete && h.data_len != 0 {
+            return Err(FormatError::Field("a delete record carries no shard"));
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn superblock() -> Superblock {
+        Superblock {
+            store_id: [9; 16],
+            node_id: NodeId(42),
+            device_size: 100 << 20,
+            segment_size: 1 << 20,
+            segment_count: 99,
+            data_start: 1 << 20,
+            created: 1_700_000_000,
+        }
+    }
+
+    fn record() -> RecordHeader {
+        RecordHeader {
+            kind: RecordKind::Put,
+            seq: 7,
+            segment: 3,
+            block: 12,
+            chunk_id: ChunkId([5; 32]),
+            index: ShardIndex(2),
+            data_len: 5000,
+            target_seq: 0,
+            target_segment: 0,
+            blocks: RecordHeader::blocks_for(5000),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let sb = superblock();
+        assert_eq!(Superblock::decode(&sb.encode()), Ok(sb));
+        let seg = SegmentHeader {
+            store_id: [1; 16],
+            segment: 4,
+            base_seq: 99,
+        };
+        let mut block = vec![0u8; 4096];
+        seg.encode_into(&mut block);
+        assert_eq!(SegmentHeader::decode(&block), Ok(seg));
+        let rec = record();
+        rec.encode_into(&mut block);
+        assert_eq!(RecordHeader::decode(&block), Ok(rec));
+        assert_eq!(rec.blocks, 2);
+    }
+
+    #[test]
+    fn damage_and_lies_are_refused() {
+        let mut sb = superblock().encode();
+        sb[33] ^= 1;
+        assert_eq!(Superblock::decode(&sb), Err(FormatError::Checksum));
+        let too_big = Superblock {
+            segment_count: 100,
+            ..superblock()
+        };
+        assert!(matches!(
+            Superblock::decode(&too_big.encode()),
+            Err(FormatError::Field(_))
+        ));
+        let mut block = vec![0u8; 4096];
+        assert_eq!(RecordHeader::decode(&block), Err(FormatError::BadMagic));
+        RecordHeader {
+            blocks: 9,
+            ..record()
+        }
+        .encode_into(&mut block);
+        assert!(matches!(
+            RecordHeader::decode(&block),
+            Err(FormatError::Field(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_blocks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Superblock::decode(&bytes);
+            let _ = SegmentHeader::decode(&bytes);
+            let _ = RecordHeader::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The store's in-memory state: the index, segment use and the write head. Pure; the
+//! store and its group-commit writer are the only callers.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use hive_wire::{ChunkId, ShardIndex};
+
+use crate::error::StoreError;
+use crate::format::Superblock;
+
+/// What the index is keyed by.
+pub(crate) type Key = (ChunkId, ShardIndex);
+
+/// Where a live record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub seq: u64,
+    pub segment: u32,
+    pub block: u32,
+    pub blocks: u32,
+}
+
+/// One segment's use in its current life.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SegmentUse {
+    /// Sequence number of the first record of this life; `None` while free.
+    pub base_seq: Option<u64>,
+    /// Blocks written, header included.
+    pub used: u32,
+    /// Blocks of records the index points at.
+    pub live: u32,
+}
+
+pub(crate) struct State {
+    pub path: PathBuf,
+    pub sb: Superblock,
+    pub index: HashMap<Key, Location>,
+    pub segments: Vec<SegmentUse>,
+    /// The segment new records go to.
+    pub head: Option<u32>,
+    pub next_seq: u64,
+    pub poison: Option<(&'static str, Rc<io::Error>)>,
+}
+
+/// Where the allocator put a record.
+pub(crate) struct Placed {
+    pub seq: u64,
+    pub segment: u32,
+    pub block: u32,
+    /// The record opens a new life of its segment, so the segment header must be
+    /// written (block 0) with it.
+    pub opens_segment: bool,
+}
+
+impl State {
+    pub fn new(path: PathBuf, sb: Superblock) -> Self {
+        Self {
+            path,
+            sb,
+            index: HashMap::new(),
+            segments: vec![SegmentUse::default(); sb.segment_count as usize],
+            head: None,
+            next_seq: 1,
+            poison: None,
+        }
+    }
+
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        match &self.poison {
+            Some((op, cause)) => Err(StoreError::Poisoned {
+                op,
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub fn poison(&mut self, op: &'static str, cause: io::Error) -> StoreError {
+        let cause = Rc::new(cause);
+        self.poison.get_or_insert((op, cause.clone()));
+        StoreError::Poisoned { op, cause }
+    }
+
+    /// Records that fit in one segment: all blocks but the header.
+    pub fn max_record_blocks(&self) -> u32 {
+        self.sb.segment_blocks() - 1
+    }
+
+    /// Places a record of `blocks` blocks at the head, opening the lowest free segment
+    /// when the head is full.
+    pub fn place(&mut self, blocks: u32) -> Result<Placed, StoreError> {
+        debug_assert!(blocks <= self.max_record_blocks());
+        let seg_blocks = self.sb.segment_blocks();
+        let seq = self.next_seq;
+        if let Some(head) = self.head {
+            let used = &mut self.segments[head as usize];
+            if used.used + blocks <= seg_blocks {
+                let block = used.used;
+                used.used += blocks;
+                self.next_seq += 1;
+                return Ok(Placed {
+                    seq,
+                    segment: head,
+                    block,
+                    opens_segment: false,
+                });
+            }
+        }
+        let Some(free) = self.segments.iter().position(|s| s.base_seq.is_none()) else {
+            let free_blocks = self
+                .head
+                .map(|h| seg_blocks - self.segments[h as usize].used)
+                .unwrap_or(0);
+            return Err(StoreError::StoreFull {
+                needed: u64::from(blocks) * crate::constants::BLOCK,
+                free_bytes: u64::from(free_blocks) * crate::constants::BLOCK,
+            });
+        };
+        let segment = u32::try_from(free).expect("invariant: segment count is a u32");
+        self.segments[free] = SegmentUse {
+            base_seq: Some(seq),
+            used: 1 + blocks,
+            live: 0,
+        };
+        self.head = Some(segment);
+        self.next_seq += 1;
+        Ok(Placed {
+            seq,
+            segment,
+            block: 1,
+            opens_segment: true,
+        })
+    }
+
+    /// Makes a durable put visible.
+    pub fn insert(&mut self, key: Key, at: Location) {
+        if let Some(old) = self.index.get(&key)
+            && old.seq > at.seq
+        {
+            return;
+        }
+        if let Some(old) = self.index.insert(key, at) {
+            self.segments[old.segment as usize].live -= old.blocks;
+        }
+        self.segments[at.segment as usize].live += at.blocks;
+    }
+
+    /// Makes a durable delete visible: removes the put with sequence `target_seq`.
+    pub fn remove(&mut self, key: &Key, target_seq: u64) -> bool {
+        match self.index.get(key) {
+            Some(at) if at.seq == target_seq => {
+                self.segments[at.segment as usize].live -= at.blocks;
+                self.index.remove(key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Byte offset of a block.
+    pub fn offset(&self, segment: u32, block: u32) -> u64 {
+        self.sb.segment_offset(segment) + u64::from(block) * crate::constants::BLOCK
+    }
+}

@@ -1,0 +1,541 @@
+//! The store: its public API, formatting, and rebuilding the index at open.
+
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use glommio::io::ReadResult;
+use glommio::task::JoinHandle;
+use hive_wire::{ChunkId, NodeId, PgId, ShardIndex, ShardRef};
+
+use crate::commit::{self, Op, Request};
+use crate::constants::{APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
+use crate::device::Device;
+use crate::error::StoreError;
+use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader, Superblock};
+use crate::state::{Key, Location, SegmentUse, State};
+
+/// How to format a store.
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    /// The node the store will belong to.
+    pub node_id: NodeId,
+    /// Bytes to use. A regular file is created or resized to this; for a block device
+    /// `None` uses the whole device.
+    pub size: Option<u64>,
+    /// Bytes per segment: a multiple of 4 KiB, at least 256 KiB.
+    pub segment_size: u32,
+}
+
+impl FormatOptions {
+    /// Defaults for `node_id`: 64 MiB segments, the whole device.
+    pub fn new(node_id: NodeId) -> Self {
+        Self {
+            node_id,
+            size: None,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+        }
+    }
+}
+
+/// Space accounting, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes segments can hold.
+    pub capacity: u64,
+    /// Bytes written in segments' current lives (live, garbage and headers).
+    pub used: u64,
+    /// Bytes of records the index points at.
+    pub live: u64,
+    /// Written bytes no longer pointed at: reclaimable.
+    pub garbage: u64,
+    /// Bytes in segments not yet written in their current life.
+    pub free: u64,
+    /// Shards stored.
+    pub shards: u64,
+}
+
+/// A shard store on one device, owned by one glommio executor.
+///
+/// Puts are durable when they return; gets verify what they read; a failed write or
+/// sync makes the store refuse writes from then on, while reads keep working.
+pub struct Store {
+    state: Rc<RefCell<State>>,
+    device: Rc<Device>,
+    queue: Option<flume::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source: Rc::new(source),
+    }
+}
+
+impl Store {
+    /// Writes a new, empty store on `path`: a regular file (created if missing) or a
+    /// block device. Uses ordinary buffered I/O and fsync, so it needs no executor.
+    pub fn format(path: &Path, options: &FormatOptions) -> Result<Superblock, StoreError> {
+        let bad = |reason: String| StoreError::BadGeometry {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let seg = options.segment_size;
+        if seg < MIN_SEGMENT_SIZE || !u64::from(seg).is_multiple_of(BLOCK) {
+            return Err(bad(format!(
+                "segment size {seg} must be a multiple of 4096 and at least {MIN_SEGMENT_SIZE}"
+            )));
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err("opening", path))?;
+        let is_block_device = {
+            use std::os::unix::fs::FileTypeExt;
+            file.metadata()
+                .map_err(io_err("inspecting", path))?
+                .file_type()
+                .is_block_device()
+        };
+        let size = if is_block_device {
+            let device_size = file
+                .seek(SeekFrom::End(0))
+                .map_err(io_err("sizing", path))?;
+            match options.size {
+                Some(size) if size > device_size => {
+                    return Err(bad(format!(
+                        "{size} bytes asked, the device has {device_size}"
+                    )));
+                }
+                Some(size) => size,
+                None => device_size,
+            }
+        } else {
+            let size = options
+                .size
+                .ok_or_else(|| bad("a regular file needs a size".to_string()))?;
+            file.set_len(size).map_err(io_err("sizing", path))?;
+            size
+        };
+        let segment_count = size.saturating_sub(DATA_START) / u64::from(seg);
+        if segment_count < 2 {
+            return Err(bad(format!(
+                "{size} bytes hold fewer than two {seg}-byte segments after the 1 MiB header area"
+            )));
+        }
+        let sb = Superblock {
+            store_id: random_id(),
+            node_id: options.node_id,
+            device_size: size,
+            segment_size: seg,
+            segment_count: u32::try_from(segment_count)
+                .map_err(|_| bad("more than 2^32 segments; use larger segments".to_string()))?,
+            data_start: DATA_START,
+            created: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        // Zero every segment header so no earlier life of the device is read as ours,
+        // then write the two superblock copies, each made durable before the next.
+        let zero = vec![0u8; BLOCK as usize];
+        for segment in 0..sb.segment_count {
+            write_at(&mut file, sb.segment_offset(segment), &zero, path)?;
+        }
+        file.sync_data().map_err(io_err("syncing", path))?;
+        let block = sb.encode();
+        for copy in 0..2 {
+            write_at(&mut file, copy * BLOCK, &block, path)?;
+            file.sync_data().map_err(io_err("syncing", path))?;
+        }
+        Ok(sb)
+    }
+
+    /// Opens the store on `path` for node `node_id`, rebuilding the index by reading the
+    /// segments. Must run on a glommio executor, which then owns the store.
+    pub async fn open(path: &Path, node_id: NodeId) -> Result<Self, StoreError> {
+        let sb = read_superblock(path)?;
+        if sb.node_id != node_id {
+            return Err(StoreError::WrongNode {
+                path: path.to_path_buf(),
+                found: sb.node_id,
+                expected: node_id,
+            });
+        }
+        // glommio probes io_uring polling with a read of the first block of the first
+        // file an executor opens on a device; on an empty file that read "succeeds" and
+        // every later read fails with EOPNOTSUPP. Our device always starts with a written
+        // superblock (checked just above), so the probe reads real data.
+        let device = Rc::new(Device::open(path).await.map_err(io_err("opening", path))?);
+        let mut state = State::new(path.to_path_buf(), sb);
+        rebuild(&mut state, &device).await?;
+        let state = Rc::new(RefCell::new(state));
+        let (queue, requests) = flume::bounded(APPEND_QUEUE);
+        let writer =
+            glommio::spawn_local(commit::writer(state.clone(), device.clone(), requests)).detach();
+        Ok(Self {
+            state,
+            device,
+            queue: Some(queue),
+            writer: Some(writer),
+        })
+    }
+
+    /// The superblock.
+    pub fn superblock(&self) -> Superblock {
+        self.state.borrow().sb
+    }
+
+    /// Stores a shard (header and payload, as `hive_codec` seals it) durably. Storing a
+    /// shard that is already present is a no-op.
+    pub async fn put(&self, shard: &[u8]) -> Result<(), StoreError> {
+        let parsed = ShardRef::parse(shard).map_err(StoreError::InvalidShard)?;
+        let key = (parsed.header.chunk_id, parsed.header.index);
+        {
+            let s = self.state.borrow();
+            s.check_writable()?;
+            if RecordHeader::blocks_for(shard.len()) > s.max_record_blocks() {
+                return Err(StoreError::TooLarge {
+                    len: shard.len(),
+                    segment_size: s.sb.segment_size,
+                });
+            }
+            if s.index.contains_key(&key) {
+                return Ok(());
+            }
+        }
+        self.append(Op::Put {
+            key,
+            shard: shard.to_vec(),
+        })
+        .await
+    }
+
+    /// Deletes a shard durably; `false` if it was not stored.
+    pub async fn delete(&self, chunk: ChunkId, index: ShardIndex) -> Result<bool, StoreError> {
+        let key = (chunk, index);
+        let Some(target) = self.state.borrow().index.get(&key).copied() else {
+            return Ok(false);
+        };
+        self.append(Op::Delete { key, target }).await?;
+        Ok(true)
+    }
+
+    async fn append(&self, op: Op) -> Result<(), StoreError> {
+        let (reply, answer) = flume::bounded(1);
+        let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
+        queue
+            .send_async(Request { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.recv_async().await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Whether shard `index` of `chunk` is stored: the dedup question.
+    pub fn has(&self, chunk: ChunkId, index: ShardIndex) -> bool {
+        self.state.borrow().index.contains_key(&(chunk, index))
+    }
+
+    /// Reads and verifies a shard; `None` if it is not stored. A record that fails
+    /// verification is an error naming it, never bytes.
+    pub async fn get(
+        &self,
+        chunk: ChunkId,
+        index: ShardIndex,
+    ) -> Result<Option<ReadResult>, StoreError> {
+        let key = (chunk, index);
+        let (at, pos, path) = {
+            let s = self.state.borrow();
+            let Some(at) = s.index.get(&key).copied() else {
+                return Ok(None);
+            };
+            (at, s.offset(at.segment, at.block), s.path.clone())
+        };
+        let record = self
+            .device
+            .read(pos, at.blocks as usize * BLOCK as usize)
+            .await
+            .map_err(io_err("reading", &path))?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            chunk,
+            index,
+            segment: at.segment,
+            block: at.block,
+            reason,
+        };
+        let (start, len) = verify_put(&record, &key, &at).map_err(corrupt)?;
+        Ok(ReadResult::slice(&record, start, len))
+    }
+
+    /// Every stored shard whose chunk falls in placement group `pg` of `2^pg_bits`
+    /// (the same mapping as `hive_codec::ClusterMap::pg_of`).
+    pub fn list_pg(&self, pg_bits: u8, pg: PgId) -> Vec<(ChunkId, ShardIndex)> {
+        let mask = if pg_bits >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << pg_bits) - 1
+        };
+        let s = self.state.borrow();
+        let mut keys: Vec<Key> = s
+            .index
+            .keys()
+            .filter(|(chunk, _)| {
+                let b = chunk.as_bytes();
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & mask == pg.get()
+            })
+            .copied()
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Space accounting.
+    pub fn stats(&self) -> Stats {
+        let s = self.state.borrow();
+        let block = BLOCK;
+        let capacity = u64::from(s.sb.segment_count) * u64::from(s.sb.segment_size);
+        let used: u64 = s.segments.iter().map(|g| u64::from(g.used) * block).sum();
+        let live: u64 = s.segments.iter().map(|g| u64::from(g.live) * block).sum();
+        Stats {
+            capacity,
+            used,
+            live,
+            garbage: used - live,
+            free: capacity - used,
+            shards: s.index.len() as u64,
+        }
+    }
+
+    /// The armed faults of this store's device.
+    #[cfg(feature = "faults")]
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.device.faults
+    }
+
+    /// Simulates a power cut: everything written since the last sync is undone (needs
+    /// `faults().track_unsynced()` armed before the writes). Reopen the store after it.
+    #[cfg(feature = "faults")]
+    pub async fn power_cut(&self) -> io::Result<()> {
+        self.device.faults.power_cut(self.device.file()).await
+    }
+
+    /// Flips bit `bit` of the byte at `offset` into shard `index` of `chunk`'s record.
+    #[cfg(feature = "faults")]
+    pub async fn flip_stored_bit(
+        &self,
+        chunk: ChunkId,
+        index: ShardIndex,
+        offset: u64,
+        bit: u8,
+    ) -> io::Result<()> {
+        let pos = {
+            let s = self.state.borrow();
+            let at = s.index.get(&(chunk, index)).copied().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "no such shard in the store")
+            })?;
+            s.offset(at.segment, at.block) + offset
+        };
+        self.device
+            .faults
+            .flip_bit(self.device.file(), pos, bit)
+            .await
+    }
+
+    /// Waits for queued appends to finish and closes the device.
+    pub async fn close(mut self) -> Result<(), StoreError> {
+        self.queue = None;
+        if let Some(writer) = self.writer.take() {
+            writer.await;
+        }
+        let path = self.state.borrow().path.clone();
+        match Rc::try_unwrap(self.device) {
+            Ok(device) => device.close().await.map_err(io_err("closing", &path)),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Checks a put record read from the index's location: header intact, written where it
+/// says and when the index says, holding the right key, and its shard intact. Returns
+/// where the shard lies in the record.
+fn verify_put(record: &[u8], key: &Key, at: &Location) -> Result<(usize, usize), String> {
+    let header = RecordHeader::decode(record).map_err(|e| format!("record header: {e}"))?;
+    if (header.segment, header.block) != (at.segment, at.block) {
+        return Err(format!(
+            "record was written for segment {} block {} (misdirected write)",
+            header.segment, header.block
+        ));
+    }
+    if header.seq != at.seq || header.kind != RecordKind::Put {
+        return Err(format!(
+            "found record {} instead of record {} (lost write)",
+            header.seq, at.seq
+        ));
+    }
+    if (header.chunk_id, header.index) != *key {
+        return Err("record holds another shard".to_string());
+    }
+    let len = header.data_len as usize;
+    let data = record
+        .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len)
+        .ok_or("record shorter than its shard")?;
+    let shard = ShardRef::parse(data).map_err(|e| format!("shard: {e}"))?;
+    if (shard.header.chunk_id, shard.header.index) != *key {
+        return Err("shard header names another shard".to_string());
+    }
+    Ok((RECORD_HEADER_LEN, len))
+}
+
+fn write_at(file: &mut File, pos: u64, bytes: &[u8], path: &Path) -> Result<(), StoreError> {
+    file.seek(SeekFrom::Start(pos))
+        .and_then(|_| file.write_all(bytes))
+        .map_err(io_err("writing", path))
+}
+
+fn read_superblock(path: &Path) -> Result<Superblock, StoreError> {
+    let mut file = File::open(path).map_err(io_err("opening", path))?;
+    let mut blocks = vec![0u8; 2 * BLOCK as usize];
+    let mut filled = 0;
+    while filled < blocks.len() {
+        match file
+            .read(&mut blocks[filled..])
+            .map_err(io_err("reading", path))?
+        {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    let first = Superblock::decode(&blocks[..BLOCK as usize]);
+    let second = Superblock::decode(&blocks[BLOCK as usize..]);
+    first.or(second).map_err(|reason| StoreError::NotAStore {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+fn random_id() -> [u8; 16] {
+    // RandomState is seeded from the operating system's randomness.
+    let mut id = [0u8; 16];
+    for half in id.chunks_exact_mut(8) {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(u64::from(std::process::id()));
+        half.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    id
+}
+
+/// One record found while scanning, to be replayed in sequence order.
+struct Found {
+    header: RecordHeader,
+    at: Location,
+}
+
+/// Rebuilds the index and segment use by reading every segment's current life.
+async fn rebuild(state: &mut State, device: &Device) -> Result<(), StoreError> {
+    let mut found = Vec::new();
+    let mut max_seq = 0;
+    for segment in 0..state.sb.segment_count {
+        let (base_seq, used) = scan_segment(state, device, segment, &mut found).await?;
+        if let Some(base) = base_seq {
+            max_seq = max_seq.max(base);
+            state.segments[segment as usize] = SegmentUse {
+                base_seq: Some(base),
+                used,
+                live: 0,
+            };
+        }
+    }
+    found.sort_unstable_by_key(|f| f.header.seq);
+    for f in &found {
+        max_seq = max_seq.max(f.header.seq);
+        let key = (f.header.chunk_id, f.header.index);
+        match f.header.kind {
+            RecordKind::Put => state.insert(key, f.at),
+            RecordKind::Delete => {
+                state.remove(&key, f.header.target_seq);
+            }
+        }
+    }
+    state.next_seq = max_seq + 1;
+    // New records never follow a possibly torn tail: they start a fresh segment.
+    state.head = None;
+    Ok(())
+}
+
+/// Reads one segment's records. Stops at the first record that is not part of the
+/// segment's current life, or whose header is damaged (its length is then unknown). A
+/// record whose header is intact but whose shard is not is kept if an intact record
+/// follows it (so `get` reports the damage), and treated as the torn tail otherwise.
+async fn scan_segment(
+    state: &State,
+    device: &Device,
+    segment: u32,
+    found: &mut Vec<Found>,
+) -> Result<(Option<u64>, u32), StoreError> {
+    let read = |block: u32, blocks: u32| {
+        device.read(
+            state.offset(segment, block),
+            blocks as usize * BLOCK as usize,
+        )
+    };
+    let head = read(0, 1).await.map_err(io_err("reading", &state.path))?;
+    let header = match SegmentHeader::decode(&head) {
+        Ok(h) if h.store_id == state.sb.store_id && h.segment == segment => h,
+        _ => return Ok((None, 0)),
+    };
+    let seg_blocks = state.sb.segment_blocks();
+    let mut block = 1;
+    let mut suspect: Option<Found> = None;
+    while block < seg_blocks {
+        let first = read(block, 1)
+            .await
+            .map_err(io_err("reading", &state.path))?;
+        let Ok(rec) = RecordHeader::decode(&first) else {
+            break;
+        };
+        if rec.seq < header.base_seq
+            || (rec.segment, rec.block) != (segment, block)
+            || rec.blocks > seg_blocks - block
+            || suspect.as_ref().is_some_and(|s| rec.seq <= s.header.seq)
+        {
+            break;
+        }
+        // The record before this one had a damaged shard but is followed by an intact
+        // record, so it was not the tail: keep it.
+        found.extend(suspect.take());
+        let at = Location {
+            seq: rec.seq,
+            segment,
+            block,
+            blocks: rec.blocks,
+        };
+        let whole = rec.kind == RecordKind::Delete || {
+            let record = read(block, rec.blocks)
+                .await
+                .map_err(io_err("reading", &state.path))?;
+            verify_put(&record, &(rec.chunk_id, rec.index), &at).is_ok()
+        };
+        let item = Found { header: rec, at };
+        if whole {
+            found.push(item);
+        } else {
+            suspect = Some(item);
+        }
+        block += rec.blocks;
+    }
+    let used = match &suspect {
+        // A damaged last record is the torn tail of an unacknowledged write.
+        Some(s) => s.at.block,
+        None => block,
+    };
+    Ok((Some(header.base_seq), used))
+}

@@ -1,0 +1,212 @@
+//! The store's behaviour on real files through glommio and io_uring.
+
+mod common;
+
+use common::{NODE, Scratch, format, open, run, shard};
+use hive_nvme::{Store, StoreError};
+use hive_wire::{NodeId, ShardIndex};
+
+#[test]
+fn put_get_delete_and_reopen() {
+    let dir = Scratch::new("basic");
+    let path = dir.path("store");
+    format(&path, 64 << 20, 1 << 20);
+    run(move || async move {
+        let store = open(&path).await;
+        let shards: Vec<_> = (0..40)
+            .map(|i| shard(i, 1000 + i as usize * 3000))
+            .collect();
+        for (_, _, bytes) in &shards {
+            store.put(bytes).await.expect("put");
+        }
+        for (chunk, index, bytes) in &shards {
+            assert!(store.has(*chunk, *index));
+            let got = store
+                .get(*chunk, *index)
+                .await
+                .expect("get")
+                .expect("present");
+            assert_eq!(&got[..], &bytes[..]);
+        }
+        let (gone_chunk, gone_index, _) = shards[3];
+        assert!(store.delete(gone_chunk, gone_index).await.expect("delete"));
+        assert!(
+            !store
+                .delete(gone_chunk, gone_index)
+                .await
+                .expect("second delete")
+        );
+        assert!(
+            store
+                .get(gone_chunk, gone_index)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        // Putting the same shard twice stores it once.
+        let before = store.stats();
+        store.put(&shards[0].2).await.expect("put again");
+        assert_eq!(store.stats(), before);
+        store.close().await.expect("close");
+
+        let store = open(&path).await;
+        assert_eq!(store.stats().shards, 39);
+        for (i, (chunk, index, bytes)) in shards.iter().enumerate() {
+            let got = store.get(*chunk, *index).await.expect("get");
+            if i == 3 {
+                assert!(got.is_none(), "a delete must survive reopening");
+            } else {
+                assert_eq!(&got.expect("present")[..], &bytes[..]);
+            }
+        }
+    });
+}
+
+#[test]
+fn a_fresh_store_is_the_first_file_its_executor_opens() {
+    // glommio 0.9 probes io_uring polling by reading the first block of the first file
+    // an executor opens on a device; on an empty file that probe "succeeds" and every
+    // later read fails with EOPNOTSUPP. A new store must be readable when it is that
+    // first file, which this test makes sure of by using a fresh executor thread.
+    let dir = Scratch::new("first-file");
+    let path = dir.path("store");
+    format(&path, 8 << 20, 1 << 20);
+    run(move || async move {
+        let store = open(&path).await;
+        let (chunk, index, bytes) = shard(1, 5000);
+        store.put(&bytes).await.expect("put");
+        let got = store
+            .get(chunk, index)
+            .await
+            .expect("read after open must work");
+        assert_eq!(&got.expect("present")[..], &bytes[..]);
+    });
+}
+
+#[test]
+fn opening_refuses_foreign_and_unformatted_devices() {
+    let dir = Scratch::new("refuse");
+    let path = dir.path("store");
+    format(&path, 8 << 20, 1 << 20);
+    let blank = dir.path("blank");
+    std::fs::write(&blank, vec![0u8; 1 << 20]).expect("blank file");
+    run(move || async move {
+        match Store::open(&path, NodeId(99)).await {
+            Err(StoreError::WrongNode {
+                found, expected, ..
+            }) => {
+                assert_eq!((found, expected), (NODE, NodeId(99)));
+            }
+            other => panic!("expected WrongNode, got {:?}", other.err()),
+        }
+        let err = Store::open(&blank, NODE).await.err().expect("not a store");
+        assert!(err.to_string().contains("is not a HiveFS store"), "{err}");
+    });
+}
+
+#[test]
+fn bad_format_requests_are_refused() {
+    let dir = Scratch::new("geometry");
+    let path = dir.path("store");
+    let mut options = hive_nvme::FormatOptions::new(NODE);
+    assert!(
+        Store::format(&path, &options).is_err(),
+        "a file needs a size"
+    );
+    options.size = Some(2 << 20);
+    let err = Store::format(&path, &options).expect_err("too small");
+    assert!(err.to_string().contains("fewer than two"), "{err}");
+    options.size = Some(64 << 20);
+    options.segment_size = 1000;
+    assert!(
+        Store::format(&path, &options).is_err(),
+        "segment not a multiple of 4 KiB"
+    );
+}
+
+#[test]
+fn a_full_store_says_so_and_stays_consistent() {
+    let dir = Scratch::new("full");
+    let path = dir.path("store");
+    // Not a multiple of the segment size: 3 whole segments and a remainder.
+    format(&path, (1 << 20) + 3 * (256 << 10) + 12345, 256 << 10);
+    run(move || async move {
+        let store = open(&path).await;
+        assert_eq!(store.superblock().segment_count, 3);
+        let mut stored = Vec::new();
+        let mut full = None;
+        for seed in 0..1000 {
+            let (chunk, index, bytes) = shard(seed, 40_000);
+            match store.put(&bytes).await {
+                Ok(()) => stored.push((chunk, index, bytes)),
+                Err(err) => {
+                    full = Some(err);
+                    break;
+                }
+            }
+        }
+        let err = full.expect("the store fills up");
+        assert!(matches!(err, StoreError::StoreFull { .. }), "{err}");
+        assert!(err.to_string().contains("store full"), "{err}");
+        assert!(stored.len() > 10);
+        store.close().await.expect("close");
+        let store = open(&path).await;
+        for (chunk, index, bytes) in &stored {
+            let got = store
+                .get(*chunk, *index)
+                .await
+                .expect("get")
+                .expect("present");
+            assert_eq!(&got[..], &bytes[..]);
+        }
+    });
+}
+
+#[test]
+fn shards_larger_than_a_segment_are_refused() {
+    let dir = Scratch::new("too-large");
+    let path = dir.path("store");
+    format(&path, 8 << 20, 256 << 10);
+    run(move || async move {
+        let store = open(&path).await;
+        let (_, _, bytes) = shard(3, 2 << 20);
+        let err = store
+            .put(&bytes)
+            .await
+            .expect_err("512 KiB shard, 256 KiB segments");
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        let err = store.put(b"not a shard").await.expect_err("garbage");
+        assert!(matches!(err, StoreError::InvalidShard(_)), "{err}");
+    });
+}
+
+#[test]
+fn concurrent_puts_share_group_commits() {
+    let dir = Scratch::new("group");
+    let path = dir.path("store");
+    format(&path, 64 << 20, 4 << 20);
+    run(move || async move {
+        let store = std::rc::Rc::new(open(&path).await);
+        let tasks: Vec<_> = (0..64)
+            .map(|seed| {
+                let store = store.clone();
+                glommio::spawn_local(async move {
+                    let (chunk, index, bytes) = shard(seed, 3000);
+                    store.put(&bytes).await.expect("put");
+                    (chunk, index, bytes)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (chunk, index, bytes) = task.await;
+            let got = store
+                .get(chunk, index)
+                .await
+                .expect("get")
+                .expect("present");
+            assert_eq!(&got[..], &bytes[..]);
+        }
+        assert_eq!(store.stats().shards, 64);
+        let _ = ShardIndex(0);
+    });
+}
