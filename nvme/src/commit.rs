@@ -114,6 +114,7 @@ async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>
         return;
     }
     let mut s = state.borrow_mut();
+    s.commits += 1;
     for p in planned {
         match &p.request.op {
             Op::Put { key, .. } => s.insert(*key, p.at),

@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub head: Option<u32>,
     pub next_seq: u64,
     pub poison: Option<(&'static str, Rc<io::Error>)>,
+    /// Group commits made durable since open.
+    pub commits: u64,
 }
 
 /// Where the allocator put a record.
@@ -65,6 +67,7 @@ impl State {
             head: None,
             next_seq: 1,
             poison: None,
+            commits: 0,
         }
     }
 

@@ -58,6 +58,8 @@ pub struct Stats {
     pub free: u64,
     /// Shards stored.
     pub shards: u64,
+    /// Group commits (one write per segment touched, one fdatasync) since open.
+    pub commits: u64,
 }
 
 /// A shard store on one device, owned by one glommio executor.
@@ -69,6 +71,33 @@ pub struct Store {
     device: Rc<Device>,
     queue: Option<flume::Sender<Request>>,
     writer: Option<JoinHandle<()>>,
+    damaged_at_open: Vec<Damaged>,
+}
+
+/// A record that failed verification, named so repair can replace it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damaged {
+    /// The chunk of the shard.
+    pub chunk: ChunkId,
+    /// The shard index.
+    pub index: ShardIndex,
+    /// Segment of the record.
+    pub segment: u32,
+    /// Block of the record within the segment.
+    pub block: u32,
+    /// What failed.
+    pub reason: String,
+}
+
+/// What a scrub found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Shards read and verified.
+    pub checked: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Shards that failed verification.
+    pub damaged: Vec<Damaged>,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -177,7 +206,7 @@ impl Store {
         // superblock (checked just above), so the probe reads real data.
         let device = Rc::new(Device::open(path).await.map_err(io_err("opening", path))?);
         let mut state = State::new(path.to_path_buf(), sb);
-        rebuild(&mut state, &device).await?;
+        let damaged_at_open = rebuild(&mut state, &device).await?;
         let state = Rc::new(RefCell::new(state));
         let (queue, requests) = flume::bounded(APPEND_QUEUE);
         let writer =
@@ -187,7 +216,53 @@ impl Store {
             device,
             queue: Some(queue),
             writer: Some(writer),
+            damaged_at_open,
         })
+    }
+
+    /// Records found damaged while the index was rebuilt at open (not indexed).
+    pub fn damaged_at_open(&self) -> &[Damaged] {
+        &self.damaged_at_open
+    }
+
+    /// Reads and verifies every stored shard, at most `bytes_per_second` (0: no limit),
+    /// and reports each damaged record by name. Damaged shards stay indexed so that a
+    /// `get` keeps failing loudly until repair replaces them.
+    pub async fn scrub(&self, bytes_per_second: u64) -> Result<ScrubReport, StoreError> {
+        let mut keys: Vec<(Key, Location)> = self
+            .state
+            .borrow()
+            .index
+            .iter()
+            .map(|(k, at)| (*k, *at))
+            .collect();
+        keys.sort_unstable_by_key(|(_, at)| (at.segment, at.block));
+        let started = std::time::Instant::now();
+        let mut report = ScrubReport::default();
+        for (key, at) in keys {
+            match self.get(key.0, key.1).await {
+                Ok(_) => {}
+                Err(StoreError::Corrupt { reason, .. }) => report.damaged.push(Damaged {
+                    chunk: key.0,
+                    index: key.1,
+                    segment: at.segment,
+                    block: at.block,
+                    reason,
+                }),
+                Err(err) => return Err(err),
+            }
+            report.checked += 1;
+            report.bytes += u64::from(at.blocks) * BLOCK;
+            if bytes_per_second > 0 {
+                let due = std::time::Duration::from_secs_f64(
+                    report.bytes as f64 / bytes_per_second as f64,
+                );
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    glommio::timer::sleep(wait).await;
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// The superblock.
@@ -312,6 +387,7 @@ impl Store {
             garbage: used - live,
             free: capacity - used,
             shards: s.index.len() as u64,
+            commits: s.commits,
         }
     }
 
@@ -440,11 +516,13 @@ struct Found {
 }
 
 /// Rebuilds the index and segment use by reading every segment's current life.
-async fn rebuild(state: &mut State, device: &Device) -> Result<(), StoreError> {
+async fn rebuild(state: &mut State, device: &Device) -> Result<Vec<Damaged>, StoreError> {
     let mut found = Vec::new();
+    let mut damaged = Vec::new();
     let mut max_seq = 0;
     for segment in 0..state.sb.segment_count {
-        let (base_seq, used) = scan_segment(state, device, segment, &mut found).await?;
+        let (base_seq, used) =
+            scan_segment(state, device, segment, &mut found, &mut damaged).await?;
         if let Some(base) = base_seq {
             max_seq = max_seq.max(base);
             state.segments[segment as usize] = SegmentUse {
@@ -468,18 +546,20 @@ async fn rebuild(state: &mut State, device: &Device) -> Result<(), StoreError> {
     state.next_seq = max_seq + 1;
     // New records never follow a possibly torn tail: they start a fresh segment.
     state.head = None;
-    Ok(())
+    Ok(damaged)
 }
 
 /// Reads one segment's records. Stops at the first record that is not part of the
 /// segment's current life, or whose header is damaged (its length is then unknown). A
-/// record whose header is intact but whose shard is not is kept if an intact record
-/// follows it (so `get` reports the damage), and treated as the torn tail otherwise.
+/// record whose header is intact but whose shard is not is reported as damaged if an
+/// intact record follows it, and treated as the torn tail otherwise; either way it is
+/// not indexed.
 async fn scan_segment(
     state: &State,
     device: &Device,
     segment: u32,
     found: &mut Vec<Found>,
+    damaged: &mut Vec<Damaged>,
 ) -> Result<(Option<u64>, u32), StoreError> {
     let read = |block: u32, blocks: u32| {
         device.read(
@@ -510,8 +590,18 @@ async fn scan_segment(
             break;
         }
         // The record before this one had a damaged shard but is followed by an intact
-        // record, so it was not the tail: keep it.
-        found.extend(suspect.take());
+        // record, so it was not the tail: it was damaged after it was written. It stays
+        // out of the index (so `has` never vouches for it and the shard is rewritten or
+        // repaired) and is reported.
+        if let Some(s) = suspect.take() {
+            damaged.push(Damaged {
+                chunk: s.header.chunk_id,
+                index: s.header.index,
+                segment,
+                block: s.at.block,
+                reason: "shard fails verification (found when the store was opened)".into(),
+            });
+        }
         let at = Location {
             seq: rec.seq,
             segment,
