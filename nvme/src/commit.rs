@@ -1,24 +1,38 @@
 //! Group commit: one writer task per store takes every append waiting in the queue,
 //! writes them in as few writes as their segments allow, makes them durable with one
-//! fdatasync, and only then answers each of them and shows them in the index.
+//! fdatasync, and only then answers each of them and shows them in the index. The
+//! deletes of a batch share delete records.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use glommio::io::DmaBuffer;
 
-use crate::constants::{BLOCK, MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
+use crate::constants::{BLOCK, DELETES_PER_RECORD, MAX_BATCH_BYTES, MAX_BATCH_RECORDS};
 use crate::device::Device;
 use crate::error::StoreError;
-use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader};
-use crate::state::{Key, Location, State};
+use crate::format::{
+    DELETE_ENTRY_LEN, DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader,
+    entries_checksum,
+};
+use crate::state::{Key, Location, State, Tombstone};
 
 /// What to append.
 pub(crate) enum Op {
-    /// Store a verified shard under `key`.
-    Put { key: Key, shard: Vec<u8> },
-    /// Delete the put at `target`.
-    Delete { key: Key, target: Location },
+    /// Store a verified shard under `key`. With `moves: Some(from)` this is reclaim
+    /// moving a record: it becomes visible only if the index still points at `from`.
+    Put {
+        key: Key,
+        shard: Vec<u8>,
+        moves: Option<Location>,
+    },
+    /// Delete the put at `target`. With `carried: true` this is reclaim carrying an
+    /// earlier delete forward out of a segment it is freeing; the index is untouched.
+    Delete {
+        key: Key,
+        target: Location,
+        carried: bool,
+    },
 }
 
 pub(crate) struct Request {
@@ -27,10 +41,13 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    fn blocks(&self) -> u32 {
+    /// Bytes this request adds to a batch (a delete's share of a record, rounded up).
+    fn cost(&self) -> usize {
         match &self.op {
-            Op::Put { shard, .. } => RecordHeader::blocks_for(shard.len()),
-            Op::Delete { .. } => RecordHeader::blocks_for(0),
+            Op::Put { shard, .. } => {
+                RecordHeader::blocks_for(shard.len()) as usize * BLOCK as usize
+            }
+            Op::Delete { .. } => DELETE_ENTRY_LEN,
         }
     }
 
@@ -55,19 +72,38 @@ pub(crate) async fn writer(
                 Err(_) => return,
             },
         };
-        let mut bytes = first.blocks() as usize * BLOCK as usize;
+        let mut bytes = first.cost();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_RECORDS {
             let Ok(next) = queue.try_recv() else { break };
-            let size = next.blocks() as usize * BLOCK as usize;
-            if bytes + size > MAX_BATCH_BYTES {
+            if bytes + next.cost() > MAX_BATCH_BYTES {
                 carry = Some(next);
                 break;
             }
-            bytes += size;
+            bytes += next.cost();
             batch.push(next);
         }
         commit(&state, &device, batch).await;
+    }
+}
+
+/// One record to write: a put, or a pack of deletes.
+struct Record {
+    requests: Vec<Request>,
+    kind: RecordKind,
+    at: Location,
+}
+
+impl Record {
+    fn data_len(&self) -> usize {
+        match (&self.kind, &self.requests[..]) {
+            (RecordKind::Put, [request]) => match &request.op {
+                Op::Put { shard, .. } => shard.len(),
+                Op::Delete { .. } => unreachable!("a put record holds a put"),
+            },
+            (RecordKind::Put, _) => unreachable!("a put record holds one request"),
+            (RecordKind::Delete, requests) => requests.len() * DELETE_ENTRY_LEN,
+        }
     }
 }
 
@@ -78,11 +114,6 @@ struct Group {
     buffer: DmaBuffer,
 }
 
-struct Planned {
-    request: Request,
-    at: Location,
-}
-
 async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>) {
     if let Err(err) = state.borrow().check_writable() {
         for request in batch {
@@ -90,8 +121,8 @@ async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>
         }
         return;
     }
-    let (planned, groups) = plan(state, device, batch);
-    if planned.is_empty() {
+    let (records, groups) = plan(state, device, batch);
+    if records.is_empty() {
         return;
     }
     let mut result = Ok(());
@@ -108,38 +139,90 @@ async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>
         result = Err(state.borrow_mut().poison("fdatasync", err));
     }
     if let Err(err) = result {
-        for p in planned {
-            p.request.answer(Err(err.clone()));
+        for request in records.into_iter().flat_map(|r| r.requests) {
+            request.answer(Err(err.clone()));
         }
         return;
     }
     let mut s = state.borrow_mut();
     s.commits += 1;
-    for p in planned {
-        match &p.request.op {
-            Op::Put { key, .. } => s.insert(*key, p.at),
-            Op::Delete { key, target } => {
-                s.remove(key, target.seq);
-            }
+    for record in records {
+        for request in record.requests {
+            apply(&mut s, &request.op, record.at);
+            request.answer(Ok(()));
         }
-        p.request.answer(Ok(()));
     }
 }
 
-/// Assigns every request a place and lays the batch out in write buffers. Requests that
-/// find no room are answered `StoreFull` here.
+/// Makes one durable append visible in the in-memory state.
+fn apply(s: &mut State, op: &Op, at: Location) {
+    match op {
+        Op::Put { key, moves, .. } => {
+            if moves.is_none_or(|from| s.index.get(key) == Some(&from)) {
+                s.insert(*key, at);
+            }
+        }
+        Op::Delete {
+            key,
+            target,
+            carried,
+        } => {
+            if !carried {
+                s.remove(key, target.seq);
+            }
+            s.tombstones[at.segment as usize].push(Tombstone {
+                key: *key,
+                target: *target,
+            });
+        }
+    }
+}
+
+/// Groups the batch into records (each put alone, deletes packed), gives each a place,
+/// and lays them out in write buffers. Records that find no room are answered
+/// `StoreFull` here.
 fn plan(
     state: &Rc<RefCell<State>>,
     device: &Device,
     batch: Vec<Request>,
-) -> (Vec<Planned>, Vec<Group>) {
+) -> (Vec<Record>, Vec<Group>) {
     let mut s = state.borrow_mut();
-    let mut planned = Vec::with_capacity(batch.len());
-    let mut spans: Vec<(u32, u32, u32)> = Vec::new(); // segment, first block, end block
+    let mut unplaced: Vec<Record> = Vec::new();
+    let mut deletes: Vec<Request> = Vec::new();
     for request in batch {
-        let blocks = request.blocks();
-        match s.place(blocks) {
-            Err(err) => request.answer(Err(err)),
+        match request.op {
+            Op::Put { .. } => unplaced.push(Record {
+                requests: vec![request],
+                kind: RecordKind::Put,
+                at: Location::default(),
+            }),
+            Op::Delete { .. } => deletes.push(request),
+        }
+    }
+    while !deletes.is_empty() {
+        let rest = deletes.split_off(deletes.len().min(DELETES_PER_RECORD));
+        unplaced.push(Record {
+            requests: std::mem::replace(&mut deletes, rest),
+            kind: RecordKind::Delete,
+            at: Location::default(),
+        });
+    }
+
+    let mut records = Vec::with_capacity(unplaced.len());
+    let mut spans: Vec<(u32, u32, u32)> = Vec::new(); // segment, first block, end block
+    for mut record in unplaced {
+        let blocks = RecordHeader::blocks_for(record.data_len());
+        // Deletes and reclaim's moves may use the reserved segments; new puts may not.
+        let reserve = record
+            .requests
+            .iter()
+            .any(|r| !matches!(r.op, Op::Put { moves: None, .. }));
+        match s.place(blocks, reserve) {
+            Err(err) => {
+                for request in record.requests {
+                    request.answer(Err(err.clone()));
+                }
+            }
             Ok(placed) => {
                 let start = if placed.opens_segment {
                     0
@@ -151,13 +234,13 @@ fn plan(
                     Some(span) if span.0 == placed.segment && span.2 == start => span.2 = end,
                     _ => spans.push((placed.segment, start, end)),
                 }
-                let at = Location {
+                record.at = Location {
                     seq: placed.seq,
                     segment: placed.segment,
                     block: placed.block,
                     blocks,
                 };
-                planned.push(Planned { request, at });
+                records.push(record);
             }
         }
     }
@@ -182,35 +265,73 @@ fn plan(
             .encode_into(group.buffer.as_bytes_mut());
         }
     }
-    for p in &planned {
+    for record in &records {
+        let at = record.at;
         let group = groups
             .iter_mut()
             .find(|g| {
-                g.segment == p.at.segment
-                    && g.first_block <= p.at.block
-                    && (p.at.block - g.first_block) as usize * (BLOCK as usize) < g.buffer.len()
+                g.segment == at.segment
+                    && g.first_block <= at.block
+                    && (at.block - g.first_block) as usize * (BLOCK as usize) < g.buffer.len()
             })
             .expect("invariant: every planned record lies in a group");
-        let at = (p.at.block - group.first_block) as usize * BLOCK as usize;
-        let out = &mut group.buffer.as_bytes_mut()[at..at + p.at.blocks as usize * BLOCK as usize];
-        let (kind, key, data, target) = match &p.request.op {
-            Op::Put { key, shard } => (RecordKind::Put, key, &shard[..], None),
-            Op::Delete { key, target } => (RecordKind::Delete, key, &[][..], Some(*target)),
-        };
-        RecordHeader {
-            kind,
-            seq: p.at.seq,
-            segment: p.at.segment,
-            block: p.at.block,
-            chunk_id: key.0,
-            index: key.1,
-            data_len: u32::try_from(data.len()).expect("invariant: shards are at most 16 MiB"),
-            target_seq: target.map_or(0, |t| t.seq),
-            target_segment: target.map_or(0, |t| t.segment),
-            blocks: p.at.blocks,
-        }
-        .encode_into(out);
-        out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + data.len()].copy_from_slice(data);
+        let start = (at.block - group.first_block) as usize * BLOCK as usize;
+        let out =
+            &mut group.buffer.as_bytes_mut()[start..start + at.blocks as usize * BLOCK as usize];
+        encode_record(record, out);
     }
-    (planned, groups)
+    (records, groups)
+}
+
+/// Writes a record (header, then shard or delete entries) into `out`.
+fn encode_record(record: &Record, out: &mut [u8]) {
+    let at = record.at;
+    let data_len = record.data_len();
+    let data = &mut out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + data_len];
+    let (key, checksum, entries) = match record.kind {
+        RecordKind::Put => match &record.requests[0].op {
+            Op::Put { key, shard, .. } => {
+                data.copy_from_slice(shard);
+                (*key, 0, 0)
+            }
+            Op::Delete { .. } => unreachable!("a put record holds a put"),
+        },
+        RecordKind::Delete => {
+            for (request, slot) in record
+                .requests
+                .iter()
+                .zip(data.chunks_exact_mut(DELETE_ENTRY_LEN))
+            {
+                let Op::Delete { key, target, .. } = &request.op else {
+                    unreachable!("a delete record holds deletes")
+                };
+                DeleteEntry {
+                    chunk_id: key.0,
+                    index: key.1,
+                    target_segment: target.segment,
+                    target_seq: target.seq,
+                }
+                .encode_into(slot);
+            }
+            let count = u32::try_from(record.requests.len()).expect("invariant: bounded pack");
+            (
+                (hive_wire::ChunkId([0; 32]), hive_wire::ShardIndex(0)),
+                entries_checksum(data),
+                count,
+            )
+        }
+    };
+    RecordHeader {
+        kind: record.kind,
+        seq: at.seq,
+        segment: at.segment,
+        block: at.block,
+        chunk_id: key.0,
+        index: key.1,
+        data_len: u32::try_from(data_len).expect("invariant: records are at most 16 MiB"),
+        entries_checksum: checksum,
+        entries,
+        blocks: at.blocks,
+    }
+    .encode_into(out);
 }

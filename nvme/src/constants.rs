@@ -25,3 +25,11 @@ pub const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// Most records in one group commit.
 pub const MAX_BATCH_RECORDS: usize = 256;
+
+/// Segments kept back from puts: deletes and reclaim write records too, and without room
+/// held back for them a full store could never be emptied.
+pub const RESERVED_SEGMENTS: usize = 1;
+
+/// Most deletes packed into one delete record (48 bytes each: 192 KiB), so a record
+/// always fits in the smallest segment.
+pub const DELETES_PER_RECORD: usize = 4096;

@@ -224,7 +224,7 @@ impl SegmentHeader {
 pub enum RecordKind {
     /// A shard follows the header.
     Put,
-    /// The shard written by the put with sequence number `target_seq` is deleted.
+    /// The puts named by the record's entries are deleted.
     Delete,
 }
 
@@ -243,15 +243,17 @@ pub enum RecordKind {
 /// | 24 | 32 | chunk id |
 /// | 56 | 1 | shard index |
 /// | 57 | 3 | reserved, 0 |
-/// | 60 | 4 | shard length (0 for a delete) |
-/// | 64 | 8 | delete: sequence number of the put it deletes |
-/// | 72 | 4 | delete: segment of that put |
+/// | 60 | 4 | bytes after the header: the shard, or the delete entries |
+/// | 64 | 8 | delete: xxh3-64 of the entries; put: 0 |
+/// | 72 | 4 | delete: number of entries; put: 0 |
 /// | 76 | 4 | blocks the record spans |
 /// | 80 | 8 | checksum of bytes 0..80 |
 ///
-/// The shard carries its own checksum over header and payload, so the record checksum
-/// covers only the record header. The segment and block fields catch a misdirected
-/// write: a record read from anywhere but where it says it was written is refused.
+/// A put's chunk id and index are its key; the shard follows and carries its own
+/// checksum, so the record checksum covers only the header. A delete record carries one
+/// or more [`DeleteEntry`]s (many deletes of one group commit share a record); its key
+/// fields are zero. The segment and block fields catch a misdirected write: a record read
+/// from anywhere but where it says it was written is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
     /// Put or delete.
@@ -262,18 +264,82 @@ pub struct RecordHeader {
     pub segment: u32,
     /// Block within the segment.
     pub block: u32,
-    /// Key: the chunk.
+    /// Key of a put: the chunk.
     pub chunk_id: ChunkId,
-    /// Key: the shard index.
+    /// Key of a put: the shard index.
     pub index: ShardIndex,
-    /// Bytes of shard after the header.
+    /// Bytes after the header.
     pub data_len: u32,
-    /// For a delete, the put it deletes.
-    pub target_seq: u64,
-    /// For a delete, the segment of that put.
-    pub target_segment: u32,
+    /// Delete: checksum of the entries.
+    pub entries_checksum: u64,
+    /// Delete: number of entries.
+    pub entries: u32,
     /// Blocks the whole record spans.
     pub blocks: u32,
+}
+
+/// One deleted shard in a delete record: 48 bytes.
+///
+/// | offset | width | field |
+/// |---:|---:|---|
+/// | 0 | 32 | chunk id |
+/// | 32 | 1 | shard index |
+/// | 33 | 3 | reserved, 0 |
+/// | 36 | 4 | segment of the deleted put |
+/// | 40 | 8 | sequence number of the deleted put |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteEntry {
+    /// The chunk.
+    pub chunk_id: ChunkId,
+    /// The shard index.
+    pub index: ShardIndex,
+    /// Segment of the put deleted.
+    pub target_segment: u32,
+    /// Sequence number of the put deleted.
+    pub target_seq: u64,
+}
+
+/// Bytes of one [`DeleteEntry`].
+pub const DELETE_ENTRY_LEN: usize = 48;
+
+impl DeleteEntry {
+    /// Appends the entry's 48 bytes to `out`.
+    pub fn encode_into(&self, out: &mut [u8]) {
+        out[..DELETE_ENTRY_LEN].fill(0);
+        out[0..32].copy_from_slice(self.chunk_id.as_bytes());
+        out[32] = self.index.get();
+        out[36..40].copy_from_slice(&self.target_segment.to_le_bytes());
+        out[40..48].copy_from_slice(&self.target_seq.to_le_bytes());
+    }
+
+    /// Decodes the entries of a delete record whose header is `header`.
+    pub fn decode_all(header: &RecordHeader, data: &[u8]) -> Result<Vec<Self>, FormatError> {
+        let len = header.entries as usize * DELETE_ENTRY_LEN;
+        let bytes = data
+            .get(..len)
+            .ok_or(FormatError::Field("delete entries cut short"))?;
+        if checksum(bytes) != header.entries_checksum {
+            return Err(FormatError::Checksum);
+        }
+        Ok(bytes
+            .chunks_exact(DELETE_ENTRY_LEN)
+            .map(|e| {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(&e[0..32]);
+                Self {
+                    chunk_id: ChunkId(id),
+                    index: ShardIndex(e[32]),
+                    target_segment: u32_at(e, 36),
+                    target_seq: u64_at(e, 40),
+                }
+            })
+            .collect())
+    }
+}
+
+/// The checksum a delete record's header carries for its entry bytes.
+pub fn entries_checksum(bytes: &[u8]) -> u64 {
+    checksum(bytes)
 }
 
 impl RecordHeader {
@@ -299,8 +365,8 @@ impl RecordHeader {
         b[24..56].copy_from_slice(self.chunk_id.as_bytes());
         b[56] = self.index.get();
         b[60..64].copy_from_slice(&self.data_len.to_le_bytes());
-        b[64..72].copy_from_slice(&self.target_seq.to_le_bytes());
-        b[72..76].copy_from_slice(&self.target_segment.to_le_bytes());
+        b[64..72].copy_from_slice(&self.entries_checksum.to_le_bytes());
+        b[72..76].copy_from_slice(&self.entries.to_le_bytes());
         b[76..80].copy_from_slice(&self.blocks.to_le_bytes());
         let sum = checksum(&b[..80]);
         b[80..88].copy_from_slice(&sum.to_le_bytes());
@@ -324,8 +390,8 @@ impl RecordHeader {
             chunk_id: ChunkId(id),
             index: ShardIndex(b[56]),
             data_len: u32_at(b, 60),
-            target_seq: u64_at(b, 64),
-            target_segment: u32_at(b, 72),
+            entries_checksum: u64_at(b, 64),
+            entries: u32_at(b, 72),
             blocks: u32_at(b, 76),
         };
         if h.data_len > hive_wire::MAX_CHUNK_LEN + 2 * hive_wire::SHARD_HEADER_LEN as u32 {
@@ -336,8 +402,14 @@ impl RecordHeader {
                 "block count does not match the shard length",
             ));
         }
-        if kind == RecordKind::Delete && h.data_len != 0 {
-            return Err(FormatError::Field("a delete record carries no shard"));
+        let entry_bytes = u64::from(h.entries) * DELETE_ENTRY_LEN as u64;
+        if kind == RecordKind::Delete && entry_bytes != u64::from(h.data_len) {
+            return Err(FormatError::Field(
+                "delete entry count does not match its length",
+            ));
+        }
+        if kind == RecordKind::Put && (h.entries != 0 || h.entries_checksum != 0) {
+            return Err(FormatError::Field("a put record carries no delete entries"));
         }
         Ok(h)
     }
@@ -369,8 +441,8 @@ mod tests {
             chunk_id: ChunkId([5; 32]),
             index: ShardIndex(2),
             data_len: 5000,
-            target_seq: 0,
-            target_segment: 0,
+            entries_checksum: 0,
+            entries: 0,
             blocks: RecordHeader::blocks_for(5000),
         }
     }

@@ -18,4 +18,4 @@ mod store;
 pub use error::StoreError;
 #[cfg(feature = "faults")]
 pub use faults::Faults;
-pub use store::{Damaged, FormatOptions, ScrubReport, Stats, Store};
+pub use store::{Damaged, FormatOptions, ReclaimReport, ScrubReport, Stats, Store};

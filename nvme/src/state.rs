@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use hive_wire::{ChunkId, ShardIndex};
 
+use crate::constants::RESERVED_SEGMENTS;
 use crate::error::StoreError;
 use crate::format::Superblock;
 
@@ -15,12 +16,20 @@ use crate::format::Superblock;
 pub(crate) type Key = (ChunkId, ShardIndex);
 
 /// Where a live record is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Location {
     pub seq: u64,
     pub segment: u32,
     pub block: u32,
     pub blocks: u32,
+}
+
+/// A delete record, kept in memory so reclaim knows whether it must carry it forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tombstone {
+    pub key: Key,
+    /// The put it deletes.
+    pub target: Location,
 }
 
 /// One segment's use in its current life.
@@ -39,6 +48,8 @@ pub(crate) struct State {
     pub sb: Superblock,
     pub index: HashMap<Key, Location>,
     pub segments: Vec<SegmentUse>,
+    /// Delete records in each segment's current life.
+    pub tombstones: Vec<Vec<Tombstone>>,
     /// The segment new records go to.
     pub head: Option<u32>,
     pub next_seq: u64,
@@ -64,6 +75,7 @@ impl State {
             sb,
             index: HashMap::new(),
             segments: vec![SegmentUse::default(); sb.segment_count as usize],
+            tombstones: vec![Vec::new(); sb.segment_count as usize],
             head: None,
             next_seq: 1,
             poison: None,
@@ -93,8 +105,9 @@ impl State {
     }
 
     /// Places a record of `blocks` blocks at the head, opening the lowest free segment
-    /// when the head is full.
-    pub fn place(&mut self, blocks: u32) -> Result<Placed, StoreError> {
+    /// when the head is full. Only `reserve` records (deletes, reclaim's moves) may open
+    /// one of the last [`RESERVED_SEGMENTS`] free segments.
+    pub fn place(&mut self, blocks: u32, reserve: bool) -> Result<Placed, StoreError> {
         debug_assert!(blocks <= self.max_record_blocks());
         let seg_blocks = self.sb.segment_blocks();
         let seq = self.next_seq;
@@ -112,7 +125,14 @@ impl State {
                 });
             }
         }
-        let Some(free) = self.segments.iter().position(|s| s.base_seq.is_none()) else {
+        let free_count = self
+            .segments
+            .iter()
+            .filter(|s| s.base_seq.is_none())
+            .count();
+        let allowed = reserve || free_count > RESERVED_SEGMENTS;
+        let free = self.segments.iter().position(|s| s.base_seq.is_none());
+        let Some(free) = free.filter(|_| allowed) else {
             let free_blocks = self
                 .head
                 .map(|h| seg_blocks - self.segments[h as usize].used)
@@ -160,6 +180,24 @@ impl State {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Whether a delete record must still exist: the put it deletes is still part of
+    /// its segment's current life, so a reopen would read it.
+    pub fn tombstone_needed(&self, t: &Tombstone) -> bool {
+        self.segments[t.target.segment as usize]
+            .base_seq
+            .is_some_and(|base| base <= t.target.seq)
+    }
+
+    /// Forgets a segment whose header has been durably erased.
+    pub fn free_segment(&mut self, segment: u32) {
+        debug_assert_eq!(self.segments[segment as usize].live, 0);
+        self.segments[segment as usize] = SegmentUse::default();
+        self.tombstones[segment as usize].clear();
+        if self.head == Some(segment) {
+            self.head = None;
         }
     }
 

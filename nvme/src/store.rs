@@ -17,8 +17,10 @@ use crate::commit::{self, Op, Request};
 use crate::constants::{APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
 use crate::device::Device;
 use crate::error::StoreError;
-use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader, Superblock};
-use crate::state::{Key, Location, SegmentUse, State};
+use crate::format::{
+    DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader, Superblock,
+};
+use crate::state::{Key, Location, SegmentUse, State, Tombstone};
 
 /// How to format a store.
 #[derive(Debug, Clone)]
@@ -87,6 +89,15 @@ pub struct Damaged {
     pub block: u32,
     /// What failed.
     pub reason: String,
+}
+
+/// What a reclaim did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// Segments made free.
+    pub segments_freed: u32,
+    /// Shard bytes rewritten to free them.
+    pub bytes_moved: u64,
 }
 
 /// What a scrub found.
@@ -291,28 +302,159 @@ impl Store {
         self.append(Op::Put {
             key,
             shard: shard.to_vec(),
+            moves: None,
         })
         .await
     }
 
     /// Deletes a shard durably; `false` if it was not stored.
     pub async fn delete(&self, chunk: ChunkId, index: ShardIndex) -> Result<bool, StoreError> {
-        let key = (chunk, index);
-        let Some(target) = self.state.borrow().index.get(&key).copied() else {
-            return Ok(false);
-        };
-        self.append(Op::Delete { key, target }).await?;
-        Ok(true)
+        Ok(self.delete_many(&[(chunk, index)]).await? == 1)
+    }
+
+    /// Deletes many shards durably, sharing group commits and delete records (48 bytes
+    /// a shard instead of a block each); returns how many were stored.
+    pub async fn delete_many(&self, shards: &[(ChunkId, ShardIndex)]) -> Result<usize, StoreError> {
+        let mut answers = Vec::new();
+        for key in shards {
+            let Some(target) = self.state.borrow().index.get(key).copied() else {
+                continue;
+            };
+            let op = Op::Delete {
+                key: *key,
+                target,
+                carried: false,
+            };
+            answers.push(self.submit(op).await?);
+        }
+        let deleted = answers.len();
+        for answer in answers {
+            answer
+                .recv_async()
+                .await
+                .map_err(|_| StoreError::Closed)??;
+        }
+        Ok(deleted)
     }
 
     async fn append(&self, op: Op) -> Result<(), StoreError> {
+        let answer = self.submit(op).await?;
+        answer.recv_async().await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues an append and returns where its answer will arrive, so several appends
+    /// can share one group commit.
+    async fn submit(&self, op: Op) -> Result<flume::Receiver<Result<(), StoreError>>, StoreError> {
         let (reply, answer) = flume::bounded(1);
         let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
         queue
             .send_async(Request { op, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.recv_async().await.map_err(|_| StoreError::Closed)?
+        Ok(answer)
+    }
+
+    /// Compacts every segment (but the one being written) whose live fraction is below
+    /// `max_live_fraction`: its live records and still-needed deletes are rewritten at
+    /// the head, durably, and only then is its header erased (durably) and the segment
+    /// made free. A store with no free segment left can still reclaim segments holding
+    /// nothing live.
+    pub async fn reclaim(&self, max_live_fraction: f64) -> Result<ReclaimReport, StoreError> {
+        let mut candidates: Vec<(u32, u32)> = {
+            let s = self.state.borrow();
+            s.check_writable()?;
+            s.segments
+                .iter()
+                .enumerate()
+                .filter(|(n, g)| {
+                    let payload = f64::from(g.used.saturating_sub(1).max(1));
+                    g.base_seq.is_some()
+                        && s.head != Some(*n as u32)
+                        && f64::from(g.live) / payload < max_live_fraction
+                })
+                .map(|(n, g)| (n as u32, g.live))
+                .collect()
+        };
+        candidates.sort_unstable_by_key(|&(_, live)| live);
+        let mut report = ReclaimReport::default();
+        for (segment, _) in candidates {
+            report.bytes_moved += self.evacuate(segment).await?;
+            self.erase_segment(segment).await?;
+            report.segments_freed += 1;
+        }
+        Ok(report)
+    }
+
+    /// Rewrites a segment's live records and needed deletes at the head.
+    async fn evacuate(&self, segment: u32) -> Result<u64, StoreError> {
+        let (live, tombstones): (Vec<(Key, Location)>, Vec<Tombstone>) = {
+            let s = self.state.borrow();
+            let live = s
+                .index
+                .iter()
+                .filter(|(_, at)| at.segment == segment)
+                .map(|(k, at)| (*k, *at))
+                .collect();
+            let needed = s.tombstones[segment as usize]
+                .iter()
+                .filter(|t| s.tombstone_needed(t))
+                .copied()
+                .collect();
+            (live, needed)
+        };
+        let mut answers = Vec::with_capacity(live.len() + tombstones.len());
+        let mut moved = 0;
+        for (key, at) in live {
+            // A record that no longer verifies cannot be moved; it is left to repair
+            // (the shard stays indexed until then, so gets keep reporting it).
+            let Ok(Some(shard)) = self.get(key.0, key.1).await else {
+                continue;
+            };
+            moved += shard.len() as u64;
+            let op = Op::Put {
+                key,
+                shard: shard.to_vec(),
+                moves: Some(at),
+            };
+            answers.push(self.submit(op).await?);
+        }
+        for t in tombstones {
+            let op = Op::Delete {
+                key: t.key,
+                target: t.target,
+                carried: true,
+            };
+            answers.push(self.submit(op).await?);
+        }
+        for answer in answers {
+            answer
+                .recv_async()
+                .await
+                .map_err(|_| StoreError::Closed)??;
+        }
+        Ok(moved)
+    }
+
+    /// Durably erases a segment's header, then frees it, if nothing live is left in it.
+    async fn erase_segment(&self, segment: u32) -> Result<(), StoreError> {
+        let pos = {
+            let s = self.state.borrow();
+            if s.segments[segment as usize].live > 0 {
+                return Ok(());
+            }
+            s.offset(segment, 0)
+        };
+        let zero = Rc::new(self.device.buffer(BLOCK as usize));
+        let written = match self.device.write(zero, pos).await {
+            Ok(()) => self.device.sync().await.map_err(|e| ("fdatasync", e)),
+            Err(e) => Err(("write", e)),
+        };
+        let mut s = self.state.borrow_mut();
+        if let Err((op, cause)) = written {
+            return Err(s.poison(op, cause));
+        }
+        s.free_segment(segment);
+        Ok(())
     }
 
     /// Whether shard `index` of `chunk` is stored: the dedup question.
@@ -323,6 +465,27 @@ impl Store {
     /// Reads and verifies a shard; `None` if it is not stored. A record that fails
     /// verification is an error naming it, never bytes.
     pub async fn get(
+        &self,
+        chunk: ChunkId,
+        index: ShardIndex,
+    ) -> Result<Option<ReadResult>, StoreError> {
+        match self.get_once(chunk, index).await {
+            // Reclaim may have moved the record while it was read: look again once.
+            Err(StoreError::Corrupt { segment, block, .. })
+                if self
+                    .state
+                    .borrow()
+                    .index
+                    .get(&(chunk, index))
+                    .is_some_and(|at| (at.segment, at.block) != (segment, block)) =>
+            {
+                self.get_once(chunk, index).await
+            }
+            other => other,
+        }
+    }
+
+    async fn get_once(
         &self,
         chunk: ChunkId,
         index: ShardIndex,
@@ -513,6 +676,8 @@ fn random_id() -> [u8; 16] {
 struct Found {
     header: RecordHeader,
     at: Location,
+    /// A delete record's entries.
+    deletes: Vec<DeleteEntry>,
 }
 
 /// Rebuilds the index and segment use by reading every segment's current life.
@@ -535,12 +700,20 @@ async fn rebuild(state: &mut State, device: &Device) -> Result<Vec<Damaged>, Sto
     found.sort_unstable_by_key(|f| f.header.seq);
     for f in &found {
         max_seq = max_seq.max(f.header.seq);
-        let key = (f.header.chunk_id, f.header.index);
-        match f.header.kind {
-            RecordKind::Put => state.insert(key, f.at),
-            RecordKind::Delete => {
-                state.remove(&key, f.header.target_seq);
-            }
+        if f.header.kind == RecordKind::Put {
+            state.insert((f.header.chunk_id, f.header.index), f.at);
+        }
+        for entry in &f.deletes {
+            let key = (entry.chunk_id, entry.index);
+            state.remove(&key, entry.target_seq);
+            state.tombstones[f.at.segment as usize].push(Tombstone {
+                key,
+                target: Location {
+                    seq: entry.target_seq,
+                    segment: entry.target_segment,
+                    ..Location::default()
+                },
+            });
         }
     }
     state.next_seq = max_seq + 1;
@@ -608,13 +781,25 @@ async fn scan_segment(
             block,
             blocks: rec.blocks,
         };
-        let whole = rec.kind == RecordKind::Delete || {
-            let record = read(block, rec.blocks)
-                .await
-                .map_err(io_err("reading", &state.path))?;
-            verify_put(&record, &(rec.chunk_id, rec.index), &at).is_ok()
+        let record = read(block, rec.blocks)
+            .await
+            .map_err(io_err("reading", &state.path))?;
+        let (whole, deletes) = match rec.kind {
+            RecordKind::Put => (
+                verify_put(&record, &(rec.chunk_id, rec.index), &at).is_ok(),
+                Vec::new(),
+            ),
+            RecordKind::Delete => match DeleteEntry::decode_all(&rec, &record[RECORD_HEADER_LEN..])
+            {
+                Ok(entries) => (true, entries),
+                Err(_) => (false, Vec::new()),
+            },
         };
-        let item = Found { header: rec, at };
+        let item = Found {
+            header: rec,
+            at,
+            deletes,
+        };
         if whole {
             found.push(item);
         } else {

@@ -1,4 +1,4 @@
-//! Random sequences of put, get, delete and reopen against a map model.
+//! Random sequences of put, get, delete, reclaim and reopen against a map model.
 
 mod common;
 
@@ -14,6 +14,7 @@ enum Step {
     Delete(u8),
     Get(u8),
     Reopen,
+    Reclaim,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -22,6 +23,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u8..24).prop_map(Step::Delete),
         3 => (0u8..24).prop_map(Step::Get),
         1 => Just(Step::Reopen),
+        1 => Just(Step::Reclaim),
     ]
 }
 
@@ -61,6 +63,9 @@ proptest! {
                         if !ok {
                             return Some(format!("step {at} {s:?}: got {:?}", got.map(|g| g.len())));
                         }
+                    }
+                    Step::Reclaim => {
+                        store.reclaim(0.9).await.expect("reclaim");
                     }
                     Step::Reopen => {
                         store.close().await.expect("close");
