@@ -107,6 +107,16 @@ impl Record {
     }
 }
 
+impl Record {
+    /// The key a put record is filed under; a delete record has none.
+    fn key(&self) -> Key {
+        match (&self.kind, &self.requests[0].op) {
+            (RecordKind::Put, Op::Put { key, .. }) => *key,
+            _ => (hive_wire::ChunkId([0; 32]), hive_wire::ShardIndex(0)),
+        }
+    }
+}
+
 /// A run of consecutive blocks in one segment, written with one write.
 struct Group {
     segment: u32,
@@ -209,6 +219,7 @@ fn plan(
     }
 
     let mut records = Vec::with_capacity(unplaced.len());
+    let mut summaries: Vec<(u32, u32, Vec<u8>)> = Vec::new();
     let mut spans: Vec<(u32, u32, u32)> = Vec::new(); // segment, first block, end block
     for mut record in unplaced {
         let blocks = RecordHeader::blocks_for(record.data_len());
@@ -217,13 +228,18 @@ fn plan(
             .requests
             .iter()
             .any(|r| !matches!(r.op, Op::Put { moves: None, .. }));
-        match s.place(blocks, reserve) {
+        match s.place(blocks, reserve, record.kind, record.key()) {
             Err(err) => {
                 for request in record.requests {
                     request.answer(Err(err.clone()));
                 }
             }
             Ok(placed) => {
+                if let Some(summary) = &placed.sealed {
+                    let first = s.record_area();
+                    let blocks = s.sb.segment_blocks() - first;
+                    summaries.push((summary.segment, first, summary.encode(blocks)));
+                }
                 let start = if placed.opens_segment {
                     0
                 } else {
@@ -250,6 +266,19 @@ fn plan(
             segment,
             first_block: first,
             buffer: device.buffer(((end - first) as u64 * BLOCK) as usize),
+        })
+        .collect();
+    // Summaries of the segments this batch filled, made durable with it.
+    let summary_groups: Vec<Group> = summaries
+        .into_iter()
+        .map(|(segment, first, bytes)| {
+            let mut buffer = device.buffer(bytes.len());
+            buffer.as_bytes_mut().copy_from_slice(&bytes);
+            Group {
+                segment,
+                first_block: first,
+                buffer,
+            }
         })
         .collect();
     for group in &mut groups {
@@ -280,6 +309,7 @@ fn plan(
             &mut group.buffer.as_bytes_mut()[start..start + at.blocks as usize * BLOCK as usize];
         encode_record(record, out);
     }
+    groups.extend(summary_groups);
     (records, groups)
 }
 

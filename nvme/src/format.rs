@@ -415,6 +415,166 @@ impl RecordHeader {
     }
 }
 
+/// First bytes of a segment summary.
+pub const SUMMARY_MAGIC: [u8; 4] = *b"HVSM";
+/// Bytes of the summary header before its entries.
+pub const SUMMARY_HEADER_LEN: usize = 64;
+/// Bytes of one summary entry.
+pub const SUMMARY_ENTRY_LEN: usize = 56;
+
+/// Blocks at the end of every segment reserved for its summary: room for one entry per
+/// block the segment could hold records in (every record spans at least one block).
+pub fn summary_blocks(segment_blocks: u32) -> u32 {
+    let mut reserved = 1;
+    loop {
+        let records = u64::from(segment_blocks.saturating_sub(1 + reserved));
+        let bytes = SUMMARY_HEADER_LEN as u64 + records * SUMMARY_ENTRY_LEN as u64;
+        let needed = u32::try_from(bytes.div_ceil(BLOCK)).unwrap_or(u32::MAX);
+        if needed <= reserved {
+            return reserved;
+        }
+        reserved = needed;
+    }
+}
+
+/// One record of a sealed segment, as its summary lists it.
+///
+/// | offset | width | field |
+/// |---:|---:|---|
+/// | 0 | 32 | chunk id (zero for a delete record) |
+/// | 32 | 1 | shard index |
+/// | 33 | 1 | kind: 1 put, 2 delete |
+/// | 34 | 2 | reserved, 0 |
+/// | 36 | 4 | block |
+/// | 40 | 4 | blocks |
+/// | 44 | 4 | reserved, 0 |
+/// | 48 | 8 | sequence number |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SummaryEntry {
+    /// The record's kind.
+    pub kind: RecordKind,
+    /// A put's chunk.
+    pub chunk_id: ChunkId,
+    /// A put's shard index.
+    pub index: ShardIndex,
+    /// First block of the record.
+    pub block: u32,
+    /// Blocks it spans.
+    pub blocks: u32,
+    /// Its sequence number.
+    pub seq: u64,
+}
+
+/// The list of a sealed segment's records, written in the segment's last
+/// [`summary_blocks`] blocks when the segment fills, so that opening the store reads
+/// one summary instead of every record.
+///
+/// | offset | width | field |
+/// |---:|---:|---|
+/// | 0 | 4 | magic `HVSM` |
+/// | 4 | 2 | version |
+/// | 6 | 2 | reserved, 0 |
+/// | 8 | 4 | segment number |
+/// | 12 | 4 | number of entries |
+/// | 16 | 8 | base sequence number of the segment's life it describes |
+/// | 24 | 8 | blocks used by records (header included) |
+/// | 32 | 8 | xxh3-64 of the entries |
+/// | 40 | 16 | store id |
+/// | 56 | 8 | checksum of bytes 0..56 |
+/// | 64 | 56 × n | entries |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The store.
+    pub store_id: [u8; 16],
+    /// The segment.
+    pub segment: u32,
+    /// The life it describes.
+    pub base_seq: u64,
+    /// Blocks used by records, the segment header included.
+    pub used: u32,
+    /// The records in block order.
+    pub entries: Vec<SummaryEntry>,
+}
+
+impl Summary {
+    /// The summary as the bytes of `blocks` blocks.
+    pub fn encode(&self, blocks: u32) -> Vec<u8> {
+        let mut b = vec![0u8; blocks as usize * BLOCK as usize];
+        let end = SUMMARY_HEADER_LEN + self.entries.len() * SUMMARY_ENTRY_LEN;
+        assert!(end <= b.len(), "a summary fits its reserved blocks");
+        for (e, out) in self
+            .entries
+            .iter()
+            .zip(b[SUMMARY_HEADER_LEN..end].chunks_exact_mut(SUMMARY_ENTRY_LEN))
+        {
+            out[0..32].copy_from_slice(e.chunk_id.as_bytes());
+            out[32] = e.index.get();
+            out[33] = match e.kind {
+                RecordKind::Put => 1,
+                RecordKind::Delete => 2,
+            };
+            out[36..40].copy_from_slice(&e.block.to_le_bytes());
+            out[40..44].copy_from_slice(&e.blocks.to_le_bytes());
+            out[48..56].copy_from_slice(&e.seq.to_le_bytes());
+        }
+        let entries_sum = checksum(&b[SUMMARY_HEADER_LEN..end]);
+        b[0..4].copy_from_slice(&SUMMARY_MAGIC);
+        b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.segment.to_le_bytes());
+        let count = u32::try_from(self.entries.len()).expect("invariant: bounded by blocks");
+        b[12..16].copy_from_slice(&count.to_le_bytes());
+        b[16..24].copy_from_slice(&self.base_seq.to_le_bytes());
+        b[24..32].copy_from_slice(&u64::from(self.used).to_le_bytes());
+        b[32..40].copy_from_slice(&entries_sum.to_le_bytes());
+        b[40..56].copy_from_slice(&self.store_id);
+        let sum = checksum(&b[..56]);
+        b[56..64].copy_from_slice(&sum.to_le_bytes());
+        b
+    }
+
+    /// Reads a summary from the segment's reserved blocks.
+    pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
+        check(b, SUMMARY_HEADER_LEN, &SUMMARY_MAGIC)?;
+        let count = u32_at(b, 12) as usize;
+        let end = count
+            .checked_mul(SUMMARY_ENTRY_LEN)
+            .and_then(|n| n.checked_add(SUMMARY_HEADER_LEN))
+            .filter(|end| *end <= b.len())
+            .ok_or(FormatError::Field("summary entry count exceeds its blocks"))?;
+        if checksum(&b[SUMMARY_HEADER_LEN..end]) != u64_at(b, 32) {
+            return Err(FormatError::Checksum);
+        }
+        let mut store_id = [0u8; 16];
+        store_id.copy_from_slice(&b[40..56]);
+        let mut entries = Vec::with_capacity(count);
+        for e in b[SUMMARY_HEADER_LEN..end].chunks_exact(SUMMARY_ENTRY_LEN) {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&e[0..32]);
+            let kind = match e[33] {
+                1 => RecordKind::Put,
+                2 => RecordKind::Delete,
+                _ => return Err(FormatError::Field("unknown record kind in summary")),
+            };
+            entries.push(SummaryEntry {
+                kind,
+                chunk_id: ChunkId(id),
+                index: ShardIndex(e[32]),
+                block: u32_at(e, 36),
+                blocks: u32_at(e, 40),
+                seq: u64_at(e, 48),
+            });
+        }
+        Ok(Self {
+            store_id,
+            segment: u32_at(b, 8),
+            base_seq: u64_at(b, 16),
+            used: u32::try_from(u64_at(b, 24))
+                .map_err(|_| FormatError::Field("summary used blocks out of range"))?,
+            entries,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +626,36 @@ mod tests {
     }
 
     #[test]
+    fn summaries_round_trip_and_fit_their_reservation() {
+        for segment_blocks in [64, 256, 16384] {
+            let reserved = summary_blocks(segment_blocks);
+            let most = (segment_blocks - 1 - reserved) as usize;
+            let entry = SummaryEntry {
+                kind: RecordKind::Put,
+                chunk_id: ChunkId([3; 32]),
+                index: ShardIndex(1),
+                block: 1,
+                blocks: 1,
+                seq: 9,
+            };
+            let summary = Summary {
+                store_id: [4; 16],
+                segment: 2,
+                base_seq: 9,
+                used: 5,
+                entries: vec![entry; most],
+            };
+            let bytes = summary.encode(reserved);
+            assert_eq!(Summary::decode(&bytes), Ok(summary));
+        }
+        assert_eq!(summary_blocks(64), 1);
+        assert!(
+            summary_blocks(16384) < 16384 / 50,
+            "under 2% of a 64 MiB segment"
+        );
+    }
+
+    #[test]
     fn damage_and_lies_are_refused() {
         let mut sb = superblock().encode();
         sb[33] ^= 1;
@@ -497,6 +687,7 @@ mod tests {
             let _ = Superblock::decode(&bytes);
             let _ = SegmentHeader::decode(&bytes);
             let _ = RecordHeader::decode(&bytes);
+            let _ = Summary::decode(&bytes);
         }
     }
 }

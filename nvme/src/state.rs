@@ -10,7 +10,7 @@ use hive_wire::{ChunkId, ShardIndex};
 
 use crate::constants::RESERVED_SEGMENTS;
 use crate::error::StoreError;
-use crate::format::Superblock;
+use crate::format::{RecordKind, Summary, SummaryEntry, Superblock, summary_blocks};
 
 /// What the index is keyed by.
 pub(crate) type Key = (ChunkId, ShardIndex);
@@ -52,6 +52,8 @@ pub(crate) struct State {
     pub tombstones: Vec<Vec<Tombstone>>,
     /// The segment new records go to.
     pub head: Option<u32>,
+    /// The records placed in the head's current life, for its summary.
+    pub head_records: Vec<SummaryEntry>,
     pub next_seq: u64,
     pub poison: Option<(&'static str, Rc<io::Error>)>,
     /// Group commits made durable since open.
@@ -66,6 +68,9 @@ pub(crate) struct Placed {
     /// The record opens a new life of its segment, so the segment header must be
     /// written (block 0) with it.
     pub opens_segment: bool,
+    /// The segment that was the head until this record, now full: its summary must be
+    /// written with this record.
+    pub sealed: Option<Summary>,
 }
 
 impl State {
@@ -77,6 +82,7 @@ impl State {
             segments: vec![SegmentUse::default(); sb.segment_count as usize],
             tombstones: vec![Vec::new(); sb.segment_count as usize],
             head: None,
+            head_records: Vec::new(),
             next_seq: 1,
             poison: None,
             commits: 0,
@@ -99,29 +105,51 @@ impl State {
         StoreError::Poisoned { op, cause }
     }
 
-    /// Records that fit in one segment: all blocks but the header.
+    /// Blocks of a segment that hold its header and records; the rest is its summary.
+    pub fn record_area(&self) -> u32 {
+        let blocks = self.sb.segment_blocks();
+        blocks - summary_blocks(blocks)
+    }
+
+    /// The largest record a segment can hold.
     pub fn max_record_blocks(&self) -> u32 {
-        self.sb.segment_blocks() - 1
+        self.record_area() - 1
     }
 
     /// Places a record of `blocks` blocks at the head, opening the lowest free segment
     /// when the head is full. Only `reserve` records (deletes, reclaim's moves) may open
     /// one of the last [`RESERVED_SEGMENTS`] free segments.
-    pub fn place(&mut self, blocks: u32, reserve: bool) -> Result<Placed, StoreError> {
+    pub fn place(
+        &mut self,
+        blocks: u32,
+        reserve: bool,
+        kind: RecordKind,
+        key: Key,
+    ) -> Result<Placed, StoreError> {
         debug_assert!(blocks <= self.max_record_blocks());
-        let seg_blocks = self.sb.segment_blocks();
+        let area = self.record_area();
         let seq = self.next_seq;
+        let entry = |block| SummaryEntry {
+            kind,
+            chunk_id: key.0,
+            index: key.1,
+            block,
+            blocks,
+            seq,
+        };
         if let Some(head) = self.head {
             let used = &mut self.segments[head as usize];
-            if used.used + blocks <= seg_blocks {
+            if used.used + blocks <= area {
                 let block = used.used;
                 used.used += blocks;
                 self.next_seq += 1;
+                self.head_records.push(entry(block));
                 return Ok(Placed {
                     seq,
                     segment: head,
                     block,
                     opens_segment: false,
+                    sealed: None,
                 });
             }
         }
@@ -135,7 +163,7 @@ impl State {
         let Some(free) = free.filter(|_| allowed) else {
             let free_blocks = self
                 .head
-                .map(|h| seg_blocks - self.segments[h as usize].used)
+                .map(|h| area - self.segments[h as usize].used)
                 .unwrap_or(0);
             return Err(StoreError::StoreFull {
                 needed: u64::from(blocks) * crate::constants::BLOCK,
@@ -143,18 +171,30 @@ impl State {
             });
         };
         let segment = u32::try_from(free).expect("invariant: segment count is a u32");
+        let sealed = self.head.map(|old| Summary {
+            store_id: self.sb.store_id,
+            segment: old,
+            base_seq: self.segments[old as usize]
+                .base_seq
+                .expect("invariant: the head segment is in use"),
+            used: self.segments[old as usize].used,
+            entries: std::mem::take(&mut self.head_records),
+        });
         self.segments[free] = SegmentUse {
             base_seq: Some(seq),
             used: 1 + blocks,
             live: 0,
         };
         self.head = Some(segment);
+        self.head_records.clear();
+        self.head_records.push(entry(1));
         self.next_seq += 1;
         Ok(Placed {
             seq,
             segment,
             block: 1,
             opens_segment: true,
+            sealed,
         })
     }
 
@@ -198,6 +238,7 @@ impl State {
         self.tombstones[segment as usize].clear();
         if self.head == Some(segment) {
             self.head = None;
+            self.head_records.clear();
         }
     }
 

@@ -18,7 +18,8 @@ use crate::constants::{APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MI
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::format::{
-    DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader, Superblock,
+    DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader, Summary, SummaryEntry,
+    Superblock,
 };
 use crate::state::{Key, Location, SegmentUse, State, Tombstone};
 
@@ -354,8 +355,8 @@ impl Store {
         Ok(answer)
     }
 
-    /// Compacts every segment (but the one being written) whose live fraction is below
-    /// `max_live_fraction`: its live records and still-needed deletes are rewritten at
+    /// Compacts every segment (but the one being written) whose live fraction (live
+    /// blocks over the blocks it can hold records in) is below `max_live_fraction`: its live records and still-needed deletes are rewritten at
     /// the head, durably, and only then is its header erased (durably) and the segment
     /// made free. A store with no free segment left can still reclaim segments holding
     /// nothing live.
@@ -367,10 +368,12 @@ impl Store {
                 .iter()
                 .enumerate()
                 .filter(|(n, g)| {
-                    let payload = f64::from(g.used.saturating_sub(1).max(1));
+                    // Measured against the whole record area: a segment sealed early
+                    // (every open starts a fresh one) wastes its unwritten tail too.
+                    let area = f64::from(s.max_record_blocks());
                     g.base_seq.is_some()
                         && s.head != Some(*n as u32)
-                        && f64::from(g.live) / payload < max_live_fraction
+                        && f64::from(g.live) / area < max_live_fraction
                 })
                 .map(|(n, g)| (n as u32, g.live))
                 .collect()
@@ -674,34 +677,59 @@ fn random_id() -> [u8; 16] {
 
 /// One record found while scanning, to be replayed in sequence order.
 struct Found {
-    header: RecordHeader,
+    kind: RecordKind,
+    key: Key,
     at: Location,
     /// A delete record's entries.
     deletes: Vec<DeleteEntry>,
 }
 
-/// Rebuilds the index and segment use by reading every segment's current life.
+/// What reading one segment found.
+#[derive(Default)]
+struct SegmentScan {
+    /// The segment's current life, if it is in use.
+    base_seq: Option<u64>,
+    /// Blocks used by records, header included.
+    used: u32,
+    /// The records, for a summary if the segment has none yet.
+    entries: Vec<SummaryEntry>,
+    /// Whether a valid summary was read.
+    summarized: bool,
+}
+
+/// Rebuilds the index and segment use by reading every segment's current life, then
+/// seals every segment that had no summary yet (new records go to a fresh segment, so
+/// each one is now final), making the next open fast.
 async fn rebuild(state: &mut State, device: &Device) -> Result<Vec<Damaged>, StoreError> {
     let mut found = Vec::new();
     let mut damaged = Vec::new();
     let mut max_seq = 0;
+    let mut unsealed = Vec::new();
     for segment in 0..state.sb.segment_count {
-        let (base_seq, used) =
-            scan_segment(state, device, segment, &mut found, &mut damaged).await?;
-        if let Some(base) = base_seq {
+        let scan = scan_segment(state, device, segment, &mut found, &mut damaged).await?;
+        if let Some(base) = scan.base_seq {
             max_seq = max_seq.max(base);
             state.segments[segment as usize] = SegmentUse {
                 base_seq: Some(base),
-                used,
+                used: scan.used,
                 live: 0,
             };
+            if !scan.summarized {
+                unsealed.push(Summary {
+                    store_id: state.sb.store_id,
+                    segment,
+                    base_seq: base,
+                    used: scan.used,
+                    entries: scan.entries,
+                });
+            }
         }
     }
-    found.sort_unstable_by_key(|f| f.header.seq);
+    found.sort_unstable_by_key(|f| f.at.seq);
     for f in &found {
-        max_seq = max_seq.max(f.header.seq);
-        if f.header.kind == RecordKind::Put {
-            state.insert((f.header.chunk_id, f.header.index), f.at);
+        max_seq = max_seq.max(f.at.seq);
+        if f.kind == RecordKind::Put {
+            state.insert(f.key, f.at);
         }
         for entry in &f.deletes {
             let key = (entry.chunk_id, entry.index);
@@ -717,23 +745,42 @@ async fn rebuild(state: &mut State, device: &Device) -> Result<Vec<Damaged>, Sto
         }
     }
     state.next_seq = max_seq + 1;
-    // New records never follow a possibly torn tail: they start a fresh segment.
     state.head = None;
+    seal(state, device, unsealed).await?;
     Ok(damaged)
 }
 
-/// Reads one segment's records. Stops at the first record that is not part of the
-/// segment's current life, or whose header is damaged (its length is then unknown). A
-/// record whose header is intact but whose shard is not is reported as damaged if an
-/// intact record follows it, and treated as the torn tail otherwise; either way it is
-/// not indexed.
+/// Writes the summaries of segments that lack one, and makes them durable.
+async fn seal(state: &State, device: &Device, summaries: Vec<Summary>) -> Result<(), StoreError> {
+    if summaries.is_empty() {
+        return Ok(());
+    }
+    let first = state.record_area();
+    let blocks = state.sb.segment_blocks() - first;
+    for summary in summaries {
+        let bytes = summary.encode(blocks);
+        let mut buffer = device.buffer(bytes.len());
+        buffer.as_bytes_mut().copy_from_slice(&bytes);
+        device
+            .write(Rc::new(buffer), state.offset(summary.segment, first))
+            .await
+            .map_err(io_err("writing a segment summary to", &state.path))?;
+    }
+    device
+        .sync()
+        .await
+        .map_err(io_err("syncing segment summaries to", &state.path))
+}
+
+/// Reads one segment: from its summary if it has a valid one for its current life,
+/// otherwise record by record.
 async fn scan_segment(
     state: &State,
     device: &Device,
     segment: u32,
     found: &mut Vec<Found>,
     damaged: &mut Vec<Damaged>,
-) -> Result<(Option<u64>, u32), StoreError> {
+) -> Result<SegmentScan, StoreError> {
     let read = |block: u32, blocks: u32| {
         device.read(
             state.offset(segment, block),
@@ -743,12 +790,107 @@ async fn scan_segment(
     let head = read(0, 1).await.map_err(io_err("reading", &state.path))?;
     let header = match SegmentHeader::decode(&head) {
         Ok(h) if h.store_id == state.sb.store_id && h.segment == segment => h,
-        _ => return Ok((None, 0)),
+        _ => return Ok(SegmentScan::default()),
     };
-    let seg_blocks = state.sb.segment_blocks();
+    let area = state.record_area();
+    let tail = read(area, state.sb.segment_blocks() - area)
+        .await
+        .map_err(io_err("reading", &state.path))?;
+    match Summary::decode(&tail) {
+        Ok(summary)
+            if summary.store_id == state.sb.store_id
+                && summary.segment == segment
+                && summary.base_seq == header.base_seq
+                && summary.used <= area =>
+        {
+            from_summary(&read, &state.path, segment, summary, found, damaged).await
+        }
+        _ => scan_records(state, &read, segment, header, found, damaged).await,
+    }
+}
+
+/// Takes a sealed segment's records from its summary; only delete records are read,
+/// for their entries.
+async fn from_summary<R, F>(
+    read: &R,
+    path: &Path,
+    segment: u32,
+    summary: Summary,
+    found: &mut Vec<Found>,
+    damaged: &mut Vec<Damaged>,
+) -> Result<SegmentScan, StoreError>
+where
+    R: Fn(u32, u32) -> F,
+    F: std::future::Future<Output = io::Result<ReadResult>>,
+{
+    for e in &summary.entries {
+        let at = Location {
+            seq: e.seq,
+            segment,
+            block: e.block,
+            blocks: e.blocks,
+        };
+        let key = (e.chunk_id, e.index);
+        let deletes = match e.kind {
+            RecordKind::Put => Vec::new(),
+            RecordKind::Delete => {
+                let record = read(e.block, e.blocks)
+                    .await
+                    .map_err(io_err("reading", path))?;
+                match RecordHeader::decode(&record)
+                    .and_then(|h| DeleteEntry::decode_all(&h, &record[RECORD_HEADER_LEN..]))
+                {
+                    Ok(entries) => entries,
+                    Err(reason) => {
+                        damaged.push(Damaged {
+                            chunk: key.0,
+                            index: key.1,
+                            segment,
+                            block: e.block,
+                            reason: format!("delete record: {reason}"),
+                        });
+                        continue;
+                    }
+                }
+            }
+        };
+        found.push(Found {
+            kind: e.kind,
+            key,
+            at,
+            deletes,
+        });
+    }
+    Ok(SegmentScan {
+        base_seq: Some(summary.base_seq),
+        used: summary.used,
+        entries: Vec::new(),
+        summarized: true,
+    })
+}
+
+/// Reads a segment record by record. Stops at the first record that is not part of the
+/// segment's current life, or whose header is damaged (its length is then unknown). A
+/// record whose header is intact but whose contents are not is reported as damaged if
+/// an intact record follows it, and treated as the torn tail otherwise; either way it
+/// is not indexed.
+async fn scan_records<R, F>(
+    state: &State,
+    read: &R,
+    segment: u32,
+    header: SegmentHeader,
+    found: &mut Vec<Found>,
+    damaged: &mut Vec<Damaged>,
+) -> Result<SegmentScan, StoreError>
+where
+    R: Fn(u32, u32) -> F,
+    F: std::future::Future<Output = io::Result<ReadResult>>,
+{
+    let area = state.record_area();
     let mut block = 1;
-    let mut suspect: Option<Found> = None;
-    while block < seg_blocks {
+    let mut entries = Vec::new();
+    let mut suspect: Option<RecordHeader> = None;
+    while block < area {
         let first = read(block, 1)
             .await
             .map_err(io_err("reading", &state.path))?;
@@ -757,22 +899,22 @@ async fn scan_segment(
         };
         if rec.seq < header.base_seq
             || (rec.segment, rec.block) != (segment, block)
-            || rec.blocks > seg_blocks - block
-            || suspect.as_ref().is_some_and(|s| rec.seq <= s.header.seq)
+            || rec.blocks > area - block
+            || suspect.as_ref().is_some_and(|s| rec.seq <= s.seq)
         {
             break;
         }
-        // The record before this one had a damaged shard but is followed by an intact
-        // record, so it was not the tail: it was damaged after it was written. It stays
-        // out of the index (so `has` never vouches for it and the shard is rewritten or
+        // The record before this one was damaged but is followed by an intact record,
+        // so it was not the tail: it was damaged after it was written. It stays out of
+        // the index (so `has` never vouches for it and the shard is rewritten or
         // repaired) and is reported.
         if let Some(s) = suspect.take() {
             damaged.push(Damaged {
-                chunk: s.header.chunk_id,
-                index: s.header.index,
+                chunk: s.chunk_id,
+                index: s.index,
                 segment,
-                block: s.at.block,
-                reason: "shard fails verification (found when the store was opened)".into(),
+                block: s.block,
+                reason: "record fails verification (found when the store was opened)".into(),
             });
         }
         let at = Location {
@@ -781,36 +923,45 @@ async fn scan_segment(
             block,
             blocks: rec.blocks,
         };
+        let key = (rec.chunk_id, rec.index);
         let record = read(block, rec.blocks)
             .await
             .map_err(io_err("reading", &state.path))?;
         let (whole, deletes) = match rec.kind {
-            RecordKind::Put => (
-                verify_put(&record, &(rec.chunk_id, rec.index), &at).is_ok(),
-                Vec::new(),
-            ),
-            RecordKind::Delete => match DeleteEntry::decode_all(&rec, &record[RECORD_HEADER_LEN..])
-            {
-                Ok(entries) => (true, entries),
-                Err(_) => (false, Vec::new()),
-            },
-        };
-        let item = Found {
-            header: rec,
-            at,
-            deletes,
+            RecordKind::Put => (verify_put(&record, &key, &at).is_ok(), Vec::new()),
+            RecordKind::Delete => {
+                match DeleteEntry::decode_all(&rec, &record[RECORD_HEADER_LEN..]) {
+                    Ok(entries) => (true, entries),
+                    Err(_) => (false, Vec::new()),
+                }
+            }
         };
         if whole {
-            found.push(item);
+            entries.push(SummaryEntry {
+                kind: rec.kind,
+                chunk_id: rec.chunk_id,
+                index: rec.index,
+                block,
+                blocks: rec.blocks,
+                seq: rec.seq,
+            });
+            found.push(Found {
+                kind: rec.kind,
+                key,
+                at,
+                deletes,
+            });
         } else {
-            suspect = Some(item);
+            suspect = Some(rec);
         }
         block += rec.blocks;
     }
-    let used = match &suspect {
-        // A damaged last record is the torn tail of an unacknowledged write.
-        Some(s) => s.at.block,
-        None => block,
-    };
-    Ok((Some(header.base_seq), used))
+    // A damaged last record is the torn tail of an unacknowledged write.
+    let used = suspect.map_or(block, |s| s.block);
+    Ok(SegmentScan {
+        base_seq: Some(header.base_seq),
+        used,
+        entries,
+        summarized: false,
+    })
 }
