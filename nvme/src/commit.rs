@@ -26,11 +26,13 @@ pub(crate) enum Op {
         shard: Vec<u8>,
         moves: Option<Location>,
     },
-    /// Delete the put at `target`. With `carried: true` this is reclaim carrying an
-    /// earlier delete forward out of a segment it is freeing; the index is untouched.
+    /// Delete the put of `key` held in `segment`'s life `life`. With `carried: true`
+    /// this is reclaim carrying an earlier delete forward out of a segment it is
+    /// freeing; the index is untouched.
     Delete {
         key: Key,
-        target: Location,
+        segment: u32,
+        life: u64,
         carried: bool,
     },
 }
@@ -92,6 +94,7 @@ struct Record {
     requests: Vec<Request>,
     kind: RecordKind,
     at: Location,
+    seq: u64,
 }
 
 impl Record {
@@ -168,21 +171,23 @@ async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>
 fn apply(s: &mut State, op: &Op, at: Location) {
     match op {
         Op::Put { key, moves, .. } => {
-            if moves.is_none_or(|from| s.index.get(key) == Some(&from)) {
+            if moves.is_none_or(|from| s.index.get(key) == Some(from)) {
                 s.insert(*key, at);
             }
         }
         Op::Delete {
             key,
-            target,
+            segment,
+            life,
             carried,
         } => {
             if !carried {
-                s.remove(key, target.seq);
+                s.remove(key, *segment, *life);
             }
             s.tombstones[at.segment as usize].push(Tombstone {
                 key: *key,
-                target: *target,
+                segment: *segment,
+                life: *life,
             });
         }
     }
@@ -205,6 +210,7 @@ fn plan(
                 requests: vec![request],
                 kind: RecordKind::Put,
                 at: Location::default(),
+                seq: 0,
             }),
             Op::Delete { .. } => deletes.push(request),
         }
@@ -215,6 +221,7 @@ fn plan(
             requests: std::mem::replace(&mut deletes, rest),
             kind: RecordKind::Delete,
             at: Location::default(),
+            seq: 0,
         });
     }
 
@@ -250,8 +257,8 @@ fn plan(
                     Some(span) if span.0 == placed.segment && span.2 == start => span.2 = end,
                     _ => spans.push((placed.segment, start, end)),
                 }
+                record.seq = placed.seq;
                 record.at = Location {
-                    seq: placed.seq,
                     segment: placed.segment,
                     block: placed.block,
                     blocks,
@@ -332,14 +339,17 @@ fn encode_record(record: &Record, out: &mut [u8]) {
                 .iter()
                 .zip(data.chunks_exact_mut(DELETE_ENTRY_LEN))
             {
-                let Op::Delete { key, target, .. } = &request.op else {
+                let Op::Delete {
+                    key, segment, life, ..
+                } = &request.op
+                else {
                     unreachable!("a delete record holds deletes")
                 };
                 DeleteEntry {
                     chunk_id: key.0,
                     index: key.1,
-                    target_segment: target.segment,
-                    target_seq: target.seq,
+                    target_segment: *segment,
+                    target_life: *life,
                 }
                 .encode_into(slot);
             }
@@ -353,7 +363,7 @@ fn encode_record(record: &Record, out: &mut [u8]) {
     };
     RecordHeader {
         kind: record.kind,
-        seq: at.seq,
+        seq: record.seq,
         segment: at.segment,
         block: at.block,
         chunk_id: key.0,

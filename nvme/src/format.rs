@@ -285,18 +285,19 @@ pub struct RecordHeader {
 /// | 0 | 32 | chunk id |
 /// | 32 | 1 | shard index |
 /// | 33 | 3 | reserved, 0 |
-/// | 36 | 4 | segment of the deleted put |
-/// | 40 | 8 | sequence number of the deleted put |
+/// | 36 | 4 | segment that held the deleted put |
+/// | 40 | 8 | that segment's life: its base sequence number when it held the put |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteEntry {
     /// The chunk.
     pub chunk_id: ChunkId,
     /// The shard index.
     pub index: ShardIndex,
-    /// Segment of the put deleted.
+    /// Segment that held the deleted put.
     pub target_segment: u32,
-    /// Sequence number of the put deleted.
-    pub target_seq: u64,
+    /// Base sequence number of that segment's life: once the segment is erased and
+    /// reused, the put is gone and the delete no longer matters.
+    pub target_life: u64,
 }
 
 /// Bytes of one [`DeleteEntry`].
@@ -309,7 +310,7 @@ impl DeleteEntry {
         out[0..32].copy_from_slice(self.chunk_id.as_bytes());
         out[32] = self.index.get();
         out[36..40].copy_from_slice(&self.target_segment.to_le_bytes());
-        out[40..48].copy_from_slice(&self.target_seq.to_le_bytes());
+        out[40..48].copy_from_slice(&self.target_life.to_le_bytes());
     }
 
     /// Decodes the entries of a delete record whose header is `header`.
@@ -330,7 +331,7 @@ impl DeleteEntry {
                     chunk_id: ChunkId(id),
                     index: ShardIndex(e[32]),
                     target_segment: u32_at(e, 36),
-                    target_seq: u64_at(e, 40),
+                    target_life: u64_at(e, 40),
                 }
             })
             .collect())

@@ -11,6 +11,8 @@ mod device;
 mod error;
 #[cfg(feature = "faults")]
 mod faults;
+mod index;
+
 pub mod format;
 mod state;
 mod store;

@@ -1,7 +1,6 @@
 //! The store's in-memory state: the index, segment use and the write head. Pure; the
 //! store and its group-commit writer are the only callers.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -11,6 +10,7 @@ use hive_wire::{ChunkId, ShardIndex};
 use crate::constants::RESERVED_SEGMENTS;
 use crate::error::StoreError;
 use crate::format::{RecordKind, Summary, SummaryEntry, Superblock, summary_blocks};
+use crate::index::Index;
 
 /// What the index is keyed by.
 pub(crate) type Key = (ChunkId, ShardIndex);
@@ -18,18 +18,19 @@ pub(crate) type Key = (ChunkId, ShardIndex);
 /// Where a live record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Location {
-    pub seq: u64,
     pub segment: u32,
     pub block: u32,
     pub blocks: u32,
 }
 
-/// A delete record, kept in memory so reclaim knows whether it must carry it forward.
+/// A delete, kept in memory so reclaim knows whether it must carry it forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tombstone {
     pub key: Key,
-    /// The put it deletes.
-    pub target: Location,
+    /// The segment that held the deleted put...
+    pub segment: u32,
+    /// ...in this life of it.
+    pub life: u64,
 }
 
 /// One segment's use in its current life.
@@ -46,7 +47,7 @@ pub(crate) struct SegmentUse {
 pub(crate) struct State {
     pub path: PathBuf,
     pub sb: Superblock,
-    pub index: HashMap<Key, Location>,
+    pub index: Index,
     pub segments: Vec<SegmentUse>,
     /// Delete records in each segment's current life.
     pub tombstones: Vec<Vec<Tombstone>>,
@@ -78,7 +79,7 @@ impl State {
         Self {
             path,
             sb,
-            index: HashMap::new(),
+            index: Index::new(),
             segments: vec![SegmentUse::default(); sb.segment_count as usize],
             tombstones: vec![Vec::new(); sb.segment_count as usize],
             head: None,
@@ -200,21 +201,18 @@ impl State {
 
     /// Makes a durable put visible.
     pub fn insert(&mut self, key: Key, at: Location) {
-        if let Some(old) = self.index.get(&key)
-            && old.seq > at.seq
-        {
-            return;
-        }
         if let Some(old) = self.index.insert(key, at) {
             self.segments[old.segment as usize].live -= old.blocks;
         }
         self.segments[at.segment as usize].live += at.blocks;
     }
 
-    /// Makes a durable delete visible: removes the put with sequence `target_seq`.
-    pub fn remove(&mut self, key: &Key, target_seq: u64) -> bool {
+    /// Makes a durable delete visible: removes the put if it is still the one in
+    /// `segment`'s life `life`.
+    pub fn remove(&mut self, key: &Key, segment: u32, life: u64) -> bool {
+        let current = self.segments[segment as usize].base_seq == Some(life);
         match self.index.get(key) {
-            Some(at) if at.seq == target_seq => {
+            Some(at) if at.segment == segment && current => {
                 self.segments[at.segment as usize].live -= at.blocks;
                 self.index.remove(key);
                 true
@@ -223,12 +221,17 @@ impl State {
         }
     }
 
-    /// Whether a delete record must still exist: the put it deletes is still part of
-    /// its segment's current life, so a reopen would read it.
-    pub fn tombstone_needed(&self, t: &Tombstone) -> bool {
-        self.segments[t.target.segment as usize]
+    /// The life of the segment holding `at`, to name the put in a delete.
+    pub fn life_of(&self, at: &Location) -> u64 {
+        self.segments[at.segment as usize]
             .base_seq
-            .is_some_and(|base| base <= t.target.seq)
+            .expect("invariant: an indexed record's segment is in use")
+    }
+
+    /// Whether a delete must still exist: the put it deletes is still part of its
+    /// segment's current life, so a reopen would read it.
+    pub fn tombstone_needed(&self, t: &Tombstone) -> bool {
+        self.segments[t.segment as usize].base_seq == Some(t.life)
     }
 
     /// Forgets a segment whose header has been durably erased.

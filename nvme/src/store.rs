@@ -63,6 +63,8 @@ pub struct Stats {
     pub shards: u64,
     /// Group commits (one write per segment touched, one fdatasync) since open.
     pub commits: u64,
+    /// Heap bytes of the in-memory index.
+    pub index_bytes: u64,
 }
 
 /// A shard store on one device, owned by one glommio executor.
@@ -241,13 +243,7 @@ impl Store {
     /// and reports each damaged record by name. Damaged shards stay indexed so that a
     /// `get` keeps failing loudly until repair replaces them.
     pub async fn scrub(&self, bytes_per_second: u64) -> Result<ScrubReport, StoreError> {
-        let mut keys: Vec<(Key, Location)> = self
-            .state
-            .borrow()
-            .index
-            .iter()
-            .map(|(k, at)| (*k, *at))
-            .collect();
+        let mut keys: Vec<(Key, Location)> = self.state.borrow().index.iter().collect();
         keys.sort_unstable_by_key(|(_, at)| (at.segment, at.block));
         let started = std::time::Instant::now();
         let mut report = ScrubReport::default();
@@ -318,12 +314,17 @@ impl Store {
     pub async fn delete_many(&self, shards: &[(ChunkId, ShardIndex)]) -> Result<usize, StoreError> {
         let mut answers = Vec::new();
         for key in shards {
-            let Some(target) = self.state.borrow().index.get(key).copied() else {
+            let target = {
+                let s = self.state.borrow();
+                s.index.get(key).map(|at| (at.segment, s.life_of(&at)))
+            };
+            let Some((segment, life)) = target else {
                 continue;
             };
             let op = Op::Delete {
                 key: *key,
-                target,
+                segment,
+                life,
                 carried: false,
             };
             answers.push(self.submit(op).await?);
@@ -396,7 +397,6 @@ impl Store {
                 .index
                 .iter()
                 .filter(|(_, at)| at.segment == segment)
-                .map(|(k, at)| (*k, *at))
                 .collect();
             let needed = s.tombstones[segment as usize]
                 .iter()
@@ -424,7 +424,8 @@ impl Store {
         for t in tombstones {
             let op = Op::Delete {
                 key: t.key,
-                target: t.target,
+                segment: t.segment,
+                life: t.life,
                 carried: true,
             };
             answers.push(self.submit(op).await?);
@@ -496,7 +497,7 @@ impl Store {
         let key = (chunk, index);
         let (at, pos, path) = {
             let s = self.state.borrow();
-            let Some(at) = s.index.get(&key).copied() else {
+            let Some(at) = s.index.get(&key) else {
                 return Ok(None);
             };
             (at, s.offset(at.segment, at.block), s.path.clone())
@@ -528,12 +529,12 @@ impl Store {
         let s = self.state.borrow();
         let mut keys: Vec<Key> = s
             .index
-            .keys()
+            .iter()
+            .map(|(key, _)| key)
             .filter(|(chunk, _)| {
                 let b = chunk.as_bytes();
                 u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & mask == pg.get()
             })
-            .copied()
             .collect();
         keys.sort_unstable();
         keys
@@ -554,6 +555,7 @@ impl Store {
             free: capacity - used,
             shards: s.index.len() as u64,
             commits: s.commits,
+            index_bytes: s.index.heap_bytes(),
         }
     }
 
@@ -581,7 +583,7 @@ impl Store {
     ) -> io::Result<()> {
         let pos = {
             let s = self.state.borrow();
-            let at = s.index.get(&(chunk, index)).copied().ok_or_else(|| {
+            let at = s.index.get(&(chunk, index)).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, "no such shard in the store")
             })?;
             s.offset(at.segment, at.block) + offset
@@ -617,11 +619,8 @@ fn verify_put(record: &[u8], key: &Key, at: &Location) -> Result<(usize, usize),
             header.segment, header.block
         ));
     }
-    if header.seq != at.seq || header.kind != RecordKind::Put {
-        return Err(format!(
-            "found record {} instead of record {} (lost write)",
-            header.seq, at.seq
-        ));
+    if header.kind != RecordKind::Put || header.blocks != at.blocks {
+        return Err("found another record where this one was written (lost write)".to_string());
     }
     if (header.chunk_id, header.index) != *key {
         return Err("record holds another shard".to_string());
@@ -678,6 +677,7 @@ fn random_id() -> [u8; 16] {
 /// One record found while scanning, to be replayed in sequence order.
 struct Found {
     kind: RecordKind,
+    seq: u64,
     key: Key,
     at: Location,
     /// A delete record's entries.
@@ -725,22 +725,19 @@ async fn rebuild(state: &mut State, device: &Device) -> Result<Vec<Damaged>, Sto
             }
         }
     }
-    found.sort_unstable_by_key(|f| f.at.seq);
+    found.sort_unstable_by_key(|f| f.seq);
     for f in &found {
-        max_seq = max_seq.max(f.at.seq);
+        max_seq = max_seq.max(f.seq);
         if f.kind == RecordKind::Put {
             state.insert(f.key, f.at);
         }
         for entry in &f.deletes {
             let key = (entry.chunk_id, entry.index);
-            state.remove(&key, entry.target_seq);
+            state.remove(&key, entry.target_segment, entry.target_life);
             state.tombstones[f.at.segment as usize].push(Tombstone {
                 key,
-                target: Location {
-                    seq: entry.target_seq,
-                    segment: entry.target_segment,
-                    ..Location::default()
-                },
+                segment: entry.target_segment,
+                life: entry.target_life,
             });
         }
     }
@@ -825,7 +822,6 @@ where
 {
     for e in &summary.entries {
         let at = Location {
-            seq: e.seq,
             segment,
             block: e.block,
             blocks: e.blocks,
@@ -856,6 +852,7 @@ where
         };
         found.push(Found {
             kind: e.kind,
+            seq: e.seq,
             key,
             at,
             deletes,
@@ -918,7 +915,6 @@ where
             });
         }
         let at = Location {
-            seq: rec.seq,
             segment,
             block,
             blocks: rec.blocks,
@@ -947,6 +943,7 @@ where
             });
             found.push(Found {
                 kind: rec.kind,
+                seq: rec.seq,
                 key,
                 at,
                 deletes,

@@ -215,3 +215,29 @@ fn concurrent_puts_share_group_commits() {
         );
     });
 }
+
+#[test]
+fn listing_by_placement_group_matches_the_codec_mapping() {
+    let dir = Scratch::new("list-pg");
+    let path = dir.path("store");
+    format(&path, 64 << 20, 1 << 20);
+    run(move || async move {
+        let store = open(&path).await;
+        let map = hive_codec::ClusterMap::new(hive_wire::Epoch(1), 3, Vec::new()).expect("map");
+        let mut expected = std::collections::BTreeMap::<u32, Vec<_>>::new();
+        for seed in 0..60 {
+            let (chunk, index, bytes) = shard(seed, 2000);
+            store.put(&bytes).await.expect("put");
+            expected
+                .entry(map.pg_of(&chunk).get())
+                .or_default()
+                .push((chunk, index));
+        }
+        for pg in 0..8u32 {
+            let mut want = expected.remove(&pg).unwrap_or_default();
+            want.sort_unstable();
+            want.dedup();
+            assert_eq!(store.list_pg(3, hive_wire::PgId(pg)), want, "group {pg}");
+        }
+    });
+}

@@ -1,0 +1,238 @@
+//! The in-memory index: (chunk, shard index) → where the record is, in 43 bytes an entry.
+//!
+//! Chunk ids are BLAKE3 hashes, so their first bytes are uniform: they pick one of 2^bits
+//! buckets, each an exactly-sized sorted array searched by binary search. No hash table
+//! load factor, no per-entry pointers: the cost per entry is the entry plus a share of
+//! its bucket's allocation.
+
+use crate::state::{Key, Location};
+
+/// One entry, packed without padding.
+#[derive(Clone, Copy)]
+struct Entry {
+    id: [u8; 32],
+    index: u8,
+    segment: [u8; 4],
+    block: [u8; 4],
+    blocks: [u8; 2],
+}
+
+impl Entry {
+    fn new(key: &Key, at: Location) -> Self {
+        Self {
+            id: key.0.0,
+            index: key.1.get(),
+            segment: at.segment.to_le_bytes(),
+            block: at.block.to_le_bytes(),
+            blocks: u16::try_from(at.blocks)
+                .expect("invariant: a record spans at most 16 MiB, 4104 blocks")
+                .to_le_bytes(),
+        }
+    }
+
+    fn key(&self) -> Key {
+        (
+            hive_wire::ChunkId(self.id),
+            hive_wire::ShardIndex(self.index),
+        )
+    }
+
+    fn sort_key(&self) -> ([u8; 32], u8) {
+        (self.id, self.index)
+    }
+
+    fn location(&self) -> Location {
+        Location {
+            segment: u32::from_le_bytes(self.segment),
+            block: u32::from_le_bytes(self.block),
+            blocks: u32::from(u16::from_le_bytes(self.blocks)),
+        }
+    }
+}
+
+/// The bucket table doubles when buckets average more than this many entries: enough
+/// that the table costs under half a byte an entry, few enough that an insert (which
+/// copies its bucket) stays cheap.
+const ENTRIES_PER_BUCKET: usize = 64;
+/// Buckets to start with.
+const INITIAL_BUCKET_BITS: u32 = 4;
+/// At most 2^24 buckets (256 MiB of table, for a billion entries).
+const MAX_BUCKET_BITS: u32 = 24;
+
+pub(crate) struct Index {
+    bits: u32,
+    buckets: Vec<Box<[Entry]>>,
+    len: usize,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self {
+            bits: INITIAL_BUCKET_BITS,
+            buckets: vec![Box::default(); 1 << INITIAL_BUCKET_BITS],
+            len: 0,
+        }
+    }
+
+    fn bucket_of(id: &[u8; 32], bits: u32) -> usize {
+        (u32::from_be_bytes([id[0], id[1], id[2], id[3]]) >> (32 - bits)) as usize
+    }
+
+    fn bucket(&self, key: &Key) -> usize {
+        Self::bucket_of(&key.0.0, self.bits)
+    }
+
+    /// Doubles the bucket table: each bucket splits in two at the next id bit, which
+    /// keeps both halves sorted.
+    fn grow(&mut self) {
+        let bits = self.bits + 1;
+        let mut buckets = Vec::with_capacity(1 << bits);
+        for (n, old) in self.buckets.iter().enumerate() {
+            let split = old.partition_point(|e| Self::bucket_of(&e.id, bits) == 2 * n);
+            buckets.push(Box::<[Entry]>::from(&old[..split]));
+            buckets.push(Box::<[Entry]>::from(&old[split..]));
+        }
+        self.buckets = buckets;
+        self.bits = bits;
+    }
+
+    fn find(&self, key: &Key) -> (usize, Result<usize, usize>) {
+        let bucket = self.bucket(key);
+        let wanted = (key.0.0, key.1.get());
+        let found = self.buckets[bucket].binary_search_by(|e| e.sort_key().cmp(&wanted));
+        (bucket, found)
+    }
+
+    pub fn get(&self, key: &Key) -> Option<Location> {
+        match self.find(key) {
+            (bucket, Ok(at)) => Some(self.buckets[bucket][at].location()),
+            _ => None,
+        }
+    }
+
+    pub fn contains_key(&self, key: &Key) -> bool {
+        self.find(key).1.is_ok()
+    }
+
+    /// Inserts or replaces; returns the location replaced.
+    pub fn insert(&mut self, key: Key, at: Location) -> Option<Location> {
+        let entry = Entry::new(&key, at);
+        let (bucket, found) = self.find(&key);
+        match found {
+            Ok(i) => {
+                let old = self.buckets[bucket][i].location();
+                self.buckets[bucket][i] = entry;
+                Some(old)
+            }
+            Err(i) => {
+                let mut grown = Vec::with_capacity(self.buckets[bucket].len() + 1);
+                grown.extend_from_slice(&self.buckets[bucket][..i]);
+                grown.push(entry);
+                grown.extend_from_slice(&self.buckets[bucket][i..]);
+                self.buckets[bucket] = grown.into_boxed_slice();
+                self.len += 1;
+                if self.len > self.buckets.len() * ENTRIES_PER_BUCKET && self.bits < MAX_BUCKET_BITS
+                {
+                    self.grow();
+                }
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &Key) -> Option<Location> {
+        let (bucket, Ok(i)) = self.find(key) else {
+            return None;
+        };
+        let old = self.buckets[bucket][i].location();
+        let mut shrunk = self.buckets[bucket].to_vec();
+        shrunk.remove(i);
+        self.buckets[bucket] = shrunk.into_boxed_slice();
+        self.len -= 1;
+        Some(old)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Key, Location)> + '_ {
+        self.buckets
+            .iter()
+            .flat_map(|b| b.iter().map(|e| (e.key(), e.location())))
+    }
+
+    /// Heap bytes the index holds: the bucket table, each bucket's array, and the
+    /// allocator's own overhead per allocation (glibc: 8 bytes of header, 16-byte
+    /// granularity, 32 bytes at least).
+    pub fn heap_bytes(&self) -> u64 {
+        let table = self.buckets.capacity() * std::mem::size_of::<Box<[Entry]>>();
+        let arrays: usize = self
+            .buckets
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                (std::mem::size_of_val(&**b) + 8)
+                    .next_multiple_of(16)
+                    .max(32)
+            })
+            .sum();
+        (table + arrays) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_wire::{ChunkId, ShardIndex};
+
+    fn key(n: u64) -> Key {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+        id[8..16].copy_from_slice(&n.to_le_bytes());
+        (ChunkId(id), ShardIndex((n % 7) as u8))
+    }
+
+    fn at(n: u64) -> Location {
+        Location {
+            segment: n as u32,
+            block: (n * 3) as u32,
+            blocks: (n % 4000) as u32 + 1,
+        }
+    }
+
+    #[test]
+    fn behaves_like_a_map() {
+        let mut index = Index::new();
+        let mut model = std::collections::HashMap::new();
+        for n in 0..5000 {
+            assert_eq!(index.insert(key(n), at(n)), model.insert(key(n), at(n)));
+        }
+        for n in (0..5000).step_by(3) {
+            assert_eq!(index.remove(&key(n)), model.remove(&key(n)));
+        }
+        assert_eq!(index.insert(key(1), at(9)), model.insert(key(1), at(9)));
+        assert_eq!(index.len(), model.len());
+        for n in 0..5100 {
+            assert_eq!(index.get(&key(n)), model.get(&key(n)).copied());
+        }
+        let mut listed: Vec<_> = index.iter().collect();
+        listed.sort_unstable_by_key(|(k, _)| *k);
+        let mut expected: Vec<_> = model.into_iter().collect();
+        expected.sort_unstable_by_key(|(k, _)| *k);
+        assert_eq!(listed, expected);
+    }
+
+    #[test]
+    fn an_entry_costs_at_most_48_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 43);
+        let mut index = Index::new();
+        for n in 0..300_000 {
+            index.insert(key(n), at(n));
+            if n % 10_000 == 9_999 {
+                let per_entry = index.heap_bytes() as f64 / index.len() as f64;
+                assert!(per_entry <= 48.0, "{per_entry:.1} bytes per entry at {n}");
+            }
+        }
+    }
+}
