@@ -47,6 +47,16 @@ enum Suite {
     /// whole write pipeline on incompressible data (vs the same pipeline with
     /// compression off).
     Codec,
+    /// The shard store against raw O_DIRECT I/O through io_uring on the same file
+    /// system: 1 MiB durable appends (vs write + fdatasync), 4 KiB random gets at depth
+    /// 32 (vs random reads), 4 KiB puts from 64 writers (vs a write + fdatasync loop),
+    /// and index memory per entry (vs a 48-byte budget).
+    Store {
+        /// Directory for the store and raw files (up to a few GiB, sparse); put it on
+        /// the drive you want measured.
+        #[arg(long, default_value_os_t = suites::store::default_dir())]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +65,7 @@ fn main() -> ExitCode {
     let mut report = Report::new(cli.json);
     let result = match cli.suite {
         Suite::Codec => suites::codec::run(&rounds, &mut report),
+        Suite::Store { dir } => suites::store::run(&rounds, &mut report, &dir),
     };
     report.finish();
     let _ = std::io::stdout().flush();

@@ -15,7 +15,56 @@ pub struct Throughput {
     pub baseline: f64,
 }
 
+/// What one timed round did: how many units (bytes, operations) in how long.
+pub struct Round {
+    pub units: f64,
+    pub elapsed: Duration,
+}
+
+impl Round {
+    /// Times `work`, which does `units` units.
+    pub async fn time<T>(units: f64, work: impl Future<Output = T>) -> Self {
+        let start = Instant::now();
+        black_box(work.await);
+        Self {
+            units,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
 impl Rounds {
+    /// Rounds to run per side.
+    pub fn count(&self) -> u32 {
+        self.rounds
+    }
+
+    /// Runs `hive` and `baseline` rounds alternately (who goes first alternates too);
+    /// each round does its own untimed setup and returns what it timed. Returns each
+    /// side's median rate in units per second.
+    pub async fn interleaved<H, B>(&self, mut hive: H, mut baseline: B) -> Throughput
+    where
+        H: AsyncFnMut(u32) -> Round,
+        B: AsyncFnMut(u32) -> Round,
+    {
+        let rate = |r: Round| r.units / r.elapsed.as_secs_f64().max(1e-9);
+        let mut ours = Vec::with_capacity(self.rounds as usize);
+        let mut theirs = Vec::with_capacity(self.rounds as usize);
+        for round in 0..self.rounds {
+            if round % 2 == 0 {
+                ours.push(rate(hive(round).await));
+                theirs.push(rate(baseline(round).await));
+            } else {
+                theirs.push(rate(baseline(round).await));
+                ours.push(rate(hive(round).await));
+            }
+        }
+        Throughput {
+            hive: median(&mut ours),
+            baseline: median(&mut theirs),
+        }
+    }
+
     pub fn new(rounds: u32, round_ms: u32) -> Self {
         Self {
             rounds,

@@ -23,7 +23,9 @@ pub(crate) enum Op {
     /// moving a record: it becomes visible only if the index still points at `from`.
     Put {
         key: Key,
-        shard: Vec<u8>,
+        /// The record, laid out by [`record_buffer`]: header space, shard, zero padding.
+        record: Option<DmaBuffer>,
+        data_len: usize,
         moves: Option<Location>,
     },
     /// Delete the put of `key` held in `segment`'s life `life`. With `carried: true`
@@ -46,8 +48,8 @@ impl Request {
     /// Bytes this request adds to a batch (a delete's share of a record, rounded up).
     fn cost(&self) -> usize {
         match &self.op {
-            Op::Put { shard, .. } => {
-                RecordHeader::blocks_for(shard.len()) as usize * BLOCK as usize
+            Op::Put { data_len, .. } => {
+                RecordHeader::blocks_for(*data_len) as usize * BLOCK as usize
             }
             Op::Delete { .. } => DELETE_ENTRY_LEN,
         }
@@ -101,7 +103,7 @@ impl Record {
     fn data_len(&self) -> usize {
         match (&self.kind, &self.requests[..]) {
             (RecordKind::Put, [request]) => match &request.op {
-                Op::Put { shard, .. } => shard.len(),
+                Op::Put { data_len, .. } => *data_len,
                 Op::Delete { .. } => unreachable!("a put record holds a put"),
             },
             (RecordKind::Put, _) => unreachable!("a put record holds one request"),
@@ -125,6 +127,19 @@ struct Group {
     segment: u32,
     first_block: u32,
     buffer: DmaBuffer,
+}
+
+/// Lays out a put record in a buffer of its own: room for the header (filled when the
+/// record is placed), the shard, and zeroed padding to the block. Done when the put
+/// arrives, so the shard is copied once, into memory the device can write directly.
+pub(crate) fn record_buffer(device: &Device, shard: &[u8]) -> DmaBuffer {
+    let len = RecordHeader::blocks_for(shard.len()) as usize * BLOCK as usize;
+    let mut buffer = device.buffer(len);
+    let bytes = buffer.as_bytes_mut();
+    bytes[..RECORD_HEADER_LEN].fill(0);
+    bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + shard.len()].copy_from_slice(shard);
+    bytes[RECORD_HEADER_LEN + shard.len()..].fill(0);
+    buffer
 }
 
 async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>) {
@@ -227,7 +242,9 @@ fn plan(
 
     let mut records = Vec::with_capacity(unplaced.len());
     let mut summaries: Vec<(u32, u32, Vec<u8>)> = Vec::new();
-    let mut spans: Vec<(u32, u32, u32)> = Vec::new(); // segment, first block, end block
+    // Runs of consecutive records: segment, first block, end block, and whether the run
+    // starts by opening the segment (so block 0 is its header).
+    let mut spans: Vec<(u32, u32, u32, bool)> = Vec::new();
     for mut record in unplaced {
         let blocks = RecordHeader::blocks_for(record.data_len());
         // Deletes and reclaim's moves may use the reserved segments; new puts may not.
@@ -247,15 +264,16 @@ fn plan(
                     let blocks = s.sb.segment_blocks() - first;
                     summaries.push((summary.segment, first, summary.encode(blocks)));
                 }
-                let start = if placed.opens_segment {
-                    0
-                } else {
-                    placed.block
-                };
                 let end = placed.block + blocks;
                 match spans.last_mut() {
-                    Some(span) if span.0 == placed.segment && span.2 == start => span.2 = end,
-                    _ => spans.push((placed.segment, start, end)),
+                    Some(span)
+                        if !placed.opens_segment
+                            && span.0 == placed.segment
+                            && span.2 == placed.block =>
+                    {
+                        span.2 = end
+                    }
+                    _ => spans.push((placed.segment, placed.block, end, placed.opens_segment)),
                 }
                 record.seq = placed.seq;
                 record.at = Location {
@@ -267,73 +285,94 @@ fn plan(
             }
         }
     }
-    let mut groups: Vec<Group> = spans
-        .iter()
-        .map(|&(segment, first, end)| Group {
-            segment,
-            first_block: first,
-            buffer: device.buffer(((end - first) as u64 * BLOCK) as usize),
-        })
+    let mut buffers: Vec<Option<DmaBuffer>> = records
+        .iter_mut()
+        .map(|record| Some(seal_record(device, record)))
         .collect();
-    // Summaries of the segments this batch filled, made durable with it.
-    let summary_groups: Vec<Group> = summaries
-        .into_iter()
-        .map(|(segment, first, bytes)| {
-            let mut buffer = device.buffer(bytes.len());
-            buffer.as_bytes_mut().copy_from_slice(&bytes);
-            Group {
+    let mut groups = Vec::with_capacity(spans.len() + summaries.len());
+    let mut next = 0;
+    for (segment, first, end, opens) in spans {
+        let mut count = 0;
+        while next + count < records.len()
+            && records[next + count].at.segment == segment
+            && records[next + count].at.block < end
+            && records[next + count].at.block >= first
+        {
+            count += 1;
+        }
+        if count == 1 && !opens {
+            // One record alone: its own buffer is written as it is.
+            groups.push(Group {
                 segment,
                 first_block: first,
+                buffer: buffers[next]
+                    .take()
+                    .expect("invariant: each record buffer is used once"),
+            });
+        } else {
+            let start_block = if opens { 0 } else { first };
+            let mut buffer = device.buffer(((end - start_block) as u64 * BLOCK) as usize);
+            let bytes = buffer.as_bytes_mut();
+            if opens {
+                let base_seq = s.segments[segment as usize]
+                    .base_seq
+                    .expect("invariant: a segment being written has a base sequence number");
+                bytes[..BLOCK as usize].fill(0);
+                SegmentHeader {
+                    store_id: s.sb.store_id,
+                    segment,
+                    base_seq,
+                }
+                .encode_into(bytes);
+            }
+            for (record, source) in records[next..next + count].iter().zip(&buffers[next..]) {
+                let source = source.as_ref().expect("invariant: unused record buffer");
+                let at = (record.at.block - start_block) as usize * BLOCK as usize;
+                bytes[at..at + source.len()].copy_from_slice(source.as_bytes());
+            }
+            groups.push(Group {
+                segment,
+                first_block: start_block,
                 buffer,
-            }
-        })
-        .collect();
-    for group in &mut groups {
-        if group.first_block == 0 {
-            let base_seq = s.segments[group.segment as usize]
-                .base_seq
-                .expect("invariant: a segment being written has a base sequence number");
-            SegmentHeader {
-                store_id: s.sb.store_id,
-                segment: group.segment,
-                base_seq,
-            }
-            .encode_into(group.buffer.as_bytes_mut());
+            });
         }
+        next += count;
     }
-    for record in &records {
-        let at = record.at;
-        let group = groups
-            .iter_mut()
-            .find(|g| {
-                g.segment == at.segment
-                    && g.first_block <= at.block
-                    && (at.block - g.first_block) as usize * (BLOCK as usize) < g.buffer.len()
-            })
-            .expect("invariant: every planned record lies in a group");
-        let start = (at.block - group.first_block) as usize * BLOCK as usize;
-        let out =
-            &mut group.buffer.as_bytes_mut()[start..start + at.blocks as usize * BLOCK as usize];
-        encode_record(record, out);
+    debug_assert_eq!(next, records.len(), "every record lies in a span");
+    // Summaries of the segments this batch filled, made durable with it.
+    for (segment, first, bytes) in summaries {
+        let mut buffer = device.buffer(bytes.len());
+        buffer.as_bytes_mut().copy_from_slice(&bytes);
+        groups.push(Group {
+            segment,
+            first_block: first,
+            buffer,
+        });
     }
-    groups.extend(summary_groups);
     (records, groups)
 }
 
-/// Writes a record (header, then shard or delete entries) into `out`.
-fn encode_record(record: &Record, out: &mut [u8]) {
+/// Takes (a put) or builds (a delete) the record's buffer and writes its header.
+fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
     let at = record.at;
     let data_len = record.data_len();
-    let data = &mut out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + data_len];
-    let (key, checksum, entries) = match record.kind {
-        RecordKind::Put => match &record.requests[0].op {
-            Op::Put { key, shard, .. } => {
-                data.copy_from_slice(shard);
-                (*key, 0, 0)
-            }
+    let (mut buffer, key, checksum, entries) = match record.kind {
+        RecordKind::Put => match &mut record.requests[0].op {
+            Op::Put {
+                key, record: buf, ..
+            } => (
+                buf.take().expect("invariant: a put's record is taken once"),
+                *key,
+                0,
+                0,
+            ),
             Op::Delete { .. } => unreachable!("a put record holds a put"),
         },
         RecordKind::Delete => {
+            let mut buffer = device.buffer(at.blocks as usize * BLOCK as usize);
+            let bytes = buffer.as_bytes_mut();
+            bytes.fill(0);
+            let data = &mut bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + data_len];
             for (request, slot) in record
                 .requests
                 .iter()
@@ -354,11 +393,9 @@ fn encode_record(record: &Record, out: &mut [u8]) {
                 .encode_into(slot);
             }
             let count = u32::try_from(record.requests.len()).expect("invariant: bounded pack");
-            (
-                (hive_wire::ChunkId([0; 32]), hive_wire::ShardIndex(0)),
-                entries_checksum(data),
-                count,
-            )
+            let sum = entries_checksum(data);
+            let none = (hive_wire::ChunkId([0; 32]), hive_wire::ShardIndex(0));
+            (buffer, none, sum, count)
         }
     };
     RecordHeader {
@@ -373,5 +410,6 @@ fn encode_record(record: &Record, out: &mut [u8]) {
         entries,
         blocks: at.blocks,
     }
-    .encode_into(out);
+    .encode_into(buffer.as_bytes_mut());
+    buffer
 }

@@ -38,11 +38,11 @@ impl Device {
         })
     }
 
-    /// A zeroed buffer suitable for direct I/O.
+    /// A buffer suitable for direct I/O. Its contents are unspecified: callers set every
+    /// byte they write (zeroing a whole 1 MiB buffer first cost a fifth of the append
+    /// throughput).
     pub(crate) fn buffer(&self, len: usize) -> DmaBuffer {
-        let mut buf = self.file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        buf
+        self.file.alloc_dma_buffer(len)
     }
 
     /// Writes all of `buf` at `pos`; a short write is an error.

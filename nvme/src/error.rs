@@ -1,6 +1,6 @@
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use hive_wire::{ChunkId, NodeId, ShardError, ShardIndex};
 
@@ -17,7 +17,7 @@ pub enum StoreError {
         /// The device.
         path: PathBuf,
         /// The operating system's error.
-        source: Rc<io::Error>,
+        source: Arc<io::Error>,
     },
     /// Neither superblock copy is valid: not a HiveFS store, or damaged.
     #[error("{path} is not a HiveFS store: superblock {reason}; format it with 'hive-node format'")]
@@ -51,7 +51,7 @@ pub enum StoreError {
         /// The operation that failed.
         op: &'static str,
         /// Its error.
-        cause: Rc<io::Error>,
+        cause: Arc<io::Error>,
     },
     /// No free segment is left for new records.
     #[error(

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use hive_wire::{ChunkId, ShardIndex};
 
@@ -56,7 +56,7 @@ pub(crate) struct State {
     /// The records placed in the head's current life, for its summary.
     pub head_records: Vec<SummaryEntry>,
     pub next_seq: u64,
-    pub poison: Option<(&'static str, Rc<io::Error>)>,
+    pub poison: Option<(&'static str, Arc<io::Error>)>,
     /// Group commits made durable since open.
     pub commits: u64,
 }
@@ -101,7 +101,7 @@ impl State {
     }
 
     pub fn poison(&mut self, op: &'static str, cause: io::Error) -> StoreError {
-        let cause = Rc::new(cause);
+        let cause = Arc::new(cause);
         self.poison.get_or_insert((op, cause.clone()));
         StoreError::Poisoned { op, cause }
     }

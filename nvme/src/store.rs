@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::io::ReadResult;
@@ -118,7 +119,7 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Sto
     move |source| StoreError::Io {
         op,
         path: path.to_path_buf(),
-        source: Rc::new(source),
+        source: Arc::new(source),
     }
 }
 
@@ -298,7 +299,8 @@ impl Store {
         }
         self.append(Op::Put {
             key,
-            shard: shard.to_vec(),
+            record: Some(commit::record_buffer(&self.device, shard)),
+            data_len: shard.len(),
             moves: None,
         })
         .await
@@ -416,7 +418,8 @@ impl Store {
             moved += shard.len() as u64;
             let op = Op::Put {
                 key,
-                shard: shard.to_vec(),
+                record: Some(commit::record_buffer(&self.device, &shard)),
+                data_len: shard.len(),
                 moves: Some(at),
             };
             answers.push(self.submit(op).await?);
@@ -448,7 +451,9 @@ impl Store {
             }
             s.offset(segment, 0)
         };
-        let zero = Rc::new(self.device.buffer(BLOCK as usize));
+        let mut zero = self.device.buffer(BLOCK as usize);
+        zero.as_bytes_mut().fill(0);
+        let zero = Rc::new(zero);
         let written = match self.device.write(zero, pos).await {
             Ok(()) => self.device.sync().await.map_err(|e| ("fdatasync", e)),
             Err(e) => Err(("write", e)),

@@ -1,0 +1,311 @@
+//! `hive-bench store`: the shard store against raw O_DIRECT I/O on the same file system,
+//! both through io_uring (glommio), interleaved in one executor.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{Context, Result};
+use glommio::io::{DmaFile, OpenOptions};
+use glommio::{LocalExecutorBuilder, Placement};
+use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
+use hive_nvme::{FormatOptions, Store};
+use hive_testkit::{Rng, random_bytes};
+use hive_wire::NodeId;
+
+use crate::measure::{Round, Rounds, Throughput};
+use crate::report::{Better, Line, Report};
+
+const SUITE: &str = "store";
+const NODE: NodeId = NodeId(1);
+/// Bytes the store file and the raw file may grow to (both sparse).
+const FILE_SIZE: u64 = 4 << 30;
+/// 1 MiB appends per sequential-write round.
+const SEQ_PUTS_PER_ROUND: usize = 32;
+/// Data bytes of a shard whose record fills exactly one 4 KiB block (record header 88,
+/// shard header 64, payload 3904 rounded to 64).
+const SMALL_DATA: usize = 3904;
+/// Shards the random-read benchmark reads from (64 MiB of one-block records).
+const READ_SET: usize = 16_384;
+/// Concurrent reads.
+const READ_DEPTH: usize = 32;
+/// Reads per task per round.
+const READS_PER_TASK: usize = 256;
+/// Concurrent small puts, and puts per task per round.
+const PUT_TASKS: usize = 64;
+const PUTS_PER_TASK: usize = 16;
+/// Raw write + fdatasync pairs per round of the small-put baseline.
+const RAW_SYNCS_PER_ROUND: usize = 256;
+/// The index target: bytes per entry.
+const INDEX_BUDGET: f64 = 48.0;
+
+pub fn run(rounds: &Rounds, report: &mut Report, dir: &Path) -> Result<()> {
+    let work = dir.join(format!("hive-bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let rounds_n = rounds.count();
+    let result = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("hive-bench-store")
+        .spawn({
+            let work = work.clone();
+            move || async move { measure(rounds_n, &work).await }
+        })
+        .map_err(|e| anyhow::anyhow!("starting a glommio executor: {e}"))?
+        .join()
+        .map_err(|e| anyhow::anyhow!("the benchmark executor failed: {e}"))?;
+    let _ = std::fs::remove_dir_all(&work);
+    for line in result? {
+        report.add(line);
+    }
+    Ok(())
+}
+
+/// One shard made of `data_len` random bytes (replication 1+0: the record holds them
+/// whole).
+fn shard(seed: u64, data_len: usize) -> Vec<u8> {
+    let data = random_bytes(seed, data_len);
+    let scheme = ErasureScheme::new(1, 0).expect("1+0 is a valid scheme");
+    let mut encoder = ChunkEncoder::new(scheme, CompressionConfig::off()).expect("encoder");
+    let encoded = encoder.encode(chunk_id(&data), &data).expect("encode");
+    encoded.shard_to_vec(0)
+}
+
+fn line(name: &'static str, unit: &'static str, t: Throughput, against: &'static str) -> Line {
+    Line {
+        suite: SUITE,
+        name,
+        unit,
+        hive: t.hive,
+        baseline: t.baseline,
+        better: Better::Higher,
+        against,
+    }
+}
+
+async fn measure(rounds_n: u32, work: &Path) -> Result<Vec<Line>> {
+    let rounds = Rounds::new(rounds_n, 1);
+    let store_path = work.join("store");
+    let raw_path = work.join("raw");
+    let options = FormatOptions {
+        node_id: NODE,
+        size: Some(FILE_SIZE),
+        segment_size: 64 << 20,
+    };
+    Store::format(&store_path, &options)?;
+    // The raw file starts with real data: glommio's first DmaFile on a device must not
+    // be empty (see the nvme crate).
+    let raw_len = 64 << 20;
+    std::fs::write(&raw_path, random_bytes(7, raw_len))?;
+    let store = Rc::new(Store::open(&store_path, NODE).await?);
+    let raw = Rc::new(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .dma_open(&raw_path)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", raw_path.display()))?,
+    );
+    let mut lines = Vec::new();
+    lines.push(seq_write(&rounds, &store, &raw).await?);
+    lines.push(rand_read(&rounds, &store, &raw, raw_len as u64).await?);
+    lines.push(small_put(&rounds, &store, &raw).await?);
+    let stats = store.stats();
+    let per_entry = stats.index_bytes as f64 / stats.shards.max(1) as f64;
+    lines.push(Line {
+        suite: SUITE,
+        name: "index_bytes_per_entry",
+        unit: "bytes",
+        hive: per_entry,
+        baseline: INDEX_BUDGET,
+        better: Better::Lower,
+        against: "the 48-byte budget",
+    });
+    Ok(lines)
+}
+
+/// 1 MiB shard appends, each durable before the next, against 1 MiB O_DIRECT writes
+/// each followed by fdatasync.
+async fn seq_write(rounds: &Rounds, store: &Rc<Store>, raw: &Rc<DmaFile>) -> Result<Line> {
+    const MIB: usize = 1 << 20;
+    let shards: Vec<Vec<u8>> = (0..rounds.count() as usize * SEQ_PUTS_PER_ROUND)
+        .map(|n| shard(0x5e9_0000 + n as u64, MIB - 64))
+        .collect();
+    let mut buffer = raw.alloc_dma_buffer(MIB);
+    buffer.as_bytes_mut().copy_from_slice(&random_bytes(3, MIB));
+    let buffer = Rc::new(buffer);
+    let mut raw_pos = 0u64;
+    let t = rounds
+        .interleaved(
+            async |round| {
+                let batch = &shards[round as usize * SEQ_PUTS_PER_ROUND..][..SEQ_PUTS_PER_ROUND];
+                Round::time((SEQ_PUTS_PER_ROUND * MIB) as f64, async {
+                    for s in batch {
+                        store.put(s).await.expect("put");
+                    }
+                })
+                .await
+            },
+            async |_| {
+                Round::time((SEQ_PUTS_PER_ROUND * MIB) as f64, async {
+                    for _ in 0..SEQ_PUTS_PER_ROUND {
+                        raw.write_rc_at(buffer.clone(), raw_pos)
+                            .await
+                            .expect("write");
+                        raw.fdatasync().await.expect("fdatasync");
+                        raw_pos = (raw_pos + MIB as u64) % (FILE_SIZE / 2);
+                    }
+                })
+                .await
+            },
+        )
+        .await;
+    let mib = |x: f64| x / MIB as f64;
+    Ok(line(
+        "store_seq_write",
+        "MiB/s",
+        Throughput {
+            hive: mib(t.hive),
+            baseline: mib(t.baseline),
+        },
+        "raw O_DIRECT 1 MiB write + fdatasync",
+    ))
+}
+
+/// Random gets of one-block shards at queue depth 32 against random 4 KiB O_DIRECT
+/// reads of a file of the same size.
+async fn rand_read(
+    rounds: &Rounds,
+    store: &Rc<Store>,
+    raw: &Rc<DmaFile>,
+    raw_len: u64,
+) -> Result<Line> {
+    let mut keys = Vec::with_capacity(READ_SET);
+    let mut pending = Vec::new();
+    for n in 0..READ_SET {
+        let bytes = shard(0x4ead_0000 + n as u64, SMALL_DATA);
+        let parsed = hive_wire::ShardRef::parse(&bytes)?;
+        keys.push((parsed.header.chunk_id, parsed.header.index));
+        let store = store.clone();
+        pending.push(glommio::spawn_local(async move { store.put(&bytes).await }));
+        if pending.len() == PUT_TASKS {
+            for p in pending.drain(..) {
+                p.await?;
+            }
+        }
+    }
+    for p in pending {
+        p.await?;
+    }
+    let keys = Rc::new(keys);
+    let reads = (READ_DEPTH * READS_PER_TASK) as f64;
+    let t = rounds
+        .interleaved(
+            async |round| {
+                Round::time(reads, async {
+                    let tasks: Vec<_> = (0..READ_DEPTH)
+                        .map(|task| {
+                            let (store, keys) = (store.clone(), keys.clone());
+                            let mut rng = Rng::new(u64::from(round) << 16 | task as u64);
+                            glommio::spawn_local(async move {
+                                for _ in 0..READS_PER_TASK {
+                                    let (chunk, index) = keys[rng.below(keys.len())];
+                                    store.get(chunk, index).await.expect("get").expect("stored");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await;
+                    }
+                })
+                .await
+            },
+            async |round| {
+                Round::time(reads, async {
+                    let tasks: Vec<_> = (0..READ_DEPTH)
+                        .map(|task| {
+                            let raw = raw.clone();
+                            let mut rng = Rng::new(u64::from(round) << 16 | task as u64);
+                            glommio::spawn_local(async move {
+                                let blocks = (raw_len / 4096) as usize;
+                                for _ in 0..READS_PER_TASK {
+                                    let pos = rng.below(blocks) as u64 * 4096;
+                                    raw.read_at_aligned(pos, 4096).await.expect("read");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await;
+                    }
+                })
+                .await
+            },
+        )
+        .await;
+    Ok(line(
+        "store_rand_read_4k",
+        "ops/s",
+        t,
+        "raw O_DIRECT 4 KiB random reads, depth 32",
+    ))
+}
+
+/// One-block puts from 64 concurrent writers (group commit) against a loop of 4 KiB
+/// O_DIRECT writes each followed by fdatasync.
+async fn small_put(rounds: &Rounds, store: &Rc<Store>, raw: &Rc<DmaFile>) -> Result<Line> {
+    let per_round = PUT_TASKS * PUTS_PER_TASK;
+    let shards: Rc<Vec<Vec<u8>>> = Rc::new(
+        (0..rounds.count() as usize * per_round)
+            .map(|n| shard(0x5a11_0000 + n as u64, SMALL_DATA))
+            .collect(),
+    );
+    let mut buffer = raw.alloc_dma_buffer(4096);
+    buffer.as_bytes_mut().fill(0x5a);
+    let buffer = Rc::new(buffer);
+    let mut raw_pos = FILE_SIZE / 2;
+    let t = rounds
+        .interleaved(
+            async |round| {
+                Round::time(per_round as f64, async {
+                    let tasks: Vec<_> = (0..PUT_TASKS)
+                        .map(|task| {
+                            let (store, shards) = (store.clone(), shards.clone());
+                            let first = round as usize * per_round + task * PUTS_PER_TASK;
+                            glommio::spawn_local(async move {
+                                for s in &shards[first..first + PUTS_PER_TASK] {
+                                    store.put(s).await.expect("put");
+                                }
+                            })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await;
+                    }
+                })
+                .await
+            },
+            async |_| {
+                Round::time(RAW_SYNCS_PER_ROUND as f64, async {
+                    for _ in 0..RAW_SYNCS_PER_ROUND {
+                        raw.write_rc_at(buffer.clone(), raw_pos)
+                            .await
+                            .expect("write");
+                        raw.fdatasync().await.expect("fdatasync");
+                        raw_pos += 4096;
+                    }
+                })
+                .await
+            },
+        )
+        .await;
+    Ok(line(
+        "store_small_put",
+        "ops/s",
+        t,
+        "raw 4 KiB write + fdatasync loop",
+    ))
+}
+
+/// Where the benchmark puts its files unless told otherwise.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir()
+}
