@@ -241,3 +241,33 @@ fn listing_by_placement_group_matches_the_codec_mapping() {
         }
     });
 }
+
+#[test]
+fn a_store_of_another_format_version_is_refused_by_name() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = Scratch::new("version");
+    let path = dir.path("store");
+    format(&path, 8 << 20, 1 << 20);
+    // Rewrite both superblock copies as version 2, with valid checksums.
+    let mut block = std::fs::read(&path).expect("read")[..4096].to_vec();
+    block[8..10].copy_from_slice(&2u16.to_le_bytes());
+    let sum = twox_hash::XxHash3_64::oneshot(&block[..72]);
+    block[72..80].copy_from_slice(&sum.to_le_bytes());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    for copy in 0..2 {
+        file.seek(SeekFrom::Start(copy * 4096)).expect("seek");
+        file.write_all(&block).expect("write");
+    }
+    drop(file);
+    run(move || async move {
+        let err = Store::open(&path, NODE)
+            .await
+            .err()
+            .expect("version 2 is refused");
+        let text = err.to_string();
+        assert!(text.contains("format version 2 is not supported"), "{text}");
+    });
+}
