@@ -20,4 +20,4 @@ mod store;
 pub use error::StoreError;
 #[cfg(feature = "faults")]
 pub use faults::Faults;
-pub use store::{Damaged, FormatOptions, ReclaimReport, ScrubReport, Stats, Store};
+pub use store::{Damaged, FormatOptions, ReclaimReport, ScrubReport, Scrubber, Stats, Store};

@@ -95,6 +95,54 @@ pub struct Damaged {
     pub reason: String,
 }
 
+/// A rate-limited pass over a store's records; see [`Store::scrubber`].
+pub struct Scrubber {
+    keys: std::vec::IntoIter<(Key, Location)>,
+    bytes_per_second: u64,
+    started: std::time::Instant,
+    /// Records verified so far.
+    pub checked: u64,
+    /// Bytes read so far.
+    pub bytes: u64,
+}
+
+impl Scrubber {
+    /// Verifies the next record: `Ok(Some(None))` if it is intact (or gone since the
+    /// scrub began), `Ok(Some(Some(damaged)))` if not, `Ok(None)` when done.
+    pub async fn next(&mut self, store: &Store) -> Result<Option<Option<Damaged>>, StoreError> {
+        let Some((key, at)) = self.keys.next() else {
+            return Ok(None);
+        };
+        let found = match store.get(key.0, key.1).await {
+            Ok(_) => None,
+            Err(StoreError::Corrupt {
+                segment,
+                block,
+                reason,
+                ..
+            }) => Some(Damaged {
+                chunk: key.0,
+                index: key.1,
+                segment,
+                block,
+                reason,
+            }),
+            Err(err) => return Err(err),
+        };
+        self.checked += 1;
+        self.bytes += u64::from(at.blocks) * BLOCK;
+        if self.bytes_per_second > 0 {
+            let due = std::time::Duration::from_secs_f64(
+                self.bytes as f64 / self.bytes_per_second as f64,
+            );
+            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                glommio::timer::sleep(wait).await;
+            }
+        }
+        Ok(Some(found))
+    }
+}
+
 /// What a reclaim did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReclaimReport {
@@ -244,34 +292,29 @@ impl Store {
     /// and reports each damaged record by name. Damaged shards stay indexed so that a
     /// `get` keeps failing loudly until repair replaces them.
     pub async fn scrub(&self, bytes_per_second: u64) -> Result<ScrubReport, StoreError> {
+        let mut scrub = self.scrubber(bytes_per_second);
+        let mut report = ScrubReport::default();
+        while let Some(damaged) = scrub.next(self).await? {
+            report.damaged.extend(damaged);
+        }
+        report.checked = scrub.checked;
+        report.bytes = scrub.bytes;
+        Ok(report)
+    }
+
+    /// A scrub that goes one record at a time, in disk order, at most
+    /// `bytes_per_second` (0: no limit): for a repair loop that acts on each finding as
+    /// it comes. It covers the shards indexed when it was made.
+    pub fn scrubber(&self, bytes_per_second: u64) -> Scrubber {
         let mut keys: Vec<(Key, Location)> = self.state.borrow().index.iter().collect();
         keys.sort_unstable_by_key(|(_, at)| (at.segment, at.block));
-        let started = std::time::Instant::now();
-        let mut report = ScrubReport::default();
-        for (key, at) in keys {
-            match self.get(key.0, key.1).await {
-                Ok(_) => {}
-                Err(StoreError::Corrupt { reason, .. }) => report.damaged.push(Damaged {
-                    chunk: key.0,
-                    index: key.1,
-                    segment: at.segment,
-                    block: at.block,
-                    reason,
-                }),
-                Err(err) => return Err(err),
-            }
-            report.checked += 1;
-            report.bytes += u64::from(at.blocks) * BLOCK;
-            if bytes_per_second > 0 {
-                let due = std::time::Duration::from_secs_f64(
-                    report.bytes as f64 / bytes_per_second as f64,
-                );
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    glommio::timer::sleep(wait).await;
-                }
-            }
+        Scrubber {
+            keys: keys.into_iter(),
+            bytes_per_second,
+            started: std::time::Instant::now(),
+            checked: 0,
+            bytes: 0,
         }
-        Ok(report)
     }
 
     /// The superblock.
