@@ -13,3 +13,5 @@ pub use shard::{
     MAX_CHUNK_LEN, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, SHARD_FORMAT_VERSION, SHARD_HEADER_LEN,
     SHARD_MAGIC, ShardError, ShardHeader, ShardRef, shard_checksum,
 };
+#[cfg(feature = "net")]
+pub mod net;

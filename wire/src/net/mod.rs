@@ -1,0 +1,12 @@
+//! The network layer (feature `net`): the cluster CA and identities, mutual-TLS QUIC
+//! endpoints, framing and a request/response RPC on QUIC streams.
+
+pub mod frame;
+pub mod pki;
+pub mod rpc;
+pub mod tls;
+
+pub use frame::{FrameError, MAX_FRAME_BODY, MAX_FRAME_HEADER};
+pub use pki::{ClusterCa, Fingerprint, Identity, PkiError, Role, Validity, identity_of};
+pub use rpc::{Client, Connection, Handler, Peer, Refusal, Request, Response, RpcError, Server};
+pub use tls::{Credentials, Revocations, TlsError};

@@ -1,0 +1,426 @@
+//! Request/response on QUIC streams: one bidirectional stream per request, one frame
+//! each way. Every request carries its protocol, version and operation; the server sees
+//! the caller's verified identity, checks it is not revoked before every request, and
+//! hands the request to its handler.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rustls::pki_types::CertificateDer;
+
+use super::frame::{FrameError, read_frame, write_frame};
+use super::pki::{Identity, identity_of};
+use super::tls::{Credentials, Revocations, TlsError, client_config, server_config, server_name};
+
+/// UDP socket buffers, both ways: enough for a burst of shards at line rate.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+/// Concurrent requests (streams) a peer may have open on one connection.
+pub const MAX_STREAMS: u32 = 1024;
+/// How long a server waits for a request frame to arrive whole.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no traffic for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a refusal may take to reach the caller before its connection is closed.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Application close code: the peer's certificate was revoked.
+const CLOSE_REVOKED: u8 = 2;
+/// Bytes of the request envelope before the message: protocol, version, operation.
+const ENVELOPE: usize = 6;
+
+/// Refusal codes a server answers with.
+pub mod code {
+    /// The caller's role may not perform the operation.
+    pub const FORBIDDEN: u16 = 1;
+    /// The server does not speak the request's protocol version.
+    pub const UNSUPPORTED: u16 = 2;
+    /// The request could not be understood.
+    pub const BAD_REQUEST: u16 = 3;
+    /// The caller's certificate was revoked.
+    pub const REVOKED: u16 = 4;
+    /// The server failed.
+    pub const INTERNAL: u16 = 5;
+}
+
+/// A caller, as the server knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// Who the caller's certificate says it is (verified against the cluster CA).
+    pub identity: Identity,
+    /// Where it connects from.
+    pub addr: SocketAddr,
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Which message set (service).
+    pub protocol: u16,
+    /// That message set's version.
+    pub version: u16,
+    /// The operation within it.
+    pub op: u16,
+    /// The message.
+    pub message: Bytes,
+    /// Bulk bytes (a shard), sent without copies.
+    pub body: Bytes,
+}
+
+/// One successful response.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    /// The message.
+    pub message: Bytes,
+    /// Bulk bytes.
+    pub body: Bytes,
+}
+
+/// A refused request, as the server states it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (code {code})")]
+pub struct Refusal {
+    /// One of [`code`].
+    pub code: u16,
+    /// What to tell the caller.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code`.
+    pub fn new(code: u16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What went wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The TLS handshake refused us or the server; names the cause where the protocol
+    /// tells it.
+    #[error("{0}")]
+    Refused(String),
+    /// The server answered with a refusal.
+    #[error("server refused the request: {0}")]
+    Remote(Refusal),
+    /// A malformed frame.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// No answer before the deadline; the request was cancelled.
+    #[error("no answer within {0:?}; the request was cancelled")]
+    Timeout(Duration),
+    /// The connection failed.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// Setting up an endpoint failed.
+    #[error("endpoint: {0}")]
+    Endpoint(String),
+    /// A TLS configuration problem.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Handles requests: given the caller and the request, the response or a refusal.
+pub type Handler = Arc<
+    dyn Fn(Peer, Request) -> Pin<Box<dyn Future<Output = Result<Response, Refusal>> + Send>>
+        + Send
+        + Sync,
+>;
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(MAX_STREAMS.into());
+    t.max_concurrent_uni_streams(0u8.into());
+    t.max_idle_timeout(Some(
+        IDLE_TIMEOUT
+            .try_into()
+            .expect("invariant: the idle timeout fits QUIC's varint"),
+    ));
+    Arc::new(t)
+}
+
+fn endpoint(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, RpcError> {
+    let fail = |e: std::io::Error| RpcError::Endpoint(format!("{addr}: {e}"));
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .map_err(fail)?;
+    socket.set_recv_buffer_size(SOCKET_BUFFER).map_err(fail)?;
+    socket.set_send_buffer_size(SOCKET_BUFFER).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| RpcError::Endpoint("no tokio runtime is running".to_string()))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket.into(),
+        runtime,
+    )
+    .map_err(fail)
+}
+
+/// A listening endpoint that answers requests with a handler.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+}
+
+impl Server {
+    /// Listens on `addr` with `me`'s certificate, accepting only peers with
+    /// certificates chained to `ca` and not in `revocations`.
+    pub fn bind(
+        addr: SocketAddr,
+        ca: &CertificateDer<'static>,
+        me: &Credentials,
+        revocations: Revocations,
+        handler: Handler,
+    ) -> Result<Self, RpcError> {
+        let mut config = server_config(ca, me, revocations.clone())?;
+        config.transport_config(transport());
+        let endpoint = endpoint(addr, Some(config))?;
+        tokio::spawn(accept_loop(endpoint.clone(), revocations, handler));
+        Ok(Self { endpoint })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("invariant: a bound endpoint has an address")
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn close(&self) {
+        self.endpoint.close(0u8.into(), b"server closing");
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handler: Handler) {
+    while let Some(incoming) = endpoint.accept().await {
+        let (revocations, handler) = (revocations.clone(), handler.clone());
+        tokio::spawn(async move {
+            // A failed handshake (a refused certificate) ends here: the client is told
+            // by the TLS alert.
+            let Ok(connection) = incoming.await else {
+                return;
+            };
+            let Some(identity) = peer_identity(&connection) else {
+                connection.close(1u8.into(), b"no identity");
+                return;
+            };
+            let peer = Peer {
+                identity,
+                addr: connection.remote_address(),
+            };
+            while let Ok((send, recv)) = connection.accept_bi().await {
+                if revocations.is_revoked(&peer.identity) {
+                    let refusal = Refusal::new(
+                        code::REVOKED,
+                        format!("certificate of {} is revoked", peer.identity),
+                    );
+                    let mut send = send;
+                    let _ = write_frame(&mut send, &refusal_bytes(&refusal), Bytes::new()).await;
+                    // Let the refusal reach the caller before the connection goes.
+                    let _ = tokio::time::timeout(CLOSE_GRACE, send.stopped()).await;
+                    connection.close(CLOSE_REVOKED.into(), b"certificate revoked");
+                    return;
+                }
+                tokio::spawn(serve_stream(peer, send, recv, handler.clone()));
+            }
+        });
+    }
+}
+
+fn peer_identity(connection: &quinn::Connection) -> Option<Identity> {
+    let certs = connection
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    identity_of(certs.first()?).ok()
+}
+
+async fn serve_stream(
+    peer: Peer,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    handler: Handler,
+) {
+    let request = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_frame(&mut recv)).await {
+        Ok(Ok((header, body))) => parse_request(header, body),
+        Ok(Err(err)) => Err(Refusal::new(code::BAD_REQUEST, err.to_string())),
+        Err(_) => Err(Refusal::new(
+            code::BAD_REQUEST,
+            "request frame did not arrive in time",
+        )),
+    };
+    let answer = match request {
+        Ok(request) => handler(peer, request).await,
+        Err(refusal) => Err(refusal),
+    };
+    let _ = match answer {
+        Ok(response) => {
+            let mut header = BytesMut::with_capacity(1 + response.message.len());
+            header.put_u8(0);
+            header.extend_from_slice(&response.message);
+            write_frame(&mut send, &header, response.body).await
+        }
+        Err(refusal) => {
+            let result = write_frame(&mut send, &refusal_bytes(&refusal), Bytes::new()).await;
+            if refusal.code == code::BAD_REQUEST {
+                // Malformed input: stop reading the rest of it.
+                let _ = recv.stop(1u8.into());
+            }
+            result
+        }
+    };
+}
+
+fn parse_request(header: Bytes, body: Bytes) -> Result<Request, Refusal> {
+    if header.len() < ENVELOPE {
+        return Err(Refusal::new(
+            code::BAD_REQUEST,
+            "request header shorter than its envelope",
+        ));
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+    Ok(Request {
+        protocol: u16_at(0),
+        version: u16_at(2),
+        op: u16_at(4),
+        message: header.slice(ENVELOPE..),
+        body,
+    })
+}
+
+fn refusal_bytes(refusal: &Refusal) -> Vec<u8> {
+    let mut out = Vec::with_capacity(3 + refusal.message.len());
+    out.push(1);
+    out.extend_from_slice(&refusal.code.to_le_bytes());
+    out.extend_from_slice(refusal.message.as_bytes());
+    out
+}
+
+/// A client endpoint: connects to nodes with its own certificate.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+}
+
+impl Client {
+    /// A client that trusts `ca` and proves itself with `me` (or with nothing).
+    pub fn new(ca: &CertificateDer<'static>, me: Option<&Credentials>) -> Result<Self, RpcError> {
+        let mut config = client_config(ca, me)?;
+        config.transport_config(transport());
+        let mut endpoint = endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None)?;
+        endpoint.set_default_client_config(config);
+        Ok(Self { endpoint })
+    }
+
+    /// Connects to `addr`, which must present the certificate of `node` (or of any node
+    /// of the cluster, when `None`).
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        node: Option<Identity>,
+    ) -> Result<Connection, RpcError> {
+        let connecting = self
+            .endpoint
+            .connect(addr, &server_name(node))
+            .map_err(|e| RpcError::Connection(e.to_string()))?;
+        let connection = connecting.await.map_err(|e| explain(&e))?;
+        Ok(Connection { connection })
+    }
+}
+
+/// A connection to one server, on which requests run concurrently.
+#[derive(Clone)]
+pub struct Connection {
+    connection: quinn::Connection,
+}
+
+impl Connection {
+    /// Sends `request` and waits for the answer at most `deadline`; on timeout, or when
+    /// the returned future is dropped, the request's stream is reset.
+    pub async fn call(&self, request: Request, deadline: Duration) -> Result<Response, RpcError> {
+        match tokio::time::timeout(deadline, self.exchange(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(RpcError::Timeout(deadline)),
+        }
+    }
+
+    async fn exchange(&self, request: Request) -> Result<Response, RpcError> {
+        let (mut send, mut recv) = self.connection.open_bi().await.map_err(|e| explain(&e))?;
+        let mut header = BytesMut::with_capacity(ENVELOPE + request.message.len());
+        header.put_u16_le(request.protocol);
+        header.put_u16_le(request.version);
+        header.put_u16_le(request.op);
+        header.extend_from_slice(&request.message);
+        let sent = write_frame(&mut send, &header, request.body).await;
+        let (header, body) = match read_frame(&mut recv).await {
+            Ok(frame) => frame,
+            // A refused handshake surfaces as the connection closing under us.
+            Err(err) => {
+                return Err(self
+                    .connection
+                    .close_reason()
+                    .map_or_else(|| RpcError::Frame(err), |reason| explain(&reason)));
+            }
+        };
+        sent.map_err(RpcError::Frame)?;
+        match header.first() {
+            Some(0) => Ok(Response {
+                message: header.slice(1..),
+                body,
+            }),
+            Some(1) if header.len() >= 3 => Err(RpcError::Remote(Refusal {
+                code: u16::from_le_bytes([header[1], header[2]]),
+                message: String::from_utf8_lossy(&header[3..]).into_owned(),
+            })),
+            _ => Err(RpcError::Connection("malformed response".to_string())),
+        }
+    }
+
+    /// The address of the server.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.connection.remote_address()
+    }
+}
+
+/// Turns a connection error into what a user needs to know, naming the TLS alert's
+/// cause when the handshake refused us.
+fn explain(err: &quinn::ConnectionError) -> RpcError {
+    let code = match err {
+        quinn::ConnectionError::TransportError(e) => Some(u64::from(e.code)),
+        quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
+        _ => None,
+    };
+    if let quinn::ConnectionError::ApplicationClosed(close) = err
+        && u64::from(close.error_code) == u64::from(CLOSE_REVOKED)
+    {
+        return RpcError::Refused("the server closed the connection: certificate revoked".into());
+    }
+    let alert = code
+        .filter(|c| (0x100..0x200).contains(c))
+        .map(|c| c - 0x100);
+    let cause = match alert {
+        Some(116) => "a client certificate is required",
+        Some(48) => "the certificate is not signed by this cluster's CA (unknown CA)",
+        Some(45) => "the certificate is expired or not yet valid",
+        Some(44) => "the certificate is revoked",
+        Some(42) => "the certificate is malformed or not valid for this peer",
+        Some(49) => "the certificate does not name a HiveFS identity of the right role",
+        Some(_) | None => return RpcError::Connection(err.to_string()),
+    };
+    RpcError::Refused(format!(
+        "TLS handshake refused: {cause} (TLS alert {})",
+        alert.unwrap_or_default()
+    ))
+}
