@@ -73,6 +73,12 @@ fn len_u32(len: usize, part: &'static str, max: u32) -> Result<u32, FrameError> 
 
 /// Reads one frame: its header and body.
 pub async fn read_frame(recv: &mut RecvStream) -> Result<(Bytes, Bytes), FrameError> {
+    let (header_len, body_len) = read_lengths(recv).await?;
+    read_parts(recv, header_len, body_len).await
+}
+
+/// Reads and checks a frame's two lengths.
+pub async fn read_lengths(recv: &mut RecvStream) -> Result<(u32, u32), FrameError> {
     let mut lengths = [0u8; 8];
     read_exact(recv, &mut lengths).await?;
     let header_len = u32::from_le_bytes([lengths[0], lengths[1], lengths[2], lengths[3]]);
@@ -91,6 +97,15 @@ pub async fn read_frame(recv: &mut RecvStream) -> Result<(Bytes, Bytes), FrameEr
             max: MAX_FRAME_BODY,
         });
     }
+    Ok((header_len, body_len))
+}
+
+/// Reads the header and body whose lengths [`read_lengths`] returned.
+pub async fn read_parts(
+    recv: &mut RecvStream,
+    header_len: u32,
+    body_len: u32,
+) -> Result<(Bytes, Bytes), FrameError> {
     let mut header = vec![0u8; header_len as usize];
     read_exact(recv, &mut header).await?;
     let mut body = vec![0u8; body_len as usize];

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use rustls::pki_types::CertificateDer;
 
-use super::frame::{FrameError, read_frame, write_frame};
+use super::frame::{FrameError, read_frame, read_lengths, read_parts, write_frame};
 use super::pki::{Identity, identity_of};
 use super::tls::{Credentials, Revocations, TlsError, client_config, server_config, server_name};
 
@@ -20,6 +20,10 @@ use super::tls::{Credentials, Revocations, TlsError, client_config, server_confi
 pub const SOCKET_BUFFER: usize = 4 << 20;
 /// Concurrent requests (streams) a peer may have open on one connection.
 pub const MAX_STREAMS: u32 = 1024;
+/// Bytes of request frames a server holds for one connection at once; a request that
+/// would pass it waits until earlier ones are answered. Together with [`MAX_STREAMS`]
+/// this bounds what one peer can make a server buffer.
+pub const CONNECTION_BUFFER: usize = 64 << 20;
 /// How long a server waits for a request frame to arrive whole.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection with no traffic for this long is closed.
@@ -221,6 +225,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
                 identity,
                 addr: connection.remote_address(),
             };
+            let budget = Arc::new(tokio::sync::Semaphore::new(CONNECTION_BUFFER));
             while let Ok((send, recv)) = connection.accept_bi().await {
                 if revocations.is_revoked(&peer.identity) {
                     let refusal = Refusal::new(
@@ -234,7 +239,13 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
                     connection.close(CLOSE_REVOKED.into(), b"certificate revoked");
                     return;
                 }
-                tokio::spawn(serve_stream(peer, send, recv, handler.clone()));
+                tokio::spawn(serve_stream(
+                    peer,
+                    send,
+                    recv,
+                    handler.clone(),
+                    budget.clone(),
+                ));
             }
         });
     }
@@ -248,22 +259,41 @@ fn peer_identity(connection: &quinn::Connection) -> Option<Identity> {
     identity_of(certs.first()?).ok()
 }
 
+/// Reads a request frame within the connection's buffer budget; the permit is held
+/// until the request is answered.
+async fn read_request(
+    recv: &mut quinn::RecvStream,
+    budget: &Arc<tokio::sync::Semaphore>,
+) -> Result<(Request, tokio::sync::OwnedSemaphorePermit), Refusal> {
+    let bad = |err: FrameError| Refusal::new(code::BAD_REQUEST, err.to_string());
+    let (header_len, body_len) = read_lengths(recv).await.map_err(bad)?;
+    let bytes = header_len + body_len;
+    let permit = budget
+        .clone()
+        .acquire_many_owned(bytes)
+        .await
+        .map_err(|_| Refusal::new(code::INTERNAL, "connection closing"))?;
+    let (header, body) = read_parts(recv, header_len, body_len).await.map_err(bad)?;
+    Ok((parse_request(header, body)?, permit))
+}
+
 async fn serve_stream(
     peer: Peer,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     handler: Handler,
+    budget: Arc<tokio::sync::Semaphore>,
 ) {
-    let request = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_frame(&mut recv)).await {
-        Ok(Ok((header, body))) => parse_request(header, body),
-        Ok(Err(err)) => Err(Refusal::new(code::BAD_REQUEST, err.to_string())),
+    let read = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_request(&mut recv, &budget));
+    let request = match read.await {
+        Ok(result) => result,
         Err(_) => Err(Refusal::new(
             code::BAD_REQUEST,
             "request frame did not arrive in time",
         )),
     };
     let answer = match request {
-        Ok(request) => handler(peer, request).await,
+        Ok((request, _permit)) => handler(peer, request).await,
         Err(refusal) => Err(refusal),
     };
     let _ = match answer {
@@ -386,6 +416,12 @@ impl Connection {
             })),
             _ => Err(RpcError::Connection("malformed response".to_string())),
         }
+    }
+
+    /// A raw stream, for tools and tests that write frames themselves (or deliberately
+    /// do not).
+    pub async fn open_stream(&self) -> Result<(quinn::SendStream, quinn::RecvStream), RpcError> {
+        self.connection.open_bi().await.map_err(|e| explain(&e))
     }
 
     /// The address of the server.
