@@ -2,11 +2,14 @@
 //! endpoints, framing and a request/response RPC on QUIC streams.
 
 pub mod frame;
+pub mod message;
 pub mod pki;
 pub mod rpc;
 pub mod tls;
+pub mod token;
 
 pub use frame::{FrameError, MAX_FRAME_BODY, MAX_FRAME_HEADER};
 pub use pki::{ClusterCa, Fingerprint, Identity, PkiError, Role, Validity, identity_of};
 pub use rpc::{Client, Connection, Handler, Peer, Refusal, Request, Response, RpcError, Server};
 pub use tls::{Credentials, Revocations, TlsError};
+pub use token::{JoinToken, TokenError, TokenKey, TokenLedger};
