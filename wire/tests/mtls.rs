@@ -33,14 +33,17 @@ fn client_id(id: u64) -> Identity {
 fn handler() -> Handler {
     Arc::new(|peer: Peer, request: Request| {
         Box::pin(async move {
-            if request.op == ADMIN_OP && peer.identity.role != Role::Admin {
+            let Some(identity) = peer.identity else {
+                return Err(Refusal::new(code::FORBIDDEN, "no identity"));
+            };
+            if request.op == ADMIN_OP && identity.role != Role::Admin {
                 return Err(Refusal::new(
                     code::FORBIDDEN,
-                    format!("{} may not call admin operations", peer.identity.role),
+                    format!("{} may not call admin operations", identity.role),
                 ));
             }
             Ok(Response {
-                message: Bytes::from(peer.identity.to_string()),
+                message: Bytes::from(identity.to_string()),
                 body: request.body,
             })
         })

@@ -53,7 +53,9 @@ pub mod code {
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     /// Who the caller's certificate says it is (verified against the cluster CA).
-    pub identity: Identity,
+    /// Always present on mutual-TLS servers; `None` only on an enrollment server, for
+    /// a joiner that has no certificate yet.
+    pub identity: Option<Identity>,
     /// Where it connects from.
     pub addr: SocketAddr,
 }
@@ -188,7 +190,30 @@ impl Server {
         revocations: Revocations,
         handler: Handler,
     ) -> Result<Self, RpcError> {
-        let mut config = server_config(ca, me, revocations.clone())?;
+        let config = server_config(ca, me, revocations.clone(), true)?;
+        Self::bind_with(addr, config, revocations, handler)
+    }
+
+    /// Listens for enrollment: peers without a certificate are let in (their
+    /// [`Peer::identity`] is `None`); a certificate, if presented, is checked as usual.
+    /// `me.chain` must end with the CA certificate, which joiners pin by fingerprint.
+    pub fn bind_enrollment(
+        addr: SocketAddr,
+        ca: &CertificateDer<'static>,
+        me: &Credentials,
+        revocations: Revocations,
+        handler: Handler,
+    ) -> Result<Self, RpcError> {
+        let config = server_config(ca, me, revocations.clone(), false)?;
+        Self::bind_with(addr, config, revocations, handler)
+    }
+
+    fn bind_with(
+        addr: SocketAddr,
+        mut config: quinn::ServerConfig,
+        revocations: Revocations,
+        handler: Handler,
+    ) -> Result<Self, RpcError> {
         config.transport_config(transport());
         let endpoint = endpoint(addr, Some(config))?;
         tokio::spawn(accept_loop(endpoint.clone(), revocations, handler));
@@ -217,20 +242,18 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
             let Ok(connection) = incoming.await else {
                 return;
             };
-            let Some(identity) = peer_identity(&connection) else {
-                connection.close(1u8.into(), b"no identity");
-                return;
-            };
             let peer = Peer {
-                identity,
+                identity: peer_identity(&connection),
                 addr: connection.remote_address(),
             };
             let budget = Arc::new(tokio::sync::Semaphore::new(CONNECTION_BUFFER));
             while let Ok((send, recv)) = connection.accept_bi().await {
-                if revocations.is_revoked(&peer.identity) {
+                if let Some(identity) = peer.identity
+                    && revocations.is_revoked(&identity)
+                {
                     let refusal = Refusal::new(
                         code::REVOKED,
-                        format!("certificate of {} is revoked", peer.identity),
+                        format!("certificate of {identity} is revoked"),
                     );
                     let mut send = send;
                     let _ = write_frame(&mut send, &refusal_bytes(&refusal), Bytes::new()).await;
@@ -349,7 +372,17 @@ impl Client {
     pub fn new(ca: &CertificateDer<'static>, me: Option<&Credentials>) -> Result<Self, RpcError> {
         let mut config = client_config(ca, me)?;
         config.transport_config(transport());
-        let mut endpoint = endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None)?;
+        let mut endpoint = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
+        endpoint.set_default_client_config(config);
+        Ok(Self { endpoint })
+    }
+
+    /// A client with no certificate that trusts only a server whose chain holds the CA
+    /// with fingerprint `pin`: the joiner's side of enrollment.
+    pub fn pinned(pin: super::pki::Fingerprint) -> Result<Self, RpcError> {
+        let mut config = super::tls::pinned_client_config(pin)?;
+        config.transport_config(transport());
+        let mut endpoint = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
         endpoint.set_default_client_config(config);
         Ok(Self { endpoint })
     }

@@ -19,7 +19,7 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme,
 };
 
-use super::pki::{Identity, Role, identity_of};
+use super::pki::{Fingerprint, Identity, Role, identity_of};
 
 /// The ALPN protocol name: a peer that does not speak it is refused in the handshake.
 pub const ALPN: &[u8] = b"hive/1";
@@ -101,16 +101,22 @@ fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(roots))
 }
 
-/// The server side of mutual TLS.
+/// The server side of mutual TLS. With `mandatory: false` (enrollment only) a client
+/// may connect without a certificate.
 pub fn server_config(
     ca: &CertificateDer<'static>,
     me: &Credentials,
     revocations: Revocations,
+    mandatory: bool,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let inner = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
         .build()
         .map_err(|e| TlsError::Roots(e.to_string()))?;
-    let verifier = Arc::new(ClusterClientVerifier { inner, revocations });
+    let verifier = Arc::new(ClusterClientVerifier {
+        inner,
+        revocations,
+        mandatory,
+    });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -145,6 +151,109 @@ pub fn client_config(
     Ok(quinn::ClientConfig::new(Arc::new(quic)))
 }
 
+/// The client side of enrollment: no certificate yet, and the server is trusted only if
+/// its chain carries the CA certificate whose SHA-256 is `pin` (from the join token).
+pub fn pinned_client_config(pin: Fingerprint) -> Result<quinn::ClientConfig, TlsError> {
+    let verifier = Arc::new(PinnedCaVerifier {
+        pin,
+        provider: provider(),
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| TlsError::Quic(e.to_string()))?;
+    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// Finds the pinned CA in the server's chain, then verifies like
+/// [`ClusterServerVerifier`] with that CA as the only root.
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    pin: Fingerprint,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| Fingerprint::of(c) == self.pin)
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots(&ca.clone().into_owned()).map_err(|e| rustls::Error::General(e.to_string()))?,
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        ClusterServerVerifier { inner }.verify_server_cert(
+            end_entity,
+            &[],
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Checks that `cert` chains to `ca` and is currently valid, as a server checks a client.
+pub fn verify_issued(
+    ca: &CertificateDer<'static>,
+    cert: &CertificateDer<'_>,
+) -> Result<(), TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+        .build()
+        .map_err(|e| TlsError::Roots(e.to_string()))?;
+    verifier.verify_client_cert(cert, &[], UnixTime::now())?;
+    Ok(())
+}
+
 /// The TLS server name for reaching `node`; `None` accepts any node of the cluster.
 pub fn server_name(node: Option<Identity>) -> String {
     node.map_or_else(|| ANY_NODE.to_string(), |n| n.dns_name())
@@ -160,6 +269,7 @@ const ANY_NODE: &str = "any-node.hive";
 struct ClusterClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     revocations: Revocations,
+    mandatory: bool,
 }
 
 impl ClientCertVerifier for ClusterClientVerifier {
@@ -168,7 +278,7 @@ impl ClientCertVerifier for ClusterClientVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
