@@ -162,3 +162,55 @@ async fn an_enrolled_member_renews_its_certificate() {
     assert_eq!(renewed.identity, enrolled.identity);
     assert_ne!(renewed.cert, enrolled.cert);
 }
+
+#[tokio::test]
+async fn garbage_messages_and_other_versions_get_clear_refusals() {
+    use bytes::Bytes;
+    use hive_wire::net::Request;
+    let s = setup();
+    let client = Client::pinned(s.fingerprint).expect("client");
+    let connection = client
+        .connect(s.server.local_addr(), None)
+        .await
+        .expect("connect");
+    let call = |protocol, version, message: &'static [u8]| {
+        let connection = connection.clone();
+        async move {
+            let request = Request {
+                protocol,
+                version,
+                op: hive_wire::net::enroll::OP_JOIN,
+                message: Bytes::from_static(message),
+                body: Bytes::new(),
+            };
+            connection.call(request, Duration::from_secs(10)).await
+        }
+    };
+    let refusal = |result: Result<_, RpcError>| match result {
+        Err(RpcError::Remote(refusal)) => refusal,
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("expected a refusal, got an answer"),
+    };
+    // A well-framed request whose message is not a valid rkyv Join.
+    let r = refusal(call(1, 1, b"\xff\x00garbage that is not a Join message").await);
+    assert_eq!(r.code, code::BAD_REQUEST, "{r}");
+    assert!(r.message.contains("invalid Join message"), "{r}");
+    // Another version of the protocol.
+    let r = refusal(call(1, 9, b"").await);
+    assert_eq!(r.code, code::UNSUPPORTED);
+    assert!(
+        r.message
+            .contains("version 9 is not spoken here (this server speaks version 1)"),
+        "{r}"
+    );
+    // Another protocol.
+    let r = refusal(call(7, 1, b"").await);
+    assert!(r.message.contains("not protocol 7"), "{r}");
+    // And the endpoint still serves.
+    let token = JoinToken::new(s.fingerprint, Role::Node, None, Duration::from_secs(900))
+        .seal(&s.token_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    enroll(s.server.local_addr(), &token, &key)
+        .await
+        .expect("still serving");
+}
