@@ -47,6 +47,10 @@ enum Suite {
     /// whole write pipeline on incompressible data (vs the same pipeline with
     /// compression off).
     Codec,
+    /// Our QUIC transport against bare quinn with the same TLS configuration, on
+    /// loopback: 256 KiB request/response on one and on eight streams, and 64-byte
+    /// requests with 64 in flight.
+    Net,
     /// The shard store against raw O_DIRECT I/O through io_uring on the same file
     /// system: 1 MiB durable appends (vs write + fdatasync), 4 KiB random gets at depth
     /// 32 (vs random reads), 4 KiB puts from 64 writers (vs a write + fdatasync loop),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
     let mut report = Report::new(cli.json);
     let result = match cli.suite {
         Suite::Codec => suites::codec::run(&rounds, &mut report),
+        Suite::Net => suites::net::run(&rounds, &mut report),
         Suite::Store { dir } => suites::store::run(&rounds, &mut report, &dir),
     };
     report.finish();

@@ -1,2 +1,3 @@
 pub mod codec;
+pub mod net;
 pub mod store;

@@ -138,7 +138,8 @@ pub type Handler = Arc<
         + Sync,
 >;
 
-fn transport() -> Arc<quinn::TransportConfig> {
+/// The QUIC transport settings every HiveFS endpoint uses.
+pub fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(MAX_STREAMS.into());
     t.max_concurrent_uni_streams(0u8.into());
@@ -150,7 +151,9 @@ fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-fn endpoint(
+/// A quinn endpoint on `addr` with [`SOCKET_BUFFER`]-sized UDP buffers (the benchmark
+/// gives bare quinn the same, so only the layers above differ).
+pub fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
 ) -> Result<quinn::Endpoint, RpcError> {
