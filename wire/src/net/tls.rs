@@ -52,6 +52,41 @@ impl Revocations {
             .insert(identity);
     }
 
+    /// The revoked identities, sorted.
+    pub fn list(&self) -> Vec<Identity> {
+        let mut all: Vec<Identity> = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Reads a revocation list file: one identity (`node/000000000000002a`) a line;
+    /// blank lines and lines starting with `#` are skipped.
+    pub fn parse(text: &str) -> Result<Self, super::pki::PkiError> {
+        let list = Self::default();
+        for line in text.lines().map(str::trim) {
+            if !line.is_empty() && !line.starts_with('#') {
+                list.revoke(line.parse()?);
+            }
+        }
+        Ok(list)
+    }
+
+    /// The file form of the list.
+    pub fn to_text(&self) -> String {
+        let mut out = String::from("# HiveFS revoked identities, one a line\n");
+        for identity in self.list() {
+            out.push_str(&identity.to_string());
+            out.push('\n');
+        }
+        out
+    }
+
     /// Whether `identity` is revoked.
     pub fn is_revoked(&self, identity: &Identity) -> bool {
         self.0

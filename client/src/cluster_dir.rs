@@ -1,0 +1,138 @@
+//! The files of a cluster directory, as `hive init` writes them.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
+use hive_wire::net::tls::Revocations;
+use hive_wire::net::{ClusterCa, Fingerprint, Identity, Role, TokenKey, Validity};
+
+const CA_CERT: &str = "ca.pem";
+const CA_KEY: &str = "ca.key";
+const TOKEN_KEY: &str = "token.key";
+const ADMIN_CERT: &str = "admin.pem";
+const ADMIN_KEY: &str = "admin.key";
+const REVOKED: &str = "revoked";
+
+/// A cluster directory.
+pub struct ClusterDir {
+    dir: PathBuf,
+}
+
+/// What `init` made.
+pub struct Initialised {
+    pub fingerprint: Fingerprint,
+    pub admin: Identity,
+}
+
+/// Writes `contents` to a new file (never over an existing one) with `mode`.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+impl ClusterDir {
+    /// Creates the CA, the token key, the first admin identity and the revocation list.
+    pub fn init(dir: &Path, name: &str) -> Result<Initialised> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if dir.join(CA_KEY).exists() {
+            bail!(
+                "{} already holds a cluster CA ({CA_KEY}); refusing to overwrite it",
+                dir.display()
+            );
+        }
+        let ca = ClusterCa::create(name)?;
+        let admin = Identity {
+            role: Role::Admin,
+            id: 1,
+        };
+        let (cert, key) =
+            ca.issue_with_key(admin, Validity::starting_now(DEFAULT_CERT_VALIDITY))?;
+        write_new(&dir.join(CA_KEY), ca.key_pem().as_bytes(), 0o600)?;
+        write_new(
+            &dir.join(TOKEN_KEY),
+            TokenKey::generate().to_hex().as_bytes(),
+            0o600,
+        )?;
+        write_new(&dir.join(ADMIN_KEY), key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&dir.join(CA_CERT), ca.cert_pem().as_bytes(), 0o644)?;
+        write_new(
+            &dir.join(ADMIN_CERT),
+            pem("CERTIFICATE", cert.as_ref()).as_bytes(),
+            0o644,
+        )?;
+        write_new(
+            &dir.join(REVOKED),
+            Revocations::default().to_text().as_bytes(),
+            0o644,
+        )?;
+        Ok(Initialised {
+            fingerprint: ca.fingerprint(),
+            admin,
+        })
+    }
+
+    /// A directory `init` made.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.join(CA_CERT).exists() {
+            bail!(
+                "{} is not a cluster directory (no {CA_CERT}); create one with 'hive init --dir {}'",
+                dir.display(),
+                dir.display()
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn read(&self, name: &str) -> Result<String> {
+        let path = self.dir.join(name);
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// The CA, with its key.
+    pub fn ca(&self) -> Result<ClusterCa> {
+        Ok(ClusterCa::from_pem(
+            &self.read(CA_CERT)?,
+            &self.read(CA_KEY)?,
+        )?)
+    }
+
+    /// The CA certificate's fingerprint.
+    pub fn fingerprint(&self) -> Result<Fingerprint> {
+        Ok(self.ca()?.fingerprint())
+    }
+
+    /// The key that MACs join tokens.
+    pub fn token_key(&self) -> Result<TokenKey> {
+        Ok(TokenKey::from_hex(&self.read(TOKEN_KEY)?)?)
+    }
+
+    /// Adds `identity` to the revocation list (written to a new file, then renamed over
+    /// the old one, so a reader never sees half a list).
+    pub fn revoke(&self, identity: Identity) -> Result<()> {
+        let list = Revocations::parse(&self.read(REVOKED)?)?;
+        list.revoke(identity);
+        let path = self.dir.join(REVOKED);
+        let fresh = self.dir.join(format!("{REVOKED}.new"));
+        let _ = fs::remove_file(&fresh);
+        write_new(&fresh, list.to_text().as_bytes(), 0o644)?;
+        fs::rename(&fresh, &path).with_context(|| format!("replacing {}", path.display()))
+    }
+}
+
+/// PEM armour for DER bytes.
+fn pem(label: &str, der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new(label, der.to_vec()))
+}

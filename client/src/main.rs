@@ -1,0 +1,158 @@
+//! `hive`: the HiveFS command-line tool.
+
+mod cluster_dir;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
+
+use crate::cluster_dir::ClusterDir;
+
+/// Runs and manages a HiveFS cluster.
+#[derive(Parser)]
+#[command(name = "hive", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates a new cluster's certificate authority and its first admin identity in
+    /// DIR: ca.pem (the CA certificate), ca.key and token.key (secrets, mode 0600),
+    /// admin.pem and admin.key (the admin's certificate and key), and an empty
+    /// revocation list. Refuses to overwrite an existing CA.
+    Init {
+        /// Directory for the cluster's files; created if missing.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A name for the cluster, shown in its CA certificate.
+        #[arg(long, default_value = "hive")]
+        name: String,
+    },
+    /// Join tokens: single-use permissions for one node or client to enroll.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Prints a new single-use join token. It carries the CA's fingerprint (so the
+    /// joiner can check it reached the right cluster), the role and an expiry, and is
+    /// MACed with the cluster's token key.
+    Create {
+        /// The cluster directory made by 'hive init'.
+        #[arg(long)]
+        dir: PathBuf,
+        /// What the joiner becomes: node, client or admin.
+        #[arg(long)]
+        role: String,
+        /// How long the token stays valid: 30s, 15m, 2h or 1d.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        /// For a client: the volume it may mount.
+        #[arg(long)]
+        volume: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Revokes every certificate of IDENTITY (like node/000000000000002a): it is added
+    /// to the cluster's revocation list, which servers consult on every connection and
+    /// every request.
+    Revoke {
+        /// The cluster directory made by 'hive init'.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The identity to revoke, as role/16-hex-digit-id.
+        identity: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hive: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init { dir, name } => {
+            let made = ClusterDir::init(&dir, &name)?;
+            println!("created cluster {name:?} in {}", dir.display());
+            println!("CA fingerprint: {}", made.fingerprint);
+            println!("admin identity: {}", made.admin);
+            println!("keep ca.key and token.key secret: they are written with mode 0600");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            dir,
+            role,
+            ttl,
+            volume,
+        }) => {
+            let role: Role = role
+                .parse()
+                .with_context(|| format!("--role {role:?} must be node, client or admin"))?;
+            if volume.is_some() && role != Role::Client {
+                bail!("--volume is for client tokens only");
+            }
+            if volume
+                .as_ref()
+                .is_some_and(|v| v.is_empty() || v.len() > 64)
+            {
+                bail!("--volume must be 1 to 64 bytes long");
+            }
+            let ttl = parse_ttl(&ttl)?;
+            let cluster = ClusterDir::open(&dir)?;
+            let key: TokenKey = cluster.token_key()?;
+            let token = JoinToken::new(cluster.fingerprint()?, role, volume, ttl);
+            println!("{}", token.seal(&key));
+            eprintln!(
+                "single use, valid until {}",
+                hive_wire::net::token::utc(token.expires)
+            );
+            Ok(())
+        }
+        Command::Cert(CertCommand::Revoke { dir, identity }) => {
+            let identity: Identity = identity.parse().with_context(|| {
+                format!("{identity:?} is not an identity like node/000000000000002a")
+            })?;
+            let cluster = ClusterDir::open(&dir)?;
+            cluster.revoke(identity)?;
+            println!("revoked {identity}");
+            Ok(())
+        }
+    }
+}
+
+/// `30s`, `15m`, `2h`, `1d`.
+fn parse_ttl(text: &str) -> Result<Duration> {
+    let bad =
+        || anyhow::anyhow!("--ttl {text:?} must be a number followed by s, m, h or d, like 15m");
+    let (number, unit) = text.split_at(text.len().checked_sub(1).ok_or_else(bad)?);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if seconds == 0 || seconds > 30 * 86_400 {
+        bail!("--ttl must be between 1s and 30d");
+    }
+    Ok(Duration::from_secs(seconds))
+}
