@@ -223,3 +223,62 @@ async fn a_slow_reader_does_not_stall_other_streams() {
     }
     drop(writer);
 }
+
+#[tokio::test]
+async fn a_dropped_request_cancels_its_handler() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    /// Sets its flag when the handler future holding it is dropped.
+    struct Cancelled(Arc<AtomicBool>, Arc<tokio::sync::Notify>);
+    impl Drop for Cancelled {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+            self.1.notify_one();
+        }
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let (f, n) = (flag.clone(), notify.clone());
+    let never: Handler = Arc::new(move |_peer: Peer, _request: Request| {
+        let guard = Cancelled(f.clone(), n.clone());
+        Box::pin(async move {
+            let _guard = guard;
+            std::future::pending::<Result<Response, hive_wire::net::Refusal>>().await
+        })
+    });
+    let ca = ClusterCa::create("test").expect("ca");
+    let node = Identity::node(NodeId(1));
+    let validity = Validity::starting_now(Duration::from_secs(3600));
+    let (cert, key) = ca.issue_with_key(node, validity).expect("cert");
+    let server = Server::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        ca.cert(),
+        &Credentials::new(cert, &key),
+        Revocations::default(),
+        never,
+    )
+    .expect("server");
+    let me = Identity {
+        role: Role::Client,
+        id: 2,
+    };
+    let (cert, key) = ca.issue_with_key(me, validity).expect("cert");
+    let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key))).expect("client");
+    let connection = client
+        .connect(server.local_addr(), Some(node))
+        .await
+        .expect("connect");
+    let result = connection.call(ping(), Duration::from_millis(200)).await;
+    assert!(
+        matches!(result, Err(RpcError::Timeout(_))),
+        "{:?}",
+        result.map(|r| r.message)
+    );
+    // The server side gives up the handler: wait for that, with a generous deadline.
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while !flag.load(Ordering::SeqCst) {
+            notify.notified().await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the handler was never dropped");
+}

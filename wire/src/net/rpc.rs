@@ -319,7 +319,14 @@ async fn serve_stream(
         )),
     };
     let answer = match request {
-        Ok((request, _permit)) => handler(peer, request).await,
+        Ok((request, _permit)) => {
+            // The caller dropping its request (deadline passed, future dropped) stops
+            // our side of the stream: the handler is dropped with it.
+            tokio::select! {
+                answer = handler(peer, request) => answer,
+                _ = send.stopped() => return,
+            }
+        }
         Err(refusal) => Err(refusal),
     };
     let _ = match answer {
