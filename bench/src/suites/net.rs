@@ -162,69 +162,11 @@ async fn measure(rounds: &Rounds) -> Result<Vec<Line>> {
     let mut lines = Vec::new();
     for (name, streams) in [("net_bulk_1stream", 1usize), ("net_bulk_8streams", 8)] {
         let bytes = (2 * BULK * BULK_PER_ROUND * streams) as f64;
-        let t = rounds
-            .interleaved(
-                async |_| {
-                    Round::time(
-                        bytes,
-                        fan_out(streams, BULK_PER_ROUND, {
-                            let (pair, bulk) = (pair.clone(), bulk.clone());
-                            move || {
-                                let (pair, bulk) = (pair.clone(), bulk.clone());
-                                async move { our_call(&pair.ours, bulk).await }
-                            }
-                        }),
-                    )
-                    .await
-                },
-                async |_| {
-                    Round::time(
-                        bytes,
-                        fan_out(streams, BULK_PER_ROUND, {
-                            let (pair, bulk) = (pair.clone(), bulk.clone());
-                            move || {
-                                let (pair, bulk) = (pair.clone(), bulk.clone());
-                                async move { bare_call(&pair.bare, bulk).await }
-                            }
-                        }),
-                    )
-                    .await
-                },
-            )
-            .await;
+        let t = compare(rounds, bytes, streams, BULK_PER_ROUND, &pair, &bulk).await;
         lines.push(line(name, "MiB/s", mib(t), "bare quinn, same TLS"));
     }
     let ops = (SMALL_IN_FLIGHT * SMALL_PER_TASK) as f64;
-    let t = rounds
-        .interleaved(
-            async |_| {
-                Round::time(
-                    ops,
-                    fan_out(SMALL_IN_FLIGHT, SMALL_PER_TASK, {
-                        let (pair, small) = (pair.clone(), small.clone());
-                        move || {
-                            let (pair, small) = (pair.clone(), small.clone());
-                            async move { our_call(&pair.ours, small).await }
-                        }
-                    }),
-                )
-                .await
-            },
-            async |_| {
-                Round::time(
-                    ops,
-                    fan_out(SMALL_IN_FLIGHT, SMALL_PER_TASK, {
-                        let (pair, small) = (pair.clone(), small.clone());
-                        move || {
-                            let (pair, small) = (pair.clone(), small.clone());
-                            async move { bare_call(&pair.bare, small).await }
-                        }
-                    }),
-                )
-                .await
-            },
-        )
-        .await;
+    let t = compare(rounds, ops, SMALL_IN_FLIGHT, SMALL_PER_TASK, &pair, &small).await;
     lines.push(line(
         "net_rpc_small",
         "ops/s",
@@ -232,6 +174,38 @@ async fn measure(rounds: &Rounds) -> Result<Vec<Line>> {
         "bare quinn, same TLS, 64 in flight",
     ));
     Ok(lines)
+}
+
+/// Sends `body` `per_task` times from each of `tasks` tasks, through our RPC and through
+/// bare quinn in interleaved rounds; each round counts `units`.
+async fn compare(
+    rounds: &Rounds,
+    units: f64,
+    tasks: usize,
+    per_task: usize,
+    pair: &Arc<Pair>,
+    body: &Bytes,
+) -> Throughput {
+    let ours = {
+        let (pair, body) = (pair.clone(), body.clone());
+        move || {
+            let (pair, body) = (pair.clone(), body.clone());
+            async move { our_call(&pair.ours, body).await }
+        }
+    };
+    let bare = {
+        let (pair, body) = (pair.clone(), body.clone());
+        move || {
+            let (pair, body) = (pair.clone(), body.clone());
+            async move { bare_call(&pair.bare, body).await }
+        }
+    };
+    rounds
+        .interleaved(
+            async |_| Round::time(units, fan_out(tasks, per_task, ours.clone())).await,
+            async |_| Round::time(units, fan_out(tasks, per_task, bare.clone())).await,
+        )
+        .await
 }
 
 /// Runs `per_task` calls on each of `tasks` concurrent tasks.
