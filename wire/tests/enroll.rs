@@ -214,3 +214,76 @@ async fn garbage_messages_and_other_versions_get_clear_refusals() {
         .await
         .expect("still serving");
 }
+
+#[tokio::test]
+async fn renewed_certificates_are_rotated_in_without_a_restart() {
+    use hive_wire::net::enroll::{renew_at, validity_of};
+    let s = setup();
+    let token = JoinToken::new(s.fingerprint, Role::Node, None, Duration::from_secs(900))
+        .seal(&s.token_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let enrolled = enroll(s.server.local_addr(), &token, &key)
+        .await
+        .expect("enroll");
+    let (from, to) = validity_of(&enrolled.cert).expect("validity");
+    let due = renew_at(from, to);
+    assert!(
+        from < due && due < to && to - due >= (to - from) / 3,
+        "renew with a third of the life left"
+    );
+    // The member serves with its new certificate, then renews and rotates.
+    let mut serving = Credentials::new(enrolled.cert.clone(), &key);
+    let echo: hive_wire::net::Handler = Arc::new(|peer: hive_wire::net::Peer, _r| {
+        Box::pin(async move {
+            Ok(hive_wire::net::Response {
+                message: bytes::Bytes::from(
+                    peer.identity.map(|i| i.to_string()).unwrap_or_default(),
+                ),
+                body: bytes::Bytes::new(),
+            })
+        })
+    });
+    let member = Server::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        &enrolled.ca,
+        &serving,
+        Revocations::default(),
+        echo,
+    )
+    .expect("member serves");
+    let mut client = Client::new(&enrolled.ca, Some(&serving)).expect("client");
+    let to_enroller = client
+        .connect(s.server.local_addr(), None)
+        .await
+        .expect("connect");
+    let new_key = rcgen::KeyPair::generate().expect("key");
+    let renewed = renew(&to_enroller, &enrolled.ca, &new_key)
+        .await
+        .expect("renew");
+    serving = Credentials::new(renewed.cert.clone(), &new_key);
+    member
+        .rotate(&enrolled.ca, &serving, Revocations::default(), true)
+        .expect("rotate server");
+    client
+        .rotate(&enrolled.ca, &serving)
+        .expect("rotate client");
+    let connection = client
+        .connect(member.local_addr(), Some(enrolled.identity))
+        .await
+        .expect("connect after rotation");
+    let request = hive_wire::net::Request {
+        protocol: 1,
+        version: 1,
+        op: 1,
+        message: bytes::Bytes::new(),
+        body: bytes::Bytes::new(),
+    };
+    let answer = connection
+        .call(request, Duration::from_secs(10))
+        .await
+        .expect("call");
+    assert_eq!(
+        answer.message,
+        bytes::Bytes::from(enrolled.identity.to_string())
+    );
+}

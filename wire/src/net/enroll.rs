@@ -278,3 +278,22 @@ pub fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+/// When a certificate valid from `not_before` to `not_after` (Unix seconds) should be
+/// renewed: two thirds of the way through its life, which leaves a third (ten days of
+/// the default thirty) to retry through outages.
+pub fn renew_at(not_before: u64, not_after: u64) -> u64 {
+    not_before + not_after.saturating_sub(not_before) / 3 * 2
+}
+
+/// The validity window of a certificate, Unix seconds.
+pub fn validity_of(cert: &CertificateDer<'_>) -> Result<(u64, u64), super::pki::PkiError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| super::pki::PkiError::Parse(e.to_string()))?;
+    let v = parsed.validity();
+    let secs = |t: i64| u64::try_from(t).unwrap_or(0);
+    Ok((
+        secs(v.not_before.timestamp()),
+        secs(v.not_after.timestamp()),
+    ))
+}

@@ -230,6 +230,21 @@ impl Server {
             .expect("invariant: a bound endpoint has an address")
     }
 
+    /// Presents `me` (a renewed certificate) to new connections from now on, with the
+    /// same CA and revocation list; open connections keep theirs.
+    pub fn rotate(
+        &self,
+        ca: &CertificateDer<'static>,
+        me: &Credentials,
+        revocations: Revocations,
+        mandatory: bool,
+    ) -> Result<(), RpcError> {
+        let mut config = server_config(ca, me, revocations, mandatory)?;
+        config.transport_config(transport());
+        self.endpoint.set_server_config(Some(config));
+        Ok(())
+    }
+
     /// Stops accepting and closes every connection.
     pub fn close(&self) {
         self.endpoint.close(0u8.into(), b"server closing");
@@ -385,6 +400,18 @@ impl Client {
         let mut endpoint = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
         endpoint.set_default_client_config(config);
         Ok(Self { endpoint })
+    }
+
+    /// Uses `me` (a renewed certificate) for new connections from now on.
+    pub fn rotate(
+        &mut self,
+        ca: &CertificateDer<'static>,
+        me: &Credentials,
+    ) -> Result<(), RpcError> {
+        let mut config = client_config(ca, Some(me))?;
+        config.transport_config(transport());
+        self.endpoint.set_default_client_config(config);
+        Ok(())
     }
 
     /// A client with no certificate that trusts only a server whose chain holds the CA
