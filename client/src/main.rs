@@ -57,7 +57,8 @@ enum TokenCommand {
         /// How long the token stays valid: 30s, 15m, 2h or 1d.
         #[arg(long, default_value = "15m")]
         ttl: String,
-        /// For a client: the volume it may mount.
+        /// For a client: the one volume it may mount, read and write (without it, a
+        /// client token grants every volume).
         #[arg(long)]
         volume: Option<String>,
     },
@@ -120,8 +121,13 @@ fn run(cli: Cli) -> Result<()> {
             let key: TokenKey = cluster.token_key()?;
             let token = JoinToken::new(cluster.fingerprint()?, role, volume, ttl);
             println!("{}", token.seal(&key));
+            let grants = match (role, &token.volume) {
+                (Role::Client, Some(volume)) => format!("; grants volume {volume:?}"),
+                (Role::Client, None) => "; grants every volume".to_string(),
+                _ => String::new(),
+            };
             eprintln!(
-                "single use, valid until {}",
+                "single use, valid until {}{grants}",
                 hive_wire::net::token::utc(token.expires)
             );
             Ok(())

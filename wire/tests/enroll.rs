@@ -161,6 +161,11 @@ async fn an_enrolled_member_renews_its_certificate() {
         .expect("renew");
     assert_eq!(renewed.identity, enrolled.identity);
     assert_ne!(renewed.cert, enrolled.cert);
+    // The token's volume grant is in the certificate, and survives renewal.
+    for cert in [&enrolled.cert, &renewed.cert] {
+        let volumes = hive_wire::net::pki::volumes_of(cert).expect("volumes");
+        assert_eq!(volumes, vec!["photos".to_string()]);
+    }
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use hive_wire::NodeId;
-use hive_wire::net::rpc::{Refusal, code};
+use hive_wire::net::auth::{Operation, authorise};
+use hive_wire::net::rpc::code;
 use hive_wire::net::{
     Client, ClusterCa, Credentials, Handler, Identity, Peer, Request, Response, Revocations, Role,
     RpcError, Server, Validity,
@@ -29,19 +30,18 @@ fn client_id(id: u64) -> Identity {
     }
 }
 
-/// Echoes the caller's identity; refuses `ADMIN_OP` to anyone but admins.
+/// Echoes the caller's identity; `ADMIN_OP` administers the cluster, anything else is
+/// shard I/O, and the authorisation function decides.
 fn handler() -> Handler {
     Arc::new(|peer: Peer, request: Request| {
         Box::pin(async move {
-            let Some(identity) = peer.identity else {
-                return Err(Refusal::new(code::FORBIDDEN, "no identity"));
+            let op = if request.op == ADMIN_OP {
+                Operation::Administer
+            } else {
+                Operation::ShardIo
             };
-            if request.op == ADMIN_OP && identity.role != Role::Admin {
-                return Err(Refusal::new(
-                    code::FORBIDDEN,
-                    format!("{} may not call admin operations", identity.role),
-                ));
-            }
+            authorise(&peer, op)?;
+            let identity = peer.identity.expect("authorised peers have an identity");
             Ok(Response {
                 message: Bytes::from(identity.to_string()),
                 body: request.body,
@@ -203,7 +203,10 @@ async fn a_role_without_the_right_gets_forbidden() {
     match call_as(&c, Some(&Credentials::new(cert, &key)), ADMIN_OP).await {
         Err(RpcError::Remote(refusal)) => {
             assert_eq!(refusal.code, code::FORBIDDEN);
-            assert!(refusal.message.contains("client may not"), "{refusal}");
+            assert!(
+                refusal.message.contains("may not administer the cluster"),
+                "{refusal}"
+            );
         }
         other => panic!("expected forbidden, got {:?}", other.map(|r| r.message)),
     }

@@ -108,7 +108,7 @@ impl Enroller {
     fn handle(&self, peer: Peer, request: &Request) -> Result<Response, Refusal> {
         check_version::<Enrollment>(request)?;
         let bad = |e: message::MessageError| Refusal::new(code::BAD_REQUEST, e.to_string());
-        let (identity, csr) = match request.op {
+        let (identity, volumes, csr) = match request.op {
             OP_JOIN => {
                 let join: Join = message::decode("Join", &request.message).map_err(bad)?;
                 let token = self.check_token(&join.token)?;
@@ -116,14 +116,20 @@ impl Enroller {
                     role: token.role,
                     id: (self.ids)(token.role),
                 };
-                (identity, join.csr)
+                // A client token names its volume, or grants every volume.
+                let volumes = match (token.role, token.volume) {
+                    (Role::Client, Some(volume)) => vec![volume],
+                    (Role::Client, None) => vec![super::pki::ALL_VOLUMES.to_string()],
+                    _ => Vec::new(),
+                };
+                (identity, volumes, join.csr)
             }
             OP_RENEW => {
                 let identity = peer.identity.ok_or_else(|| {
                     Refusal::new(code::FORBIDDEN, "renewal needs the current certificate")
                 })?;
                 let renew: Renew = message::decode("Renew", &request.message).map_err(bad)?;
-                (identity, renew.csr)
+                (identity, peer.volumes.to_vec(), renew.csr)
             }
             op => {
                 return Err(Refusal::new(
@@ -142,8 +148,9 @@ impl Enroller {
                 })?;
         let cert = self
             .ca
-            .issue(
+            .issue_with_volumes(
                 identity,
+                &volumes,
                 &csr.public_key,
                 Validity::starting_now(self.validity),
             )

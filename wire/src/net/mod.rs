@@ -1,6 +1,7 @@
 //! The network layer (feature `net`): the cluster CA and identities, mutual-TLS QUIC
 //! endpoints, framing and a request/response RPC on QUIC streams.
 
+pub mod auth;
 pub mod enroll;
 pub mod frame;
 pub mod message;

@@ -246,10 +246,22 @@ impl ClusterCa {
         Fingerprint::of(&self.cert)
     }
 
-    /// Signs a certificate for `identity` over `public_key`.
+    /// Signs a certificate for `identity` over `public_key`, granting no volume.
     pub fn issue(
         &self,
         identity: Identity,
+        public_key: &impl PublicKeyData,
+        validity: Validity,
+    ) -> Result<CertificateDer<'static>, PkiError> {
+        self.issue_with_volumes(identity, &[], public_key, validity)
+    }
+
+    /// Signs a certificate for `identity` that also grants `volumes` (each one a
+    /// `hive-volume://<name>` name; [`ALL_VOLUMES`] grants every volume).
+    pub fn issue_with_volumes(
+        &self,
+        identity: Identity,
+        volumes: &[String],
         public_key: &impl PublicKeyData,
         validity: Validity,
     ) -> Result<CertificateDer<'static>, PkiError> {
@@ -261,6 +273,11 @@ impl ClusterCa {
             SanType::URI(identity.uri().try_into()?),
             SanType::DnsName(identity.dns_name().try_into()?),
         ];
+        for volume in volumes {
+            params
+                .subject_alt_names
+                .push(SanType::URI(format!("{VOLUME_SCHEME}{volume}").try_into()?));
+        }
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -288,23 +305,48 @@ impl ClusterCa {
     }
 }
 
-/// The identity a certificate names.
-pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, PkiError> {
+/// The URI scheme of a volume grant in a certificate.
+pub const VOLUME_SCHEME: &str = "hive-volume://";
+/// The grant that covers every volume.
+pub const ALL_VOLUMES: &str = "*";
+
+/// The URI names of a certificate.
+fn uris(cert: &CertificateDer<'_>) -> Result<Vec<String>, PkiError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|e| PkiError::Parse(e.to_string()))?;
-    let san = parsed
+    let Some(san) = parsed
         .subject_alternative_name()
         .map_err(|e| PkiError::Parse(e.to_string()))?
-        .ok_or(PkiError::NoIdentity)?;
-    san.value
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
         .general_names
         .iter()
-        .find_map(|name| match name {
-            x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix("hive://"),
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Some((*uri).to_string()),
             _ => None,
         })
+        .collect())
+}
+
+/// The identity a certificate names.
+pub fn identity_of(cert: &CertificateDer<'_>) -> Result<Identity, PkiError> {
+    uris(cert)?
+        .iter()
+        .find_map(|uri| uri.strip_prefix("hive://"))
         .ok_or(PkiError::NoIdentity)?
         .parse()
+}
+
+/// The volumes a certificate grants.
+pub fn volumes_of(cert: &CertificateDer<'_>) -> Result<Vec<String>, PkiError> {
+    Ok(uris(cert)?
+        .iter()
+        .filter_map(|uri| uri.strip_prefix(VOLUME_SCHEME))
+        .map(str::to_string)
+        .collect())
 }
 
 #[cfg(test)]

@@ -50,12 +50,14 @@ pub mod code {
 }
 
 /// A caller, as the server knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     /// Who the caller's certificate says it is (verified against the cluster CA).
     /// Always present on mutual-TLS servers; `None` only on an enrollment server, for
     /// a joiner that has no certificate yet.
     pub identity: Option<Identity>,
+    /// The volumes its certificate grants ([`super::pki::ALL_VOLUMES`] for all).
+    pub volumes: Arc<[String]>,
     /// Where it connects from.
     pub addr: SocketAddr,
 }
@@ -260,14 +262,16 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
             let Ok(connection) = incoming.await else {
                 return;
             };
+            let (identity, volumes) = peer_identity(&connection);
             let peer = Peer {
-                identity: peer_identity(&connection),
+                identity,
+                volumes: volumes.into(),
                 addr: connection.remote_address(),
             };
             let budget = Arc::new(tokio::sync::Semaphore::new(CONNECTION_BUFFER));
             while let Ok((send, recv)) = connection.accept_bi().await {
-                if let Some(identity) = peer.identity
-                    && revocations.is_revoked(&identity)
+                if let Some(identity) = peer.identity.as_ref()
+                    && revocations.is_revoked(identity)
                 {
                     let refusal = Refusal::new(
                         code::REVOKED,
@@ -281,7 +285,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
                     return;
                 }
                 tokio::spawn(serve_stream(
-                    peer,
+                    peer.clone(),
                     send,
                     recv,
                     handler.clone(),
@@ -292,12 +296,18 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
     }
 }
 
-fn peer_identity(connection: &quinn::Connection) -> Option<Identity> {
+/// The identity and volume grants of a connection's client certificate, if any.
+fn peer_identity(connection: &quinn::Connection) -> (Option<Identity>, Vec<String>) {
     let certs = connection
-        .peer_identity()?
-        .downcast::<Vec<CertificateDer<'static>>>()
-        .ok()?;
-    identity_of(certs.first()?).ok()
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok());
+    let Some(cert) = certs.as_ref().and_then(|c| c.first()) else {
+        return (None, Vec::new());
+    };
+    (
+        identity_of(cert).ok(),
+        super::pki::volumes_of(cert).unwrap_or_default(),
+    )
 }
 
 /// Reads a request frame within the connection's buffer budget; the permit is held
