@@ -58,6 +58,13 @@ impl Rounds {
                 theirs.push(rate(baseline(round).await));
                 ours.push(rate(hive(round).await));
             }
+            if std::env::var_os("HIVE_BENCH_TRACE").is_some() {
+                eprintln!(
+                    "round {round}: hive {:.0} baseline {:.0}",
+                    ours[ours.len() - 1],
+                    theirs[theirs.len() - 1]
+                );
+            }
         }
         Throughput {
             hive: median(&mut ours),
