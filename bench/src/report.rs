@@ -2,6 +2,22 @@
 
 use serde_json::json;
 
+/// Prints a line to stdout. When stdout is gone (piped into `head`), the report stops
+/// quietly, as command-line tools do, instead of panicking.
+macro_rules! emit {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(err) = writeln!(out, $($arg)*) {
+            if err.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("hive-bench: writing the report: {err}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 /// Which way a figure is better.
 #[derive(Clone, Copy)]
 pub enum Better {
@@ -25,6 +41,25 @@ pub struct Line {
 }
 
 impl Line {
+    /// A rate (higher is better) measured as `t`.
+    pub fn rate(
+        suite: &'static str,
+        name: &'static str,
+        unit: &'static str,
+        t: crate::measure::Throughput,
+        against: &'static str,
+    ) -> Self {
+        Self {
+            suite,
+            name,
+            unit,
+            hive: t.hive,
+            baseline: t.baseline,
+            better: Better::Higher,
+            against,
+        }
+    }
+
     pub fn ratio(&self) -> f64 {
         match self.better {
             Better::Higher => self.hive / self.baseline,
@@ -57,17 +92,22 @@ impl Report {
                 "baseline": round3(line.baseline),
                 "ratio": round3(line.ratio()),
             });
-            println!("{value}");
+            emit!("{value}");
             return;
         }
         if !self.printed_header {
-            println!(
+            emit!(
                 "{:<7} {:<26} {:>7} {:>11} {:>11} {:>7}  baseline",
-                "suite", "name", "unit", "hive", "baseline", "ratio"
+                "suite",
+                "name",
+                "unit",
+                "hive",
+                "baseline",
+                "ratio"
             );
             self.printed_header = true;
         }
-        println!(
+        emit!(
             "{:<7} {:<26} {:>7} {:>11.1} {:>11.1} {:>7.3}  {}",
             line.suite,
             line.name,
@@ -81,9 +121,7 @@ impl Report {
 
     pub fn finish(&self) {
         if !self.json && self.printed_header {
-            println!(
-                "ratio > 1 means HiveFS is faster; both sides ran interleaved in this process."
-            );
+            emit!("ratio > 1 means HiveFS is faster; both sides ran interleaved in this process.");
         }
     }
 }

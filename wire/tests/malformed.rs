@@ -35,6 +35,10 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(echo())
+}
+
+fn setup_with(handler: Handler) -> Setup {
     let ca = ClusterCa::create("test").expect("ca");
     let node = Identity::node(NodeId(1));
     let validity = Validity::starting_now(Duration::from_secs(3600));
@@ -44,7 +48,7 @@ fn setup() -> Setup {
         ca.cert(),
         &Credentials::new(cert, &key),
         Revocations::default(),
-        echo(),
+        handler,
     )
     .expect("server");
     let me = Identity {
@@ -245,26 +249,10 @@ async fn a_dropped_request_cancels_its_handler() {
             std::future::pending::<Result<Response, hive_wire::net::Refusal>>().await
         })
     });
-    let ca = ClusterCa::create("test").expect("ca");
-    let node = Identity::node(NodeId(1));
-    let validity = Validity::starting_now(Duration::from_secs(3600));
-    let (cert, key) = ca.issue_with_key(node, validity).expect("cert");
-    let server = Server::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        ca.cert(),
-        &Credentials::new(cert, &key),
-        Revocations::default(),
-        never,
-    )
-    .expect("server");
-    let me = Identity {
-        role: Role::Client,
-        id: 2,
-    };
-    let (cert, key) = ca.issue_with_key(me, validity).expect("cert");
-    let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key))).expect("client");
-    let connection = client
-        .connect(server.local_addr(), Some(node))
+    let s = setup_with(never);
+    let connection = s
+        .client
+        .connect(s.addr, Some(s.node))
         .await
         .expect("connect");
     let result = connection.call(ping(), Duration::from_millis(200)).await;

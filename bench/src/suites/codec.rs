@@ -11,7 +11,7 @@ use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use twox_hash::XxHash3_64;
 
 use crate::measure::Rounds;
-use crate::report::{Better, Line, Report};
+use crate::report::{Line, Report};
 
 const SUITE: &str = "codec";
 const CHUNK: usize = 1 << 20;
@@ -33,15 +33,12 @@ pub fn run(rounds: &Rounds, report: &mut Report) -> Result<()> {
 }
 
 fn mib_per_s(name: &'static str, t: crate::measure::Throughput, against: &'static str) -> Line {
-    Line {
-        suite: SUITE,
-        name,
-        unit: "MiB/s",
-        hive: t.hive / f64::from(1 << 20),
-        baseline: t.baseline / f64::from(1 << 20),
-        better: Better::Higher,
-        against,
-    }
+    let mib = f64::from(1 << 20);
+    let t = crate::measure::Throughput {
+        hive: t.hive / mib,
+        baseline: t.baseline / mib,
+    };
+    Line::rate(SUITE, name, "MiB/s", t, against)
 }
 
 /// The erasure stage alone, ours (`ErasureEncoder`/`ErasureDecoder`) against the raw

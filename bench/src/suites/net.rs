@@ -16,7 +16,7 @@ use hive_wire::net::{
 };
 
 use crate::measure::{Round, Rounds, Throughput};
-use crate::report::{Better, Line, Report};
+use crate::report::{Line, Report};
 
 const SUITE: &str = "net";
 /// Bulk request and response size.
@@ -237,13 +237,5 @@ fn mib(t: Throughput) -> Throughput {
 }
 
 fn line(name: &'static str, unit: &'static str, t: Throughput, against: &'static str) -> Line {
-    Line {
-        suite: SUITE,
-        name,
-        unit,
-        hive: t.hive,
-        baseline: t.baseline,
-        better: Better::Higher,
-        against,
-    }
+    Line::rate(SUITE, name, unit, t, against)
 }

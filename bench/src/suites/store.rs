@@ -69,15 +69,7 @@ fn shard(seed: u64, data_len: usize) -> Vec<u8> {
 }
 
 fn line(name: &'static str, unit: &'static str, t: Throughput, against: &'static str) -> Line {
-    Line {
-        suite: SUITE,
-        name,
-        unit,
-        hive: t.hive,
-        baseline: t.baseline,
-        better: Better::Higher,
-        against,
-    }
+    Line::rate(SUITE, name, unit, t, against)
 }
 
 async fn measure(rounds_n: u32, work: &Path) -> Result<Vec<Line>> {
