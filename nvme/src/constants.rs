@@ -20,6 +20,11 @@ pub const MIN_SEGMENT_SIZE: u32 = 256 << 10;
 /// (backpressure) instead of growing memory.
 pub const APPEND_QUEUE: usize = 1024;
 
+/// Most bytes of shards queued for the writer at once (each waits in its own record
+/// buffer); a put beyond it waits. With [`APPEND_QUEUE`], this bounds a store's
+/// memory however large the shards.
+pub const QUEUED_BYTES: u64 = 128 << 20;
+
 /// Most bytes written by one group commit (one write, one fdatasync).
 pub const MAX_BATCH_BYTES: usize = 8 << 20;
 

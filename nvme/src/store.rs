@@ -15,7 +15,9 @@ use glommio::task::JoinHandle;
 use hive_wire::{ChunkId, NodeId, PgId, ShardIndex, ShardRef};
 
 use crate::commit::{self, Op, Request};
-use crate::constants::{APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE};
+use crate::constants::{
+    APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, QUEUED_BYTES,
+};
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::format::{
@@ -76,6 +78,8 @@ pub struct Store {
     state: Rc<RefCell<State>>,
     device: Rc<Device>,
     queue: Option<flume::Sender<Request>>,
+    /// Bytes of record buffers waiting for the writer ([`QUEUED_BYTES`]).
+    queued: glommio::sync::Semaphore,
     writer: Option<JoinHandle<()>>,
     damaged_at_open: Vec<Damaged>,
 }
@@ -278,6 +282,7 @@ impl Store {
             state,
             device,
             queue: Some(queue),
+            queued: glommio::sync::Semaphore::new(QUEUED_BYTES),
             writer: Some(writer),
             damaged_at_open,
         })
@@ -340,6 +345,7 @@ impl Store {
                 return Ok(());
             }
         }
+        let _room = self.room_for(shard.len()).await?;
         self.append(Op::Put {
             key,
             record: Some(commit::record_buffer(&self.device, shard)),
@@ -375,13 +381,17 @@ impl Store {
             answers.push(self.submit(op).await?);
         }
         let deleted = answers.len();
-        for answer in answers {
-            answer
-                .recv_async()
-                .await
-                .map_err(|_| StoreError::Closed)??;
-        }
+        await_all(&mut answers).await?;
         Ok(deleted)
+    }
+
+    /// Waits until a record of `len` shard bytes fits in [`QUEUED_BYTES`].
+    async fn room_for(&self, len: usize) -> Result<glommio::sync::Permit<'_>, StoreError> {
+        let bytes = u64::from(RecordHeader::blocks_for(len)) * BLOCK;
+        self.queued
+            .acquire_permit(bytes.min(QUEUED_BYTES))
+            .await
+            .map_err(|_| StoreError::Closed)
     }
 
     async fn append(&self, op: Op) -> Result<(), StoreError> {
@@ -451,6 +461,8 @@ impl Store {
             (live, needed)
         };
         let mut answers = Vec::with_capacity(live.len() + tombstones.len());
+        let mut permits = Vec::new();
+        let mut window = 0;
         let mut moved = 0;
         for (key, at) in live {
             // A record that no longer verifies cannot be moved; it is left to repair
@@ -458,7 +470,17 @@ impl Store {
             let Ok(Some(shard)) = self.get(key.0, key.1).await else {
                 continue;
             };
+            // Moves go in windows of half the queue budget, each waited for before the
+            // next, so reclaim never holds more room than puts can spare.
+            let bytes = u64::from(RecordHeader::blocks_for(shard.len())) * BLOCK;
+            if window + bytes > QUEUED_BYTES / 2 {
+                await_all(&mut answers).await?;
+                permits.clear();
+                window = 0;
+            }
+            window += bytes;
             moved += shard.len() as u64;
+            permits.push(self.room_for(shard.len()).await?);
             let op = Op::Put {
                 key,
                 record: Some(commit::record_buffer(&self.device, &shard)),
@@ -476,12 +498,7 @@ impl Store {
             };
             answers.push(self.submit(op).await?);
         }
-        for answer in answers {
-            answer
-                .recv_async()
-                .await
-                .map_err(|_| StoreError::Closed)??;
-        }
+        await_all(&mut answers).await?;
         Ok(moved)
     }
 
@@ -654,6 +671,19 @@ impl Store {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Waits for every queued append's answer; the first failure wins.
+async fn await_all(
+    answers: &mut Vec<flume::Receiver<Result<(), StoreError>>>,
+) -> Result<(), StoreError> {
+    for answer in answers.drain(..) {
+        answer
+            .recv_async()
+            .await
+            .map_err(|_| StoreError::Closed)??;
+    }
+    Ok(())
 }
 
 /// Checks a put record read from the index's location: header intact, written where it

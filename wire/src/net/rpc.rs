@@ -20,6 +20,8 @@ use super::tls::{Credentials, Revocations, TlsError, client_config, server_confi
 pub const SOCKET_BUFFER: usize = 4 << 20;
 /// Concurrent requests (streams) a peer may have open on one connection.
 pub const MAX_STREAMS: u32 = 1024;
+/// Connections a server keeps open at once; more are refused at the door.
+pub const MAX_CONNECTIONS: usize = 4096;
 /// Bytes of request frames a server holds for one connection at once; a request that
 /// would pass it waits until earlier ones are answered. Together with [`MAX_STREAMS`]
 /// this bounds what one peer can make a server buffer.
@@ -254,9 +256,15 @@ impl Server {
 }
 
 async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handler: Handler) {
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     while let Some(incoming) = endpoint.accept().await {
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            incoming.refuse();
+            continue;
+        };
         let (revocations, handler) = (revocations.clone(), handler.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             // A failed handshake (a refused certificate) ends here: the client is told
             // by the TLS alert.
             let Ok(connection) = incoming.await else {
