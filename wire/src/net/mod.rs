@@ -7,6 +7,7 @@ pub mod frame;
 pub mod message;
 pub mod pki;
 pub mod rpc;
+pub mod shard_service;
 pub mod tls;
 pub mod token;
 

@@ -1,0 +1,183 @@
+//! The shard service end to end: a client stores and fetches shards over mutual-TLS
+//! QUIC; a shard actor on its own glommio executor keeps them in a real store.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hive_actors::{ShardActor, shard_service};
+use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
+use hive_nvme::{FormatOptions, Store};
+use hive_testkit::random_bytes;
+use hive_wire::net::message;
+use hive_wire::net::rpc::code;
+use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
+use hive_wire::net::tls::Revocations;
+use hive_wire::net::{
+    Client, ClusterCa, Connection, Credentials, Identity, Role, RpcError, Server, Validity,
+};
+use hive_wire::{ChunkId, NodeId, ShardIndex};
+
+const NODE: NodeId = NodeId(3);
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// All six shards of a 4+2 encoding of seeded bytes.
+fn shards(seed: u64, len: usize) -> (ChunkId, Vec<Vec<u8>>) {
+    let data = random_bytes(seed, len);
+    let scheme = ErasureScheme::new(4, 2).expect("4+2");
+    let mut encoder = ChunkEncoder::new(scheme, CompressionConfig::default()).expect("encoder");
+    let id = chunk_id(&data);
+    let chunk = encoder.encode(id, &data).expect("encode");
+    (id, (0..6).map(|i| chunk.shard_to_vec(i)).collect())
+}
+
+async fn call(
+    connection: &Connection,
+    op: u16,
+    message: Bytes,
+    body: Bytes,
+) -> Result<hive_wire::net::Response, RpcError> {
+    connection
+        .call(
+            message::request::<ShardService>(op, message, body),
+            DEADLINE,
+        )
+        .await
+}
+
+fn key(chunk: ChunkId, index: usize) -> Bytes {
+    message::encode(&ShardKey::new(chunk, ShardIndex(index as u8)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_store_and_fetch_shards_through_a_shard_actor() {
+    let dir = std::env::temp_dir().join(format!("hive-actors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("store");
+    let options = FormatOptions {
+        node_id: NODE,
+        size: Some(64 << 20),
+        segment_size: 1 << 20,
+    };
+    Store::format(&path, &options).expect("format");
+    let (actor, thread) = ShardActor::start(path, NODE, None).expect("actor starts");
+
+    let ca = ClusterCa::create("test").expect("ca");
+    let validity = Validity::starting_now(Duration::from_secs(3600));
+    let node = Identity::node(NODE);
+    let (cert, key_pair) = ca.issue_with_key(node, validity).expect("node cert");
+    let server = Server::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        ca.cert(),
+        &Credentials::new(cert, &key_pair),
+        Revocations::default(),
+        shard_service(actor.clone()),
+    )
+    .expect("server");
+    let who = Identity {
+        role: Role::Client,
+        id: 9,
+    };
+    let (cert, key_pair) = ca.issue_with_key(who, validity).expect("client cert");
+    let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key_pair))).expect("client");
+    let connection = client
+        .connect(server.local_addr(), Some(node))
+        .await
+        .expect("connect");
+
+    // 16 chunks x 6 shards, all put concurrently.
+    let chunks: Vec<_> = (0..16)
+        .map(|n| shards(n, 50_000 + n as usize * 7_000))
+        .collect();
+    let mut puts = Vec::new();
+    for (_, shards) in &chunks {
+        for shard in shards {
+            let connection = connection.clone();
+            let body = Bytes::from(shard.clone());
+            puts.push(tokio::spawn(async move {
+                call(&connection, OP_PUT, Bytes::new(), body).await
+            }));
+        }
+    }
+    for put in puts {
+        put.await.expect("task").expect("put acknowledged");
+    }
+    for (chunk, shards) in &chunks {
+        for (i, shard) in shards.iter().enumerate() {
+            let has = call(&connection, OP_HAS, key(*chunk, i), Bytes::new())
+                .await
+                .expect("has");
+            let found: Found = message::decode("Found", &has.message).expect("Found");
+            assert!(found.present);
+            let got = call(&connection, OP_GET, key(*chunk, i), Bytes::new())
+                .await
+                .expect("get");
+            assert_eq!(&got.body[..], &shard[..]);
+        }
+    }
+    let stats = actor.stats().await.expect("stats");
+    assert_eq!(stats.shards, 16 * 6);
+    assert!(
+        stats.commits < 16 * 6,
+        "concurrent puts share group commits: {}",
+        stats.commits
+    );
+
+    // Unknown shards are absent; garbage is refused and the service keeps serving.
+    let missing = call(&connection, OP_GET, key(ChunkId([9; 32]), 0), Bytes::new())
+        .await
+        .expect("get");
+    let found: Found = message::decode("Found", &missing.message).expect("Found");
+    assert!(!found.present && missing.body.is_empty());
+    match call(
+        &connection,
+        OP_PUT,
+        Bytes::new(),
+        Bytes::from_static(b"not a shard"),
+    )
+    .await
+    {
+        Err(RpcError::Remote(refusal)) => assert_eq!(refusal.code, code::BAD_REQUEST, "{refusal}"),
+        other => panic!("garbage accepted: {:?}", other.map(|r| r.message)),
+    }
+    match call(
+        &connection,
+        OP_GET,
+        Bytes::from_static(b"garbage key"),
+        Bytes::new(),
+    )
+    .await
+    {
+        Err(RpcError::Remote(refusal)) => assert_eq!(refusal.code, code::BAD_REQUEST, "{refusal}"),
+        other => panic!("garbage key accepted: {:?}", other.map(|r| r.message)),
+    }
+    call(&connection, OP_HAS, key(chunks[0].0, 0), Bytes::new())
+        .await
+        .expect("still serving");
+
+    server.close();
+    drop(connection);
+    drop(client);
+    drop(server);
+    drop(actor);
+    // Wait for the actor to close its store, then check it reopens with everything.
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("actor thread");
+    let reopened = tokio::task::spawn_blocking({
+        let path = dir.join("store");
+        move || ShardActor::start(path, NODE, None)
+    })
+    .await
+    .expect("task")
+    .expect("reopen");
+    let (again, _thread) = reopened;
+    for (chunk, shards) in &chunks {
+        for (i, shard) in shards.iter().enumerate() {
+            let got = again.get(*chunk, ShardIndex(i as u8)).await.expect("get");
+            assert_eq!(&got.expect("stored")[..], &shard[..]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

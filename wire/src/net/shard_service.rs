@@ -1,0 +1,55 @@
+//! The shard service's messages: what clients and nodes send a node to store and fetch
+//! shards. The shard itself travels as the frame body, never inside a message.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::message::MessageSet;
+use crate::{ChunkId, ShardIndex};
+
+/// The shard service message set.
+pub struct ShardService;
+
+impl MessageSet for ShardService {
+    const PROTOCOL: u16 = 2;
+    const VERSION: u16 = 1;
+    const NAME: &'static str = "shard service";
+}
+
+/// Store the shard in the body (durable when answered). Message: none.
+pub const OP_PUT: u16 = 1;
+/// Fetch a shard. Message: [`ShardKey`]; answer: [`Found`], the shard in the body.
+pub const OP_GET: u16 = 2;
+/// Whether a shard is stored (the dedup question). Message: [`ShardKey`]; answer:
+/// [`Found`], no body.
+pub const OP_HAS: u16 = 3;
+
+/// Names one shard.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardKey {
+    /// The chunk.
+    pub chunk: [u8; 32],
+    /// The shard index.
+    pub index: u8,
+}
+
+impl ShardKey {
+    /// The key of shard `index` of `chunk`.
+    pub fn new(chunk: ChunkId, index: ShardIndex) -> Self {
+        Self {
+            chunk: chunk.0,
+            index: index.get(),
+        }
+    }
+
+    /// The typed ids.
+    pub fn ids(&self) -> (ChunkId, ShardIndex) {
+        (ChunkId(self.chunk), ShardIndex(self.index))
+    }
+}
+
+/// Whether the shard asked for is stored.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// Stored or not.
+    pub present: bool,
+}
