@@ -49,6 +49,8 @@ pub mod code {
     pub const REVOKED: u16 = 4;
     /// The server failed.
     pub const INTERNAL: u16 = 5;
+    /// The server is shutting down; try another or try again.
+    pub const UNAVAILABLE: u16 = 6;
 }
 
 /// A caller, as the server knows it.
@@ -185,6 +187,40 @@ pub fn endpoint(
 /// A listening endpoint that answers requests with a handler.
 pub struct Server {
     endpoint: quinn::Endpoint,
+    inflight: Arc<InFlight>,
+}
+
+/// Requests being served, and whether the server is draining.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    draining: std::sync::atomic::AtomicBool,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one request in flight for as long as it lives.
+struct Serving(Arc<InFlight>);
+
+impl Serving {
+    fn new(inflight: &Arc<InFlight>) -> Self {
+        inflight
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(inflight.clone())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Server {
@@ -223,8 +259,34 @@ impl Server {
     ) -> Result<Self, RpcError> {
         config.transport_config(transport());
         let endpoint = endpoint(addr, Some(config))?;
-        tokio::spawn(accept_loop(endpoint.clone(), revocations, handler));
-        Ok(Self { endpoint })
+        let inflight = Arc::new(InFlight::default());
+        tokio::spawn(accept_loop(
+            endpoint.clone(),
+            revocations,
+            handler,
+            inflight.clone(),
+        ));
+        Ok(Self { endpoint, inflight })
+    }
+
+    /// Drains: refuses new connections and new requests (with `UNAVAILABLE`), waits up
+    /// to `grace` for the requests in flight to be answered, then closes.
+    pub async fn shutdown(&self, grace: Duration) {
+        use std::sync::atomic::Ordering;
+        self.inflight.draining.store(true, Ordering::SeqCst);
+        self.endpoint.set_server_config(None);
+        let drained = tokio::time::timeout(grace, async {
+            loop {
+                let idle = self.inflight.idle.notified();
+                if self.inflight.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        });
+        let _ = drained.await;
+        self.endpoint.close(0u8.into(), b"server shutting down");
+        self.endpoint.wait_idle().await;
     }
 
     /// The address it listens on.
@@ -255,14 +317,20 @@ impl Server {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handler: Handler) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    revocations: Revocations,
+    handler: Handler,
+    inflight: Arc<InFlight>,
+) {
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     while let Some(incoming) = endpoint.accept().await {
         let Ok(slot) = open.clone().try_acquire_owned() else {
             incoming.refuse();
             continue;
         };
-        let (revocations, handler) = (revocations.clone(), handler.clone());
+        let (revocations, handler, inflight) =
+            (revocations.clone(), handler.clone(), inflight.clone());
         tokio::spawn(async move {
             let _slot = slot;
             // A failed handshake (a refused certificate) ends here: the client is told
@@ -277,7 +345,13 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
                 addr: connection.remote_address(),
             };
             let budget = Arc::new(tokio::sync::Semaphore::new(CONNECTION_BUFFER));
-            while let Ok((send, recv)) = connection.accept_bi().await {
+            while let Ok((mut send, recv)) = connection.accept_bi().await {
+                if inflight.draining.load(std::sync::atomic::Ordering::SeqCst) {
+                    let refusal = Refusal::new(code::UNAVAILABLE, "server is shutting down");
+                    let _ = write_frame(&mut send, &refusal_bytes(&refusal), Bytes::new()).await;
+                    continue;
+                }
+                let serving = Serving::new(&inflight);
                 if let Some(identity) = peer.identity.as_ref()
                     && revocations.is_revoked(identity)
                 {
@@ -292,13 +366,11 @@ async fn accept_loop(endpoint: quinn::Endpoint, revocations: Revocations, handle
                     connection.close(CLOSE_REVOKED.into(), b"certificate revoked");
                     return;
                 }
-                tokio::spawn(serve_stream(
-                    peer.clone(),
-                    send,
-                    recv,
-                    handler.clone(),
-                    budget.clone(),
-                ));
+                let (peer, handler, budget) = (peer.clone(), handler.clone(), budget.clone());
+                tokio::spawn(async move {
+                    serve_stream(peer, send, recv, handler, budget).await;
+                    drop(serving);
+                });
             }
         });
     }

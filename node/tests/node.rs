@@ -1,0 +1,188 @@
+//! A real `hive-node` process: formatted, started, used over mutual-TLS QUIC, stopped
+//! with SIGTERM (exit 0, nothing lost), restarted.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
+use hive_testkit::random_bytes;
+use hive_wire::net::message;
+use hive_wire::net::shard_service::{Found, OP_GET, OP_PUT, ShardKey, ShardService};
+use hive_wire::net::{Client, ClusterCa, Connection, Credentials, Identity, Role, Validity};
+use hive_wire::{NodeId, ShardIndex};
+
+const NODE: NodeId = NodeId(5);
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    dir: PathBuf,
+    ca: ClusterCa,
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new(label, der.to_vec()))
+}
+
+fn cluster(name: &str, cert_for: NodeId) -> Cluster {
+    let dir = std::env::temp_dir().join(format!("hive-node-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let ca = ClusterCa::create("test").expect("ca");
+    let validity = Validity::starting_now(Duration::from_secs(3600));
+    let (cert, key) = ca
+        .issue_with_key(Identity::node(cert_for), validity)
+        .expect("cert");
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem()).expect("ca.pem");
+    std::fs::write(dir.join("node.pem"), pem("CERTIFICATE", cert.as_ref())).expect("node.pem");
+    std::fs::write(dir.join("node.key"), key.serialize_pem()).expect("node.key");
+    let config = format!(
+        "node_id = {}\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"store.img\"\nsize = \"64MiB\"\nsegment_size = \"1MiB\"\n[tls]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n",
+        NODE.get()
+    );
+    std::fs::write(dir.join("node.toml"), config).expect("config");
+    Cluster { dir, ca }
+}
+
+fn hive_node(args: &[&str], config: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hive-node"));
+    command.args(args).arg("--config").arg(config);
+    command
+}
+
+/// Starts `hive-node run` and waits for the address it listens on.
+fn start(c: &Cluster) -> (Child, SocketAddr) {
+    let mut child = hive_node(&["run"], &c.dir.join("node.toml"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start hive-node");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().parse::<SocketAddr>().expect("address"));
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(WAIT)
+        .expect("hive-node said where it listens");
+    (child, addr)
+}
+
+/// Sends SIGTERM and waits for the exit status.
+fn stop(mut child: Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait().expect("wait"));
+    });
+    rx.recv_timeout(WAIT)
+        .expect("hive-node exits after SIGTERM")
+}
+
+async fn connect(c: &Cluster, addr: SocketAddr) -> (Client, Connection) {
+    let who = Identity {
+        role: Role::Client,
+        id: 1,
+    };
+    let (cert, key) =
+        c.ca.issue_with_key(who, Validity::starting_now(Duration::from_secs(3600)))
+            .expect("client cert");
+    let client = Client::new(c.ca.cert(), Some(&Credentials::new(cert, &key))).expect("client");
+    let connection = client
+        .connect(addr, Some(Identity::node(NODE)))
+        .await
+        .expect("connect");
+    (client, connection)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
+    let c = cluster("serve", NODE);
+    let formatted = hive_node(&["format"], &c.dir.join("node.toml"))
+        .output()
+        .expect("format");
+    assert!(
+        formatted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&formatted.stderr)
+    );
+
+    let data = random_bytes(1, 300_000);
+    let id = chunk_id(&data);
+    let mut encoder = ChunkEncoder::new(
+        ErasureScheme::new(4, 2).expect("4+2"),
+        CompressionConfig::default(),
+    )
+    .expect("encoder");
+    let chunk = encoder.encode(id, &data).expect("encode");
+    let shards: Vec<Vec<u8>> = (0..6).map(|i| chunk.shard_to_vec(i)).collect();
+
+    let (child, addr) = start(&c);
+    {
+        let (_client, connection) = connect(&c, addr).await;
+        for shard in &shards {
+            let request =
+                message::request::<ShardService>(OP_PUT, Bytes::new(), Bytes::from(shard.clone()));
+            connection.call(request, WAIT).await.expect("put");
+        }
+    }
+    let status = stop(child);
+    assert!(
+        status.success(),
+        "SIGTERM must end with exit 0, got {status}"
+    );
+
+    let (child, addr) = start(&c);
+    {
+        let (_client, connection) = connect(&c, addr).await;
+        for (i, shard) in shards.iter().enumerate() {
+            let key = message::encode(&ShardKey::new(id, ShardIndex(i as u8)));
+            let request = message::request::<ShardService>(OP_GET, key, Bytes::new());
+            let answer = connection.call(request, WAIT).await.expect("get");
+            let found: Found = message::decode("Found", &answer.message).expect("Found");
+            assert!(found.present, "shard {i} lost across a restart");
+            assert_eq!(&answer.body[..], &shard[..]);
+        }
+    }
+    assert!(stop(child).success());
+    let _ = std::fs::remove_dir_all(&c.dir);
+}
+
+#[test]
+fn bad_configurations_and_certificates_are_refused_by_name() {
+    let c = cluster("refuse", NodeId(6));
+    let config = c.dir.join("node.toml");
+    assert!(
+        hive_node(&["format"], &config)
+            .output()
+            .expect("format")
+            .status
+            .success()
+    );
+    // The certificate is node 6's, the configuration says node 5.
+    let out = hive_node(&["run"], &config).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls.cert names node/0000000000000006"),
+        "{err}"
+    );
+    // An unknown key.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{text}\n[extra]\nvalue = 1\n")).expect("write");
+    let out = hive_node(&["run"], &config).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("extra"));
+    let _ = std::fs::remove_dir_all(&c.dir);
+}
