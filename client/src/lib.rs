@@ -2,4 +2,5 @@
 //! write is acknowledged, when to hedge a read); the pipelines that drive them over the
 //! network come with the data-path issue.
 
+pub mod chunk_io;
 pub mod quorum;
