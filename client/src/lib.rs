@@ -1,6 +1,6 @@
-//! The HiveFS client library. So far: the pure decisions of the data path (when a
-//! write is acknowledged, when to hedge a read); the pipelines that drive them over the
-//! network come with the data-path issue.
+//! The HiveFS client library: chunks across the cluster (`chunk_io`), objects made of
+//! chunks (`object`), and the pure decisions of the data path (`quorum`).
 
 pub mod chunk_io;
+pub mod object;
 pub mod quorum;

@@ -115,6 +115,31 @@ async fn chunks_survive_two_nodes_down_and_fail_clearly_with_three() {
         );
     }
 
+    // An object: 3 MiB with a repeated half, cut by content-defined chunking (small
+    // bounds so it spans several chunks); the repeat is stored once.
+    let chunker = hive_codec::Chunker::new(hive_codec::ChunkerConfig {
+        min: 64 << 10,
+        avg: 256 << 10,
+        max: 1 << 20,
+    })
+    .expect("chunker");
+    let half = random_bytes(seed ^ 7, 3 << 19);
+    let object = [half.clone(), half].concat();
+    let shards_before = stats(&nodes).await;
+    let object_id = hive_client::object::put_object(&store, &chunker, &object)
+        .await
+        .expect("put object");
+    let added = stats(&nodes).await - shards_before;
+    let back = hive_client::object::get_object(&store, object_id)
+        .await
+        .expect("get object");
+    assert!(back == object, "object read back differs");
+    let manifest_chunks = chunker.split(&object).count() as u64 + 1;
+    assert!(
+        added < manifest_chunks * 6,
+        "the repeated half was stored again ({added} shards)"
+    );
+
     // Writing the same bytes again stores nothing new.
     let before: u64 = stats(&nodes).await;
     store.put(&chunks[0].1).await.expect("put again");
