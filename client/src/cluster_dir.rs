@@ -29,7 +29,7 @@ pub struct Initialised {
 }
 
 /// Writes `contents` to a new file (never over an existing one) with `mode`.
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -133,6 +133,6 @@ impl ClusterDir {
 }
 
 /// PEM armour for DER bytes.
-fn pem(label: &str, der: &[u8]) -> String {
+pub fn pem(label: &str, der: &[u8]) -> String {
     pem::encode(&pem::Pem::new(label, der.to_vec()))
 }
