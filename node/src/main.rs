@@ -20,6 +20,8 @@ use crate::config::Config;
 
 /// How long a node waits, on SIGTERM, for requests in flight to be answered.
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// How often a node looks at its revocation list file for new entries.
+const REVOCATION_RELOAD: Duration = Duration::from_secs(2);
 /// Tokio worker threads for networking: the shard executor has its own thread.
 const NETWORK_THREADS: usize = 2;
 
@@ -124,6 +126,9 @@ fn run(path: &Path) -> Result<()> {
         .build()
         .context("starting the network runtime")?;
     runtime.block_on(async move {
+        if let Some(list) = config.revoked.clone() {
+            tokio::spawn(watch_revocations(list, revocations.clone()));
+        }
         let server = Server::bind(config.listen, &ca, &me, revocations, shard_service(actor))?;
         eprintln!("hive-node {node}: listening on {}", server.local_addr());
         wait_for_signal().await?;
@@ -136,6 +141,38 @@ fn run(path: &Path) -> Result<()> {
     actor_thread.join();
     eprintln!("hive-node {node}: stopped");
     Ok(())
+}
+
+/// Applies identities added to the revocation list file while the node runs: they are
+/// refused from their next request on (`hive cert revoke` takes effect without a
+/// restart). A file that cannot be read or parsed is reported and retried.
+async fn watch_revocations(path: PathBuf, live: Revocations) {
+    let mut seen = None;
+    let mut ticker = tokio::time::interval(REVOCATION_RELOAD);
+    loop {
+        ticker.tick().await;
+        // Modification time and length together: a rewrite within one timestamp tick
+        // still shows as a change.
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| Ok((m.modified()?, m.len())))
+            .ok();
+        if modified.is_none() || modified == seen {
+            continue;
+        }
+        match std::fs::read_to_string(&path).map(|t| Revocations::parse(&t)) {
+            Ok(Ok(list)) => {
+                for identity in list.list() {
+                    if !live.is_revoked(&identity) {
+                        eprintln!("revocation: {identity} refused from now on");
+                        live.revoke(identity);
+                    }
+                }
+                seen = modified;
+            }
+            Ok(Err(err)) => eprintln!("revocation: list {} unreadable: {err}", path.display()),
+            Err(err) => eprintln!("revocation: reading {}: {err}", path.display()),
+        }
+    }
 }
 
 async fn wait_for_signal() -> Result<()> {

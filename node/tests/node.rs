@@ -40,8 +40,9 @@ fn cluster(name: &str, cert_for: NodeId) -> Cluster {
     std::fs::write(dir.join("ca.pem"), ca.cert_pem()).expect("ca.pem");
     std::fs::write(dir.join("node.pem"), pem("CERTIFICATE", cert.as_ref())).expect("node.pem");
     std::fs::write(dir.join("node.key"), key.serialize_pem()).expect("node.key");
+    std::fs::write(dir.join("revoked"), "# revoked identities\n").expect("revoked");
     let config = format!(
-        "node_id = {}\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"store.img\"\nsize = \"64MiB\"\nsegment_size = \"1MiB\"\n[tls]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\n",
+        "node_id = {}\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"store.img\"\nsize = \"64MiB\"\nsegment_size = \"1MiB\"\n[tls]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"revoked\"\n",
         NODE.get()
     );
     std::fs::write(dir.join("node.toml"), config).expect("config");
@@ -54,8 +55,9 @@ fn hive_node(args: &[&str], config: &Path) -> Command {
     command
 }
 
-/// Starts `hive-node run` and waits for the address it listens on.
-fn start(c: &Cluster) -> (Child, SocketAddr) {
+/// Starts `hive-node run` and waits for the address it listens on; the node's later
+/// log lines arrive on the returned channel.
+fn start(c: &Cluster) -> (Child, SocketAddr, mpsc::Receiver<String>) {
     let mut child = hive_node(&["run"], &c.dir.join("node.toml"))
         .stderr(Stdio::piped())
         .spawn()
@@ -64,15 +66,18 @@ fn start(c: &Cluster) -> (Child, SocketAddr) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().parse::<SocketAddr>().expect("address"));
-            }
+            let _ = tx.send(line);
         }
     });
-    let addr = rx
-        .recv_timeout(WAIT)
-        .expect("hive-node said where it listens");
-    (child, addr)
+    let addr = loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("hive-node said where it listens");
+        if let Some(addr) = line.split("listening on ").nth(1) {
+            break addr.trim().parse::<SocketAddr>().expect("address");
+        }
+    };
+    (child, addr, rx)
 }
 
 /// Sends SIGTERM and waits for the exit status.
@@ -128,7 +133,7 @@ async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
     let chunk = encoder.encode(id, &data).expect("encode");
     let shards: Vec<Vec<u8>> = (0..6).map(|i| chunk.shard_to_vec(i)).collect();
 
-    let (child, addr) = start(&c);
+    let (child, addr, _log) = start(&c);
     {
         let (_client, connection) = connect(&c, addr).await;
         for shard in &shards {
@@ -143,7 +148,7 @@ async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
         "SIGTERM must end with exit 0, got {status}"
     );
 
-    let (child, addr) = start(&c);
+    let (child, addr, _log) = start(&c);
     {
         let (_client, connection) = connect(&c, addr).await;
         for (i, shard) in shards.iter().enumerate() {
@@ -184,5 +189,50 @@ fn bad_configurations_and_certificates_are_refused_by_name() {
     let out = hive_node(&["run"], &config).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("extra"));
+    let _ = std::fs::remove_dir_all(&c.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_takes_effect_without_a_restart() {
+    let c = cluster("revoke", NODE);
+    let formatted = hive_node(&["format"], &c.dir.join("node.toml"))
+        .output()
+        .expect("format");
+    assert!(formatted.status.success());
+    let (child, addr, log) = start(&c);
+    let (_client, connection) = connect(&c, addr).await;
+    let ping = || {
+        let key = message::encode(&ShardKey::new(hive_wire::ChunkId([1; 32]), ShardIndex(0)));
+        message::request::<ShardService>(OP_GET, key, Bytes::new())
+    };
+    connection
+        .call(ping(), WAIT)
+        .await
+        .expect("allowed before revocation");
+    std::fs::write(c.dir.join("revoked"), "client/0000000000000001\n").expect("revoke");
+    // Wait for the node to say it applied the list.
+    let applied = tokio::task::spawn_blocking(move || {
+        loop {
+            match log.recv_timeout(WAIT) {
+                Ok(line) if line.contains("revocation: client/0000000000000001") => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    });
+    assert!(
+        applied.await.expect("log reader"),
+        "the node never applied the revocation"
+    );
+    match connection.call(ping(), WAIT).await {
+        Err(hive_wire::net::RpcError::Remote(refusal)) => {
+            assert!(refusal.message.contains("revoked"), "{refusal}")
+        }
+        other => panic!(
+            "a revoked client was served: {:?}",
+            other.map(|r| r.message)
+        ),
+    }
+    assert!(stop(child).success());
     let _ = std::fs::remove_dir_all(&c.dir);
 }
