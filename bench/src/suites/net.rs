@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use hive_wire::NodeId;
-use hive_wire::net::rpc::{endpoint, transport};
+use hive_wire::net::rpc::endpoint;
 use hive_wire::net::tls::{Revocations, client_config, server_config, server_name};
 use hive_wire::net::{
     Client, ClusterCa, Connection, Credentials, Handler, Identity, Peer, Request, Response, Role,
@@ -91,15 +91,13 @@ async fn setup() -> Result<Pair> {
     let client = Client::new(ca.cert(), Some(&client_creds))?;
     let ours = client.connect(server.local_addr(), Some(node)).await?;
 
-    // Bare quinn, with the same TLS, transport and socket settings.
-    let mut bare_config = server_config(ca.cert(), &node_creds, Revocations::default(), true)?;
-    bare_config.transport_config(transport());
+    // Bare quinn, with the same TLS, transport and socket settings (the TLS builders
+    // carry the transport settings).
+    let bare_config = server_config(ca.cert(), &node_creds, Revocations::default(), true)?;
     let bare_server = endpoint(loopback(), Some(bare_config))?;
     tokio::spawn(bare_echo(bare_server.clone()));
     let mut bare_client = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
-    let mut bare_client_config = client_config(ca.cert(), Some(&client_creds))?;
-    bare_client_config.transport_config(transport());
-    bare_client.set_default_client_config(bare_client_config);
+    bare_client.set_default_client_config(client_config(ca.cert(), Some(&client_creds))?);
     let bare = bare_client
         .connect(bare_server.local_addr()?, &server_name(Some(node)))?
         .await?;

@@ -144,7 +144,8 @@ pub type Handler = Arc<
         + Sync,
 >;
 
-/// The QUIC transport settings every HiveFS endpoint uses.
+/// The QUIC transport settings every HiveFS endpoint uses (the TLS configuration
+/// builders in [`super::tls`] apply them).
 pub fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_bidi_streams(MAX_STREAMS.into());
@@ -253,11 +254,10 @@ impl Server {
 
     fn bind_with(
         addr: SocketAddr,
-        mut config: quinn::ServerConfig,
+        config: quinn::ServerConfig,
         revocations: Revocations,
         handler: Handler,
     ) -> Result<Self, RpcError> {
-        config.transport_config(transport());
         let endpoint = endpoint(addr, Some(config))?;
         let inflight = Arc::new(InFlight::default());
         tokio::spawn(accept_loop(
@@ -305,9 +305,8 @@ impl Server {
         revocations: Revocations,
         mandatory: bool,
     ) -> Result<(), RpcError> {
-        let mut config = server_config(ca, me, revocations, mandatory)?;
-        config.transport_config(transport());
-        self.endpoint.set_server_config(Some(config));
+        self.endpoint
+            .set_server_config(Some(server_config(ca, me, revocations, mandatory)?));
         Ok(())
     }
 
@@ -485,8 +484,10 @@ pub struct Client {
 impl Client {
     /// A client that trusts `ca` and proves itself with `me` (or with nothing).
     pub fn new(ca: &CertificateDer<'static>, me: Option<&Credentials>) -> Result<Self, RpcError> {
-        let mut config = client_config(ca, me)?;
-        config.transport_config(transport());
+        Self::with_config(client_config(ca, me)?)
+    }
+
+    fn with_config(config: quinn::ClientConfig) -> Result<Self, RpcError> {
         let mut endpoint = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
         endpoint.set_default_client_config(config);
         Ok(Self { endpoint })
@@ -498,20 +499,15 @@ impl Client {
         ca: &CertificateDer<'static>,
         me: &Credentials,
     ) -> Result<(), RpcError> {
-        let mut config = client_config(ca, Some(me))?;
-        config.transport_config(transport());
-        self.endpoint.set_default_client_config(config);
+        self.endpoint
+            .set_default_client_config(client_config(ca, Some(me))?);
         Ok(())
     }
 
     /// A client with no certificate that trusts only a server whose chain holds the CA
     /// with fingerprint `pin`: the joiner's side of enrollment.
     pub fn pinned(pin: super::pki::Fingerprint) -> Result<Self, RpcError> {
-        let mut config = super::tls::pinned_client_config(pin)?;
-        config.transport_config(transport());
-        let mut endpoint = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
-        endpoint.set_default_client_config(config);
-        Ok(Self { endpoint })
+        Self::with_config(super::tls::pinned_client_config(pin)?)
     }
 
     /// Connects to `addr`, which must present the certificate of `node` (or of any node

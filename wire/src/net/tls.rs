@@ -159,7 +159,9 @@ pub fn server_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(super::rpc::transport());
+    Ok(config)
 }
 
 /// The client side of mutual TLS. `me: None` connects without a certificate (every
@@ -172,6 +174,15 @@ pub fn client_config(
         .build()
         .map_err(|e| TlsError::Roots(e.to_string()))?;
     let verifier = Arc::new(ClusterServerVerifier { inner });
+    quic_client(verifier, me)
+}
+
+/// TLS 1.3 with `verifier` for the server and `me` (if any) for us, made into a quinn
+/// client configuration with HiveFS's ALPN and transport settings.
+fn quic_client(
+    verifier: Arc<dyn ServerCertVerifier>,
+    me: Option<&Credentials>,
+) -> Result<quinn::ClientConfig, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -183,7 +194,9 @@ pub fn client_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TlsError::Quic(e.to_string()))?;
-    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(super::rpc::transport());
+    Ok(config)
 }
 
 /// The client side of enrollment: no certificate yet, and the server is trusted only if
@@ -193,15 +206,7 @@ pub fn pinned_client_config(pin: Fingerprint) -> Result<quinn::ClientConfig, Tls
         pin,
         provider: provider(),
     });
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| TlsError::Quic(e.to_string()))?;
-    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+    quic_client(verifier, None)
 }
 
 /// Finds the pinned CA in the server's chain, then verifies like
