@@ -1,10 +1,22 @@
 //! The concurrent side of a node: a shard actor per glommio executor owning its store,
-//! reached from the tokio side (networking) through bounded channels, and the shard
-//! service that answers network requests with it.
+//! reached from the tokio side (networking) through bounded channels, the shard service
+//! that answers network requests with it, and the control actors (ractor): the node
+//! supervisor, the heartbeater, the map follower and, on one node, the map authority
+//! with its membership state machine and the control service.
 
+mod authority;
 pub mod constants;
+mod control_service;
+mod heartbeat;
+pub mod map_file;
+pub mod membership;
 mod shard_actor;
 mod shard_service;
+mod supervisor;
 
+pub use authority::{AuthorityArgs, AuthorityMsg, MapAuthority};
+pub use control_service::{Authority, control_service, route};
+pub use heartbeat::{FollowerArgs, HeartbeatArgs, Heartbeater, MapFollower};
 pub use shard_actor::{ActorError, ShardActor, ShardActorThread};
 pub use shard_service::shard_service;
+pub use supervisor::{Child, NodeSupervisor};

@@ -24,6 +24,9 @@ fn refuse(err: ActorError) -> Refusal {
         ActorError::Store(hive_nvme::StoreError::InvalidShard(e)) => {
             Refusal::new(code::BAD_REQUEST, format!("not a valid shard: {e}"))
         }
+        ActorError::Store(e @ hive_nvme::StoreError::Corrupt { .. }) => {
+            Refusal::new(code::DAMAGED, e.to_string())
+        }
         other => Refusal::new(code::INTERNAL, other.to_string()),
     }
 }

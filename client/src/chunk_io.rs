@@ -4,17 +4,18 @@
 //! first k shards that verify.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hive_codec::{
-    ChunkDecoder, ChunkEncoder, ClusterMap, CodecError, CompressionConfig, ErasureScheme,
+    ChunkDecoder, ChunkEncoder, ClusterView, CodecError, CompressionConfig, ErasureScheme,
     PlacementError, ShardBytes, chunk_id,
 };
+use hive_wire::net::control::OwedShard;
 use hive_wire::net::message;
+use hive_wire::net::rpc::code;
 use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
 use hive_wire::net::{Client, Connection, Identity, RpcError};
 use hive_wire::{ChunkId, NodeId, ShardIndex};
@@ -24,6 +25,14 @@ use crate::quorum::{HedgeTimer, WriteOutcome, WriteQuorum};
 
 /// How long one shard request may take before it counts as failed.
 pub const SHARD_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the dedup question may take: an unanswered one counts as "not stored" (the
+/// chunk is sent; storing a shard twice costs space in one place, never correctness).
+pub const HAS_DEADLINE: Duration = Duration::from_secs(3);
+/// How long connecting to a node may take (QUIC would otherwise wait for its idle
+/// timeout on a node that is gone).
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// Owed shards remembered for reporting; past it only the count grows.
+pub const OWED_KEPT: usize = 65_536;
 
 /// Why a chunk could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -69,32 +78,89 @@ pub enum ChunkError {
     NoAddress(NodeId),
 }
 
+/// A shard a read found damaged (refused by its node's checksum, or by ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadShard {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// The shard index.
+    pub index: u8,
+    /// The node that served or holds it.
+    pub node: NodeId,
+    /// What was wrong.
+    pub reason: String,
+}
+
 /// The nodes of a cluster and connections to them.
 pub struct ChunkStore {
-    map: ClusterMap,
-    addresses: HashMap<NodeId, SocketAddr>,
+    view: RwLock<Arc<ClusterView>>,
     client: Client,
     connections: Mutex<HashMap<NodeId, Connection>>,
     scheme: ErasureScheme,
     compression: CompressionConfig,
     owed: Arc<Owed>,
+    bad: std::sync::Mutex<(u64, Vec<BadShard>)>,
     hedge: std::sync::Mutex<HedgeTimer>,
 }
 
-/// Shards owed to repair, and a signal when the count grows.
+/// Shards owed to repair (failed after their chunk was acknowledged), and shards still
+/// being written after it.
 #[derive(Default)]
 struct Owed {
     count: AtomicU64,
-    grew: tokio::sync::Notify,
+    /// Signalled when the count grows or a pending shard finishes.
+    changed: tokio::sync::Notify,
+    shards: std::sync::Mutex<OwedState>,
+}
+
+#[derive(Default)]
+struct OwedState {
+    /// Owed and not yet taken by [`ChunkStore::settle`], at most [`OWED_KEPT`].
+    owed: Vec<OwedShard>,
+    /// Written in the background after the chunk's ACK.
+    pending: HashMap<(ChunkId, u8), NodeId>,
+}
+
+fn owed_shard(chunk: ChunkId, index: u8, node: NodeId) -> OwedShard {
+    OwedShard {
+        chunk: chunk.0,
+        index,
+        node: node.0,
+    }
 }
 
 impl Owed {
-    fn add(&self, n: u64) {
-        if n > 0 {
-            self.count.fetch_add(n, Ordering::SeqCst);
-            self.grew.notify_waiters();
+    fn state(&self) -> std::sync::MutexGuard<'_, OwedState> {
+        self.shards.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn add(&self, shard: OwedShard) {
+        let mut state = self.state();
+        if state.owed.len() < OWED_KEPT {
+            state.owed.push(shard);
+        }
+        drop(state);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    fn finished(&self, chunk: ChunkId, index: u8, failed: bool) {
+        let node = self.state().pending.remove(&(chunk, index));
+        match (node, failed) {
+            (Some(node), true) => self.add(owed_shard(chunk, index, node)),
+            _ => self.changed.notify_waiters(),
         }
     }
+}
+
+/// The failure of a request not sent because the map says `node` is not up.
+fn down(view: &ClusterView, node: NodeId) -> Option<RpcError> {
+    (!view.is_up(node)).then(|| {
+        RpcError::Connection(format!(
+            "node {node} is down in map epoch {}",
+            view.map.epoch().0
+        ))
+    })
 }
 
 fn shard_index(i: usize) -> ShardIndex {
@@ -105,20 +171,19 @@ impl ChunkStore {
     /// A chunk store over the nodes of `map`, reached at `addresses` through `client`,
     /// writing with `scheme`.
     pub fn new(
-        map: ClusterMap,
-        addresses: HashMap<NodeId, SocketAddr>,
+        view: ClusterView,
         client: Client,
         scheme: ErasureScheme,
         compression: CompressionConfig,
     ) -> Self {
         Self {
-            map,
-            addresses,
+            view: RwLock::new(Arc::new(view)),
             client,
             connections: Mutex::new(HashMap::new()),
             scheme,
             compression,
             owed: Arc::new(Owed::default()),
+            bad: std::sync::Mutex::new((0, Vec::new())),
             hedge: std::sync::Mutex::new(HedgeTimer::default()),
         }
     }
@@ -132,17 +197,77 @@ impl ChunkStore {
     /// acknowledged chunk may fail later).
     pub async fn owed_at_least(&self, n: u64) {
         loop {
-            let grew = self.owed.grew.notified();
+            let changed = self.owed.changed.notified();
             if self.shards_owed() >= n {
                 return;
             }
-            grew.await;
+            changed.await;
         }
+    }
+
+    /// Waits up to `grace` for shard writes still running after their chunk's ACK, then
+    /// counts those still unfinished as owed too, and takes every owed shard not taken
+    /// before (to report to the map authority). Call before the process exits: a
+    /// shard whose write was cut short is owed, not silently forgotten.
+    pub async fn settle(&self, grace: Duration) -> Vec<OwedShard> {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let changed = self.owed.changed.notified();
+            if self.owed.state().pending.is_empty() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break;
+            }
+        }
+        let unfinished: Vec<_> = self.owed.state().pending.drain().collect();
+        for ((chunk, index), node) in unfinished {
+            self.owed.add(owed_shard(chunk, index, node));
+        }
+        std::mem::take(&mut self.owed.state().owed)
+    }
+
+    /// Damaged shards reads have met (and read around).
+    pub fn bad_shards(&self) -> u64 {
+        self.bad.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+
+    /// Takes the damaged shards met since the last call (at most [`OWED_KEPT`]).
+    pub fn take_bad(&self) -> Vec<BadShard> {
+        std::mem::take(&mut self.bad.lock().unwrap_or_else(PoisonError::into_inner).1)
+    }
+
+    fn found_bad(&self, shard: BadShard) {
+        let mut bad = self.bad.lock().unwrap_or_else(PoisonError::into_inner);
+        bad.0 += 1;
+        if bad.1.len() < OWED_KEPT {
+            bad.1.push(shard);
+        }
+    }
+
+    /// The cluster map and addresses in use.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Uses `view` from now on if its epoch is newer than the one in use; `true` if it
+    /// was.
+    pub fn set_view(&self, view: ClusterView) -> bool {
+        let mut current = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        if view.map.epoch() <= current.map.epoch() {
+            return false;
+        }
+        *current = Arc::new(view);
+        true
     }
 
     /// The nodes holding `chunk`'s shards, in shard-index order.
     pub fn holders(&self, chunk: &ChunkId) -> Result<Vec<NodeId>, ChunkError> {
-        Ok(self.map.place(self.map.pg_of(chunk), self.scheme.width())?)
+        let view = self.view();
+        Ok(view.map.place(view.map.pg_of(chunk), self.scheme.width())?)
     }
 
     async fn connection(&self, node: NodeId) -> Result<Connection, RpcError> {
@@ -150,13 +275,18 @@ impl ChunkStore {
             return Ok(c.clone());
         }
         let addr = *self
+            .view()
             .addresses
             .get(&node)
             .ok_or_else(|| RpcError::Connection(format!("no address for node {node}")))?;
-        let connection = self
-            .client
-            .connect(addr, Some(Identity::node(node)))
-            .await?;
+        let connecting = self.client.connect(addr, Some(Identity::node(node)));
+        let connection = tokio::time::timeout(CONNECT_DEADLINE, connecting)
+            .await
+            .map_err(|_| {
+                RpcError::Connection(format!(
+                    "node {node} at {addr} did not answer within {CONNECT_DEADLINE:?}"
+                ))
+            })??;
         self.connections
             .lock()
             .await
@@ -172,8 +302,12 @@ impl ChunkStore {
     /// its first holder already has is not sent again (dedup).
     pub async fn put(self: &Arc<Self>, data: &[u8]) -> Result<ChunkId, ChunkError> {
         let id = chunk_id(data);
-        let holders = self.holders(&id)?;
-        if self.has(holders[0], id, shard_index(0)).await {
+        let view = self.view();
+        let holders = view.map.place(view.map.pg_of(&id), self.scheme.width())?;
+        // Dedup: ask the first holder the map says is up whether it has its shard.
+        if let Some(i) = holders.iter().position(|n| view.is_up(*n))
+            && self.has(holders[i], id, shard_index(i)).await
+        {
             return Ok(id);
         }
         let mut encoder = ChunkEncoder::new(self.scheme, self.compression)?;
@@ -184,6 +318,10 @@ impl ChunkStore {
         let (tx, mut rx) = mpsc::channel(shards.len());
         for (i, (node, shard)) in holders.iter().zip(shards).enumerate() {
             let (me, tx, node) = (self.clone(), tx.clone(), *node);
+            if let Some(down) = down(&view, node) {
+                let _ = tx.try_send((i, node, Err(down)));
+                continue;
+            }
             tokio::spawn(async move {
                 let result = me.send_shard(node, shard).await;
                 let _ = tx.send((i, node, result)).await;
@@ -205,12 +343,25 @@ impl ChunkStore {
                     // The remaining shards finish in the background; failures there are
                     // owed to repair.
                     let owed = self.owed.clone();
-                    owed.add(quorum.owed().len() as u64);
-                    tokio::spawn(async move {
-                        while let Some((_, _, result)) = rx.recv().await {
-                            if result.is_err() {
-                                owed.add(1);
+                    let failed = quorum.owed();
+                    {
+                        let mut state = owed.state();
+                        for (j, node) in holders.iter().enumerate() {
+                            if !quorum.is_answered(shard_index(j)) {
+                                state.pending.insert((id, shard_index(j).get()), *node);
                             }
+                        }
+                    }
+                    for index in failed {
+                        owed.add(owed_shard(
+                            id,
+                            index.get(),
+                            holders[usize::from(index.get())],
+                        ));
+                    }
+                    tokio::spawn(async move {
+                        while let Some((j, _, result)) = rx.recv().await {
+                            owed.finished(id, shard_index(j).get(), result.is_err());
                         }
                     });
                     return Ok(id);
@@ -246,12 +397,13 @@ impl ChunkStore {
     }
 
     async fn has(&self, node: NodeId, chunk: ChunkId, index: ShardIndex) -> bool {
-        let Ok(connection) = self.connection(node).await else {
+        let Ok(Ok(connection)) = tokio::time::timeout(HAS_DEADLINE, self.connection(node)).await
+        else {
             return false;
         };
         let key = message::encode(&ShardKey::new(chunk, index));
         let request = message::request::<ShardService>(OP_HAS, key, Bytes::new());
-        match connection.call(request, SHARD_DEADLINE).await {
+        match connection.call(request, HAS_DEADLINE).await {
             Ok(answer) => {
                 message::decode::<Found>("Found", &answer.message).is_ok_and(|f| f.present)
             }
@@ -287,11 +439,16 @@ impl ChunkStore {
     /// at once on a failure) the parity holders, and decodes from the first k shards
     /// that verify.
     pub async fn get(self: &Arc<Self>, id: ChunkId) -> Result<Vec<u8>, ChunkError> {
-        let holders = self.holders(&id)?;
+        let view = self.view();
+        let holders = view.map.place(view.map.pg_of(&id), self.scheme.width())?;
         let k = usize::from(self.scheme.k());
         let (tx, mut rx) = mpsc::channel(holders.len());
         let ask = |i: usize| {
             let (me, tx, node) = (self.clone(), tx.clone(), holders[i]);
+            if let Some(down) = down(&view, node) {
+                let _ = tx.try_send((i, node, Err(down)));
+                return;
+            }
             tokio::spawn(async move {
                 let result = me.fetch(node, id, shard_index(i)).await;
                 let _ = tx.send((i, node, result)).await;
@@ -322,14 +479,25 @@ impl ChunkStore {
                 Ok(event) => event,
             };
             let Some(event) = event else { break };
-            let mut want_more = !self.absorb(event, &mut shards, &mut causes, &mut answered);
+            let mut want_more = !self.absorb(id, event, &mut shards, &mut causes, &mut answered);
             if shards.len() >= k {
                 let views: Vec<ShardBytes> = shards
                     .iter()
                     .map(|(i, bytes)| ShardBytes::contiguous(bytes, Some(shard_index(*i))))
                     .collect();
                 match decoder.decode(id, &views) {
-                    Ok(decoded) => return Ok(decoded.data.to_vec()),
+                    Ok(decoded) => {
+                        for rejected in &decoded.rejected {
+                            let i = shards[rejected.position].0;
+                            self.found_bad(BadShard {
+                                chunk: id,
+                                index: shard_index(i).get(),
+                                node: holders[i],
+                                reason: rejected.reason.to_string(),
+                            });
+                        }
+                        return Ok(decoded.data.to_vec());
+                    }
                     Err(err) => {
                         causes.push(err.to_string());
                         want_more = true;
@@ -355,6 +523,7 @@ impl ChunkStore {
     /// Takes one shard answer; `true` if it brought a shard.
     fn absorb(
         &self,
+        chunk: ChunkId,
         (i, node, result): (usize, NodeId, Result<Option<Bytes>, RpcError>),
         shards: &mut Vec<(usize, Bytes)>,
         causes: &mut Vec<String>,
@@ -371,6 +540,16 @@ impl ChunkStore {
                 false
             }
             Err(err) => {
+                if let RpcError::Remote(refusal) = &err
+                    && refusal.code == code::DAMAGED
+                {
+                    self.found_bad(BadShard {
+                        chunk,
+                        index: shard_index(i).get(),
+                        node,
+                        reason: refusal.message.clone(),
+                    });
+                }
                 causes.push(format!("shard {i} on node {node}: {err}"));
                 false
             }

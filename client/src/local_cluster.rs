@@ -1,12 +1,13 @@
 //! `hive cluster up|down`, `hive put|get`: a whole cluster of `hive-node` processes on
 //! this machine's loopback, for trying HiveFS out and for tests.
 //!
-//! `up` makes the CA (as `hive init`), gives every node a certificate directly from it
-//! (enrollment by token needs a node to host it, which comes later), formats a
-//! file-backed store per node, starts the nodes, and writes `cluster.toml`: the erasure
-//! scheme, the nodes and their addresses, and the client identity to use.
+//! `up` makes the CA (as `hive init`), gives every node a certificate directly from it,
+//! picks a fixed port per node, formats a file-backed store per node, starts the nodes
+//! (node 1 is the map authority), writes `cluster.toml` (the erasure scheme, the nodes
+//! and their addresses, the client identity to use) and returns once the authority's map
+//! shows every node up. `start` restarts stopped nodes on their ports; `status` asks the
+//! authority.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,8 +18,10 @@ use anyhow::{Context, Result, bail};
 use hive_client::chunk_io::ChunkStore;
 use hive_client::object::{get_object, put_object};
 use hive_codec::{
-    Chunker, ChunkerConfig, ClusterMap, CompressionConfig, ErasureScheme, NodeInfo, NodeState,
+    Chunker, ChunkerConfig, ClusterMap, ClusterView, CompressionConfig, ErasureScheme, NodeInfo,
+    NodeState,
 };
+use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, MapMessage, OwedShard};
 use hive_wire::net::pki::{ALL_VOLUMES, DEFAULT_CERT_VALIDITY};
 use hive_wire::net::rustls_pki_types::CertificateDer;
 use hive_wire::net::rustls_pki_types::pem::PemObject;
@@ -32,8 +35,14 @@ use crate::cluster_dir::{ClusterDir, pem, write_new};
 const NODE_WAIT: Duration = Duration::from_secs(60);
 /// How often `up` and `down` look again while waiting.
 const POLL: Duration = Duration::from_millis(20);
-/// Store size of each local node (a sparse file).
-const NODE_STORE: &str = "1GiB";
+/// How long `put` waits, after its last chunk's ACK, for the remaining shard writes
+/// before counting them owed.
+const SETTLE_GRACE: Duration = Duration::from_secs(2);
+/// How long, once another node has answered with a map, the authority may still take
+/// to answer before its map is done without.
+const AUTHORITY_GRACE: Duration = Duration::from_secs(1);
+/// Owed shards per report to the authority (a report must fit one frame header).
+const OWED_REPORT_BATCH: usize = 512;
 /// Placement groups of a local cluster: 2^8.
 const PG_BITS: u8 = 8;
 
@@ -45,6 +54,8 @@ struct ClusterFile {
     pg_bits: u8,
     client_cert: PathBuf,
     client_key: PathBuf,
+    /// The map authority's node id; its address is that node's.
+    authority: u64,
     nodes: Vec<NodeEntry>,
 }
 
@@ -54,6 +65,30 @@ struct NodeEntry {
     addr: SocketAddr,
     pid: u32,
     dir: PathBuf,
+}
+
+impl ClusterFile {
+    fn authority_addr(&self) -> Result<SocketAddr> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == self.authority)
+            .map(|n| n.addr)
+            .with_context(|| {
+                format!(
+                    "cluster.toml: authority {} is not among its nodes",
+                    self.authority
+                )
+            })
+    }
+
+    /// Rewrites `dir/cluster.toml` (a new file renamed over the old one).
+    fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join("cluster.toml");
+        let fresh = dir.join("cluster.toml.new");
+        let _ = std::fs::remove_file(&fresh);
+        write_new(&fresh, toml::to_string(self)?.as_bytes(), 0o644)?;
+        std::fs::rename(&fresh, &path).with_context(|| format!("replacing {}", path.display()))
+    }
 }
 
 fn node_binary() -> Result<PathBuf> {
@@ -71,8 +106,48 @@ fn node_binary() -> Result<PathBuf> {
     )
 }
 
+/// Ports for `n` nodes on 127.0.0.1, free when asked: every node keeps its port for
+/// good, so a stopped node restarts where clients and the map expect it.
+fn free_ports(n: u64) -> Result<Vec<u16>> {
+    // Hold every socket until all are chosen, so no port is handed out twice.
+    let sockets = (0..n)
+        .map(|_| std::net::UdpSocket::bind(("127.0.0.1", 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("finding free UDP ports on 127.0.0.1")?;
+    sockets.iter().map(|s| Ok(s.local_addr()?.port())).collect()
+}
+
+/// The configuration of local node `n`.
+fn node_config(n: u64, port: u16, authority: &NodeEntry, store_size: &str) -> String {
+    let mut config = format!(
+        "node_id = {n}\nlisten = \"127.0.0.1:{port}\"\n\n[store]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
+        authority.addr, authority.id
+    );
+    if n == authority.id {
+        config.push_str(&format!("map = \"map.toml\"\npg_bits = {PG_BITS}\n"));
+    }
+    config
+}
+
+/// Starts local node `entry` (its configuration and store exist); returns its pid.
+fn spawn_node(binary: &Path, entry: &NodeEntry) -> Result<u32> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(entry.dir.join("node.log"))?;
+    let child = Command::new(binary)
+        .args(["run", "--config"])
+        .arg(entry.dir.join("node.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting node {}", NodeId(entry.id)))?;
+    Ok(child.id())
+}
+
 /// Starts a local cluster of `nodes` nodes with erasure scheme k + m in `dir`.
-pub fn up(dir: &Path, nodes: u64, k: u8, m: u8) -> Result<()> {
+pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> {
     let scheme = ErasureScheme::new(k, m)?;
     if nodes < scheme.width() as u64 {
         bail!(
@@ -86,25 +161,31 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8) -> Result<()> {
     let cluster = ClusterDir::open(dir)?;
     let ca = cluster.ca()?;
     let validity = Validity::starting_now(DEFAULT_CERT_VALIDITY);
-    let mut entries = Vec::new();
-    for n in 1..=nodes {
-        let node_dir = dir.join(format!("node-{n}"));
-        std::fs::create_dir_all(&node_dir)?;
-        let (cert, key) = ca.issue_with_key(Identity::node(NodeId(n)), validity)?;
+    let ports = free_ports(nodes)?;
+    let mut entries: Vec<NodeEntry> = (1..=nodes)
+        .zip(&ports)
+        .map(|(n, port)| NodeEntry {
+            id: n,
+            addr: SocketAddr::from(([127, 0, 0, 1], *port)),
+            pid: 0,
+            dir: dir.join(format!("node-{n}")),
+        })
+        .collect();
+    for entry in &entries {
+        std::fs::create_dir_all(&entry.dir)?;
+        let (cert, key) = ca.issue_with_key(Identity::node(NodeId(entry.id)), validity)?;
         write_new(
-            &node_dir.join("node.pem"),
+            &entry.dir.join("node.pem"),
             pem("CERTIFICATE", cert.as_ref()).as_bytes(),
             0o644,
         )?;
         write_new(
-            &node_dir.join("node.key"),
+            &entry.dir.join("node.key"),
             key.serialize_pem().as_bytes(),
             0o600,
         )?;
-        let config = format!(
-            "node_id = {n}\nlisten = \"127.0.0.1:0\"\n\n[store]\npath = \"store.img\"\nsize = \"{NODE_STORE}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n"
-        );
-        let config_path = node_dir.join("node.toml");
+        let config = node_config(entry.id, entry.addr.port(), &entries[0], store_size);
+        let config_path = entry.dir.join("node.toml");
         write_new(&config_path, config.as_bytes(), 0o644)?;
         let status = Command::new(&binary)
             .args(["format", "--config"])
@@ -113,26 +194,11 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8) -> Result<()> {
             .status()
             .with_context(|| format!("running {}", binary.display()))?;
         if !status.success() {
-            bail!("formatting node {n} failed ({status})");
+            bail!("formatting node {} failed ({status})", entry.id);
         }
-        let log = std::fs::File::create(node_dir.join("node.log"))?;
-        let child = Command::new(&binary)
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting node {n}"))?;
-        entries.push(NodeEntry {
-            id: n,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            pid: child.id(),
-            dir: node_dir,
-        });
     }
     for entry in &mut entries {
-        entry.addr = wait_listening(&entry.dir.join("node.log"), entry.id)?;
+        entry.pid = spawn_node(&binary, entry)?;
     }
     let me = Identity {
         role: Role::Client,
@@ -156,13 +222,12 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8) -> Result<()> {
         pg_bits: PG_BITS,
         client_cert: "client.pem".into(),
         client_key: "client.key".into(),
+        authority: 1,
         nodes: entries,
     };
-    write_new(
-        &dir.join("cluster.toml"),
-        toml::to_string(&file)?.as_bytes(),
-        0o644,
-    )?;
+    file.save(dir)?;
+    let ids: Vec<u64> = file.nodes.iter().map(|n| n.id).collect();
+    wait_healthy(dir, &file, &ids)?;
     for node in &file.nodes {
         println!(
             "node {} listening on {} (pid {})",
@@ -172,21 +237,99 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8) -> Result<()> {
         );
     }
     println!(
-        "cluster of {nodes} nodes, {scheme}, up in {:.1}s; its files are in {}",
+        "cluster of {nodes} nodes, {scheme}, up in {:.1}s; map authority: node {}; its files are in {}",
         started.elapsed().as_secs_f64(),
+        NodeId(file.authority),
         dir.display()
     );
     Ok(())
 }
 
-fn wait_listening(log: &Path, id: u64) -> Result<SocketAddr> {
+/// Starts the nodes of the local cluster in `dir` that are not running (all of them, or
+/// those in `only`), and waits until the map shows them up.
+pub fn start(dir: &Path, only: &[u64]) -> Result<()> {
+    let binary = node_binary()?;
+    let mut file = load(dir)?;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for entry in &mut file.nodes {
+        if !only.is_empty() && !only.contains(&entry.id) {
+            continue;
+        }
+        if entry.pid != 0 && alive(entry.pid) {
+            println!(
+                "node {} is already running (pid {})",
+                NodeId(entry.id),
+                entry.pid
+            );
+            continue;
+        }
+        entry.pid = spawn_node(&binary, entry)?;
+        ids.push(entry.id);
+    }
+    if let Some(unknown) = only
+        .iter()
+        .find(|n| !file.nodes.iter().any(|e| e.id == **n))
+    {
+        bail!("the cluster has no node {unknown}");
+    }
+    file.save(dir)?;
+    wait_healthy(dir, &file, &ids)?;
+    for id in &ids {
+        println!("node {} started", NodeId(*id));
+    }
+    println!(
+        "{} nodes up again in {:.1}s",
+        ids.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Waits until each node of `ids` logs that it listens and the map authority marks it
+/// up, within [`NODE_WAIT`].
+fn wait_healthy(dir: &Path, file: &ClusterFile, ids: &[u64]) -> Result<()> {
     let deadline = Instant::now() + NODE_WAIT;
+    for entry in file.nodes.iter().filter(|n| ids.contains(&n.id)) {
+        wait_listening(&entry.dir.join("node.log"), entry.id, deadline)?;
+    }
+    runtime()?.block_on(async {
+        let authority = authority_client(dir, file)?;
+        let mut known = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "the map authority did not show nodes {ids:?} up within {NODE_WAIT:?}; see the node logs in {}",
+                    dir.display()
+                );
+            }
+            // A watch: answers at once with a newer map, or after the wait.
+            let Ok(message) = authority.map(known, left.min(MAP_WATCH_WAIT)).await else {
+                // The authority itself may still be starting: its log says when it listens.
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
+            known = message.epoch;
+            let view = ClusterView::from_message(&message)?;
+            if ids.iter().all(|id| view.is_up(NodeId(*id))) {
+                return Ok(());
+            }
+        }
+    })
+}
+fn wait_listening(log: &Path, id: u64, deadline: Instant) -> Result<SocketAddr> {
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(addr) = text.lines().find_map(|l| l.split("listening on ").nth(1)) {
+        // A restarted node appends to its log: only the last run counts.
+        let last_run = text.rsplit("hive-node starting").next().unwrap_or(&text);
+        if let Some(addr) = last_run
+            .lines()
+            .find_map(|l| l.split("listening on ").nth(1))
+        {
             return addr.trim().parse().context("node address in its log");
         }
-        if let Some(err) = text.lines().find(|l| l.starts_with("hive-node:")) {
+        if let Some(err) = last_run.lines().find(|l| l.starts_with("hive-node:")) {
             bail!("node {id} failed to start: {err}");
         }
         if Instant::now() > deadline {
@@ -224,10 +367,13 @@ pub fn down(dir: &Path) -> Result<()> {
     let file = load(dir)?;
     for node in &file.nodes {
         if alive(node.pid) {
-            Command::new("kill")
-                .args(["-TERM", &node.pid.to_string()])
-                .status()
-                .context("sending SIGTERM")?;
+            // SIGCONT too: a stopped (SIGSTOP) node would hold its SIGTERM forever.
+            for signal in ["-TERM", "-CONT"] {
+                Command::new("kill")
+                    .args([signal, &node.pid.to_string()])
+                    .status()
+                    .context("signalling a node")?;
+            }
         }
     }
     let deadline = Instant::now() + NODE_WAIT;
@@ -247,7 +393,7 @@ pub fn down(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn chunk_store(dir: &Path, file: &ClusterFile) -> Result<Arc<ChunkStore>> {
+fn cluster_client(dir: &Path, file: &ClusterFile) -> Result<Client> {
     let cluster = ClusterDir::open(dir)?;
     let ca = cluster.ca()?;
     let cert = CertificateDer::from_pem_slice(
@@ -255,7 +401,20 @@ fn chunk_store(dir: &Path, file: &ClusterFile) -> Result<Arc<ChunkStore>> {
     )
     .context("client certificate")?;
     let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join(&file.client_key))?)?;
-    let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key)))?;
+    Ok(Client::new(ca.cert(), Some(&Credentials::new(cert, &key)))?)
+}
+
+fn authority_client(dir: &Path, file: &ClusterFile) -> Result<ControlClient> {
+    Ok(ControlClient::new(
+        Arc::new(cluster_client(dir, file)?),
+        file.authority_addr()?,
+        NodeId(file.authority),
+    ))
+}
+
+/// The map as `cluster.toml` knows it (every node up), for when the authority cannot
+/// be reached.
+fn static_view(file: &ClusterFile) -> Result<ClusterView> {
     let nodes: Vec<NodeInfo> = file
         .nodes
         .iter()
@@ -264,19 +423,91 @@ fn chunk_store(dir: &Path, file: &ClusterFile) -> Result<Arc<ChunkStore>> {
             domain: FailureDomain(u32::try_from(n.id).unwrap_or(u32::MAX)),
             weight: 1,
             state: NodeState::Up,
-            joined: Epoch(1),
+            joined: Epoch(n.id),
         })
         .collect();
-    let map = ClusterMap::new(Epoch(1), file.pg_bits, nodes)?;
-    let addresses: HashMap<NodeId, SocketAddr> =
-        file.nodes.iter().map(|n| (NodeId(n.id), n.addr)).collect();
-    Ok(Arc::new(ChunkStore::new(
-        map,
-        addresses,
-        client,
+    Ok(ClusterView {
+        map: ClusterMap::new(Epoch(0), file.pg_bits, nodes)?,
+        addresses: file.nodes.iter().map(|n| (NodeId(n.id), n.addr)).collect(),
+    })
+}
+
+/// The newest map the cluster offers: the authority's, or, while it cannot be reached,
+/// the newest one the other nodes follow (asked all at once), or at worst
+/// `cluster.toml`'s node list (every node assumed up).
+async fn learn_view(file: &ClusterFile, client: Arc<Client>) -> Result<ClusterView> {
+    let mut asked = tokio::task::JoinSet::new();
+    for node in &file.nodes {
+        let control = ControlClient::new(client.clone(), node.addr, NodeId(node.id));
+        let from_authority = node.id == file.authority;
+        asked.spawn(async move { (from_authority, control.map(0, Duration::ZERO).await) });
+    }
+    let mut best: Option<MapMessage> = None;
+    let mut grace: Option<tokio::time::Instant> = None;
+    let mut authority_error = None;
+    loop {
+        let next = match grace {
+            Some(until) => match tokio::time::timeout_at(until, asked.join_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+            None => asked.join_next().await,
+        };
+        let Some(Ok((from_authority, answer))) = next else {
+            if next.is_none() {
+                break;
+            }
+            continue;
+        };
+        match answer {
+            Ok(map) if from_authority => return Ok(ClusterView::from_message(&map)?),
+            Ok(map) => {
+                if best.as_ref().is_none_or(|b| map.epoch > b.epoch) {
+                    best = Some(map);
+                }
+                // Another node answered: give the authority a moment, then go without.
+                grace.get_or_insert_with(|| tokio::time::Instant::now() + AUTHORITY_GRACE);
+            }
+            Err(err) if from_authority => authority_error = Some(err),
+            Err(_) => {}
+        }
+    }
+    let why =
+        authority_error.map_or_else(|| "did not answer in time".to_string(), |e| e.to_string());
+    match best {
+        Some(map) => {
+            eprintln!(
+                "warning: map authority (node {}) unreachable ({why}); using map epoch {} from another node",
+                NodeId(file.authority),
+                map.epoch
+            );
+            Ok(ClusterView::from_message(&map)?)
+        }
+        None => {
+            eprintln!(
+                "warning: no node answered with a map ({why}); assuming every node in cluster.toml is up"
+            );
+            static_view(file)
+        }
+    }
+}
+
+/// A chunk store on the cluster's current map, and a control client of the authority.
+async fn chunk_store(dir: &Path, file: &ClusterFile) -> Result<(Arc<ChunkStore>, ControlClient)> {
+    let client = Arc::new(cluster_client(dir, file)?);
+    let view = learn_view(file, client.clone()).await?;
+    let authority = ControlClient::new(
+        client.clone(),
+        file.authority_addr()?,
+        NodeId(file.authority),
+    );
+    let store = ChunkStore::new(
+        view,
+        client.as_ref().clone(),
         ErasureScheme::new(file.k, file.m)?,
         CompressionConfig::default(),
-    )))
+    );
+    Ok((Arc::new(store), authority))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -287,14 +518,40 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting tokio")
 }
 
+/// Waits for shard writes still running after their chunks' ACKs (at most
+/// [`SETTLE_GRACE`]) and reports the shards owed to the map authority.
+async fn report_owed(store: &ChunkStore, authority: &ControlClient) {
+    let owed = store.settle(SETTLE_GRACE).await;
+    if owed.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{} shards could not be stored on their nodes and are owed to repair",
+        owed.len()
+    );
+    send_owed(authority, &owed).await;
+}
+
+/// Reports `owed` shards to the map authority, in batches that fit a request.
+async fn send_owed(authority: &ControlClient, owed: &[OwedShard]) {
+    for batch in owed.chunks(OWED_REPORT_BATCH) {
+        if let Err(err) = authority.report_owed(batch.to_vec()).await {
+            eprintln!("warning: could not report owed shards to the map authority: {err}");
+            return;
+        }
+    }
+}
+
 /// Stores `path` as an object; returns its id.
 pub fn put(dir: &Path, path: &Path) -> Result<ChunkId> {
     let file = load(dir)?;
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let chunker = Chunker::new(ChunkerConfig::default())?;
     runtime()?.block_on(async {
-        let store = chunk_store(dir, &file)?;
-        Ok(put_object(&store, &chunker, &data).await?)
+        let (store, authority) = chunk_store(dir, &file).await?;
+        let id = put_object(&store, &chunker, &data).await;
+        report_owed(&store, &authority).await;
+        Ok(id?)
     })
 }
 
@@ -302,9 +559,134 @@ pub fn put(dir: &Path, path: &Path) -> Result<ChunkId> {
 pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
     let file = load(dir)?;
     let data = runtime()?.block_on(async {
-        let store = chunk_store(dir, &file)?;
-        anyhow::Ok(get_object(&store, id).await?)
+        let (store, authority) = chunk_store(dir, &file).await?;
+        let data = get_object(&store, id).await;
+        let bad = store.take_bad();
+        for shard in &bad {
+            eprintln!(
+                "warning: damaged shard {} of chunk {} on node {}: {} (read from other shards; owed to repair)",
+                shard.index, shard.chunk, shard.node, shard.reason
+            );
+        }
+        let owed = bad
+            .iter()
+            .map(|b| OwedShard {
+                chunk: b.chunk.0,
+                index: b.index,
+                node: b.node.0,
+            })
+            .collect::<Vec<_>>();
+        send_owed(&authority, &owed).await;
+        anyhow::Ok(data?)
     })?;
     std::fs::write(out, &data).with_context(|| format!("writing {}", out.display()))?;
     Ok(data.len() as u64)
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Prints the cluster's status as the map authority knows it.
+pub fn status(dir: &Path, json: bool) -> Result<()> {
+    let file = load(dir)?;
+    let status = runtime()?.block_on(async {
+        let authority = authority_client(dir, &file)?;
+        authority.status().await.with_context(|| {
+            format!(
+                "asking the map authority (node {} at {}) for the status",
+                NodeId(file.authority),
+                authority.addr()
+            )
+        })
+    })?;
+    let view = ClusterView::from_message(&status.map)?;
+    let state = |id: u64| {
+        view.map
+            .node(NodeId(id))
+            .map_or("unknown", |n| match n.state {
+                NodeState::Up => "up",
+                NodeState::Down => "down",
+                NodeState::Out => "out",
+            })
+    };
+    let mut status = status;
+    status.nodes.sort_by_key(|n| n.id);
+    if json {
+        let nodes: Vec<serde_json::Value> = status
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "id": n.id,
+                    "state": state(n.id),
+                    "addr": view.addresses.get(&NodeId(n.id)).map(ToString::to_string),
+                    "capacity": n.store.capacity,
+                    "used": n.store.used,
+                    "stored": n.store.live,
+                    "shards": n.store.shards,
+                    "heartbeat_age_ms": (n.heartbeat_age_ms != u64::MAX).then_some(n.heartbeat_age_ms),
+                })
+            })
+            .collect();
+        let report = serde_json::json!({
+            "epoch": status.map.epoch,
+            "k": file.k,
+            "m": file.m,
+            "nodes": nodes,
+            "shards_owed": status.shards_owed,
+        });
+        println!("{report}");
+        return Ok(());
+    }
+    let up = status.nodes.iter().filter(|n| state(n.id) == "up").count();
+    println!(
+        "map epoch {}: {} nodes, {up} up; erasure {}+{}",
+        status.map.epoch,
+        status.nodes.len(),
+        file.k,
+        file.m
+    );
+    println!(
+        "{:<18} {:<6} {:<22} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "node", "state", "address", "capacity", "used", "stored", "shards", "heartbeat"
+    );
+    let (mut capacity, mut used) = (0, 0);
+    for n in &status.nodes {
+        capacity += n.store.capacity;
+        used += n.store.used;
+        let heartbeat = if n.heartbeat_age_ms == u64::MAX {
+            "never".to_string()
+        } else {
+            format!("{:.1}s ago", n.heartbeat_age_ms as f64 / 1000.0)
+        };
+        println!(
+            "{:<18} {:<6} {:<22} {:>10} {:>10} {:>10} {:>8} {:>10}",
+            NodeId(n.id).to_string(),
+            state(n.id),
+            view.addresses
+                .get(&NodeId(n.id))
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            bytes(n.store.capacity),
+            bytes(n.store.used),
+            bytes(n.store.live),
+            n.store.shards,
+            heartbeat
+        );
+    }
+    println!("capacity {}, used {}", bytes(capacity), bytes(used));
+    println!("shards owed to repair: {}", status.shards_owed);
+    Ok(())
 }

@@ -52,6 +52,16 @@ enum Command {
         /// The file to store.
         file: PathBuf,
     },
+    /// Shows the cluster as its map authority sees it: each node's state, address,
+    /// capacity, use and last heartbeat, the map epoch, and the shards owed to repair.
+    Status {
+        /// The local cluster's directory ('hive cluster up --dir').
+        #[arg(long)]
+        cluster: PathBuf,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reads object ID from the cluster into OUT.
     Get {
         /// The local cluster's directory ('hive cluster up --dir').
@@ -82,6 +92,20 @@ enum ClusterCommand {
         /// Parity shards per chunk.
         #[arg(long, default_value_t = 2)]
         m: u8,
+        /// Size of each node's store file (sparse): like 1GiB or 512MiB.
+        #[arg(long, default_value = "1GiB")]
+        store_size: String,
+    },
+    /// Starts the cluster's nodes that are not running (after a crash, a kill or
+    /// 'cluster down'), on their own ports and stores, and waits until the map shows
+    /// them up.
+    Start {
+        /// The cluster's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Only this node (repeat for several); without it, every stopped node.
+        #[arg(long = "node")]
+        nodes: Vec<u64>,
     },
     /// Stops every node of the cluster in DIR (SIGTERM; each drains and exits).
     Down {
@@ -181,9 +205,17 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Cluster(ClusterCommand::Up { dir, nodes, k, m }) => {
-            local_cluster::up(&dir, nodes, k, m)
+        Command::Cluster(ClusterCommand::Up {
+            dir,
+            nodes,
+            k,
+            m,
+            store_size,
+        }) => local_cluster::up(&dir, nodes, k, m, &store_size),
+        Command::Cluster(ClusterCommand::Start { dir, nodes }) => {
+            local_cluster::start(&dir, &nodes)
         }
+        Command::Status { cluster, json } => local_cluster::status(&cluster, json),
         Command::Cluster(ClusterCommand::Down { dir }) => local_cluster::down(&dir),
         Command::Put { cluster, file } => {
             let id = local_cluster::put(&cluster, &file)?;

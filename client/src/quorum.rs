@@ -108,6 +108,11 @@ impl WriteQuorum {
         Some(outcome)
     }
 
+    /// Whether `shard` has answered (durable or failed).
+    pub fn is_answered(&self, shard: ShardIndex) -> bool {
+        (self.durable | self.failed) & (1 << shard.get()) != 0
+    }
+
     /// Whether every shard has answered.
     pub fn is_settled(&self) -> bool {
         Self::count(self.durable | self.failed) == self.width

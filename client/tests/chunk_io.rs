@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hive_actors::{ShardActor, shard_service};
 use hive_client::chunk_io::{ChunkError, ChunkStore};
-use hive_codec::{ClusterMap, CompressionConfig, ErasureScheme, NodeInfo, NodeState};
+use hive_codec::{ClusterMap, ClusterView, CompressionConfig, ErasureScheme, NodeInfo, NodeState};
 use hive_nvme::{FormatOptions, Store};
 use hive_testkit::{Rng, random_bytes};
 use hive_wire::net::tls::Revocations;
@@ -93,8 +93,7 @@ async fn chunks_survive_two_nodes_down_and_fail_clearly_with_three() {
     let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key))).expect("client");
     let scheme = ErasureScheme::new(4, 2).expect("4+2");
     let store = Arc::new(ChunkStore::new(
-        map,
-        addresses,
+        ClusterView { map, addresses },
         client,
         scheme,
         CompressionConfig::default(),

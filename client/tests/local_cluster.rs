@@ -1,9 +1,25 @@
-//! The README's demo as a test: `hive cluster up` starts six real `hive-node` processes,
-//! `hive put` stores a file, two nodes are killed with SIGKILL, `hive get` still reads it
-//! back byte for byte, `hive cluster down` stops the rest.
+//! The data path on a real local cluster: `hive cluster up` starts six `hive-node`
+//! processes (4+2) on loopback, and everything below goes through the `hive` CLI and real
+//! signals: large puts and dedup proved by the nodes' own figures, SIGKILLed nodes,
+//! a third death that makes puts and reads fail clearly, restarts, a SIGSTOPped node,
+//! a shard damaged on disk behind its node's back, and a dead map authority.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Seed of every sample file; printed in failures.
+const SEED: u64 = 0x5eed_0006;
+/// How long a put may take to fail when too few nodes are alive: the connect deadline
+/// plus generous slack for a loaded machine.
+const FAIL_WITHIN: Duration = Duration::from_secs(60);
+/// How long figures may take to be fresh in the status.
+const STATUS_WAIT: Duration = Duration::from_secs(60);
+/// A heartbeat interval and then some: a heartbeat this much younger than a moment was
+/// measured after it.
+const FRESH_MARGIN: Duration = Duration::from_millis(1500);
+/// How much of each store image the damage step searches.
+const SCAN: u64 = 512 << 20;
 
 fn hive(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hive"))
@@ -12,92 +28,326 @@ fn hive(args: &[&str]) -> Output {
         .expect("run hive")
 }
 
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn ok(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        "{what} failed (seed {SEED:#x}): {}",
+        text(out)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The pids of nodes `ids` from cluster.toml.
-fn pids(dir: &Path, ids: &[u64]) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("cluster.toml")).expect("cluster.toml");
-    let mut out = Vec::new();
-    let mut current = None;
-    for line in text.lines() {
-        if let Some(id) = line.strip_prefix("id = ") {
-            current = id.trim().parse::<u64>().ok();
-        }
-        if let Some(pid) = line.strip_prefix("pid = ")
-            && current.is_some_and(|c| ids.contains(&c))
-        {
-            out.push(pid.trim().to_string());
+/// A local cluster, stopped when dropped (also when a test fails).
+struct Cluster {
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn up(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("hive-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cluster = Self { dir };
+        ok(
+            &hive(&[
+                "cluster",
+                "up",
+                "--dir",
+                cluster.d(),
+                "--nodes",
+                "6",
+                "--k",
+                "4",
+                "--m",
+                "2",
+            ]),
+            "cluster up",
+        );
+        cluster
+    }
+
+    fn d(&self) -> &str {
+        self.dir.to_str().expect("utf-8 path")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes `data` to a file and stores it; the object id.
+    fn put(&self, name: &str, data: &[u8]) -> String {
+        let file = self.path(name);
+        std::fs::write(&file, data).expect("sample");
+        let id = ok(
+            &hive(&["put", "--cluster", self.d(), file.to_str().expect("utf-8")]),
+            "put",
+        );
+        let id = id.trim().to_string();
+        assert_eq!(id.len(), 64, "{id}");
+        id
+    }
+
+    fn get(&self, id: &str) -> Output {
+        let out = self.path("read-back");
+        let _ = std::fs::remove_file(&out);
+        hive(&[
+            "get",
+            "--cluster",
+            self.d(),
+            id,
+            "-o",
+            out.to_str().expect("utf-8"),
+        ])
+    }
+
+    /// Reads `id` back and checks it is `data`, byte for byte.
+    fn check(&self, id: &str, data: &[u8]) -> Output {
+        let out = self.get(id);
+        ok(&out, "get");
+        let back = std::fs::read(self.path("read-back")).expect("read back");
+        assert!(
+            back == data,
+            "object {id} read back differs (seed {SEED:#x})"
+        );
+        out
+    }
+
+    fn pid(&self, node: u64) -> String {
+        let text = std::fs::read_to_string(self.path("cluster.toml")).expect("cluster.toml");
+        let file: toml::Table = text.parse().expect("cluster.toml parses");
+        let nodes = file["nodes"].as_array().expect("nodes");
+        let entry = nodes
+            .iter()
+            .find(|n| n["id"].as_integer() == Some(node as i64))
+            .expect("node in cluster.toml");
+        entry["pid"].as_integer().expect("pid").to_string()
+    }
+
+    fn signal(&self, signal: &str, nodes: &[u64]) {
+        for node in nodes {
+            let pid = self.pid(*node);
+            let status = Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal} node {node} (pid {pid})");
         }
     }
-    out
+
+    fn status(&self) -> serde_json::Value {
+        let out = ok(
+            &hive(&["status", "--cluster", self.d(), "--json"]),
+            "status",
+        );
+        serde_json::from_str(&out).expect("status is JSON")
+    }
+
+    /// Bytes of shards the nodes report storing, summed, as of now: waits until every
+    /// node that is up has sent a heartbeat whose figures were taken after this call.
+    fn stored(&self) -> u64 {
+        let asked = Instant::now();
+        loop {
+            let status = self.status();
+            let nodes = status["nodes"].as_array().expect("nodes");
+            // A heartbeat that arrived a full interval after `asked` was measured after
+            // it too.
+            let fresh = |n: &serde_json::Value| {
+                n["state"] != "up"
+                    || n["heartbeat_age_ms"].as_u64().is_some_and(|age| {
+                        Duration::from_millis(age) + FRESH_MARGIN < asked.elapsed()
+                    })
+            };
+            if nodes.iter().all(fresh) {
+                return nodes
+                    .iter()
+                    .map(|n| n["stored"].as_u64().expect("stored"))
+                    .sum();
+            }
+            assert!(
+                asked.elapsed() < STATUS_WAIT,
+                "no fresh heartbeats within {STATUS_WAIT:?}: {status}"
+            );
+        }
+    }
+
+    fn owed(&self) -> u64 {
+        self.status()["shards_owed"].as_u64().expect("shards_owed")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let down = hive(&["cluster", "down", "--dir", self.d()]);
+        if !std::thread::panicking() {
+            ok(&down, "cluster down");
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn random(seed: u64, len: usize) -> Vec<u8> {
+    hive_testkit::random_bytes(seed, len)
+}
+
+/// Overwrites, in some node's store file, the first place that holds `needle` (a piece
+/// of an incompressible object, so it sits verbatim in a data shard); the node.
+fn damage_on_disk(cluster: &Cluster, needle: &[u8]) -> u64 {
+    for node in 1..=6 {
+        let path = cluster.path(&format!("node-{node}/store.img"));
+        // The shards of these tests sit in the first segments of each store.
+        let mut image = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(std::fs::File::open(&path).expect("store image"), SCAN),
+            &mut image,
+        )
+        .expect("read store image");
+        if let Some(at) = image.windows(needle.len()).position(|w| w == needle) {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open store image");
+            file.seek(SeekFrom::Start(at as u64 + 100)).expect("seek");
+            file.write_all(&[0xa5; 64]).expect("overwrite");
+            file.sync_all().expect("sync");
+            return node;
+        }
+    }
+    panic!("no store holds the sample's bytes verbatim (seed {SEED:#x})");
 }
 
 #[test]
-fn a_local_cluster_keeps_a_file_through_two_dead_nodes() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("hive-local-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let d = dir.to_str().expect("utf-8");
-    let up = hive(&[
-        "cluster", "up", "--dir", d, "--nodes", "6", "--k", "4", "--m", "2",
-    ]);
-    let result = std::panic::catch_unwind(|| {
-        ok(&up, "cluster up");
-        let sample = dir.join("sample.bin");
-        let data: Vec<u8> = hive_testkit::random_bytes(7, 5 << 20)
-            .into_iter()
-            .chain(std::iter::repeat_n(b'x', 1 << 20))
-            .collect();
-        std::fs::write(&sample, &data).expect("sample");
-        let id = ok(
-            &hive(&["put", "--cluster", d, sample.to_str().expect("utf-8")]),
-            "put",
-        );
-        let id = id.trim();
-        assert_eq!(id.len(), 64, "{id}");
-        let killed = pids(&dir, &[1, 2]);
-        assert_eq!(killed.len(), 2);
-        for pid in &killed {
-            assert!(
-                Command::new("kill")
-                    .args(["-KILL", pid])
-                    .status()
-                    .expect("kill")
-                    .success()
-            );
-        }
-        let back = dir.join("back.bin");
-        ok(
-            &hive(&[
-                "get",
-                "--cluster",
-                d,
-                id,
-                "-o",
-                back.to_str().expect("utf-8"),
-            ]),
-            "get",
-        );
-        assert!(
-            std::fs::read(&back).expect("back") == data,
-            "read back differs"
-        );
-        let bad = hive(&["get", "--cluster", d, "not-an-id", "-o", "/dev/null"]);
-        assert!(String::from_utf8_lossy(&bad.stderr).contains("not an object id"));
-    });
-    let down = hive(&["cluster", "down", "--dir", d]);
-    if result.is_ok() {
-        ok(&down, "cluster down");
-        let _ = std::fs::remove_dir_all(&dir);
+fn the_data_path_survives_kills_stops_restarts_and_damage() {
+    let c = Cluster::up("data-path");
+
+    // 256 MiB of random data, then a file half made of repeated content.
+    let big = random(SEED, 256 << 20);
+    let before = c.stored();
+    let big_id = c.put("big.bin", &big);
+    let after_big = c.stored();
+    let unique = random(SEED + 1, 16 << 20);
+    let block = random(SEED + 2, 4 << 20);
+    let mut halved = unique.clone();
+    for _ in 0..4 {
+        halved.extend_from_slice(&block);
     }
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
+    let halved_id = c.put("halved.bin", &halved);
+    let after_halved = c.stored();
+    c.check(&big_id, &big);
+    c.check(&halved_id, &halved);
+    // The random object costs its bytes times (k + m) / k; the half-repeated one, about
+    // its 20 MiB of distinct content times 1.5, far from its 32 MiB times 1.5.
+    let big_cost = after_big - before;
+    assert!(
+        ((256 << 20) * 3 / 2..(256 << 20) * 3 / 2 + (16 << 20)).contains(&big_cost),
+        "256 MiB random stored as {big_cost} bytes"
+    );
+    let halved_cost = after_halved - after_big;
+    let full = (32u64 << 20) * 3 / 2;
+    let distinct = (20u64 << 20) * 3 / 2;
+    assert!(
+        halved_cost < full * 85 / 100 && halved_cost >= distinct * 95 / 100,
+        "a 32 MiB file with 12 MiB of repeats stored as {halved_cost} bytes \
+         (all of it would be {full}, its distinct content {distinct})"
+    );
+    // Writing the same file again stores nothing.
+    assert_eq!(c.put("again.bin", &halved), halved_id);
+    assert_eq!(c.stored(), after_halved, "a repeated put stored bytes");
+
+    // Two nodes killed: everything reads, new puts succeed on the four left.
+    c.signal("-KILL", &[5, 6]);
+    c.check(&big_id, &big);
+    c.check(&halved_id, &halved);
+    let small = random(SEED + 3, 8 << 20);
+    let small_id = c.put("small.bin", &small);
+    c.check(&small_id, &small);
+
+    // A third: puts fail in time with the counts, reads say which chunk lacks shards.
+    c.signal("-KILL", &[4]);
+    let started = Instant::now();
+    let file = c.path("late.bin");
+    std::fs::write(&file, random(SEED + 4, 1 << 20)).expect("sample");
+    let out = hive(&["put", "--cluster", c.d(), file.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "a put with 3 of 6 nodes succeeded");
+    assert!(
+        started.elapsed() < FAIL_WITHIN,
+        "the put took {:?} to fail",
+        started.elapsed()
+    );
+    let err = text(&out);
+    assert!(
+        err.contains("not stored") && err.contains("only 3 of 6 nodes could take one"),
+        "{err}"
+    );
+    let out = c.get(&big_id);
+    assert!(!out.status.success(), "a read with 3 of 6 nodes succeeded");
+    let err = text(&out);
+    assert!(
+        err.contains("unreadable: 3 intact shards of 4 needed") && err.contains("chunk "),
+        "{err}"
+    );
+
+    // Restarted, every object reads back.
+    ok(
+        &hive(&["cluster", "start", "--dir", c.d()]),
+        "cluster start",
+    );
+    c.check(&big_id, &big);
+    c.check(&halved_id, &halved);
+    c.check(&small_id, &small);
+
+    // One node stopped: puts complete at k, gets hedge around it; its shards are owed.
+    let owed_before = c.owed();
+    c.signal("-STOP", &[3]);
+    let paused = random(SEED + 5, 24 << 20);
+    let paused_id = c.put("paused.bin", &paused);
+    c.check(&paused_id, &paused);
+    // (Not the small object: written while two nodes were dead, it has four shards
+    // until repair, and one of them is on the stopped node.)
+    c.check(&halved_id, &halved);
+    c.signal("-CONT", &[3]);
+    let owed_after = c.owed();
+    assert!(
+        owed_after > owed_before,
+        "no shards owed after a put with a stopped node ({owed_before} before, {owed_after} after)"
+    );
+
+    // A shard damaged on disk: the read is still right and names the bad shard.
+    let node = damage_on_disk(&c, &big[3 << 20..(3 << 20) + 4096]);
+    let out = c.check(&big_id, &big);
+    let said = text(&out);
+    assert!(
+        said.contains("damaged shard") && said.contains(&format!("node {:016x}", node)),
+        "the damaged shard on node {node} was not reported: {said}"
+    );
+}
+
+#[test]
+fn reads_go_on_without_the_map_authority() {
+    let c = Cluster::up("no-authority");
+    let data: Vec<u8> = random(SEED + 10, 5 << 20)
+        .into_iter()
+        .chain(std::iter::repeat_n(b'x', 1 << 20))
+        .collect();
+    let id = c.put("sample.bin", &data);
+    // Node 1 is the map authority.
+    c.signal("-KILL", &[1, 2]);
+    let out = c.check(&id, &data);
+    assert!(
+        text(&out).contains("using map epoch"),
+        "the map did not come from another node: {}",
+        text(&out)
+    );
+    let bad = hive(&["get", "--cluster", c.d(), "not-an-id", "-o", "/dev/null"]);
+    assert!(text(&bad).contains("not an object id"));
+    let status = hive(&["status", "--cluster", c.d()]);
+    assert!(!status.status.success());
+    assert!(text(&status).contains("map authority"), "{}", text(&status));
 }

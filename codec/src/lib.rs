@@ -13,6 +13,7 @@
 
 mod chunk_id;
 mod chunker;
+mod cluster_view;
 mod compress;
 mod config;
 pub mod constants;
@@ -24,6 +25,9 @@ mod placement;
 
 pub use chunk_id::chunk_id;
 pub use chunker::Chunker;
+pub use cluster_view::ClusterView;
+#[cfg(feature = "net")]
+pub use cluster_view::ViewError;
 pub use compress::Compressor;
 pub use config::{ChunkerConfig, CodecConfig, CompressionConfig, ErasureScheme, Fraction};
 pub use decode::{ChunkDecoder, Decoded, ShardBytes};

@@ -148,6 +148,16 @@ impl ClusterMap {
         &self.nodes
     }
 
+    /// Placement groups are `2^pg_bits`.
+    pub fn pg_bits(&self) -> u8 {
+        self.pg_bits
+    }
+
+    /// The node `id`, if the map has it.
+    pub fn node(&self, id: NodeId) -> Option<&NodeInfo> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
     /// Number of placement groups.
     pub fn pg_count(&self) -> u64 {
         1 << self.pg_bits

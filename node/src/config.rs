@@ -15,6 +15,15 @@
 //! cert = "node.pem"
 //! key = "node.key"
 //! revoked = "revoked"       # optional: the cluster's revocation list
+//!
+//! [cluster]                 # optional: without it the node serves shards alone
+//! authority = "127.0.0.1:7401"  # the map authority's address
+//! authority_id = 1          # the map authority's node id
+//! map = "map.toml"          # on the authority only: where it keeps the cluster map
+//! pg_bits = 8               # on the authority only: 2^pg_bits placement groups
+//! advertise = "10.0.0.3:7400"   # optional: the address others reach this node at
+//! domain = 3                # optional failure domain; default: the node id
+//! weight = 1                # optional placement weight; default 1
 //! ```
 //!
 //! Relative paths are relative to the configuration file.
@@ -32,7 +41,36 @@ struct Raw {
     listen: String,
     store: RawStore,
     tls: RawTls,
+    cluster: Option<RawCluster>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    authority: String,
+    authority_id: u64,
+    map: Option<PathBuf>,
+    pg_bits: Option<u8>,
+    advertise: Option<String>,
+    domain: Option<u32>,
+    weight: Option<u32>,
+}
+
+/// Where the node stands in a cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub authority: SocketAddr,
+    pub authority_id: u64,
+    /// Set on the authority only.
+    pub map: Option<PathBuf>,
+    pub pg_bits: u8,
+    pub advertise: Option<SocketAddr>,
+    pub domain: u32,
+    pub weight: u32,
+}
+
+/// Placement groups of a new map when `cluster.pg_bits` is not given: 2^8.
+const DEFAULT_PG_BITS: u8 = 8;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +103,7 @@ pub struct Config {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub revoked: Option<PathBuf>,
+    pub cluster: Option<Cluster>,
 }
 
 /// `8GiB`, `64MiB`, `512KiB`, `4096`.
@@ -89,6 +128,51 @@ fn bytes(key: &str, text: &str) -> Result<u64> {
         .with_context(|| format!("{key}: {text:?} is too large"))
 }
 
+fn address(key: &str, text: &str) -> Result<SocketAddr> {
+    text.parse()
+        .with_context(|| format!("{key}: {text:?} is not an address like 127.0.0.1:7400"))
+}
+
+impl Cluster {
+    fn check(raw: RawCluster, node_id: u64, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Self> {
+        let authority = address("cluster.authority", &raw.authority)?;
+        let is_authority = raw.authority_id == node_id;
+        if is_authority && raw.map.is_none() {
+            bail!(
+                "cluster.map: required on the map authority (node_id equals cluster.authority_id)"
+            );
+        }
+        if !is_authority && (raw.map.is_some() || raw.pg_bits.is_some()) {
+            bail!(
+                "cluster.map and cluster.pg_bits belong on the map authority (node {}), not here",
+                raw.authority_id
+            );
+        }
+        let pg_bits = raw.pg_bits.unwrap_or(DEFAULT_PG_BITS);
+        if pg_bits > hive_codec::MAX_PG_BITS {
+            bail!(
+                "cluster.pg_bits: {pg_bits} is more than the {} supported",
+                hive_codec::MAX_PG_BITS
+            );
+        }
+        Ok(Self {
+            authority,
+            authority_id: raw.authority_id,
+            map: raw.map.as_deref().map(resolve),
+            pg_bits,
+            advertise: raw
+                .advertise
+                .as_deref()
+                .map(|a| address("cluster.advertise", a))
+                .transpose()?,
+            domain: raw
+                .domain
+                .unwrap_or_else(|| u32::try_from(node_id).unwrap_or(u32::MAX)),
+            weight: raw.weight.unwrap_or(1),
+        })
+    }
+}
+
 impl Config {
     /// Reads and checks the configuration at `path`.
     pub fn load(path: &Path) -> Result<Self> {
@@ -104,12 +188,7 @@ impl Config {
                 base.join(p)
             }
         };
-        let listen: SocketAddr = raw.listen.parse().with_context(|| {
-            format!(
-                "listen: {:?} is not an address like 127.0.0.1:7400",
-                raw.listen
-            )
-        })?;
+        let listen = address("listen", &raw.listen)?;
         let segment_size = raw
             .store
             .segment_size
@@ -118,6 +197,10 @@ impl Config {
                 let n = bytes("store.segment_size", s)?;
                 u32::try_from(n).context("store.segment_size: at most 4 GiB")
             })
+            .transpose()?;
+        let cluster = raw
+            .cluster
+            .map(|c| Cluster::check(c, raw.node_id, &resolve))
             .transpose()?;
         Ok(Self {
             node_id: raw.node_id,
@@ -135,6 +218,7 @@ impl Config {
             cert: resolve(&raw.tls.cert),
             key: resolve(&raw.tls.key),
             revoked: raw.tls.revoked.as_deref().map(resolve),
+            cluster,
         })
     }
 }
@@ -182,6 +266,20 @@ key = "node.key"
                 "colour",
             ),
             (GOOD.replace("key = \"node.key\"", ""), "key"),
+            (
+                format!("{GOOD}[cluster]\nauthority = \"here\"\nauthority_id = 1\n"),
+                "cluster.authority",
+            ),
+            (
+                format!("{GOOD}[cluster]\nauthority = \"127.0.0.1:1\"\nauthority_id = 3\n"),
+                "cluster.map",
+            ),
+            (
+                format!(
+                    "{GOOD}[cluster]\nauthority = \"127.0.0.1:1\"\nauthority_id = 1\npg_bits = 4\n"
+                ),
+                "cluster.pg_bits",
+            ),
         ] {
             let err = format!("{:#}", load(&bad).expect_err("invalid"));
             assert!(err.contains(key), "{key} not named in: {err}");

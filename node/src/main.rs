@@ -8,13 +8,23 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use hive_actors::{ShardActor, shard_service};
+use std::sync::Arc;
+
+use hive_actors::constants::HEARTBEAT_TIMEOUT;
+use hive_actors::{
+    Authority, AuthorityArgs, Child, FollowerArgs, HeartbeatArgs, NodeSupervisor, ShardActor,
+    control_service, route, shard_service,
+};
 use hive_nvme::{FormatOptions, Store};
 use hive_wire::NodeId;
+use hive_wire::net::control::{Control, ControlClient, MapMessage};
+use hive_wire::net::message::MessageSet;
 use hive_wire::net::rustls_pki_types::CertificateDer;
 use hive_wire::net::rustls_pki_types::pem::PemObject;
+use hive_wire::net::shard_service::ShardService;
 use hive_wire::net::tls::Revocations;
-use hive_wire::net::{Credentials, Identity, Server, identity_of};
+use hive_wire::net::{Client, Credentials, Identity, Server, identity_of};
+use tokio::sync::watch;
 
 use crate::config::Config;
 
@@ -51,8 +61,25 @@ enum Command {
     },
 }
 
+/// Logs to stderr at the level `HIVE_LOG` names (error, warn, info, debug, trace;
+/// default info).
+fn init_logging() {
+    use std::io::IsTerminal;
+    let level = std::env::var("HIVE_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Format { config } => format(&config),
         Command::Run { config } => run(&config),
@@ -110,6 +137,11 @@ fn credentials(config: &Config) -> Result<(CertificateDer<'static>, Credentials)
 }
 
 fn run(path: &Path) -> Result<()> {
+    tracing::info!(
+        "hive-node starting (version {}) with {}",
+        env!("CARGO_PKG_VERSION"),
+        path.display()
+    );
     let config = Config::load(path)?;
     let node = NodeId(config.node_id);
     let (ca, me) = credentials(&config)?;
@@ -125,22 +157,126 @@ fn run(path: &Path) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the network runtime")?;
-    runtime.block_on(async move {
-        if let Some(list) = config.revoked.clone() {
-            tokio::spawn(watch_revocations(list, revocations.clone()));
-        }
-        let server = Server::bind(config.listen, &ca, &me, revocations, shard_service(actor))?;
-        eprintln!("hive-node {node}: listening on {}", server.local_addr());
-        wait_for_signal().await?;
-        eprintln!("hive-node {node}: draining");
-        server.shutdown(DRAIN_GRACE).await;
-        anyhow::Ok(())
-    })?;
+    let result = runtime.block_on(serve(config, node, ca, me, revocations, actor));
+    // Dropping the runtime drops every task and actor holding the shard actor: it then
+    // closes the store.
     drop(runtime);
-    // Every handle to the actor is gone with the server: it closes the store.
     actor_thread.join();
-    eprintln!("hive-node {node}: stopped");
+    result?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves until a signal (or until the control actors give up), then drains.
+async fn serve(
+    config: Config,
+    node: NodeId,
+    ca: CertificateDer<'static>,
+    me: Credentials,
+    revocations: Revocations,
+    actor: ShardActor,
+) -> Result<()> {
+    if let Some(list) = config.revoked.clone() {
+        tokio::spawn(watch_revocations(list, revocations.clone()));
+    }
+    let empty = || {
+        Arc::new(MapMessage {
+            epoch: 0,
+            pg_bits: 0,
+            nodes: Vec::new(),
+        })
+    };
+    // The map this node answers with: the authority's own, or the one it follows.
+    let (published, watched) = watch::channel(empty());
+    let authority_name = format!("map-authority-{node}");
+    let authority = match &config.cluster {
+        Some(c) if c.authority_id == node.0 => Authority::Here(authority_name.clone()),
+        Some(c) => Authority::Elsewhere(NodeId(c.authority_id)),
+        None => Authority::Elsewhere(node),
+    };
+    let control = control_service(authority, watched);
+    let handler = route(vec![
+        (ShardService::PROTOCOL, shard_service(actor.clone())),
+        (Control::PROTOCOL, control),
+    ]);
+    let server = Server::bind(config.listen, &ca, &me, revocations, handler)?;
+    let local = server.local_addr();
+    tracing::info!("listening on {local}");
+    let supervisor = match &config.cluster {
+        Some(cluster) => {
+            let advertise = cluster.advertise.unwrap_or(local);
+            if advertise.ip().is_unspecified() {
+                bail!(
+                    "cluster.advertise: required when listen is {local} (others cannot reach an unspecified address)"
+                );
+            }
+            let client = Arc::new(Client::new(&ca, Some(&me))?);
+            let authority = Arc::new(ControlClient::new(
+                client,
+                cluster.authority,
+                NodeId(cluster.authority_id),
+            ));
+            let mut children = Vec::new();
+            // The follower feeds the control service's map, except on the authority,
+            // whose own map does.
+            let mut followed = published.clone();
+            if let Some(map) = &cluster.map {
+                children.push(Child::Authority {
+                    name: authority_name,
+                    args: AuthorityArgs {
+                        path: map.clone(),
+                        pg_bits: cluster.pg_bits,
+                        timeout: HEARTBEAT_TIMEOUT,
+                        published,
+                    },
+                });
+                followed = watch::channel(empty()).0;
+            }
+            children.push(Child::Heartbeater(HeartbeatArgs {
+                authority: authority.clone(),
+                shards: actor.clone(),
+                addr: advertise,
+                domain: cluster.domain,
+                weight: cluster.weight,
+            }));
+            children.push(Child::Follower(FollowerArgs {
+                authority,
+                current: followed,
+            }));
+            let (supervisor, handle) =
+                ractor::Actor::spawn(Some(format!("node-{node}")), NodeSupervisor, children)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("starting the control actors: {e}"))?;
+            Some((supervisor, handle))
+        }
+        None => {
+            tracing::info!("no [cluster] section: serving shards without a cluster map");
+            None
+        }
+    };
+    drop(actor);
+    let failed = match supervisor {
+        Some((supervisor, handle)) => {
+            let mut handle = handle;
+            let outcome = tokio::select! {
+                signal = wait_for_signal() => { signal?; None }
+                _ = &mut handle => Some(anyhow::anyhow!("the control actors stopped; see the log above")),
+            };
+            supervisor.stop(None);
+            let _ = handle.await;
+            outcome
+        }
+        None => {
+            wait_for_signal().await?;
+            None
+        }
+    };
+    tracing::info!("draining");
+    server.shutdown(DRAIN_GRACE).await;
+    match failed {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
 }
 
 /// Applies identities added to the revocation list file while the node runs: they are
@@ -163,14 +299,16 @@ async fn watch_revocations(path: PathBuf, live: Revocations) {
             Ok(Ok(list)) => {
                 for identity in list.list() {
                     if !live.is_revoked(&identity) {
-                        eprintln!("revocation: {identity} refused from now on");
+                        tracing::info!("revocation: {identity} refused from now on");
                         live.revoke(identity);
                     }
                 }
                 seen = modified;
             }
-            Ok(Err(err)) => eprintln!("revocation: list {} unreadable: {err}", path.display()),
-            Err(err) => eprintln!("revocation: reading {}: {err}", path.display()),
+            Ok(Err(err)) => {
+                tracing::warn!("revocation: list {} unreadable: {err}", path.display());
+            }
+            Err(err) => tracing::warn!("revocation: reading {}: {err}", path.display()),
         }
     }
 }

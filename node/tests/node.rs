@@ -189,6 +189,20 @@ fn bad_configurations_and_certificates_are_refused_by_name() {
     let out = hive_node(&["run"], &config).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("extra"));
+    // The store was formatted for node 5; a configuration (and certificate) for node 6
+    // must not take it over.
+    let node6 = text.replace("node_id = 5", "node_id = 6");
+    std::fs::write(&config, &node6).expect("write");
+    let out = hive_node(&["run"], &config).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("belongs to node 0000000000000005"), "{err}");
+    // A store that is not there.
+    std::fs::write(&config, node6.replace("store.img", "missing.img")).expect("write");
+    let out = hive_node(&["run"], &config).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.img"), "{err}");
     let _ = std::fs::remove_dir_all(&c.dir);
 }
 

@@ -2,6 +2,7 @@
 //! endpoints, framing and a request/response RPC on QUIC streams.
 
 pub mod auth;
+pub mod control;
 pub mod enroll;
 pub mod frame;
 pub mod message;

@@ -51,6 +51,9 @@ pub mod code {
     pub const INTERNAL: u16 = 5;
     /// The server is shutting down; try another or try again.
     pub const UNAVAILABLE: u16 = 6;
+    /// The stored data asked for failed verification (a damaged shard): ask another
+    /// holder, and repair this one.
+    pub const DAMAGED: u16 = 7;
 }
 
 /// A caller, as the server knows it.
@@ -476,7 +479,9 @@ fn refusal_bytes(refusal: &Refusal) -> Vec<u8> {
     out
 }
 
-/// A client endpoint: connects to nodes with its own certificate.
+/// A client endpoint: connects to nodes with its own certificate. Clones share the
+/// endpoint (one UDP socket).
+#[derive(Clone)]
 pub struct Client {
     endpoint: quinn::Endpoint,
 }

@@ -1,0 +1,186 @@
+//! The map authority: a ractor actor that owns [`Membership`], persists every new map
+//! epoch before anyone can see it, and publishes it on a watch channel that the
+//! control service's map watches read.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hive_codec::{ClusterMap, ClusterView};
+use hive_wire::net::control::{MapMessage, NodeStatus, OwedShard, StatusMessage};
+use hive_wire::{Epoch, NodeId};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::watch;
+
+use crate::constants::{MEMBERSHIP_TICK, OWED_KEPT};
+use crate::map_file;
+use crate::membership::{Beat, Membership};
+
+/// Messages to the map authority.
+pub enum AuthorityMsg {
+    /// A node's heartbeat; answered with the current epoch.
+    Heartbeat(NodeId, Beat, RpcReplyPort<u64>),
+    /// Look for silent nodes.
+    Tick,
+    /// Shards a writer could not store.
+    Owed(Vec<OwedShard>),
+    /// The cluster's status.
+    Status(RpcReplyPort<StatusMessage>),
+}
+
+/// What the authority starts from; cloned for every (re)start.
+#[derive(Clone)]
+pub struct AuthorityArgs {
+    /// The map file: loaded if present, rewritten (atomically, synced) at every epoch.
+    pub path: PathBuf,
+    /// Placement-group bits of a new map.
+    pub pg_bits: u8,
+    /// Silence after which a node is marked down.
+    pub timeout: Duration,
+    /// Where each published map goes.
+    pub published: watch::Sender<Arc<MapMessage>>,
+}
+
+/// The authority's state.
+pub struct AuthorityState {
+    membership: Membership,
+    args: AuthorityArgs,
+    /// Shards reported owed since start, and the most recent of them.
+    owed_total: u64,
+    owed: VecDeque<OwedShard>,
+}
+
+/// The map authority actor.
+pub struct MapAuthority;
+
+/// Loads the map at `path`, or an empty map of `2^pg_bits` groups at epoch 0.
+fn load(path: &Path, pg_bits: u8) -> Result<ClusterView, ActorProcessingErr> {
+    match map_file::read(path)? {
+        Some(view) => Ok(view),
+        None => Ok(ClusterView {
+            map: ClusterMap::new(Epoch(0), pg_bits, Vec::new())?,
+            addresses: Default::default(),
+        }),
+    }
+}
+
+impl AuthorityState {
+    /// Persists and publishes the current map (a new epoch).
+    fn commit(&self) -> Result<(), ActorProcessingErr> {
+        let view = self.membership.view();
+        map_file::write(&self.args.path, view)?;
+        self.args
+            .published
+            .send_replace(Arc::new(view.to_message()));
+        let map = &view.map;
+        let up = map
+            .nodes()
+            .iter()
+            .filter(|n| n.state == hive_codec::NodeState::Up)
+            .count();
+        tracing::info!(
+            "map: new epoch {} ({up} of {} nodes up)",
+            map.epoch().0,
+            map.nodes().len()
+        );
+        Ok(())
+    }
+}
+
+impl Actor for MapAuthority {
+    type Msg = AuthorityMsg;
+    type State = AuthorityState;
+    type Arguments = AuthorityArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: AuthorityArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let view = load(&args.path, args.pg_bits)?;
+        args.published.send_replace(Arc::new(view.to_message()));
+        tracing::info!(
+            "map: authority started at epoch {} with {} nodes",
+            view.map.epoch().0,
+            view.map.nodes().len()
+        );
+        myself.send_interval(MEMBERSHIP_TICK, || AuthorityMsg::Tick);
+        Ok(AuthorityState {
+            membership: Membership::new(view, Instant::now(), args.timeout),
+            args,
+            owed_total: 0,
+            owed: VecDeque::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: AuthorityMsg,
+        state: &mut AuthorityState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            AuthorityMsg::Heartbeat(node, beat, reply) => {
+                let known = state.membership.view().map.node(node).map(|n| n.state);
+                if let Some(epoch) = state.membership.on_heartbeat(Instant::now(), node, beat)? {
+                    match known {
+                        None => tracing::info!("map: node {node} joined at {}", beat.addr),
+                        Some(_) => tracing::info!("map: node {node} is up at {}", beat.addr),
+                    }
+                    debug_assert_eq!(state.membership.view().map.epoch(), epoch);
+                    state.commit()?;
+                }
+                let _ = reply.send(state.membership.view().map.epoch().0);
+            }
+            AuthorityMsg::Tick => {
+                let before = state.membership.view().map.clone();
+                if state.membership.on_tick(Instant::now())?.is_some() {
+                    for n in state.membership.view().map.nodes() {
+                        if before.node(n.id).map(|b| b.state) != Some(n.state) {
+                            tracing::warn!("map: node {} is down (no heartbeat)", n.id);
+                        }
+                    }
+                    state.commit()?;
+                }
+            }
+            AuthorityMsg::Owed(shards) => {
+                state.owed_total += shards.len() as u64;
+                for shard in shards {
+                    tracing::warn!(
+                        node = shard.node,
+                        "owed: shard {} of chunk {} on node {}",
+                        shard.index,
+                        hive_wire::ChunkId(shard.chunk),
+                        NodeId(shard.node)
+                    );
+                    if state.owed.len() == OWED_KEPT {
+                        state.owed.pop_front();
+                    }
+                    state.owed.push_back(shard);
+                }
+            }
+            AuthorityMsg::Status(reply) => {
+                let now = Instant::now();
+                let nodes = state
+                    .membership
+                    .liveness(now)
+                    .into_iter()
+                    .map(|(id, l)| NodeStatus {
+                        id: id.0,
+                        store: l.store,
+                        heartbeat_age_ms: l.silent_for.map_or(u64::MAX, |d| {
+                            u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+                        }),
+                    })
+                    .collect();
+                let _ = reply.send(StatusMessage {
+                    map: state.membership.view().to_message(),
+                    nodes,
+                    shards_owed: state.owed_total,
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! The map authority's file: the current cluster map in TOML, replaced atomically (write
+//! a temporary file, sync it, rename it over the old one, sync the directory) so a crash
+//! leaves either the old epoch or the new one, never a mix.
+//!
+//! ```toml
+//! epoch = 7
+//! pg_bits = 8
+//!
+//! [[nodes]]
+//! id = 1
+//! domain = 1
+//! weight = 1
+//! state = "up"        # up, down or out
+//! joined = 1
+//! addr = "127.0.0.1:7401"
+//! ```
+
+use std::io::Write;
+use std::path::Path;
+
+use hive_codec::ClusterView;
+use hive_wire::net::control::{MapMessage, MapNode, state};
+use serde::{Deserialize, Serialize};
+
+/// Why the map file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum MapFileError {
+    /// I/O.
+    #[error("map file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The contents are not a valid map.
+    #[error("map file {path} is invalid: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    epoch: u64,
+    pg_bits: u8,
+    #[serde(default)]
+    nodes: Vec<Node>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Node {
+    id: u64,
+    domain: u32,
+    weight: u32,
+    state: String,
+    joined: u64,
+    addr: String,
+}
+
+const STATES: [(u8, &str); 3] = [
+    (state::UP, "up"),
+    (state::DOWN, "down"),
+    (state::OUT, "out"),
+];
+
+/// Reads the map at `path`; `None` if there is no file yet.
+pub fn read(path: &Path) -> Result<Option<ClusterView>, MapFileError> {
+    let invalid = |reason: String| MapFileError::Invalid {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(MapFileError::Io {
+                path: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    let file: File = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let mut nodes = Vec::with_capacity(file.nodes.len());
+    for n in file.nodes {
+        let state = STATES
+            .iter()
+            .find(|(_, name)| *name == n.state)
+            .map(|(code, _)| *code)
+            .ok_or_else(|| invalid(format!("node {}: unknown state {:?}", n.id, n.state)))?;
+        nodes.push(MapNode {
+            id: n.id,
+            domain: n.domain,
+            weight: n.weight,
+            state,
+            joined: n.joined,
+            addr: n.addr,
+        });
+    }
+    let message = MapMessage {
+        epoch: file.epoch,
+        pg_bits: file.pg_bits,
+        nodes,
+    };
+    ClusterView::from_message(&message)
+        .map(Some)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// Replaces the map at `path` with `view`, durably.
+pub fn write(path: &Path, view: &ClusterView) -> Result<(), MapFileError> {
+    let message = view.to_message();
+    let file = File {
+        epoch: message.epoch,
+        pg_bits: message.pg_bits,
+        nodes: message
+            .nodes
+            .into_iter()
+            .map(|n| Node {
+                id: n.id,
+                domain: n.domain,
+                weight: n.weight,
+                state: STATES
+                    .iter()
+                    .find(|(code, _)| *code == n.state)
+                    .map_or("?", |(_, name)| name)
+                    .to_string(),
+                joined: n.joined,
+                addr: n.addr,
+            })
+            .collect(),
+    };
+    let text = toml::to_string(&file).expect("invariant: a map always serialises");
+    let io = |source| MapFileError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let temporary = path.with_extension("tmp");
+    let mut out = std::fs::File::create(&temporary).map_err(io)?;
+    out.write_all(text.as_bytes()).map_err(io)?;
+    out.sync_all().map_err(io)?;
+    std::fs::rename(&temporary, path).map_err(io)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_codec::{ClusterMap, NodeInfo, NodeState};
+    use hive_wire::{Epoch, FailureDomain, NodeId};
+
+    #[test]
+    fn a_written_map_reads_back_and_garbage_is_refused() {
+        let dir = std::env::temp_dir().join(format!("hive-map-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("map.toml");
+        let _ = std::fs::remove_file(&path);
+        assert!(read(&path).expect("no file is fine").is_none());
+        let nodes = vec![NodeInfo {
+            id: NodeId(3),
+            domain: FailureDomain(9),
+            weight: 2,
+            state: NodeState::Down,
+            joined: Epoch(4),
+        }];
+        let view = ClusterView {
+            map: ClusterMap::new(Epoch(5), 8, nodes).expect("map"),
+            addresses: [(NodeId(3), "127.0.0.1:7403".parse().expect("addr"))].into(),
+        };
+        write(&path, &view).expect("write");
+        assert_eq!(read(&path).expect("read"), Some(view));
+        std::fs::write(&path, "epoch = \"soon\"").expect("write garbage");
+        let err = read(&path).expect_err("garbage").to_string();
+        assert!(err.contains("invalid"), "{err}");
+    }
+}
