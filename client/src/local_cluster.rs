@@ -22,10 +22,11 @@ use hive_codec::{
     NodeState,
 };
 use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, MapMessage, OwedShard};
-use hive_wire::net::pki::{ALL_VOLUMES, DEFAULT_CERT_VALIDITY};
+use hive_wire::net::enroll::enroll;
+use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
 use hive_wire::net::rustls_pki_types::CertificateDer;
 use hive_wire::net::rustls_pki_types::pem::PemObject;
-use hive_wire::net::{Client, Credentials, Identity, Role, Validity};
+use hive_wire::net::{Client, Credentials, Identity, JoinToken, Role, Validity};
 use hive_wire::{ChunkId, Epoch, FailureDomain, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// How long `put` waits, after its last chunk's ACK, for the remaining shard writes
 /// before counting them owed.
 const SETTLE_GRACE: Duration = Duration::from_secs(2);
+/// How long the join tokens `up` makes for its nodes and client stay valid.
+const JOIN_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 /// How long, once another node has answered with a map, the authority may still take
 /// to answer before its map is done without.
 const AUTHORITY_GRACE: Duration = Duration::from_secs(1);
@@ -117,14 +120,23 @@ fn free_ports(n: u64) -> Result<Vec<u16>> {
     sockets.iter().map(|s| Ok(s.local_addr()?.port())).collect()
 }
 
-/// The configuration of local node `n`.
-fn node_config(n: u64, port: u16, authority: &NodeEntry, store_size: &str) -> String {
+/// The configuration of local node `n` (its id comes from its certificate). The
+/// authority also hosts enrollment on `enroll_port`.
+fn node_config(
+    n: u64,
+    port: u16,
+    authority: &NodeEntry,
+    enroll_port: u16,
+    store_size: &str,
+) -> String {
     let mut config = format!(
-        "node_id = {n}\nlisten = \"127.0.0.1:{port}\"\n\n[store]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
+        "listen = \"127.0.0.1:{port}\"\n\n[store]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
         authority.addr, authority.id
     );
     if n == authority.id {
-        config.push_str(&format!("map = \"map.toml\"\npg_bits = {PG_BITS}\n"));
+        config.push_str(&format!(
+            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n"
+        ));
     }
     config
 }
@@ -146,6 +158,19 @@ fn spawn_node(binary: &Path, entry: &NodeEntry) -> Result<u32> {
     Ok(child.id())
 }
 
+/// Processes `up` started; stopped (SIGTERM) if `up` fails before it is emptied.
+struct Started(Vec<u32>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 /// Starts a local cluster of `nodes` nodes with erasure scheme k + m in `dir`.
 pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> {
     let scheme = ErasureScheme::new(k, m)?;
@@ -161,9 +186,10 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
     let cluster = ClusterDir::open(dir)?;
     let ca = cluster.ca()?;
     let validity = Validity::starting_now(DEFAULT_CERT_VALIDITY);
-    let ports = free_ports(nodes)?;
+    let ports = free_ports(nodes + 1)?;
+    let enroll_at = SocketAddr::from(([127, 0, 0, 1], ports[0]));
     let mut entries: Vec<NodeEntry> = (1..=nodes)
-        .zip(&ports)
+        .zip(&ports[1..])
         .map(|(n, port)| NodeEntry {
             id: n,
             addr: SocketAddr::from(([127, 0, 0, 1], *port)),
@@ -171,22 +197,71 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
             dir: dir.join(format!("node-{n}")),
         })
         .collect();
-    for entry in &entries {
+    let authority = NodeEntry {
+        pid: 0,
+        dir: PathBuf::new(),
+        ..entries[0]
+    };
+    // Nodes started before a failure are stopped again.
+    let mut started_pids = Started(Vec::new());
+    for entry in &mut entries {
         std::fs::create_dir_all(&entry.dir)?;
-        let (cert, key) = ca.issue_with_key(Identity::node(NodeId(entry.id)), validity)?;
-        write_new(
-            &entry.dir.join("node.pem"),
-            pem("CERTIFICATE", cert.as_ref()).as_bytes(),
-            0o644,
-        )?;
-        write_new(
-            &entry.dir.join("node.key"),
-            key.serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        let config = node_config(entry.id, entry.addr.port(), &entries[0], store_size);
+        let config = node_config(
+            entry.id,
+            entry.addr.port(),
+            &authority,
+            enroll_at.port(),
+            store_size,
+        );
         let config_path = entry.dir.join("node.toml");
         write_new(&config_path, config.as_bytes(), 0o644)?;
+        if entry.id == authority.id {
+            // The first node gets its certificate from the CA directly: it is the one
+            // that enrolls the others.
+            let (cert, key) = ca.issue_with_key(Identity::node(NodeId(entry.id)), validity)?;
+            write_new(
+                &entry.dir.join("node.pem"),
+                pem("CERTIFICATE", cert.as_ref()).as_bytes(),
+                0o644,
+            )?;
+            write_new(
+                &entry.dir.join("node.key"),
+                key.serialize_pem().as_bytes(),
+                0o600,
+            )?;
+        } else {
+            let token = JoinToken::new(cluster.fingerprint()?, Role::Node, None, JOIN_TOKEN_TTL)
+                .seal(&cluster.token_key()?);
+            let out = Command::new(&binary)
+                .args([
+                    "join",
+                    "--token",
+                    &token,
+                    "--enroll",
+                    &enroll_at.to_string(),
+                    "--config",
+                ])
+                .arg(&config_path)
+                .output()
+                .with_context(|| format!("running {}", binary.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "node {} could not join: {}",
+                    entry.id,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let named: Identity = String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .context("the identity hive-node join printed")?;
+            if named != Identity::node(NodeId(entry.id)) {
+                bail!(
+                    "node-{} joined as {named}; was another node enrolled meanwhile?",
+                    entry.id
+                );
+            }
+        }
         let status = Command::new(&binary)
             .args(["format", "--config"])
             .arg(&config_path)
@@ -196,19 +271,30 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
         if !status.success() {
             bail!("formatting node {} failed ({status})", entry.id);
         }
-    }
-    for entry in &mut entries {
         entry.pid = spawn_node(&binary, entry)?;
+        started_pids.0.push(entry.pid);
+        if entry.id == authority.id {
+            wait_listening(
+                &entry.dir.join("node.log"),
+                entry.id,
+                Instant::now() + NODE_WAIT,
+            )?;
+            wait_log(
+                &entry.dir.join("node.log"),
+                "enrollment listening on",
+                Instant::now() + NODE_WAIT,
+            )?;
+        }
     }
-    let me = Identity {
-        role: Role::Client,
-        id: 1,
-    };
     let key = rcgen::KeyPair::generate()?;
-    let cert = ca.issue_with_volumes(me, &[ALL_VOLUMES.to_string()], &key, validity)?;
+    let token = JoinToken::new(cluster.fingerprint()?, Role::Client, None, JOIN_TOKEN_TTL)
+        .seal(&cluster.token_key()?);
+    let enrolled = runtime()?
+        .block_on(enroll(enroll_at, &token, &key))
+        .context("enrolling the client identity")?;
     write_new(
         &dir.join("client.pem"),
-        pem("CERTIFICATE", cert.as_ref()).as_bytes(),
+        pem("CERTIFICATE", enrolled.cert.as_ref()).as_bytes(),
         0o644,
     )?;
     write_new(
@@ -228,6 +314,7 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
     file.save(dir)?;
     let ids: Vec<u64> = file.nodes.iter().map(|n| n.id).collect();
     wait_healthy(dir, &file, &ids)?;
+    started_pids.0.clear();
     for node in &file.nodes {
         println!(
             "node {} listening on {} (pid {})",
@@ -318,28 +405,36 @@ fn wait_healthy(dir: &Path, file: &ClusterFile, ids: &[u64]) -> Result<()> {
         }
     })
 }
-fn wait_listening(log: &Path, id: u64, deadline: Instant) -> Result<SocketAddr> {
+/// The log of a node's latest run (a restarted node appends to its log).
+fn last_run(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.rsplit("hive-node starting")
+        .next()
+        .unwrap_or(&text)
+        .to_string()
+}
+
+/// Waits until the latest run of a node logs a line containing `what`; the rest of
+/// that line. Fails early if the node logged its failure.
+fn wait_log(log: &Path, what: &str, deadline: Instant) -> Result<String> {
     loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        // A restarted node appends to its log: only the last run counts.
-        let last_run = text.rsplit("hive-node starting").next().unwrap_or(&text);
-        if let Some(addr) = last_run
-            .lines()
-            .find_map(|l| l.split("listening on ").nth(1))
-        {
-            return addr.trim().parse().context("node address in its log");
+        let run = last_run(log);
+        if let Some(rest) = run.lines().find_map(|l| l.split(what).nth(1)) {
+            return Ok(rest.trim().to_string());
         }
-        if let Some(err) = last_run.lines().find(|l| l.starts_with("hive-node:")) {
-            bail!("node {id} failed to start: {err}");
+        if let Some(err) = run.lines().find(|l| l.starts_with("hive-node:")) {
+            bail!("node failed to start: {err} (see {})", log.display());
         }
         if Instant::now() > deadline {
-            bail!(
-                "node {id} did not start within {NODE_WAIT:?}; see {}",
-                log.display()
-            );
+            bail!("no {what:?} within {NODE_WAIT:?}; see {}", log.display());
         }
         std::thread::sleep(POLL);
     }
+}
+
+fn wait_listening(log: &Path, id: u64, deadline: Instant) -> Result<SocketAddr> {
+    let addr = wait_log(log, "listening on ", deadline).with_context(|| format!("node {id}"))?;
+    addr.parse().context("node address in its log")
 }
 
 fn load(dir: &Path) -> Result<ClusterFile> {

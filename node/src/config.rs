@@ -1,7 +1,7 @@
 //! The node's TOML configuration, checked at start with errors that name the key.
 //!
 //! ```toml
-//! node_id = 3
+//! node_id = 3              # optional: the id is the certificate's; if given, must match
 //! listen = "127.0.0.1:7400"
 //!
 //! [store]
@@ -24,6 +24,12 @@
 //! advertise = "10.0.0.3:7400"   # optional: the address others reach this node at
 //! domain = 3                # optional failure domain; default: the node id
 //! weight = 1                # optional placement weight; default 1
+//!
+//! [enroll]                  # optional: host the enrollment endpoint (needs the CA key)
+//! listen = "127.0.0.1:7500" # where joiners with a token connect
+//! ca_key = "ca.key"         # the cluster CA's private key
+//! token_key = "token.key"   # the key join tokens are MACed with
+//! ids = "ids.toml"          # the last ids given, per role
 //! ```
 //!
 //! Relative paths are relative to the configuration file.
@@ -37,11 +43,30 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    node_id: u64,
+    node_id: Option<u64>,
     listen: String,
     store: RawStore,
     tls: RawTls,
     cluster: Option<RawCluster>,
+    enroll: Option<RawEnroll>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnroll {
+    listen: String,
+    ca_key: PathBuf,
+    token_key: PathBuf,
+    ids: PathBuf,
+}
+
+/// The enrollment endpoint this node hosts.
+#[derive(Debug, Clone)]
+pub struct Enroll {
+    pub listen: SocketAddr,
+    pub ca_key: PathBuf,
+    pub token_key: PathBuf,
+    pub ids: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +90,8 @@ pub struct Cluster {
     pub map: Option<PathBuf>,
     pub pg_bits: u8,
     pub advertise: Option<SocketAddr>,
-    pub domain: u32,
+    /// Default: the node id.
+    pub domain: Option<u32>,
     pub weight: u32,
 }
 
@@ -93,7 +119,7 @@ struct RawTls {
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub node_id: u64,
+    pub node_id: Option<u64>,
     pub listen: SocketAddr,
     pub store_path: PathBuf,
     pub store_size: Option<u64>,
@@ -104,6 +130,7 @@ pub struct Config {
     pub key: PathBuf,
     pub revoked: Option<PathBuf>,
     pub cluster: Option<Cluster>,
+    pub enroll: Option<Enroll>,
 }
 
 /// `8GiB`, `64MiB`, `512KiB`, `4096`.
@@ -134,19 +161,10 @@ fn address(key: &str, text: &str) -> Result<SocketAddr> {
 }
 
 impl Cluster {
-    fn check(raw: RawCluster, node_id: u64, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Self> {
+    fn check(raw: RawCluster, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Self> {
         let authority = address("cluster.authority", &raw.authority)?;
-        let is_authority = raw.authority_id == node_id;
-        if is_authority && raw.map.is_none() {
-            bail!(
-                "cluster.map: required on the map authority (node_id equals cluster.authority_id)"
-            );
-        }
-        if !is_authority && (raw.map.is_some() || raw.pg_bits.is_some()) {
-            bail!(
-                "cluster.map and cluster.pg_bits belong on the map authority (node {}), not here",
-                raw.authority_id
-            );
+        if raw.map.is_none() && raw.pg_bits.is_some() {
+            bail!("cluster.pg_bits belongs with cluster.map, on the map authority");
         }
         let pg_bits = raw.pg_bits.unwrap_or(DEFAULT_PG_BITS);
         if pg_bits > hive_codec::MAX_PG_BITS {
@@ -165,11 +183,26 @@ impl Cluster {
                 .as_deref()
                 .map(|a| address("cluster.advertise", a))
                 .transpose()?,
-            domain: raw
-                .domain
-                .unwrap_or_else(|| u32::try_from(node_id).unwrap_or(u32::MAX)),
+            domain: raw.domain,
             weight: raw.weight.unwrap_or(1),
         })
+    }
+}
+
+impl Cluster {
+    /// Checks what depends on the node's id (known from its certificate): exactly the
+    /// authority keeps the map.
+    pub fn check_for(&self, node: u64) -> Result<()> {
+        match (&self.map, self.authority_id == node) {
+            (None, true) => bail!(
+                "cluster.map: required on the map authority (cluster.authority_id is this node, {node})"
+            ),
+            (Some(_), false) => bail!(
+                "cluster.map is set, which makes this node the map authority, but cluster.authority_id says node {} is",
+                self.authority_id
+            ),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -200,7 +233,18 @@ impl Config {
             .transpose()?;
         let cluster = raw
             .cluster
-            .map(|c| Cluster::check(c, raw.node_id, &resolve))
+            .map(|c| Cluster::check(c, &resolve))
+            .transpose()?;
+        let enroll = raw
+            .enroll
+            .map(|e| -> Result<Enroll> {
+                Ok(Enroll {
+                    listen: address("enroll.listen", &e.listen)?,
+                    ca_key: resolve(&e.ca_key),
+                    token_key: resolve(&e.token_key),
+                    ids: resolve(&e.ids),
+                })
+            })
             .transpose()?;
         Ok(Self {
             node_id: raw.node_id,
@@ -219,6 +263,7 @@ impl Config {
             key: resolve(&raw.tls.key),
             revoked: raw.tls.revoked.as_deref().map(resolve),
             cluster,
+            enroll,
         })
     }
 }
@@ -271,8 +316,8 @@ key = "node.key"
                 "cluster.authority",
             ),
             (
-                format!("{GOOD}[cluster]\nauthority = \"127.0.0.1:1\"\nauthority_id = 3\n"),
-                "cluster.map",
+                format!("{GOOD}[enroll]\nlisten = \"127.0.0.1:1\"\n"),
+                "ca_key",
             ),
             (
                 format!(

@@ -1,6 +1,7 @@
 //! `hive-node`: a HiveFS storage node.
 
 mod config;
+mod ids;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,12 +19,16 @@ use hive_actors::{
 use hive_nvme::{FormatOptions, Store};
 use hive_wire::NodeId;
 use hive_wire::net::control::{Control, ControlClient, MapMessage};
+use hive_wire::net::enroll::{Enroller, enroll};
 use hive_wire::net::message::MessageSet;
+use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
 use hive_wire::net::rustls_pki_types::CertificateDer;
 use hive_wire::net::rustls_pki_types::pem::PemObject;
 use hive_wire::net::shard_service::ShardService;
 use hive_wire::net::tls::Revocations;
-use hive_wire::net::{Client, Credentials, Identity, Server, identity_of};
+use hive_wire::net::{Client, Credentials, Identity, Role, Server, identity_of};
+use hive_wire::net::{ClusterCa, TokenKey};
+use std::net::SocketAddr;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -51,6 +56,22 @@ enum Command {
         /// The node's TOML configuration.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Joins a cluster with a join token: makes this node's key, enrolls at the
+    /// cluster's enrollment endpoint (checking it is the cluster the token names), and
+    /// writes the certificate and key to the configuration's tls.cert and tls.key (and
+    /// the CA certificate to tls.ca if that file does not exist yet). Prints the node id
+    /// the cluster gave.
+    Join {
+        /// The node's TOML configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// The token from 'hive token create --role node'.
+        #[arg(long)]
+        token: String,
+        /// The enrollment endpoint, like 127.0.0.1:7500.
+        #[arg(long)]
+        enroll: SocketAddr,
     },
     /// Serves the shard store over QUIC with mutual TLS until SIGTERM or SIGINT, then
     /// drains requests in flight, closes the store and exits 0.
@@ -83,6 +104,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Format { config } => format(&config),
         Command::Run { config } => run(&config),
+        Command::Join {
+            config,
+            token,
+            enroll,
+        } => join(&config, &token, enroll),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -95,7 +121,8 @@ fn main() -> ExitCode {
 
 fn format(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
-    let mut options = FormatOptions::new(NodeId(config.node_id));
+    let (_, _, node) = credentials(&config)?;
+    let mut options = FormatOptions::new(node);
     options.size = config.store_size;
     if let Some(segment) = config.segment_size {
         options.segment_size = segment;
@@ -104,19 +131,148 @@ fn format(path: &Path) -> Result<()> {
     eprintln!(
         "hive-node: formatted {} for node {}: {} segments of {} bytes",
         config.store_path.display(),
-        NodeId(config.node_id),
+        node,
         sb.segment_count,
         sb.segment_size
     );
     Ok(())
 }
 
+/// Writes a new file (never over an existing one) with `mode`, synced.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new(label, der.to_vec()))
+}
+
+fn join(path: &Path, token: &str, enroll_at: SocketAddr) -> Result<()> {
+    let config = Config::load(path)?;
+    for (file, key) in [(&config.cert, "tls.cert"), (&config.key, "tls.key")] {
+        if file.exists() {
+            bail!(
+                "{key}: {} exists, so this node has joined already; remove its certificate and key to join again",
+                file.display()
+            );
+        }
+    }
+    let key = rcgen::KeyPair::generate().context("generating the node's key")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the network runtime")?;
+    let enrolled = runtime
+        .block_on(enroll(enroll_at, token, &key))
+        .with_context(|| format!("joining through {enroll_at}"))?;
+    let me = enrolled.identity;
+    if me.role != Role::Node {
+        bail!(
+            "the token made this a {me}, not a node; use a token from 'hive token create --role node'"
+        );
+    }
+    if let Some(id) = config.node_id
+        && id != me.id
+    {
+        bail!(
+            "the cluster named this node {me}, but node_id says {}; remove node_id from the configuration",
+            Identity::node(NodeId(id))
+        );
+    }
+    if config.ca.exists() {
+        let ca = CertificateDer::from_pem_slice(read(&config.ca, "CA certificate")?.as_bytes())
+            .with_context(|| format!("tls.ca: {} is not a PEM certificate", config.ca.display()))?;
+        if ca != enrolled.ca {
+            bail!(
+                "tls.ca: {} is another cluster's CA than the one this node joined",
+                config.ca.display()
+            );
+        }
+    } else {
+        write_new(
+            &config.ca,
+            pem("CERTIFICATE", &enrolled.ca).as_bytes(),
+            0o644,
+        )?;
+    }
+    write_new(&config.key, key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(
+        &config.cert,
+        pem("CERTIFICATE", &enrolled.cert).as_bytes(),
+        0o644,
+    )?;
+    println!("{me}");
+    eprintln!(
+        "hive-node: joined as {me}; certificate valid until {}",
+        hive_wire::net::token::utc(enrolled.not_after)
+    );
+    Ok(())
+}
+
+/// The enrollment endpoint, if the configuration asks for one.
+fn enrollment_server(
+    config: &Config,
+    ca: &CertificateDer<'static>,
+    me: &Credentials,
+    revocations: &Revocations,
+    node: NodeId,
+) -> Result<Option<Server>> {
+    let Some(e) = &config.enroll else {
+        return Ok(None);
+    };
+    let authority = ClusterCa::from_pem(
+        &read(&config.ca, "CA certificate")?,
+        &read(&e.ca_key, "CA key")?,
+    )
+    .with_context(|| {
+        format!(
+            "enroll.ca_key: {} is not the key of tls.ca",
+            e.ca_key.display()
+        )
+    })?;
+    let token_key = TokenKey::from_hex(read(&e.token_key, "token key")?.trim())
+        .with_context(|| format!("enroll.token_key: {}", e.token_key.display()))?;
+    let ids = ids::allocator(e.ids.clone(), node.0)?;
+    let enroller = Arc::new(Enroller::new(
+        authority,
+        token_key,
+        ids,
+        DEFAULT_CERT_VALIDITY,
+    ));
+    // Joiners pin the CA by fingerprint: the chain must carry it.
+    let chained = Credentials {
+        chain: me.chain.iter().cloned().chain([ca.clone()]).collect(),
+        key: me.key.clone_key(),
+    };
+    let server = Server::bind_enrollment(
+        e.listen,
+        ca,
+        &chained,
+        revocations.clone(),
+        enroller.handler(),
+    )
+    .with_context(|| format!("enroll.listen: binding {}", e.listen))?;
+    tracing::info!("enrollment listening on {}", server.local_addr());
+    Ok(Some(server))
+}
+
 fn read(path: &Path, what: &str) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading the {what} {}", path.display()))
 }
 
-/// The node's credentials, checked to name this node.
-fn credentials(config: &Config) -> Result<(CertificateDer<'static>, Credentials)> {
+/// The CA certificate, the node's credentials and its id (the one its certificate
+/// names, which `node_id`, if given, must match).
+fn credentials(config: &Config) -> Result<(CertificateDer<'static>, Credentials, NodeId)> {
     let ca = CertificateDer::from_pem_slice(read(&config.ca, "CA certificate")?.as_bytes())
         .with_context(|| format!("tls.ca: {} is not a PEM certificate", config.ca.display()))?;
     let cert = CertificateDer::from_pem_slice(read(&config.cert, "node certificate")?.as_bytes())
@@ -128,12 +284,20 @@ fn credentials(config: &Config) -> Result<(CertificateDer<'static>, Credentials)
     })?;
     let key = rcgen::KeyPair::from_pem(&read(&config.key, "node key")?)
         .with_context(|| format!("tls.key: {} is not a PEM private key", config.key.display()))?;
-    let me = Identity::node(NodeId(config.node_id));
     let named = identity_of(&cert).context("tls.cert")?;
-    if named != me {
-        bail!("tls.cert names {named}, but node_id says this is {me}");
+    if named.role != Role::Node {
+        bail!("tls.cert names {named}, which is not a node");
     }
-    Ok((ca, Credentials::new(cert, &key)))
+    let node = NodeId(named.id);
+    if let Some(id) = config.node_id
+        && id != node.0
+    {
+        bail!(
+            "tls.cert names {named}, but node_id says this is {}",
+            Identity::node(NodeId(id))
+        );
+    }
+    Ok((ca, Credentials::new(cert, &key), node))
 }
 
 fn run(path: &Path) -> Result<()> {
@@ -143,8 +307,10 @@ fn run(path: &Path) -> Result<()> {
         path.display()
     );
     let config = Config::load(path)?;
-    let node = NodeId(config.node_id);
-    let (ca, me) = credentials(&config)?;
+    let (ca, me, node) = credentials(&config)?;
+    if let Some(cluster) = &config.cluster {
+        cluster.check_for(node.0)?;
+    }
     let revocations = match &config.revoked {
         Some(list) => Revocations::parse(&read(list, "revocation list")?)
             .with_context(|| format!("tls.revoked: {}", list.display()))?,
@@ -199,6 +365,7 @@ async fn serve(
         (ShardService::PROTOCOL, shard_service(actor.clone())),
         (Control::PROTOCOL, control),
     ]);
+    let enrollment = enrollment_server(&config, &ca, &me, &revocations, node)?;
     let server = Server::bind(config.listen, &ca, &me, revocations, handler)?;
     let local = server.local_addr();
     tracing::info!("listening on {local}");
@@ -236,7 +403,9 @@ async fn serve(
                 authority: authority.clone(),
                 shards: actor.clone(),
                 addr: advertise,
-                domain: cluster.domain,
+                domain: cluster
+                    .domain
+                    .unwrap_or_else(|| u32::try_from(node.0).unwrap_or(u32::MAX)),
                 weight: cluster.weight,
             }));
             children.push(Child::Follower(FollowerArgs {
@@ -272,6 +441,9 @@ async fn serve(
         }
     };
     tracing::info!("draining");
+    if let Some(enrollment) = &enrollment {
+        enrollment.close();
+    }
     server.shutdown(DRAIN_GRACE).await;
     match failed {
         Some(err) => Err(err),

@@ -168,21 +168,29 @@ async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
 fn bad_configurations_and_certificates_are_refused_by_name() {
     let c = cluster("refuse", NodeId(6));
     let config = c.dir.join("node.toml");
-    assert!(
-        hive_node(&["format"], &config)
-            .output()
-            .expect("format")
-            .status
-            .success()
-    );
     // The certificate is node 6's, the configuration says node 5.
-    let out = hive_node(&["run"], &config).output().expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    for command in ["format", "run"] {
+        let out = hive_node(&[command], &config).output().expect("hive-node");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("tls.cert names node/0000000000000006"),
+            "{command}: {err}"
+        );
+    }
+    // A store formatted by node 5.
+    let other = cluster("refuse-other", NodeId(5));
+    let other_config = other.dir.join("node.toml");
+    let out = hive_node(&["format"], &other_config)
+        .output()
+        .expect("format");
     assert!(
-        err.contains("tls.cert names node/0000000000000006"),
-        "{err}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::copy(other.dir.join("store.img"), c.dir.join("store.img")).expect("copy store");
+    let _ = std::fs::remove_dir_all(&other.dir);
     // An unknown key.
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, format!("{text}\n[extra]\nvalue = 1\n")).expect("write");

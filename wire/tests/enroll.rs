@@ -34,7 +34,7 @@ fn setup() -> Setup {
     me.chain.push(ca.cert().clone());
     let token_key = TokenKey::generate();
     let next = Arc::new(AtomicU64::new(100));
-    let ids = Arc::new(move |_role: Role| next.fetch_add(1, Ordering::SeqCst));
+    let ids = Arc::new(move |_role: Role| Ok(next.fetch_add(1, Ordering::SeqCst)));
     let (fingerprint, ca_cert) = (ca.fingerprint(), ca.cert().clone());
     let enroller = Arc::new(Enroller::new(ca, token_key.clone(), ids, 30 * DAY));
     let server = Server::bind_enrollment(

@@ -72,8 +72,9 @@ pub struct Joined {
     pub ca: Vec<u8>,
 }
 
-/// Picks the id of a new member of a role.
-pub type IdAllocator = Arc<dyn Fn(Role) -> u64 + Send + Sync>;
+/// Picks the id of a new member of a role, never one given before (so it must record
+/// what it gave durably); an error says why it could not.
+pub type IdAllocator = Arc<dyn Fn(Role) -> Result<u64, String> + Send + Sync>;
 
 /// The server side of enrollment.
 pub struct Enroller {
@@ -112,9 +113,12 @@ impl Enroller {
             OP_JOIN => {
                 let join: Join = message::decode("Join", &request.message).map_err(bad)?;
                 let token = self.check_token(&join.token)?;
+                let id = (self.ids)(token.role).map_err(|e| {
+                    Refusal::new(code::INTERNAL, format!("cannot allocate an id: {e}"))
+                })?;
                 let identity = Identity {
                     role: token.role,
-                    id: (self.ids)(token.role),
+                    id,
                 };
                 // A client token names its volume, or grants every volume.
                 let volumes = match (token.role, token.volume) {
