@@ -15,7 +15,6 @@
 //! addr = "127.0.0.1:7401"
 //! ```
 
-use std::io::Write;
 use std::path::Path;
 
 use hive_codec::ClusterView;
@@ -136,22 +135,10 @@ pub fn write(path: &Path, view: &ClusterView) -> Result<(), MapFileError> {
             .collect(),
     };
     let text = toml::to_string(&file).expect("invariant: a map always serialises");
-    let io = |source| MapFileError::Io {
+    hive_wire::files::replace(path, text.as_bytes()).map_err(|source| MapFileError::Io {
         path: path.display().to_string(),
         source,
-    };
-    let temporary = path.with_extension("tmp");
-    let mut out = std::fs::File::create(&temporary).map_err(io)?;
-    out.write_all(text.as_bytes()).map_err(io)?;
-    out.sync_all().map_err(io)?;
-    std::fs::rename(&temporary, path).map_err(io)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)?;
+    })?;
     Ok(())
 }
 

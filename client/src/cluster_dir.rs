@@ -1,8 +1,6 @@
 //! The files of a cluster directory, as `hive init` writes them.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -30,14 +28,7 @@ pub struct Initialised {
 
 /// Writes `contents` to a new file (never over an existing one) with `mode`.
 pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
+    hive_wire::files::write_new(path, contents, mode)
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -125,10 +116,8 @@ impl ClusterDir {
         let list = Revocations::parse(&self.read(REVOKED)?)?;
         list.revoke(identity);
         let path = self.dir.join(REVOKED);
-        let fresh = self.dir.join(format!("{REVOKED}.new"));
-        let _ = fs::remove_file(&fresh);
-        write_new(&fresh, list.to_text().as_bytes(), 0o644)?;
-        fs::rename(&fresh, &path).with_context(|| format!("replacing {}", path.display()))
+        hive_wire::files::replace(&path, list.to_text().as_bytes())
+            .with_context(|| format!("replacing {}", path.display()))
     }
 }
 

@@ -87,10 +87,8 @@ impl ClusterFile {
     /// Rewrites `dir/cluster.toml` (a new file renamed over the old one).
     fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join("cluster.toml");
-        let fresh = dir.join("cluster.toml.new");
-        let _ = std::fs::remove_file(&fresh);
-        write_new(&fresh, toml::to_string(self)?.as_bytes(), 0o644)?;
-        std::fs::rename(&fresh, &path).with_context(|| format!("replacing {}", path.display()))
+        hive_wire::files::replace(&path, toml::to_string(self)?.as_bytes())
+            .with_context(|| format!("replacing {}", path.display()))
     }
 }
 

@@ -11,7 +11,6 @@
 //! Without a file, node ids start after this node's own, client ids at 1 and admin ids
 //! at 2 (`hive init` made admin 1).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,16 +29,7 @@ struct Given {
 
 fn save(path: &Path, given: &Given) -> std::io::Result<()> {
     let text = toml::to_string(given).map_err(std::io::Error::other)?;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
+    hive_wire::files::replace(path, text.as_bytes())
 }
 
 /// An allocator recording in `path`, for an endpoint on node `me`.

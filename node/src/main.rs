@@ -140,16 +140,7 @@ fn format(path: &Path) -> Result<()> {
 
 /// Writes a new file (never over an existing one) with `mode`, synced.
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
+    hive_wire::files::write_new(path, contents, mode)
         .with_context(|| format!("writing {}", path.display()))
 }
 
