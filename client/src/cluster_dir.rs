@@ -22,7 +22,9 @@ pub struct ClusterDir {
 
 /// What `init` made.
 pub struct Initialised {
+    /// The CA certificate's fingerprint.
     pub fingerprint: Fingerprint,
+    /// The first admin identity.
     pub admin: Identity,
 }
 

@@ -1,6 +1,10 @@
 //! The HiveFS client library: chunks across the cluster (`chunk_io`), objects made of
-//! chunks (`object`), and the pure decisions of the data path (`quorum`).
+//! chunks (`object`), the pure decisions of the data path (`quorum`), cluster
+//! directories (`cluster_dir`) and local clusters of `hive-node` processes
+//! (`local_cluster`), which the `hive` tool and the benchmark share.
 
 pub mod chunk_io;
+pub mod cluster_dir;
+pub mod local_cluster;
 pub mod object;
 pub mod quorum;

@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hive_client::chunk_io::ChunkStore;
-use hive_client::object::{get_object, put_object};
 use hive_codec::{
     Chunker, ChunkerConfig, ClusterMap, ClusterView, CompressionConfig, ErasureScheme, NodeInfo,
     NodeState,
@@ -30,7 +28,9 @@ use hive_wire::net::{Client, Credentials, Identity, JoinToken, Role, Validity};
 use hive_wire::{ChunkId, Epoch, FailureDomain, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::chunk_io::ChunkStore;
 use crate::cluster_dir::{ClusterDir, pem, write_new};
+use crate::object::{get_object, put_object};
 
 /// How long `up` waits for a node to listen, and `down` for one to exit.
 const NODE_WAIT: Duration = Duration::from_secs(60);
@@ -583,6 +583,22 @@ async fn learn_view(file: &ClusterFile, client: Arc<Client>) -> Result<ClusterVi
             static_view(file)
         }
     }
+}
+
+/// The nodes of the local cluster in `dir` and their process ids (0: never started).
+pub fn nodes(dir: &Path) -> Result<Vec<(NodeId, u32)>> {
+    Ok(load(dir)?
+        .nodes
+        .iter()
+        .map(|n| (NodeId(n.id), n.pid))
+        .collect())
+}
+
+/// A chunk store on the current map of the local cluster in `dir`, with its erasure
+/// scheme, and a control client of its map authority.
+pub async fn connect(dir: &Path) -> Result<(Arc<ChunkStore>, ControlClient)> {
+    let file = load(dir)?;
+    chunk_store(dir, &file).await
 }
 
 /// A chunk store on the cluster's current map, and a control client of the authority.

@@ -1,7 +1,5 @@
 //! `hive`: the HiveFS command-line tool.
 
-mod cluster_dir;
-mod local_cluster;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
 
-use crate::cluster_dir::ClusterDir;
+use hive_client::cluster_dir::ClusterDir;
+use hive_client::local_cluster;
 
 /// Runs and manages a HiveFS cluster.
 #[derive(Parser)]
