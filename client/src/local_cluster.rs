@@ -447,12 +447,23 @@ fn load(dir: &Path) -> Result<ClusterFile> {
     toml::from_str(&text).with_context(|| format!("{} is invalid", path.display()))
 }
 
+/// Whether `pid` is a running `hive-node` (not gone, not a zombie waiting to be reaped,
+/// not another program that reused the pid).
 fn alive(pid: u32) -> bool {
-    Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    if pid == 0 {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name: "pid (comm) S ...".
+    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let program = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_node = program
+        .split(|b| *b == 0)
+        .next()
+        .is_some_and(|exe| exe.ends_with(b"hive-node"));
+    is_node && !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Stops every node of the local cluster in `dir` (SIGTERM, then waits for each).
