@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk_io::ChunkStore;
 use crate::cluster_dir::{ClusterDir, pem, write_new};
-use crate::object::{get_object, put_object};
+use crate::object::{get_object_to, put_object_from};
 
 /// How long `up` waits for a node to listen, and `down` for one to exit.
 const NODE_WAIT: Duration = Duration::from_secs(60);
@@ -457,7 +457,9 @@ fn alive(pid: u32) -> bool {
         return false;
     };
     // The state follows the parenthesised command name: "pid (comm) S ...".
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
     let program = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let is_node = program
         .split(|b| *b == 0)
@@ -665,22 +667,37 @@ async fn send_owed(authority: &ControlClient, owed: &[OwedShard]) {
 /// Stores `path` as an object; returns its id.
 pub fn put(dir: &Path, path: &Path) -> Result<ChunkId> {
     let file = load(dir)?;
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let chunker = Chunker::new(ChunkerConfig::default())?;
     runtime()?.block_on(async {
+        let source = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
         let (store, authority) = chunk_store(dir, &file).await?;
-        let id = put_object(&store, &chunker, &data).await;
+        let id = put_object_from(&store, &chunker, source).await;
         report_owed(&store, &authority).await;
-        Ok(id?)
+        id.with_context(|| format!("storing {}", path.display()))
     })
 }
 
-/// Reads object `id` into `out`.
+/// Reads object `id` into `out`: into a temporary file beside it, renamed over `out`
+/// once complete and synced, so a failed read never leaves a truncated `out` (a device
+/// or pipe such as /dev/null is written directly).
 pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
     let file = load(dir)?;
-    let data = runtime()?.block_on(async {
+    let special = std::fs::metadata(out).is_ok_and(|m| !m.is_file());
+    let partial = if special {
+        out.to_path_buf()
+    } else {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(".partial");
+        out.with_file_name(name)
+    };
+    let written = runtime()?.block_on(async {
         let (store, authority) = chunk_store(dir, &file).await?;
-        let data = get_object(&store, id).await;
+        let mut sink = tokio::fs::File::create(&partial)
+            .await
+            .with_context(|| format!("creating {}", partial.display()))?;
+        let written = get_object_to(&store, id, &mut sink).await;
         let bad = store.take_bad();
         for shard in &bad {
             eprintln!(
@@ -697,10 +714,26 @@ pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
             })
             .collect::<Vec<_>>();
         send_owed(&authority, &owed).await;
-        anyhow::Ok(data?)
+        match written {
+            Ok(n) if !special => {
+                sink.sync_all()
+                    .await
+                    .with_context(|| format!("syncing {}", partial.display()))?;
+                anyhow::Ok(n)
+            }
+            Ok(n) => Ok(n),
+            Err(err) => {
+                if !special {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                }
+                Err(err.into())
+            }
+        }
     })?;
-    std::fs::write(out, &data).with_context(|| format!("writing {}", out.display()))?;
-    Ok(data.len() as u64)
+    if !special {
+        std::fs::rename(&partial, out).with_context(|| format!("renaming to {}", out.display()))?;
+    }
+    Ok(written)
 }
 
 fn bytes(n: u64) -> String {

@@ -1,6 +1,5 @@
 //! `hive`: the HiveFS command-line tool.
 
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

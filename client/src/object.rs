@@ -14,8 +14,10 @@
 
 use std::sync::Arc;
 
+use bytes::BufMut;
 use hive_codec::Chunker;
 use hive_wire::ChunkId;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use crate::chunk_io::{ChunkError, ChunkStore};
@@ -25,6 +27,9 @@ const HEADER: usize = 20;
 const ENTRY: usize = 36;
 /// Chunks of one object written or read at once.
 pub const OBJECT_PARALLELISM: usize = 8;
+/// Bytes of a streamed object read ahead for chunking (at least two maximum chunks are
+/// used, so the chunker always finds a final chunk in the window).
+pub const STREAM_WINDOW: usize = 16 << 20;
 
 /// Why an object could not be stored or read.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,9 @@ pub enum ObjectError {
     /// A worker task died.
     #[error("object task failed: {0}")]
     Task(String),
+    /// Reading the object's source or writing its destination failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// An object's manifest.
@@ -111,55 +119,108 @@ pub async fn put_object(
     chunker: &Chunker,
     data: &[u8],
 ) -> Result<ChunkId, ObjectError> {
-    let pieces: Vec<&[u8]> = chunker.split(data).collect();
-    let mut chunks = Vec::with_capacity(pieces.len());
-    for group in pieces.chunks(OBJECT_PARALLELISM) {
-        let mut tasks = JoinSet::new();
-        for (n, piece) in group.iter().enumerate() {
-            let (store, piece) = (store.clone(), piece.to_vec());
-            tasks.spawn(async move { (n, store.put(&piece).await, piece.len()) });
+    put_object_from(store, chunker, data).await
+}
+
+/// Stores everything `reader` yields as an object and returns its id, holding at most
+/// a window of [`STREAM_WINDOW`] bytes (or two maximum chunks, if larger) plus the
+/// chunks in flight, whatever the object's size. Chunks are cut exactly as
+/// [`Chunker::split`] would cut the whole stream, so streamed and buffered objects
+/// deduplicate against each other.
+pub async fn put_object_from<R: AsyncRead + Unpin>(
+    store: &Arc<ChunkStore>,
+    chunker: &Chunker,
+    mut reader: R,
+) -> Result<ChunkId, ObjectError> {
+    let window = STREAM_WINDOW.max(2 * chunker.config().max as usize);
+    let mut pending: Vec<u8> = Vec::with_capacity(window);
+    let mut in_flight = JoinSet::new();
+    let mut chunks: Vec<Option<(ChunkId, u32)>> = Vec::new();
+    let mut len = 0u64;
+    loop {
+        let mut at_end = false;
+        while pending.len() < window {
+            let room = window - pending.len();
+            if reader.read_buf(&mut (&mut pending).limit(room)).await? == 0 {
+                at_end = true;
+                break;
+            }
         }
-        let mut done = Vec::with_capacity(group.len());
-        while let Some(joined) = tasks.join_next().await {
-            let (n, id, len) = joined.map_err(|e| ObjectError::Task(e.to_string()))?;
-            done.push((n, id?, len));
+        let (pieces, covered) = chunker.split_prefix(&pending, at_end);
+        for piece in pieces {
+            if in_flight.len() == OBJECT_PARALLELISM {
+                finish_one(&mut in_flight, &mut chunks).await?;
+            }
+            let (store, piece, n) = (store.clone(), piece.to_vec(), chunks.len());
+            chunks.push(None);
+            in_flight.spawn(async move { (n, store.put(&piece).await, piece.len()) });
         }
-        done.sort_unstable_by_key(|(n, _, _)| *n);
-        chunks.extend(done.into_iter().map(|(_, id, len)| {
-            (
-                id,
-                u32::try_from(len).expect("invariant: chunks are at most 16 MiB"),
-            )
-        }));
+        pending.drain(..covered);
+        len += covered as u64;
+        if at_end {
+            break;
+        }
+    }
+    while !in_flight.is_empty() {
+        finish_one(&mut in_flight, &mut chunks).await?;
     }
     let manifest = Manifest {
-        len: data.len() as u64,
-        chunks,
+        len,
+        chunks: chunks
+            .into_iter()
+            .map(|c| c.expect("invariant: every chunk put has finished"))
+            .collect(),
     };
     Ok(store.put(&manifest.encode()).await?)
 }
 
+type PutResult = (usize, Result<ChunkId, ChunkError>, usize);
+
+/// Waits for one chunk put and records its id in its place.
+async fn finish_one(
+    in_flight: &mut JoinSet<PutResult>,
+    chunks: &mut [Option<(ChunkId, u32)>],
+) -> Result<(), ObjectError> {
+    let Some(joined) = in_flight.join_next().await else {
+        return Ok(());
+    };
+    let (n, id, len) = joined.map_err(|e| ObjectError::Task(e.to_string()))?;
+    let len = u32::try_from(len).expect("invariant: chunks are at most 16 MiB");
+    chunks[n] = Some((id?, len));
+    Ok(())
+}
+
 /// Reads object `id` whole.
 pub async fn get_object(store: &Arc<ChunkStore>, id: ChunkId) -> Result<Vec<u8>, ObjectError> {
-    let manifest = Manifest::decode(id, &store.get(id).await?)?;
-    let mut out = Vec::with_capacity(usize::try_from(manifest.len).unwrap_or(0));
-    for group in manifest.chunks.chunks(OBJECT_PARALLELISM) {
-        let mut tasks = JoinSet::new();
-        for (n, (chunk, _)) in group.iter().enumerate() {
-            let (store, chunk) = (store.clone(), *chunk);
-            tasks.spawn(async move { (n, store.get(chunk).await) });
-        }
-        let mut done = Vec::with_capacity(group.len());
-        while let Some(joined) = tasks.join_next().await {
-            let (n, data) = joined.map_err(|e| ObjectError::Task(e.to_string()))?;
-            done.push((n, data?));
-        }
-        done.sort_unstable_by_key(|(n, _)| *n);
-        for (_, data) in done {
-            out.extend_from_slice(&data);
-        }
-    }
+    let mut out = Vec::new();
+    get_object_to(store, id, &mut out).await?;
     Ok(out)
+}
+
+/// Reads object `id` into `writer`, in order, with up to [`OBJECT_PARALLELISM`] chunks
+/// fetched ahead; returns its length. On an error, what was written is a prefix of the
+/// object.
+pub async fn get_object_to<W: AsyncWrite + Unpin>(
+    store: &Arc<ChunkStore>,
+    id: ChunkId,
+    writer: &mut W,
+) -> Result<u64, ObjectError> {
+    let manifest = Manifest::decode(id, &store.get(id).await?)?;
+    let mut ahead = std::collections::VecDeque::with_capacity(OBJECT_PARALLELISM);
+    let mut next = manifest.chunks.iter();
+    loop {
+        while ahead.len() < OBJECT_PARALLELISM
+            && let Some((chunk, _)) = next.next()
+        {
+            let (store, chunk) = (store.clone(), *chunk);
+            ahead.push_back(tokio::spawn(async move { store.get(chunk).await }));
+        }
+        let Some(task) = ahead.pop_front() else { break };
+        let data = task.await.map_err(|e| ObjectError::Task(e.to_string()))??;
+        writer.write_all(&data).await?;
+    }
+    writer.flush().await?;
+    Ok(manifest.len)
 }
 
 #[cfg(test)]

@@ -380,6 +380,8 @@ fn reads_go_on_without_the_map_authority() {
         .chain(std::iter::repeat_n(b'x', 1 << 20))
         .collect();
     let id = c.put("sample.bin", &data);
+    let empty = c.put("empty.bin", &[]);
+    c.check(&empty, &[]);
     // Node 1 is the map authority.
     c.signal("-KILL", &[1, 2]);
     let out = c.check(&id, &data);

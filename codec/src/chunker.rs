@@ -32,6 +32,24 @@ impl Chunker {
             .map(move |chunk| &data[chunk.offset..chunk.offset + chunk.length])
     }
 
+    /// Cuts the chunks at the front of `data` that a cut of the whole stream would also
+    /// make, whatever bytes follow: every chunk but the last, or all of them when
+    /// `at_end` says the stream ends with `data`. Returns them and the bytes they cover;
+    /// the rest must be passed again with the stream's next bytes appended. Fed windows
+    /// of at least twice the maximum chunk size, it always makes progress, and the
+    /// chunks are exactly those of [`Chunker::split`] over the whole stream.
+    pub fn split_prefix<'a>(&self, data: &'a [u8], at_end: bool) -> (Vec<&'a [u8]>, usize) {
+        let mut chunks: Vec<&[u8]> = self.split(data).collect();
+        // A chunk that ends before the data does ended at a cut point or at the maximum
+        // size: both depend only on bytes already here. The last one may end only
+        // because the data does.
+        if !at_end {
+            chunks.pop();
+        }
+        let covered = chunks.iter().map(|c| c.len()).sum();
+        (chunks, covered)
+    }
+
     /// Keeps a buffer no longer than the maximum chunk size whole: the path for small
     /// writes, where cutting would only add overhead.
     pub fn single<'a>(&self, data: &'a [u8]) -> Result<&'a [u8], CodecError> {

@@ -65,3 +65,41 @@ fn a_small_buffer_stays_one_chunk_and_an_oversized_one_is_refused() {
         })
     ));
 }
+
+#[test]
+fn cutting_a_stream_window_by_window_gives_the_chunks_of_the_whole() {
+    let chunker = Chunker::new(ChunkerConfig::default()).expect("defaults");
+    let max = chunker.config().max as usize;
+    let seed = 21;
+    // Mixed content: random, then a long run of one byte (max-size cuts), then text.
+    let mut data = random_bytes(seed, 20 << 20);
+    data.extend(std::iter::repeat_n(7u8, 9 << 20));
+    data.extend(hive_testkit::text_bytes(seed, 5 << 20));
+    let whole: Vec<&[u8]> = chunker.split(&data).collect();
+    for window in [2 * max, 2 * max + 12_345, 5 * max] {
+        let mut streamed: Vec<Vec<u8>> = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut fed = 0;
+        loop {
+            let take = (window - pending.len()).min(data.len() - fed);
+            pending.extend_from_slice(&data[fed..fed + take]);
+            fed += take;
+            let at_end = fed == data.len();
+            let (chunks, covered) = chunker.split_prefix(&pending, at_end);
+            assert!(
+                at_end || covered > 0,
+                "no progress with a {window}-byte window"
+            );
+            streamed.extend(chunks.into_iter().map(<[u8]>::to_vec));
+            pending.drain(..covered);
+            if at_end {
+                assert!(pending.is_empty());
+                break;
+            }
+        }
+        assert!(
+            streamed.iter().map(Vec::as_slice).eq(whole.iter().copied()),
+            "window {window} (seed {seed}) cut differently"
+        );
+    }
+}
