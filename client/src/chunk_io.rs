@@ -13,7 +13,7 @@ use hive_codec::{
     ChunkDecoder, ChunkEncoder, ClusterView, CodecError, CompressionConfig, ErasureScheme,
     PlacementError, ShardBytes, chunk_id,
 };
-use hive_wire::net::control::OwedShard;
+use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, OwedShard};
 use hive_wire::net::message;
 use hive_wire::net::rpc::code;
 use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
@@ -31,6 +31,8 @@ pub const HAS_DEADLINE: Duration = Duration::from_secs(3);
 /// How long connecting to a node may take (QUIC would otherwise wait for its idle
 /// timeout on a node that is gone).
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a map follower waits after a failed watch before asking again.
+pub const MAP_RETRY: Duration = Duration::from_secs(1);
 /// Owed shards remembered for reporting; past it only the count grows.
 pub const OWED_KEPT: usize = 65_536;
 
@@ -101,6 +103,8 @@ pub struct ChunkStore {
     owed: Arc<Owed>,
     bad: std::sync::Mutex<(u64, Vec<BadShard>)>,
     hedge: std::sync::Mutex<HedgeTimer>,
+    /// Signalled when a newer map is put in use.
+    view_changed: tokio::sync::Notify,
 }
 
 /// Shards owed to repair (failed after their chunk was acknowledged), and shards still
@@ -185,6 +189,7 @@ impl ChunkStore {
             owed: Arc::new(Owed::default()),
             bad: std::sync::Mutex::new((0, Vec::new())),
             hedge: std::sync::Mutex::new(HedgeTimer::default()),
+            view_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -261,7 +266,44 @@ impl ChunkStore {
             return false;
         }
         *current = Arc::new(view);
+        drop(current);
+        self.view_changed.notify_waiters();
         true
+    }
+
+    /// Waits until the map in use satisfies `wanted`.
+    pub async fn view_where(&self, wanted: impl Fn(&ClusterView) -> bool) {
+        loop {
+            let changed = self.view_changed.notified();
+            if wanted(&self.view()) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Follows the cluster map from `control` (a watch: each answer comes when the
+    /// map's epoch passes the one in use) and puts every newer one in use, until the
+    /// store is dropped. A failed watch is asked again after [`MAP_RETRY`].
+    pub fn follow(self: &Arc<Self>, control: ControlClient) -> tokio::task::JoinHandle<()> {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(known) = store.upgrade().map(|s| s.view().map.epoch().0) else {
+                    return;
+                };
+                match control.map(known, MAP_WATCH_WAIT).await {
+                    Ok(message) => {
+                        let Some(me) = store.upgrade() else { return };
+                        if let Ok(view) = ClusterView::from_message(&message) {
+                            me.set_view(view);
+                        }
+                    }
+                    // Waiting is the point here: the authority is unreachable.
+                    Err(_) => tokio::time::sleep(MAP_RETRY).await,
+                }
+            }
+        })
     }
 
     /// The nodes holding `chunk`'s shards, in shard-index order.

@@ -623,13 +623,19 @@ async fn chunk_store(dir: &Path, file: &ClusterFile) -> Result<(Arc<ChunkStore>,
         file.authority_addr()?,
         NodeId(file.authority),
     );
-    let store = ChunkStore::new(
+    let store = Arc::new(ChunkStore::new(
         view,
         client.as_ref().clone(),
         ErasureScheme::new(file.k, file.m)?,
         CompressionConfig::default(),
-    );
-    Ok((Arc::new(store), authority))
+    ));
+    // New epochs (nodes going down or coming back) reach the store while it works.
+    store.follow(ControlClient::new(
+        client.clone(),
+        file.authority_addr()?,
+        NodeId(file.authority),
+    ));
+    Ok((store, authority))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

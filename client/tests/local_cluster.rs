@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use hive_wire::NodeId;
+
 /// Seed of every sample file; printed in failures.
 const SEED: u64 = 0x5eed_0006;
 /// How long a put may take to fail when too few nodes are alive: the connect deadline
@@ -261,8 +263,24 @@ fn the_data_path_survives_kills_stops_restarts_and_damage() {
     assert_eq!(c.put("again.bin", &halved), halved_id);
     assert_eq!(c.stored(), after_halved, "a repeated put stored bytes");
 
-    // Two nodes killed: everything reads, new puts succeed on the four left.
+    // Two nodes killed: a client following the map sees them marked down; everything
+    // reads, new puts succeed on the four left.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let (follower, _) = runtime
+        .block_on(hive_client::local_cluster::connect(&c.dir))
+        .expect("connect");
     c.signal("-KILL", &[5, 6]);
+    runtime.block_on(async {
+        let down = |v: &hive_codec::ClusterView| !v.is_up(NodeId(5)) && !v.is_up(NodeId(6));
+        tokio::time::timeout(STATUS_WAIT, follower.view_where(down))
+            .await
+            .expect("the client's map never showed nodes 5 and 6 down");
+    });
+    drop(follower);
     c.check(&big_id, &big);
     c.check(&halved_id, &halved);
     let small = random(SEED + 3, 8 << 20);

@@ -28,6 +28,10 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const CONNECTION_BUFFER: usize = 64 << 20;
 /// How long a server waits for a request frame to arrive whole.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest UDP payload a connection may grow to by path MTU discovery: jumbo
+/// frames (9000-byte MTU less IP and UDP headers). Paths that carry less are found by
+/// the probes (they start from 1200 bytes and never exceed what the path acknowledged).
+pub const MAX_UDP_PAYLOAD: u16 = 8952;
 /// A connection with no traffic for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a refusal may take to reach the caller before its connection is closed.
@@ -158,6 +162,9 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
             .try_into()
             .expect("invariant: the idle timeout fits QUIC's varint"),
     ));
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    t.mtu_discovery_config(Some(mtu));
     Arc::new(t)
 }
 
@@ -179,13 +186,11 @@ pub fn endpoint(
     socket.bind(&addr.into()).map_err(fail)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| RpcError::Endpoint("no tokio runtime is running".to_string()))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket.into(),
-        runtime,
-    )
-    .map_err(fail)
+    let mut config = quinn::EndpointConfig::default();
+    config
+        .max_udp_payload_size(MAX_UDP_PAYLOAD)
+        .expect("invariant: MAX_UDP_PAYLOAD is a valid UDP payload size");
+    quinn::Endpoint::new(config, server, socket.into(), runtime).map_err(fail)
 }
 
 /// A listening endpoint that answers requests with a handler.
