@@ -68,9 +68,26 @@ impl Line {
     }
 }
 
+/// One row of a cost breakdown: what a stage of a data path costs per byte of user
+/// data, for the reader to see where the time goes.
+pub struct Cost {
+    pub suite: &'static str,
+    /// The data path, like `put` or `get`.
+    pub path: &'static str,
+    pub stage: &'static str,
+    pub ns_per_byte: f64,
+    /// Fraction of the path's modelled total; `None` for rows outside the model (a
+    /// whole run measured for comparison).
+    pub share: Option<f64>,
+    /// How it was measured, for the table only.
+    pub how: String,
+}
+
 pub struct Report {
     json: bool,
     printed_header: bool,
+    /// Breakdown rows, printed as a table after the result lines.
+    costs: Vec<Cost>,
 }
 
 impl Report {
@@ -78,7 +95,27 @@ impl Report {
         Self {
             json,
             printed_header: false,
+            costs: Vec::new(),
         }
+    }
+
+    /// A breakdown row: printed at once as a JSON line, or kept for the table that
+    /// follows the result lines.
+    pub fn cost(&mut self, cost: Cost) {
+        if !self.json {
+            self.costs.push(cost);
+            return;
+        }
+        let mut value = json!({
+            "suite": cost.suite,
+            "path": cost.path,
+            "stage": cost.stage,
+            "ns_per_byte": round3(cost.ns_per_byte),
+        });
+        if let Some(share) = cost.share {
+            value["share"] = json!(round3(share));
+        }
+        emit!("{value}");
     }
 
     /// Prints a line as soon as it is measured, so a long suite shows progress.
@@ -122,6 +159,29 @@ impl Report {
     pub fn finish(&self) {
         if !self.json && self.printed_header {
             emit!("ratio > 1 means HiveFS is faster; both sides ran interleaved in this process.");
+        }
+        let mut path = "";
+        for cost in &self.costs {
+            if cost.path != path {
+                path = cost.path;
+                emit!(
+                    "\n{} {path}: CPU per byte of user data\n{:<14} {:>8} {:>7}  measured as",
+                    cost.suite,
+                    "stage",
+                    "ns/byte",
+                    "share"
+                );
+            }
+            let share = cost
+                .share
+                .map_or_else(String::new, |s| format!("{:.1}%", s * 100.0));
+            emit!(
+                "{:<14} {:>8.3} {:>7}  {}",
+                cost.stage,
+                cost.ns_per_byte,
+                share,
+                cost.how
+            );
         }
     }
 }

@@ -1,3 +1,4 @@
+pub mod cluster;
 pub mod codec;
 pub mod net;
 pub mod store;

@@ -62,51 +62,88 @@ fn echo_handler() -> Handler {
 struct Pair {
     ours: Connection,
     bare: quinn::Connection,
-    _server: Server,
+    _ours: Loopback,
     _bare_endpoint: quinn::Endpoint,
-    _client: Client,
     _bare_client: quinn::Endpoint,
 }
 
-async fn setup() -> Result<Pair> {
-    let ca = ClusterCa::create("bench")?;
-    let validity = Validity::starting_now(Duration::from_secs(3600));
-    let node = Identity::node(NodeId(1));
-    let (cert, key) = ca.issue_with_key(node, validity)?;
-    let node_creds = Credentials::new(cert, &key);
-    let who = Identity {
-        role: Role::Client,
-        id: 1,
-    };
-    let (cert, key) = ca.issue_with_key(who, validity)?;
-    let client_creds = Credentials::new(cert, &key);
+/// A cluster CA with one node's and one client's credentials, as a cluster issues them.
+pub struct Pki {
+    ca: ClusterCa,
+    node: Identity,
+    node_creds: Credentials,
+    client_creds: Credentials,
+}
 
-    let server = Server::bind(
-        loopback(),
-        ca.cert(),
-        &node_creds,
-        Revocations::default(),
-        echo_handler(),
-    )?;
-    let client = Client::new(ca.cert(), Some(&client_creds))?;
-    let ours = client.connect(server.local_addr(), Some(node)).await?;
+impl Pki {
+    pub fn new() -> Result<Self> {
+        let ca = ClusterCa::create("bench")?;
+        let validity = Validity::starting_now(Duration::from_secs(3600));
+        let node = Identity::node(NodeId(1));
+        let (cert, key) = ca.issue_with_key(node, validity)?;
+        let node_creds = Credentials::new(cert, &key);
+        let who = Identity {
+            role: Role::Client,
+            id: 1,
+        };
+        let (cert, key) = ca.issue_with_key(who, validity)?;
+        let client_creds = Credentials::new(cert, &key);
+        Ok(Self {
+            ca,
+            node,
+            node_creds,
+            client_creds,
+        })
+    }
+}
+
+/// Our RPC server on loopback (mutual TLS, as a node runs it) and a client connected
+/// to it; both live as long as this.
+pub struct Loopback {
+    pub connection: Connection,
+    _server: Server,
+    _client: Client,
+}
+
+impl Loopback {
+    /// Starts a server answering with `handler` and connects to it.
+    pub async fn start(pki: &Pki, handler: Handler) -> Result<Self> {
+        let server = Server::bind(
+            loopback(),
+            pki.ca.cert(),
+            &pki.node_creds,
+            Revocations::default(),
+            handler,
+        )?;
+        let client = Client::new(pki.ca.cert(), Some(&pki.client_creds))?;
+        let connection = client.connect(server.local_addr(), Some(pki.node)).await?;
+        Ok(Self {
+            connection,
+            _server: server,
+            _client: client,
+        })
+    }
+}
+
+async fn setup() -> Result<Pair> {
+    let pki = Pki::new()?;
+    let ours = Loopback::start(&pki, echo_handler()).await?;
 
     // Bare quinn, with the same TLS, transport and socket settings (the TLS builders
     // carry the transport settings).
-    let bare_config = server_config(ca.cert(), &node_creds, Revocations::default(), true)?;
+    let bare_config = server_config(pki.ca.cert(), &pki.node_creds, Revocations::default(), true)?;
     let bare_server = endpoint(loopback(), Some(bare_config))?;
     tokio::spawn(bare_echo(bare_server.clone()));
     let mut bare_client = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
-    bare_client.set_default_client_config(client_config(ca.cert(), Some(&client_creds))?);
+    bare_client.set_default_client_config(client_config(pki.ca.cert(), Some(&pki.client_creds))?);
     let bare = bare_client
-        .connect(bare_server.local_addr()?, &server_name(Some(node)))?
+        .connect(bare_server.local_addr()?, &server_name(Some(pki.node)))?
         .await?;
     Ok(Pair {
-        ours,
+        ours: ours.connection.clone(),
         bare,
-        _server: server,
+        _ours: ours,
         _bare_endpoint: bare_server,
-        _client: client,
         _bare_client: bare_client,
     })
 }

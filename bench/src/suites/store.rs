@@ -42,20 +42,53 @@ pub fn run(rounds: &Rounds, report: &mut Report, dir: &Path) -> Result<()> {
     let work = dir.join(format!("hive-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let rounds_n = rounds.count();
-    let result = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("hive-bench-store")
-        .spawn({
-            let work = work.clone();
-            move || async move { measure(rounds_n, &work).await }
-        })
-        .map_err(|e| anyhow::anyhow!("starting a glommio executor: {e}"))?
-        .join()
-        .map_err(|e| anyhow::anyhow!("the benchmark executor failed: {e}"))?;
+    let result = on_executor("hive-bench-store", {
+        let work = work.clone();
+        move || async move { measure(rounds_n, &work).await }
+    });
     let _ = std::fs::remove_dir_all(&work);
     for line in result? {
         report.add(line);
     }
     Ok(())
+}
+
+/// Runs `work` on a new glommio executor thread (stores and O_DIRECT files live on
+/// one) and waits for its result.
+pub fn on_executor<T, F, Fut>(name: &str, work: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T>> + 'static,
+{
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name(name)
+        .spawn(work)
+        .map_err(|e| anyhow::anyhow!("starting a glommio executor: {e}"))?
+        .join()
+        .map_err(|e| anyhow::anyhow!("the benchmark executor failed: {e}"))?
+}
+
+/// Formats a store for [`NODE`] at `path`, `size` bytes (sparse) in segments of
+/// `segment_size`, and opens it; call on a glommio executor.
+pub async fn new_store(path: &Path, size: u64, segment_size: u32) -> Result<Store> {
+    let options = FormatOptions {
+        node_id: NODE,
+        size: Some(size),
+        segment_size,
+    };
+    Store::format(path, &options)?;
+    Ok(Store::open(path, NODE).await?)
+}
+
+/// Opens `path` for O_DIRECT reads and writes; call on a glommio executor.
+pub async fn open_direct(path: &Path) -> Result<DmaFile> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .dma_open(path)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))
 }
 
 /// One shard made of `data_len` random bytes (replication 1+0: the record holds them
@@ -76,25 +109,12 @@ async fn measure(rounds_n: u32, work: &Path) -> Result<Vec<Line>> {
     let rounds = Rounds::new(rounds_n, 1);
     let store_path = work.join("store");
     let raw_path = work.join("raw");
-    let options = FormatOptions {
-        node_id: NODE,
-        size: Some(FILE_SIZE),
-        segment_size: 64 << 20,
-    };
-    Store::format(&store_path, &options)?;
     // The raw file starts with real data: glommio's first DmaFile on a device must not
     // be empty (see the nvme crate).
     let raw_len = 64 << 20;
     std::fs::write(&raw_path, random_bytes(7, raw_len))?;
-    let store = Rc::new(Store::open(&store_path, NODE).await?);
-    let raw = Rc::new(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(&raw_path)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening {}: {e}", raw_path.display()))?,
-    );
+    let store = Rc::new(new_store(&store_path, FILE_SIZE, 64 << 20).await?);
+    let raw = Rc::new(open_direct(&raw_path).await?);
     let mut lines = Vec::new();
     lines.push(seq_write(&rounds, &store, &raw).await?);
     lines.push(rand_read(&rounds, &store, &raw, raw_len as u64).await?);
