@@ -28,10 +28,6 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const CONNECTION_BUFFER: usize = 64 << 20;
 /// How long a server waits for a request frame to arrive whole.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest UDP payload a connection may grow to by path MTU discovery: jumbo
-/// frames (9000-byte MTU less IP and UDP headers). Paths that carry less are found by
-/// the probes (they start from 1200 bytes and never exceed what the path acknowledged).
-pub const MAX_UDP_PAYLOAD: u16 = 8952;
 /// A connection with no traffic for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a refusal may take to reach the caller before its connection is closed.
@@ -162,9 +158,6 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
             .try_into()
             .expect("invariant: the idle timeout fits QUIC's varint"),
     ));
-    let mut mtu = quinn::MtuDiscoveryConfig::default();
-    mtu.upper_bound(MAX_UDP_PAYLOAD);
-    t.mtu_discovery_config(Some(mtu));
     Arc::new(t)
 }
 
