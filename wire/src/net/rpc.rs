@@ -179,11 +179,13 @@ pub fn endpoint(
     socket.bind(&addr.into()).map_err(fail)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| RpcError::Endpoint("no tokio runtime is running".to_string()))?;
-    let mut config = quinn::EndpointConfig::default();
-    config
-        .max_udp_payload_size(MAX_UDP_PAYLOAD)
-        .expect("invariant: MAX_UDP_PAYLOAD is a valid UDP payload size");
-    quinn::Endpoint::new(config, server, socket.into(), runtime).map_err(fail)
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket.into(),
+        runtime,
+    )
+    .map_err(fail)
 }
 
 /// A listening endpoint that answers requests with a handler.
