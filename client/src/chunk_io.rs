@@ -28,6 +28,8 @@ pub const SHARD_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the dedup question may take: an unanswered one counts as "not stored" (the
 /// chunk is sent; storing a shard twice costs space in one place, never correctness).
 pub const HAS_DEADLINE: Duration = Duration::from_secs(3);
+/// Holders asked the dedup question at once (the first answer counts).
+pub const DEDUP_ASKED: usize = 2;
 /// How long connecting to a node may take (QUIC would otherwise wait for its idle
 /// timeout on a node that is gone).
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
@@ -346,10 +348,7 @@ impl ChunkStore {
         let id = chunk_id(data);
         let view = self.view();
         let holders = view.map.place(view.map.pg_of(&id), self.scheme.width())?;
-        // Dedup: ask the first holder the map says is up whether it has its shard.
-        if let Some(i) = holders.iter().position(|n| view.is_up(*n))
-            && self.has(holders[i], id, shard_index(i)).await
-        {
+        if self.stored(&view, &holders, id).await {
             return Ok(id);
         }
         let mut encoder = ChunkEncoder::new(self.scheme, self.compression)?;
@@ -438,19 +437,47 @@ impl ChunkStore {
         result
     }
 
-    async fn has(&self, node: NodeId, chunk: ChunkId, index: ShardIndex) -> bool {
-        let Ok(Ok(connection)) = tokio::time::timeout(HAS_DEADLINE, self.connection(node)).await
-        else {
-            return false;
-        };
+    /// The dedup question: asks the first [`DEDUP_ASKED`] holders the map says are up
+    /// whether they have their shard, and takes the first answer. A holder that is slow
+    /// or stopped does not hold up the write; a "no" from a holder that missed its
+    /// shard only makes the chunk be written again, which also restores that shard.
+    async fn stored(
+        self: &Arc<Self>,
+        view: &ClusterView,
+        holders: &[NodeId],
+        chunk: ChunkId,
+    ) -> bool {
+        let mut asked = tokio::task::JoinSet::new();
+        for (i, node) in holders
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| view.is_up(**n))
+            .take(DEDUP_ASKED)
+        {
+            let (store, node) = (self.clone(), *node);
+            asked.spawn(async move { store.has(node, chunk, shard_index(i)).await });
+        }
+        // The first holder that answers decides; one that does not is no answer.
+        while let Some(answer) = asked.join_next().await {
+            if let Ok(Some(present)) = answer {
+                return present;
+            }
+        }
+        false
+    }
+
+    /// Whether `node` has the shard; `None` if it did not answer in time.
+    async fn has(&self, node: NodeId, chunk: ChunkId, index: ShardIndex) -> Option<bool> {
+        let connection = tokio::time::timeout(HAS_DEADLINE, self.connection(node))
+            .await
+            .ok()?
+            .ok()?;
         let key = message::encode(&ShardKey::new(chunk, index));
         let request = message::request::<ShardService>(OP_HAS, key, Bytes::new());
-        match connection.call(request, HAS_DEADLINE).await {
-            Ok(answer) => {
-                message::decode::<Found>("Found", &answer.message).is_ok_and(|f| f.present)
-            }
-            Err(_) => false,
-        }
+        let answer = connection.call(request, HAS_DEADLINE).await.ok()?;
+        message::decode::<Found>("Found", &answer.message)
+            .ok()
+            .map(|f| f.present)
     }
 
     async fn fetch(

@@ -127,8 +127,9 @@ fn node_config(
     enroll_port: u16,
     store_size: &str,
 ) -> String {
+    // Six nodes share this machine's cores: one network thread each.
     let mut config = format!(
-        "listen = \"127.0.0.1:{port}\"\n\n[store]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
+        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[store]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
         authority.addr, authority.id
     );
     if n == authority.id {

@@ -193,6 +193,12 @@ impl ClusterMap {
         let candidates = self.candidates(pg, width);
         let mut slots = self.choose(&candidates, width);
         self.replace_out_members(&candidates, &mut slots);
+        // Slots fill in join order, so early nodes would hold the low (data) shard
+        // indexes of most groups, and take most reads. Rotating each group's slots by
+        // the group number spreads shard indexes evenly; it is the same for every
+        // epoch, so it moves nothing when membership changes.
+        let rotation = usize::try_from(pg.get()).unwrap_or(0) % width;
+        slots.rotate_left(rotation);
         Ok(slots.into_iter().map(|c| self.nodes[c.node].id).collect())
     }
 

@@ -234,3 +234,25 @@ fn chunks_spread_over_all_groups() {
     }
     assert_eq!(seen.len() as u64, m.pg_count());
 }
+
+#[test]
+fn data_shards_spread_over_every_node_even_when_all_nodes_hold_every_group() {
+    // Six nodes, six shards (4+2): every node is in every group; what varies is which
+    // shard index it holds. Each should hold a data shard (index < 4) in about 4/6 of
+    // the groups, so reads spread over all nodes.
+    let map = map(nodes(6, &[1]));
+    let groups = table(&map);
+    let mut data: HashMap<NodeId, usize> = HashMap::new();
+    for holders in &groups {
+        for node in &holders[..4] {
+            *data.entry(*node).or_default() += 1;
+        }
+    }
+    for (node, count) in data {
+        let share = count as f64 / groups.len() as f64;
+        assert!(
+            (0.6..0.73).contains(&share),
+            "node {node} holds a data shard in {share:.3} of groups (expected about 0.667)"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! ```toml
 //! node_id = 3              # optional: the id is the certificate's; if given, must match
 //! listen = "127.0.0.1:7400"
+//! network_threads = 2       # optional: tokio worker threads for networking (default 2)
 //!
 //! [store]
 //! path = "store.img"        # a file (created by 'hive-node format') or a block device
@@ -45,6 +46,7 @@ use serde::Deserialize;
 struct Raw {
     node_id: Option<u64>,
     listen: String,
+    network_threads: Option<usize>,
     store: RawStore,
     tls: RawTls,
     cluster: Option<RawCluster>,
@@ -95,6 +97,10 @@ pub struct Cluster {
     pub weight: u32,
 }
 
+/// Tokio worker threads for networking when `network_threads` is not given: the shard
+/// executor has its own thread, and two keep the network side off the critical path on
+/// a small machine. Nodes sharing a machine (a local cluster) do better with one each.
+const DEFAULT_NETWORK_THREADS: usize = 2;
 /// Placement groups of a new map when `cluster.pg_bits` is not given: 2^8.
 const DEFAULT_PG_BITS: u8 = 8;
 
@@ -121,6 +127,8 @@ struct RawTls {
 pub struct Config {
     pub node_id: Option<u64>,
     pub listen: SocketAddr,
+    /// Tokio worker threads for networking.
+    pub network_threads: usize,
     pub store_path: PathBuf,
     pub store_size: Option<u64>,
     pub segment_size: Option<u32>,
@@ -246,7 +254,12 @@ impl Config {
                 })
             })
             .transpose()?;
+        let network_threads = raw.network_threads.unwrap_or(DEFAULT_NETWORK_THREADS);
+        if network_threads == 0 {
+            bail!("network_threads: at least 1");
+        }
         Ok(Self {
+            network_threads,
             node_id: raw.node_id,
             listen,
             store_path: resolve(&raw.store.path),

@@ -37,8 +37,6 @@ use crate::config::Config;
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// How often a node looks at its revocation list file for new entries.
 const REVOCATION_RELOAD: Duration = Duration::from_secs(2);
-/// Tokio worker threads for networking: the shard executor has its own thread.
-const NETWORK_THREADS: usize = 2;
 
 /// Runs a HiveFS storage node.
 #[derive(Parser)]
@@ -310,7 +308,7 @@ fn run(path: &Path) -> Result<()> {
     let (actor, actor_thread) = ShardActor::start(config.store_path.clone(), node, config.cpu)
         .with_context(|| format!("opening the store {}", config.store_path.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(NETWORK_THREADS)
+        .worker_threads(config.network_threads)
         .enable_all()
         .build()
         .context("starting the network runtime")?;
