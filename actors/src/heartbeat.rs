@@ -13,7 +13,7 @@ use hive_wire::net::control::{ControlClient, Heartbeat, MAP_WATCH_WAIT, MapMessa
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
-use crate::ShardActor;
+use crate::Shards;
 use crate::constants::{HEARTBEAT_INTERVAL, MAP_RETRY};
 
 /// The heartbeater's one message: beat now.
@@ -24,8 +24,8 @@ pub struct Beat;
 pub struct HeartbeatArgs {
     /// The authority.
     pub authority: Arc<ControlClient>,
-    /// The node's store, for its figures.
-    pub shards: ShardActor,
+    /// The node's stores, for their figures.
+    pub shards: Shards,
     /// Where the node serves shards.
     pub addr: SocketAddr,
     /// Its failure domain.

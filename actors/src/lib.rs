@@ -12,6 +12,7 @@ pub mod map_file;
 pub mod membership;
 mod shard_actor;
 mod shard_service;
+mod shards;
 mod supervisor;
 
 pub use authority::{AuthorityArgs, AuthorityMsg, MapAuthority};
@@ -19,4 +20,5 @@ pub use control_service::{Authority, control_service, route};
 pub use heartbeat::{FollowerArgs, HeartbeatArgs, Heartbeater, MapFollower};
 pub use shard_actor::{ActorError, ShardActor, ShardActorThread};
 pub use shard_service::shard_service;
+pub use shards::Shards;
 pub use supervisor::{Child, NodeSupervisor};

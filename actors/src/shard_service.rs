@@ -9,10 +9,11 @@ use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
 use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
 
-use crate::shard_actor::{ActorError, ShardActor};
+use crate::shard_actor::ActorError;
+use crate::shards::Shards;
 
-/// A request handler that serves the shard service from `actor`.
-pub fn shard_service(actor: ShardActor) -> Handler {
+/// A request handler that serves the shard service from a node's stores.
+pub fn shard_service(actor: Shards) -> Handler {
     Arc::new(move |peer: Peer, request: Request| {
         let actor = actor.clone();
         Box::pin(async move { handle(&actor, &peer, request).await })
@@ -31,7 +32,7 @@ fn refuse(err: ActorError) -> Refusal {
     }
 }
 
-async fn handle(actor: &ShardActor, peer: &Peer, request: Request) -> Result<Response, Refusal> {
+async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Response, Refusal> {
     check_version::<ShardService>(&request)?;
     authorise(peer, Operation::ShardIo)?;
     let key = || -> Result<ShardKey, Refusal> {

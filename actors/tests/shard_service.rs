@@ -1,11 +1,12 @@
 //! The shard service end to end: a client stores and fetches shards over mutual-TLS
-//! QUIC; a shard actor on its own glommio executor keeps them in a real store.
+//! QUIC; a node's two stores, each behind a shard actor on its own glommio executor,
+//! share the chunks.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hive_actors::{ShardActor, shard_service};
+use hive_actors::{ShardActor, Shards, shard_service};
 use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
 use hive_nvme::{FormatOptions, Store};
 use hive_testkit::random_bytes;
@@ -54,14 +55,21 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     let dir = std::env::temp_dir().join(format!("hive-actors-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("store");
+    let paths = [dir.join("store-a"), dir.join("store-b")];
     let options = FormatOptions {
         node_id: NODE,
         size: Some(64 << 20),
         segment_size: 1 << 20,
     };
-    Store::format(&path, &options).expect("format");
-    let (actor, thread) = ShardActor::start(path, NODE, None).expect("actor starts");
+    let mut actors = Vec::new();
+    let mut threads = Vec::new();
+    for path in &paths {
+        Store::format(path, &options).expect("format");
+        let (actor, thread) = ShardActor::start(path.clone(), NODE, None).expect("actor starts");
+        actors.push(actor);
+        threads.push(thread);
+    }
+    let actor = Shards::new(actors.clone());
 
     let ca = ClusterCa::create("test").expect("ca");
     let validity = Validity::starting_now(Duration::from_secs(3600));
@@ -118,6 +126,13 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     }
     let stats = actor.stats().await.expect("stats");
     assert_eq!(stats.shards, 16 * 6);
+    for (n, one) in actors.iter().enumerate() {
+        let shards = one.stats().await.expect("stats").shards;
+        assert!(
+            shards > 0,
+            "store {n} got no shards: the stores do not share the chunks"
+        );
+    }
     assert!(
         stats.commits < 16 * 6,
         "concurrent puts share group commits: {}",
@@ -161,18 +176,24 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     drop(client);
     drop(server);
     drop(actor);
-    // Wait for the actor to close its store, then check it reopens with everything.
-    tokio::task::spawn_blocking(move || thread.join())
+    drop(actors);
+    // Wait for the actors to close their stores, then check they reopen with
+    // everything, even listed in the other order (each chunk is then looked for in
+    // its new home first, then in the other store).
+    tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| t.join()))
         .await
-        .expect("actor thread");
-    let reopened = tokio::task::spawn_blocking({
-        let path = dir.join("store");
-        move || ShardActor::start(path, NODE, None)
-    })
-    .await
-    .expect("task")
-    .expect("reopen");
-    let (again, _thread) = reopened;
+        .expect("actor threads");
+    let mut reopened = Vec::new();
+    for path in paths.iter().rev() {
+        let path = path.clone();
+        let (again, _thread) =
+            tokio::task::spawn_blocking(move || ShardActor::start(path, NODE, None))
+                .await
+                .expect("task")
+                .expect("reopen");
+        reopened.push(again);
+    }
+    let again = Shards::new(reopened);
     for (chunk, shards) in &chunks {
         for (i, shard) in shards.iter().enumerate() {
             let got = again.get(*chunk, ShardIndex(i as u8)).await.expect("get");

@@ -129,7 +129,7 @@ fn node_config(
 ) -> String {
     // Six nodes share this machine's cores: one network thread each.
     let mut config = format!(
-        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[store]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
+        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
         authority.addr, authority.id
     );
     if n == authority.id {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hive_actors::{ShardActor, shard_service};
+use hive_actors::{ShardActor, Shards, shard_service};
 use hive_client::chunk_io::{ChunkError, ChunkStore};
 use hive_codec::{ClusterMap, ClusterView, CompressionConfig, ErasureScheme, NodeInfo, NodeState};
 use hive_nvme::{FormatOptions, Store};
@@ -44,7 +44,7 @@ fn start_nodes(dir: &std::path::Path, ca: &ClusterCa) -> Vec<Node> {
                 ca.cert(),
                 &Credentials::new(cert, &key),
                 Revocations::default(),
-                shard_service(actor.clone()),
+                shard_service(Shards::new(vec![actor.clone()])),
             )
             .expect("server");
             Node { server, actor }

@@ -5,11 +5,15 @@
 //! listen = "127.0.0.1:7400"
 //! network_threads = 2       # optional: tokio worker threads for networking (default 2)
 //!
-//! [store]
+//! [[store]]                 # one or more: each is served by its own executor (core)
 //! path = "store.img"        # a file (created by 'hive-node format') or a block device
 //! size = "8GiB"             # for a file; a block device defaults to its whole size
 //! segment_size = "64MiB"    # optional
-//! cpu = 2                   # optional: pin the shard executor to this CPU
+//! cpu = 2                   # optional: pin this store's executor to this CPU
+//!
+//! [[store]]
+//! path = "/dev/nvme1n1"
+//! cpu = 3
 //!
 //! [tls]
 //! ca = "ca.pem"
@@ -47,7 +51,8 @@ struct Raw {
     node_id: Option<u64>,
     listen: String,
     network_threads: Option<usize>,
-    store: RawStore,
+    #[serde(default)]
+    store: Vec<RawStore>,
     tls: RawTls,
     cluster: Option<RawCluster>,
     enroll: Option<RawEnroll>,
@@ -122,6 +127,15 @@ struct RawTls {
     revoked: Option<PathBuf>,
 }
 
+/// One store of the node.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub size: Option<u64>,
+    pub segment_size: Option<u32>,
+    pub cpu: Option<usize>,
+}
+
 /// A checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -129,10 +143,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Tokio worker threads for networking.
     pub network_threads: usize,
-    pub store_path: PathBuf,
-    pub store_size: Option<u64>,
-    pub segment_size: Option<u32>,
-    pub cpu: Option<usize>,
+    /// At least one; a chunk's shards go to the store `store_for` picks.
+    pub stores: Vec<StoreConfig>,
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -230,15 +242,35 @@ impl Config {
             }
         };
         let listen = address("listen", &raw.listen)?;
-        let segment_size = raw
-            .store
-            .segment_size
-            .as_deref()
-            .map(|s| {
-                let n = bytes("store.segment_size", s)?;
-                u32::try_from(n).context("store.segment_size: at most 4 GiB")
-            })
-            .transpose()?;
+        if raw.store.is_empty() {
+            bail!("store: at least one [[store]] table (path, size) is needed");
+        }
+        let mut stores = Vec::with_capacity(raw.store.len());
+        for (n, store) in raw.store.iter().enumerate() {
+            let key = |field: &str| format!("store[{n}].{field}");
+            let path = resolve(&store.path);
+            if stores.iter().any(|s: &StoreConfig| s.path == path) {
+                bail!("{}: {} is named twice", key("path"), path.display());
+            }
+            stores.push(StoreConfig {
+                path,
+                size: store
+                    .size
+                    .as_deref()
+                    .map(|s| bytes(&key("size"), s))
+                    .transpose()?,
+                segment_size: store
+                    .segment_size
+                    .as_deref()
+                    .map(|s| {
+                        let n = bytes(&key("segment_size"), s)?;
+                        u32::try_from(n)
+                            .with_context(|| format!("{}: at most 4 GiB", key("segment_size")))
+                    })
+                    .transpose()?,
+                cpu: store.cpu,
+            });
+        }
         let cluster = raw
             .cluster
             .map(|c| Cluster::check(c, &resolve))
@@ -262,15 +294,7 @@ impl Config {
             network_threads,
             node_id: raw.node_id,
             listen,
-            store_path: resolve(&raw.store.path),
-            store_size: raw
-                .store
-                .size
-                .as_deref()
-                .map(|s| bytes("store.size", s))
-                .transpose()?,
-            segment_size,
-            cpu: raw.store.cpu,
+            stores,
             ca: resolve(&raw.tls.ca),
             cert: resolve(&raw.tls.cert),
             key: resolve(&raw.tls.key),
@@ -296,7 +320,7 @@ mod tests {
     const GOOD: &str = r#"
 node_id = 3
 listen = "127.0.0.1:0"
-[store]
+[[store]]
 path = "store.img"
 size = "64MiB"
 [tls]
@@ -308,16 +332,22 @@ key = "node.key"
     #[test]
     fn a_good_config_loads_with_paths_resolved() {
         let config = load(GOOD).expect("valid");
-        assert_eq!(config.store_size, Some(64 << 20));
-        assert!(
-            config.store_path.is_absolute() || config.store_path.starts_with(std::env::temp_dir())
-        );
+        assert_eq!(config.stores[0].size, Some(64 << 20));
+        assert!(config.stores[0].path.is_absolute());
     }
 
     #[test]
     fn bad_values_name_their_key() {
         for (bad, key) in [
-            (GOOD.replace("64MiB", "64 parsecs"), "store.size"),
+            (GOOD.replace("64MiB", "64 parsecs"), "store[0].size"),
+            (
+                GOOD.replace("[tls]", "[[store]]\npath = \"store.img\"\n[tls]"),
+                "named twice",
+            ),
+            (
+                GOOD.replace("[[store]]\npath = \"store.img\"\nsize = \"64MiB\"\n", ""),
+                "at least one [[store]]",
+            ),
             (GOOD.replace("127.0.0.1:0", "everywhere"), "listen"),
             (
                 GOOD.replace("node_id = 3", "node_id = 3\ncolour = 1"),

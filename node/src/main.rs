@@ -14,7 +14,7 @@ use std::sync::Arc;
 use hive_actors::constants::HEARTBEAT_TIMEOUT;
 use hive_actors::{
     Authority, AuthorityArgs, Child, FollowerArgs, HeartbeatArgs, NodeSupervisor, ShardActor,
-    control_service, route, shard_service,
+    Shards, control_service, route, shard_service,
 };
 use hive_nvme::{FormatOptions, Store};
 use hive_wire::NodeId;
@@ -120,19 +120,21 @@ fn main() -> ExitCode {
 fn format(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     let (_, _, node) = credentials(&config)?;
-    let mut options = FormatOptions::new(node);
-    options.size = config.store_size;
-    if let Some(segment) = config.segment_size {
-        options.segment_size = segment;
+    for store in &config.stores {
+        let mut options = FormatOptions::new(node);
+        options.size = store.size;
+        if let Some(segment) = store.segment_size {
+            options.segment_size = segment;
+        }
+        let sb = Store::format(&store.path, &options)?;
+        eprintln!(
+            "hive-node: formatted {} for node {}: {} segments of {} bytes",
+            store.path.display(),
+            node,
+            sb.segment_count,
+            sb.segment_size
+        );
     }
-    let sb = Store::format(&config.store_path, &options)?;
-    eprintln!(
-        "hive-node: formatted {} for node {}: {} segments of {} bytes",
-        config.store_path.display(),
-        node,
-        sb.segment_count,
-        sb.segment_size
-    );
     Ok(())
 }
 
@@ -305,18 +307,28 @@ fn run(path: &Path) -> Result<()> {
             .with_context(|| format!("tls.revoked: {}", list.display()))?,
         None => Revocations::default(),
     };
-    let (actor, actor_thread) = ShardActor::start(config.store_path.clone(), node, config.cpu)
-        .with_context(|| format!("opening the store {}", config.store_path.display()))?;
+    // One executor per store, each opened (recovered) before the node listens.
+    let mut actors = Vec::with_capacity(config.stores.len());
+    let mut threads = Vec::with_capacity(config.stores.len());
+    for store in &config.stores {
+        let (actor, thread) = ShardActor::start(store.path.clone(), node, store.cpu)
+            .with_context(|| format!("opening the store {}", store.path.display()))?;
+        actors.push(actor);
+        threads.push(thread);
+    }
+    let actor = Shards::new(actors);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.network_threads)
         .enable_all()
         .build()
         .context("starting the network runtime")?;
     let result = runtime.block_on(serve(config, node, ca, me, revocations, actor));
-    // Dropping the runtime drops every task and actor holding the shard actor: it then
-    // closes the store.
+    // Dropping the runtime drops every task and actor holding the shard actors: they
+    // then close their stores.
     drop(runtime);
-    actor_thread.join();
+    for thread in threads {
+        thread.join();
+    }
     result?;
     tracing::info!("stopped");
     Ok(())
@@ -329,7 +341,7 @@ async fn serve(
     ca: CertificateDer<'static>,
     me: Credentials,
     revocations: Revocations,
-    actor: ShardActor,
+    actor: Shards,
 ) -> Result<()> {
     if let Some(list) = config.revoked.clone() {
         tokio::spawn(watch_revocations(list, revocations.clone()));

@@ -42,7 +42,7 @@ fn cluster(name: &str, cert_for: NodeId) -> Cluster {
     std::fs::write(dir.join("node.key"), key.serialize_pem()).expect("node.key");
     std::fs::write(dir.join("revoked"), "# revoked identities\n").expect("revoked");
     let config = format!(
-        "node_id = {}\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"store.img\"\nsize = \"64MiB\"\nsegment_size = \"1MiB\"\n[tls]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"revoked\"\n",
+        "node_id = {}\nlisten = \"127.0.0.1:0\"\n[[store]]\npath = \"store.img\"\nsize = \"64MiB\"\nsegment_size = \"1MiB\"\n[[store]]\npath = \"store-2.img\"\nsize = \"64MiB\"\nsegment_size = \"1MiB\"\n[tls]\nca = \"ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"revoked\"\n",
         NODE.get()
     );
     std::fs::write(dir.join("node.toml"), config).expect("config");
