@@ -1,0 +1,18 @@
+//! HiveFS metadata: the namespace as a deterministic state machine on fjall.
+//!
+//! [`Namespace::apply`] takes an [`Op`] (with the caller and the time in a
+//! [`Context`]) and returns its [`Outcome`] or the POSIX [`Errno`] it fails with; each
+//! operation is one transaction. The same operations in the same order always give the
+//! same tree, which is what a replicated log needs. Built so far: directories, regular
+//! files (attributes only), symlinks, hard links, unlink, rmdir, rename (atomic, over an
+//! existing target, across directories), attribute changes; lookups and listings on
+//! snapshots.
+
+pub mod constants;
+mod namespace;
+pub mod records;
+mod types;
+
+pub use constants::{MAX_LINKS, MAX_NAME, MAX_SYMLINK};
+pub use namespace::{Durability, MetaError, Namespace};
+pub use types::{Attr, Context, Errno, FileType, InodeId, Nanos, Op, Outcome};

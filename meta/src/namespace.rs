@@ -1,0 +1,575 @@
+//! The namespace as a deterministic state machine on fjall: [`Namespace::apply`] runs
+//! one [`Op`] as one write transaction — committed whole when it succeeds, rolled back
+//! whole when it fails with an [`Errno`] — so a replicated log can drive it unchanged.
+//! Reads run on a snapshot.
+
+use std::path::Path;
+
+use fjall::{
+    KeyspaceCreateOptions, PersistMode, Readable, SingleWriterTxDatabase, SingleWriterTxKeyspace,
+    SingleWriterWriteTx,
+};
+
+use crate::constants::{MAX_LINKS, MAX_NAME, MAX_SYMLINK};
+use crate::records::{
+    InodeRecord, NEXT_INO, decode_dirent, decode_inode, dirent_key, dirent_value, encode_inode,
+    inode_key,
+};
+use crate::types::{Attr, Context, Errno, FileType, InodeId, Nanos, Op, Outcome};
+
+/// A failure of the storage under the namespace (not of the operation).
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// fjall failed.
+    #[error("metadata store: {0}")]
+    Store(#[from] fjall::Error),
+    /// Stored bytes that are not what the namespace wrote.
+    #[error("metadata store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// How an applied operation reaches stable storage.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Durability {
+    /// Synced before `apply` returns.
+    EveryOp,
+    /// Left to fjall's journal (crash-safe, but the last operations may be lost).
+    Buffered,
+}
+
+/// The keyspaces of one namespace.
+#[derive(Clone)]
+struct Spaces {
+    inodes: SingleWriterTxKeyspace,
+    dirents: SingleWriterTxKeyspace,
+    symlinks: SingleWriterTxKeyspace,
+    meta: SingleWriterTxKeyspace,
+}
+
+/// A namespace: one filesystem tree.
+pub struct Namespace {
+    db: SingleWriterTxDatabase,
+    spaces: Spaces,
+    durability: Durability,
+}
+
+type Applied<T> = Result<Result<T, Errno>, MetaError>;
+
+/// Checks a name for a new or looked-up entry.
+fn check_name(name: &[u8]) -> Result<(), Errno> {
+    if name.len() > MAX_NAME {
+        return Err(Errno::NameTooLong);
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(Errno::Inval);
+    }
+    Ok(())
+}
+
+/// `?` for the inner result: returns an `Ok(Err(errno))` from the enclosing function.
+macro_rules! errno {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(errno) => return Ok(Err(errno)),
+        }
+    };
+}
+
+impl Namespace {
+    /// Opens (or creates, with an empty root directory owned by root, mode 0755) the
+    /// namespace in `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self, MetaError> {
+        let db = SingleWriterTxDatabase::builder(path).open()?;
+        let spaces = Spaces {
+            inodes: db.keyspace("inodes", KeyspaceCreateOptions::default)?,
+            dirents: db.keyspace("dirents", KeyspaceCreateOptions::default)?,
+            symlinks: db.keyspace("symlinks", KeyspaceCreateOptions::default)?,
+            meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
+        };
+        let namespace = Self {
+            db,
+            spaces,
+            durability,
+        };
+        if namespace.spaces.meta.get(NEXT_INO)?.is_none() {
+            let mut tx = namespace.db.write_tx();
+            let root = InodeRecord {
+                attr: Attr::root(),
+                parent: InodeId::ROOT,
+            };
+            tx.insert(
+                &namespace.spaces.inodes,
+                inode_key(InodeId::ROOT),
+                encode_inode(&root),
+            );
+            tx.insert(&namespace.spaces.meta, NEXT_INO, 2u64.to_le_bytes());
+            tx.durability(Some(PersistMode::SyncAll)).commit()?;
+        }
+        Ok(namespace)
+    }
+
+    /// Applies `op` for `ctx` as one transaction.
+    pub fn apply(&self, ctx: Context, op: &Op) -> Applied<Outcome> {
+        let mut tx = self.db.write_tx();
+        let result = {
+            let mut t = Tx {
+                tx: &mut tx,
+                s: &self.spaces,
+            };
+            t.apply(ctx, op)?
+        };
+        match result {
+            Ok(outcome) => {
+                let mode = match self.durability {
+                    Durability::EveryOp => Some(PersistMode::SyncData),
+                    Durability::Buffered => None,
+                };
+                tx.durability(mode).commit()?;
+                Ok(Ok(outcome))
+            }
+            Err(errno) => {
+                tx.rollback();
+                Ok(Err(errno))
+            }
+        }
+    }
+
+    /// The attributes of `ino`.
+    pub fn getattr(&self, ino: InodeId) -> Applied<Attr> {
+        let snapshot = self.db.read_tx();
+        Ok(read_inode(&snapshot, &self.spaces, ino)?
+            .map(|r| r.attr)
+            .ok_or(Errno::NoEnt))
+    }
+
+    /// The entry `name` of directory `parent`.
+    pub fn lookup(&self, parent: InodeId, name: &[u8]) -> Applied<Attr> {
+        if name.len() > MAX_NAME {
+            return Ok(Err(Errno::NameTooLong));
+        }
+        let snapshot = self.db.read_tx();
+        let dir = errno!(read_inode(&snapshot, &self.spaces, parent)?.ok_or(Errno::NoEnt));
+        if dir.attr.kind != FileType::Dir {
+            return Ok(Err(Errno::NotDir));
+        }
+        let Some(value) = snapshot.get(&self.spaces.dirents, dirent_key(parent, name))? else {
+            return Ok(Err(Errno::NoEnt));
+        };
+        let (child, _) = decode_dirent(&value)
+            .ok_or_else(|| MetaError::Corrupt(format!("entry {name:?} of {parent}")))?;
+        Ok(read_inode(&snapshot, &self.spaces, child)?
+            .map(|r| r.attr)
+            .ok_or(Errno::NoEnt))
+    }
+
+    /// The entries of directory `ino`, sorted by name (without `.` and `..`).
+    pub fn readdir(&self, ino: InodeId) -> Applied<Vec<(Vec<u8>, InodeId, FileType)>> {
+        let snapshot = self.db.read_tx();
+        let dir = errno!(read_inode(&snapshot, &self.spaces, ino)?.ok_or(Errno::NoEnt));
+        if dir.attr.kind != FileType::Dir {
+            return Ok(Err(Errno::NotDir));
+        }
+        let mut entries = Vec::new();
+        for item in snapshot.prefix(&self.spaces.dirents, inode_key(ino)) {
+            let (key, value) = item.into_inner()?;
+            let (child, kind) = decode_dirent(&value)
+                .ok_or_else(|| MetaError::Corrupt(format!("an entry of {ino}")))?;
+            entries.push((key[8..].to_vec(), child, kind));
+        }
+        Ok(Ok(entries))
+    }
+
+    /// The target of symlink `ino`.
+    pub fn readlink(&self, ino: InodeId) -> Applied<Vec<u8>> {
+        let snapshot = self.db.read_tx();
+        let node = errno!(read_inode(&snapshot, &self.spaces, ino)?.ok_or(Errno::NoEnt));
+        if node.attr.kind != FileType::Symlink {
+            return Ok(Err(Errno::Inval));
+        }
+        Ok(snapshot
+            .get(&self.spaces.symlinks, inode_key(ino))?
+            .map(|t| t.to_vec())
+            .ok_or(Errno::NoEnt))
+    }
+}
+
+fn read_inode(
+    from: &impl Readable,
+    s: &Spaces,
+    ino: InodeId,
+) -> Result<Option<InodeRecord>, MetaError> {
+    match from.get(&s.inodes, inode_key(ino))? {
+        None => Ok(None),
+        Some(bytes) => decode_inode(ino, &bytes)
+            .map(Some)
+            .ok_or_else(|| MetaError::Corrupt(format!("the record of {ino}"))),
+    }
+}
+
+/// One operation's transaction.
+struct Tx<'a, 'db> {
+    tx: &'a mut SingleWriterWriteTx<'db>,
+    s: &'a Spaces,
+}
+
+impl Tx<'_, '_> {
+    fn inode(&self, ino: InodeId) -> Applied<InodeRecord> {
+        Ok(read_inode(&*self.tx, self.s, ino)?.ok_or(Errno::NoEnt))
+    }
+
+    /// Directory `ino`: it must exist and be one.
+    fn dir(&self, ino: InodeId) -> Applied<InodeRecord> {
+        let dir = errno!(self.inode(ino)?);
+        if dir.attr.kind != FileType::Dir {
+            return Ok(Err(Errno::NotDir));
+        }
+        Ok(Ok(dir))
+    }
+
+    fn entry(
+        &self,
+        parent: InodeId,
+        name: &[u8],
+    ) -> Result<Option<(InodeId, FileType)>, MetaError> {
+        match self.tx.get(&self.s.dirents, dirent_key(parent, name))? {
+            None => Ok(None),
+            Some(value) => decode_dirent(&value)
+                .map(Some)
+                .ok_or_else(|| MetaError::Corrupt(format!("entry {name:?} of {parent}"))),
+        }
+    }
+
+    fn is_empty(&self, dir: InodeId) -> Result<bool, MetaError> {
+        match self.tx.prefix(&self.s.dirents, inode_key(dir)).next() {
+            None => Ok(true),
+            Some(item) => item.into_inner().map(|_| false).map_err(MetaError::from),
+        }
+    }
+
+    fn put(&mut self, record: &InodeRecord) {
+        self.tx.insert(
+            &self.s.inodes,
+            inode_key(record.attr.ino),
+            encode_inode(record),
+        );
+    }
+
+    fn drop_inode(&mut self, ino: InodeId) {
+        self.tx.remove(&self.s.inodes, inode_key(ino));
+        self.tx.remove(&self.s.symlinks, inode_key(ino));
+    }
+
+    fn link_entry(&mut self, parent: InodeId, name: &[u8], child: InodeId, kind: FileType) {
+        self.tx.insert(
+            &self.s.dirents,
+            dirent_key(parent, name),
+            dirent_value(child, kind),
+        );
+    }
+
+    fn unlink_entry(&mut self, parent: InodeId, name: &[u8]) {
+        self.tx.remove(&self.s.dirents, dirent_key(parent, name));
+    }
+
+    fn next_ino(&mut self) -> Result<InodeId, MetaError> {
+        let next = self
+            .tx
+            .get(&self.s.meta, NEXT_INO)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_le_bytes))
+            .ok_or_else(|| MetaError::Corrupt("the inode counter".into()))?;
+        self.tx
+            .insert(&self.s.meta, NEXT_INO, (next + 1).to_le_bytes());
+        Ok(InodeId(next))
+    }
+
+    /// Marks a directory changed (an entry added or removed) at `now`.
+    fn touch(dir: &mut InodeRecord, now: Nanos) {
+        dir.attr.mtime = now;
+        dir.attr.ctime = now;
+    }
+
+    /// Creates a new inode named `name` in `parent`.
+    fn make(
+        &mut self,
+        ctx: Context,
+        parent: InodeId,
+        name: &[u8],
+        kind: FileType,
+        mode: u16,
+        size: u64,
+    ) -> Applied<InodeRecord> {
+        errno!(check_name(name));
+        let mut dir = errno!(self.dir(parent)?);
+        if self.entry(parent, name)?.is_some() {
+            return Ok(Err(Errno::Exist));
+        }
+        if kind == FileType::Dir && dir.attr.nlink >= MAX_LINKS {
+            return Ok(Err(Errno::MLink));
+        }
+        let ino = self.next_ino()?;
+        let record = InodeRecord {
+            attr: Attr {
+                ino,
+                kind,
+                mode: mode & 0o7777,
+                uid: ctx.uid,
+                gid: ctx.gid,
+                size,
+                nlink: if kind == FileType::Dir { 2 } else { 1 },
+                atime: ctx.now,
+                mtime: ctx.now,
+                ctime: ctx.now,
+                btime: ctx.now,
+            },
+            parent: if kind == FileType::Dir {
+                parent
+            } else {
+                InodeId(0)
+            },
+        };
+        if kind == FileType::Dir {
+            dir.attr.nlink += 1;
+        }
+        Self::touch(&mut dir, ctx.now);
+        self.put(&dir);
+        self.put(&record);
+        self.link_entry(parent, name, ino, kind);
+        Ok(Ok(record))
+    }
+
+    /// Drops one link of non-directory `ino`; the inode goes with its last one.
+    fn release(&mut self, ino: InodeId, now: Nanos) -> Applied<()> {
+        let mut node = errno!(self.inode(ino)?);
+        node.attr.nlink = node.attr.nlink.saturating_sub(1);
+        if node.attr.nlink == 0 {
+            self.drop_inode(ino);
+        } else {
+            node.attr.ctime = now;
+            self.put(&node);
+        }
+        Ok(Ok(()))
+    }
+
+    /// Whether directory `dir` is `ancestor` or lies under it.
+    fn is_within(&self, mut dir: InodeId, ancestor: InodeId) -> Result<bool, MetaError> {
+        loop {
+            if dir == ancestor {
+                return Ok(true);
+            }
+            if dir == InodeId::ROOT {
+                return Ok(false);
+            }
+            let record = read_inode(&*self.tx, self.s, dir)?
+                .ok_or_else(|| MetaError::Corrupt(format!("the parent chain of {dir}")))?;
+            dir = record.parent;
+        }
+    }
+
+    fn apply(&mut self, ctx: Context, op: &Op) -> Applied<Outcome> {
+        match op {
+            Op::Mkdir { parent, name, mode } => {
+                let made = errno!(self.make(ctx, *parent, name, FileType::Dir, *mode, 0)?);
+                Ok(Ok(Outcome::Attr(made.attr)))
+            }
+            Op::Create { parent, name, mode } => {
+                let made = errno!(self.make(ctx, *parent, name, FileType::File, *mode, 0)?);
+                Ok(Ok(Outcome::Attr(made.attr)))
+            }
+            Op::Symlink {
+                parent,
+                name,
+                target,
+            } => {
+                if target.is_empty() {
+                    return Ok(Err(Errno::NoEnt));
+                }
+                if target.len() > MAX_SYMLINK || target.contains(&0) {
+                    return Ok(Err(Errno::NameTooLong));
+                }
+                let size = target.len() as u64;
+                let made = errno!(self.make(ctx, *parent, name, FileType::Symlink, 0o777, size)?);
+                self.tx
+                    .insert(&self.s.symlinks, inode_key(made.attr.ino), target.clone());
+                Ok(Ok(Outcome::Attr(made.attr)))
+            }
+            Op::Link { ino, parent, name } => {
+                let mut node = errno!(self.inode(*ino)?);
+                if node.attr.kind == FileType::Dir {
+                    return Ok(Err(Errno::Perm));
+                }
+                errno!(check_name(name));
+                let mut dir = errno!(self.dir(*parent)?);
+                if self.entry(*parent, name)?.is_some() {
+                    return Ok(Err(Errno::Exist));
+                }
+                if node.attr.nlink >= MAX_LINKS {
+                    return Ok(Err(Errno::MLink));
+                }
+                node.attr.nlink += 1;
+                node.attr.ctime = ctx.now;
+                Self::touch(&mut dir, ctx.now);
+                self.put(&node);
+                self.put(&dir);
+                self.link_entry(*parent, name, *ino, node.attr.kind);
+                Ok(Ok(Outcome::Attr(node.attr)))
+            }
+            Op::Unlink { parent, name } => {
+                errno!(check_name(name));
+                let mut dir = errno!(self.dir(*parent)?);
+                let Some((child, kind)) = self.entry(*parent, name)? else {
+                    return Ok(Err(Errno::NoEnt));
+                };
+                if kind == FileType::Dir {
+                    return Ok(Err(Errno::IsDir));
+                }
+                self.unlink_entry(*parent, name);
+                errno!(self.release(child, ctx.now)?);
+                Self::touch(&mut dir, ctx.now);
+                self.put(&dir);
+                Ok(Ok(Outcome::Done))
+            }
+            Op::Rmdir { parent, name } => {
+                errno!(check_name(name));
+                let mut dir = errno!(self.dir(*parent)?);
+                let Some((child, kind)) = self.entry(*parent, name)? else {
+                    return Ok(Err(Errno::NoEnt));
+                };
+                if kind != FileType::Dir {
+                    return Ok(Err(Errno::NotDir));
+                }
+                if !self.is_empty(child)? {
+                    return Ok(Err(Errno::NotEmpty));
+                }
+                self.unlink_entry(*parent, name);
+                self.drop_inode(child);
+                dir.attr.nlink -= 1;
+                Self::touch(&mut dir, ctx.now);
+                self.put(&dir);
+                Ok(Ok(Outcome::Done))
+            }
+            Op::Rename {
+                from,
+                from_name,
+                to,
+                to_name,
+            } => self.rename(ctx, *from, from_name, *to, to_name),
+            Op::SetAttr {
+                ino,
+                mode,
+                uid,
+                gid,
+                size,
+                atime,
+                mtime,
+            } => {
+                let mut node = errno!(self.inode(*ino)?);
+                if let Some(size) = size {
+                    match node.attr.kind {
+                        FileType::Dir => return Ok(Err(Errno::IsDir)),
+                        FileType::Symlink => return Ok(Err(Errno::Inval)),
+                        FileType::File => {
+                            node.attr.size = *size;
+                            node.attr.mtime = ctx.now;
+                        }
+                    }
+                }
+                if let Some(mode) = mode {
+                    node.attr.mode = mode & 0o7777;
+                }
+                if let Some(uid) = uid {
+                    node.attr.uid = *uid;
+                }
+                if let Some(gid) = gid {
+                    node.attr.gid = *gid;
+                }
+                if let Some(atime) = atime {
+                    node.attr.atime = *atime;
+                }
+                if let Some(mtime) = mtime {
+                    node.attr.mtime = *mtime;
+                }
+                node.attr.ctime = ctx.now;
+                self.put(&node);
+                Ok(Ok(Outcome::Attr(node.attr)))
+            }
+        }
+    }
+
+    fn rename(
+        &mut self,
+        ctx: Context,
+        from: InodeId,
+        from_name: &[u8],
+        to: InodeId,
+        to_name: &[u8],
+    ) -> Applied<Outcome> {
+        errno!(check_name(from_name));
+        errno!(check_name(to_name));
+        errno!(self.dir(from)?);
+        errno!(self.dir(to)?);
+        let Some((moving, kind)) = self.entry(from, from_name)? else {
+            return Ok(Err(Errno::NoEnt));
+        };
+        if from == to && from_name == to_name {
+            return Ok(Ok(Outcome::Done));
+        }
+        if kind == FileType::Dir && self.is_within(to, moving)? {
+            return Ok(Err(Errno::Inval));
+        }
+        let replaced = self.entry(to, to_name)?;
+        if let Some((target, target_kind)) = replaced {
+            if target == moving {
+                // Two names of one inode: POSIX says do nothing.
+                return Ok(Ok(Outcome::Done));
+            }
+            match (kind, target_kind) {
+                (FileType::Dir, FileType::Dir) if !self.is_empty(target)? => {
+                    return Ok(Err(Errno::NotEmpty));
+                }
+                (FileType::Dir, FileType::Dir) => {}
+                (FileType::Dir, _) => return Ok(Err(Errno::NotDir)),
+                (_, FileType::Dir) => return Ok(Err(Errno::IsDir)),
+                _ => {}
+            }
+        }
+        if kind == FileType::Dir && replaced.is_none() && from != to {
+            let dir = errno!(self.dir(to)?);
+            if dir.attr.nlink >= MAX_LINKS {
+                return Ok(Err(Errno::MLink));
+            }
+        }
+        // Every check passed: change the tree.
+        if let Some((target, target_kind)) = replaced {
+            if target_kind == FileType::Dir {
+                self.drop_inode(target);
+                let mut dir = errno!(self.dir(to)?);
+                dir.attr.nlink -= 1;
+                self.put(&dir);
+            } else {
+                errno!(self.release(target, ctx.now)?);
+            }
+        }
+        self.unlink_entry(from, from_name);
+        self.link_entry(to, to_name, moving, kind);
+        let mut node = errno!(self.inode(moving)?);
+        node.attr.ctime = ctx.now;
+        if kind == FileType::Dir && from != to {
+            node.parent = to;
+            let mut old = errno!(self.dir(from)?);
+            old.attr.nlink -= 1;
+            self.put(&old);
+            let mut new = errno!(self.dir(to)?);
+            new.attr.nlink += 1;
+            self.put(&new);
+        }
+        self.put(&node);
+        for dir in [from, to] {
+            let mut d = errno!(self.dir(dir)?);
+            Self::touch(&mut d, ctx.now);
+            self.put(&d);
+        }
+        Ok(Ok(Outcome::Done))
+    }
+}

@@ -1,0 +1,146 @@
+//! The bytes of the namespace's keyspaces. Keys are big-endian so that a directory's
+//! entries sort together under its inode number; values are little-endian.
+//!
+//! | keyspace | key | value |
+//! | --- | --- | --- |
+//! | `inodes` | inode (u64 BE) | [`INODE_RECORD`] bytes: see [`encode_inode`] |
+//! | `dirents` | parent inode (u64 BE), name bytes | child inode (u64 LE), kind (u8) |
+//! | `symlinks` | inode (u64 BE) | target bytes |
+//! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
+
+use crate::types::{Attr, FileType, InodeId, Nanos};
+
+/// Version of the inode record format.
+pub const INODE_VERSION: u8 = 1;
+/// Bytes of an inode record.
+pub const INODE_RECORD: usize = 64;
+/// The `meta` key of the inode counter.
+pub const NEXT_INO: &[u8] = b"next_ino";
+
+/// An inode record: the attributes and, for a directory, its parent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct InodeRecord {
+    /// The attributes.
+    pub attr: Attr,
+    /// The directory holding a directory (the root holds itself); 0 for others, which
+    /// may have many names.
+    pub parent: InodeId,
+}
+
+/// The key of an inode.
+pub fn inode_key(ino: InodeId) -> [u8; 8] {
+    ino.0.to_be_bytes()
+}
+
+/// The key of a directory entry.
+pub fn dirent_key(parent: InodeId, name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + name.len());
+    key.extend_from_slice(&parent.0.to_be_bytes());
+    key.extend_from_slice(name);
+    key
+}
+
+/// A directory entry's value.
+pub fn dirent_value(child: InodeId, kind: FileType) -> [u8; 9] {
+    let mut value = [0u8; 9];
+    value[..8].copy_from_slice(&child.0.to_le_bytes());
+    value[8] = kind.code();
+    value
+}
+
+/// Reads a directory entry's value.
+pub fn decode_dirent(value: &[u8]) -> Option<(InodeId, FileType)> {
+    let ino = u64::from_le_bytes(value.get(..8)?.try_into().ok()?);
+    let kind = FileType::from_code(*value.get(8)?)?;
+    (value.len() == 9).then_some((InodeId(ino), kind))
+}
+
+/// An inode record: version (u8), kind (u8), mode (u16), uid (u32), gid (u32), nlink
+/// (u32), size (u64), atime, mtime, ctime, btime (i64 nanoseconds each), parent (u64),
+/// reserved to 64 bytes; little-endian.
+pub fn encode_inode(record: &InodeRecord) -> [u8; INODE_RECORD] {
+    let a = &record.attr;
+    let mut out = [0u8; INODE_RECORD];
+    out[0] = INODE_VERSION;
+    out[1] = a.kind.code();
+    out[2..4].copy_from_slice(&a.mode.to_le_bytes());
+    out[4..8].copy_from_slice(&a.uid.to_le_bytes());
+    out[8..12].copy_from_slice(&a.gid.to_le_bytes());
+    out[12..16].copy_from_slice(&a.nlink.to_le_bytes());
+    out[16..24].copy_from_slice(&a.size.to_le_bytes());
+    out[24..32].copy_from_slice(&a.atime.0.to_le_bytes());
+    out[32..40].copy_from_slice(&a.mtime.0.to_le_bytes());
+    out[40..48].copy_from_slice(&a.ctime.0.to_le_bytes());
+    out[48..56].copy_from_slice(&a.btime.0.to_le_bytes());
+    out[56..64].copy_from_slice(&record.parent.0.to_le_bytes());
+    out
+}
+
+/// Reads an inode record of inode `ino`; `None` if the bytes are not one.
+pub fn decode_inode(ino: InodeId, bytes: &[u8]) -> Option<InodeRecord> {
+    if bytes.len() != INODE_RECORD || bytes[0] != INODE_VERSION {
+        return None;
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
+    let u32_at =
+        |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    let nanos = |i: usize| Nanos(u64_at(i) as i64);
+    Some(InodeRecord {
+        attr: Attr {
+            ino,
+            kind: FileType::from_code(bytes[1])?,
+            mode: u16_at(2),
+            uid: u32_at(4),
+            gid: u32_at(8),
+            nlink: u32_at(12),
+            size: u64_at(16),
+            atime: nanos(24),
+            mtime: nanos(32),
+            ctime: nanos(40),
+            btime: nanos(48),
+        },
+        parent: InodeId(u64_at(56)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_garbage_is_refused() {
+        let record = InodeRecord {
+            attr: Attr {
+                ino: InodeId(42),
+                kind: FileType::Dir,
+                mode: 0o755,
+                uid: 1000,
+                gid: 100,
+                size: 0,
+                nlink: 3,
+                atime: Nanos(-5),
+                mtime: Nanos(7),
+                ctime: Nanos(8),
+                btime: Nanos(1),
+            },
+            parent: InodeId(1),
+        };
+        let bytes = encode_inode(&record);
+        assert_eq!(decode_inode(InodeId(42), &bytes), Some(record));
+        assert_eq!(decode_inode(InodeId(42), &bytes[..63]), None);
+        let mut bad = bytes;
+        bad[1] = 9;
+        assert_eq!(decode_inode(InodeId(42), &bad), None);
+        let dirent = dirent_value(InodeId(7), FileType::Symlink);
+        assert_eq!(
+            decode_dirent(&dirent),
+            Some((InodeId(7), FileType::Symlink))
+        );
+        assert_eq!(decode_dirent(&dirent[..8]), None);
+    }
+}

@@ -1,0 +1,254 @@
+//! What the namespace is made of: inode ids, attributes, operations, their results and
+//! the POSIX errors they fail with.
+
+use std::fmt;
+
+/// An inode number, unique within a namespace and never reused.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct InodeId(pub u64);
+
+impl InodeId {
+    /// The root directory.
+    pub const ROOT: InodeId = InodeId(1);
+}
+
+impl fmt::Display for InodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "inode {}", self.0)
+    }
+}
+
+/// What an inode is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FileType {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
+impl FileType {
+    /// Its code in a record.
+    pub fn code(self) -> u8 {
+        match self {
+            FileType::File => 1,
+            FileType::Dir => 2,
+            FileType::Symlink => 3,
+        }
+    }
+
+    /// From a record's code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(FileType::File),
+            2 => Some(FileType::Dir),
+            3 => Some(FileType::Symlink),
+            _ => None,
+        }
+    }
+}
+
+/// Time as nanoseconds since the Unix epoch. Operations carry the time they happen at,
+/// so applying the same operations always gives the same state.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+pub struct Nanos(pub i64);
+
+/// An inode's attributes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Attr {
+    /// The inode.
+    pub ino: InodeId,
+    /// What it is.
+    pub kind: FileType,
+    /// Permission bits (the low 12 bits of st_mode).
+    pub mode: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Bytes (for a symlink, its target's length).
+    pub size: u64,
+    /// Hard links (for a directory, 2 plus its subdirectories).
+    pub nlink: u32,
+    /// Last access.
+    pub atime: Nanos,
+    /// Last content change.
+    pub mtime: Nanos,
+    /// Last attribute change.
+    pub ctime: Nanos,
+    /// Creation.
+    pub btime: Nanos,
+}
+
+impl Attr {
+    /// The root directory of a new namespace: owned by root, mode 0755, all times 0.
+    pub fn root() -> Self {
+        Attr {
+            ino: InodeId::ROOT,
+            kind: FileType::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            nlink: 2,
+            atime: Nanos(0),
+            mtime: Nanos(0),
+            ctime: Nanos(0),
+            btime: Nanos(0),
+        }
+    }
+}
+
+/// Who asks, and when.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Context {
+    /// The caller's user.
+    pub uid: u32,
+    /// The caller's group.
+    pub gid: u32,
+    /// When the operation happens.
+    pub now: Nanos,
+}
+
+/// A change to the namespace: each is applied as one transaction, whole or not at all.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Op {
+    /// Creates a directory.
+    Mkdir {
+        /// Where.
+        parent: InodeId,
+        /// Its name.
+        name: Vec<u8>,
+        /// Permission bits.
+        mode: u16,
+    },
+    /// Creates an empty regular file.
+    Create {
+        /// Where.
+        parent: InodeId,
+        /// Its name.
+        name: Vec<u8>,
+        /// Permission bits.
+        mode: u16,
+    },
+    /// Creates a symbolic link.
+    Symlink {
+        /// Where.
+        parent: InodeId,
+        /// Its name.
+        name: Vec<u8>,
+        /// What it points at.
+        target: Vec<u8>,
+    },
+    /// Adds a name for an existing non-directory.
+    Link {
+        /// The inode.
+        ino: InodeId,
+        /// Where.
+        parent: InodeId,
+        /// The new name.
+        name: Vec<u8>,
+    },
+    /// Removes a name of a non-directory; the inode goes with its last name.
+    Unlink {
+        /// Where.
+        parent: InodeId,
+        /// The name.
+        name: Vec<u8>,
+    },
+    /// Removes an empty directory.
+    Rmdir {
+        /// Where.
+        parent: InodeId,
+        /// The name.
+        name: Vec<u8>,
+    },
+    /// Moves a name, replacing what the target name held (POSIX rename).
+    Rename {
+        /// The source directory.
+        from: InodeId,
+        /// The source name.
+        from_name: Vec<u8>,
+        /// The target directory.
+        to: InodeId,
+        /// The target name.
+        to_name: Vec<u8>,
+    },
+    /// Changes attributes; `None` leaves one as it is.
+    SetAttr {
+        /// The inode.
+        ino: InodeId,
+        /// Permission bits.
+        mode: Option<u16>,
+        /// Owner.
+        uid: Option<u32>,
+        /// Group.
+        gid: Option<u32>,
+        /// Length (files only).
+        size: Option<u64>,
+        /// Access time.
+        atime: Option<Nanos>,
+        /// Modification time.
+        mtime: Option<Nanos>,
+    },
+}
+
+/// What an applied operation gives back.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// The new or changed inode's attributes.
+    Attr(Attr),
+    /// Done; nothing to return.
+    Done,
+}
+
+/// POSIX errors, with their Linux numbers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum Errno {
+    /// Not permitted (e.g. a hard link to a directory).
+    #[error("operation not permitted (EPERM)")]
+    Perm,
+    /// No such name or inode.
+    #[error("no such file or directory (ENOENT)")]
+    NoEnt,
+    /// The name exists.
+    #[error("file exists (EEXIST)")]
+    Exist,
+    /// A path component is not a directory.
+    #[error("not a directory (ENOTDIR)")]
+    NotDir,
+    /// A directory where a non-directory is needed.
+    #[error("is a directory (EISDIR)")]
+    IsDir,
+    /// An invalid argument (a bad name, a directory moved into itself).
+    #[error("invalid argument (EINVAL)")]
+    Inval,
+    /// A name longer than [`crate::MAX_NAME`] bytes.
+    #[error("file name too long (ENAMETOOLONG)")]
+    NameTooLong,
+    /// A directory that is not empty.
+    #[error("directory not empty (ENOTEMPTY)")]
+    NotEmpty,
+    /// Too many links to one inode.
+    #[error("too many links (EMLINK)")]
+    MLink,
+}
+
+impl Errno {
+    /// The Linux errno value.
+    pub fn code(self) -> i32 {
+        match self {
+            Errno::Perm => 1,
+            Errno::NoEnt => 2,
+            Errno::Exist => 17,
+            Errno::NotDir => 20,
+            Errno::IsDir => 21,
+            Errno::Inval => 22,
+            Errno::MLink => 31,
+            Errno::NameTooLong => 36,
+            Errno::NotEmpty => 39,
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! Model test: random sequences of namespace operations applied to the fjall-backed
+//! namespace and to an in-memory model written separately from it. Every operation
+//! must give the same result or the same errno, and after every operation the two
+//! trees must hold the same inodes, attributes and entries. Failing sequences are
+//! shrunk and replayable from the proptest seed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hive_meta::{
+    Attr, Context, Durability, Errno, FileType, InodeId, MAX_LINKS, MAX_NAME, MAX_SYMLINK,
+    Namespace, Nanos, Op, Outcome,
+};
+use proptest::prelude::*;
+
+/// One inode of the model.
+#[derive(Clone, Debug)]
+struct Node {
+    attr: Attr,
+    parent: u64,
+    entries: BTreeMap<Vec<u8>, u64>,
+    target: Vec<u8>,
+}
+
+/// The namespace as plain maps.
+struct Model {
+    nodes: BTreeMap<u64, Node>,
+    next: u64,
+}
+
+fn valid(name: &[u8]) -> Result<(), Errno> {
+    if name.len() > MAX_NAME {
+        Err(Errno::NameTooLong)
+    } else if name.is_empty()
+        || name == b"."
+        || name == b".."
+        || name.iter().any(|b| *b == b'/' || *b == 0)
+    {
+        Err(Errno::Inval)
+    } else {
+        Ok(())
+    }
+}
+
+impl Model {
+    fn new() -> Self {
+        let root = Node {
+            attr: Attr::root(),
+            parent: 1,
+            entries: BTreeMap::new(),
+            target: Vec::new(),
+        };
+        Self {
+            nodes: [(1, root)].into(),
+            next: 2,
+        }
+    }
+
+    fn dir(&self, ino: InodeId) -> Result<&Node, Errno> {
+        let node = self.nodes.get(&ino.0).ok_or(Errno::NoEnt)?;
+        if node.attr.kind == FileType::Dir {
+            Ok(node)
+        } else {
+            Err(Errno::NotDir)
+        }
+    }
+
+    fn touch(&mut self, dir: u64, now: Nanos) {
+        let d = self.nodes.get_mut(&dir).expect("model: directory exists");
+        d.attr.mtime = now;
+        d.attr.ctime = now;
+    }
+
+    fn make(
+        &mut self,
+        ctx: Context,
+        parent: InodeId,
+        name: &[u8],
+        kind: FileType,
+        mode: u16,
+        target: &[u8],
+    ) -> Result<Outcome, Errno> {
+        valid(name)?;
+        let dir = self.dir(parent)?;
+        if dir.entries.contains_key(name) {
+            return Err(Errno::Exist);
+        }
+        if kind == FileType::Dir && dir.attr.nlink >= MAX_LINKS {
+            return Err(Errno::MLink);
+        }
+        let ino = self.next;
+        self.next += 1;
+        let attr = Attr {
+            ino: InodeId(ino),
+            kind,
+            mode: mode & 0o7777,
+            uid: ctx.uid,
+            gid: ctx.gid,
+            size: target.len() as u64,
+            nlink: if kind == FileType::Dir { 2 } else { 1 },
+            atime: ctx.now,
+            mtime: ctx.now,
+            ctime: ctx.now,
+            btime: ctx.now,
+        };
+        self.nodes.insert(
+            ino,
+            Node {
+                attr,
+                parent: if kind == FileType::Dir { parent.0 } else { 0 },
+                entries: BTreeMap::new(),
+                target: target.to_vec(),
+            },
+        );
+        let dir = self.nodes.get_mut(&parent.0).expect("checked");
+        dir.entries.insert(name.to_vec(), ino);
+        if kind == FileType::Dir {
+            dir.attr.nlink += 1;
+        }
+        self.touch(parent.0, ctx.now);
+        Ok(Outcome::Attr(attr))
+    }
+
+    fn release(&mut self, ino: u64, now: Nanos) {
+        let node = self
+            .nodes
+            .get_mut(&ino)
+            .expect("model: linked inode exists");
+        node.attr.nlink -= 1;
+        if node.attr.nlink == 0 {
+            self.nodes.remove(&ino);
+        } else {
+            node.attr.ctime = now;
+        }
+    }
+
+    fn within(&self, mut dir: u64, ancestor: u64) -> bool {
+        loop {
+            if dir == ancestor {
+                return true;
+            }
+            if dir == 1 {
+                return false;
+            }
+            dir = self.nodes[&dir].parent;
+        }
+    }
+
+    fn apply(&mut self, ctx: Context, op: &Op) -> Result<Outcome, Errno> {
+        match op {
+            Op::Mkdir { parent, name, mode } => {
+                self.make(ctx, *parent, name, FileType::Dir, *mode, b"")
+            }
+            Op::Create { parent, name, mode } => {
+                self.make(ctx, *parent, name, FileType::File, *mode, b"")
+            }
+            Op::Symlink {
+                parent,
+                name,
+                target,
+            } => {
+                if target.is_empty() {
+                    return Err(Errno::NoEnt);
+                }
+                if target.len() > MAX_SYMLINK || target.contains(&0) {
+                    return Err(Errno::NameTooLong);
+                }
+                self.make(ctx, *parent, name, FileType::Symlink, 0o777, target)
+            }
+            Op::Link { ino, parent, name } => {
+                let node = self.nodes.get(&ino.0).ok_or(Errno::NoEnt)?;
+                if node.attr.kind == FileType::Dir {
+                    return Err(Errno::Perm);
+                }
+                let links = node.attr.nlink;
+                valid(name)?;
+                if self.dir(*parent)?.entries.contains_key(name) {
+                    return Err(Errno::Exist);
+                }
+                if links >= MAX_LINKS {
+                    return Err(Errno::MLink);
+                }
+                self.nodes
+                    .get_mut(&parent.0)
+                    .expect("checked")
+                    .entries
+                    .insert(name.clone(), ino.0);
+                self.touch(parent.0, ctx.now);
+                let node = self.nodes.get_mut(&ino.0).expect("checked");
+                node.attr.nlink += 1;
+                node.attr.ctime = ctx.now;
+                Ok(Outcome::Attr(node.attr))
+            }
+            Op::Unlink { parent, name } => {
+                valid(name)?;
+                let child = *self.dir(*parent)?.entries.get(name).ok_or(Errno::NoEnt)?;
+                if self.nodes[&child].attr.kind == FileType::Dir {
+                    return Err(Errno::IsDir);
+                }
+                self.nodes
+                    .get_mut(&parent.0)
+                    .expect("checked")
+                    .entries
+                    .remove(name);
+                self.release(child, ctx.now);
+                self.touch(parent.0, ctx.now);
+                Ok(Outcome::Done)
+            }
+            Op::Rmdir { parent, name } => {
+                valid(name)?;
+                let child = *self.dir(*parent)?.entries.get(name).ok_or(Errno::NoEnt)?;
+                let node = &self.nodes[&child];
+                if node.attr.kind != FileType::Dir {
+                    return Err(Errno::NotDir);
+                }
+                if !node.entries.is_empty() {
+                    return Err(Errno::NotEmpty);
+                }
+                self.nodes.remove(&child);
+                let dir = self.nodes.get_mut(&parent.0).expect("checked");
+                dir.entries.remove(name);
+                dir.attr.nlink -= 1;
+                self.touch(parent.0, ctx.now);
+                Ok(Outcome::Done)
+            }
+            Op::Rename {
+                from,
+                from_name,
+                to,
+                to_name,
+            } => self.rename(ctx, from.0, from_name, to.0, to_name),
+            Op::SetAttr {
+                ino,
+                mode,
+                uid,
+                gid,
+                size,
+                atime,
+                mtime,
+            } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
+                if let Some(size) = size {
+                    match node.attr.kind {
+                        FileType::Dir => return Err(Errno::IsDir),
+                        FileType::Symlink => return Err(Errno::Inval),
+                        FileType::File => {
+                            node.attr.size = *size;
+                            node.attr.mtime = ctx.now;
+                        }
+                    }
+                }
+                let a = &mut node.attr;
+                a.mode = mode.map_or(a.mode, |m| m & 0o7777);
+                a.uid = uid.unwrap_or(a.uid);
+                a.gid = gid.unwrap_or(a.gid);
+                a.atime = atime.unwrap_or(a.atime);
+                a.mtime = mtime.unwrap_or(a.mtime);
+                a.ctime = ctx.now;
+                Ok(Outcome::Attr(*a))
+            }
+        }
+    }
+
+    fn rename(
+        &mut self,
+        ctx: Context,
+        from: u64,
+        from_name: &[u8],
+        to: u64,
+        to_name: &[u8],
+    ) -> Result<Outcome, Errno> {
+        valid(from_name)?;
+        valid(to_name)?;
+        self.dir(InodeId(from))?;
+        let target = self.dir(InodeId(to))?.entries.get(to_name).copied();
+        let moving = *self.nodes[&from]
+            .entries
+            .get(from_name)
+            .ok_or(Errno::NoEnt)?;
+        if from == to && from_name == to_name {
+            return Ok(Outcome::Done);
+        }
+        let is_dir = self.nodes[&moving].attr.kind == FileType::Dir;
+        if is_dir && self.within(to, moving) {
+            return Err(Errno::Inval);
+        }
+        if let Some(target) = target {
+            if target == moving {
+                return Ok(Outcome::Done);
+            }
+            let target_dir = self.nodes[&target].attr.kind == FileType::Dir;
+            match (is_dir, target_dir) {
+                (true, true) if !self.nodes[&target].entries.is_empty() => {
+                    return Err(Errno::NotEmpty);
+                }
+                (true, false) => return Err(Errno::NotDir),
+                (false, true) => return Err(Errno::IsDir),
+                _ => {}
+            }
+        }
+        if is_dir && target.is_none() && from != to && self.nodes[&to].attr.nlink >= MAX_LINKS {
+            return Err(Errno::MLink);
+        }
+        if let Some(target) = target {
+            if self.nodes[&target].attr.kind == FileType::Dir {
+                self.nodes.remove(&target);
+                self.nodes.get_mut(&to).expect("checked").attr.nlink -= 1;
+            } else {
+                self.release(target, ctx.now);
+            }
+        }
+        self.nodes
+            .get_mut(&from)
+            .expect("checked")
+            .entries
+            .remove(from_name);
+        self.nodes
+            .get_mut(&to)
+            .expect("checked")
+            .entries
+            .insert(to_name.to_vec(), moving);
+        let node = self.nodes.get_mut(&moving).expect("checked");
+        node.attr.ctime = ctx.now;
+        if is_dir && from != to {
+            node.parent = to;
+            self.nodes.get_mut(&from).expect("checked").attr.nlink -= 1;
+            self.nodes.get_mut(&to).expect("checked").attr.nlink += 1;
+        }
+        self.touch(from, ctx.now);
+        self.touch(to, ctx.now);
+        Ok(Outcome::Done)
+    }
+}
+
+/// Names the operations draw from: a few valid ones (so names collide) and each kind of
+/// invalid one.
+fn name() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        8 => prop::sample::select(vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"dd".to_vec()]),
+        1 => prop::sample::select(vec![
+            Vec::new(),
+            b".".to_vec(),
+            b"..".to_vec(),
+            b"x/y".to_vec(),
+            b"nul\0".to_vec(),
+            vec![b'n'; MAX_NAME],
+            vec![b'n'; MAX_NAME + 1],
+        ]),
+    ]
+}
+
+/// Inodes the operations name: the root, ones likely to exist, and ones that do not.
+fn ino() -> impl Strategy<Value = InodeId> {
+    (1u64..8).prop_map(InodeId)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let mode = 0u16..0o10000;
+    prop_oneof![
+        4 => (ino(), name(), mode.clone()).prop_map(|(parent, name, mode)| Op::Mkdir { parent, name, mode }),
+        4 => (ino(), name(), mode.clone()).prop_map(|(parent, name, mode)| Op::Create { parent, name, mode }),
+        1 => (ino(), name(), prop::sample::select(vec![Vec::new(), b"t".to_vec(), b"../up".to_vec()]))
+            .prop_map(|(parent, name, target)| Op::Symlink { parent, name, target }),
+        2 => (ino(), ino(), name()).prop_map(|(ino, parent, name)| Op::Link { ino, parent, name }),
+        2 => (ino(), name()).prop_map(|(parent, name)| Op::Unlink { parent, name }),
+        2 => (ino(), name()).prop_map(|(parent, name)| Op::Rmdir { parent, name }),
+        5 => (ino(), name(), ino(), name()).prop_map(|(from, from_name, to, to_name)| Op::Rename { from, from_name, to, to_name }),
+        2 => (ino(), prop::option::of(mode), prop::option::of(0u64..1 << 40), prop::option::of(0u32..3))
+            .prop_map(|(ino, mode, size, uid)| Op::SetAttr { ino, mode, uid, gid: None, size, atime: None, mtime: None }),
+    ]
+}
+
+static CASE: AtomicU64 = AtomicU64::new(0);
+
+/// Every inode and entry of the model is in the namespace, alike, and nothing else.
+fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
+    for ino in 1..upto {
+        let stored = ns.getattr(InodeId(ino)).expect("store");
+        match model.nodes.get(&ino) {
+            None => assert_eq!(stored, Err(Errno::NoEnt), "inode {ino} should be gone"),
+            Some(node) => {
+                assert_eq!(stored, Ok(node.attr), "attributes of inode {ino}");
+                match node.attr.kind {
+                    FileType::Dir => {
+                        let listed = ns
+                            .readdir(InodeId(ino))
+                            .expect("store")
+                            .expect("a directory");
+                        let expected: Vec<_> = node
+                            .entries
+                            .iter()
+                            .map(|(name, child)| {
+                                (name.clone(), InodeId(*child), model.nodes[child].attr.kind)
+                            })
+                            .collect();
+                        assert_eq!(listed, expected, "entries of inode {ino}");
+                    }
+                    FileType::Symlink => {
+                        assert_eq!(
+                            ns.readlink(InodeId(ino)).expect("store"),
+                            Ok(node.target.clone())
+                        );
+                    }
+                    FileType::File => {}
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_namespace_behaves_like_its_model(ops in prop::collection::vec(op(), 1..120)) {
+        let case = CASE.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("hive-meta-model-{}-{case}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+        let mut model = Model::new();
+        for (n, op) in ops.iter().enumerate() {
+            let ctx = Context { uid: 1000, gid: 100, now: Nanos(n as i64 + 1) };
+            let got = ns.apply(ctx, op).expect("the store works");
+            let expected = model.apply(ctx, op);
+            prop_assert_eq!(&got, &expected, "operation {} ({:?})", n, op);
+            same_tree(&ns, &model, model.next + 2);
+        }
+        drop(ns);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_reopened_namespace_keeps_its_tree() {
+    let dir = std::env::temp_dir().join(format!("hive-meta-reopen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ctx = Context {
+        uid: 7,
+        gid: 7,
+        now: Nanos(5),
+    };
+    {
+        let ns = Namespace::open(&dir, Durability::EveryOp).expect("open");
+        let made = ns
+            .apply(
+                ctx,
+                &Op::Mkdir {
+                    parent: InodeId::ROOT,
+                    name: b"d".to_vec(),
+                    mode: 0o700,
+                },
+            )
+            .expect("store");
+        assert!(matches!(made, Ok(Outcome::Attr(a)) if a.ino == InodeId(2)));
+        ns.apply(
+            ctx,
+            &Op::Create {
+                parent: InodeId(2),
+                name: b"f".to_vec(),
+                mode: 0o600,
+            },
+        )
+        .expect("store")
+        .expect("created");
+    }
+    let ns = Namespace::open(&dir, Durability::EveryOp).expect("reopen");
+    let f = ns
+        .lookup(InodeId(2), b"f")
+        .expect("store")
+        .expect("still there");
+    assert_eq!((f.ino, f.mode, f.uid), (InodeId(3), 0o600, 7));
+    // The counter survived too: the next inode is 4.
+    let g = ns
+        .apply(
+            ctx,
+            &Op::Create {
+                parent: InodeId(2),
+                name: b"g".to_vec(),
+                mode: 0o600,
+            },
+        )
+        .expect("store");
+    assert!(matches!(g, Ok(Outcome::Attr(a)) if a.ino == InodeId(4)));
+    assert_eq!(
+        ns.apply(
+            ctx,
+            &Op::Rmdir {
+                parent: InodeId::ROOT,
+                name: b"d".to_vec()
+            }
+        )
+        .expect("store"),
+        Err(Errno::NotEmpty)
+    );
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
