@@ -13,6 +13,9 @@ mod namespace;
 pub mod records;
 mod types;
 
-pub use constants::{MAX_LINKS, MAX_NAME, MAX_SYMLINK};
-pub use namespace::{Durability, MetaError, Namespace};
-pub use types::{Attr, Context, Errno, FileType, InodeId, Nanos, Op, Outcome};
+pub use constants::{
+    MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_LINKS, MAX_NAME, MAX_SYMLINK, MAX_XATTR_NAME,
+    MAX_XATTR_VALUE,
+};
+pub use namespace::{Census, Durability, MetaError, Namespace};
+pub use types::{Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode};

@@ -10,12 +10,17 @@ use fjall::{
     SingleWriterWriteTx,
 };
 
-use crate::constants::{MAX_LINKS, MAX_NAME, MAX_SYMLINK};
-use crate::records::{
-    InodeRecord, NEXT_INO, decode_dirent, decode_inode, dirent_key, dirent_value, encode_inode,
-    inode_key,
+use crate::constants::{
+    MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_LINKS, MAX_NAME, MAX_SYMLINK, MAX_XATTR_NAME,
+    MAX_XATTR_VALUE,
 };
-use crate::types::{Attr, Context, Errno, FileType, InodeId, Nanos, Op, Outcome};
+use crate::records::{
+    InodeRecord, NEXT_INO, decode_dirent, decode_extent, decode_inode, dirent_value, encode_inode,
+    extent_key, extent_value, inode_key, named_key,
+};
+use crate::types::{
+    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode,
+};
 
 /// A failure of the storage under the namespace (not of the operation).
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +31,23 @@ pub enum MetaError {
     /// Stored bytes that are not what the namespace wrote.
     #[error("metadata store is corrupt: {0}")]
     Corrupt(String),
+}
+
+/// Records per keyspace.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Census {
+    /// Inodes.
+    pub inodes: u64,
+    /// Directory entries.
+    pub dirents: u64,
+    /// Symlink targets.
+    pub symlinks: u64,
+    /// Extents.
+    pub extents: u64,
+    /// Files with inline data.
+    pub inline: u64,
+    /// Extended attributes.
+    pub xattrs: u64,
 }
 
 /// How an applied operation reaches stable storage.
@@ -43,6 +65,9 @@ struct Spaces {
     inodes: SingleWriterTxKeyspace,
     dirents: SingleWriterTxKeyspace,
     symlinks: SingleWriterTxKeyspace,
+    extents: SingleWriterTxKeyspace,
+    inline: SingleWriterTxKeyspace,
+    xattrs: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -67,6 +92,17 @@ fn check_name(name: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Checks an extended attribute's name.
+fn check_xattr_name(name: &[u8]) -> Result<(), Errno> {
+    if name.is_empty() || name.contains(&0) {
+        return Err(Errno::Inval);
+    }
+    if name.len() > MAX_XATTR_NAME {
+        return Err(Errno::Range);
+    }
+    Ok(())
+}
+
 /// `?` for the inner result: returns an `Ok(Err(errno))` from the enclosing function.
 macro_rules! errno {
     ($e:expr) => {
@@ -86,6 +122,9 @@ impl Namespace {
             inodes: db.keyspace("inodes", KeyspaceCreateOptions::default)?,
             dirents: db.keyspace("dirents", KeyspaceCreateOptions::default)?,
             symlinks: db.keyspace("symlinks", KeyspaceCreateOptions::default)?,
+            extents: db.keyspace("extents", KeyspaceCreateOptions::default)?,
+            inline: db.keyspace("inline", KeyspaceCreateOptions::default)?,
+            xattrs: db.keyspace("xattrs", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -154,7 +193,7 @@ impl Namespace {
         if dir.attr.kind != FileType::Dir {
             return Ok(Err(Errno::NotDir));
         }
-        let Some(value) = snapshot.get(&self.spaces.dirents, dirent_key(parent, name))? else {
+        let Some(value) = snapshot.get(&self.spaces.dirents, named_key(parent, name))? else {
             return Ok(Err(Errno::NoEnt));
         };
         let (child, _) = decode_dirent(&value)
@@ -181,6 +220,60 @@ impl Namespace {
         Ok(Ok(entries))
     }
 
+    /// How many records each keyspace holds: for checks that nothing leaks (a removed
+    /// inode leaves no extents, inline data or xattrs behind). Reads everything.
+    pub fn census(&self) -> Result<Census, MetaError> {
+        let snapshot = self.db.read_tx();
+        let count = |space: &SingleWriterTxKeyspace| -> Result<u64, MetaError> {
+            let mut n = 0;
+            for item in snapshot.iter(space) {
+                item.key()?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        Ok(Census {
+            inodes: count(&self.spaces.inodes)?,
+            dirents: count(&self.spaces.dirents)?,
+            symlinks: count(&self.spaces.symlinks)?,
+            extents: count(&self.spaces.extents)?,
+            inline: count(&self.spaces.inline)?,
+            xattrs: count(&self.spaces.xattrs)?,
+        })
+    }
+
+    /// The extents of file `ino`, by offset.
+    pub fn extents(&self, ino: InodeId) -> Applied<Vec<Extent>> {
+        let snapshot = self.db.read_tx();
+        let node = errno!(read_inode(&snapshot, &self.spaces, ino)?.ok_or(Errno::NoEnt));
+        if node.attr.kind != FileType::File {
+            return Ok(Err(Errno::Inval));
+        }
+        Ok(Ok(read_extents(&snapshot, &self.spaces, ino)?))
+    }
+
+    /// The inline bytes of file `ino` (empty if it has none).
+    pub fn inline(&self, ino: InodeId) -> Applied<Vec<u8>> {
+        let snapshot = self.db.read_tx();
+        errno!(read_inode(&snapshot, &self.spaces, ino)?.ok_or(Errno::NoEnt));
+        Ok(Ok(snapshot
+            .get(&self.spaces.inline, inode_key(ino))?
+            .map(|v| v.to_vec())
+            .unwrap_or_default()))
+    }
+
+    /// The extended attributes of `ino`, by name.
+    pub fn xattrs(&self, ino: InodeId) -> Applied<Vec<(Vec<u8>, Vec<u8>)>> {
+        let snapshot = self.db.read_tx();
+        errno!(read_inode(&snapshot, &self.spaces, ino)?.ok_or(Errno::NoEnt));
+        let mut out = Vec::new();
+        for item in snapshot.prefix(&self.spaces.xattrs, inode_key(ino)) {
+            let (key, value) = item.into_inner()?;
+            out.push((key[8..].to_vec(), value.to_vec()));
+        }
+        Ok(Ok(out))
+    }
+
     /// The target of symlink `ino`.
     pub fn readlink(&self, ino: InodeId) -> Applied<Vec<u8>> {
         let snapshot = self.db.read_tx();
@@ -193,6 +286,73 @@ impl Namespace {
             .map(|t| t.to_vec())
             .ok_or(Errno::NoEnt))
     }
+}
+
+/// The extents of a file after `new` is laid over `old` (each sorted by offset, `new`
+/// not overlapping itself): what `new` covers is cut out of `old`.
+fn overlay(old: &[Extent], new: &[Extent]) -> Vec<Extent> {
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let mut pieces = Vec::new();
+    for e in old {
+        pieces.clear();
+        pieces.push(*e);
+        for n in new
+            .iter()
+            .filter(|n| n.offset < e.end() && n.end() > e.offset)
+        {
+            let mut rest = Vec::with_capacity(pieces.len() + 1);
+            for p in pieces.drain(..) {
+                if p.end() <= n.offset || p.offset >= n.end() {
+                    rest.push(p);
+                    continue;
+                }
+                if p.offset < n.offset {
+                    rest.push(Extent {
+                        len: u32::try_from(n.offset - p.offset).expect("within an extent"),
+                        ..p
+                    });
+                }
+                if p.end() > n.end() {
+                    let skip = n.end() - p.offset;
+                    rest.push(Extent {
+                        offset: n.end(),
+                        len: u32::try_from(p.end() - n.end()).expect("within an extent"),
+                        chunk: p.chunk,
+                        chunk_offset: p.chunk_offset
+                            + u32::try_from(skip).expect("within an extent"),
+                    });
+                }
+            }
+            pieces = rest;
+        }
+        out.extend_from_slice(&pieces);
+    }
+    out.extend_from_slice(new);
+    out.sort_by_key(|e| e.offset);
+    out
+}
+
+/// The extents of a file cut at `size`.
+fn truncated(old: &[Extent], size: u64) -> Vec<Extent> {
+    old.iter()
+        .filter(|e| e.offset < size)
+        .map(|e| Extent {
+            len: u32::try_from(e.end().min(size) - e.offset).expect("within an extent"),
+            ..*e
+        })
+        .collect()
+}
+
+fn read_extents(from: &impl Readable, s: &Spaces, ino: InodeId) -> Result<Vec<Extent>, MetaError> {
+    let mut out = Vec::new();
+    for item in from.prefix(&s.extents, inode_key(ino)) {
+        let (key, value) = item.into_inner()?;
+        out.push(
+            decode_extent(&key, &value)
+                .ok_or_else(|| MetaError::Corrupt(format!("an extent of {ino}")))?,
+        );
+    }
+    Ok(out)
 }
 
 fn read_inode(
@@ -233,7 +393,7 @@ impl Tx<'_, '_> {
         parent: InodeId,
         name: &[u8],
     ) -> Result<Option<(InodeId, FileType)>, MetaError> {
-        match self.tx.get(&self.s.dirents, dirent_key(parent, name))? {
+        match self.tx.get(&self.s.dirents, named_key(parent, name))? {
             None => Ok(None),
             Some(value) => decode_dirent(&value)
                 .map(Some)
@@ -256,21 +416,54 @@ impl Tx<'_, '_> {
         );
     }
 
-    fn drop_inode(&mut self, ino: InodeId) {
+    fn drop_inode(&mut self, ino: InodeId) -> Result<(), MetaError> {
         self.tx.remove(&self.s.inodes, inode_key(ino));
         self.tx.remove(&self.s.symlinks, inode_key(ino));
+        self.tx.remove(&self.s.inline, inode_key(ino));
+        for space in [&self.s.extents, &self.s.xattrs] {
+            let keys: Vec<_> = self
+                .tx
+                .prefix(space, inode_key(ino))
+                .map(|item| item.key())
+                .collect::<Result<_, _>>()?;
+            for key in keys {
+                self.tx.remove(space, key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces a file's extents `old` with `new`, writing only what changed.
+    fn write_extents(&mut self, ino: InodeId, old: &[Extent], new: &[Extent]) {
+        for e in old.iter().filter(|e| !new.contains(e)) {
+            self.tx.remove(&self.s.extents, extent_key(ino, e.offset));
+        }
+        for e in new.iter().filter(|e| !old.contains(e)) {
+            self.tx
+                .insert(&self.s.extents, extent_key(ino, e.offset), extent_value(e));
+        }
+    }
+
+    /// The regular file `ino`.
+    fn file(&self, ino: InodeId) -> Applied<InodeRecord> {
+        let node = errno!(self.inode(ino)?);
+        match node.attr.kind {
+            FileType::File => Ok(Ok(node)),
+            FileType::Dir => Ok(Err(Errno::IsDir)),
+            FileType::Symlink => Ok(Err(Errno::Inval)),
+        }
     }
 
     fn link_entry(&mut self, parent: InodeId, name: &[u8], child: InodeId, kind: FileType) {
         self.tx.insert(
             &self.s.dirents,
-            dirent_key(parent, name),
+            named_key(parent, name),
             dirent_value(child, kind),
         );
     }
 
     fn unlink_entry(&mut self, parent: InodeId, name: &[u8]) {
-        self.tx.remove(&self.s.dirents, dirent_key(parent, name));
+        self.tx.remove(&self.s.dirents, named_key(parent, name));
     }
 
     fn next_ino(&mut self) -> Result<InodeId, MetaError> {
@@ -344,7 +537,7 @@ impl Tx<'_, '_> {
         let mut node = errno!(self.inode(ino)?);
         node.attr.nlink = node.attr.nlink.saturating_sub(1);
         if node.attr.nlink == 0 {
-            self.drop_inode(ino);
+            self.drop_inode(ino)?;
         } else {
             node.attr.ctime = now;
             self.put(&node);
@@ -443,7 +636,7 @@ impl Tx<'_, '_> {
                     return Ok(Err(Errno::NotEmpty));
                 }
                 self.unlink_entry(*parent, name);
-                self.drop_inode(child);
+                self.drop_inode(child)?;
                 dir.attr.nlink -= 1;
                 Self::touch(&mut dir, ctx.now);
                 self.put(&dir);
@@ -455,6 +648,79 @@ impl Tx<'_, '_> {
                 to,
                 to_name,
             } => self.rename(ctx, *from, from_name, *to, to_name),
+            Op::CommitExtents { ino, extents } => self.commit_extents(ctx, *ino, extents),
+            Op::WriteInline { ino, offset, data } => {
+                let mut node = errno!(self.file(*ino)?);
+                let end = offset.saturating_add(data.len() as u64);
+                if end > MAX_INLINE {
+                    return Ok(Err(Errno::FBig));
+                }
+                if !read_extents(&*self.tx, self.s, *ino)?.is_empty() {
+                    return Ok(Err(Errno::Inval));
+                }
+                let mut content = self
+                    .tx
+                    .get(&self.s.inline, inode_key(*ino))?
+                    .map(|v| v.to_vec())
+                    .unwrap_or_default();
+                // Bytes between the inline data and the offset read as zeros.
+                let (start, end) = (
+                    usize::try_from(*offset).expect("below the inline size"),
+                    usize::try_from(end).expect("below the inline size"),
+                );
+                if content.len() < end {
+                    content.resize(end, 0);
+                }
+                content[start..end].copy_from_slice(data);
+                // A record exists only for non-empty inline data.
+                if !content.is_empty() {
+                    self.tx.insert(&self.s.inline, inode_key(*ino), content);
+                }
+                node.attr.size = node.attr.size.max(end as u64);
+                node.attr.mtime = ctx.now;
+                node.attr.ctime = ctx.now;
+                self.put(&node);
+                Ok(Ok(Outcome::Attr(node.attr)))
+            }
+            Op::SetXattr {
+                ino,
+                name,
+                value,
+                mode,
+            } => {
+                let mut node = errno!(self.inode(*ino)?);
+                errno!(check_xattr_name(name));
+                if value.len() > MAX_XATTR_VALUE {
+                    return Ok(Err(Errno::TooBig));
+                }
+                let exists = self
+                    .tx
+                    .contains_key(&self.s.xattrs, named_key(*ino, name))?;
+                match (mode, exists) {
+                    (XattrMode::Create, true) => return Ok(Err(Errno::Exist)),
+                    (XattrMode::Replace, false) => return Ok(Err(Errno::NoData)),
+                    _ => {}
+                }
+                self.tx
+                    .insert(&self.s.xattrs, named_key(*ino, name), value.clone());
+                node.attr.ctime = ctx.now;
+                self.put(&node);
+                Ok(Ok(Outcome::Done))
+            }
+            Op::RemoveXattr { ino, name } => {
+                let mut node = errno!(self.inode(*ino)?);
+                errno!(check_xattr_name(name));
+                if !self
+                    .tx
+                    .contains_key(&self.s.xattrs, named_key(*ino, name))?
+                {
+                    return Ok(Err(Errno::NoData));
+                }
+                self.tx.remove(&self.s.xattrs, named_key(*ino, name));
+                node.attr.ctime = ctx.now;
+                self.put(&node);
+                Ok(Ok(Outcome::Done))
+            }
             Op::SetAttr {
                 ino,
                 mode,
@@ -470,6 +736,23 @@ impl Tx<'_, '_> {
                         FileType::Dir => return Ok(Err(Errno::IsDir)),
                         FileType::Symlink => return Ok(Err(Errno::Inval)),
                         FileType::File => {
+                            let old = read_extents(&*self.tx, self.s, *ino)?;
+                            let cut = truncated(&old, *size);
+                            self.write_extents(*ino, &old, &cut);
+                            if let Some(data) = self.tx.get(&self.s.inline, inode_key(*ino))?
+                                && data.len() as u64 > *size
+                            {
+                                let keep = usize::try_from(*size).expect("below the inline size");
+                                if keep == 0 {
+                                    self.tx.remove(&self.s.inline, inode_key(*ino));
+                                } else {
+                                    self.tx.insert(
+                                        &self.s.inline,
+                                        inode_key(*ino),
+                                        data[..keep].to_vec(),
+                                    );
+                                }
+                            }
                             node.attr.size = *size;
                             node.attr.mtime = ctx.now;
                         }
@@ -495,6 +778,29 @@ impl Tx<'_, '_> {
                 Ok(Ok(Outcome::Attr(node.attr)))
             }
         }
+    }
+
+    fn commit_extents(&mut self, ctx: Context, ino: InodeId, new: &[Extent]) -> Applied<Outcome> {
+        let mut node = errno!(self.file(ino)?);
+        if new.len() > MAX_EXTENTS_PER_COMMIT {
+            return Ok(Err(Errno::TooBig));
+        }
+        let mut sorted = new.to_vec();
+        sorted.sort_by_key(|e| e.offset);
+        let overlapping = sorted.windows(2).any(|w| w[0].end() > w[1].offset);
+        if overlapping || sorted.iter().any(|e| e.len == 0) {
+            return Ok(Err(Errno::Inval));
+        }
+        let old = read_extents(&*self.tx, self.s, ino)?;
+        let merged = overlay(&old, &sorted);
+        self.write_extents(ino, &old, &merged);
+        self.tx.remove(&self.s.inline, inode_key(ino));
+        let end = sorted.last().map_or(0, Extent::end);
+        node.attr.size = node.attr.size.max(end);
+        node.attr.mtime = ctx.now;
+        node.attr.ctime = ctx.now;
+        self.put(&node);
+        Ok(Ok(Outcome::Attr(node.attr)))
     }
 
     fn rename(
@@ -543,7 +849,7 @@ impl Tx<'_, '_> {
         // Every check passed: change the tree.
         if let Some((target, target_kind)) = replaced {
             if target_kind == FileType::Dir {
-                self.drop_inode(target);
+                self.drop_inode(target)?;
                 let mut dir = errno!(self.dir(to)?);
                 dir.attr.nlink -= 1;
                 self.put(&dir);

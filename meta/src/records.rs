@@ -6,9 +6,12 @@
 //! | `inodes` | inode (u64 BE) | [`INODE_RECORD`] bytes: see [`encode_inode`] |
 //! | `dirents` | parent inode (u64 BE), name bytes | child inode (u64 LE), kind (u8) |
 //! | `symlinks` | inode (u64 BE) | target bytes |
+//! | `extents` | inode (u64 BE), file offset (u64 BE) | length (u32), chunk id (32 bytes), chunk offset (u32) |
+//! | `inline` | inode (u64 BE) | the file's bytes from offset 0 (at most `MAX_INLINE`) |
+//! | `xattrs` | inode (u64 BE), name | value |
 //! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
 
-use crate::types::{Attr, FileType, InodeId, Nanos};
+use crate::types::{Attr, Extent, FileType, InodeId, Nanos};
 
 /// Version of the inode record format.
 pub const INODE_VERSION: u8 = 1;
@@ -32,12 +35,44 @@ pub fn inode_key(ino: InodeId) -> [u8; 8] {
     ino.0.to_be_bytes()
 }
 
-/// The key of a directory entry.
-pub fn dirent_key(parent: InodeId, name: &[u8]) -> Vec<u8> {
+/// The key of a directory entry or an xattr: inode (u64 BE), then the name.
+pub fn named_key(parent: InodeId, name: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + name.len());
     key.extend_from_slice(&parent.0.to_be_bytes());
     key.extend_from_slice(name);
     key
+}
+
+/// The key of an extent (and, with its name, of an xattr: the same layout).
+pub fn extent_key(ino: InodeId, offset: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&ino.0.to_be_bytes());
+    key[8..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// An extent's value: length (u32), chunk id (32), chunk offset (u32).
+pub fn extent_value(extent: &Extent) -> [u8; 40] {
+    let mut value = [0u8; 40];
+    value[..4].copy_from_slice(&extent.len.to_le_bytes());
+    value[4..36].copy_from_slice(&extent.chunk);
+    value[36..].copy_from_slice(&extent.chunk_offset.to_le_bytes());
+    value
+}
+
+/// Reads an extent from its key and value.
+pub fn decode_extent(key: &[u8], value: &[u8]) -> Option<Extent> {
+    if key.len() != 16 || value.len() != 40 {
+        return None;
+    }
+    let mut chunk = [0u8; 32];
+    chunk.copy_from_slice(&value[4..36]);
+    Some(Extent {
+        offset: u64::from_be_bytes(key[8..].try_into().ok()?),
+        len: u32::from_le_bytes(value[..4].try_into().ok()?),
+        chunk,
+        chunk_offset: u32::from_le_bytes(value[36..].try_into().ok()?),
+    })
 }
 
 /// A directory entry's value.

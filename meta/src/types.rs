@@ -112,6 +112,38 @@ pub struct Context {
     pub now: Nanos,
 }
 
+/// A piece of a file's content: `len` bytes at file offset `offset` are the bytes of
+/// chunk `chunk` from `chunk_offset` on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Extent {
+    /// Where in the file.
+    pub offset: u64,
+    /// How many bytes (at least 1).
+    pub len: u32,
+    /// The chunk holding them.
+    pub chunk: [u8; 32],
+    /// Where in the chunk.
+    pub chunk_offset: u32,
+}
+
+impl Extent {
+    /// The file offset just past it.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
+/// How `SetXattr` treats an existing attribute (XATTR_CREATE, XATTR_REPLACE).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum XattrMode {
+    /// Create or replace.
+    Either,
+    /// Fail with EEXIST if it exists.
+    Create,
+    /// Fail with ENODATA if it does not.
+    Replace,
+}
+
 /// A change to the namespace: each is applied as one transaction, whole or not at all.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Op {
@@ -193,6 +225,44 @@ pub enum Op {
         /// Modification time.
         mtime: Option<Nanos>,
     },
+    /// Makes `extents` part of a regular file's content, over whatever was there (what
+    /// they overlap is cut away), and grows the file to their end. A file's inline data,
+    /// if any, is dropped: the caller moves it into the extents when a file outgrows
+    /// [`crate::MAX_INLINE`]. All-or-nothing, like every operation.
+    CommitExtents {
+        /// The file.
+        ino: InodeId,
+        /// The new pieces, not overlapping each other.
+        extents: Vec<Extent>,
+    },
+    /// Writes bytes of a small file kept in its metadata record (no chunk at all). The
+    /// file must have no extents and stay within [`crate::MAX_INLINE`] bytes.
+    WriteInline {
+        /// The file.
+        ino: InodeId,
+        /// Where.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Sets an extended attribute.
+    SetXattr {
+        /// The inode.
+        ino: InodeId,
+        /// Its name (at most [`crate::MAX_XATTR_NAME`] bytes).
+        name: Vec<u8>,
+        /// Its value (at most [`crate::MAX_XATTR_VALUE`] bytes).
+        value: Vec<u8>,
+        /// Create, replace or either.
+        mode: XattrMode,
+    },
+    /// Removes an extended attribute.
+    RemoveXattr {
+        /// The inode.
+        ino: InodeId,
+        /// Its name.
+        name: Vec<u8>,
+    },
 }
 
 /// What an applied operation gives back.
@@ -234,6 +304,18 @@ pub enum Errno {
     /// Too many links to one inode.
     #[error("too many links (EMLINK)")]
     MLink,
+    /// No such extended attribute.
+    #[error("no data available (ENODATA)")]
+    NoData,
+    /// A value or an attribute name beyond its limit.
+    #[error("argument list too long (E2BIG)")]
+    TooBig,
+    /// An xattr name too long, or a buffer too small.
+    #[error("result out of range (ERANGE)")]
+    Range,
+    /// Content past what inline data may hold, or extents that overlap.
+    #[error("file too large (EFBIG)")]
+    FBig,
 }
 
 impl Errno {
@@ -249,6 +331,10 @@ impl Errno {
             Errno::MLink => 31,
             Errno::NameTooLong => 36,
             Errno::NotEmpty => 39,
+            Errno::NoData => 61,
+            Errno::TooBig => 7,
+            Errno::Range => 34,
+            Errno::FBig => 27,
         }
     }
 }

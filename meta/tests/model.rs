@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hive_meta::{
-    Attr, Context, Durability, Errno, FileType, InodeId, MAX_LINKS, MAX_NAME, MAX_SYMLINK,
-    Namespace, Nanos, Op, Outcome,
+    Attr, Census, Context, Durability, Errno, Extent, FileType, InodeId, MAX_EXTENTS_PER_COMMIT,
+    MAX_INLINE, MAX_LINKS, MAX_NAME, MAX_SYMLINK, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace,
+    Nanos, Op, Outcome, XattrMode,
 };
 use proptest::prelude::*;
 
@@ -20,6 +21,60 @@ struct Node {
     parent: u64,
     entries: BTreeMap<Vec<u8>, u64>,
     target: Vec<u8>,
+    extents: Vec<Extent>,
+    inline: Vec<u8>,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Node {
+    fn new(attr: Attr, parent: u64, target: &[u8]) -> Self {
+        Self {
+            attr,
+            parent,
+            entries: BTreeMap::new(),
+            target: target.to_vec(),
+            extents: Vec::new(),
+            inline: Vec::new(),
+            xattrs: BTreeMap::new(),
+        }
+    }
+
+    fn file(&mut self) -> Result<&mut Self, Errno> {
+        match self.attr.kind {
+            FileType::File => Ok(self),
+            FileType::Dir => Err(Errno::IsDir),
+            FileType::Symlink => Err(Errno::Inval),
+        }
+    }
+}
+
+/// Lays `n` over `extents`: every extent it touches keeps only its parts outside `n`.
+fn lay(extents: &mut Vec<Extent>, n: Extent) {
+    let mut out = Vec::with_capacity(extents.len() + 2);
+    for e in extents.drain(..) {
+        if e.end() <= n.offset || e.offset >= n.end() {
+            out.push(e);
+            continue;
+        }
+        if e.offset < n.offset {
+            out.push(Extent {
+                len: (n.offset - e.offset) as u32,
+                ..e
+            });
+        }
+        if e.end() > n.end() {
+            let skipped = (n.end() - e.offset) as u32;
+            out.push(Extent {
+                offset: n.end(),
+                len: (e.end() - n.end()) as u32,
+                chunk: e.chunk,
+                chunk_offset: e.chunk_offset + skipped,
+            });
+        }
+    }
+    out.push(n);
+    out.sort_by_key(|e| e.offset);
+    *extents = out;
 }
 
 /// The namespace as plain maps.
@@ -44,12 +99,7 @@ fn valid(name: &[u8]) -> Result<(), Errno> {
 
 impl Model {
     fn new() -> Self {
-        let root = Node {
-            attr: Attr::root(),
-            parent: 1,
-            entries: BTreeMap::new(),
-            target: Vec::new(),
-        };
+        let root = Node::new(Attr::root(), 1, b"");
         Self {
             nodes: [(1, root)].into(),
             next: 2,
@@ -103,15 +153,8 @@ impl Model {
             ctime: ctx.now,
             btime: ctx.now,
         };
-        self.nodes.insert(
-            ino,
-            Node {
-                attr,
-                parent: if kind == FileType::Dir { parent.0 } else { 0 },
-                entries: BTreeMap::new(),
-                target: target.to_vec(),
-            },
-        );
+        let up = if kind == FileType::Dir { parent.0 } else { 0 };
+        self.nodes.insert(ino, Node::new(attr, up, target));
         let dir = self.nodes.get_mut(&parent.0).expect("checked");
         dir.entries.insert(name.to_vec(), ino);
         if kind == FileType::Dir {
@@ -246,6 +289,11 @@ impl Model {
                         FileType::File => {
                             node.attr.size = *size;
                             node.attr.mtime = ctx.now;
+                            node.extents.retain(|e| e.offset < *size);
+                            for e in &mut node.extents {
+                                e.len = (e.end().min(*size) - e.offset) as u32;
+                            }
+                            node.inline.truncate(*size as usize);
                         }
                     }
                 }
@@ -257,6 +305,85 @@ impl Model {
                 a.mtime = mtime.unwrap_or(a.mtime);
                 a.ctime = ctx.now;
                 Ok(Outcome::Attr(*a))
+            }
+            Op::CommitExtents { ino, extents } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                if extents.len() > MAX_EXTENTS_PER_COMMIT {
+                    return Err(Errno::TooBig);
+                }
+                for (i, a) in extents.iter().enumerate() {
+                    let overlaps = extents[i + 1..]
+                        .iter()
+                        .any(|b| a.offset < b.end() && b.offset < a.end());
+                    if a.len == 0 || overlaps {
+                        return Err(Errno::Inval);
+                    }
+                }
+                for e in extents {
+                    lay(&mut node.extents, *e);
+                    node.attr.size = node.attr.size.max(e.end());
+                }
+                node.inline.clear();
+                node.attr.mtime = ctx.now;
+                node.attr.ctime = ctx.now;
+                Ok(Outcome::Attr(node.attr))
+            }
+            Op::WriteInline { ino, offset, data } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                let end = offset + data.len() as u64;
+                if end > MAX_INLINE {
+                    return Err(Errno::FBig);
+                }
+                if !node.extents.is_empty() {
+                    return Err(Errno::Inval);
+                }
+                if (node.inline.len() as u64) < end {
+                    node.inline.resize(end as usize, 0);
+                }
+                node.inline[*offset as usize..end as usize].copy_from_slice(data);
+                node.attr.size = node.attr.size.max(end);
+                node.attr.mtime = ctx.now;
+                node.attr.ctime = ctx.now;
+                Ok(Outcome::Attr(node.attr))
+            }
+            Op::SetXattr {
+                ino,
+                name,
+                value,
+                mode,
+            } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
+                if name.is_empty() || name.contains(&0) {
+                    return Err(Errno::Inval);
+                }
+                if name.len() > MAX_XATTR_NAME {
+                    return Err(Errno::Range);
+                }
+                if value.len() > MAX_XATTR_VALUE {
+                    return Err(Errno::TooBig);
+                }
+                let exists = node.xattrs.contains_key(name);
+                if *mode == XattrMode::Create && exists {
+                    return Err(Errno::Exist);
+                }
+                if *mode == XattrMode::Replace && !exists {
+                    return Err(Errno::NoData);
+                }
+                node.xattrs.insert(name.clone(), value.clone());
+                node.attr.ctime = ctx.now;
+                Ok(Outcome::Done)
+            }
+            Op::RemoveXattr { ino, name } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
+                if name.is_empty() || name.contains(&0) {
+                    return Err(Errno::Inval);
+                }
+                if name.len() > MAX_XATTR_NAME {
+                    return Err(Errno::Range);
+                }
+                node.xattrs.remove(name).ok_or(Errno::NoData)?;
+                node.attr.ctime = ctx.now;
+                Ok(Outcome::Done)
             }
         }
     }
@@ -365,15 +492,61 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (ino(), name()).prop_map(|(parent, name)| Op::Unlink { parent, name }),
         2 => (ino(), name()).prop_map(|(parent, name)| Op::Rmdir { parent, name }),
         5 => (ino(), name(), ino(), name()).prop_map(|(from, from_name, to, to_name)| Op::Rename { from, from_name, to, to_name }),
-        2 => (ino(), prop::option::of(mode), prop::option::of(0u64..1 << 40), prop::option::of(0u32..3))
+        2 => (ino(), prop::option::of(mode), prop::option::of(0u64..20_000), prop::option::of(0u32..3))
             .prop_map(|(ino, mode, size, uid)| Op::SetAttr { ino, mode, uid, gid: None, size, atime: None, mtime: None }),
+        4 => (ino(), prop::collection::vec(extent(), 0..4)).prop_map(|(ino, extents)| Op::CommitExtents { ino, extents }),
+        3 => (ino(), 0u64..4200, prop::collection::vec(any::<u8>(), 0..600))
+            .prop_map(|(ino, offset, data)| Op::WriteInline { ino, offset, data }),
+        2 => (ino(), xattr_name(), prop::collection::vec(any::<u8>(), 0..8), prop::sample::select(vec![XattrMode::Either, XattrMode::Create, XattrMode::Replace]))
+            .prop_map(|(ino, name, value, mode)| Op::SetXattr { ino, name, value, mode }),
+        1 => (ino(), xattr_name()).prop_map(|(ino, name)| Op::RemoveXattr { ino, name }),
     ]
+}
+
+/// Extents on a coarse grid, so they overlap one another often.
+fn extent() -> impl Strategy<Value = Extent> {
+    (0u64..32, 0u32..8, 1u32..4096, 0u8..3, 0u32..1000).prop_map(
+        |(slot, fine, len, chunk, chunk_offset)| Extent {
+            offset: slot * 512 + u64::from(fine),
+            len,
+            chunk: [chunk; 32],
+            chunk_offset,
+        },
+    )
+}
+
+fn xattr_name() -> impl Strategy<Value = Vec<u8>> {
+    prop::sample::select(vec![
+        b"user.a".to_vec(),
+        b"user.b".to_vec(),
+        Vec::new(),
+        vec![b'x'; MAX_XATTR_NAME + 1],
+    ])
 }
 
 static CASE: AtomicU64 = AtomicU64::new(0);
 
+/// What the model holds, counted as the namespace counts its records.
+fn census(model: &Model) -> Census {
+    let mut c = Census::default();
+    for node in model.nodes.values() {
+        c.inodes += 1;
+        c.dirents += node.entries.len() as u64;
+        c.symlinks += u64::from(node.attr.kind == FileType::Symlink);
+        c.extents += node.extents.len() as u64;
+        c.inline += u64::from(!node.inline.is_empty());
+        c.xattrs += node.xattrs.len() as u64;
+    }
+    c
+}
+
 /// Every inode and entry of the model is in the namespace, alike, and nothing else.
 fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
+    assert_eq!(
+        ns.census().expect("store"),
+        census(model),
+        "records left behind or missing"
+    );
     for ino in 1..upto {
         let stored = ns.getattr(InodeId(ino)).expect("store");
         match model.nodes.get(&ino) {
@@ -401,8 +574,25 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
                             Ok(node.target.clone())
                         );
                     }
-                    FileType::File => {}
+                    FileType::File => {
+                        assert_eq!(
+                            ns.extents(InodeId(ino)).expect("store"),
+                            Ok(node.extents.clone()),
+                            "extents of inode {ino}"
+                        );
+                        assert_eq!(
+                            ns.inline(InodeId(ino)).expect("store"),
+                            Ok(node.inline.clone()),
+                            "inline data of inode {ino}"
+                        );
+                    }
                 }
+                let xattrs: Vec<_> = node.xattrs.clone().into_iter().collect();
+                assert_eq!(
+                    ns.xattrs(InodeId(ino)).expect("store"),
+                    Ok(xattrs),
+                    "xattrs of inode {ino}"
+                );
             }
         }
     }
@@ -492,6 +682,64 @@ fn a_reopened_namespace_keeps_its_tree() {
         .expect("store"),
         Err(Errno::NotEmpty)
     );
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn inline_data_leaves_no_record_once_empty() {
+    let dir = std::env::temp_dir().join(format!("hive-meta-inline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+    let ctx = Context {
+        uid: 1,
+        gid: 1,
+        now: Nanos(1),
+    };
+    let apply = |op: Op| ns.apply(ctx, &op).expect("store");
+    apply(Op::Create {
+        parent: InodeId::ROOT,
+        name: b"f".to_vec(),
+        mode: 0o644,
+    })
+    .expect("created");
+    let f = InodeId(2);
+    // An empty write makes no record; a truncation to nothing removes it.
+    apply(Op::WriteInline {
+        ino: f,
+        offset: 0,
+        data: Vec::new(),
+    })
+    .expect("written");
+    assert_eq!(ns.census().expect("store").inline, 0);
+    apply(Op::WriteInline {
+        ino: f,
+        offset: 10,
+        data: b"abc".to_vec(),
+    })
+    .expect("written");
+    assert_eq!(
+        ns.inline(f).expect("store"),
+        Ok(b"\0\0\0\0\0\0\0\0\0\0abc".to_vec())
+    );
+    let cut = Op::SetAttr {
+        ino: f,
+        mode: None,
+        uid: None,
+        gid: None,
+        size: Some(0),
+        atime: None,
+        mtime: None,
+    };
+    apply(cut).expect("truncated");
+    assert_eq!(ns.census().expect("store").inline, 0);
+    // Past the inline limit the caller must use extents.
+    let big = Op::WriteInline {
+        ino: f,
+        offset: MAX_INLINE - 1,
+        data: b"xy".to_vec(),
+    };
+    assert_eq!(apply(big), Err(Errno::FBig));
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
 }
