@@ -15,3 +15,18 @@ pub const MAX_XATTR_NAME: usize = 255;
 pub const MAX_XATTR_VALUE: usize = 65_536;
 /// Extents one `CommitExtents` may carry (bounds the transaction).
 pub const MAX_EXTENTS_PER_COMMIT: usize = 4096;
+/// Longest volume name: what a client certificate's volume grant can carry.
+pub const MAX_VOLUME_NAME: usize = 64;
+/// The volume made with every namespace, rooted at inode 1: what a mount uses when it
+/// names no volume.
+pub const DEFAULT_VOLUME: &[u8] = b"default";
+/// Inodes a forced volume delete may remove in one transaction; a larger volume must be
+/// emptied first.
+pub const MAX_FORCED_DELETE: usize = 100_000;
+/// Largest k and m of a volume's storage class (the shard format's limits).
+pub const MAX_K: u8 = 32;
+/// See [`MAX_K`].
+pub const MAX_M: u8 = 16;
+/// Deepest directory nesting followed when walking up a parent chain: far beyond any
+/// real tree (paths are at most 4096 bytes), so only a corrupt cycle reaches it.
+pub const MAX_DEPTH: usize = 4096;

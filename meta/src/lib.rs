@@ -14,8 +14,9 @@ pub mod records;
 mod types;
 
 pub use constants::{
-    MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_LINKS, MAX_NAME, MAX_SYMLINK, MAX_XATTR_NAME,
-    MAX_XATTR_VALUE,
+    DEFAULT_VOLUME, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M,
+    MAX_NAME, MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE,
 };
 pub use namespace::{Census, Durability, MetaError, Namespace};
+pub use records::VolumeRecord;
 pub use types::{Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode};

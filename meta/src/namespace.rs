@@ -11,16 +11,21 @@ use fjall::{
 };
 
 use crate::constants::{
-    MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_LINKS, MAX_NAME, MAX_SYMLINK, MAX_XATTR_NAME,
-    MAX_XATTR_VALUE,
+    DEFAULT_VOLUME, MAX_DEPTH, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE, MAX_INLINE, MAX_K,
+    MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE,
 };
 use crate::records::{
-    InodeRecord, NEXT_INO, decode_dirent, decode_extent, decode_inode, dirent_value, encode_inode,
-    extent_key, extent_value, inode_key, named_key,
+    InodeRecord, NEXT_INO, VolumeRecord, decode_dirent, decode_extent, decode_inode, decode_volume,
+    dirent_value, encode_inode, encode_volume, extent_key, extent_value, inode_key, named_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode,
 };
+
+/// Storage class of the default volume.
+const DEFAULT_K: u8 = 4;
+/// See [`DEFAULT_K`].
+const DEFAULT_M: u8 = 2;
 
 /// A failure of the storage under the namespace (not of the operation).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +53,8 @@ pub struct Census {
     pub inline: u64,
     /// Extended attributes.
     pub xattrs: u64,
+    /// Volumes.
+    pub volumes: u64,
 }
 
 /// How an applied operation reaches stable storage.
@@ -68,6 +75,7 @@ struct Spaces {
     extents: SingleWriterTxKeyspace,
     inline: SingleWriterTxKeyspace,
     xattrs: SingleWriterTxKeyspace,
+    volumes: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -125,6 +133,7 @@ impl Namespace {
             extents: db.keyspace("extents", KeyspaceCreateOptions::default)?,
             inline: db.keyspace("inline", KeyspaceCreateOptions::default)?,
             xattrs: db.keyspace("xattrs", KeyspaceCreateOptions::default)?,
+            volumes: db.keyspace("volumes", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -137,7 +146,21 @@ impl Namespace {
             let root = InodeRecord {
                 attr: Attr::root(),
                 parent: InodeId::ROOT,
+                volume: InodeId::ROOT,
             };
+            let default = VolumeRecord {
+                root: InodeId::ROOT,
+                k: DEFAULT_K,
+                m: DEFAULT_M,
+                uid: 0,
+                gid: 0,
+                created: Nanos(0),
+            };
+            tx.insert(
+                &namespace.spaces.volumes,
+                DEFAULT_VOLUME,
+                encode_volume(&default),
+            );
             tx.insert(
                 &namespace.spaces.inodes,
                 inode_key(InodeId::ROOT),
@@ -220,6 +243,19 @@ impl Namespace {
         Ok(Ok(entries))
     }
 
+    /// Every volume, by name.
+    pub fn volumes(&self) -> Result<Vec<(Vec<u8>, VolumeRecord)>, MetaError> {
+        let snapshot = self.db.read_tx();
+        let mut out = Vec::new();
+        for item in snapshot.iter(&self.spaces.volumes) {
+            let (key, value) = item.into_inner()?;
+            let record = decode_volume(&value)
+                .ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
+            out.push((key.to_vec(), record));
+        }
+        Ok(out)
+    }
+
     /// How many records each keyspace holds: for checks that nothing leaks (a removed
     /// inode leaves no extents, inline data or xattrs behind). Reads everything.
     pub fn census(&self) -> Result<Census, MetaError> {
@@ -239,6 +275,7 @@ impl Namespace {
             extents: count(&self.spaces.extents)?,
             inline: count(&self.spaces.inline)?,
             xattrs: count(&self.spaces.xattrs)?,
+            volumes: count(&self.spaces.volumes)?,
         })
     }
 
@@ -521,6 +558,7 @@ impl Tx<'_, '_> {
             } else {
                 InodeId(0)
             },
+            volume: dir.volume,
         };
         if kind == FileType::Dir {
             dir.attr.nlink += 1;
@@ -545,19 +583,118 @@ impl Tx<'_, '_> {
         Ok(Ok(()))
     }
 
+    fn create_volume(&mut self, ctx: Context, name: &[u8], k: u8, m: u8) -> Applied<Outcome> {
+        errno!(check_name(name));
+        if name.len() > MAX_VOLUME_NAME {
+            return Ok(Err(Errno::NameTooLong));
+        }
+        if !(1..=MAX_K).contains(&k) || m > MAX_M {
+            return Ok(Err(Errno::Inval));
+        }
+        if self.tx.contains_key(&self.s.volumes, name)? {
+            return Ok(Err(Errno::Exist));
+        }
+        let root = self.next_ino()?;
+        let record = InodeRecord {
+            attr: Attr {
+                ino: root,
+                kind: FileType::Dir,
+                mode: 0o755,
+                uid: ctx.uid,
+                gid: ctx.gid,
+                size: 0,
+                nlink: 2,
+                atime: ctx.now,
+                mtime: ctx.now,
+                ctime: ctx.now,
+                btime: ctx.now,
+            },
+            parent: root,
+            volume: root,
+        };
+        self.put(&record);
+        let volume = VolumeRecord {
+            root,
+            k,
+            m,
+            uid: ctx.uid,
+            gid: ctx.gid,
+            created: ctx.now,
+        };
+        self.tx
+            .insert(&self.s.volumes, name.to_vec(), encode_volume(&volume));
+        Ok(Ok(Outcome::Attr(record.attr)))
+    }
+
+    fn delete_volume(&mut self, name: &[u8], force: bool) -> Applied<Outcome> {
+        errno!(check_name(name));
+        let Some(bytes) = self.tx.get(&self.s.volumes, name)? else {
+            return Ok(Err(Errno::NoEnt));
+        };
+        let volume =
+            decode_volume(&bytes).ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))?;
+        if name == DEFAULT_VOLUME {
+            return Ok(Err(Errno::Perm));
+        }
+        if !force && !self.is_empty(volume.root)? {
+            return Ok(Err(Errno::NotEmpty));
+        }
+        let doomed = errno!(self.tree(volume.root)?);
+        for dir in &doomed {
+            let names: Vec<_> = self
+                .tx
+                .prefix(&self.s.dirents, inode_key(*dir))
+                .map(|item| item.key())
+                .collect::<Result<_, _>>()?;
+            for key in names {
+                self.tx.remove(&self.s.dirents, key);
+            }
+        }
+        for ino in &doomed {
+            self.drop_inode(*ino)?;
+        }
+        self.tx.remove(&self.s.volumes, name.to_vec());
+        Ok(Ok(Outcome::Done))
+    }
+
+    /// Every inode under `root` and `root` itself, each once (at most
+    /// [`MAX_FORCED_DELETE`]).
+    fn tree(&self, root: InodeId) -> Applied<std::collections::BTreeSet<InodeId>> {
+        let mut seen = std::collections::BTreeSet::from([root]);
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for item in self.tx.prefix(&self.s.dirents, inode_key(dir)) {
+                let (key, value) = item.into_inner()?;
+                let (child, kind) = decode_dirent(&value)
+                    .ok_or_else(|| MetaError::Corrupt(format!("entry {key:?}")))?;
+                if seen.insert(child) && kind == FileType::Dir {
+                    dirs.push(child);
+                }
+                if seen.len() > MAX_FORCED_DELETE {
+                    return Ok(Err(Errno::TooBig));
+                }
+            }
+        }
+        Ok(Ok(seen))
+    }
+
     /// Whether directory `dir` is `ancestor` or lies under it.
     fn is_within(&self, mut dir: InodeId, ancestor: InodeId) -> Result<bool, MetaError> {
-        loop {
+        for _ in 0..MAX_DEPTH {
             if dir == ancestor {
                 return Ok(true);
             }
-            if dir == InodeId::ROOT {
-                return Ok(false);
-            }
             let record = read_inode(&*self.tx, self.s, dir)?
                 .ok_or_else(|| MetaError::Corrupt(format!("the parent chain of {dir}")))?;
+            // A volume's root is its own parent.
+            if record.parent == dir {
+                return Ok(false);
+            }
             dir = record.parent;
         }
+        Err(MetaError::Corrupt(format!(
+            "the parent chain of {dir} is longer than {MAX_DEPTH} (a cycle?)"
+        )))
     }
 
     fn apply(&mut self, ctx: Context, op: &Op) -> Applied<Outcome> {
@@ -594,6 +731,9 @@ impl Tx<'_, '_> {
                 }
                 errno!(check_name(name));
                 let mut dir = errno!(self.dir(*parent)?);
+                if dir.volume != node.volume {
+                    return Ok(Err(Errno::XDev));
+                }
                 if self.entry(*parent, name)?.is_some() {
                     return Ok(Err(Errno::Exist));
                 }
@@ -707,6 +847,8 @@ impl Tx<'_, '_> {
                 self.put(&node);
                 Ok(Ok(Outcome::Done))
             }
+            Op::CreateVolume { name, k, m } => self.create_volume(ctx, name, *k, *m),
+            Op::DeleteVolume { name, force } => self.delete_volume(name, *force),
             Op::RemoveXattr { ino, name } => {
                 let mut node = errno!(self.inode(*ino)?);
                 errno!(check_xattr_name(name));
@@ -813,8 +955,11 @@ impl Tx<'_, '_> {
     ) -> Applied<Outcome> {
         errno!(check_name(from_name));
         errno!(check_name(to_name));
-        errno!(self.dir(from)?);
-        errno!(self.dir(to)?);
+        let source_dir = errno!(self.dir(from)?);
+        let target_dir = errno!(self.dir(to)?);
+        if source_dir.volume != target_dir.volume {
+            return Ok(Err(Errno::XDev));
+        }
         let Some((moving, kind)) = self.entry(from, from_name)? else {
             return Ok(Err(Errno::NoEnt));
         };

@@ -9,6 +9,7 @@
 //! | `extents` | inode (u64 BE), file offset (u64 BE) | length (u32), chunk id (32 bytes), chunk offset (u32) |
 //! | `inline` | inode (u64 BE) | the file's bytes from offset 0 (at most `MAX_INLINE`) |
 //! | `xattrs` | inode (u64 BE), name | value |
+//! | `volumes` | name | [`VOLUME_RECORD`] bytes: see [`encode_volume`] |
 //! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
 
 use crate::types::{Attr, Extent, FileType, InodeId, Nanos};
@@ -16,7 +17,7 @@ use crate::types::{Attr, Extent, FileType, InodeId, Nanos};
 /// Version of the inode record format.
 pub const INODE_VERSION: u8 = 1;
 /// Bytes of an inode record.
-pub const INODE_RECORD: usize = 64;
+pub const INODE_RECORD: usize = 72;
 /// The `meta` key of the inode counter.
 pub const NEXT_INO: &[u8] = b"next_ino";
 
@@ -28,6 +29,8 @@ pub struct InodeRecord {
     /// The directory holding a directory (the root holds itself); 0 for others, which
     /// may have many names.
     pub parent: InodeId,
+    /// The root of the volume the inode belongs to.
+    pub volume: InodeId,
 }
 
 /// The key of an inode.
@@ -92,7 +95,7 @@ pub fn decode_dirent(value: &[u8]) -> Option<(InodeId, FileType)> {
 
 /// An inode record: version (u8), kind (u8), mode (u16), uid (u32), gid (u32), nlink
 /// (u32), size (u64), atime, mtime, ctime, btime (i64 nanoseconds each), parent (u64),
-/// reserved to 64 bytes; little-endian.
+/// volume root (u64); little-endian.
 pub fn encode_inode(record: &InodeRecord) -> [u8; INODE_RECORD] {
     let a = &record.attr;
     let mut out = [0u8; INODE_RECORD];
@@ -108,6 +111,7 @@ pub fn encode_inode(record: &InodeRecord) -> [u8; INODE_RECORD] {
     out[40..48].copy_from_slice(&a.ctime.0.to_le_bytes());
     out[48..56].copy_from_slice(&a.btime.0.to_le_bytes());
     out[56..64].copy_from_slice(&record.parent.0.to_le_bytes());
+    out[64..72].copy_from_slice(&record.volume.0.to_le_bytes());
     out
 }
 
@@ -140,6 +144,7 @@ pub fn decode_inode(ino: InodeId, bytes: &[u8]) -> Option<InodeRecord> {
             btime: nanos(48),
         },
         parent: InodeId(u64_at(56)),
+        volume: InodeId(u64_at(64)),
     })
 }
 
@@ -164,10 +169,11 @@ mod tests {
                 btime: Nanos(1),
             },
             parent: InodeId(1),
+            volume: InodeId(1),
         };
         let bytes = encode_inode(&record);
         assert_eq!(decode_inode(InodeId(42), &bytes), Some(record));
-        assert_eq!(decode_inode(InodeId(42), &bytes[..63]), None);
+        assert_eq!(decode_inode(InodeId(42), &bytes[..INODE_RECORD - 1]), None);
         let mut bad = bytes;
         bad[1] = 9;
         assert_eq!(decode_inode(InodeId(42), &bad), None);
@@ -178,4 +184,55 @@ mod tests {
         );
         assert_eq!(decode_dirent(&dirent[..8]), None);
     }
+}
+
+/// Version of the volume record format.
+pub const VOLUME_VERSION: u8 = 1;
+/// Bytes of a volume record.
+pub const VOLUME_RECORD: usize = 28;
+
+/// A volume: a named tree with its own root, owner and storage class.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct VolumeRecord {
+    /// Its root directory.
+    pub root: InodeId,
+    /// Data shards per chunk.
+    pub k: u8,
+    /// Parity shards per chunk.
+    pub m: u8,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// When it was created.
+    pub created: Nanos,
+}
+
+/// A volume record: version (u8), k (u8), m (u8), reserved (u8), root (u64), uid (u32),
+/// gid (u32), created (i64 ns); little-endian.
+pub fn encode_volume(v: &VolumeRecord) -> [u8; VOLUME_RECORD] {
+    let mut out = [0u8; VOLUME_RECORD];
+    out[0] = VOLUME_VERSION;
+    out[1] = v.k;
+    out[2] = v.m;
+    out[4..12].copy_from_slice(&v.root.0.to_le_bytes());
+    out[12..16].copy_from_slice(&v.uid.to_le_bytes());
+    out[16..20].copy_from_slice(&v.gid.to_le_bytes());
+    out[20..28].copy_from_slice(&v.created.0.to_le_bytes());
+    out
+}
+
+/// Reads a volume record; `None` if the bytes are not one.
+pub fn decode_volume(bytes: &[u8]) -> Option<VolumeRecord> {
+    if bytes.len() != VOLUME_RECORD || bytes[0] != VOLUME_VERSION {
+        return None;
+    }
+    Some(VolumeRecord {
+        k: bytes[1],
+        m: bytes[2],
+        root: InodeId(u64::from_le_bytes(bytes[4..12].try_into().ok()?)),
+        uid: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
+        gid: u32::from_le_bytes(bytes[16..20].try_into().ok()?),
+        created: Nanos(i64::from_le_bytes(bytes[20..28].try_into().ok()?)),
+    })
 }

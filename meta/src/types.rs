@@ -256,6 +256,24 @@ pub enum Op {
         /// Create, replace or either.
         mode: XattrMode,
     },
+    /// Creates a volume: a new tree, its root directory owned by the caller.
+    CreateVolume {
+        /// Its name (a valid entry name of at most [`crate::MAX_VOLUME_NAME`] bytes).
+        name: Vec<u8>,
+        /// Data shards per chunk of its files.
+        k: u8,
+        /// Parity shards per chunk.
+        m: u8,
+    },
+    /// Deletes a volume: refused (ENOTEMPTY) while its root holds anything, unless
+    /// `force`, which removes the whole tree (at most [`crate::MAX_FORCED_DELETE`]
+    /// inodes in one operation). The default volume cannot be deleted (EPERM).
+    DeleteVolume {
+        /// Its name.
+        name: Vec<u8>,
+        /// Remove its contents too.
+        force: bool,
+    },
     /// Removes an extended attribute.
     RemoveXattr {
         /// The inode.
@@ -316,6 +334,9 @@ pub enum Errno {
     /// Content past what inline data may hold, or extents that overlap.
     #[error("file too large (EFBIG)")]
     FBig,
+    /// A link or rename between two volumes.
+    #[error("invalid cross-device link (EXDEV)")]
+    XDev,
 }
 
 impl Errno {
@@ -335,6 +356,7 @@ impl Errno {
             Errno::TooBig => 7,
             Errno::Range => 34,
             Errno::FBig => 27,
+            Errno::XDev => 18,
         }
     }
 }

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hive_meta::{
-    Attr, Census, Context, Durability, Errno, Extent, FileType, InodeId, MAX_EXTENTS_PER_COMMIT,
-    MAX_INLINE, MAX_LINKS, MAX_NAME, MAX_SYMLINK, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace,
-    Nanos, Op, Outcome, XattrMode,
+    Attr, Census, Context, DEFAULT_VOLUME, Durability, Errno, Extent, FileType, InodeId,
+    MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK,
+    MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace, Nanos, Op, Outcome, VolumeRecord,
+    XattrMode,
 };
 use proptest::prelude::*;
 
@@ -24,13 +25,15 @@ struct Node {
     extents: Vec<Extent>,
     inline: Vec<u8>,
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    volume: u64,
 }
 
 impl Node {
-    fn new(attr: Attr, parent: u64, target: &[u8]) -> Self {
+    fn new(attr: Attr, parent: u64, target: &[u8], volume: u64) -> Self {
         Self {
             attr,
             parent,
+            volume,
             entries: BTreeMap::new(),
             target: target.to_vec(),
             extents: Vec::new(),
@@ -81,6 +84,7 @@ fn lay(extents: &mut Vec<Extent>, n: Extent) {
 struct Model {
     nodes: BTreeMap<u64, Node>,
     next: u64,
+    volumes: BTreeMap<Vec<u8>, VolumeRecord>,
 }
 
 fn valid(name: &[u8]) -> Result<(), Errno> {
@@ -99,10 +103,19 @@ fn valid(name: &[u8]) -> Result<(), Errno> {
 
 impl Model {
     fn new() -> Self {
-        let root = Node::new(Attr::root(), 1, b"");
+        let root = Node::new(Attr::root(), 1, b"", 1);
+        let default = VolumeRecord {
+            root: InodeId::ROOT,
+            k: 4,
+            m: 2,
+            uid: 0,
+            gid: 0,
+            created: Nanos(0),
+        };
         Self {
             nodes: [(1, root)].into(),
             next: 2,
+            volumes: [(DEFAULT_VOLUME.to_vec(), default)].into(),
         }
     }
 
@@ -154,7 +167,8 @@ impl Model {
             btime: ctx.now,
         };
         let up = if kind == FileType::Dir { parent.0 } else { 0 };
-        self.nodes.insert(ino, Node::new(attr, up, target));
+        let volume = self.nodes[&parent.0].volume;
+        self.nodes.insert(ino, Node::new(attr, up, target, volume));
         let dir = self.nodes.get_mut(&parent.0).expect("checked");
         dir.entries.insert(name.to_vec(), ino);
         if kind == FileType::Dir {
@@ -182,10 +196,11 @@ impl Model {
             if dir == ancestor {
                 return true;
             }
-            if dir == 1 {
+            let up = self.nodes[&dir].parent;
+            if up == dir {
                 return false;
             }
-            dir = self.nodes[&dir].parent;
+            dir = up;
         }
     }
 
@@ -215,9 +230,13 @@ impl Model {
                 if node.attr.kind == FileType::Dir {
                     return Err(Errno::Perm);
                 }
-                let links = node.attr.nlink;
+                let (links, volume) = (node.attr.nlink, node.volume);
                 valid(name)?;
-                if self.dir(*parent)?.entries.contains_key(name) {
+                let dir = self.dir(*parent)?;
+                if dir.volume != volume {
+                    return Err(Errno::XDev);
+                }
+                if dir.entries.contains_key(name) {
                     return Err(Errno::Exist);
                 }
                 if links >= MAX_LINKS {
@@ -373,6 +392,57 @@ impl Model {
                 node.attr.ctime = ctx.now;
                 Ok(Outcome::Done)
             }
+            Op::CreateVolume { name, k, m } => {
+                valid(name)?;
+                if name.len() > MAX_VOLUME_NAME {
+                    return Err(Errno::NameTooLong);
+                }
+                if *k == 0 || *k > MAX_K || *m > MAX_M {
+                    return Err(Errno::Inval);
+                }
+                if self.volumes.contains_key(name) {
+                    return Err(Errno::Exist);
+                }
+                let root = self.next;
+                self.next += 1;
+                let attr = Attr {
+                    ino: InodeId(root),
+                    kind: FileType::Dir,
+                    mode: 0o755,
+                    uid: ctx.uid,
+                    gid: ctx.gid,
+                    size: 0,
+                    nlink: 2,
+                    atime: ctx.now,
+                    mtime: ctx.now,
+                    ctime: ctx.now,
+                    btime: ctx.now,
+                };
+                self.nodes.insert(root, Node::new(attr, root, b"", root));
+                let record = VolumeRecord {
+                    root: InodeId(root),
+                    k: *k,
+                    m: *m,
+                    uid: ctx.uid,
+                    gid: ctx.gid,
+                    created: ctx.now,
+                };
+                self.volumes.insert(name.clone(), record);
+                Ok(Outcome::Attr(attr))
+            }
+            Op::DeleteVolume { name, force } => {
+                valid(name)?;
+                let root = self.volumes.get(name).ok_or(Errno::NoEnt)?.root.0;
+                if name.as_slice() == DEFAULT_VOLUME {
+                    return Err(Errno::Perm);
+                }
+                if !force && !self.nodes[&root].entries.is_empty() {
+                    return Err(Errno::NotEmpty);
+                }
+                self.nodes.retain(|_, n| n.volume != root);
+                self.volumes.remove(name);
+                Ok(Outcome::Done)
+            }
             Op::RemoveXattr { ino, name } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
                 if name.is_empty() || name.contains(&0) {
@@ -398,8 +468,12 @@ impl Model {
     ) -> Result<Outcome, Errno> {
         valid(from_name)?;
         valid(to_name)?;
-        self.dir(InodeId(from))?;
-        let target = self.dir(InodeId(to))?.entries.get(to_name).copied();
+        let source_volume = self.dir(InodeId(from))?.volume;
+        let to_dir = self.dir(InodeId(to))?;
+        if to_dir.volume != source_volume {
+            return Err(Errno::XDev);
+        }
+        let target = to_dir.entries.get(to_name).copied();
         let moving = *self.nodes[&from]
             .entries
             .get(from_name)
@@ -500,6 +574,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (ino(), xattr_name(), prop::collection::vec(any::<u8>(), 0..8), prop::sample::select(vec![XattrMode::Either, XattrMode::Create, XattrMode::Replace]))
             .prop_map(|(ino, name, value, mode)| Op::SetXattr { ino, name, value, mode }),
         1 => (ino(), xattr_name()).prop_map(|(ino, name)| Op::RemoveXattr { ino, name }),
+        1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::CreateVolume { name, k, m }),
+        1 => (volume_name(), any::<bool>()).prop_map(|(name, force)| Op::DeleteVolume { name, force }),
     ]
 }
 
@@ -513,6 +589,16 @@ fn extent() -> impl Strategy<Value = Extent> {
             chunk_offset,
         },
     )
+}
+
+fn volume_name() -> impl Strategy<Value = Vec<u8>> {
+    prop::sample::select(vec![
+        b"v1".to_vec(),
+        b"v2".to_vec(),
+        DEFAULT_VOLUME.to_vec(),
+        b"x/y".to_vec(),
+        vec![b'v'; MAX_VOLUME_NAME + 1],
+    ])
 }
 
 fn xattr_name() -> impl Strategy<Value = Vec<u8>> {
@@ -537,11 +623,14 @@ fn census(model: &Model) -> Census {
         c.inline += u64::from(!node.inline.is_empty());
         c.xattrs += node.xattrs.len() as u64;
     }
+    c.volumes = model.volumes.len() as u64;
     c
 }
 
 /// Every inode and entry of the model is in the namespace, alike, and nothing else.
 fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
+    let volumes: Vec<_> = model.volumes.clone().into_iter().collect();
+    assert_eq!(ns.volumes().expect("store"), volumes, "volumes");
     assert_eq!(
         ns.census().expect("store"),
         census(model),
