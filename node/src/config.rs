@@ -35,6 +35,7 @@
 //! ca_key = "ca.key"         # the cluster CA's private key
 //! token_key = "token.key"   # the key join tokens are MACed with
 //! ids = "ids.toml"          # the last ids given, per role
+//! used_tokens = "used-tokens"   # optional: join tokens already used (default: beside ids)
 //! ```
 //!
 //! Relative paths are relative to the configuration file.
@@ -65,6 +66,7 @@ struct RawEnroll {
     ca_key: PathBuf,
     token_key: PathBuf,
     ids: PathBuf,
+    used_tokens: Option<PathBuf>,
 }
 
 /// The enrollment endpoint this node hosts.
@@ -74,6 +76,8 @@ pub struct Enroll {
     pub ca_key: PathBuf,
     pub token_key: PathBuf,
     pub ids: PathBuf,
+    /// The durable ledger of used join tokens.
+    pub used_tokens: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +286,10 @@ impl Config {
                     listen: address("enroll.listen", &e.listen)?,
                     ca_key: resolve(&e.ca_key),
                     token_key: resolve(&e.token_key),
+                    used_tokens: e
+                        .used_tokens
+                        .as_deref()
+                        .map_or_else(|| resolve(&e.ids).with_file_name("used-tokens"), resolve),
                     ids: resolve(&e.ids),
                 })
             })

@@ -27,7 +27,7 @@ use hive_wire::net::rustls_pki_types::pem::PemObject;
 use hive_wire::net::shard_service::ShardService;
 use hive_wire::net::tls::Revocations;
 use hive_wire::net::{Client, Credentials, Identity, Role, Server, identity_of};
-use hive_wire::net::{ClusterCa, TokenKey};
+use hive_wire::net::{ClusterCa, TokenKey, TokenLedger};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 
@@ -234,12 +234,11 @@ fn enrollment_server(
     let token_key = TokenKey::from_hex(read(&e.token_key, "token key")?.trim())
         .with_context(|| format!("enroll.token_key: {}", e.token_key.display()))?;
     let ids = ids::allocator(e.ids.clone(), node.0)?;
-    let enroller = Arc::new(Enroller::new(
-        authority,
-        token_key,
-        ids,
-        DEFAULT_CERT_VALIDITY,
-    ));
+    let ledger = TokenLedger::durable(e.used_tokens.clone())
+        .with_context(|| format!("enroll.used_tokens: {}", e.used_tokens.display()))?;
+    let enroller = Arc::new(
+        Enroller::new(authority, token_key, ids, DEFAULT_CERT_VALIDITY).with_ledger(ledger),
+    );
     // Joiners pin the CA by fingerprint: the chain must carry it.
     let chained = Credentials {
         chain: me.chain.iter().cloned().chain([ca.clone()]).collect(),

@@ -98,6 +98,13 @@ impl Enroller {
         }
     }
 
+    /// Uses `ledger` (a durable one, so tokens stay single-use across restarts) instead
+    /// of an in-memory ledger.
+    pub fn with_ledger(mut self, ledger: TokenLedger) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
     /// The request handler to serve with [`super::Server::bind_enrollment`].
     pub fn handler(self: Arc<Self>) -> Handler {
         Arc::new(move |peer: Peer, request: Request| {

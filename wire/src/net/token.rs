@@ -14,6 +14,7 @@
 //! | 32 | HMAC-SHA256 of everything before, keyed with the cluster's token key |
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,9 @@ pub enum TokenError {
     /// Already used.
     #[error("join token was already used; create a new one with 'hive token create'")]
     Reused,
+    /// Its use could not be recorded durably, so it was not accepted.
+    #[error("join token not accepted: recording its use failed ({0}); try again")]
+    Unrecorded(String),
 }
 
 /// The secret that MACs tokens. Kept with the CA key, 0600, never logged.
@@ -273,14 +277,58 @@ impl JoinToken {
 }
 
 /// Tokens already used, remembered until they expire (after which they are refused as
-/// expired anyway). Bounded by the tokens issued within one TTL.
+/// expired anyway). Bounded by the tokens issued within one TTL. A durable ledger
+/// ([`TokenLedger::durable`]) records every use in its file before accepting it, so a
+/// token stays single-use across restarts.
 #[derive(Debug, Default)]
 pub struct TokenLedger {
     used: Mutex<HashMap<[u8; 16], u64>>,
+    file: Option<PathBuf>,
+}
+
+/// A line of a ledger file: the token id in hex, a space, its expiry (Unix seconds).
+fn ledger_line(id: &[u8; 16], expires: u64) -> String {
+    let mut hex = String::with_capacity(32);
+    encode_hex(id, &mut hex).expect("invariant: writing to a String cannot fail");
+    format!("{hex} {expires}\n")
 }
 
 impl TokenLedger {
-    /// Marks `token` used; refuses it if it already was.
+    /// A ledger kept in `path` (created on first use): the uses it lists that have not
+    /// expired are refused again. A file that is not a ledger is an error, never
+    /// silently emptied.
+    pub fn durable(path: PathBuf) -> std::io::Result<Self> {
+        let mut used = HashMap::new();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let now = unix(SystemTime::now());
+                for (n, line) in text.lines().enumerate() {
+                    let bad = || {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{} line {}: not 'hex-id expiry'", path.display(), n + 1),
+                        )
+                    };
+                    let (hex, expires) = line.split_once(' ').ok_or_else(bad)?;
+                    let mut id = [0u8; 16];
+                    decode_hex(hex, &mut id).map_err(|_| bad())?;
+                    let expires: u64 = expires.parse().map_err(|_| bad())?;
+                    if expires > now {
+                        used.insert(id, expires);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Self {
+            used: Mutex::new(used),
+            file: Some(path),
+        })
+    }
+
+    /// Marks `token` used; refuses it if it already was. A durable ledger has recorded
+    /// the use when this returns `Ok`.
     pub fn consume(&self, token: &JoinToken, now: SystemTime) -> Result<(), TokenError> {
         let mut used = self
             .used
@@ -290,6 +338,13 @@ impl TokenLedger {
         used.retain(|_, expires| *expires > now);
         if used.insert(token.id, token.expires).is_some() {
             return Err(TokenError::Reused);
+        }
+        if let Some(path) = &self.file {
+            let text: String = used.iter().map(|(id, e)| ledger_line(id, *e)).collect();
+            if let Err(err) = crate::files::replace(path, text.as_bytes()) {
+                used.remove(&token.id);
+                return Err(TokenError::Unrecorded(format!("{}: {err}", path.display())));
+            }
         }
         Ok(())
     }
@@ -301,6 +356,33 @@ mod tests {
 
     fn ca() -> Fingerprint {
         Fingerprint([7; 32])
+    }
+
+    #[test]
+    fn a_durable_ledger_refuses_a_used_token_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("hive-ledger-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("used-tokens");
+        let _ = std::fs::remove_file(&path);
+        let token = JoinToken::new(ca(), Role::Node, None, DEFAULT_TOKEN_TTL);
+        let other = JoinToken::new(ca(), Role::Node, None, DEFAULT_TOKEN_TTL);
+        let ledger = TokenLedger::durable(path.clone()).expect("new ledger");
+        ledger
+            .consume(&token, SystemTime::now())
+            .expect("first use");
+        drop(ledger);
+        let again = TokenLedger::durable(path.clone()).expect("reopened");
+        assert_eq!(
+            again.consume(&token, SystemTime::now()),
+            Err(TokenError::Reused)
+        );
+        again
+            .consume(&other, SystemTime::now())
+            .expect("another token");
+        std::fs::write(&path, "not a ledger\n").expect("write");
+        let err = TokenLedger::durable(path.clone()).expect_err("garbage refused");
+        assert!(err.to_string().contains("line 1"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
