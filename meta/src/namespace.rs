@@ -55,6 +55,8 @@ pub struct Census {
     pub xattrs: u64,
     /// Volumes.
     pub volumes: u64,
+    /// Files with opens not yet released.
+    pub opens: u64,
 }
 
 /// How an applied operation reaches stable storage.
@@ -76,6 +78,7 @@ struct Spaces {
     inline: SingleWriterTxKeyspace,
     xattrs: SingleWriterTxKeyspace,
     volumes: SingleWriterTxKeyspace,
+    opens: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -134,6 +137,7 @@ impl Namespace {
             inline: db.keyspace("inline", KeyspaceCreateOptions::default)?,
             xattrs: db.keyspace("xattrs", KeyspaceCreateOptions::default)?,
             volumes: db.keyspace("volumes", KeyspaceCreateOptions::default)?,
+            opens: db.keyspace("opens", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -276,6 +280,7 @@ impl Namespace {
             inline: count(&self.spaces.inline)?,
             xattrs: count(&self.spaces.xattrs)?,
             volumes: count(&self.spaces.volumes)?,
+            opens: count(&self.spaces.opens)?,
         })
     }
 
@@ -457,6 +462,7 @@ impl Tx<'_, '_> {
         self.tx.remove(&self.s.inodes, inode_key(ino));
         self.tx.remove(&self.s.symlinks, inode_key(ino));
         self.tx.remove(&self.s.inline, inode_key(ino));
+        self.tx.remove(&self.s.opens, inode_key(ino));
         for space in [&self.s.extents, &self.s.xattrs] {
             let keys: Vec<_> = self
                 .tx
@@ -574,13 +580,36 @@ impl Tx<'_, '_> {
     fn release(&mut self, ino: InodeId, now: Nanos) -> Applied<()> {
         let mut node = errno!(self.inode(ino)?);
         node.attr.nlink = node.attr.nlink.saturating_sub(1);
-        if node.attr.nlink == 0 {
+        if node.attr.nlink == 0 && self.opens(ino)? == 0 {
             self.drop_inode(ino)?;
         } else {
+            // Still named elsewhere, or open: an open file with no name is an orphan
+            // until its last release.
             node.attr.ctime = now;
             self.put(&node);
         }
         Ok(Ok(()))
+    }
+
+    /// Opens of `ino` not yet released.
+    fn opens(&self, ino: InodeId) -> Result<u32, MetaError> {
+        match self.tx.get(&self.s.opens, inode_key(ino))? {
+            None => Ok(0),
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u32::from_le_bytes)
+                .map_err(|_| MetaError::Corrupt(format!("the open count of {ino}"))),
+        }
+    }
+
+    fn set_opens(&mut self, ino: InodeId, opens: u32) {
+        if opens == 0 {
+            self.tx.remove(&self.s.opens, inode_key(ino));
+        } else {
+            self.tx
+                .insert(&self.s.opens, inode_key(ino), opens.to_le_bytes());
+        }
     }
 
     fn create_volume(&mut self, ctx: Context, name: &[u8], k: u8, m: u8) -> Applied<Outcome> {
@@ -849,6 +878,28 @@ impl Tx<'_, '_> {
             }
             Op::CreateVolume { name, k, m } => self.create_volume(ctx, name, *k, *m),
             Op::DeleteVolume { name, force } => self.delete_volume(name, *force),
+            Op::Open { ino } => {
+                let node = errno!(self.file(*ino)?);
+                let opens = self.opens(*ino)?;
+                if opens == u32::MAX {
+                    return Ok(Err(Errno::MFile));
+                }
+                self.set_opens(*ino, opens + 1);
+                Ok(Ok(Outcome::Attr(node.attr)))
+            }
+            Op::Release { ino } => {
+                errno!(self.file(*ino)?);
+                let opens = self.opens(*ino)?;
+                if opens == 0 {
+                    return Ok(Err(Errno::Inval));
+                }
+                self.set_opens(*ino, opens - 1);
+                let node = errno!(self.inode(*ino)?);
+                if opens == 1 && node.attr.nlink == 0 {
+                    self.drop_inode(*ino)?;
+                }
+                Ok(Ok(Outcome::Done))
+            }
             Op::RemoveXattr { ino, name } => {
                 let mut node = errno!(self.inode(*ino)?);
                 errno!(check_xattr_name(name));

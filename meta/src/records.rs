@@ -10,6 +10,7 @@
 //! | `inline` | inode (u64 BE) | the file's bytes from offset 0 (at most `MAX_INLINE`) |
 //! | `xattrs` | inode (u64 BE), name | value |
 //! | `volumes` | name | [`VOLUME_RECORD`] bytes: see [`encode_volume`] |
+//! | `opens` | inode (u64 BE) | opens not yet released (u32 LE), present only when above 0 |
 //! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
 
 use crate::types::{Attr, Extent, FileType, InodeId, Nanos};

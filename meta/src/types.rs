@@ -274,6 +274,17 @@ pub enum Op {
         /// Remove its contents too.
         force: bool,
     },
+    /// A client opened regular file `ino`: while any open remains, removing the file's
+    /// last name keeps the inode (an orphan, nlink 0) until the last `Release`.
+    Open {
+        /// The file.
+        ino: InodeId,
+    },
+    /// A client closed regular file `ino`; an orphan goes with its last close.
+    Release {
+        /// The file.
+        ino: InodeId,
+    },
     /// Removes an extended attribute.
     RemoveXattr {
         /// The inode.
@@ -334,6 +345,9 @@ pub enum Errno {
     /// Content past what inline data may hold, or extents that overlap.
     #[error("file too large (EFBIG)")]
     FBig,
+    /// Too many opens of one file.
+    #[error("too many open files (EMFILE)")]
+    MFile,
     /// A link or rename between two volumes.
     #[error("invalid cross-device link (EXDEV)")]
     XDev,
@@ -357,6 +371,7 @@ impl Errno {
             Errno::Range => 34,
             Errno::FBig => 27,
             Errno::XDev => 18,
+            Errno::MFile => 24,
         }
     }
 }

@@ -26,6 +26,7 @@ struct Node {
     inline: Vec<u8>,
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     volume: u64,
+    opens: u32,
 }
 
 impl Node {
@@ -34,6 +35,7 @@ impl Node {
             attr,
             parent,
             volume,
+            opens: 0,
             entries: BTreeMap::new(),
             target: target.to_vec(),
             extents: Vec::new(),
@@ -184,7 +186,7 @@ impl Model {
             .get_mut(&ino)
             .expect("model: linked inode exists");
         node.attr.nlink -= 1;
-        if node.attr.nlink == 0 {
+        if node.attr.nlink == 0 && node.opens == 0 {
             self.nodes.remove(&ino);
         } else {
             node.attr.ctime = now;
@@ -443,6 +445,22 @@ impl Model {
                 self.volumes.remove(name);
                 Ok(Outcome::Done)
             }
+            Op::Open { ino } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                node.opens += 1;
+                Ok(Outcome::Attr(node.attr))
+            }
+            Op::Release { ino } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                if node.opens == 0 {
+                    return Err(Errno::Inval);
+                }
+                node.opens -= 1;
+                if node.opens == 0 && node.attr.nlink == 0 {
+                    self.nodes.remove(&ino.0);
+                }
+                Ok(Outcome::Done)
+            }
             Op::RemoveXattr { ino, name } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
                 if name.is_empty() || name.contains(&0) {
@@ -576,6 +594,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (ino(), xattr_name()).prop_map(|(ino, name)| Op::RemoveXattr { ino, name }),
         1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::CreateVolume { name, k, m }),
         1 => (volume_name(), any::<bool>()).prop_map(|(name, force)| Op::DeleteVolume { name, force }),
+        3 => ino().prop_map(|ino| Op::Open { ino }),
+        3 => ino().prop_map(|ino| Op::Release { ino }),
     ]
 }
 
@@ -624,6 +644,7 @@ fn census(model: &Model) -> Census {
         c.xattrs += node.xattrs.len() as u64;
     }
     c.volumes = model.volumes.len() as u64;
+    c.opens = model.nodes.values().filter(|n| n.opens > 0).count() as u64;
     c
 }
 
