@@ -134,12 +134,9 @@ impl Actor for MapAuthority {
                 let _ = reply.send(state.membership.view().map.epoch().0);
             }
             AuthorityMsg::Tick => {
-                let before = state.membership.view().map.clone();
                 if state.membership.on_tick(Instant::now())?.is_some() {
-                    for n in state.membership.view().map.nodes() {
-                        if before.node(n.id).map(|b| b.state) != Some(n.state) {
-                            tracing::warn!("map: node {} is down (no heartbeat)", n.id);
-                        }
+                    for node in state.membership.marked_down() {
+                        tracing::warn!("map: node {node} is down (no heartbeat)");
                     }
                     state.commit()?;
                 }

@@ -42,6 +42,7 @@ pub struct Membership {
     figures: HashMap<NodeId, StoreFigures>,
     timeout: Duration,
     started: Instant,
+    marked_down: Vec<NodeId>,
 }
 
 impl Membership {
@@ -55,6 +56,7 @@ impl Membership {
             figures: HashMap::new(),
             timeout,
             started: now,
+            marked_down: Vec::new(),
         }
     }
 
@@ -73,55 +75,88 @@ impl Membership {
     ) -> Result<Option<Epoch>, PlacementError> {
         self.seen.insert(node, now);
         self.figures.insert(node, beat.store);
-        let mut nodes = self.view.map.nodes().to_vec();
         let next = Epoch(self.view.map.epoch().0 + 1);
-        let changed = match nodes.iter_mut().find(|n| n.id == node) {
-            None => {
-                nodes.push(NodeInfo {
-                    id: node,
+        // The common case, a node that is up and unchanged, copies nothing.
+        let updated = match self.view.map.node(node) {
+            None => NodeInfo {
+                id: node,
+                domain: beat.domain,
+                weight: beat.weight,
+                state: NodeState::Up,
+                joined: next,
+            },
+            Some(n) => {
+                let state = match n.state {
+                    NodeState::Down => NodeState::Up,
+                    other => other,
+                };
+                let updated = NodeInfo {
+                    state,
                     domain: beat.domain,
                     weight: beat.weight,
-                    state: NodeState::Up,
-                    joined: next,
-                });
-                true
-            }
-            Some(n) => {
-                let before = *n;
-                if n.state == NodeState::Down {
-                    n.state = NodeState::Up;
+                    ..*n
+                };
+                if updated == *n && self.view.addresses.get(&node) == Some(&beat.addr) {
+                    return Ok(None);
                 }
-                n.domain = beat.domain;
-                n.weight = beat.weight;
-                before != *n || self.view.addresses.get(&node) != Some(&beat.addr)
+                updated
             }
         };
-        if !changed {
-            return Ok(None);
-        }
+        let mut nodes: Vec<NodeInfo> = self
+            .view
+            .map
+            .nodes()
+            .iter()
+            .filter(|n| n.id != node)
+            .copied()
+            .collect();
+        nodes.push(updated);
         self.view.addresses.insert(node, beat.addr);
         self.replace(next, nodes)?;
         Ok(Some(next))
     }
 
     /// Marks down every Up node silent for longer than the timeout at `now`; the new
-    /// epoch if any was.
+    /// epoch if any was ([`Membership::marked_down`] then names them).
     pub fn on_tick(&mut self, now: Instant) -> Result<Option<Epoch>, PlacementError> {
-        let mut nodes = self.view.map.nodes().to_vec();
-        let mut changed = false;
-        for n in &mut nodes {
+        let silent = |n: &NodeInfo| {
             let last = self.seen.get(&n.id).copied().unwrap_or(self.started);
-            if n.state == NodeState::Up && now.saturating_duration_since(last) > self.timeout {
-                n.state = NodeState::Down;
-                changed = true;
-            }
-        }
-        if !changed {
+            n.state == NodeState::Up && now.saturating_duration_since(last) > self.timeout
+        };
+        let down: Vec<NodeId> = self
+            .view
+            .map
+            .nodes()
+            .iter()
+            .filter(|n| silent(n))
+            .map(|n| n.id)
+            .collect();
+        if down.is_empty() {
             return Ok(None);
         }
+        let nodes = self
+            .view
+            .map
+            .nodes()
+            .iter()
+            .map(|n| NodeInfo {
+                state: if down.contains(&n.id) {
+                    NodeState::Down
+                } else {
+                    n.state
+                },
+                ..*n
+            })
+            .collect();
         let next = Epoch(self.view.map.epoch().0 + 1);
         self.replace(next, nodes)?;
+        self.marked_down = down;
         Ok(Some(next))
+    }
+
+    /// The nodes the last [`Membership::on_tick`] that changed the map marked down.
+    pub fn marked_down(&self) -> &[NodeId] {
+        &self.marked_down
     }
 
     fn replace(&mut self, epoch: Epoch, nodes: Vec<NodeInfo>) -> Result<(), PlacementError> {

@@ -91,19 +91,7 @@ impl Shards {
         let mut total: Option<Stats> = None;
         for actor in self.actors.iter() {
             let s = actor.stats().await?;
-            total = Some(match total {
-                None => s,
-                Some(t) => Stats {
-                    capacity: t.capacity + s.capacity,
-                    used: t.used + s.used,
-                    live: t.live + s.live,
-                    garbage: t.garbage + s.garbage,
-                    free: t.free + s.free,
-                    shards: t.shards + s.shards,
-                    commits: t.commits + s.commits,
-                    index_bytes: t.index_bytes + s.index_bytes,
-                },
-            });
+            total = Some(total.map_or(s, |t| t + s));
         }
         Ok(total.expect("invariant: a node has at least one store"))
     }

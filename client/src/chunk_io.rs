@@ -287,7 +287,7 @@ impl ChunkStore {
     /// Follows the cluster map from `control` (a watch: each answer comes when the
     /// map's epoch passes the one in use) and puts every newer one in use, until the
     /// store is dropped. A failed watch is asked again after [`MAP_RETRY`].
-    pub fn follow(self: &Arc<Self>, control: ControlClient) -> tokio::task::JoinHandle<()> {
+    pub fn follow(self: &Arc<Self>, control: Arc<ControlClient>) -> tokio::task::JoinHandle<()> {
         let store = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -310,7 +310,11 @@ impl ChunkStore {
 
     /// The nodes holding `chunk`'s shards, in shard-index order.
     pub fn holders(&self, chunk: &ChunkId) -> Result<Vec<NodeId>, ChunkError> {
-        let view = self.view();
+        self.place(&self.view(), chunk)
+    }
+
+    /// The holders of `chunk`'s shards in `view`, in shard-index order.
+    fn place(&self, view: &ClusterView, chunk: &ChunkId) -> Result<Vec<NodeId>, ChunkError> {
         Ok(view.map.place(view.map.pg_of(chunk), self.scheme.width())?)
     }
 
@@ -347,7 +351,7 @@ impl ChunkStore {
     pub async fn put(self: &Arc<Self>, data: &[u8]) -> Result<ChunkId, ChunkError> {
         let id = chunk_id(data);
         let view = self.view();
-        let holders = view.map.place(view.map.pg_of(&id), self.scheme.width())?;
+        let holders = self.place(&view, &id)?;
         if self.stored(&view, &holders, id).await {
             return Ok(id);
         }
@@ -509,7 +513,7 @@ impl ChunkStore {
     /// that verify.
     pub async fn get(self: &Arc<Self>, id: ChunkId) -> Result<Vec<u8>, ChunkError> {
         let view = self.view();
-        let holders = view.map.place(view.map.pg_of(&id), self.scheme.width())?;
+        let holders = self.place(&view, &id)?;
         let k = usize::from(self.scheme.k());
         let (tx, mut rx) = mpsc::channel(holders.len());
         let ask = |i: usize| {

@@ -610,20 +610,24 @@ pub fn nodes(dir: &Path) -> Result<Vec<(NodeId, u32)>> {
 
 /// A chunk store on the current map of the local cluster in `dir`, with its erasure
 /// scheme, and a control client of its map authority.
-pub async fn connect(dir: &Path) -> Result<(Arc<ChunkStore>, ControlClient)> {
+pub async fn connect(dir: &Path) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
     let file = load(dir)?;
     chunk_store(dir, &file).await
 }
 
-/// A chunk store on the cluster's current map, and a control client of the authority.
-async fn chunk_store(dir: &Path, file: &ClusterFile) -> Result<(Arc<ChunkStore>, ControlClient)> {
+/// A chunk store on the cluster's current map, and a control client of the authority
+/// (the one the store follows the map through).
+async fn chunk_store(
+    dir: &Path,
+    file: &ClusterFile,
+) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
     let client = Arc::new(cluster_client(dir, file)?);
     let view = learn_view(file, client.clone()).await?;
-    let authority = ControlClient::new(
+    let authority = Arc::new(ControlClient::new(
         client.clone(),
         file.authority_addr()?,
         NodeId(file.authority),
-    );
+    ));
     let store = Arc::new(ChunkStore::new(
         view,
         client.as_ref().clone(),
@@ -631,11 +635,7 @@ async fn chunk_store(dir: &Path, file: &ClusterFile) -> Result<(Arc<ChunkStore>,
         CompressionConfig::default(),
     ));
     // New epochs (nodes going down or coming back) reach the store while it works.
-    store.follow(ControlClient::new(
-        client.clone(),
-        file.authority_addr()?,
-        NodeId(file.authority),
-    ));
+    store.follow(authority.clone());
     Ok((store, authority))
 }
 

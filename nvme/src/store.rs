@@ -70,6 +70,24 @@ pub struct Stats {
     pub index_bytes: u64,
 }
 
+impl std::ops::Add for Stats {
+    type Output = Stats;
+
+    /// The figures of two stores together.
+    fn add(self, o: Stats) -> Stats {
+        Stats {
+            capacity: self.capacity + o.capacity,
+            used: self.used + o.used,
+            live: self.live + o.live,
+            garbage: self.garbage + o.garbage,
+            free: self.free + o.free,
+            shards: self.shards + o.shards,
+            commits: self.commits + o.commits,
+            index_bytes: self.index_bytes + o.index_bytes,
+        }
+    }
+}
+
 /// A shard store on one device, owned by one glommio executor.
 ///
 /// Puts are durable when they return; gets verify what they read; a failed write or
