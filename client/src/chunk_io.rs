@@ -195,6 +195,11 @@ impl ChunkStore {
         }
     }
 
+    /// The erasure scheme chunks are written with.
+    pub fn scheme(&self) -> ErasureScheme {
+        self.scheme
+    }
+
     /// Shards whose write failed after their chunk was acknowledged: owed to repair.
     pub fn shards_owed(&self) -> u64 {
         self.owed.count.load(Ordering::SeqCst)

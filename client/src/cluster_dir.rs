@@ -5,8 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
+use hive_wire::net::rustls_pki_types::CertificateDer;
+use hive_wire::net::rustls_pki_types::pem::PemObject;
 use hive_wire::net::tls::Revocations;
-use hive_wire::net::{ClusterCa, Fingerprint, Identity, Role, TokenKey, Validity};
+use hive_wire::net::{
+    Client, ClusterCa, Credentials, Fingerprint, Identity, Role, TokenKey, Validity,
+};
 
 const CA_CERT: &str = "ca.pem";
 const CA_KEY: &str = "ca.key";
@@ -100,6 +104,24 @@ impl ClusterDir {
             &self.read(CA_CERT)?,
             &self.read(CA_KEY)?,
         )?)
+    }
+
+    /// A client endpoint that trusts the CA and proves itself with the certificate and
+    /// key in files `cert` and `key` (relative to the directory).
+    pub fn client(&self, cert: &Path, key: &Path) -> Result<Client> {
+        let ca = CertificateDer::from_pem_slice(self.read(CA_CERT)?.as_bytes())
+            .context("the CA certificate")?;
+        let name = cert.display().to_string();
+        let cert = CertificateDer::from_pem_slice(self.read(&name)?.as_bytes())
+            .with_context(|| format!("the certificate {name}"))?;
+        let key = rcgen::KeyPair::from_pem(&self.read(&key.display().to_string())?)
+            .with_context(|| format!("the key {}", key.display()))?;
+        Ok(Client::new(&ca, Some(&Credentials::new(cert, &key)))?)
+    }
+
+    /// A client endpoint with the admin identity `init` made.
+    pub fn admin_client(&self) -> Result<Client> {
+        self.client(Path::new(ADMIN_CERT), Path::new(ADMIN_KEY))
     }
 
     /// The CA certificate's fingerprint.

@@ -6,5 +6,7 @@
 pub mod chunk_io;
 pub mod cluster_dir;
 pub mod local_cluster;
+pub mod mount;
 pub mod object;
 pub mod quorum;
+pub mod volumes;

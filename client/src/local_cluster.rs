@@ -21,10 +21,9 @@ use hive_codec::{
 };
 use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, MapMessage, OwedShard};
 use hive_wire::net::enroll::enroll;
+use hive_wire::net::meta::MetaClient;
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
-use hive_wire::net::rustls_pki_types::CertificateDer;
-use hive_wire::net::rustls_pki_types::pem::PemObject;
-use hive_wire::net::{Client, Credentials, Identity, JoinToken, Role, Validity};
+use hive_wire::net::{Client, Identity, JoinToken, Role, Validity};
 use hive_wire::{ChunkId, Epoch, FailureDomain, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +58,9 @@ struct ClusterFile {
     client_key: PathBuf,
     /// The map authority's node id; its address is that node's.
     authority: u64,
+    /// The node hosting the metadata service.
+    #[serde(default = "first_node")]
+    meta: u64,
     nodes: Vec<NodeEntry>,
 }
 
@@ -70,18 +72,21 @@ struct NodeEntry {
     dir: PathBuf,
 }
 
+fn first_node() -> u64 {
+    1
+}
+
 impl ClusterFile {
-    fn authority_addr(&self) -> Result<SocketAddr> {
+    fn node_addr(&self, id: u64, what: &str) -> Result<SocketAddr> {
         self.nodes
             .iter()
-            .find(|n| n.id == self.authority)
+            .find(|n| n.id == id)
             .map(|n| n.addr)
-            .with_context(|| {
-                format!(
-                    "cluster.toml: authority {} is not among its nodes",
-                    self.authority
-                )
-            })
+            .with_context(|| format!("cluster.toml: {what} {id} is not among its nodes"))
+    }
+
+    fn authority_addr(&self) -> Result<SocketAddr> {
+        self.node_addr(self.authority, "authority")
     }
 
     /// Rewrites `dir/cluster.toml` (a new file renamed over the old one).
@@ -133,8 +138,9 @@ fn node_config(
         authority.addr, authority.id
     );
     if n == authority.id {
+        // The authority also hosts the metadata service.
         config.push_str(&format!(
-            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n"
+            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n\n[meta]\npath = \"meta\"\n"
         ));
     }
     config
@@ -308,6 +314,7 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
         client_cert: "client.pem".into(),
         client_key: "client.key".into(),
         authority: 1,
+        meta: 1,
         nodes: entries,
     };
     file.save(dir)?;
@@ -501,14 +508,29 @@ pub fn down(dir: &Path) -> Result<()> {
 }
 
 fn cluster_client(dir: &Path, file: &ClusterFile) -> Result<Client> {
-    let cluster = ClusterDir::open(dir)?;
-    let ca = cluster.ca()?;
-    let cert = CertificateDer::from_pem_slice(
-        std::fs::read_to_string(dir.join(&file.client_cert))?.as_bytes(),
-    )
-    .context("client certificate")?;
-    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join(&file.client_key))?)?;
-    Ok(Client::new(ca.cert(), Some(&Credentials::new(cert, &key)))?)
+    ClusterDir::open(dir)?.client(&file.client_cert, &file.client_key)
+}
+
+/// The metadata service of the local cluster in `dir`, as its client identity (which
+/// mounts) or, with `admin`, as the admin identity (which manages volumes).
+pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {
+    let file = load(dir)?;
+    let client = if admin {
+        ClusterDir::open(dir)?.admin_client()?
+    } else {
+        cluster_client(dir, &file)?
+    };
+    Ok(MetaClient::new(
+        Arc::new(client),
+        file.node_addr(file.meta, "metadata node")?,
+        NodeId(file.meta),
+    ))
+}
+
+/// The erasure scheme the local cluster in `dir` was made with.
+pub fn scheme(dir: &Path) -> Result<ErasureScheme> {
+    let file = load(dir)?;
+    Ok(ErasureScheme::new(file.k, file.m)?)
 }
 
 fn authority_client(dir: &Path, file: &ClusterFile) -> Result<ControlClient> {

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
 
 use hive_client::cluster_dir::ClusterDir;
-use hive_client::local_cluster;
+use hive_client::{local_cluster, mount, volumes};
 
 /// Runs and manages a HiveFS cluster.
 #[derive(Parser)]
@@ -60,6 +60,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Volumes: named trees of one cluster, each mounted on its own.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Mounts a volume on MOUNTPOINT through FUSE. Returns once the mount is ready and
+    /// serves it from a background process (its log is in CLUSTER/mounts/); with
+    /// --foreground it stays attached (for systemd). Files written there are cut into
+    /// chunks and stored when they are closed or fsynced, or as the write buffer fills.
+    Mount {
+        /// The local cluster's directory ('hive cluster up --dir').
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The volume to mount.
+        #[arg(long, default_value = "default")]
+        volume: String,
+        /// Stay attached instead of serving in the background.
+        #[arg(long)]
+        foreground: bool,
+        /// Where to mount it (an existing directory).
+        mountpoint: PathBuf,
+    },
+    /// Unmounts a mounted volume (the mount process then exits).
+    Umount {
+        /// Where it is mounted.
+        mountpoint: PathBuf,
+    },
     /// Reads object ID from the cluster into OUT.
     Get {
         /// The local cluster's directory ('hive cluster up --dir').
@@ -70,6 +95,41 @@ enum Command {
         /// Where to write it.
         #[arg(short, long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Creates a volume (an empty tree, owned by root, mode 0755).
+    Create {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Data shards per chunk (default: the cluster's).
+        #[arg(long)]
+        k: Option<u8>,
+        /// Parity shards per chunk (default: the cluster's).
+        #[arg(long)]
+        m: Option<u8>,
+        /// Its name (1 to 64 bytes, no '/').
+        name: String,
+    },
+    /// Lists the volumes.
+    List {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+    /// Deletes a volume; refused while it holds anything, unless --force.
+    Delete {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Delete its files and directories too.
+        #[arg(long)]
+        force: bool,
+        /// Its name.
+        name: String,
     },
 }
 
@@ -150,6 +210,21 @@ enum CertCommand {
 }
 
 fn main() -> ExitCode {
+    // Installed as /sbin/mount.fuse.hive, the tool is mount(8)'s helper.
+    let args: Vec<String> = std::env::args().collect();
+    let called = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
+    if called.as_deref() == Some("mount.fuse.hive") {
+        let result = mount::helper_args(&args[1..]).and_then(|a| mount::mount(&a));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("mount.fuse.hive: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -218,6 +293,59 @@ fn run(cli: Cli) -> Result<()> {
         Command::Put { cluster, file } => {
             let id = local_cluster::put(&cluster, &file)?;
             println!("{id}");
+            Ok(())
+        }
+        Command::Volume(VolumeCommand::Create {
+            cluster,
+            k,
+            m,
+            name,
+        }) => {
+            volumes::create(&cluster, &name, k, m)?;
+            println!("created volume {name:?}");
+            Ok(())
+        }
+        Command::Volume(VolumeCommand::List { cluster }) => {
+            println!(
+                "{:<24} {:>6} {:>10} {:>6} {:>6}",
+                "NAME", "CLASS", "ROOT", "UID", "GID"
+            );
+            for v in volumes::list(&cluster)? {
+                println!(
+                    "{:<24} {:>6} {:>10} {:>6} {:>6}",
+                    v.name,
+                    format!("{}+{}", v.k, v.m),
+                    v.root,
+                    v.uid,
+                    v.gid
+                );
+            }
+            Ok(())
+        }
+        Command::Volume(VolumeCommand::Delete {
+            cluster,
+            force,
+            name,
+        }) => {
+            volumes::delete(&cluster, &name, force)?;
+            println!("deleted volume {name:?}");
+            Ok(())
+        }
+        Command::Mount {
+            cluster,
+            volume,
+            foreground,
+            mountpoint,
+        } => mount::mount(&mount::MountArgs {
+            cluster,
+            volume,
+            mountpoint,
+            foreground,
+            log: None,
+        }),
+        Command::Umount { mountpoint } => {
+            mount::umount(&mountpoint)?;
+            println!("unmounted {}", mountpoint.display());
             Ok(())
         }
         Command::Get { cluster, id, out } => {

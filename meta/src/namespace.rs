@@ -316,6 +316,46 @@ impl Namespace {
         Ok(Ok(out))
     }
 
+    /// The attributes, inline bytes and extents of file `ino`, from one snapshot.
+    pub fn content(&self, ino: InodeId) -> Applied<(Attr, Vec<u8>, Vec<Extent>)> {
+        let snapshot = self.db.read_tx();
+        let node = errno!(read_inode(&snapshot, &self.spaces, ino)?.ok_or(Errno::NoEnt));
+        if node.attr.kind != FileType::File {
+            return Ok(Err(Errno::Inval));
+        }
+        let inline = snapshot
+            .get(&self.spaces.inline, inode_key(ino))?
+            .map(|v| v.to_vec())
+            .unwrap_or_default();
+        let extents = read_extents(&snapshot, &self.spaces, ino)?;
+        Ok(Ok((node.attr, inline, extents)))
+    }
+
+    /// The root of the volume `ino` belongs to.
+    pub fn volume_root(&self, ino: InodeId) -> Applied<InodeId> {
+        let snapshot = self.db.read_tx();
+        Ok(read_inode(&snapshot, &self.spaces, ino)?
+            .map(|r| r.volume)
+            .ok_or(Errno::NoEnt))
+    }
+
+    /// The volume named `name`, if there is one.
+    pub fn volume(&self, name: &[u8]) -> Result<Option<VolumeRecord>, MetaError> {
+        let Some(value) = self.spaces.volumes.get(name)? else {
+            return Ok(None);
+        };
+        decode_volume(&value)
+            .map(Some)
+            .ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))
+    }
+
+    /// Makes every operation applied so far durable (one sync for all of them): what a
+    /// namespace opened with [`Durability::Buffered`] calls before answering a batch.
+    pub fn persist(&self) -> Result<(), MetaError> {
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
     /// The target of symlink `ino`.
     pub fn readlink(&self, ino: InodeId) -> Applied<Vec<u8>> {
         let snapshot = self.db.read_tx();
@@ -493,7 +533,7 @@ impl Tx<'_, '_> {
         match node.attr.kind {
             FileType::File => Ok(Ok(node)),
             FileType::Dir => Ok(Err(Errno::IsDir)),
-            FileType::Symlink => Ok(Err(Errno::Inval)),
+            _ => Ok(Err(Errno::Inval)),
         }
     }
 
@@ -535,6 +575,7 @@ impl Tx<'_, '_> {
         kind: FileType,
         mode: u16,
         size: u64,
+        rdev: u32,
     ) -> Applied<InodeRecord> {
         errno!(check_name(name));
         let mut dir = errno!(self.dir(parent)?);
@@ -558,6 +599,7 @@ impl Tx<'_, '_> {
                 mtime: ctx.now,
                 ctime: ctx.now,
                 btime: ctx.now,
+                rdev,
             },
             parent: if kind == FileType::Dir {
                 parent
@@ -637,6 +679,7 @@ impl Tx<'_, '_> {
                 mtime: ctx.now,
                 ctime: ctx.now,
                 btime: ctx.now,
+                rdev: 0,
             },
             parent: root,
             volume: root,
@@ -729,11 +772,29 @@ impl Tx<'_, '_> {
     fn apply(&mut self, ctx: Context, op: &Op) -> Applied<Outcome> {
         match op {
             Op::Mkdir { parent, name, mode } => {
-                let made = errno!(self.make(ctx, *parent, name, FileType::Dir, *mode, 0)?);
+                let made = errno!(self.make(ctx, *parent, name, FileType::Dir, *mode, 0, 0)?);
                 Ok(Ok(Outcome::Attr(made.attr)))
             }
             Op::Create { parent, name, mode } => {
-                let made = errno!(self.make(ctx, *parent, name, FileType::File, *mode, 0)?);
+                let made = errno!(self.make(ctx, *parent, name, FileType::File, *mode, 0, 0)?);
+                Ok(Ok(Outcome::Attr(made.attr)))
+            }
+            Op::Mknod {
+                parent,
+                name,
+                kind,
+                mode,
+                rdev,
+            } => {
+                if !kind.is_special() {
+                    return Ok(Err(Errno::Inval));
+                }
+                let rdev = if matches!(kind, FileType::CharDev | FileType::BlockDev) {
+                    *rdev
+                } else {
+                    0
+                };
+                let made = errno!(self.make(ctx, *parent, name, *kind, *mode, 0, rdev)?);
                 Ok(Ok(Outcome::Attr(made.attr)))
             }
             Op::Symlink {
@@ -748,7 +809,8 @@ impl Tx<'_, '_> {
                     return Ok(Err(Errno::NameTooLong));
                 }
                 let size = target.len() as u64;
-                let made = errno!(self.make(ctx, *parent, name, FileType::Symlink, 0o777, size)?);
+                let made =
+                    errno!(self.make(ctx, *parent, name, FileType::Symlink, 0o777, size, 0)?);
                 self.tx
                     .insert(&self.s.symlinks, inode_key(made.attr.ino), target.clone());
                 Ok(Ok(Outcome::Attr(made.attr)))
@@ -927,8 +989,8 @@ impl Tx<'_, '_> {
                 if let Some(size) = size {
                     match node.attr.kind {
                         FileType::Dir => return Ok(Err(Errno::IsDir)),
-                        FileType::Symlink => return Ok(Err(Errno::Inval)),
-                        FileType::File => {
+                        kind if kind != FileType::File => return Ok(Err(Errno::Inval)),
+                        _ => {
                             let old = read_extents(&*self.tx, self.s, *ino)?;
                             let cut = truncated(&old, *size);
                             self.write_extents(*ino, &old, &cut);

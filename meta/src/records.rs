@@ -15,10 +15,12 @@
 
 use crate::types::{Attr, Extent, FileType, InodeId, Nanos};
 
-/// Version of the inode record format.
-pub const INODE_VERSION: u8 = 1;
+/// Version of the inode record format written: 2 added the device number.
+pub const INODE_VERSION: u8 = 2;
 /// Bytes of an inode record.
-pub const INODE_RECORD: usize = 72;
+pub const INODE_RECORD: usize = 80;
+/// Bytes of a version 1 inode record (read, never written).
+pub const INODE_RECORD_V1: usize = 72;
 /// The `meta` key of the inode counter.
 pub const NEXT_INO: &[u8] = b"next_ino";
 
@@ -96,7 +98,8 @@ pub fn decode_dirent(value: &[u8]) -> Option<(InodeId, FileType)> {
 
 /// An inode record: version (u8), kind (u8), mode (u16), uid (u32), gid (u32), nlink
 /// (u32), size (u64), atime, mtime, ctime, btime (i64 nanoseconds each), parent (u64),
-/// volume root (u64); little-endian.
+/// volume root (u64), device (u32), reserved (u32, zero); little-endian. Version 1
+/// records end before the device (which reads as 0).
 pub fn encode_inode(record: &InodeRecord) -> [u8; INODE_RECORD] {
     let a = &record.attr;
     let mut out = [0u8; INODE_RECORD];
@@ -113,13 +116,15 @@ pub fn encode_inode(record: &InodeRecord) -> [u8; INODE_RECORD] {
     out[48..56].copy_from_slice(&a.btime.0.to_le_bytes());
     out[56..64].copy_from_slice(&record.parent.0.to_le_bytes());
     out[64..72].copy_from_slice(&record.volume.0.to_le_bytes());
+    out[72..76].copy_from_slice(&a.rdev.to_le_bytes());
     out
 }
 
 /// Reads an inode record of inode `ino`; `None` if the bytes are not one.
 pub fn decode_inode(ino: InodeId, bytes: &[u8]) -> Option<InodeRecord> {
-    if bytes.len() != INODE_RECORD || bytes[0] != INODE_VERSION {
-        return None;
+    match (bytes.first(), bytes.len()) {
+        (Some(1), INODE_RECORD_V1) | (Some(2), INODE_RECORD) => {}
+        _ => return None,
     }
     let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
     let u32_at =
@@ -143,6 +148,11 @@ pub fn decode_inode(ino: InodeId, bytes: &[u8]) -> Option<InodeRecord> {
             mtime: nanos(32),
             ctime: nanos(40),
             btime: nanos(48),
+            rdev: if bytes.len() == INODE_RECORD {
+                u32_at(72)
+            } else {
+                0
+            },
         },
         parent: InodeId(u64_at(56)),
         volume: InodeId(u64_at(64)),
@@ -168,12 +178,19 @@ mod tests {
                 mtime: Nanos(7),
                 ctime: Nanos(8),
                 btime: Nanos(1),
+                rdev: 0x0103,
             },
             parent: InodeId(1),
             volume: InodeId(1),
         };
         let bytes = encode_inode(&record);
         assert_eq!(decode_inode(InodeId(42), &bytes), Some(record));
+        // A version 1 record (no device number) still reads.
+        let mut v1 = bytes[..INODE_RECORD_V1].to_vec();
+        v1[0] = 1;
+        let old = decode_inode(InodeId(42), &v1).expect("a version 1 record");
+        assert_eq!(old.attr.rdev, 0);
+        assert_eq!(old.attr.mode, record.attr.mode);
         assert_eq!(decode_inode(InodeId(42), &bytes[..INODE_RECORD - 1]), None);
         let mut bad = bytes;
         bad[1] = 9;

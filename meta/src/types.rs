@@ -27,6 +27,14 @@ pub enum FileType {
     Dir,
     /// A symbolic link.
     Symlink,
+    /// A named pipe (FIFO).
+    Fifo,
+    /// A Unix domain socket.
+    Socket,
+    /// A character device node.
+    CharDev,
+    /// A block device node.
+    BlockDev,
 }
 
 impl FileType {
@@ -36,7 +44,19 @@ impl FileType {
             FileType::File => 1,
             FileType::Dir => 2,
             FileType::Symlink => 3,
+            FileType::Fifo => 4,
+            FileType::Socket => 5,
+            FileType::CharDev => 6,
+            FileType::BlockDev => 7,
         }
+    }
+
+    /// A FIFO, socket or device node: an inode with no content of its own.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            FileType::Fifo | FileType::Socket | FileType::CharDev | FileType::BlockDev
+        )
     }
 
     /// From a record's code.
@@ -45,6 +65,10 @@ impl FileType {
             1 => Some(FileType::File),
             2 => Some(FileType::Dir),
             3 => Some(FileType::Symlink),
+            4 => Some(FileType::Fifo),
+            5 => Some(FileType::Socket),
+            6 => Some(FileType::CharDev),
+            7 => Some(FileType::BlockDev),
             _ => None,
         }
     }
@@ -80,6 +104,8 @@ pub struct Attr {
     pub ctime: Nanos,
     /// Creation.
     pub btime: Nanos,
+    /// The device a character or block device node stands for; 0 for other kinds.
+    pub rdev: u32,
 }
 
 impl Attr {
@@ -97,6 +123,7 @@ impl Attr {
             mtime: Nanos(0),
             ctime: Nanos(0),
             btime: Nanos(0),
+            rdev: 0,
         }
     }
 }
@@ -164,6 +191,19 @@ pub enum Op {
         name: Vec<u8>,
         /// Permission bits.
         mode: u16,
+    },
+    /// Creates a FIFO, a socket or a device node.
+    Mknod {
+        /// Where.
+        parent: InodeId,
+        /// Its name.
+        name: Vec<u8>,
+        /// What it is: one of the special kinds (EINVAL otherwise).
+        kind: FileType,
+        /// Permission bits.
+        mode: u16,
+        /// The device, for a device node.
+        rdev: u32,
     },
     /// Creates a symbolic link.
     Symlink {

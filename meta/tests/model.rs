@@ -48,7 +48,7 @@ impl Node {
         match self.attr.kind {
             FileType::File => Ok(self),
             FileType::Dir => Err(Errno::IsDir),
-            FileType::Symlink => Err(Errno::Inval),
+            _ => Err(Errno::Inval),
         }
     }
 }
@@ -144,6 +144,7 @@ impl Model {
         kind: FileType,
         mode: u16,
         target: &[u8],
+        rdev: u32,
     ) -> Result<Outcome, Errno> {
         valid(name)?;
         let dir = self.dir(parent)?;
@@ -167,6 +168,7 @@ impl Model {
             mtime: ctx.now,
             ctime: ctx.now,
             btime: ctx.now,
+            rdev,
         };
         let up = if kind == FileType::Dir { parent.0 } else { 0 };
         let volume = self.nodes[&parent.0].volume;
@@ -209,10 +211,27 @@ impl Model {
     fn apply(&mut self, ctx: Context, op: &Op) -> Result<Outcome, Errno> {
         match op {
             Op::Mkdir { parent, name, mode } => {
-                self.make(ctx, *parent, name, FileType::Dir, *mode, b"")
+                self.make(ctx, *parent, name, FileType::Dir, *mode, b"", 0)
             }
             Op::Create { parent, name, mode } => {
-                self.make(ctx, *parent, name, FileType::File, *mode, b"")
+                self.make(ctx, *parent, name, FileType::File, *mode, b"", 0)
+            }
+            Op::Mknod {
+                parent,
+                name,
+                kind,
+                mode,
+                rdev,
+            } => {
+                if !kind.is_special() {
+                    return Err(Errno::Inval);
+                }
+                let rdev = if matches!(kind, FileType::CharDev | FileType::BlockDev) {
+                    *rdev
+                } else {
+                    0
+                };
+                self.make(ctx, *parent, name, *kind, *mode, b"", rdev)
             }
             Op::Symlink {
                 parent,
@@ -225,7 +244,7 @@ impl Model {
                 if target.len() > MAX_SYMLINK || target.contains(&0) {
                     return Err(Errno::NameTooLong);
                 }
-                self.make(ctx, *parent, name, FileType::Symlink, 0o777, target)
+                self.make(ctx, *parent, name, FileType::Symlink, 0o777, target, 0)
             }
             Op::Link { ino, parent, name } => {
                 let node = self.nodes.get(&ino.0).ok_or(Errno::NoEnt)?;
@@ -306,8 +325,8 @@ impl Model {
                 if let Some(size) = size {
                     match node.attr.kind {
                         FileType::Dir => return Err(Errno::IsDir),
-                        FileType::Symlink => return Err(Errno::Inval),
-                        FileType::File => {
+                        kind if kind != FileType::File => return Err(Errno::Inval),
+                        _ => {
                             node.attr.size = *size;
                             node.attr.mtime = ctx.now;
                             node.extents.retain(|e| e.offset < *size);
@@ -419,6 +438,7 @@ impl Model {
                     mtime: ctx.now,
                     ctime: ctx.now,
                     btime: ctx.now,
+                    rdev: 0,
                 };
                 self.nodes.insert(root, Node::new(attr, root, b"", root));
                 let record = VolumeRecord {
@@ -578,6 +598,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (ino(), name(), mode.clone()).prop_map(|(parent, name, mode)| Op::Mkdir { parent, name, mode }),
         4 => (ino(), name(), mode.clone()).prop_map(|(parent, name, mode)| Op::Create { parent, name, mode }),
+        2 => (ino(), name(), prop::sample::select(vec![FileType::Fifo, FileType::Socket, FileType::CharDev, FileType::BlockDev, FileType::File]), mode.clone(), 0u32..3)
+            .prop_map(|(parent, name, kind, mode, rdev)| Op::Mknod { parent, name, kind, mode, rdev }),
         1 => (ino(), name(), prop::sample::select(vec![Vec::new(), b"t".to_vec(), b"../up".to_vec()]))
             .prop_map(|(parent, name, target)| Op::Symlink { parent, name, target }),
         2 => (ino(), ino(), name()).prop_map(|(ino, parent, name)| Op::Link { ino, parent, name }),
@@ -696,6 +718,8 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
                             "inline data of inode {ino}"
                         );
                     }
+                    // Special files have nothing beyond their attributes.
+                    _ => {}
                 }
                 let xattrs: Vec<_> = node.xattrs.clone().into_iter().collect();
                 assert_eq!(

@@ -36,6 +36,9 @@
 //! token_key = "token.key"   # the key join tokens are MACed with
 //! ids = "ids.toml"          # the last ids given, per role
 //! used_tokens = "used-tokens"   # optional: join tokens already used (default: beside ids)
+//!
+//! [meta]                    # optional: host the metadata service (one node per cluster)
+//! path = "meta"             # the namespace's directory (created if missing)
 //! ```
 //!
 //! Relative paths are relative to the configuration file.
@@ -57,6 +60,13 @@ struct Raw {
     tls: RawTls,
     cluster: Option<RawCluster>,
     enroll: Option<RawEnroll>,
+    meta: Option<RawMeta>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    path: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +165,8 @@ pub struct Config {
     pub revoked: Option<PathBuf>,
     pub cluster: Option<Cluster>,
     pub enroll: Option<Enroll>,
+    /// Where the namespace lives, on the node that hosts the metadata service.
+    pub meta: Option<PathBuf>,
 }
 
 /// `8GiB`, `64MiB`, `512KiB`, `4096`.
@@ -309,6 +321,7 @@ impl Config {
             revoked: raw.tls.revoked.as_deref().map(resolve),
             cluster,
             enroll,
+            meta: raw.meta.map(|m| resolve(&m.path)),
         })
     }
 }

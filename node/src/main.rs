@@ -13,14 +13,16 @@ use std::sync::Arc;
 
 use hive_actors::constants::HEARTBEAT_TIMEOUT;
 use hive_actors::{
-    Authority, AuthorityArgs, Child, FollowerArgs, HeartbeatArgs, NodeSupervisor, ShardActor,
-    Shards, control_service, route, shard_service,
+    Authority, AuthorityArgs, Child, FollowerArgs, HeartbeatArgs, MetaStore, NodeSupervisor,
+    ShardActor, Shards, control_service, meta_service, route, shard_service,
 };
+use hive_meta::{Durability, Namespace};
 use hive_nvme::{FormatOptions, Store};
 use hive_wire::NodeId;
 use hive_wire::net::control::{Control, ControlClient, MapMessage};
 use hive_wire::net::enroll::{Enroller, enroll};
 use hive_wire::net::message::MessageSet;
+use hive_wire::net::meta::Meta;
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
 use hive_wire::net::rustls_pki_types::CertificateDer;
 use hive_wire::net::rustls_pki_types::pem::PemObject;
@@ -361,10 +363,18 @@ async fn serve(
         None => Authority::Elsewhere(node),
     };
     let control = control_service(authority, watched);
-    let handler = route(vec![
+    let mut routes = vec![
         (ShardService::PROTOCOL, shard_service(actor.clone())),
         (Control::PROTOCOL, control),
-    ]);
+    ];
+    if let Some(path) = &config.meta {
+        let namespace = Namespace::open(path, Durability::Buffered)
+            .with_context(|| format!("meta.path: opening the namespace in {}", path.display()))?;
+        let store = MetaStore::start(namespace).context("starting the metadata writer")?;
+        routes.push((Meta::PROTOCOL, meta_service(store)));
+        tracing::info!("metadata service on {}", path.display());
+    }
+    let handler = route(routes);
     let enrollment = enrollment_server(&config, &ca, &me, &revocations, node)?;
     let server = Server::bind(config.listen, &ca, &me, revocations, handler)?;
     let local = server.local_addr();

@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rkyv::{Archive, Deserialize, Serialize};
-use tokio::sync::Mutex;
 
 use super::message::{MessageSet, encode};
 use super::pki::Identity;
-use super::rpc::{Client, Connection, RpcError};
+use super::rpc::{Client, Link, RpcError};
 use crate::NodeId;
 
 /// The control message set.
@@ -167,66 +166,28 @@ pub struct OwedReport {
 pub const MAP_WATCH_WAIT: Duration = Duration::from_secs(20);
 /// Deadline of a control call that does not wait for a change.
 pub const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
-/// How long connecting to the authority may take (a dead authority never answers: QUIC
-/// would wait for its idle timeout).
-pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
-
 /// A client of one node's control service (the map authority's, or another node's for
-/// the map alone): one connection, made again after a failure.
+/// the map alone).
 pub struct ControlClient {
-    client: Arc<Client>,
-    addr: SocketAddr,
-    node: NodeId,
-    connection: Mutex<Option<Connection>>,
+    link: Link,
 }
 
 impl ControlClient {
     /// Talks to node `node` at `addr` through `client`.
     pub fn new(client: Arc<Client>, addr: SocketAddr, node: NodeId) -> Self {
         Self {
-            client,
-            addr,
-            node,
-            connection: Mutex::new(None),
+            link: Link::new(client, addr, Identity::node(node)),
         }
     }
 
     /// The node's address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.link.addr()
     }
 
     async fn call(&self, op: u16, message: Bytes, deadline: Duration) -> Result<Bytes, RpcError> {
-        let mut slot = self.connection.lock().await;
-        let connection = match slot.as_ref() {
-            Some(c) => c.clone(),
-            None => {
-                let connecting = self
-                    .client
-                    .connect(self.addr, Some(Identity::node(self.node)));
-                let c = tokio::time::timeout(CONNECT_DEADLINE, connecting)
-                    .await
-                    .map_err(|_| {
-                        RpcError::Connection(format!(
-                            "node {} at {} did not answer within {CONNECT_DEADLINE:?}",
-                            self.node, self.addr
-                        ))
-                    })??;
-                *slot = Some(c.clone());
-                c
-            }
-        };
-        drop(slot);
         let request = super::message::request::<Control>(op, message, Bytes::new());
-        match connection.call(request, deadline).await {
-            Ok(answer) => Ok(answer.message),
-            Err(err) => {
-                if !matches!(err, RpcError::Remote(_)) {
-                    self.connection.lock().await.take();
-                }
-                Err(err)
-            }
-        }
+        Ok(self.link.call(request, deadline).await?.message)
     }
 
     fn decode<T>(what: &'static str, bytes: &[u8]) -> Result<T, RpcError>

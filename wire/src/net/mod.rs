@@ -6,6 +6,7 @@ pub mod control;
 pub mod enroll;
 pub mod frame;
 pub mod message;
+pub mod meta;
 pub mod pki;
 pub mod rpc;
 pub mod shard_service;
@@ -14,7 +15,9 @@ pub mod token;
 
 pub use frame::{FrameError, MAX_FRAME_BODY, MAX_FRAME_HEADER};
 pub use pki::{ClusterCa, Fingerprint, Identity, PkiError, Role, Validity, identity_of};
-pub use rpc::{Client, Connection, Handler, Peer, Refusal, Request, Response, RpcError, Server};
+pub use rpc::{
+    Client, Connection, Handler, Link, Peer, Refusal, Request, Response, RpcError, Server,
+};
 pub use rustls::pki_types as rustls_pki_types;
 pub use tls::{Credentials, Revocations, TlsError};
 pub use token::{JoinToken, TokenError, TokenKey, TokenLedger};

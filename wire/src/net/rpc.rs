@@ -621,3 +621,70 @@ fn explain(err: &quinn::ConnectionError) -> RpcError {
         alert.unwrap_or_default()
     ))
 }
+
+/// How long connecting to a node may take: a dead node never answers, and QUIC would
+/// wait for its idle timeout.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// One node's service as a client sees it: a connection made on first use and made
+/// again after a transport failure (a refusal keeps it).
+pub struct Link {
+    client: Arc<Client>,
+    addr: SocketAddr,
+    node: Identity,
+    connection: tokio::sync::Mutex<Option<Connection>>,
+}
+
+impl Link {
+    /// Talks to `node` at `addr` through `client`.
+    pub fn new(client: Arc<Client>, addr: SocketAddr, node: Identity) -> Self {
+        Self {
+            client,
+            addr,
+            node,
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node.
+    pub fn node(&self) -> Identity {
+        self.node
+    }
+
+    /// Sends `request` on the link's connection (connecting first if need be, within
+    /// [`CONNECT_DEADLINE`]) and waits at most `deadline` for the answer.
+    pub async fn call(&self, request: Request, deadline: Duration) -> Result<Response, RpcError> {
+        let mut slot = self.connection.lock().await;
+        let connection = match slot.as_ref() {
+            Some(c) => c.clone(),
+            None => {
+                let connecting = self.client.connect(self.addr, Some(self.node));
+                let c = tokio::time::timeout(CONNECT_DEADLINE, connecting)
+                    .await
+                    .map_err(|_| {
+                        RpcError::Connection(format!(
+                            "{} at {} did not answer within {CONNECT_DEADLINE:?}",
+                            self.node, self.addr
+                        ))
+                    })??;
+                *slot = Some(c.clone());
+                c
+            }
+        };
+        drop(slot);
+        match connection.call(request, deadline).await {
+            Ok(answer) => Ok(answer),
+            Err(err) => {
+                if !matches!(err, RpcError::Remote(_)) {
+                    self.connection.lock().await.take();
+                }
+                Err(err)
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Namespace types to and from the metadata service's messages.
+
+use hive_meta::{Attr, Extent, FileType, InodeId, Nanos, Op, VolumeRecord, XattrMode};
+use hive_wire::net::meta::{
+    AttrMessage, EntryMessage, ExtentMessage, MetaOp, VolumeMessage, xattr_mode,
+};
+
+/// Attributes as they travel.
+pub fn attr_message(a: &Attr) -> AttrMessage {
+    AttrMessage {
+        ino: a.ino.0,
+        kind: a.kind.code(),
+        mode: a.mode,
+        uid: a.uid,
+        gid: a.gid,
+        size: a.size,
+        nlink: a.nlink,
+        atime: a.atime.0,
+        mtime: a.mtime.0,
+        ctime: a.ctime.0,
+        btime: a.btime.0,
+        rdev: a.rdev,
+    }
+}
+
+/// An extent as it travels.
+pub fn extent_message(e: &Extent) -> ExtentMessage {
+    ExtentMessage {
+        offset: e.offset,
+        len: e.len,
+        chunk: e.chunk,
+        chunk_offset: e.chunk_offset,
+    }
+}
+
+/// A directory entry as it travels.
+pub fn entry_message(entry: &(Vec<u8>, InodeId, FileType)) -> EntryMessage {
+    EntryMessage {
+        name: entry.0.clone(),
+        ino: entry.1.0,
+        kind: entry.2.code(),
+    }
+}
+
+/// A volume as it travels.
+pub fn volume_message(name: &[u8], v: &VolumeRecord) -> VolumeMessage {
+    VolumeMessage {
+        name: String::from_utf8_lossy(name).into_owned(),
+        root: v.root.0,
+        k: v.k,
+        m: v.m,
+        uid: v.uid,
+        gid: v.gid,
+        created: v.created.0,
+    }
+}
+
+/// The namespace operation a message asks for.
+pub fn op_from(op: MetaOp) -> Op {
+    match op {
+        MetaOp::Mkdir { parent, name, mode } => Op::Mkdir {
+            parent: InodeId(parent),
+            name,
+            mode,
+        },
+        MetaOp::Create { parent, name, mode } => Op::Create {
+            parent: InodeId(parent),
+            name,
+            mode,
+        },
+        MetaOp::Mknod {
+            parent,
+            name,
+            kind,
+            mode,
+            rdev,
+        } => Op::Mknod {
+            parent: InodeId(parent),
+            name,
+            // An unknown kind becomes a regular file, which mknod refuses (EINVAL).
+            kind: FileType::from_code(kind).unwrap_or(FileType::File),
+            mode,
+            rdev,
+        },
+        MetaOp::Symlink {
+            parent,
+            name,
+            target,
+        } => Op::Symlink {
+            parent: InodeId(parent),
+            name,
+            target,
+        },
+        MetaOp::Link { ino, parent, name } => Op::Link {
+            ino: InodeId(ino),
+            parent: InodeId(parent),
+            name,
+        },
+        MetaOp::Unlink { parent, name } => Op::Unlink {
+            parent: InodeId(parent),
+            name,
+        },
+        MetaOp::Rmdir { parent, name } => Op::Rmdir {
+            parent: InodeId(parent),
+            name,
+        },
+        MetaOp::Rename {
+            from,
+            from_name,
+            to,
+            to_name,
+        } => Op::Rename {
+            from: InodeId(from),
+            from_name,
+            to: InodeId(to),
+            to_name,
+        },
+        MetaOp::SetAttr {
+            ino,
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        } => Op::SetAttr {
+            ino: InodeId(ino),
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(Nanos),
+            mtime: mtime.map(Nanos),
+        },
+        MetaOp::CommitExtents { ino, extents } => Op::CommitExtents {
+            ino: InodeId(ino),
+            extents: extents
+                .iter()
+                .map(|e| Extent {
+                    offset: e.offset,
+                    len: e.len,
+                    chunk: e.chunk,
+                    chunk_offset: e.chunk_offset,
+                })
+                .collect(),
+        },
+        MetaOp::WriteInline { ino, offset, data } => Op::WriteInline {
+            ino: InodeId(ino),
+            offset,
+            data,
+        },
+        MetaOp::SetXattr {
+            ino,
+            name,
+            value,
+            mode,
+        } => Op::SetXattr {
+            ino: InodeId(ino),
+            name,
+            value,
+            mode: match mode {
+                xattr_mode::CREATE => XattrMode::Create,
+                xattr_mode::REPLACE => XattrMode::Replace,
+                _ => XattrMode::Either,
+            },
+        },
+        MetaOp::RemoveXattr { ino, name } => Op::RemoveXattr {
+            ino: InodeId(ino),
+            name,
+        },
+        MetaOp::Open { ino } => Op::Open { ino: InodeId(ino) },
+        MetaOp::Release { ino } => Op::Release { ino: InodeId(ino) },
+        MetaOp::CreateVolume { name, k, m } => Op::CreateVolume { name, k, m },
+        MetaOp::DeleteVolume { name, force } => Op::DeleteVolume { name, force },
+    }
+}

@@ -1,0 +1,318 @@
+//! The metadata service: the namespace (`hive_meta::Namespace`) served over the RPC
+//! transport to mounts and to volume administration.
+//!
+//! Changes go through one writer thread that applies them in arrival order, each as its
+//! own transaction, and makes a whole batch durable with one sync before any of its
+//! callers is answered (group commit). Reads run on snapshots, off the async threads.
+//! A failed sync poisons the service: every later change is refused, saying why.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hive_meta::{Context, Errno, InodeId, MetaError, Namespace, Nanos, Op, Outcome};
+use hive_wire::net::auth::{Access, Operation, authorise};
+use hive_wire::net::message::{self, check_version};
+use hive_wire::net::meta::{Meta, MetaCall, MetaOp, MetaReply, MetaRequest, OP_CALL};
+use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::constants::{META_BATCH, META_INFLIGHT, META_QUEUE};
+use crate::meta_convert::{attr_message, entry_message, extent_message, op_from, volume_message};
+
+/// One change waiting for the writer.
+struct Change {
+    ctx: Context,
+    op: Op,
+    done: oneshot::Sender<Result<Result<Outcome, Errno>, String>>,
+}
+
+/// The namespace with its writer thread.
+pub struct MetaStore {
+    namespace: Arc<Namespace>,
+    changes: flume::Sender<Change>,
+}
+
+impl MetaStore {
+    /// Serves `namespace` (opened with `Durability::Buffered`: the writer syncs each
+    /// batch); starts its writer thread.
+    pub fn start(namespace: Namespace) -> std::io::Result<Arc<Self>> {
+        let namespace = Arc::new(namespace);
+        let (changes, queue) = flume::bounded(META_QUEUE);
+        let writer = namespace.clone();
+        std::thread::Builder::new()
+            .name("meta-writer".into())
+            .spawn(move || write_loop(&writer, &queue))?;
+        Ok(Arc::new(Self { namespace, changes }))
+    }
+
+    /// Applies `op` for `ctx`, durably, in arrival order with every other change.
+    async fn apply(&self, ctx: Context, op: Op) -> Result<Result<Outcome, Errno>, Refusal> {
+        let (done, answer) = oneshot::channel();
+        self.changes
+            .send_async(Change { ctx, op, done })
+            .await
+            .map_err(|_| Refusal::new(code::UNAVAILABLE, "the metadata writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| Refusal::new(code::UNAVAILABLE, "the metadata writer has stopped"))?
+            .map_err(|e| Refusal::new(code::INTERNAL, e))
+    }
+
+    /// Runs a read on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Namespace) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, Refusal> {
+        let namespace = self.namespace.clone();
+        tokio::task::spawn_blocking(move || f(&namespace))
+            .await
+            .map_err(|e| Refusal::new(code::INTERNAL, format!("metadata read failed: {e}")))?
+            .map_err(|e| Refusal::new(code::INTERNAL, e.to_string()))
+    }
+}
+
+/// The writer: takes what is queued (up to [`META_BATCH`]), applies it, syncs once,
+/// answers. After a failed sync it answers every change with the failure and stops.
+fn write_loop(namespace: &Namespace, queue: &flume::Receiver<Change>) {
+    let mut batch = Vec::with_capacity(META_BATCH);
+    while let Ok(first) = queue.recv() {
+        batch.push(first);
+        while batch.len() < META_BATCH {
+            match queue.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        let results: Vec<_> = batch
+            .iter()
+            .map(|c| namespace.apply(c.ctx, &c.op))
+            .collect();
+        let synced = namespace.persist();
+        let failed = synced
+            .as_ref()
+            .err()
+            .map(|e| format!("the metadata store failed to sync and refuses all changes: {e}"));
+        for (change, result) in batch.drain(..).zip(results) {
+            let answer = match (&failed, result) {
+                (Some(why), _) => Err(why.clone()),
+                (None, Ok(result)) => Ok(result),
+                (None, Err(e)) => Err(e.to_string()),
+            };
+            let _ = change.done.send(answer);
+        }
+        if let Some(why) = failed {
+            tracing::error!("{why}");
+            while let Ok(change) = queue.recv() {
+                let _ = change.done.send(Err(why.clone()));
+            }
+            return;
+        }
+    }
+}
+
+/// Serves the metadata service from `store`.
+pub fn meta_service(store: Arc<MetaStore>) -> Handler {
+    let inflight = Arc::new(Semaphore::new(META_INFLIGHT));
+    Arc::new(move |peer: Peer, request: Request| {
+        let (store, inflight) = (store.clone(), inflight.clone());
+        Box::pin(async move {
+            let _permit = inflight
+                .acquire_owned()
+                .await
+                .map_err(|_| Refusal::new(code::UNAVAILABLE, "the node is stopping"))?;
+            check_version::<Meta>(&request)?;
+            if request.op != OP_CALL {
+                return Err(Refusal::new(
+                    code::BAD_REQUEST,
+                    format!("unknown metadata operation {}", request.op),
+                ));
+            }
+            let asked: MetaRequest = message::decode("MetaRequest", &request.body)
+                .map_err(|e| Refusal::new(code::BAD_REQUEST, e.to_string()))?;
+            let reply = handle(&store, &peer, asked).await?;
+            Ok(Response {
+                message: Bytes::new(),
+                body: message::encode(&reply),
+            })
+        })
+    })
+}
+
+fn now() -> Nanos {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Nanos(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn errno(e: Errno) -> MetaReply {
+    MetaReply::Errno(e.code())
+}
+
+/// The inodes a call names, which must all be in the caller's volume.
+fn inodes_of(call: &MetaCall) -> Vec<u64> {
+    match call {
+        MetaCall::Mount | MetaCall::ListVolumes => vec![],
+        MetaCall::GetAttr { ino }
+        | MetaCall::ReadDir { ino }
+        | MetaCall::ReadLink { ino }
+        | MetaCall::Content { ino }
+        | MetaCall::GetXattr { ino, .. }
+        | MetaCall::ListXattr { ino } => vec![*ino],
+        MetaCall::Lookup { parent, .. } => vec![*parent],
+        MetaCall::Apply(op) => match op {
+            MetaOp::Mkdir { parent, .. }
+            | MetaOp::Create { parent, .. }
+            | MetaOp::Mknod { parent, .. }
+            | MetaOp::Symlink { parent, .. }
+            | MetaOp::Unlink { parent, .. }
+            | MetaOp::Rmdir { parent, .. } => vec![*parent],
+            MetaOp::Link { ino, parent, .. } => vec![*ino, *parent],
+            MetaOp::Rename { from, to, .. } => vec![*from, *to],
+            MetaOp::SetAttr { ino, .. }
+            | MetaOp::CommitExtents { ino, .. }
+            | MetaOp::WriteInline { ino, .. }
+            | MetaOp::SetXattr { ino, .. }
+            | MetaOp::RemoveXattr { ino, .. }
+            | MetaOp::Open { ino }
+            | MetaOp::Release { ino } => vec![*ino],
+            MetaOp::CreateVolume { .. } | MetaOp::DeleteVolume { .. } => vec![],
+        },
+    }
+}
+
+/// What the caller needs to be allowed: administration, or an access to its volume.
+fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
+    let access = match call {
+        MetaCall::ListVolumes
+        | MetaCall::Apply(MetaOp::CreateVolume { .. } | MetaOp::DeleteVolume { .. }) => {
+            return Operation::Administer;
+        }
+        MetaCall::Mount => Access::Mount,
+        MetaCall::Apply(_) => Access::Write,
+        _ => Access::Read,
+    };
+    Operation::Volume {
+        name: volume,
+        access,
+    }
+}
+
+async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<MetaReply, Refusal> {
+    authorise(peer, operation_of(&asked.call, &asked.volume))?;
+    let ctx = Context {
+        uid: asked.uid,
+        gid: asked.gid,
+        now: now(),
+    };
+    match asked.call {
+        MetaCall::ListVolumes => {
+            let volumes = store.read(|ns| ns.volumes()).await?;
+            Ok(MetaReply::Volumes(
+                volumes
+                    .iter()
+                    .map(|(name, v)| volume_message(name, v))
+                    .collect(),
+            ))
+        }
+        MetaCall::Apply(op @ (MetaOp::CreateVolume { .. } | MetaOp::DeleteVolume { .. })) => {
+            Ok(reply_of(store.apply(ctx, op_from(op)).await?))
+        }
+        call => in_volume(store, ctx, &asked.volume, call).await,
+    }
+}
+
+/// Answers `call`, which works inside `volume`.
+async fn in_volume(
+    store: &MetaStore,
+    ctx: Context,
+    volume_name: &str,
+    call: MetaCall,
+) -> Result<MetaReply, Refusal> {
+    // Everything else works inside the caller's volume.
+    let name = volume_name.as_bytes().to_vec();
+    let Some(volume) = store.read(move |ns| ns.volume(&name)).await? else {
+        return Ok(errno(Errno::NoEnt));
+    };
+    let inodes = inodes_of(&call);
+    let roots = store
+        .read(move |ns| {
+            inodes
+                .into_iter()
+                .map(|ino| ns.volume_root(InodeId(ino)).map(|r| (ino, r)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    for (ino, root) in roots {
+        match root {
+            Err(e) => return Ok(errno(e)),
+            Ok(root) if root != volume.root => {
+                return Err(Refusal::new(
+                    code::FORBIDDEN,
+                    format!("inode {ino} is not in volume {volume_name:?}"),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    let reply = match call {
+        MetaCall::Mount => MetaReply::Mounted(volume_message(volume_name.as_bytes(), &volume)),
+        MetaCall::GetAttr { ino } => {
+            let attr = store.read(move |ns| ns.getattr(InodeId(ino))).await?;
+            attr.map_or_else(errno, |a| MetaReply::Attr(attr_message(&a)))
+        }
+        MetaCall::Lookup { parent, name } => {
+            let attr = store
+                .read(move |ns| ns.lookup(InodeId(parent), &name))
+                .await?;
+            attr.map_or_else(errno, |a| MetaReply::Attr(attr_message(&a)))
+        }
+        MetaCall::ReadDir { ino } => {
+            let entries = store.read(move |ns| ns.readdir(InodeId(ino))).await?;
+            entries.map_or_else(errno, |entries| {
+                MetaReply::Entries(entries.iter().map(entry_message).collect())
+            })
+        }
+        MetaCall::ReadLink { ino } => {
+            let target = store.read(move |ns| ns.readlink(InodeId(ino))).await?;
+            target.map_or_else(errno, MetaReply::Bytes)
+        }
+        MetaCall::Content { ino } => {
+            let content = store.read(move |ns| ns.content(InodeId(ino))).await?;
+            content.map_or_else(errno, |(attr, inline, extents)| MetaReply::Content {
+                attr: attr_message(&attr),
+                inline,
+                extents: extents.iter().map(extent_message).collect(),
+            })
+        }
+        MetaCall::GetXattr { ino, name } => {
+            let all = store.read(move |ns| ns.xattrs(InodeId(ino))).await?;
+            match all {
+                Err(e) => errno(e),
+                Ok(all) => all
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(errno(Errno::NoData), |(_, v)| MetaReply::Bytes(v)),
+            }
+        }
+        MetaCall::ListXattr { ino } => {
+            let all = store.read(move |ns| ns.xattrs(InodeId(ino))).await?;
+            all.map_or_else(errno, |all| {
+                MetaReply::Names(all.into_iter().map(|(n, _)| n).collect())
+            })
+        }
+        // Volume administration is answered by `handle`, never inside a volume.
+        MetaCall::ListVolumes => errno(Errno::Inval),
+        MetaCall::Apply(op) => reply_of(store.apply(ctx, op_from(op)).await?),
+    };
+    Ok(reply)
+}
+
+fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {
+    match result {
+        Ok(Outcome::Attr(attr)) => MetaReply::Attr(attr_message(&attr)),
+        Ok(Outcome::Done) => MetaReply::Done,
+        Err(e) => errno(e),
+    }
+}

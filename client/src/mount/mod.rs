@@ -1,0 +1,299 @@
+//! `hive mount`: a volume as a POSIX tree through FUSE.
+//!
+//! [`volume`] holds what the handlers do (namespace calls, the write-back buffer, reads
+//! through the chunk cache), [`fs`] the fuser handlers around it. [`mount`] runs the
+//! mount in the foreground, or starts itself again in the background and returns once
+//! that mount is ready. The mount helper (`mount -t fuse.hive SOURCE DIR`, fstab) comes
+//! in through [`helper_args`].
+
+mod cache;
+mod dirty;
+mod fs;
+mod volume;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use fuser::{Config, MountOption, SessionACL};
+use hive_codec::{Chunker, ChunkerConfig};
+use hive_wire::net::meta::{MetaCall, MetaReply};
+
+pub use cache::CHUNK_CACHE_BYTES;
+pub use fs::{ENTRY_TTL, HiveFs, MAX_READAHEAD, MAX_WRITE};
+pub use volume::{FILE_BUFFER, TOTAL_BUFFER, Volume};
+
+use crate::local_cluster;
+
+/// FUSE worker threads: requests of several processes (or of one process's threads)
+/// are served at once.
+pub const MOUNT_THREADS: usize = 4;
+/// The line a background mount prints once it is ready.
+const READY: &str = "hive-mount-ready";
+
+/// What to mount where.
+#[derive(Clone, Debug)]
+pub struct MountArgs {
+    /// The cluster directory.
+    pub cluster: PathBuf,
+    /// The volume.
+    pub volume: String,
+    /// Where.
+    pub mountpoint: PathBuf,
+    /// Stay attached (for systemd and the like) instead of serving in the background.
+    pub foreground: bool,
+    /// Where a background mount writes its log.
+    pub log: Option<PathBuf>,
+}
+
+impl MountArgs {
+    /// What /proc/mounts and findmnt show as the mount's source: `CLUSTER:VOLUME`.
+    pub fn source(&self) -> String {
+        format!("{}:{}", self.cluster.display(), self.volume)
+    }
+}
+
+/// Parses a mount source, `CLUSTER_DIR[:VOLUME]` (the default volume without one).
+pub fn parse_source(source: &str) -> (PathBuf, String) {
+    match source.rsplit_once(':') {
+        Some((dir, volume)) if !volume.is_empty() && !volume.contains('/') => {
+            (PathBuf::from(dir), volume.to_string())
+        }
+        _ => (PathBuf::from(source), "default".to_string()),
+    }
+}
+
+/// The arguments `mount -t fuse.hive SOURCE DIR -o OPTIONS` gives the helper
+/// (`mount.fuse.hive SOURCE DIR [-o OPTIONS] [-n] [-v] ...`): the mount, in the
+/// background. Options mount(8) itself handles (`rw`, `defaults`, `_netdev`, ...)
+/// are accepted and ignored; `foreground` keeps the helper attached.
+pub fn helper_args(args: &[String]) -> Result<MountArgs> {
+    let mut positional = Vec::new();
+    let mut foreground = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-o" => {
+                let options = it.next().context("-o needs a list of options")?;
+                for option in options.split(',') {
+                    if option == "foreground" {
+                        foreground = true;
+                    }
+                }
+            }
+            "-n" | "-v" | "-f" | "-s" => {}
+            flag if flag.starts_with('-') => bail!("unknown option {flag}"),
+            _ => positional.push(arg.clone()),
+        }
+    }
+    let [source, mountpoint] = positional.as_slice() else {
+        bail!("usage: mount.fuse.hive CLUSTER_DIR[:VOLUME] MOUNTPOINT [-o OPTIONS]");
+    };
+    let (cluster, volume) = parse_source(source);
+    Ok(MountArgs {
+        cluster,
+        volume,
+        mountpoint: PathBuf::from(mountpoint),
+        foreground,
+        log: None,
+    })
+}
+
+/// Mounts: in the foreground (serving until unmounted), or in a background process of
+/// its own, returning once the mount is ready.
+pub fn mount(args: &MountArgs) -> Result<()> {
+    let meta = std::fs::metadata(&args.mountpoint)
+        .with_context(|| format!("mount point {}", args.mountpoint.display()))?;
+    if !meta.is_dir() {
+        bail!(
+            "mount point {} is not a directory",
+            args.mountpoint.display()
+        );
+    }
+    if !Path::new("/dev/fuse").exists() {
+        bail!("/dev/fuse is missing: load the fuse module (modprobe fuse) or install fuse3");
+    }
+    if args.foreground {
+        serve(args)
+    } else {
+        background(args)
+    }
+}
+
+/// Starts `hive mount --foreground` as a process of its own (its own session, output to
+/// a log file) and waits for it to say it is ready, or for it to fail.
+fn background(args: &MountArgs) -> Result<()> {
+    let me = std::env::current_exe().context("finding the hive executable")?;
+    let log_path = match &args.log {
+        Some(path) => path.clone(),
+        None => {
+            let dir = args.cluster.join("mounts");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let name: String = args
+                .mountpoint
+                .display()
+                .to_string()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            dir.join(format!("{name}.log"))
+        }
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening the mount log {}", log_path.display()))?;
+    let mut child = Command::new(me);
+    child
+        .arg("mount")
+        .arg("--cluster")
+        .arg(&args.cluster)
+        .arg("--volume")
+        .arg(&args.volume)
+        .arg("--foreground")
+        .arg(&args.mountpoint)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut child, 0);
+    let mut child = child.spawn().context("starting the mount process")?;
+    let out = child
+        .stdout
+        .take()
+        .context("the mount process has no output pipe")?;
+    let mut line = String::new();
+    // The child writes one line once mounted, or exits (closing the pipe) on failure.
+    BufReader::new(out)
+        .read_line(&mut line)
+        .context("waiting for the mount process")?;
+    if line.trim() == READY {
+        println!(
+            "mounted {} on {} (pid {}, log {})",
+            args.source(),
+            args.mountpoint.display(),
+            child.id(),
+            log_path.display()
+        );
+        return Ok(());
+    }
+    let status = child.wait().context("waiting for the mount process")?;
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let last: Vec<&str> = log.lines().rev().take(5).collect();
+    bail!(
+        "the mount process failed ({status}): {}",
+        last.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+/// Mounts and serves until unmounted (or SIGTERM/SIGINT, which unmount).
+fn serve(args: &MountArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    // The QUIC endpoint is made on the runtime.
+    let _entered = runtime.enter();
+    let scheme = local_cluster::scheme(&args.cluster)?;
+    let meta = Arc::new(local_cluster::meta_client(&args.cluster, false)?);
+    let (chunks, control) = runtime.block_on(local_cluster::connect(&args.cluster))?;
+    let mounted = runtime
+        .block_on(meta.call(&args.volume, 0, 0, MetaCall::Mount))
+        .with_context(|| format!("asking the metadata service for volume {:?}", args.volume))?;
+    let volume = match mounted {
+        MetaReply::Mounted(v) => v,
+        MetaReply::Errno(2) => bail!(
+            "no volume named {:?}; create it with 'hive volume create --cluster {} {}'",
+            args.volume,
+            args.cluster.display(),
+            args.volume
+        ),
+        MetaReply::Errno(e) => bail!("mounting volume {:?}: errno {e}", args.volume),
+        other => bail!(
+            "mounting volume {:?}: unexpected answer {other:?}",
+            args.volume
+        ),
+    };
+    if (volume.k, volume.m) != (scheme.k(), scheme.m()) {
+        bail!(
+            "volume {:?} is {}+{}, but this cluster writes {scheme}; other storage classes are not supported yet",
+            args.volume,
+            volume.k,
+            volume.m
+        );
+    }
+    let chunker = Chunker::new(ChunkerConfig::default())?;
+    let volume = Arc::new(Volume::new(
+        args.volume.clone(),
+        volume.root,
+        meta,
+        chunks,
+        control,
+        chunker,
+    ));
+    let fs = HiveFs::new(volume, runtime.handle().clone());
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(args.source()),
+        // The kernel's own option (fuser passes Subtype only to fusermount): the mount
+        // shows as type fuse.hive.
+        MountOption::CUSTOM("subtype=hive".to_string()),
+        MountOption::DefaultPermissions,
+        MountOption::RW,
+        MountOption::Async,
+    ];
+    // Every user of the host may use the mount; the kernel checks their permissions.
+    config.acl = SessionACL::All;
+    config.n_threads = Some(MOUNT_THREADS);
+    let mut session = fuser::Session::new(fs, &args.mountpoint, &config)
+        .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    runtime.spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    eprintln!("hive mount: cannot watch for SIGTERM: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("hive mount: signal received; unmounting");
+        if let Err(e) = unmounter.unmount() {
+            eprintln!("hive mount: unmount failed: {e}");
+        }
+    });
+    eprintln!(
+        "hive mount: {} mounted on {}",
+        args.source(),
+        args.mountpoint.display()
+    );
+    let mut stdout = std::io::stdout();
+    // The background parent waits for this line; nothing else goes to stdout.
+    let _ = writeln!(stdout, "{READY}");
+    let _ = stdout.flush();
+    session.run().context("serving the mount")?;
+    eprintln!("hive mount: unmounted {}", args.mountpoint.display());
+    Ok(())
+}
+
+/// Unmounts `mountpoint` (the mount process then exits).
+pub fn umount(mountpoint: &Path) -> Result<()> {
+    let status = Command::new("umount")
+        .arg(mountpoint)
+        .status()
+        .context("running umount")?;
+    if !status.success() {
+        bail!(
+            "umount {} failed ({status}); if files are still open there, close them first",
+            mountpoint.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,804 @@
+//! A mounted volume: what the FUSE handlers call. Namespace operations go to the
+//! metadata service; file content is written back through a bounded per-file buffer
+//! into chunks (put through the [`ChunkStore`]) and committed as extents, and read from
+//! extents through a bounded chunk cache with read-ahead.
+//!
+//! Inode numbers here are the namespace's; the FUSE layer maps the volume root to 1.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use hive_codec::Chunker;
+use hive_wire::ChunkId;
+use hive_wire::net::control::ControlClient;
+use hive_wire::net::meta::{
+    AttrMessage, EntryMessage, ExtentMessage, MetaCall, MetaClient, MetaOp, MetaReply,
+    kind as meta_kind,
+};
+use tokio::task::JoinSet;
+
+use super::cache::ChunkCache;
+use super::dirty::Dirty;
+use crate::chunk_io::ChunkStore;
+
+/// Bytes a file may hold written but uncommitted before the write that passes it
+/// commits them (the write then waits: backpressure).
+pub const FILE_BUFFER: u64 = 32 << 20;
+/// Bytes all files together may hold uncommitted; past it, a write commits its file.
+pub const TOTAL_BUFFER: u64 = 256 << 20;
+/// Chunks of one commit being put at once.
+pub const COMMIT_PARALLELISM: usize = 8;
+/// Largest file kept inline in its metadata record (the namespace's limit).
+pub const MAX_INLINE: u64 = 4096;
+/// Extents per metadata commit (the namespace's limit).
+pub const EXTENTS_PER_COMMIT: usize = 4096;
+
+/// Linux errno values the mount itself produces.
+pub mod errno {
+    /// I/O error: the cluster or the metadata service did not answer, or failed.
+    pub const EIO: i32 = 5;
+    /// Invalid argument.
+    pub const EINVAL: i32 = 22;
+    /// Result too large for the caller's buffer.
+    pub const ERANGE: i32 = 34;
+    /// File too large.
+    pub const EFBIG: i32 = 27;
+    /// Operation not supported.
+    pub const EOPNOTSUPP: i32 = 95;
+}
+
+/// A failed call, as the FUSE layer answers it.
+#[derive(Debug)]
+pub enum FsError {
+    /// The namespace refused it with this errno.
+    Errno(i32),
+    /// The cluster failed; answered EIO and logged with this reason.
+    Io(String),
+}
+
+impl FsError {
+    /// The errno to answer with.
+    pub fn code(&self) -> i32 {
+        match self {
+            FsError::Errno(e) => *e,
+            FsError::Io(_) => errno::EIO,
+        }
+    }
+}
+
+/// Who makes a call.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    /// User on this host.
+    pub uid: u32,
+    /// Group on this host.
+    pub gid: u32,
+}
+
+/// What the mount runs as (chunk puts done on behalf of the kernel, commits on release).
+const SYSTEM: Caller = Caller { uid: 0, gid: 0 };
+
+type Result<T> = std::result::Result<T, FsError>;
+
+/// A file's content as of one metadata snapshot.
+#[derive(Clone)]
+struct Content {
+    attr: AttrMessage,
+    inline: Arc<Vec<u8>>,
+    extents: Arc<Vec<ExtentMessage>>,
+}
+
+/// What the mount keeps of a file between calls.
+#[derive(Default)]
+struct FileState {
+    /// Opens not yet released.
+    handles: u32,
+    dirty: Dirty,
+    /// When this mount last wrote to the file (ns since the epoch), while the write is
+    /// not yet committed: stat shows it, as POSIX wants mtime to change with write(2).
+    written_at: Option<i64>,
+    /// Dropped whenever the file changes, fetched again on the next read or open.
+    content: Option<Content>,
+}
+
+/// A mounted volume.
+pub struct Volume {
+    name: String,
+    root: u64,
+    meta: Arc<MetaClient>,
+    chunks: Arc<ChunkStore>,
+    control: Arc<ControlClient>,
+    chunker: Chunker,
+    files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<FileState>>>>,
+    cache: Arc<ChunkCache>,
+    /// Uncommitted bytes across files.
+    buffered: AtomicU64,
+}
+
+impl Volume {
+    /// Serves volume `name` rooted at inode `root`.
+    pub fn new(
+        name: String,
+        root: u64,
+        meta: Arc<MetaClient>,
+        chunks: Arc<ChunkStore>,
+        control: Arc<ControlClient>,
+        chunker: Chunker,
+    ) -> Self {
+        Self {
+            name,
+            root,
+            meta,
+            chunks,
+            control,
+            chunker,
+            files: Mutex::new(HashMap::new()),
+            cache: Arc::new(ChunkCache::default()),
+            buffered: AtomicU64::new(0),
+        }
+    }
+
+    /// The volume's root inode.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    async fn call(&self, caller: Caller, call: MetaCall) -> Result<MetaReply> {
+        match self
+            .meta
+            .call(&self.name, caller.uid, caller.gid, call)
+            .await
+        {
+            Ok(MetaReply::Errno(e)) => Err(FsError::Errno(e)),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(FsError::Io(format!("metadata service: {e}"))),
+        }
+    }
+
+    async fn attr_call(&self, caller: Caller, call: MetaCall) -> Result<AttrMessage> {
+        match self.call(caller, call).await? {
+            MetaReply::Attr(attr) => Ok(attr),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn apply(&self, caller: Caller, op: MetaOp) -> Result<MetaReply> {
+        self.call(caller, MetaCall::Apply(op)).await
+    }
+
+    fn state(&self, ino: u64) -> Option<Arc<tokio::sync::Mutex<FileState>>> {
+        self.files
+            .lock()
+            .expect("invariant: the file table lock is never poisoned")
+            .get(&ino)
+            .cloned()
+    }
+
+    fn state_or_new(&self, ino: u64) -> Arc<tokio::sync::Mutex<FileState>> {
+        self.files
+            .lock()
+            .expect("invariant: the file table lock is never poisoned")
+            .entry(ino)
+            .or_default()
+            .clone()
+    }
+
+    /// `attr` with what this mount has written to the file and not yet committed.
+    async fn with_local(&self, mut attr: AttrMessage) -> AttrMessage {
+        if let Some(state) = self.state(attr.ino) {
+            let state = state.lock().await;
+            attr.size = attr.size.max(state.dirty.end());
+            if let Some(at) = state.written_at {
+                attr.mtime = attr.mtime.max(at);
+                attr.ctime = attr.ctime.max(at);
+            }
+        }
+        attr
+    }
+
+    /// The entry `name` in `parent`.
+    pub async fn lookup(&self, caller: Caller, parent: u64, name: &[u8]) -> Result<AttrMessage> {
+        let attr = self
+            .attr_call(
+                caller,
+                MetaCall::Lookup {
+                    parent,
+                    name: name.to_vec(),
+                },
+            )
+            .await?;
+        Ok(self.with_local(attr).await)
+    }
+
+    /// The attributes of `ino`.
+    pub async fn getattr(&self, caller: Caller, ino: u64) -> Result<AttrMessage> {
+        let attr = self.attr_call(caller, MetaCall::GetAttr { ino }).await?;
+        Ok(self.with_local(attr).await)
+    }
+
+    /// Changes attributes; a new size first commits what is buffered below it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn setattr(
+        &self,
+        caller: Caller,
+        ino: u64,
+        mode: Option<u16>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<i64>,
+        mtime: Option<i64>,
+    ) -> Result<AttrMessage> {
+        let op = MetaOp::SetAttr {
+            ino,
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        };
+        let Some(size) = size else {
+            let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
+            return Ok(self.with_local(attr).await);
+        };
+        let state = self.state_or_new(ino);
+        let mut file = state.lock().await;
+        file.dirty.truncate(size);
+        self.commit(ino, &mut file, true).await?;
+        file.content = None;
+        let attr = self.attr_call(caller, MetaCall::Apply(op)).await;
+        self.forget_if_idle(ino, &file);
+        attr
+    }
+
+    /// Creates a directory.
+    pub async fn mkdir(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<AttrMessage> {
+        let op = MetaOp::Mkdir {
+            parent,
+            name: name.to_vec(),
+            mode,
+        };
+        self.attr_call(caller, MetaCall::Apply(op)).await
+    }
+
+    /// Creates and opens a regular file.
+    pub async fn create(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        mode: u16,
+    ) -> Result<AttrMessage> {
+        let op = MetaOp::Create {
+            parent,
+            name: name.to_vec(),
+            mode,
+        };
+        let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
+        self.open(caller, attr.ino).await?;
+        Ok(attr)
+    }
+
+    /// Creates a node of `kind` (one of `meta::kind`) without opening it: a regular
+    /// file, a FIFO, a socket or a device node.
+    pub async fn mknod(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        kind: u8,
+        mode: u16,
+        rdev: u32,
+    ) -> Result<AttrMessage> {
+        let name = name.to_vec();
+        let op = if kind == meta_kind::FILE {
+            MetaOp::Create { parent, name, mode }
+        } else {
+            MetaOp::Mknod {
+                parent,
+                name,
+                kind,
+                mode,
+                rdev,
+            }
+        };
+        self.attr_call(caller, MetaCall::Apply(op)).await
+    }
+
+    /// Makes sure `ino` is at least `end` bytes long (fallocate without a mode: space
+    /// is not reserved ahead, the file only grows).
+    pub async fn allocate(&self, caller: Caller, ino: u64, end: u64) -> Result<()> {
+        let attr = self.getattr(caller, ino).await?;
+        if end > attr.size {
+            self.setattr(caller, ino, None, None, None, Some(end), None, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a symbolic link.
+    pub async fn symlink(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<AttrMessage> {
+        let op = MetaOp::Symlink {
+            parent,
+            name: name.to_vec(),
+            target: target.to_vec(),
+        };
+        self.attr_call(caller, MetaCall::Apply(op)).await
+    }
+
+    /// Adds a hard link.
+    pub async fn link(
+        &self,
+        caller: Caller,
+        ino: u64,
+        parent: u64,
+        name: &[u8],
+    ) -> Result<AttrMessage> {
+        let op = MetaOp::Link {
+            ino,
+            parent,
+            name: name.to_vec(),
+        };
+        let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
+        Ok(self.with_local(attr).await)
+    }
+
+    /// Removes a name of a non-directory.
+    pub async fn unlink(&self, caller: Caller, parent: u64, name: &[u8]) -> Result<()> {
+        let op = MetaOp::Unlink {
+            parent,
+            name: name.to_vec(),
+        };
+        self.apply(caller, op).await.map(|_| ())
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, caller: Caller, parent: u64, name: &[u8]) -> Result<()> {
+        let op = MetaOp::Rmdir {
+            parent,
+            name: name.to_vec(),
+        };
+        self.apply(caller, op).await.map(|_| ())
+    }
+
+    /// Renames (POSIX: atomic, over an existing target).
+    pub async fn rename(
+        &self,
+        caller: Caller,
+        from: u64,
+        from_name: &[u8],
+        to: u64,
+        to_name: &[u8],
+    ) -> Result<()> {
+        let op = MetaOp::Rename {
+            from,
+            from_name: from_name.to_vec(),
+            to,
+            to_name: to_name.to_vec(),
+        };
+        self.apply(caller, op).await.map(|_| ())
+    }
+
+    /// A symlink's target.
+    pub async fn readlink(&self, caller: Caller, ino: u64) -> Result<Vec<u8>> {
+        match self.call(caller, MetaCall::ReadLink { ino }).await? {
+            MetaReply::Bytes(target) => Ok(target),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A directory's entries.
+    pub async fn readdir(&self, caller: Caller, ino: u64) -> Result<Vec<EntryMessage>> {
+        match self.call(caller, MetaCall::ReadDir { ino }).await? {
+            MetaReply::Entries(entries) => Ok(entries),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// An extended attribute.
+    pub async fn getxattr(&self, caller: Caller, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let call = MetaCall::GetXattr {
+            ino,
+            name: name.to_vec(),
+        };
+        match self.call(caller, call).await? {
+            MetaReply::Bytes(value) => Ok(value),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The names of an inode's extended attributes.
+    pub async fn listxattr(&self, caller: Caller, ino: u64) -> Result<Vec<Vec<u8>>> {
+        match self.call(caller, MetaCall::ListXattr { ino }).await? {
+            MetaReply::Names(names) => Ok(names),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sets an extended attribute (`mode`: one of `xattr_mode`).
+    pub async fn setxattr(
+        &self,
+        caller: Caller,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        mode: u8,
+    ) -> Result<()> {
+        let op = MetaOp::SetXattr {
+            ino,
+            name: name.to_vec(),
+            value: value.to_vec(),
+            mode,
+        };
+        self.apply(caller, op).await.map(|_| ())
+    }
+
+    /// Removes an extended attribute.
+    pub async fn removexattr(&self, caller: Caller, ino: u64, name: &[u8]) -> Result<()> {
+        let op = MetaOp::RemoveXattr {
+            ino,
+            name: name.to_vec(),
+        };
+        self.apply(caller, op).await.map(|_| ())
+    }
+
+    /// Capacity and free bytes for users of the volume: the up nodes' stores, divided
+    /// by the storage overhead (k + m) / k.
+    pub async fn statfs(&self) -> Result<(u64, u64)> {
+        let status = self
+            .control
+            .status()
+            .await
+            .map_err(|e| FsError::Io(format!("cluster status: {e}")))?;
+        let (mut capacity, mut used) = (0u64, 0u64);
+        for node in &status.nodes {
+            capacity += node.store.capacity;
+            used += node.store.used.min(node.store.capacity);
+        }
+        let scheme = self.chunks.scheme();
+        let (k, width) = (scheme.k() as u64, scheme.width() as u64);
+        Ok((capacity / width * k, (capacity - used) / width * k))
+    }
+
+    /// Opens file `ino`: its content is fetched afresh (close-to-open consistency).
+    pub async fn open(&self, caller: Caller, ino: u64) -> Result<()> {
+        self.apply(caller, MetaOp::Open { ino }).await?;
+        let state = self.state_or_new(ino);
+        let mut file = state.lock().await;
+        file.handles += 1;
+        file.content = None;
+        Ok(())
+    }
+
+    /// Closes one open of `ino`: commits what is buffered; the last close tells the
+    /// metadata service (an unlinked file goes with it).
+    pub async fn release(&self, ino: u64) -> Result<()> {
+        let state = self.state_or_new(ino);
+        let mut file = state.lock().await;
+        file.handles = file.handles.saturating_sub(1);
+        let committed = self.commit(ino, &mut file, true).await;
+        let released = self.apply(SYSTEM, MetaOp::Release { ino }).await;
+        self.forget_if_idle(ino, &file);
+        committed.and(released.map(|_| ()))
+    }
+
+    /// Commits what is buffered for `ino` (close and fsync): it returns once the data
+    /// is acknowledged at k and the extents are committed.
+    pub async fn flush(&self, ino: u64) -> Result<()> {
+        let Some(state) = self.state(ino) else {
+            return Ok(());
+        };
+        let mut file = state.lock().await;
+        self.commit(ino, &mut file, true).await
+    }
+
+    fn forget_if_idle(&self, ino: u64, file: &FileState) {
+        if file.handles == 0 && file.dirty.is_empty() {
+            self.files
+                .lock()
+                .expect("invariant: the file table lock is never poisoned")
+                .remove(&ino);
+        }
+    }
+
+    /// Buffers `data` at `offset`; commits when the file's or the mount's buffer is
+    /// full, and at once for a file no one has open (a write-back of mmap pages).
+    pub async fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<()> {
+        let state = self.state_or_new(ino);
+        let mut file = state.lock().await;
+        let before = file.dirty.bytes();
+        file.dirty.write(offset, data);
+        file.written_at = Some(now_nanos());
+        let after = file.dirty.bytes();
+        self.account(before, after);
+        if file.handles == 0 {
+            let result = self.commit(ino, &mut file, true).await;
+            self.forget_if_idle(ino, &file);
+            return result;
+        }
+        if after >= FILE_BUFFER || self.buffered.load(Ordering::Relaxed) >= TOTAL_BUFFER {
+            self.commit(ino, &mut file, false).await?;
+        }
+        Ok(())
+    }
+
+    fn account(&self, before: u64, after: u64) {
+        if after >= before {
+            self.buffered.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.buffered.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    async fn content(&self, ino: u64, file: &mut FileState) -> Result<Content> {
+        if let Some(content) = &file.content {
+            return Ok(content.clone());
+        }
+        let content = match self.call(SYSTEM, MetaCall::Content { ino }).await? {
+            MetaReply::Content {
+                attr,
+                inline,
+                extents,
+            } => Content {
+                attr,
+                inline: Arc::new(inline),
+                extents: Arc::new(extents),
+            },
+            other => return Err(unexpected(&other)),
+        };
+        file.content = Some(content.clone());
+        Ok(content)
+    }
+
+    /// Commits the buffered bytes of `ino`: all of them, or (`all` false, a full
+    /// buffer) all but the tail of the last range past its last content-defined cut,
+    /// so a file written in sequence is cut as a whole file would be.
+    async fn commit(&self, ino: u64, file: &mut FileState, all: bool) -> Result<()> {
+        if file.dirty.is_empty() {
+            return Ok(());
+        }
+        let before = file.dirty.bytes();
+        let mut ranges = file.dirty.take();
+        let result = self.commit_ranges(ino, file, &mut ranges, all).await;
+        if result.is_err() {
+            // Nothing is lost: the bytes stay buffered for the next attempt.
+            file.dirty.restore(ranges);
+        }
+        file.content = None;
+        if result.is_ok() && file.dirty.is_empty() {
+            file.written_at = None;
+        }
+        self.account(before, file.dirty.bytes());
+        result
+    }
+
+    async fn commit_ranges(
+        &self,
+        ino: u64,
+        file: &mut FileState,
+        ranges: &mut Vec<(u64, Vec<u8>)>,
+        all: bool,
+    ) -> Result<()> {
+        let content = self.content(ino, file).await?;
+        let end = ranges
+            .last()
+            .map_or(0, |(offset, data)| offset + data.len() as u64);
+        if content.extents.is_empty() && content.attr.size.max(end) <= MAX_INLINE {
+            for (offset, data) in ranges.drain(..) {
+                let op = MetaOp::WriteInline { ino, offset, data };
+                self.apply(SYSTEM, op).await?;
+            }
+            return Ok(());
+        }
+        if !content.inline.is_empty() {
+            // The file outgrows inline data: its bytes move into the extents.
+            let mut merged = Dirty::default();
+            merged.restore(std::mem::take(ranges));
+            merged.underlay(0, &content.inline);
+            *ranges = merged.take();
+        }
+        let mut tail = None;
+        if !all && let Some((offset, data)) = ranges.pop() {
+            let (_, covered) = self.chunker.split_prefix(&data, false);
+            if covered < data.len() {
+                tail = Some((offset + covered as u64, data[covered..].to_vec()));
+            }
+            if covered > 0 {
+                let mut data = data;
+                data.truncate(covered);
+                ranges.push((offset, data));
+            }
+        }
+        let extents = self.put_ranges(ranges).await?;
+        for batch in extents.chunks(EXTENTS_PER_COMMIT) {
+            let op = MetaOp::CommitExtents {
+                ino,
+                extents: batch.to_vec(),
+            };
+            self.apply(SYSTEM, op).await?;
+        }
+        ranges.clear();
+        if let Some((offset, data)) = tail {
+            file.dirty.underlay(offset, &data);
+        }
+        Ok(())
+    }
+
+    /// Cuts `ranges` into chunks, puts them (up to [`COMMIT_PARALLELISM`] at once) and
+    /// returns their extents.
+    async fn put_ranges(&self, ranges: &[(u64, Vec<u8>)]) -> Result<Vec<ExtentMessage>> {
+        let mut pieces = Vec::new();
+        for (offset, data) in ranges {
+            let data = Bytes::copy_from_slice(data);
+            let mut at = 0usize;
+            for chunk in self.chunker.split(&data) {
+                pieces.push((*offset + at as u64, data.slice(at..at + chunk.len())));
+                at += chunk.len();
+            }
+        }
+        let mut extents = Vec::with_capacity(pieces.len());
+        let mut running = JoinSet::new();
+        let mut pending = pieces.into_iter();
+        loop {
+            while running.len() < COMMIT_PARALLELISM {
+                let Some((offset, bytes)) = pending.next() else {
+                    break;
+                };
+                let chunks = self.chunks.clone();
+                let cache = self.cache.clone();
+                running.spawn(async move {
+                    let id = chunks.put(&bytes).await?;
+                    cache.insert(id, bytes.clone());
+                    Ok::<_, crate::chunk_io::ChunkError>(ExtentMessage {
+                        offset,
+                        len: u32::try_from(bytes.len())
+                            .expect("invariant: chunks are at most the chunker's maximum"),
+                        chunk: *id.as_bytes(),
+                        chunk_offset: 0,
+                    })
+                });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let extent = done
+                .map_err(|e| FsError::Io(format!("chunk put task: {e}")))?
+                .map_err(|e| FsError::Io(e.to_string()))?;
+            extents.push(extent);
+        }
+        extents.sort_by_key(|e| e.offset);
+        Ok(extents)
+    }
+
+    /// Reads up to `size` bytes of `ino` at `offset`: committed content with this
+    /// mount's uncommitted writes over it. Starts fetching the next chunk (read-ahead).
+    pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let state = self.state_or_new(ino);
+        let (content, end) = {
+            let mut file = state.lock().await;
+            let content = self.content(ino, &mut file).await?;
+            let end = content.attr.size.max(file.dirty.end());
+            (content, end)
+        };
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let len = u64::from(size).min(end - offset);
+        let mut out = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let stop = offset + len;
+        copy_into(&mut out, offset, 0, &content.inline);
+        let first = content
+            .extents
+            .partition_point(|e| e.offset + u64::from(e.len) <= offset);
+        let mut last_used = None;
+        for (i, extent) in content.extents.iter().enumerate().skip(first) {
+            if extent.offset >= stop {
+                break;
+            }
+            let chunk = self.chunk(ChunkId(extent.chunk)).await?;
+            let from = usize::try_from(extent.chunk_offset).unwrap_or(usize::MAX);
+            let to = from.saturating_add(extent.len as usize);
+            let piece = chunk.get(from..to).ok_or_else(|| {
+                FsError::Io(format!(
+                    "extent at {} of inode {ino} runs past its chunk's {} bytes",
+                    extent.offset,
+                    chunk.len()
+                ))
+            })?;
+            copy_into(&mut out, offset, extent.offset, piece);
+            last_used = Some(i);
+        }
+        if let Some(next) = last_used.and_then(|i| content.extents.get(i + 1)) {
+            self.read_ahead(ChunkId(next.chunk));
+        }
+        let file = state.lock().await;
+        file.dirty.overlay(offset, &mut out);
+        if file.handles == 0 {
+            self.forget_if_idle(ino, &file);
+        }
+        Ok(out)
+    }
+
+    async fn chunk(&self, id: ChunkId) -> Result<Bytes> {
+        let chunks = self.chunks.clone();
+        self.cache
+            .get_or_fetch(
+                id,
+                move || async move { chunks.get(id).await.map(Bytes::from) },
+            )
+            .await
+            .map_err(|e| FsError::Io(e.to_string()))
+    }
+
+    fn read_ahead(&self, id: ChunkId) {
+        if self.cache.contains(&id) {
+            return;
+        }
+        let chunks = self.chunks.clone();
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            // A failed read-ahead costs nothing: the read itself will ask again.
+            let _ = cache
+                .get_or_fetch(
+                    id,
+                    move || async move { chunks.get(id).await.map(Bytes::from) },
+                )
+                .await;
+        });
+    }
+}
+
+fn now_nanos() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Copies the part of `piece` (which starts at file offset `at`) that falls in `out`
+/// (which starts at file offset `offset`).
+fn copy_into(out: &mut [u8], offset: u64, at: u64, piece: &[u8]) {
+    let out_end = offset + out.len() as u64;
+    let piece_end = at + piece.len() as u64;
+    let from = offset.max(at);
+    let to = out_end.min(piece_end);
+    if from >= to {
+        return;
+    }
+    let n = usize::try_from(to - from).unwrap_or(0);
+    let dst = usize::try_from(from - offset).unwrap_or(0);
+    let src = usize::try_from(from - at).unwrap_or(0);
+    out[dst..dst + n].copy_from_slice(&piece[src..src + n]);
+}
+
+fn unexpected(reply: &MetaReply) -> FsError {
+    FsError::Io(format!(
+        "the metadata service answered with an unexpected {}",
+        match reply {
+            MetaReply::Errno(_) => "errno",
+            MetaReply::Done => "done",
+            MetaReply::Attr(_) => "attribute set",
+            MetaReply::Mounted(_) => "volume",
+            MetaReply::Entries(_) => "listing",
+            MetaReply::Bytes(_) => "byte string",
+            MetaReply::Names(_) => "name list",
+            MetaReply::Content { .. } => "content",
+            MetaReply::Volumes(_) => "volume list",
+        }
+    ))
+}

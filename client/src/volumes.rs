@@ -1,0 +1,83 @@
+//! `hive volume create|list|delete`: volume administration through the metadata
+//! service, as the cluster directory's admin identity.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use hive_wire::net::meta::{MetaCall, MetaOp, MetaReply, VolumeMessage};
+
+use crate::local_cluster;
+
+/// Linux errno values the namespace answers volume administration with.
+mod errno {
+    pub const EPERM: i32 = 1;
+    pub const ENOENT: i32 = 2;
+    pub const EEXIST: i32 = 17;
+    pub const EINVAL: i32 = 22;
+    pub const ENAMETOOLONG: i32 = 36;
+    pub const ENOTEMPTY: i32 = 39;
+}
+
+fn call(dir: &Path, call: MetaCall) -> Result<MetaReply> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    let _entered = runtime.enter();
+    let meta = local_cluster::meta_client(dir, true)?;
+    runtime
+        .block_on(meta.call("", 0, 0, call))
+        .with_context(|| format!("the metadata service at {}", meta.addr()))
+}
+
+/// Creates volume `name` with storage class k + m (default: the cluster's).
+pub fn create(dir: &Path, name: &str, k: Option<u8>, m: Option<u8>) -> Result<()> {
+    let scheme = local_cluster::scheme(dir)?;
+    let (k, m) = (k.unwrap_or(scheme.k()), m.unwrap_or(scheme.m()));
+    if (k, m) != (scheme.k(), scheme.m()) {
+        bail!(
+            "--k {k} --m {m}: this cluster writes every chunk as {scheme}; volumes of other storage classes are not supported yet (a chunk's shards would be named alike under two schemes)"
+        );
+    }
+    let op = MetaOp::CreateVolume {
+        name: name.as_bytes().to_vec(),
+        k,
+        m,
+    };
+    match call(dir, MetaCall::Apply(op))? {
+        MetaReply::Attr(_) | MetaReply::Done => Ok(()),
+        MetaReply::Errno(errno::EEXIST) => bail!("volume {name:?} exists already"),
+        MetaReply::Errno(errno::EINVAL) => bail!(
+            "{name:?} is not a valid volume name (1 to 64 bytes, no '/', no NUL, not '.' or '..')"
+        ),
+        MetaReply::Errno(errno::ENAMETOOLONG) => bail!("volume name {name:?} is too long"),
+        MetaReply::Errno(e) => bail!("creating volume {name:?} failed with errno {e}"),
+        other => bail!("creating volume {name:?}: unexpected answer {other:?}"),
+    }
+}
+
+/// Every volume.
+pub fn list(dir: &Path) -> Result<Vec<VolumeMessage>> {
+    match call(dir, MetaCall::ListVolumes)? {
+        MetaReply::Volumes(volumes) => Ok(volumes),
+        other => bail!("listing volumes: unexpected answer {other:?}"),
+    }
+}
+
+/// Deletes volume `name`: refused while it holds anything, unless `force`.
+pub fn delete(dir: &Path, name: &str, force: bool) -> Result<()> {
+    let op = MetaOp::DeleteVolume {
+        name: name.as_bytes().to_vec(),
+        force,
+    };
+    match call(dir, MetaCall::Apply(op))? {
+        MetaReply::Done | MetaReply::Attr(_) => Ok(()),
+        MetaReply::Errno(errno::ENOENT) => bail!("no volume named {name:?}"),
+        MetaReply::Errno(errno::ENOTEMPTY) => {
+            bail!("volume {name:?} is not empty; delete its files first, or pass --force")
+        }
+        MetaReply::Errno(errno::EPERM) => bail!("the default volume cannot be deleted"),
+        MetaReply::Errno(e) => bail!("deleting volume {name:?} failed with errno {e}"),
+        other => bail!("deleting volume {name:?}: unexpected answer {other:?}"),
+    }
+}

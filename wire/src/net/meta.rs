@@ -1,0 +1,427 @@
+//! The metadata service's messages: namespace lookups and operations for a mounted
+//! volume, and volume administration.
+//!
+//! Every request names the volume it works in; the service checks the caller's grant
+//! for that volume and that every inode the request names belongs to it. The request
+//! and the answer travel in the frame body (a directory listing can be large).
+
+// rkyv's generated resolvers for enum variants with fields carry no docs; every item
+// written here is documented.
+#![allow(missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::message::{MessageSet, decode, encode, request};
+use super::pki::Identity;
+use super::rpc::{Client, Link, RpcError};
+use crate::NodeId;
+
+/// The metadata message set.
+pub struct Meta;
+
+impl MessageSet for Meta {
+    const PROTOCOL: u16 = 4;
+    const VERSION: u16 = 1;
+    const NAME: &'static str = "metadata";
+}
+
+/// The one operation: body [`MetaRequest`], answer body [`MetaReply`].
+pub const OP_CALL: u16 = 1;
+
+/// How long a metadata call may take before the caller gives up (and a mount answers
+/// EIO): long enough for a busy service, short enough that nothing hangs.
+pub const META_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Inode kinds as they travel (the namespace's codes).
+pub mod kind {
+    /// A regular file.
+    pub const FILE: u8 = 1;
+    /// A directory.
+    pub const DIR: u8 = 2;
+    /// A symbolic link.
+    pub const SYMLINK: u8 = 3;
+    /// A named pipe.
+    pub const FIFO: u8 = 4;
+    /// A Unix domain socket.
+    pub const SOCKET: u8 = 5;
+    /// A character device node.
+    pub const CHAR_DEV: u8 = 6;
+    /// A block device node.
+    pub const BLOCK_DEV: u8 = 7;
+}
+
+/// `SetXattr` modes as they travel.
+pub mod xattr_mode {
+    /// Create or replace.
+    pub const EITHER: u8 = 0;
+    /// Fail with EEXIST if it exists.
+    pub const CREATE: u8 = 1;
+    /// Fail with ENODATA if it does not.
+    pub const REPLACE: u8 = 2;
+}
+
+/// A request: who (uid and gid on the client host), where (the volume), what.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaRequest {
+    /// The volume the request works in (ignored by volume administration).
+    pub volume: String,
+    /// The caller's user on the client host.
+    pub uid: u32,
+    /// The caller's group on the client host.
+    pub gid: u32,
+    /// What to do.
+    pub call: MetaCall,
+}
+
+/// What a request asks.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum MetaCall {
+    /// The volume's root and storage class. Answer: [`MetaReply::Mounted`].
+    Mount,
+    /// An inode's attributes. Answer: [`MetaReply::Attr`].
+    GetAttr {
+        /// The inode.
+        ino: u64,
+    },
+    /// A name in a directory. Answer: [`MetaReply::Attr`].
+    Lookup {
+        /// The directory.
+        parent: u64,
+        /// The name.
+        name: Vec<u8>,
+    },
+    /// A directory's entries. Answer: [`MetaReply::Entries`].
+    ReadDir {
+        /// The directory.
+        ino: u64,
+    },
+    /// A symlink's target. Answer: [`MetaReply::Bytes`].
+    ReadLink {
+        /// The symlink.
+        ino: u64,
+    },
+    /// A file's attributes, inline data and extents, from one snapshot. Answer:
+    /// [`MetaReply::Content`].
+    Content {
+        /// The file.
+        ino: u64,
+    },
+    /// An extended attribute's value. Answer: [`MetaReply::Bytes`].
+    GetXattr {
+        /// The inode.
+        ino: u64,
+        /// The name.
+        name: Vec<u8>,
+    },
+    /// An inode's extended attribute names. Answer: [`MetaReply::Names`].
+    ListXattr {
+        /// The inode.
+        ino: u64,
+    },
+    /// The volumes (administrators only). Answer: [`MetaReply::Volumes`].
+    ListVolumes,
+    /// A change. Answer: [`MetaReply::Attr`] or [`MetaReply::Done`].
+    Apply(MetaOp),
+}
+
+/// A change to the namespace, applied as one transaction (see the namespace's `Op`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum MetaOp {
+    /// Creates a directory.
+    Mkdir {
+        /// Where.
+        parent: u64,
+        /// Its name.
+        name: Vec<u8>,
+        /// Permission bits.
+        mode: u16,
+    },
+    /// Creates an empty regular file.
+    Create {
+        /// Where.
+        parent: u64,
+        /// Its name.
+        name: Vec<u8>,
+        /// Permission bits.
+        mode: u16,
+    },
+    /// Creates a FIFO, a socket or a device node.
+    Mknod {
+        /// Where.
+        parent: u64,
+        /// Its name.
+        name: Vec<u8>,
+        /// One of [`kind`]'s special kinds.
+        kind: u8,
+        /// Permission bits.
+        mode: u16,
+        /// The device, for a device node.
+        rdev: u32,
+    },
+    /// Creates a symbolic link.
+    Symlink {
+        /// Where.
+        parent: u64,
+        /// Its name.
+        name: Vec<u8>,
+        /// What it points at.
+        target: Vec<u8>,
+    },
+    /// Adds a name for an existing non-directory.
+    Link {
+        /// The inode.
+        ino: u64,
+        /// Where.
+        parent: u64,
+        /// The new name.
+        name: Vec<u8>,
+    },
+    /// Removes a name of a non-directory.
+    Unlink {
+        /// Where.
+        parent: u64,
+        /// The name.
+        name: Vec<u8>,
+    },
+    /// Removes an empty directory.
+    Rmdir {
+        /// Where.
+        parent: u64,
+        /// The name.
+        name: Vec<u8>,
+    },
+    /// Moves a name (POSIX rename).
+    Rename {
+        /// The source directory.
+        from: u64,
+        /// The source name.
+        from_name: Vec<u8>,
+        /// The target directory.
+        to: u64,
+        /// The target name.
+        to_name: Vec<u8>,
+    },
+    /// Changes attributes; `None` leaves one as it is. Times are nanoseconds since the
+    /// Unix epoch.
+    SetAttr {
+        /// The inode.
+        ino: u64,
+        /// Permission bits.
+        mode: Option<u16>,
+        /// Owner.
+        uid: Option<u32>,
+        /// Group.
+        gid: Option<u32>,
+        /// Length.
+        size: Option<u64>,
+        /// Access time.
+        atime: Option<i64>,
+        /// Modification time.
+        mtime: Option<i64>,
+    },
+    /// Lays extents over a file's content.
+    CommitExtents {
+        /// The file.
+        ino: u64,
+        /// The new pieces.
+        extents: Vec<ExtentMessage>,
+    },
+    /// Writes a small file's bytes into its metadata record.
+    WriteInline {
+        /// The file.
+        ino: u64,
+        /// Where.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// Sets an extended attribute.
+    SetXattr {
+        /// The inode.
+        ino: u64,
+        /// Its name.
+        name: Vec<u8>,
+        /// Its value.
+        value: Vec<u8>,
+        /// One of [`xattr_mode`].
+        mode: u8,
+    },
+    /// Removes an extended attribute.
+    RemoveXattr {
+        /// The inode.
+        ino: u64,
+        /// Its name.
+        name: Vec<u8>,
+    },
+    /// A file was opened.
+    Open {
+        /// The file.
+        ino: u64,
+    },
+    /// A file was closed.
+    Release {
+        /// The file.
+        ino: u64,
+    },
+    /// Creates a volume (administrators only).
+    CreateVolume {
+        /// Its name.
+        name: Vec<u8>,
+        /// Data shards per chunk.
+        k: u8,
+        /// Parity shards per chunk.
+        m: u8,
+    },
+    /// Deletes a volume (administrators only).
+    DeleteVolume {
+        /// Its name.
+        name: Vec<u8>,
+        /// Remove its contents too.
+        force: bool,
+    },
+}
+
+/// An inode's attributes; times in nanoseconds since the Unix epoch.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttrMessage {
+    /// The inode.
+    pub ino: u64,
+    /// One of [`kind`].
+    pub kind: u8,
+    /// Permission bits.
+    pub mode: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Bytes.
+    pub size: u64,
+    /// Hard links.
+    pub nlink: u32,
+    /// Last access.
+    pub atime: i64,
+    /// Last content change.
+    pub mtime: i64,
+    /// Last attribute change.
+    pub ctime: i64,
+    /// Creation.
+    pub btime: i64,
+    /// The device a device node stands for; 0 otherwise.
+    pub rdev: u32,
+}
+
+/// `len` bytes at file offset `offset` are chunk `chunk`'s from `chunk_offset` on.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtentMessage {
+    /// Where in the file.
+    pub offset: u64,
+    /// How many bytes.
+    pub len: u32,
+    /// The chunk.
+    pub chunk: [u8; 32],
+    /// Where in the chunk.
+    pub chunk_offset: u32,
+}
+
+/// A directory entry.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct EntryMessage {
+    /// Its name.
+    pub name: Vec<u8>,
+    /// The inode it names.
+    pub ino: u64,
+    /// One of [`kind`].
+    pub kind: u8,
+}
+
+/// A volume.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMessage {
+    /// Its name.
+    pub name: String,
+    /// Its root directory.
+    pub root: u64,
+    /// Data shards per chunk.
+    pub k: u8,
+    /// Parity shards per chunk.
+    pub m: u8,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// When it was created (nanoseconds since the Unix epoch).
+    pub created: i64,
+}
+
+/// An answer.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum MetaReply {
+    /// The operation failed with this Linux errno; nothing changed.
+    Errno(i32),
+    /// Done; nothing to return.
+    Done,
+    /// Attributes.
+    Attr(AttrMessage),
+    /// A volume to mount.
+    Mounted(VolumeMessage),
+    /// A directory's entries.
+    Entries(Vec<EntryMessage>),
+    /// Bytes (a symlink's target, an xattr's value).
+    Bytes(Vec<u8>),
+    /// Names (of extended attributes).
+    Names(Vec<Vec<u8>>),
+    /// A file's content.
+    Content {
+        /// Its attributes.
+        attr: AttrMessage,
+        /// Its inline bytes (empty when it has extents).
+        inline: Vec<u8>,
+        /// Its extents, by offset.
+        extents: Vec<ExtentMessage>,
+    },
+    /// The volumes.
+    Volumes(Vec<VolumeMessage>),
+}
+
+/// A client of the metadata service on one node.
+pub struct MetaClient {
+    link: Link,
+}
+
+impl MetaClient {
+    /// Talks to node `node` at `addr` through `client`.
+    pub fn new(client: Arc<Client>, addr: SocketAddr, node: NodeId) -> Self {
+        Self {
+            link: Link::new(client, addr, Identity::node(node)),
+        }
+    }
+
+    /// The service's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.link.addr()
+    }
+
+    /// Sends `call` for `uid`:`gid` in `volume`; the answer, an errno among them.
+    pub async fn call(
+        &self,
+        volume: &str,
+        uid: u32,
+        gid: u32,
+        call: MetaCall,
+    ) -> Result<MetaReply, RpcError> {
+        let message = MetaRequest {
+            volume: volume.to_string(),
+            uid,
+            gid,
+            call,
+        };
+        let request = request::<Meta>(OP_CALL, Bytes::new(), encode(&message));
+        let answer = self.link.call(request, META_DEADLINE).await?;
+        decode("MetaReply", &answer.body).map_err(|e| RpcError::Connection(e.to_string()))
+    }
+}
