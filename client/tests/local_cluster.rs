@@ -5,194 +5,19 @@
 //! a shard damaged on disk behind its node's back, and a dead map authority.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hive_wire::NodeId;
 
-/// Seed of every sample file; printed in failures.
-const SEED: u64 = 0x5eed_0006;
+mod support;
+use support::{Cluster, SEED, STATUS_WAIT, hive, ok, text};
+
 /// How long a put may take to fail when too few nodes are alive: the connect deadline
 /// plus generous slack for a loaded machine.
 const FAIL_WITHIN: Duration = Duration::from_secs(60);
-/// How long figures may take to be fresh in the status.
-const STATUS_WAIT: Duration = Duration::from_secs(60);
-/// A heartbeat interval and then some: a heartbeat this much younger than a moment was
-/// measured after it.
-const FRESH_MARGIN: Duration = Duration::from_millis(1500);
 /// How much of each store image the damage step searches.
 const SCAN: u64 = 512 << 20;
-
-fn hive(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hive"))
-        .args(args)
-        .output()
-        .expect("run hive")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn ok(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed (seed {SEED:#x}): {}",
-        text(out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A local cluster, stopped when dropped (also when a test fails).
-struct Cluster {
-    dir: PathBuf,
-}
-
-impl Cluster {
-    fn up(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hive-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let cluster = Self { dir };
-        ok(
-            &hive(&[
-                "cluster",
-                "up",
-                "--dir",
-                cluster.d(),
-                "--nodes",
-                "6",
-                "--k",
-                "4",
-                "--m",
-                "2",
-            ]),
-            "cluster up",
-        );
-        cluster
-    }
-
-    fn d(&self) -> &str {
-        self.dir.to_str().expect("utf-8 path")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// Writes `data` to a file and stores it; the object id.
-    fn put(&self, name: &str, data: &[u8]) -> String {
-        let file = self.path(name);
-        std::fs::write(&file, data).expect("sample");
-        let id = ok(
-            &hive(&["put", "--cluster", self.d(), file.to_str().expect("utf-8")]),
-            "put",
-        );
-        let id = id.trim().to_string();
-        assert_eq!(id.len(), 64, "{id}");
-        id
-    }
-
-    fn get(&self, id: &str) -> Output {
-        let out = self.path("read-back");
-        let _ = std::fs::remove_file(&out);
-        hive(&[
-            "get",
-            "--cluster",
-            self.d(),
-            id,
-            "-o",
-            out.to_str().expect("utf-8"),
-        ])
-    }
-
-    /// Reads `id` back and checks it is `data`, byte for byte.
-    fn check(&self, id: &str, data: &[u8]) -> Output {
-        let out = self.get(id);
-        ok(&out, "get");
-        let back = std::fs::read(self.path("read-back")).expect("read back");
-        assert!(
-            back == data,
-            "object {id} read back differs (seed {SEED:#x})"
-        );
-        out
-    }
-
-    fn pid(&self, node: u64) -> String {
-        let text = std::fs::read_to_string(self.path("cluster.toml")).expect("cluster.toml");
-        let file: toml::Table = text.parse().expect("cluster.toml parses");
-        let nodes = file["nodes"].as_array().expect("nodes");
-        let entry = nodes
-            .iter()
-            .find(|n| n["id"].as_integer() == Some(node as i64))
-            .expect("node in cluster.toml");
-        entry["pid"].as_integer().expect("pid").to_string()
-    }
-
-    fn signal(&self, signal: &str, nodes: &[u64]) {
-        for node in nodes {
-            let pid = self.pid(*node);
-            let status = Command::new("kill")
-                .args([signal, &pid])
-                .status()
-                .expect("kill");
-            assert!(status.success(), "kill {signal} node {node} (pid {pid})");
-        }
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let out = ok(
-            &hive(&["status", "--cluster", self.d(), "--json"]),
-            "status",
-        );
-        serde_json::from_str(&out).expect("status is JSON")
-    }
-
-    /// Bytes of shards the nodes report storing, summed, as of now: waits until every
-    /// node that is up has sent a heartbeat whose figures were taken after this call.
-    fn stored(&self) -> u64 {
-        let asked = Instant::now();
-        loop {
-            let status = self.status();
-            let nodes = status["nodes"].as_array().expect("nodes");
-            // A heartbeat that arrived a full interval after `asked` was measured after
-            // it too.
-            let fresh = |n: &serde_json::Value| {
-                n["state"] != "up"
-                    || n["heartbeat_age_ms"].as_u64().is_some_and(|age| {
-                        Duration::from_millis(age) + FRESH_MARGIN < asked.elapsed()
-                    })
-            };
-            if nodes.iter().all(fresh) {
-                return nodes
-                    .iter()
-                    .map(|n| n["stored"].as_u64().expect("stored"))
-                    .sum();
-            }
-            assert!(
-                asked.elapsed() < STATUS_WAIT,
-                "no fresh heartbeats within {STATUS_WAIT:?}: {status}"
-            );
-        }
-    }
-
-    fn owed(&self) -> u64 {
-        self.status()["shards_owed"].as_u64().expect("shards_owed")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let down = hive(&["cluster", "down", "--dir", self.d()]);
-        if !std::thread::panicking() {
-            ok(&down, "cluster down");
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
 
 fn random(seed: u64, len: usize) -> Vec<u8> {
     hive_testkit::random_bytes(seed, len)

@@ -1,0 +1,553 @@
+//! The FUSE mount on a real local cluster: `hive cluster up` starts six `hive-node`
+//! processes (4+2), `hive mount` mounts a volume through /dev/fuse, and everything
+//! below goes through the kernel: the POSIX suites (pjdfstest, fsx with mmap), real
+//! programs (cargo, git), two mounts of one volume, killed clients and a killed
+//! metadata node, and misuse that must give the right errno.
+//!
+//! Needs root, /dev/fuse and the tools `scripts/install-test-tools` installs; without
+//! them each test fails saying what is missing.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{Cluster, SEED, hive, ok, text};
+
+/// fsx runs in CI: seeds × operations each.
+const FSX_SEEDS: u64 = 10;
+/// See [`FSX_SEEDS`].
+const FSX_OPS: u64 = 20_000;
+/// pjdfstest cases that pass on a local filesystem but skip on any FUSE mount, and why.
+const FUSE_SKIPS: &[(&str, &str)] = &[(
+    "link::link_count_max",
+    "glibc's pathconf(_PC_LINK_MAX) knows no limit for FUSE filesystems, so the test cannot \
+     learn how many links to make; the namespace's limit (MAX_LINKS) is model-tested",
+)];
+/// How long a call may hang on a stopped metadata node before the mount answers EIO:
+/// the metadata deadline (15 s) with slack for a loaded machine.
+const EIO_WITHIN: Duration = Duration::from_secs(60);
+/// How long a killed or stopped node may take to serve again.
+const RECOVER_WITHIN: Duration = Duration::from_secs(120);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace holds the client crate")
+        .to_path_buf()
+}
+
+/// A test tool that `scripts/install-test-tools` installs.
+fn tool(name: &str) -> PathBuf {
+    let path = repo().join("target/test-tools/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-test-tools (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn require_fuse() {
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "these tests mount through FUSE and /dev/fuse is missing: load the fuse module"
+    );
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
+    assert_eq!(
+        uid.ok(),
+        Some(0),
+        "these tests mount volumes and must run as root"
+    );
+}
+
+/// A mounted volume, unmounted when dropped.
+struct Mounted {
+    dir: PathBuf,
+    /// The process serving it.
+    pid: String,
+}
+
+impl Mounted {
+    fn new(cluster: &Cluster, volume: &str, name: &str) -> Self {
+        let dir = cluster.path(name);
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let out = hive(&[
+            "mount",
+            "--cluster",
+            cluster.d(),
+            "--volume",
+            volume,
+            dir.to_str().expect("utf-8"),
+        ]);
+        let said = ok(&out, "hive mount");
+        // "mounted SOURCE on DIR (pid N, log FILE)"
+        let pid = said
+            .split("(pid ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_else(|| panic!("hive mount names its process: {said}"))
+            .to_string();
+        Self { dir, pid }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let out = hive(&["umount", self.dir.to_str().expect("utf-8")]);
+        if !out.status.success() {
+            // A dead or busy mount: detach it so the test's cleanup can go on.
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+fn sh(script: &str, dir: &Path) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("run sh")
+}
+
+fn mounted(dir: &Path) -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+    let dir = dir.to_str().expect("utf-8");
+    mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(dir))
+        .map(str::to_string)
+}
+
+/// The names pjdfstest reports as passed in `log`.
+fn passed(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter(|l| l.trim_end().ends_with(" ok"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+fn pjdfstest(dir: &Path) -> String {
+    std::fs::create_dir_all(dir).expect("pjdfstest directory");
+    let config = repo().join("client/tests/pjdfstest.toml");
+    let out = Command::new(tool("pjdfstest"))
+        .arg("-c")
+        .arg(&config)
+        .arg("-p")
+        .arg(dir)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run pjdfstest");
+    text(&out)
+}
+
+#[test]
+fn posix_suites_pass_on_a_mount() {
+    require_fuse();
+    let cluster = Cluster::up("mount-posix");
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let line = mounted(&mnt.dir).expect("the mount is in /proc/mounts");
+    assert!(
+        line.starts_with(&format!("{}:default ", cluster.d())) && line.contains(" fuse.hive "),
+        "/proc/mounts shows the source and type: {line}"
+    );
+
+    // pjdfstest: what passes on this machine's own filesystem passes on the mount.
+    let local = pjdfstest(&cluster.path("pjd-local"));
+    let on_mount = pjdfstest(&mnt.path("pjd"));
+    let summary = |log: &str| {
+        log.lines()
+            .find(|l| l.starts_with("Summary:"))
+            .unwrap_or("no summary")
+            .to_string()
+    };
+    println!("pjdfstest on the local filesystem: {}", summary(&local));
+    println!("pjdfstest on the mount: {}", summary(&on_mount));
+    let missing: Vec<_> = passed(&local)
+        .difference(&passed(&on_mount))
+        .filter(|name| {
+            let known = FUSE_SKIPS.iter().find(|(skip, _)| skip == name);
+            if let Some((_, why)) = known {
+                println!("{name}: skipped on the mount: {why}");
+            }
+            known.is_none()
+        })
+        .cloned()
+        .collect();
+    assert!(
+        !passed(&local).is_empty(),
+        "pjdfstest passed nothing locally: {local}"
+    );
+    assert!(
+        missing.is_empty(),
+        "pass locally but not on the mount: {missing:?}\n{on_mount}"
+    );
+    for skipped in on_mount.lines().filter(|l| l.contains(" skipped")) {
+        // Every skip carries its reason on the line after it, which is printed here.
+        println!("{skipped}");
+    }
+
+    // fsx with mmap reads and writes, two seeds at a time.
+    let config = repo().join("client/tests/fsx.toml");
+    let fsx = tool("fsx");
+    let started = Instant::now();
+    for pair in (0..FSX_SEEDS).collect::<Vec<_>>().chunks(2) {
+        let runs: Vec<_> = pair
+            .iter()
+            .map(|n| {
+                let seed = SEED + n;
+                let child = Command::new(&fsx)
+                    .arg("-f")
+                    .arg(&config)
+                    .args(["-N", &FSX_OPS.to_string(), "-S", &seed.to_string()])
+                    .arg("-P")
+                    .arg(cluster.path("fsx-artifacts"))
+                    .arg(mnt.path(&format!("fsx-{seed}.dat")))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run fsx");
+                (seed, child)
+            })
+            .collect();
+        std::fs::create_dir_all(cluster.path("fsx-artifacts")).expect("artifacts");
+        for (seed, child) in runs {
+            let out = child.wait_with_output().expect("fsx");
+            assert!(
+                out.status.success(),
+                "fsx seed {seed} failed: {}",
+                text(&out)
+            );
+        }
+    }
+    println!(
+        "fsx: {FSX_SEEDS} seeds x {FSX_OPS} operations clean in {:.0?}",
+        started.elapsed()
+    );
+}
+
+/// The source of a dependency-free crate from the local cargo registry.
+fn registry_crate() -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let cache = home.join("registry/cache");
+    for index in std::fs::read_dir(&cache).expect("the cargo registry cache") {
+        let index = index.expect("entry").path();
+        let mut crates: Vec<PathBuf> = std::fs::read_dir(&index)
+            .expect("registry index")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("itoa-1.") || n.starts_with("cfg-if-1."))
+            })
+            .collect();
+        crates.sort();
+        if let Some(found) = crates.pop() {
+            return found;
+        }
+    }
+    panic!(
+        "no itoa or cfg-if crate in {}: build the workspace first",
+        cache.display()
+    )
+}
+
+#[test]
+fn real_programs_work_in_a_mount() {
+    require_fuse();
+    let cluster = Cluster::up("mount-work");
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+
+    // A crate's source, unpacked and built in the mount (target directory there too).
+    let source = registry_crate();
+    let untar = Command::new("tar")
+        .arg("xzf")
+        .arg(&source)
+        .current_dir(&mnt.dir)
+        .output()
+        .expect("tar");
+    ok(&untar, "unpacking a crate");
+    let name = source
+        .file_stem()
+        .and_then(|n| n.to_str())
+        .expect("crate file name")
+        .to_string();
+    // Its dev-dependencies (benchmark harnesses and the like) need not be here offline.
+    let manifest = mnt.path(&format!("{name}/Cargo.toml"));
+    let mut table: toml::Table = std::fs::read_to_string(&manifest)
+        .expect("the crate's manifest")
+        .parse()
+        .expect("a valid manifest");
+    table.remove("dev-dependencies");
+    if let Some(toml::Value::Table(targets)) = table.get_mut("target") {
+        for (_, target) in targets.iter_mut() {
+            if let toml::Value::Table(target) = target {
+                target.remove("dev-dependencies");
+            }
+        }
+    }
+    for target in ["bench", "test", "example"] {
+        table.remove(target);
+    }
+    // Nor its optional dependencies, with the features that name them.
+    if let Some(toml::Value::Table(deps)) = table.get_mut("dependencies") {
+        deps.retain(|_, d| d.get("optional").and_then(toml::Value::as_bool) != Some(true));
+    }
+    table.remove("features");
+    std::fs::write(&manifest, toml::to_string(&table).expect("manifest")).expect("write");
+    let build = Command::new(env!("CARGO"))
+        .args(["build", "--offline", "--quiet", "--lib"])
+        .current_dir(mnt.path(&name))
+        .env("CARGO_TARGET_DIR", mnt.path("cargo-target"))
+        .output()
+        .expect("cargo");
+    ok(&build, &format!("cargo build of {name} in the mount"));
+    let built = std::fs::read_dir(mnt.path("cargo-target/debug"))
+        .expect("the build's output")
+        .count();
+    assert!(built > 0, "cargo left nothing in its target directory");
+
+    // git: a repository made, committed to and checked in the mount.
+    let git = sh(
+        "set -e; git init -q repo; cd repo; \
+         git config user.email t@hive; git config user.name hive; \
+         for i in $(seq 50); do echo line $i > f$i; done; mkdir d; seq 10000 > d/big; \
+         git add .; git commit -qm one; echo changed >> f7; git mv f8 d/f8; \
+         git commit -qam two; git gc -q; git fsck --full --strict; git log --oneline | wc -l",
+        &mnt.dir,
+    );
+    let out = ok(&git, "git in the mount");
+    assert_eq!(out.trim(), "2", "two commits: {}", text(&git));
+}
+
+#[test]
+fn mounts_share_closed_files_and_misuse_gets_its_errno() {
+    require_fuse();
+    let cluster = Cluster::up("mount-share");
+    ok(
+        &hive(&["volume", "create", "--cluster", cluster.d(), "photos"]),
+        "volume create",
+    );
+    let listed = ok(&hive(&["volume", "list", "--cluster", cluster.d()]), "list");
+    assert!(listed.contains("photos") && listed.contains("default"), "{listed}");
+    let a = Mounted::new(&cluster, "photos", "a");
+    let b = Mounted::new(&cluster, "photos", "b");
+
+    // Close-to-open: written and closed in one mount, complete when opened in the other.
+    let data = hive_testkit::random_bytes(SEED, 9 << 20);
+    std::fs::write(a.path("shared.bin"), &data).expect("write in a");
+    assert!(
+        std::fs::read(b.path("shared.bin")).expect("read in b") == data,
+        "mount b read other bytes than mount a wrote (seed {SEED:#x})"
+    );
+    // A rewrite in b is seen by the next open in a.
+    std::fs::write(b.path("shared.bin"), b"short now").expect("rewrite in b");
+    assert_eq!(
+        std::fs::read(a.path("shared.bin")).expect("read in a"),
+        b"short now"
+    );
+
+    // Misuse, each with its errno.
+    let errno = |r: std::io::Result<()>| r.err().and_then(|e| e.raw_os_error());
+    std::fs::create_dir(a.path("full")).expect("mkdir");
+    std::fs::write(a.path("full/x"), b"x").expect("file");
+    assert_eq!(errno(std::fs::remove_dir(a.path("full"))), Some(39), "ENOTEMPTY");
+    std::fs::create_dir(a.path("full/child")).expect("mkdir child");
+    assert_eq!(
+        errno(std::fs::rename(a.path("full"), a.path("full/child/inside"))),
+        Some(22),
+        "EINVAL: a directory into its own child"
+    );
+    let long = "n".repeat(256);
+    assert_eq!(
+        errno(std::fs::write(a.path(&long), b"x")),
+        Some(36),
+        "ENAMETOOLONG"
+    );
+    let default = Mounted::new(&cluster, "default", "c");
+    assert_eq!(
+        errno(std::fs::hard_link(a.path("full/x"), default.path("x"))),
+        Some(18),
+        "EXDEV: a link across volumes"
+    );
+    let deleted = hive(&["volume", "delete", "--cluster", cluster.d(), "photos"]);
+    assert!(
+        !deleted.status.success() && text(&deleted).contains("not empty"),
+        "a non-empty volume is not deleted: {}",
+        text(&deleted)
+    );
+
+    // The mount helper, through mount(8) and an fstab line.
+    let helper = Path::new("/sbin/mount.fuse.hive");
+    if std::fs::read_link(helper).ok().as_deref() != Some(Path::new(env!("CARGO_BIN_EXE_hive")))
+    {
+        let _ = std::fs::remove_file(helper);
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hive"), helper).expect("install helper");
+    }
+    let d = cluster.path("d");
+    std::fs::create_dir_all(&d).expect("mount point");
+    let fstab = cluster.path("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{}:photos {} fuse.hive defaults,_netdev 0 0\n",
+            cluster.d(),
+            d.display()
+        ),
+    )
+    .expect("fstab");
+    let out = Command::new("mount")
+        .arg("-T")
+        .arg(&fstab)
+        .arg(&d)
+        .output()
+        .expect("mount(8)");
+    ok(&out, "mount -T fstab");
+    let line = mounted(&d).expect("the helper's mount is in /proc/mounts");
+    assert!(line.contains(" fuse.hive "), "{line}");
+    assert_eq!(
+        std::fs::read(d.join("shared.bin")).expect("read through the helper's mount"),
+        b"short now"
+    );
+    ok(&hive(&["umount", d.to_str().expect("utf-8")]), "umount");
+    assert!(mounted(&d).is_none(), "unmounted");
+
+    // A stopped metadata node: a call answers EIO within the deadline, and the mount
+    // works again once the node is back.
+    cluster.signal("-STOP", &[1]);
+    let asked = Instant::now();
+    let stat = std::fs::metadata(a.path("not-there-yet"));
+    let waited = asked.elapsed();
+    cluster.signal("-CONT", &[1]);
+    assert_eq!(
+        stat.err().and_then(|e| e.raw_os_error()),
+        Some(5),
+        "EIO while the metadata node is stopped"
+    );
+    assert!(waited < EIO_WITHIN, "EIO took {waited:?}");
+    let back = Instant::now();
+    loop {
+        match std::fs::write(a.path("after"), b"back") {
+            Ok(()) => break,
+            Err(e) => assert!(
+                back.elapsed() < RECOVER_WITHIN,
+                "the mount did not recover: {e}"
+            ),
+        }
+    }
+    assert_eq!(std::fs::read(b.path("after")).expect("read"), b"back");
+}
+
+#[test]
+fn crashes_lose_nothing_fsynced_and_renames_stay_whole() {
+    require_fuse();
+    let cluster = Cluster::up("mount-crash");
+    let source = cluster.path("source.bin");
+    let data = hive_testkit::random_bytes(SEED + 1, 3 << 20);
+    std::fs::write(&source, &data).expect("source");
+
+    // kill -9 the client while it writes: every file it fsynced is intact afterwards.
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "i=0; while true; do i=$((i+1)); dd if={} of=f$i bs=1M conv=fsync status=none || exit 1; echo $i; done",
+            source.display()
+        ))
+        .current_dir(&mnt.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("writer");
+    let mut lines = BufReader::new(writer.stdout.take().expect("pipe")).lines();
+    let mut synced = Vec::new();
+    while synced.len() < 6 {
+        let line = lines
+            .next()
+            .expect("the writer stopped early")
+            .expect("line");
+        synced.push(line);
+    }
+    let pid = mnt.pid.clone();
+    let killed = Command::new("kill").args(["-9", &pid]).status().expect("kill");
+    assert!(killed.success(), "kill -9 the mount process {pid}");
+    // The writer's next call fails (the mount is gone); whatever it says meanwhile is
+    // an fsync that completed before the kill.
+    for line in lines.map_while(Result::ok) {
+        synced.push(line);
+    }
+    let _ = writer.wait();
+    drop(mnt);
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    for n in &synced {
+        let back = std::fs::read(mnt.path(&format!("f{n}")))
+            .unwrap_or_else(|e| panic!("fsynced file f{n} lost: {e}"));
+        assert!(back == data, "fsynced file f{n} differs (seed {SEED:#x})");
+    }
+
+    // kill -9 the metadata node during a loop of renames: each happened whole or not at
+    // all, so every file is in exactly one place with its content.
+    let files = 8;
+    std::fs::create_dir(mnt.path("x")).expect("x");
+    std::fs::create_dir(mnt.path("y")).expect("y");
+    for i in 0..files {
+        std::fs::write(mnt.path(&format!("x/f{i}")), format!("file {i}")).expect("file");
+    }
+    let mut renamer = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while true; do for i in $(seq 0 {}); do \
+             if [ -e x/f$i ]; then mv x/f$i y/f$i; else mv y/f$i x/f$i; fi; echo $i; done; done",
+            files - 1
+        ))
+        .current_dir(&mnt.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("renamer");
+    let mut progress = BufReader::new(renamer.stdout.take().expect("pipe")).lines();
+    for _ in 0..40 {
+        progress.next().expect("renames run").expect("line");
+    }
+    cluster.signal("-KILL", &[1]);
+    let _ = renamer.kill();
+    let _ = renamer.wait();
+    ok(
+        &hive(&["cluster", "start", "--dir", cluster.d(), "--node", "1"]),
+        "restart node 1",
+    );
+    let since = Instant::now();
+    for i in 0..files {
+        let (x, y) = loop {
+            let x = std::fs::read(mnt.path(&format!("x/f{i}")));
+            let y = std::fs::read(mnt.path(&format!("y/f{i}")));
+            let eio = |r: &std::io::Result<Vec<u8>>| {
+                r.as_ref().err().and_then(|e| e.raw_os_error()) == Some(5)
+            };
+            if !(eio(&x) || eio(&y)) {
+                break (x, y);
+            }
+            assert!(
+                since.elapsed() < RECOVER_WITHIN,
+                "the metadata service did not come back"
+            );
+        };
+        let expected = format!("file {i}").into_bytes();
+        match (x, y) {
+            (Ok(content), Err(_)) | (Err(_), Ok(content)) => {
+                assert_eq!(content, expected, "f{i} has its content")
+            }
+            (x, y) => panic!("f{i} is not in exactly one place: x {x:?}, y {y:?}"),
+        }
+    }
+}
