@@ -108,7 +108,10 @@ async fn grants_confine_callers_to_their_volumes() {
         "clients do not create volumes"
     );
     admin.call("", 0, 0, create).await.expect("admin creates");
-    let mounted = photos.call("photos", 0, 0, MetaCall::Mount).await.expect("mount");
+    let mounted = photos
+        .call("photos", 0, 0, MetaCall::Mount)
+        .await
+        .expect("mount");
     let MetaReply::Mounted(volume) = mounted else {
         panic!("expected the volume, got {mounted:?}");
     };
@@ -124,7 +127,10 @@ async fn grants_confine_callers_to_their_volumes() {
         "nodes mount nothing"
     );
     assert_eq!(
-        everything.call("nope", 0, 0, MetaCall::Mount).await.expect("asked"),
+        everything
+            .call("nope", 0, 0, MetaCall::Mount)
+            .await
+            .expect("asked"),
         MetaReply::Errno(ENOENT),
         "an unknown volume"
     );
@@ -279,7 +285,8 @@ async fn malformed_requests_are_refused_and_the_service_goes_on() {
     ));
     let meta = MetaClient::new(Arc::new(client), setup.addr, NODE);
     assert!(matches!(
-        meta.call("default", 0, 0, MetaCall::GetAttr { ino: 1 }).await,
+        meta.call("default", 0, 0, MetaCall::GetAttr { ino: 1 })
+            .await,
         Ok(MetaReply::Attr(_))
     ));
 }

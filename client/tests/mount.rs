@@ -339,7 +339,10 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
         "volume create",
     );
     let listed = ok(&hive(&["volume", "list", "--cluster", cluster.d()]), "list");
-    assert!(listed.contains("photos") && listed.contains("default"), "{listed}");
+    assert!(
+        listed.contains("photos") && listed.contains("default"),
+        "{listed}"
+    );
     let a = Mounted::new(&cluster, "photos", "a");
     let b = Mounted::new(&cluster, "photos", "b");
 
@@ -361,7 +364,11 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
     let errno = |r: std::io::Result<()>| r.err().and_then(|e| e.raw_os_error());
     std::fs::create_dir(a.path("full")).expect("mkdir");
     std::fs::write(a.path("full/x"), b"x").expect("file");
-    assert_eq!(errno(std::fs::remove_dir(a.path("full"))), Some(39), "ENOTEMPTY");
+    assert_eq!(
+        errno(std::fs::remove_dir(a.path("full"))),
+        Some(39),
+        "ENOTEMPTY"
+    );
     std::fs::create_dir(a.path("full/child")).expect("mkdir child");
     assert_eq!(
         errno(std::fs::rename(a.path("full"), a.path("full/child/inside"))),
@@ -389,8 +396,7 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
 
     // The mount helper, through mount(8) and an fstab line.
     let helper = Path::new("/sbin/mount.fuse.hive");
-    if std::fs::read_link(helper).ok().as_deref() != Some(Path::new(env!("CARGO_BIN_EXE_hive")))
-    {
+    if std::fs::read_link(helper).ok().as_deref() != Some(Path::new(env!("CARGO_BIN_EXE_hive"))) {
         let _ = std::fs::remove_file(helper);
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hive"), helper).expect("install helper");
     }
@@ -479,7 +485,10 @@ fn crashes_lose_nothing_fsynced_and_renames_stay_whole() {
         synced.push(line);
     }
     let pid = mnt.pid.clone();
-    let killed = Command::new("kill").args(["-9", &pid]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill");
     assert!(killed.success(), "kill -9 the mount process {pid}");
     // The writer's next call fails (the mount is gone); whatever it says meanwhile is
     // an fsync that completed before the kill.

@@ -114,6 +114,28 @@ fn check_xattr_name(name: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// What a new inode is made as.
+#[derive(Clone, Copy)]
+struct Shape {
+    kind: FileType,
+    mode: u16,
+    /// A symlink's target length; 0 otherwise.
+    size: u64,
+    /// A device node's device; 0 otherwise.
+    rdev: u32,
+}
+
+impl Shape {
+    fn new(kind: FileType, mode: u16) -> Self {
+        Self {
+            kind,
+            mode,
+            size: 0,
+            rdev: 0,
+        }
+    }
+}
+
 /// `?` for the inner result: returns an `Ok(Err(errno))` from the enclosing function.
 macro_rules! errno {
     ($e:expr) => {
@@ -572,11 +594,14 @@ impl Tx<'_, '_> {
         ctx: Context,
         parent: InodeId,
         name: &[u8],
-        kind: FileType,
-        mode: u16,
-        size: u64,
-        rdev: u32,
+        shape: Shape,
     ) -> Applied<InodeRecord> {
+        let Shape {
+            kind,
+            mode,
+            size,
+            rdev,
+        } = shape;
         errno!(check_name(name));
         let mut dir = errno!(self.dir(parent)?);
         if self.entry(parent, name)?.is_some() {
@@ -772,11 +797,13 @@ impl Tx<'_, '_> {
     fn apply(&mut self, ctx: Context, op: &Op) -> Applied<Outcome> {
         match op {
             Op::Mkdir { parent, name, mode } => {
-                let made = errno!(self.make(ctx, *parent, name, FileType::Dir, *mode, 0, 0)?);
+                let made =
+                    errno!(self.make(ctx, *parent, name, Shape::new(FileType::Dir, *mode))?);
                 Ok(Ok(Outcome::Attr(made.attr)))
             }
             Op::Create { parent, name, mode } => {
-                let made = errno!(self.make(ctx, *parent, name, FileType::File, *mode, 0, 0)?);
+                let made =
+                    errno!(self.make(ctx, *parent, name, Shape::new(FileType::File, *mode))?);
                 Ok(Ok(Outcome::Attr(made.attr)))
             }
             Op::Mknod {
@@ -794,7 +821,15 @@ impl Tx<'_, '_> {
                 } else {
                     0
                 };
-                let made = errno!(self.make(ctx, *parent, name, *kind, *mode, 0, rdev)?);
+                let made = errno!(self.make(
+                    ctx,
+                    *parent,
+                    name,
+                    Shape {
+                        rdev,
+                        ..Shape::new(*kind, *mode)
+                    },
+                )?);
                 Ok(Ok(Outcome::Attr(made.attr)))
             }
             Op::Symlink {
@@ -809,8 +844,15 @@ impl Tx<'_, '_> {
                     return Ok(Err(Errno::NameTooLong));
                 }
                 let size = target.len() as u64;
-                let made =
-                    errno!(self.make(ctx, *parent, name, FileType::Symlink, 0o777, size, 0)?);
+                let made = errno!(self.make(
+                    ctx,
+                    *parent,
+                    name,
+                    Shape {
+                        size,
+                        ..Shape::new(FileType::Symlink, 0o777)
+                    },
+                )?);
                 self.tx
                     .insert(&self.s.symlinks, inode_key(made.attr.ino), target.clone());
                 Ok(Ok(Outcome::Attr(made.attr)))

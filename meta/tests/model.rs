@@ -144,7 +144,6 @@ impl Model {
         kind: FileType,
         mode: u16,
         target: &[u8],
-        rdev: u32,
     ) -> Result<Outcome, Errno> {
         valid(name)?;
         let dir = self.dir(parent)?;
@@ -168,7 +167,7 @@ impl Model {
             mtime: ctx.now,
             ctime: ctx.now,
             btime: ctx.now,
-            rdev,
+            rdev: 0,
         };
         let up = if kind == FileType::Dir { parent.0 } else { 0 };
         let volume = self.nodes[&parent.0].volume;
@@ -211,10 +210,10 @@ impl Model {
     fn apply(&mut self, ctx: Context, op: &Op) -> Result<Outcome, Errno> {
         match op {
             Op::Mkdir { parent, name, mode } => {
-                self.make(ctx, *parent, name, FileType::Dir, *mode, b"", 0)
+                self.make(ctx, *parent, name, FileType::Dir, *mode, b"")
             }
             Op::Create { parent, name, mode } => {
-                self.make(ctx, *parent, name, FileType::File, *mode, b"", 0)
+                self.make(ctx, *parent, name, FileType::File, *mode, b"")
             }
             Op::Mknod {
                 parent,
@@ -231,7 +230,17 @@ impl Model {
                 } else {
                     0
                 };
-                self.make(ctx, *parent, name, *kind, *mode, b"", rdev)
+                let Outcome::Attr(mut attr) = self.make(ctx, *parent, name, *kind, *mode, b"")?
+                else {
+                    unreachable!("make answers attributes");
+                };
+                attr.rdev = rdev;
+                self.nodes
+                    .get_mut(&attr.ino.0)
+                    .expect("model: just made")
+                    .attr
+                    .rdev = rdev;
+                Ok(Outcome::Attr(attr))
             }
             Op::Symlink {
                 parent,
@@ -244,7 +253,7 @@ impl Model {
                 if target.len() > MAX_SYMLINK || target.contains(&0) {
                     return Err(Errno::NameTooLong);
                 }
-                self.make(ctx, *parent, name, FileType::Symlink, 0o777, target, 0)
+                self.make(ctx, *parent, name, FileType::Symlink, 0o777, target)
             }
             Op::Link { ino, parent, name } => {
                 let node = self.nodes.get(&ino.0).ok_or(Errno::NoEnt)?;
