@@ -33,6 +33,16 @@ pub fn extent_message(e: &Extent) -> ExtentMessage {
     }
 }
 
+/// An extent from its message.
+fn extent_from(e: &ExtentMessage) -> Extent {
+    Extent {
+        offset: e.offset,
+        len: e.len,
+        chunk: e.chunk,
+        chunk_offset: e.chunk_offset,
+    }
+}
+
 /// A directory entry as it travels.
 pub fn entry_message(entry: &(Vec<u8>, InodeId, FileType)) -> EntryMessage {
     EntryMessage {
@@ -134,15 +144,16 @@ pub fn op_from(op: MetaOp) -> Op {
         },
         MetaOp::CommitExtents { ino, extents } => Op::CommitExtents {
             ino: InodeId(ino),
-            extents: extents
-                .iter()
-                .map(|e| Extent {
-                    offset: e.offset,
-                    len: e.len,
-                    chunk: e.chunk,
-                    chunk_offset: e.chunk_offset,
-                })
-                .collect(),
+            extents: extents.iter().map(extent_from).collect(),
+        },
+        MetaOp::ReplaceExtents {
+            ino,
+            ctime,
+            extents,
+        } => Op::ReplaceExtents {
+            ino: InodeId(ino),
+            ctime: Nanos(ctime),
+            extents: extents.iter().map(extent_from).collect(),
         },
         MetaOp::WriteInline { ino, offset, data } => Op::WriteInline {
             ino: InodeId(ino),

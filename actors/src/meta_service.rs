@@ -172,6 +172,7 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             MetaOp::Rename { from, to, .. } => vec![*from, *to],
             MetaOp::SetAttr { ino, .. }
             | MetaOp::CommitExtents { ino, .. }
+            | MetaOp::ReplaceExtents { ino, .. }
             | MetaOp::WriteInline { ino, .. }
             | MetaOp::SetXattr { ino, .. }
             | MetaOp::RemoveXattr { ino, .. }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hive_wire::net::meta::{MetaCall, MetaReply};
+
 mod support;
 use support::{Cluster, SEED, hive, ok, text};
 
@@ -559,4 +561,72 @@ fn crashes_lose_nothing_fsynced_and_renames_stay_whole() {
             (x, y) => panic!("f{i} is not in exactly one place: x {x:?}, y {y:?}"),
         }
     }
+}
+
+#[test]
+fn fragmented_files_are_compacted_after_close() {
+    require_fuse();
+    let cluster = Cluster::up("mount-compact");
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let size = 2usize << 20;
+    let mut expected = hive_testkit::random_bytes(SEED + 2, size);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::File::create(mnt.path("patchy")).expect("create");
+        file.write_all(&expected).expect("write");
+        file.sync_all().expect("fsync");
+        // 64 small writes, each fsynced: each becomes an extent of its own.
+        let mut rng = hive_testkit::Rng::new(SEED + 3);
+        for _ in 0..64 {
+            let at = rng.below(size - 4096);
+            let patch = hive_testkit::random_bytes(rng.next_u64(), 4096);
+            expected[at..at + 4096].copy_from_slice(&patch);
+            file.seek(SeekFrom::Start(at as u64)).expect("seek");
+            file.write_all(&patch).expect("patch");
+            file.sync_all().expect("fsync");
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let _entered = runtime.enter();
+    let meta = hive_client::local_cluster::meta_client(&cluster.dir, false).expect("meta");
+    let extents = || {
+        let call = MetaCall::Lookup {
+            parent: 1,
+            name: b"patchy".to_vec(),
+        };
+        let Ok(MetaReply::Attr(attr)) = runtime.block_on(meta.call("default", 0, 0, call)) else {
+            panic!("lookup failed");
+        };
+        let call = MetaCall::Content { ino: attr.ino };
+        match runtime.block_on(meta.call("default", 0, 0, call)) {
+            Ok(MetaReply::Content { extents, .. }) => extents.len(),
+            other => panic!("content: {other:?}"),
+        }
+    };
+    let before = extents();
+    assert!(
+        before >= 64,
+        "the patches are extents of their own: {before}"
+    );
+    // The last close starts the compaction in the background; wait for its commit.
+    let since = Instant::now();
+    let after = loop {
+        let now = extents();
+        if now < 16 {
+            break now;
+        }
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "still {now} extents after {RECOVER_WITHIN:?}"
+        );
+    };
+    println!("compaction: {before} extents became {after}");
+    drop(mnt);
+    // A fresh mount (no cached chunks) reads the same bytes.
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let back = std::fs::read(mnt.path("patchy")).expect("read");
+    assert!(
+        back == expected,
+        "compaction changed the bytes (seed {SEED:#x})"
+    );
 }

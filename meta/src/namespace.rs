@@ -538,14 +538,37 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
-    /// Replaces a file's extents `old` with `new`, writing only what changed.
+    /// Replaces a file's extents `old` with `new` (each sorted by offset, offsets
+    /// unique), writing only what changed: one pass over both.
     fn write_extents(&mut self, ino: InodeId, old: &[Extent], new: &[Extent]) {
-        for e in old.iter().filter(|e| !new.contains(e)) {
-            self.tx.remove(&self.s.extents, extent_key(ino, e.offset));
-        }
-        for e in new.iter().filter(|e| !old.contains(e)) {
-            self.tx
-                .insert(&self.s.extents, extent_key(ino, e.offset), extent_value(e));
+        debug_assert!(old.windows(2).all(|w| w[0].offset < w[1].offset));
+        debug_assert!(new.windows(2).all(|w| w[0].offset < w[1].offset));
+        let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+        loop {
+            match (old.peek(), new.peek()) {
+                (Some(o), Some(n)) if o.offset == n.offset => {
+                    if o != n {
+                        self.tx
+                            .insert(&self.s.extents, extent_key(ino, n.offset), extent_value(n));
+                    }
+                    old.next();
+                    new.next();
+                }
+                (Some(o), Some(n)) if o.offset < n.offset => {
+                    self.tx.remove(&self.s.extents, extent_key(ino, o.offset));
+                    old.next();
+                }
+                (Some(o), None) => {
+                    self.tx.remove(&self.s.extents, extent_key(ino, o.offset));
+                    old.next();
+                }
+                (_, Some(n)) => {
+                    self.tx
+                        .insert(&self.s.extents, extent_key(ino, n.offset), extent_value(n));
+                    new.next();
+                }
+                (None, None) => break,
+            }
         }
     }
 
@@ -922,6 +945,11 @@ impl Tx<'_, '_> {
                 to_name,
             } => self.rename(ctx, *from, from_name, *to, to_name),
             Op::CommitExtents { ino, extents } => self.commit_extents(ctx, *ino, extents),
+            Op::ReplaceExtents {
+                ino,
+                ctime,
+                extents,
+            } => self.replace_extents(*ino, *ctime, extents),
             Op::WriteInline { ino, offset, data } => {
                 let mut node = errno!(self.file(*ino)?);
                 let end = offset.saturating_add(data.len() as u64);
@@ -1097,6 +1125,28 @@ impl Tx<'_, '_> {
         node.attr.mtime = ctx.now;
         node.attr.ctime = ctx.now;
         self.put(&node);
+        Ok(Ok(Outcome::Attr(node.attr)))
+    }
+
+    fn replace_extents(&mut self, ino: InodeId, ctime: Nanos, new: &[Extent]) -> Applied<Outcome> {
+        let node = errno!(self.file(ino)?);
+        if node.attr.ctime != ctime {
+            return Ok(Err(Errno::Again));
+        }
+        if new.len() > MAX_EXTENTS_PER_COMMIT {
+            return Ok(Err(Errno::TooBig));
+        }
+        let mut sorted = new.to_vec();
+        sorted.sort_by_key(|e| e.offset);
+        let overlapping = sorted.windows(2).any(|w| w[0].end() > w[1].offset);
+        let outside = sorted
+            .iter()
+            .any(|e| e.len == 0 || e.end() > node.attr.size);
+        if overlapping || outside || self.tx.contains_key(&self.s.inline, inode_key(ino))? {
+            return Ok(Err(Errno::Inval));
+        }
+        let old = read_extents(&*self.tx, self.s, ino)?;
+        self.write_extents(ino, &old, &sorted);
         Ok(Ok(Outcome::Attr(node.attr)))
     }
 

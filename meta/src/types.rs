@@ -275,6 +275,19 @@ pub enum Op {
         /// The new pieces, not overlapping each other.
         extents: Vec<Extent>,
     },
+    /// Replaces all of a regular file's extents with `extents` (compaction: the same
+    /// bytes in fewer, larger chunks), if the file has not changed since the caller read
+    /// it: its ctime must still be `ctime` (EAGAIN otherwise). The extents must lie
+    /// within the file, not overlap, and the file must hold no inline data (EINVAL).
+    /// Nothing else changes: not the size, not a time.
+    ReplaceExtents {
+        /// The file.
+        ino: InodeId,
+        /// Its ctime when the caller read it.
+        ctime: Nanos,
+        /// Its new extents.
+        extents: Vec<Extent>,
+    },
     /// Writes bytes of a small file kept in its metadata record (no chunk at all). The
     /// file must have no extents and stay within [`crate::MAX_INLINE`] bytes.
     WriteInline {
@@ -391,6 +404,9 @@ pub enum Errno {
     /// A link or rename between two volumes.
     #[error("invalid cross-device link (EXDEV)")]
     XDev,
+    /// The file changed since the caller looked (a compaction lost its race).
+    #[error("resource temporarily unavailable (EAGAIN)")]
+    Again,
 }
 
 impl Errno {
@@ -412,6 +428,7 @@ impl Errno {
             Errno::FBig => 27,
             Errno::XDev => 18,
             Errno::MFile => 24,
+            Errno::Again => 11,
         }
     }
 }

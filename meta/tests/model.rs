@@ -377,6 +377,34 @@ impl Model {
                 node.attr.ctime = ctx.now;
                 Ok(Outcome::Attr(node.attr))
             }
+            Op::ReplaceExtents {
+                ino,
+                ctime,
+                extents,
+            } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                if node.attr.ctime != *ctime {
+                    return Err(Errno::Again);
+                }
+                if extents.len() > MAX_EXTENTS_PER_COMMIT {
+                    return Err(Errno::TooBig);
+                }
+                for (i, a) in extents.iter().enumerate() {
+                    let overlaps = extents[i + 1..]
+                        .iter()
+                        .any(|b| a.offset < b.end() && b.offset < a.end());
+                    if a.len == 0 || overlaps || a.end() > node.attr.size {
+                        return Err(Errno::Inval);
+                    }
+                }
+                if !node.inline.is_empty() {
+                    return Err(Errno::Inval);
+                }
+                let mut sorted = extents.clone();
+                sorted.sort_by_key(|e| e.offset);
+                node.extents = sorted;
+                Ok(Outcome::Attr(node.attr))
+            }
             Op::WriteInline { ino, offset, data } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
                 let end = offset + data.len() as u64;
@@ -618,6 +646,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (ino(), prop::option::of(mode), prop::option::of(0u64..20_000), prop::option::of(0u32..3))
             .prop_map(|(ino, mode, size, uid)| Op::SetAttr { ino, mode, uid, gid: None, size, atime: None, mtime: None }),
         4 => (ino(), prop::collection::vec(extent(), 0..4)).prop_map(|(ino, extents)| Op::CommitExtents { ino, extents }),
+        // A ctime of -1 stands for the file's ctime when the operation runs (see
+        // `current_ctime`); others are operation numbers that rarely match.
+        3 => (ino(), prop::sample::select(vec![-1i64, -1, 0, 5]), prop::collection::vec(extent(), 0..3))
+            .prop_map(|(ino, ctime, extents)| Op::ReplaceExtents { ino, ctime: Nanos(ctime), extents }),
         3 => (ino(), 0u64..4200, prop::collection::vec(any::<u8>(), 0..600))
             .prop_map(|(ino, offset, data)| Op::WriteInline { ino, offset, data }),
         2 => (ino(), xattr_name(), prop::collection::vec(any::<u8>(), 0..8), prop::sample::select(vec![XattrMode::Either, XattrMode::Create, XattrMode::Replace]))
@@ -741,6 +773,23 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
     }
 }
 
+/// A compaction drawn with ctime -1 gets the file's current ctime, so that compactions
+/// which should succeed are drawn as often as ones that lose their race.
+fn current_ctime(model: &Model, op: Op) -> Op {
+    match op {
+        Op::ReplaceExtents {
+            ino,
+            ctime: Nanos(-1),
+            extents,
+        } => Op::ReplaceExtents {
+            ino,
+            ctime: model.nodes.get(&ino.0).map_or(Nanos(0), |n| n.attr.ctime),
+            extents,
+        },
+        op => op,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -753,6 +802,7 @@ proptest! {
         let mut model = Model::new();
         for (n, op) in ops.iter().enumerate() {
             let ctx = Context { uid: 1000, gid: 100, now: Nanos(n as i64 + 1) };
+            let op = &current_ctime(&model, op.clone());
             let got = ns.apply(ctx, op).expect("the store works");
             let expected = model.apply(ctx, op);
             prop_assert_eq!(&got, &expected, "operation {} ({:?})", n, op);
@@ -884,5 +934,70 @@ fn inline_data_leaves_no_record_once_empty() {
     };
     assert_eq!(apply(big), Err(Errno::FBig));
     drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_compaction_replaces_extents_only_if_the_file_is_unchanged() {
+    let dir = std::env::temp_dir().join(format!("hive-meta-compact-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+    let at = |n: i64| Context {
+        uid: 1,
+        gid: 1,
+        now: Nanos(n),
+    };
+    let piece = |offset: u64, len: u32, chunk: u8| Extent {
+        offset,
+        len,
+        chunk: [chunk; 32],
+        chunk_offset: 0,
+    };
+    let apply = |n: i64, op: Op| ns.apply(at(n), &op).expect("store");
+    apply(
+        1,
+        Op::Create {
+            parent: InodeId::ROOT,
+            name: b"f".to_vec(),
+            mode: 0o644,
+        },
+    )
+    .expect("created");
+    let f = InodeId(2);
+    let fragments: Vec<_> = (0..8).map(|i| piece(i * 100, 100, i as u8)).collect();
+    apply(
+        2,
+        Op::CommitExtents {
+            ino: f,
+            extents: fragments,
+        },
+    )
+    .expect("committed");
+    let before = ns.getattr(f).expect("store").expect("file");
+    let whole = vec![piece(0, 800, 9)];
+    let stale = Op::ReplaceExtents {
+        ino: f,
+        ctime: Nanos(1),
+        extents: whole.clone(),
+    };
+    assert_eq!(apply(3, stale), Err(Errno::Again), "an old ctime");
+    let past_end = Op::ReplaceExtents {
+        ino: f,
+        ctime: Nanos(2),
+        extents: vec![piece(0, 801, 9)],
+    };
+    assert_eq!(apply(3, past_end), Err(Errno::Inval), "beyond the file");
+    let compact = Op::ReplaceExtents {
+        ino: f,
+        ctime: Nanos(2),
+        extents: whole.clone(),
+    };
+    apply(3, compact).expect("compacted");
+    assert_eq!(ns.extents(f).expect("store"), Ok(whole));
+    assert_eq!(
+        ns.getattr(f).expect("store"),
+        Ok(before),
+        "no time or size changes"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,15 +1,19 @@
 //! `hive mount`: a volume as a POSIX tree through FUSE.
 //!
-//! [`volume`] holds what the handlers do (namespace calls, the write-back buffer, reads
-//! through the chunk cache), [`fs`] the fuser handlers around it. [`mount`] runs the
+//! [`volume`] holds what the handlers do — namespace calls there, the write-back
+//! buffer in [`writeback`], reads through the chunk cache in [`reads`], background
+//! [`compaction`] of fragmented files — and [`fs`] the fuser handlers around it. [`mount`] runs the
 //! mount in the foreground, or starts itself again in the background and returns once
 //! that mount is ready. The mount helper (`mount -t fuse.hive SOURCE DIR`, fstab) comes
 //! in through [`helper_args`].
 
 mod cache;
+mod compaction;
 mod dirty;
 mod fs;
+mod reads;
 mod volume;
+mod writeback;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +26,10 @@ use hive_codec::{Chunker, ChunkerConfig};
 use hive_wire::net::meta::{MetaCall, MetaReply};
 
 pub use cache::CHUNK_CACHE_BYTES;
+pub use compaction::{COMPACT_BELOW, COMPACT_MIN_EXTENTS, fragmented};
 pub use fs::{ENTRY_TTL, HiveFs, MAX_READAHEAD, MAX_WRITE};
-pub use volume::{FILE_BUFFER, TOTAL_BUFFER, Volume};
+pub use volume::Volume;
+pub use writeback::{FILE_BUFFER, TOTAL_BUFFER};
 
 use crate::local_cluster;
 

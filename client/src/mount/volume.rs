@@ -6,34 +6,21 @@
 //! Inode numbers here are the namespace's; the FUSE layer maps the volume root to 1.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use hive_codec::Chunker;
-use hive_wire::ChunkId;
 use hive_wire::net::control::ControlClient;
 use hive_wire::net::meta::{
     AttrMessage, EntryMessage, ExtentMessage, MetaCall, MetaClient, MetaOp, MetaReply,
     kind as meta_kind,
 };
-use tokio::task::JoinSet;
+use tokio::sync::Semaphore;
 
 use super::cache::ChunkCache;
+use super::compaction::COMPACTIONS;
 use super::dirty::Dirty;
 use crate::chunk_io::ChunkStore;
-
-/// Bytes a file may hold written but uncommitted before the write that passes it
-/// commits them (the write then waits: backpressure).
-pub const FILE_BUFFER: u64 = 32 << 20;
-/// Bytes all files together may hold uncommitted; past it, a write commits its file.
-pub const TOTAL_BUFFER: u64 = 256 << 20;
-/// Chunks of one commit being put at once.
-pub const COMMIT_PARALLELISM: usize = 8;
-/// Largest file kept inline in its metadata record (the namespace's limit).
-pub const MAX_INLINE: u64 = 4096;
-/// Extents per metadata commit (the namespace's limit).
-pub const EXTENTS_PER_COMMIT: usize = 4096;
 
 /// Linux errno values the mount itself produces.
 pub mod errno {
@@ -45,6 +32,8 @@ pub mod errno {
     pub const ERANGE: i32 = 34;
     /// File too large.
     pub const EFBIG: i32 = 27;
+    /// The file changed meanwhile (a compaction lost its race).
+    pub const EAGAIN: i32 = 11;
     /// Operation not supported.
     pub const EOPNOTSUPP: i32 = 95;
 }
@@ -78,29 +67,29 @@ pub struct Caller {
 }
 
 /// What the mount runs as (chunk puts done on behalf of the kernel, commits on release).
-const SYSTEM: Caller = Caller { uid: 0, gid: 0 };
+pub(super) const SYSTEM: Caller = Caller { uid: 0, gid: 0 };
 
-type Result<T> = std::result::Result<T, FsError>;
+pub(super) type Result<T> = std::result::Result<T, FsError>;
 
 /// A file's content as of one metadata snapshot.
 #[derive(Clone)]
-struct Content {
-    attr: AttrMessage,
-    inline: Arc<Vec<u8>>,
-    extents: Arc<Vec<ExtentMessage>>,
+pub(super) struct Content {
+    pub(super) attr: AttrMessage,
+    pub(super) inline: Arc<Vec<u8>>,
+    pub(super) extents: Arc<Vec<ExtentMessage>>,
 }
 
 /// What the mount keeps of a file between calls.
 #[derive(Default)]
-struct FileState {
+pub(super) struct FileState {
     /// Opens not yet released.
-    handles: u32,
-    dirty: Dirty,
+    pub(super) handles: u32,
+    pub(super) dirty: Dirty,
     /// When this mount last wrote to the file (ns since the epoch), while the write is
     /// not yet committed: stat shows it, as POSIX wants mtime to change with write(2).
-    written_at: Option<i64>,
+    pub(super) written_at: Option<i64>,
     /// Dropped whenever the file changes, fetched again on the next read or open.
-    content: Option<Content>,
+    pub(super) content: Option<Content>,
 }
 
 /// A mounted volume.
@@ -108,13 +97,15 @@ pub struct Volume {
     name: String,
     root: u64,
     meta: Arc<MetaClient>,
-    chunks: Arc<ChunkStore>,
+    pub(super) chunks: Arc<ChunkStore>,
     control: Arc<ControlClient>,
-    chunker: Chunker,
+    pub(super) chunker: Chunker,
     files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<FileState>>>>,
-    cache: Arc<ChunkCache>,
+    pub(super) cache: Arc<ChunkCache>,
     /// Uncommitted bytes across files.
-    buffered: AtomicU64,
+    pub(super) buffered: AtomicU64,
+    /// Compactions allowed to start (see `compaction`).
+    pub(super) compactions: Arc<Semaphore>,
 }
 
 impl Volume {
@@ -137,6 +128,7 @@ impl Volume {
             files: Mutex::new(HashMap::new()),
             cache: Arc::new(ChunkCache::default()),
             buffered: AtomicU64::new(0),
+            compactions: Arc::new(Semaphore::new(COMPACTIONS)),
         }
     }
 
@@ -145,7 +137,7 @@ impl Volume {
         self.root
     }
 
-    async fn call(&self, caller: Caller, call: MetaCall) -> Result<MetaReply> {
+    pub(super) async fn call(&self, caller: Caller, call: MetaCall) -> Result<MetaReply> {
         match self
             .meta
             .call(&self.name, caller.uid, caller.gid, call)
@@ -164,11 +156,11 @@ impl Volume {
         }
     }
 
-    async fn apply(&self, caller: Caller, op: MetaOp) -> Result<MetaReply> {
+    pub(super) async fn apply(&self, caller: Caller, op: MetaOp) -> Result<MetaReply> {
         self.call(caller, MetaCall::Apply(op)).await
     }
 
-    fn state(&self, ino: u64) -> Option<Arc<tokio::sync::Mutex<FileState>>> {
+    pub(super) fn state(&self, ino: u64) -> Option<Arc<tokio::sync::Mutex<FileState>>> {
         self.files
             .lock()
             .expect("invariant: the file table lock is never poisoned")
@@ -176,7 +168,7 @@ impl Volume {
             .cloned()
     }
 
-    fn state_or_new(&self, ino: u64) -> Arc<tokio::sync::Mutex<FileState>> {
+    pub(super) fn state_or_new(&self, ino: u64) -> Arc<tokio::sync::Mutex<FileState>> {
         self.files
             .lock()
             .expect("invariant: the file table lock is never poisoned")
@@ -487,12 +479,15 @@ impl Volume {
 
     /// Closes one open of `ino`: commits what is buffered; the last close tells the
     /// metadata service (an unlinked file goes with it).
-    pub async fn release(&self, ino: u64) -> Result<()> {
+    pub async fn release(self: &Arc<Self>, ino: u64) -> Result<()> {
         let state = self.state_or_new(ino);
         let mut file = state.lock().await;
         file.handles = file.handles.saturating_sub(1);
         let committed = self.commit(ino, &mut file, true).await;
         let released = self.apply(SYSTEM, MetaOp::Release { ino }).await;
+        if file.handles == 0 && committed.is_ok() {
+            self.compact_later(ino);
+        }
         self.forget_if_idle(ino, &file);
         committed.and(released.map(|_| ()))
     }
@@ -507,7 +502,7 @@ impl Volume {
         self.commit(ino, &mut file, true).await
     }
 
-    fn forget_if_idle(&self, ino: u64, file: &FileState) {
+    pub(super) fn forget_if_idle(&self, ino: u64, file: &FileState) {
         if file.handles == 0 && file.dirty.is_empty() {
             self.files
                 .lock()
@@ -516,277 +511,40 @@ impl Volume {
         }
     }
 
-    /// Buffers `data` at `offset`; commits when the file's or the mount's buffer is
-    /// full, and at once for a file no one has open (a write-back of mmap pages).
-    pub async fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<()> {
-        let state = self.state_or_new(ino);
-        let mut file = state.lock().await;
-        let before = file.dirty.bytes();
-        file.dirty.write(offset, data);
-        file.written_at = Some(now_nanos());
-        let after = file.dirty.bytes();
-        self.account(before, after);
-        if file.handles == 0 {
-            let result = self.commit(ino, &mut file, true).await;
-            self.forget_if_idle(ino, &file);
-            return result;
-        }
-        if after >= FILE_BUFFER || self.buffered.load(Ordering::Relaxed) >= TOTAL_BUFFER {
-            self.commit(ino, &mut file, false).await?;
-        }
-        Ok(())
-    }
-
-    fn account(&self, before: u64, after: u64) {
-        if after >= before {
-            self.buffered.fetch_add(after - before, Ordering::Relaxed);
-        } else {
-            self.buffered.fetch_sub(before - after, Ordering::Relaxed);
-        }
-    }
-
-    async fn content(&self, ino: u64, file: &mut FileState) -> Result<Content> {
+    pub(super) async fn content(&self, ino: u64, file: &mut FileState) -> Result<Content> {
         if let Some(content) = &file.content {
             return Ok(content.clone());
         }
-        let content = match self.call(SYSTEM, MetaCall::Content { ino }).await? {
-            MetaReply::Content {
-                attr,
-                inline,
-                extents,
-            } => Content {
-                attr,
-                inline: Arc::new(inline),
-                extents: Arc::new(extents),
-            },
-            other => return Err(unexpected(&other)),
-        };
+        let content = self.fetch_content(ino).await?;
         file.content = Some(content.clone());
         Ok(content)
     }
 
-    /// Commits the buffered bytes of `ino`: all of them, or (`all` false, a full
-    /// buffer) all but the tail of the last range past its last content-defined cut,
-    /// so a file written in sequence is cut as a whole file would be.
-    async fn commit(&self, ino: u64, file: &mut FileState, all: bool) -> Result<()> {
-        if file.dirty.is_empty() {
-            return Ok(());
+    /// The file's content as the metadata service has it now.
+    pub(super) async fn fetch_content(&self, ino: u64) -> Result<Content> {
+        match self.call(SYSTEM, MetaCall::Content { ino }).await? {
+            MetaReply::Content {
+                attr,
+                inline,
+                extents,
+            } => Ok(Content {
+                attr,
+                inline: Arc::new(inline),
+                extents: Arc::new(extents),
+            }),
+            other => Err(unexpected(&other)),
         }
-        let before = file.dirty.bytes();
-        let mut ranges = file.dirty.take();
-        let result = self.commit_ranges(ino, file, &mut ranges, all).await;
-        if result.is_err() {
-            // Nothing is lost: the bytes stay buffered for the next attempt.
-            file.dirty.restore(ranges);
-        }
-        file.content = None;
-        if result.is_ok() && file.dirty.is_empty() {
-            file.written_at = None;
-        }
-        self.account(before, file.dirty.bytes());
-        result
-    }
-
-    async fn commit_ranges(
-        &self,
-        ino: u64,
-        file: &mut FileState,
-        ranges: &mut Vec<(u64, Vec<u8>)>,
-        all: bool,
-    ) -> Result<()> {
-        let content = self.content(ino, file).await?;
-        let end = ranges
-            .last()
-            .map_or(0, |(offset, data)| offset + data.len() as u64);
-        if content.extents.is_empty() && content.attr.size.max(end) <= MAX_INLINE {
-            for (offset, data) in ranges.drain(..) {
-                let op = MetaOp::WriteInline { ino, offset, data };
-                self.apply(SYSTEM, op).await?;
-            }
-            return Ok(());
-        }
-        if !content.inline.is_empty() {
-            // The file outgrows inline data: its bytes move into the extents.
-            let mut merged = Dirty::default();
-            merged.restore(std::mem::take(ranges));
-            merged.underlay(0, &content.inline);
-            *ranges = merged.take();
-        }
-        let mut tail = None;
-        if !all && let Some((offset, data)) = ranges.pop() {
-            let (_, covered) = self.chunker.split_prefix(&data, false);
-            if covered < data.len() {
-                tail = Some((offset + covered as u64, data[covered..].to_vec()));
-            }
-            if covered > 0 {
-                let mut data = data;
-                data.truncate(covered);
-                ranges.push((offset, data));
-            }
-        }
-        let extents = self.put_ranges(ranges).await?;
-        for batch in extents.chunks(EXTENTS_PER_COMMIT) {
-            let op = MetaOp::CommitExtents {
-                ino,
-                extents: batch.to_vec(),
-            };
-            self.apply(SYSTEM, op).await?;
-        }
-        ranges.clear();
-        if let Some((offset, data)) = tail {
-            file.dirty.underlay(offset, &data);
-        }
-        Ok(())
-    }
-
-    /// Cuts `ranges` into chunks, puts them (up to [`COMMIT_PARALLELISM`] at once) and
-    /// returns their extents.
-    async fn put_ranges(&self, ranges: &[(u64, Vec<u8>)]) -> Result<Vec<ExtentMessage>> {
-        let mut pieces = Vec::new();
-        for (offset, data) in ranges {
-            let data = Bytes::copy_from_slice(data);
-            let mut at = 0usize;
-            for chunk in self.chunker.split(&data) {
-                pieces.push((*offset + at as u64, data.slice(at..at + chunk.len())));
-                at += chunk.len();
-            }
-        }
-        let mut extents = Vec::with_capacity(pieces.len());
-        let mut running = JoinSet::new();
-        let mut pending = pieces.into_iter();
-        loop {
-            while running.len() < COMMIT_PARALLELISM {
-                let Some((offset, bytes)) = pending.next() else {
-                    break;
-                };
-                let chunks = self.chunks.clone();
-                let cache = self.cache.clone();
-                running.spawn(async move {
-                    let id = chunks.put(&bytes).await?;
-                    cache.insert(id, bytes.clone());
-                    Ok::<_, crate::chunk_io::ChunkError>(ExtentMessage {
-                        offset,
-                        len: u32::try_from(bytes.len())
-                            .expect("invariant: chunks are at most the chunker's maximum"),
-                        chunk: *id.as_bytes(),
-                        chunk_offset: 0,
-                    })
-                });
-            }
-            let Some(done) = running.join_next().await else {
-                break;
-            };
-            let extent = done
-                .map_err(|e| FsError::Io(format!("chunk put task: {e}")))?
-                .map_err(|e| FsError::Io(e.to_string()))?;
-            extents.push(extent);
-        }
-        extents.sort_by_key(|e| e.offset);
-        Ok(extents)
-    }
-
-    /// Reads up to `size` bytes of `ino` at `offset`: committed content with this
-    /// mount's uncommitted writes over it. Starts fetching the next chunk (read-ahead).
-    pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let state = self.state_or_new(ino);
-        let (content, end) = {
-            let mut file = state.lock().await;
-            let content = self.content(ino, &mut file).await?;
-            let end = content.attr.size.max(file.dirty.end());
-            (content, end)
-        };
-        if offset >= end {
-            return Ok(Vec::new());
-        }
-        let len = u64::from(size).min(end - offset);
-        let mut out = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        let stop = offset + len;
-        copy_into(&mut out, offset, 0, &content.inline);
-        let first = content
-            .extents
-            .partition_point(|e| e.offset + u64::from(e.len) <= offset);
-        let mut last_used = None;
-        for (i, extent) in content.extents.iter().enumerate().skip(first) {
-            if extent.offset >= stop {
-                break;
-            }
-            let chunk = self.chunk(ChunkId(extent.chunk)).await?;
-            let from = usize::try_from(extent.chunk_offset).unwrap_or(usize::MAX);
-            let to = from.saturating_add(extent.len as usize);
-            let piece = chunk.get(from..to).ok_or_else(|| {
-                FsError::Io(format!(
-                    "extent at {} of inode {ino} runs past its chunk's {} bytes",
-                    extent.offset,
-                    chunk.len()
-                ))
-            })?;
-            copy_into(&mut out, offset, extent.offset, piece);
-            last_used = Some(i);
-        }
-        if let Some(next) = last_used.and_then(|i| content.extents.get(i + 1)) {
-            self.read_ahead(ChunkId(next.chunk));
-        }
-        let file = state.lock().await;
-        file.dirty.overlay(offset, &mut out);
-        if file.handles == 0 {
-            self.forget_if_idle(ino, &file);
-        }
-        Ok(out)
-    }
-
-    async fn chunk(&self, id: ChunkId) -> Result<Bytes> {
-        let chunks = self.chunks.clone();
-        self.cache
-            .get_or_fetch(
-                id,
-                move || async move { chunks.get(id).await.map(Bytes::from) },
-            )
-            .await
-            .map_err(|e| FsError::Io(e.to_string()))
-    }
-
-    fn read_ahead(&self, id: ChunkId) {
-        if self.cache.contains(&id) {
-            return;
-        }
-        let chunks = self.chunks.clone();
-        let cache = self.cache.clone();
-        tokio::spawn(async move {
-            // A failed read-ahead costs nothing: the read itself will ask again.
-            let _ = cache
-                .get_or_fetch(
-                    id,
-                    move || async move { chunks.get(id).await.map(Bytes::from) },
-                )
-                .await;
-        });
     }
 }
 
-fn now_nanos() -> i64 {
+pub(super) fn now_nanos() -> i64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// Copies the part of `piece` (which starts at file offset `at`) that falls in `out`
-/// (which starts at file offset `offset`).
-fn copy_into(out: &mut [u8], offset: u64, at: u64, piece: &[u8]) {
-    let out_end = offset + out.len() as u64;
-    let piece_end = at + piece.len() as u64;
-    let from = offset.max(at);
-    let to = out_end.min(piece_end);
-    if from >= to {
-        return;
-    }
-    let n = usize::try_from(to - from).unwrap_or(0);
-    let dst = usize::try_from(from - offset).unwrap_or(0);
-    let src = usize::try_from(from - at).unwrap_or(0);
-    out[dst..dst + n].copy_from_slice(&piece[src..src + n]);
-}
-
-fn unexpected(reply: &MetaReply) -> FsError {
+pub(super) fn unexpected(reply: &MetaReply) -> FsError {
     FsError::Io(format!(
         "the metadata service answered with an unexpected {}",
         match reply {

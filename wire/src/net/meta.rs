@@ -231,6 +231,15 @@ pub enum MetaOp {
         /// The new pieces.
         extents: Vec<ExtentMessage>,
     },
+    /// Replaces all of a file's extents (compaction), if its ctime is still `ctime`.
+    ReplaceExtents {
+        /// The file.
+        ino: u64,
+        /// Its ctime when the caller read it (ns since the Unix epoch).
+        ctime: i64,
+        /// Its new extents.
+        extents: Vec<ExtentMessage>,
+    },
     /// Writes a small file's bytes into its metadata record.
     WriteInline {
         /// The file.

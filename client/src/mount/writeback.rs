@@ -1,0 +1,176 @@
+//! The write-back side of a mounted volume: writes collect in the file's buffer
+//! ([`Dirty`]) and are committed — cut into chunks, put through the chunk store,
+//! recorded as extents (or inline data for a small file) — when the file is flushed,
+//! fsynced or closed, or when a buffer fills.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use hive_wire::net::meta::{ExtentMessage, MetaOp};
+use tokio::task::JoinSet;
+
+use super::dirty::Dirty;
+use super::volume::{FileState, FsError, Result, SYSTEM, Volume, now_nanos};
+
+/// Bytes a file may hold written but uncommitted before the write that passes it
+/// commits them (the write then waits: backpressure).
+pub const FILE_BUFFER: u64 = 32 << 20;
+/// Bytes all files together may hold uncommitted; past it, a write commits its file.
+pub const TOTAL_BUFFER: u64 = 256 << 20;
+/// Chunks of one commit being put at once.
+pub const COMMIT_PARALLELISM: usize = 8;
+/// Largest file kept inline in its metadata record (the namespace's limit).
+pub const MAX_INLINE: u64 = 4096;
+/// Extents per metadata commit (the namespace's limit).
+pub const EXTENTS_PER_COMMIT: usize = 4096;
+
+impl Volume {
+    /// Buffers `data` at `offset`; commits when the file's or the mount's buffer is
+    /// full, and at once for a file no one has open (a write-back of mmap pages).
+    pub async fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<()> {
+        let state = self.state_or_new(ino);
+        let mut file = state.lock().await;
+        let before = file.dirty.bytes();
+        file.dirty.write(offset, data);
+        file.written_at = Some(now_nanos());
+        let after = file.dirty.bytes();
+        self.account(before, after);
+        if file.handles == 0 {
+            let result = self.commit(ino, &mut file, true).await;
+            self.forget_if_idle(ino, &file);
+            return result;
+        }
+        if after >= FILE_BUFFER || self.buffered.load(Ordering::Relaxed) >= TOTAL_BUFFER {
+            self.commit(ino, &mut file, false).await?;
+        }
+        Ok(())
+    }
+
+    fn account(&self, before: u64, after: u64) {
+        if after >= before {
+            self.buffered.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.buffered.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    /// Commits the buffered bytes of `ino`: all of them, or (`all` false, a full
+    /// buffer) all but the tail of the last range past its last content-defined cut,
+    /// so a file written in sequence is cut as a whole file would be.
+    pub(super) async fn commit(&self, ino: u64, file: &mut FileState, all: bool) -> Result<()> {
+        if file.dirty.is_empty() {
+            return Ok(());
+        }
+        let before = file.dirty.bytes();
+        let mut ranges = file.dirty.take();
+        let result = self.commit_ranges(ino, file, &mut ranges, all).await;
+        if result.is_err() {
+            // Nothing is lost: the bytes stay buffered for the next attempt.
+            file.dirty.restore(ranges);
+        }
+        file.content = None;
+        if result.is_ok() && file.dirty.is_empty() {
+            file.written_at = None;
+        }
+        self.account(before, file.dirty.bytes());
+        result
+    }
+
+    async fn commit_ranges(
+        &self,
+        ino: u64,
+        file: &mut FileState,
+        ranges: &mut Vec<(u64, Vec<u8>)>,
+        all: bool,
+    ) -> Result<()> {
+        let content = self.content(ino, file).await?;
+        let end = ranges
+            .last()
+            .map_or(0, |(offset, data)| offset + data.len() as u64);
+        if content.extents.is_empty() && content.attr.size.max(end) <= MAX_INLINE {
+            for (offset, data) in ranges.drain(..) {
+                let op = MetaOp::WriteInline { ino, offset, data };
+                self.apply(SYSTEM, op).await?;
+            }
+            return Ok(());
+        }
+        if !content.inline.is_empty() {
+            // The file outgrows inline data: its bytes move into the extents.
+            let mut merged = Dirty::default();
+            merged.restore(std::mem::take(ranges));
+            merged.underlay(0, &content.inline);
+            *ranges = merged.take();
+        }
+        let mut tail = None;
+        if !all && let Some((offset, data)) = ranges.pop() {
+            let (_, covered) = self.chunker.split_prefix(&data, false);
+            if covered < data.len() {
+                tail = Some((offset + covered as u64, data[covered..].to_vec()));
+            }
+            if covered > 0 {
+                let mut data = data;
+                data.truncate(covered);
+                ranges.push((offset, data));
+            }
+        }
+        let extents = self.put_ranges(ranges).await?;
+        for batch in extents.chunks(EXTENTS_PER_COMMIT) {
+            let op = MetaOp::CommitExtents {
+                ino,
+                extents: batch.to_vec(),
+            };
+            self.apply(SYSTEM, op).await?;
+        }
+        ranges.clear();
+        if let Some((offset, data)) = tail {
+            file.dirty.underlay(offset, &data);
+        }
+        Ok(())
+    }
+
+    /// Cuts `ranges` into chunks, puts them (up to [`COMMIT_PARALLELISM`] at once) and
+    /// returns their extents.
+    pub(super) async fn put_ranges(&self, ranges: &[(u64, Vec<u8>)]) -> Result<Vec<ExtentMessage>> {
+        let mut pieces = Vec::new();
+        for (offset, data) in ranges {
+            let data = Bytes::copy_from_slice(data);
+            let mut at = 0usize;
+            for chunk in self.chunker.split(&data) {
+                pieces.push((*offset + at as u64, data.slice(at..at + chunk.len())));
+                at += chunk.len();
+            }
+        }
+        let mut extents = Vec::with_capacity(pieces.len());
+        let mut running = JoinSet::new();
+        let mut pending = pieces.into_iter();
+        loop {
+            while running.len() < COMMIT_PARALLELISM {
+                let Some((offset, bytes)) = pending.next() else {
+                    break;
+                };
+                let chunks = self.chunks.clone();
+                let cache = self.cache.clone();
+                running.spawn(async move {
+                    let id = chunks.put(&bytes).await?;
+                    cache.insert(id, bytes.clone());
+                    Ok::<_, crate::chunk_io::ChunkError>(ExtentMessage {
+                        offset,
+                        len: u32::try_from(bytes.len())
+                            .expect("invariant: chunks are at most the chunker's maximum"),
+                        chunk: *id.as_bytes(),
+                        chunk_offset: 0,
+                    })
+                });
+            }
+            let Some(done) = running.join_next().await else {
+                break;
+            };
+            let extent = done
+                .map_err(|e| FsError::Io(format!("chunk put task: {e}")))?
+                .map_err(|e| FsError::Io(e.to_string()))?;
+            extents.push(extent);
+        }
+        extents.sort_by_key(|e| e.offset);
+        Ok(extents)
+    }
+}
