@@ -206,6 +206,7 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
         uid: asked.uid,
         gid: asked.gid,
         now: now(),
+        umask: asked.umask & 0o777,
     };
     match asked.call {
         MetaCall::ListVolumes => {

@@ -630,3 +630,109 @@ fn fragmented_files_are_compacted_after_close() {
         "compaction changed the bytes (seed {SEED:#x})"
     );
 }
+
+/// Runs `program` with `args` (as user `user` when given) in `dir`.
+fn run_as(user: Option<&str>, dir: &Path, program: &str, args: &[&str]) -> std::process::Output {
+    let mut command = match user {
+        Some(user) => {
+            let mut c = Command::new("runuser");
+            c.args(["-u", user, "--", program]);
+            c
+        }
+        None => Command::new(program),
+    };
+    command
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program} could not run ({e}); scripts/setup-host installs acl and util-linux")
+        })
+}
+
+#[test]
+fn posix_acls_are_enforced_and_inherited() {
+    require_fuse();
+    let cluster = Cluster::up("mount-acl");
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let dir = &mnt.dir;
+    std::fs::create_dir(mnt.path("shared")).expect("mkdir");
+    std::fs::write(mnt.path("shared/f"), b"secret\n").expect("write");
+    ok(&run_as(None, dir, "chmod", &["600", "shared/f"]), "chmod");
+    let read = |user| run_as(Some(user), dir, "cat", &["shared/f"]);
+    assert!(
+        !read("nobody").status.success(),
+        "mode 600 keeps nobody out"
+    );
+
+    // An access ACL lets one user in, and the mode's group bits show its mask.
+    ok(
+        &run_as(None, dir, "setfacl", &["-m", "u:nobody:r", "shared/f"]),
+        "setfacl",
+    );
+    assert_eq!(
+        ok(&read("nobody"), "nobody reads through the ACL"),
+        "secret\n"
+    );
+    assert!(!read("daemon").status.success(), "daemon has no entry");
+    let mode = |path: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(mnt.path(path))
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("shared/f"), 0o640, "group bits = the ACL's mask (r)");
+    // chmod moves the mask: nobody's entry is limited by it.
+    ok(&run_as(None, dir, "chmod", &["600", "shared/f"]), "chmod");
+    assert!(
+        !read("nobody").status.success(),
+        "a mask of --- limits the named entry"
+    );
+    let listed = ok(
+        &run_as(None, dir, "getfacl", &["-c", "shared/f"]),
+        "getfacl",
+    );
+    assert!(
+        listed.contains("user:nobody:r--") && listed.contains("mask::---"),
+        "{listed}"
+    );
+
+    // A default ACL is inherited by new files (limited by their mode, not the umask)
+    // and by new directories (which keep it as their own default).
+    ok(
+        &run_as(
+            None,
+            dir,
+            "setfacl",
+            &["-d", "-m", "u:daemon:rwx", "shared"],
+        ),
+        "setfacl -d",
+    );
+    std::fs::write(mnt.path("shared/new"), b"x").expect("create");
+    std::fs::create_dir(mnt.path("shared/sub")).expect("mkdir");
+    let new = ok(
+        &run_as(None, dir, "getfacl", &["-c", "shared/new"]),
+        "getfacl",
+    );
+    assert!(new.contains("user:daemon:rwx"), "{new}");
+    let sub = ok(
+        &run_as(None, dir, "getfacl", &["-c", "shared/sub"]),
+        "getfacl",
+    );
+    assert!(
+        sub.contains("user:daemon:rwx") && sub.contains("default:user:daemon:rwx"),
+        "{sub}"
+    );
+    ok(
+        &run_as(Some("daemon"), dir, "touch", &["shared/sub/by-daemon"]),
+        "daemon writes where the inherited ACL lets it",
+    );
+    assert!(
+        !run_as(Some("nobody"), dir, "touch", &["shared/sub/by-nobody"])
+            .status
+            .success(),
+        "nobody may not"
+    );
+}

@@ -8,6 +8,7 @@
 //! existing target, across directories), attribute changes; lookups and listings on
 //! snapshots.
 
+pub mod acl;
 pub mod constants;
 mod namespace;
 pub mod records;

@@ -10,6 +10,7 @@ use fjall::{
     SingleWriterWriteTx,
 };
 
+use crate::acl::{self, Acl};
 use crate::constants::{
     DEFAULT_VOLUME, MAX_DEPTH, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE, MAX_INLINE, MAX_K,
     MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE,
@@ -633,7 +634,38 @@ impl Tx<'_, '_> {
         if kind == FileType::Dir && dir.attr.nlink >= MAX_LINKS {
             return Ok(Err(Errno::MLink));
         }
+        // A directory's default ACL decides a new inode's access ACL and mode; without
+        // one the caller's umask does (symlinks have neither).
+        let inherited = match self
+            .tx
+            .get(&self.s.xattrs, named_key(parent, acl::DEFAULT))?
+        {
+            Some(value) if kind != FileType::Symlink => Some(
+                Acl::parse(&value)
+                    .map_err(|_| MetaError::Corrupt(format!("default ACL of {parent}")))?,
+            ),
+            _ => None,
+        };
         let ino = self.next_ino()?;
+        let mode = match &inherited {
+            Some(default) => {
+                let (access, mode) = default.inherit(mode & 0o7777);
+                if !access.is_minimal() {
+                    self.tx
+                        .insert(&self.s.xattrs, named_key(ino, acl::ACCESS), access.encode());
+                }
+                if kind == FileType::Dir {
+                    self.tx.insert(
+                        &self.s.xattrs,
+                        named_key(ino, acl::DEFAULT),
+                        default.encode(),
+                    );
+                }
+                mode
+            }
+            None if kind == FileType::Symlink => mode,
+            None => mode & 0o7777 & !ctx.umask,
+        };
         let record = InodeRecord {
             attr: Attr {
                 ino,
@@ -1002,8 +1034,26 @@ impl Tx<'_, '_> {
                     (XattrMode::Replace, false) => return Ok(Err(Errno::NoData)),
                     _ => {}
                 }
-                self.tx
-                    .insert(&self.s.xattrs, named_key(*ino, name), value.clone());
+                let mut value = value.clone();
+                if name == acl::ACCESS || name == acl::DEFAULT {
+                    let parsed = errno!(Acl::parse(&value));
+                    if name == acl::DEFAULT && node.attr.kind != FileType::Dir {
+                        return Ok(Err(Errno::Inval));
+                    }
+                    if name == acl::ACCESS {
+                        // The mode says what the ACL's owner, mask and other say; an
+                        // ACL that says no more than the mode is not kept.
+                        node.attr.mode = (node.attr.mode & !0o777) | parsed.mode_bits();
+                        if parsed.is_minimal() {
+                            self.tx.remove(&self.s.xattrs, named_key(*ino, name));
+                            node.attr.ctime = ctx.now;
+                            self.put(&node);
+                            return Ok(Ok(Outcome::Done));
+                        }
+                    }
+                    value = parsed.encode();
+                }
+                self.tx.insert(&self.s.xattrs, named_key(*ino, name), value);
                 node.attr.ctime = ctx.now;
                 self.put(&node);
                 Ok(Ok(Outcome::Done))
@@ -1085,6 +1135,14 @@ impl Tx<'_, '_> {
                 }
                 if let Some(mode) = mode {
                     node.attr.mode = mode & 0o7777;
+                    // An access ACL follows a chmod (owner, mask, other).
+                    let key = named_key(*ino, acl::ACCESS);
+                    if let Some(value) = self.tx.get(&self.s.xattrs, &key)? {
+                        let access = Acl::parse(&value)
+                            .map_err(|_| MetaError::Corrupt(format!("access ACL of {ino}")))?;
+                        self.tx
+                            .insert(&self.s.xattrs, key, access.chmod(node.attr.mode).encode());
+                    }
                 }
                 if let Some(uid) = uid {
                     node.attr.uid = *uid;

@@ -137,6 +137,9 @@ pub struct Context {
     pub gid: u32,
     /// When the operation happens.
     pub now: Nanos,
+    /// The caller's umask: permission bits a new inode does not get, unless its
+    /// directory has a default ACL (which decides instead).
+    pub umask: u16,
 }
 
 /// A piece of a file's content: `len` bytes at file offset `offset` are the bytes of

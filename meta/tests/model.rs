@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hive_meta::acl::{self, Acl};
 use hive_meta::{
     Attr, Census, Context, DEFAULT_VOLUME, Durability, Errno, Extent, FileType, InodeId,
     MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK,
@@ -153,8 +154,30 @@ impl Model {
         if kind == FileType::Dir && dir.attr.nlink >= MAX_LINKS {
             return Err(Errno::MLink);
         }
+        // The parent's default ACL, else the umask, decides the mode.
+        let default = match dir.xattrs.get(acl::DEFAULT) {
+            Some(value) if kind != FileType::Symlink => {
+                Some(Acl::parse(value).expect("model: only valid ACLs are kept"))
+            }
+            _ => None,
+        };
         let ino = self.next;
         self.next += 1;
+        let mut acls = BTreeMap::new();
+        let mode = match &default {
+            Some(default) => {
+                let (access, mode) = default.inherit(mode & 0o7777);
+                if !access.is_minimal() {
+                    acls.insert(acl::ACCESS.to_vec(), access.encode());
+                }
+                if kind == FileType::Dir {
+                    acls.insert(acl::DEFAULT.to_vec(), default.encode());
+                }
+                mode
+            }
+            None if kind == FileType::Symlink => mode,
+            None => mode & 0o7777 & !ctx.umask,
+        };
         let attr = Attr {
             ino: InodeId(ino),
             kind,
@@ -171,7 +194,9 @@ impl Model {
         };
         let up = if kind == FileType::Dir { parent.0 } else { 0 };
         let volume = self.nodes[&parent.0].volume;
-        self.nodes.insert(ino, Node::new(attr, up, target, volume));
+        let mut node = Node::new(attr, up, target, volume);
+        node.xattrs = acls;
+        self.nodes.insert(ino, node);
         let dir = self.nodes.get_mut(&parent.0).expect("checked");
         dir.entries.insert(name.to_vec(), ino);
         if kind == FileType::Dir {
@@ -346,6 +371,12 @@ impl Model {
                         }
                     }
                 }
+                if let Some(mode) = mode
+                    && let Some(value) = node.xattrs.get_mut(acl::ACCESS)
+                {
+                    let access = Acl::parse(value).expect("model: only valid ACLs are kept");
+                    *value = access.chmod(mode & 0o7777).encode();
+                }
                 let a = &mut node.attr;
                 a.mode = mode.map_or(a.mode, |m| m & 0o7777);
                 a.uid = uid.unwrap_or(a.uid);
@@ -446,7 +477,23 @@ impl Model {
                 if *mode == XattrMode::Replace && !exists {
                     return Err(Errno::NoData);
                 }
-                node.xattrs.insert(name.clone(), value.clone());
+                let mut value = value.clone();
+                if name == acl::ACCESS || name == acl::DEFAULT {
+                    let parsed = Acl::parse(&value)?;
+                    if name == acl::DEFAULT && node.attr.kind != FileType::Dir {
+                        return Err(Errno::Inval);
+                    }
+                    if name == acl::ACCESS {
+                        node.attr.mode = (node.attr.mode & !0o777) | parsed.mode_bits();
+                        if parsed.is_minimal() {
+                            node.xattrs.remove(name);
+                            node.attr.ctime = ctx.now;
+                            return Ok(Outcome::Done);
+                        }
+                    }
+                    value = parsed.encode();
+                }
+                node.xattrs.insert(name.clone(), value);
                 node.attr.ctime = ctx.now;
                 Ok(Outcome::Done)
             }
@@ -654,6 +701,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(ino, offset, data)| Op::WriteInline { ino, offset, data }),
         2 => (ino(), xattr_name(), prop::collection::vec(any::<u8>(), 0..8), prop::sample::select(vec![XattrMode::Either, XattrMode::Create, XattrMode::Replace]))
             .prop_map(|(ino, name, value, mode)| Op::SetXattr { ino, name, value, mode }),
+        3 => (ino(), prop::sample::select(vec![acl::ACCESS.to_vec(), acl::DEFAULT.to_vec()]), acl_value())
+            .prop_map(|(ino, name, value)| Op::SetXattr { ino, name, value, mode: XattrMode::Either }),
         1 => (ino(), xattr_name()).prop_map(|(ino, name)| Op::RemoveXattr { ino, name }),
         1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::CreateVolume { name, k, m }),
         1 => (volume_name(), any::<bool>()).prop_map(|(name, force)| Op::DeleteVolume { name, force }),
@@ -688,9 +737,42 @@ fn xattr_name() -> impl Strategy<Value = Vec<u8>> {
     prop::sample::select(vec![
         b"user.a".to_vec(),
         b"user.b".to_vec(),
+        acl::ACCESS.to_vec(),
+        acl::DEFAULT.to_vec(),
         Vec::new(),
         vec![b'x'; MAX_XATTR_NAME + 1],
     ])
+}
+
+/// ACL values: minimal ones, ones with named entries and a mask, and a malformed one.
+fn acl_value() -> impl Strategy<Value = Vec<u8>> {
+    let entry = |tag: u16, perm: u16, id: u32| {
+        let mut e = tag.to_le_bytes().to_vec();
+        e.extend_from_slice(&perm.to_le_bytes());
+        e.extend_from_slice(&id.to_le_bytes());
+        e
+    };
+    (
+        0u16..8,
+        0u16..8,
+        0u16..8,
+        0u16..8,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(move |(owner, group, other, named, with_named, malformed)| {
+            let mut value = 2u32.to_le_bytes().to_vec();
+            value.extend(entry(acl::USER_OBJ, owner, 0));
+            if with_named {
+                value.extend(entry(acl::USER, named, 1000));
+                value.extend(entry(acl::MASK, named & group, 0));
+            }
+            value.extend(entry(acl::GROUP_OBJ, group, 0));
+            if !malformed {
+                value.extend(entry(acl::OTHER, other, 0));
+            }
+            value
+        })
 }
 
 static CASE: AtomicU64 = AtomicU64::new(0);
@@ -801,7 +883,7 @@ proptest! {
         let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
         let mut model = Model::new();
         for (n, op) in ops.iter().enumerate() {
-            let ctx = Context { uid: 1000, gid: 100, now: Nanos(n as i64 + 1) };
+            let ctx = Context { uid: 1000, gid: 100, now: Nanos(n as i64 + 1), umask: 0o022 };
             let op = &current_ctime(&model, op.clone());
             let got = ns.apply(ctx, op).expect("the store works");
             let expected = model.apply(ctx, op);
@@ -821,6 +903,7 @@ fn a_reopened_namespace_keeps_its_tree() {
         uid: 7,
         gid: 7,
         now: Nanos(5),
+        umask: 0,
     };
     {
         let ns = Namespace::open(&dir, Durability::EveryOp).expect("open");
@@ -888,6 +971,7 @@ fn inline_data_leaves_no_record_once_empty() {
         uid: 1,
         gid: 1,
         now: Nanos(1),
+        umask: 0,
     };
     let apply = |op: Op| ns.apply(ctx, &op).expect("store");
     apply(Op::Create {
@@ -946,6 +1030,7 @@ fn a_compaction_replaces_extents_only_if_the_file_is_unchanged() {
         uid: 1,
         gid: 1,
         now: Nanos(n),
+        umask: 0,
     };
     let piece = |offset: u64, len: u32, chunk: u8| Extent {
         offset,

@@ -15,9 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use hive_wire::net::meta::{AttrMessage, EntryMessage, kind, xattr_mode};
 use tokio::runtime::Handle;
@@ -138,6 +138,16 @@ fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
         gid: req.gid(),
+        umask: 0,
+    }
+}
+
+/// The caller of a create, mkdir or mknod: with POSIX ACLs on, the kernel leaves the
+/// umask to the filesystem (a directory's default ACL overrides it).
+fn creator(req: &Request, umask: u32) -> Caller {
+    Caller {
+        umask: u16::try_from(umask & 0o777).expect("invariant: masked to 9 bits"),
+        ..caller(req)
     }
 }
 
@@ -198,6 +208,16 @@ impl Filesystem for HiveFs {
         // Each is a wish: an older kernel without it still works, only slower.
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_READAHEAD);
+        // The kernel enforces POSIX ACLs kept in system.posix_acl_* xattrs; the
+        // namespace keeps them in step with the mode and hands default ACLs down.
+        // With ACLs the umask is the namespace's to apply (FUSE_DONT_MASK): a default
+        // ACL replaces it, which the kernel cannot know.
+        let acls = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+        if config.add_capabilities(acls).is_err() {
+            eprintln!(
+                "hive mount: this kernel offers no POSIX ACLs on FUSE; ACLs are not enforced"
+            );
+        }
         Ok(())
     }
 
@@ -261,7 +281,7 @@ impl Filesystem for HiveFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
@@ -278,7 +298,7 @@ impl Filesystem for HiveFs {
         };
         let parent = self.real(parent.0);
         let result = self.run(self.volume.mknod(
-            caller(req),
+            creator(req, umask),
             parent,
             name.as_bytes(),
             kind,
@@ -294,15 +314,16 @@ impl Filesystem for HiveFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         let parent = self.real(parent.0);
-        let result =
-            self.run(
-                self.volume
-                    .mkdir(caller(req), parent, name.as_bytes(), mode_bits(mode)),
-            );
+        let result = self.run(self.volume.mkdir(
+            creator(req, umask),
+            parent,
+            name.as_bytes(),
+            mode_bits(mode),
+        ));
         self.entry(reply, result);
     }
 
@@ -645,15 +666,17 @@ impl Filesystem for HiveFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
         let parent = self.real(parent.0);
-        match self.run(
-            self.volume
-                .create(caller(req), parent, name.as_bytes(), mode_bits(mode)),
-        ) {
+        match self.run(self.volume.create(
+            creator(req, umask),
+            parent,
+            name.as_bytes(),
+            mode_bits(mode),
+        )) {
             Ok(a) => reply.created(
                 &Self::attr_ttl(&a),
                 &self.attr(&a),

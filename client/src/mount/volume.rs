@@ -64,10 +64,16 @@ pub struct Caller {
     pub uid: u32,
     /// Group on this host.
     pub gid: u32,
+    /// Permission bits what it creates does not get (unless a default ACL decides).
+    pub umask: u16,
 }
 
 /// What the mount runs as (chunk puts done on behalf of the kernel, commits on release).
-pub(super) const SYSTEM: Caller = Caller { uid: 0, gid: 0 };
+pub(super) const SYSTEM: Caller = Caller {
+    uid: 0,
+    gid: 0,
+    umask: 0,
+};
 
 pub(super) type Result<T> = std::result::Result<T, FsError>;
 
@@ -140,7 +146,7 @@ impl Volume {
     pub(super) async fn call(&self, caller: Caller, call: MetaCall) -> Result<MetaReply> {
         match self
             .meta
-            .call(&self.name, caller.uid, caller.gid, call)
+            .call_with_umask(&self.name, caller.uid, caller.gid, caller.umask, call)
             .await
         {
             Ok(MetaReply::Errno(e)) => Err(FsError::Errno(e)),

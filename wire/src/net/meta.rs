@@ -74,6 +74,8 @@ pub struct MetaRequest {
     pub uid: u32,
     /// The caller's group on the client host.
     pub gid: u32,
+    /// The caller's umask, for what it creates (0 when the client applied it).
+    pub umask: u16,
     /// What to do.
     pub call: MetaCall,
 }
@@ -423,10 +425,24 @@ impl MetaClient {
         gid: u32,
         call: MetaCall,
     ) -> Result<MetaReply, RpcError> {
+        self.call_with_umask(volume, uid, gid, 0, call).await
+    }
+
+    /// [`MetaClient::call`] for a caller whose `umask` the service applies to what it
+    /// creates (unless a default ACL decides).
+    pub async fn call_with_umask(
+        &self,
+        volume: &str,
+        uid: u32,
+        gid: u32,
+        umask: u16,
+        call: MetaCall,
+    ) -> Result<MetaReply, RpcError> {
         let message = MetaRequest {
             volume: volume.to_string(),
             uid,
             gid,
+            umask,
             call,
         };
         let request = request::<Meta>(OP_CALL, Bytes::new(), encode(&message));
