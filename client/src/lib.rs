@@ -5,6 +5,7 @@
 
 pub mod chunk_io;
 pub mod cluster_dir;
+pub mod errno;
 pub mod local_cluster;
 pub mod mount;
 pub mod object;

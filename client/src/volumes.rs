@@ -6,17 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use hive_wire::net::meta::{MetaCall, MetaOp, MetaReply, VolumeMessage};
 
+use crate::errno;
 use crate::local_cluster;
-
-/// Linux errno values the namespace answers volume administration with.
-mod errno {
-    pub const EPERM: i32 = 1;
-    pub const ENOENT: i32 = 2;
-    pub const EEXIST: i32 = 17;
-    pub const EINVAL: i32 = 22;
-    pub const ENAMETOOLONG: i32 = 36;
-    pub const ENOTEMPTY: i32 = 39;
-}
 
 fn call(dir: &Path, call: MetaCall) -> Result<MetaReply> {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -128,50 +128,42 @@ impl Acl {
             .all(|e| matches!(e.tag, USER_OBJ | GROUP_OBJ | OTHER))
     }
 
-    /// The ACL after a chmod to `mode`: owner, mask (or owning group) and other take
-    /// the new bits; named entries keep theirs.
-    pub fn chmod(&self, mode: u16) -> Self {
+    /// The ACL with the entries a mode speaks for — owner, mask (or owning group when
+    /// there is no mask), other — combined with the mode's bits for them; named
+    /// entries as they are.
+    fn with_mode(&self, mode: u16, combine: impl Fn(u16, u16) -> u16) -> Self {
         let has_mask = self.entries.iter().any(|e| e.tag == MASK);
         let entries = self
             .entries
             .iter()
             .map(|e| {
-                let perm = match e.tag {
-                    USER_OBJ => (mode >> 6) & 0o7,
-                    MASK => (mode >> 3) & 0o7,
-                    GROUP_OBJ if !has_mask => (mode >> 3) & 0o7,
-                    OTHER => mode & 0o7,
-                    _ => e.perm,
+                let bits = match e.tag {
+                    USER_OBJ => Some((mode >> 6) & 0o7),
+                    MASK => Some((mode >> 3) & 0o7),
+                    GROUP_OBJ if !has_mask => Some((mode >> 3) & 0o7),
+                    OTHER => Some(mode & 0o7),
+                    _ => None,
                 };
-                Entry { perm, ..*e }
+                Entry {
+                    perm: bits.map_or(e.perm, |bits| combine(e.perm, bits)),
+                    ..*e
+                }
             })
             .collect();
         Self { entries }
+    }
+
+    /// The ACL after a chmod to `mode`: owner, mask (or owning group) and other take
+    /// the new bits; named entries keep theirs.
+    pub fn chmod(&self, mode: u16) -> Self {
+        self.with_mode(mode, |_, bits| bits)
     }
 
     /// What a new inode created with `mode` under a directory with this default ACL
     /// gets: its access ACL (the default ACL limited by `mode`) and its mode. The
     /// caller's umask does not apply (POSIX).
     pub fn inherit(&self, mode: u16) -> (Self, u16) {
-        let has_mask = self.entries.iter().any(|e| e.tag == MASK);
-        let entries: Vec<Entry> = self
-            .entries
-            .iter()
-            .map(|e| {
-                let limit = match e.tag {
-                    USER_OBJ => (mode >> 6) & 0o7,
-                    MASK => (mode >> 3) & 0o7,
-                    GROUP_OBJ if !has_mask => (mode >> 3) & 0o7,
-                    OTHER => mode & 0o7,
-                    _ => 0o7,
-                };
-                Entry {
-                    perm: e.perm & limit,
-                    ..*e
-                }
-            })
-            .collect();
-        let acl = Self { entries };
+        let acl = self.with_mode(mode, |perm, bits| perm & bits);
         let mode = (mode & !0o777) | acl.mode_bits();
         (acl, mode)
     }

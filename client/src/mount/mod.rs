@@ -211,7 +211,7 @@ fn serve(args: &MountArgs) -> Result<()> {
         .with_context(|| format!("asking the metadata service for volume {:?}", args.volume))?;
     let volume = match mounted {
         MetaReply::Mounted(v) => v,
-        MetaReply::Errno(2) => bail!(
+        MetaReply::Errno(crate::errno::ENOENT) => bail!(
             "no volume named {:?}; create it with 'hive volume create --cluster {} {}'",
             args.volume,
             args.cluster.display(),

@@ -22,21 +22,7 @@ use super::compaction::COMPACTIONS;
 use super::dirty::Dirty;
 use crate::chunk_io::ChunkStore;
 
-/// Linux errno values the mount itself produces.
-pub mod errno {
-    /// I/O error: the cluster or the metadata service did not answer, or failed.
-    pub const EIO: i32 = 5;
-    /// Invalid argument.
-    pub const EINVAL: i32 = 22;
-    /// Result too large for the caller's buffer.
-    pub const ERANGE: i32 = 34;
-    /// File too large.
-    pub const EFBIG: i32 = 27;
-    /// The file changed meanwhile (a compaction lost its race).
-    pub const EAGAIN: i32 = 11;
-    /// Operation not supported.
-    pub const EOPNOTSUPP: i32 = 95;
-}
+pub use crate::errno;
 
 /// A failed call, as the FUSE layer answers it.
 #[derive(Debug)]

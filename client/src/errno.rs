@@ -1,0 +1,25 @@
+//! The Linux errno values the client answers with or looks for in the metadata
+//! service's answers.
+
+/// Operation not permitted.
+pub const EPERM: i32 = 1;
+/// No such file, directory or volume.
+pub const ENOENT: i32 = 2;
+/// I/O error: the cluster or the metadata service did not answer, or failed.
+pub const EIO: i32 = 5;
+/// The file changed meanwhile (a compaction lost its race).
+pub const EAGAIN: i32 = 11;
+/// It exists already.
+pub const EEXIST: i32 = 17;
+/// Invalid argument.
+pub const EINVAL: i32 = 22;
+/// File too large.
+pub const EFBIG: i32 = 27;
+/// Result too large for the caller's buffer.
+pub const ERANGE: i32 = 34;
+/// A name too long.
+pub const ENAMETOOLONG: i32 = 36;
+/// A directory (or volume) that is not empty.
+pub const ENOTEMPTY: i32 = 39;
+/// Operation not supported.
+pub const EOPNOTSUPP: i32 = 95;
