@@ -30,3 +30,5 @@ pub const META_QUEUE: usize = 1024;
 pub const META_BATCH: usize = 256;
 /// Metadata requests a node serves at once.
 pub const META_INFLIGHT: usize = 512;
+/// How often the metadata service looks for client sessions whose time is up.
+pub const SESSION_TICK: std::time::Duration = std::time::Duration::from_secs(1);

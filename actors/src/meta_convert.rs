@@ -179,8 +179,19 @@ pub fn op_from(op: MetaOp) -> Op {
             ino: InodeId(ino),
             name,
         },
-        MetaOp::Open { ino } => Op::Open { ino: InodeId(ino) },
-        MetaOp::Release { ino } => Op::Release { ino: InodeId(ino) },
+        MetaOp::Open { ino, session } => Op::Open {
+            ino: InodeId(ino),
+            session,
+        },
+        MetaOp::Release { ino, session } => Op::Release {
+            ino: InodeId(ino),
+            session,
+        },
+        MetaOp::RenewSession { session, ttl_ms } => Op::RenewSession {
+            session,
+            ttl: Nanos(i64::try_from(ttl_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+        },
+        MetaOp::EndSession { session } => Op::EndSession { session },
         MetaOp::CreateVolume { name, k, m } => Op::CreateVolume { name, k, m },
         MetaOp::DeleteVolume { name, force } => Op::DeleteVolume { name, force },
     }

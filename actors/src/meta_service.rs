@@ -59,6 +59,39 @@ impl MetaStore {
             .map_err(|e| Refusal::new(code::INTERNAL, e))
     }
 
+    /// Ends client sessions whose time is up, looking every `period`: what a crashed
+    /// client held open is released (an unlinked file it had open goes).
+    pub fn expire_sessions(
+        self: Arc<Self>,
+        period: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                let at = now();
+                // A read first: the writer (and its sync) only when something expired.
+                match self.read(move |ns| ns.sessions_expired(at)).await {
+                    Ok(false) => continue,
+                    Ok(true) => {}
+                    Err(e) => {
+                        tracing::warn!("looking for expired sessions: {}", e.message);
+                        continue;
+                    }
+                }
+                let ctx = Context {
+                    uid: 0,
+                    gid: 0,
+                    now: at,
+                    umask: 0,
+                };
+                if let Err(e) = self.apply(ctx, Op::ExpireSessions).await {
+                    tracing::warn!("expiring sessions: {}", e.message);
+                }
+            }
+        })
+    }
+
     /// Runs a read on a blocking thread.
     async fn read<T: Send + 'static>(
         &self,
@@ -176,9 +209,12 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             | MetaOp::WriteInline { ino, .. }
             | MetaOp::SetXattr { ino, .. }
             | MetaOp::RemoveXattr { ino, .. }
-            | MetaOp::Open { ino }
-            | MetaOp::Release { ino } => vec![*ino],
-            MetaOp::CreateVolume { .. } | MetaOp::DeleteVolume { .. } => vec![],
+            | MetaOp::Open { ino, .. }
+            | MetaOp::Release { ino, .. } => vec![*ino],
+            MetaOp::CreateVolume { .. }
+            | MetaOp::DeleteVolume { .. }
+            | MetaOp::RenewSession { .. }
+            | MetaOp::EndSession { .. } => vec![],
         },
     }
 }

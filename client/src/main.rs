@@ -77,6 +77,10 @@ enum Command {
         /// Stay attached instead of serving in the background.
         #[arg(long)]
         foreground: bool,
+        /// How long the cluster keeps this mount's open files after it last heard from
+        /// it: if the mount dies, files it had open and that were unlinked go then.
+        #[arg(long, default_value_t = 60)]
+        lease_seconds: u64,
         /// Where to mount it (an existing directory).
         mountpoint: PathBuf,
     },
@@ -335,14 +339,21 @@ fn run(cli: Cli) -> Result<()> {
             cluster,
             volume,
             foreground,
+            lease_seconds,
             mountpoint,
-        } => mount::mount(&mount::MountArgs {
-            cluster,
-            volume,
-            mountpoint,
-            foreground,
-            log: None,
-        }),
+        } => {
+            if lease_seconds < 3 {
+                bail!("--lease-seconds must be at least 3 (the mount renews at a third of it)");
+            }
+            mount::mount(&mount::MountArgs {
+                cluster,
+                volume,
+                mountpoint,
+                foreground,
+                log: None,
+                lease: Duration::from_secs(lease_seconds),
+            })
+        }
         Command::Umount { mountpoint } => {
             mount::umount(&mountpoint)?;
             println!("unmounted {}", mountpoint.display());

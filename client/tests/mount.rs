@@ -74,16 +74,17 @@ struct Mounted {
 
 impl Mounted {
     fn new(cluster: &Cluster, volume: &str, name: &str) -> Self {
+        Self::with(cluster, volume, name, &[])
+    }
+
+    /// A mount with `extra` arguments for `hive mount`.
+    fn with(cluster: &Cluster, volume: &str, name: &str, extra: &[&str]) -> Self {
         let dir = cluster.path(name);
         std::fs::create_dir_all(&dir).expect("mount point");
-        let out = hive(&[
-            "mount",
-            "--cluster",
-            cluster.d(),
-            "--volume",
-            volume,
-            dir.to_str().expect("utf-8"),
-        ]);
+        let mut args = vec!["mount", "--cluster", cluster.d(), "--volume", volume];
+        args.extend_from_slice(extra);
+        args.push(dir.to_str().expect("utf-8"));
+        let out = hive(&args);
         let said = ok(&out, "hive mount");
         // "mounted SOURCE on DIR (pid N, log FILE)"
         let pid = said
@@ -464,8 +465,13 @@ fn crashes_lose_nothing_fsynced_and_renames_stay_whole() {
     let data = hive_testkit::random_bytes(SEED + 1, 3 << 20);
     std::fs::write(&source, &data).expect("source");
 
-    // kill -9 the client while it writes: every file it fsynced is intact afterwards.
-    let mnt = Mounted::new(&cluster, "default", "mnt");
+    // kill -9 the client while it writes: every file it fsynced is intact afterwards,
+    // and a file it held open after its last name went is removed when its lease ends.
+    let mnt = Mounted::with(&cluster, "default", "mnt", &["--lease-seconds", "3"]);
+    std::fs::write(mnt.path("orphan"), b"held open").expect("orphan");
+    let held = std::fs::File::open(mnt.path("orphan")).expect("open");
+    let orphan = held.metadata().expect("stat").ino();
+    std::fs::remove_file(mnt.path("orphan")).expect("unlink while open");
     let mut writer = Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -498,7 +504,29 @@ fn crashes_lose_nothing_fsynced_and_renames_stay_whole() {
         synced.push(line);
     }
     let _ = writer.wait();
+    drop(held);
     drop(mnt);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let _entered = runtime.enter();
+    let meta = hive_client::local_cluster::meta_client(&cluster.dir, false).expect("meta");
+    let since = Instant::now();
+    let mut seen = false;
+    loop {
+        let asked = runtime.block_on(meta.call("default", 0, 0, MetaCall::GetAttr { ino: orphan }));
+        match asked {
+            Ok(MetaReply::Errno(2)) => break,
+            Ok(MetaReply::Attr(a)) => {
+                assert_eq!(a.nlink, 0, "the orphan has no name");
+                seen = true;
+            }
+            other => panic!("asking for the orphan: {other:?}"),
+        }
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "the dead mount's orphan outlived its lease"
+        );
+    }
+    assert!(seen, "the orphan outlived the mount until its lease ended");
     let mnt = Mounted::new(&cluster, "default", "mnt");
     for n in &synced {
         let back = std::fs::read(mnt.path(&format!("f{n}")))

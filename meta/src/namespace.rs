@@ -17,12 +17,18 @@ use crate::constants::{
 };
 use crate::records::{
     InodeRecord, NEXT_INO, VolumeRecord, decode_dirent, decode_extent, decode_inode, decode_volume,
-    dirent_value, encode_inode, encode_volume, extent_key, extent_value, inode_key, named_key,
+    dirent_value, encode_inode, encode_volume, extent_key, extent_value, held_key, inode_key,
+    named_key, session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode,
 };
 
+/// Memtable bound of the keyspaces read by prefix scans (extents, directory entries).
+/// A scan walks every version of every key in its range that the memtable still holds,
+/// and a file rewritten often leaves many: a small memtable is flushed (and its old
+/// versions compacted away) before scans get slow.
+const SCANNED_MEMTABLE: u64 = 1 << 20;
 /// Storage class of the default volume.
 const DEFAULT_K: u8 = 4;
 /// See [`DEFAULT_K`].
@@ -58,6 +64,10 @@ pub struct Census {
     pub volumes: u64,
     /// Files with opens not yet released.
     pub opens: u64,
+    /// Client sessions.
+    pub sessions: u64,
+    /// (session, file) pairs with opens the session holds.
+    pub held: u64,
 }
 
 /// How an applied operation reaches stable storage.
@@ -80,6 +90,8 @@ struct Spaces {
     xattrs: SingleWriterTxKeyspace,
     volumes: SingleWriterTxKeyspace,
     opens: SingleWriterTxKeyspace,
+    sessions: SingleWriterTxKeyspace,
+    held: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -154,13 +166,19 @@ impl Namespace {
         let db = SingleWriterTxDatabase::builder(path).open()?;
         let spaces = Spaces {
             inodes: db.keyspace("inodes", KeyspaceCreateOptions::default)?,
-            dirents: db.keyspace("dirents", KeyspaceCreateOptions::default)?,
+            dirents: db.keyspace("dirents", || {
+                KeyspaceCreateOptions::default().max_memtable_size(SCANNED_MEMTABLE)
+            })?,
             symlinks: db.keyspace("symlinks", KeyspaceCreateOptions::default)?,
-            extents: db.keyspace("extents", KeyspaceCreateOptions::default)?,
+            extents: db.keyspace("extents", || {
+                KeyspaceCreateOptions::default().max_memtable_size(SCANNED_MEMTABLE)
+            })?,
             inline: db.keyspace("inline", KeyspaceCreateOptions::default)?,
             xattrs: db.keyspace("xattrs", KeyspaceCreateOptions::default)?,
             volumes: db.keyspace("volumes", KeyspaceCreateOptions::default)?,
             opens: db.keyspace("opens", KeyspaceCreateOptions::default)?,
+            sessions: db.keyspace("sessions", KeyspaceCreateOptions::default)?,
+            held: db.keyspace("held", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -304,6 +322,8 @@ impl Namespace {
             xattrs: count(&self.spaces.xattrs)?,
             volumes: count(&self.spaces.volumes)?,
             opens: count(&self.spaces.opens)?,
+            sessions: count(&self.spaces.sessions)?,
+            held: count(&self.spaces.held)?,
         })
     }
 
@@ -370,6 +390,25 @@ impl Namespace {
         decode_volume(&value)
             .map(Some)
             .ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))
+    }
+
+    /// Whether any session's time is up at `now` (a read: `ExpireSessions` then ends
+    /// them).
+    pub fn sessions_expired(&self, now: Nanos) -> Result<bool, MetaError> {
+        let snapshot = self.db.read_tx();
+        for item in snapshot.iter(&self.spaces.sessions) {
+            let (_, value) = item.into_inner()?;
+            let until = i64::from_le_bytes(
+                value
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| MetaError::Corrupt("a session record".into()))?,
+            );
+            if until <= now.0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Makes every operation applied so far durable (one sync for all of them): what a
@@ -725,6 +764,63 @@ impl Tx<'_, '_> {
         }
     }
 
+    /// Takes `n` opens of `ino` back; the inode goes with its last open if it has no
+    /// name left. An inode that is gone already (a volume deleted by force) is skipped.
+    fn release_opens(&mut self, ino: InodeId, n: u32) -> Result<(), MetaError> {
+        let Some(node) = self.inode(ino)?.ok() else {
+            return Ok(());
+        };
+        let left = self.opens(ino)?.saturating_sub(n);
+        self.set_opens(ino, left);
+        if left == 0 && node.attr.nlink == 0 {
+            self.drop_inode(ino)?;
+        }
+        Ok(())
+    }
+
+    /// Opens of `ino` that `session` holds.
+    fn held(&self, session: u64, ino: InodeId) -> Result<u32, MetaError> {
+        match self.tx.get(&self.s.held, held_key(session, ino))? {
+            None => Ok(0),
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u32::from_le_bytes)
+                .map_err(|_| MetaError::Corrupt(format!("session {session}'s opens of {ino}"))),
+        }
+    }
+
+    fn set_held(&mut self, session: u64, ino: InodeId, n: u32) {
+        if n == 0 {
+            self.tx.remove(&self.s.held, held_key(session, ino));
+        } else {
+            self.tx
+                .insert(&self.s.held, held_key(session, ino), n.to_le_bytes());
+        }
+    }
+
+    /// Releases every open `session` holds and forgets the session.
+    fn end_session(&mut self, session: u64) -> Result<(), MetaError> {
+        let mut held = Vec::new();
+        for item in self.tx.prefix(&self.s.held, session_key(session)) {
+            let (key, value) = item.into_inner()?;
+            let corrupt = || MetaError::Corrupt(format!("session {session}'s opens"));
+            let ino = InodeId(u64::from_be_bytes(
+                key.get(8..16)
+                    .and_then(|k| k.try_into().ok())
+                    .ok_or_else(corrupt)?,
+            ));
+            let n = u32::from_le_bytes(value.as_ref().try_into().map_err(|_| corrupt())?);
+            held.push((key, ino, n));
+        }
+        for (key, ino, n) in held {
+            self.tx.remove(&self.s.held, key);
+            self.release_opens(ino, n)?;
+        }
+        self.tx.remove(&self.s.sessions, session_key(session));
+        Ok(())
+    }
+
     fn set_opens(&mut self, ino: InodeId, opens: u32) {
         if opens == 0 {
             self.tx.remove(&self.s.opens, inode_key(ino));
@@ -1060,25 +1156,83 @@ impl Tx<'_, '_> {
             }
             Op::CreateVolume { name, k, m } => self.create_volume(ctx, name, *k, *m),
             Op::DeleteVolume { name, force } => self.delete_volume(name, *force),
-            Op::Open { ino } => {
+            Op::Open { ino, session } => {
                 let node = errno!(self.file(*ino)?);
+                if *session != 0
+                    && !self
+                        .tx
+                        .contains_key(&self.s.sessions, session_key(*session))?
+                {
+                    return Ok(Err(Errno::Inval));
+                }
                 let opens = self.opens(*ino)?;
                 if opens == u32::MAX {
                     return Ok(Err(Errno::MFile));
                 }
+                if *session != 0 {
+                    // What a session holds is part of the total, so it cannot overflow.
+                    let held = self.held(*session, *ino)?;
+                    self.set_held(*session, *ino, held + 1);
+                }
                 self.set_opens(*ino, opens + 1);
                 Ok(Ok(Outcome::Attr(node.attr)))
             }
-            Op::Release { ino } => {
+            Op::Release { ino, session } => {
                 errno!(self.file(*ino)?);
                 let opens = self.opens(*ino)?;
                 if opens == 0 {
                     return Ok(Err(Errno::Inval));
                 }
-                self.set_opens(*ino, opens - 1);
-                let node = errno!(self.inode(*ino)?);
-                if opens == 1 && node.attr.nlink == 0 {
-                    self.drop_inode(*ino)?;
+                if *session != 0 {
+                    let held = self.held(*session, *ino)?;
+                    if held == 0 {
+                        return Ok(Err(Errno::Inval));
+                    }
+                    self.set_held(*session, *ino, held - 1);
+                }
+                self.release_opens(*ino, 1)?;
+                Ok(Ok(Outcome::Done))
+            }
+            Op::RenewSession { session, ttl } => {
+                if *session == 0 || ttl.0 < 0 {
+                    return Ok(Err(Errno::Inval));
+                }
+                let until = ctx.now.0.saturating_add(ttl.0);
+                self.tx
+                    .insert(&self.s.sessions, session_key(*session), until.to_le_bytes());
+                Ok(Ok(Outcome::Done))
+            }
+            Op::EndSession { session } => {
+                if !self
+                    .tx
+                    .contains_key(&self.s.sessions, session_key(*session))?
+                {
+                    return Ok(Err(Errno::NoEnt));
+                }
+                self.end_session(*session)?;
+                Ok(Ok(Outcome::Done))
+            }
+            Op::ExpireSessions => {
+                let mut expired = Vec::new();
+                for item in self.tx.iter(&self.s.sessions) {
+                    let (key, value) = item.into_inner()?;
+                    let session = u64::from_be_bytes(
+                        key.as_ref()
+                            .try_into()
+                            .map_err(|_| MetaError::Corrupt("a session key".into()))?,
+                    );
+                    let until = i64::from_le_bytes(
+                        value
+                            .as_ref()
+                            .try_into()
+                            .map_err(|_| MetaError::Corrupt(format!("session {session}")))?,
+                    );
+                    if until <= ctx.now.0 {
+                        expired.push(session);
+                    }
+                }
+                for session in expired {
+                    self.end_session(session)?;
                 }
                 Ok(Ok(Outcome::Done))
             }

@@ -11,6 +11,8 @@
 //! | `xattrs` | inode (u64 BE), name | value |
 //! | `volumes` | name | [`VOLUME_RECORD`] bytes: see [`encode_volume`] |
 //! | `opens` | inode (u64 BE) | opens not yet released (u32 LE), present only when above 0 |
+//! | `sessions` | session (u64 BE) | when it expires unless renewed (i64 ns LE) |
+//! | `held` | session (u64 BE), inode (u64 BE) | opens the session holds (u32 LE), present only when above 0 |
 //! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
 
 use crate::types::{Attr, Extent, FileType, InodeId, Nanos};
@@ -34,6 +36,19 @@ pub struct InodeRecord {
     pub parent: InodeId,
     /// The root of the volume the inode belongs to.
     pub volume: InodeId,
+}
+
+/// The key of a client session: its id (u64 BE).
+pub fn session_key(session: u64) -> [u8; 8] {
+    session.to_be_bytes()
+}
+
+/// The key of the opens a session holds of one file: session (u64 BE), inode (u64 BE).
+pub fn held_key(session: u64, ino: InodeId) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&session.to_be_bytes());
+    key[8..].copy_from_slice(&ino.0.to_be_bytes());
+    key
 }
 
 /// The key of an inode.

@@ -335,12 +335,34 @@ pub enum Op {
     Open {
         /// The file.
         ino: InodeId,
+        /// The client's session, which holds the open until released or until the
+        /// session ends or expires; 0 for an open no session holds (EINVAL for a
+        /// session that does not exist).
+        session: u64,
     },
     /// A client closed regular file `ino`; an orphan goes with its last close.
     Release {
         /// The file.
         ino: InodeId,
+        /// The session that opened it (0: none).
+        session: u64,
     },
+    /// Starts or extends a client's session: it lives until `ttl` after now unless
+    /// renewed.
+    RenewSession {
+        /// The session (not 0).
+        session: u64,
+        /// How long it lives from now.
+        ttl: Nanos,
+    },
+    /// Ends a session: every open it holds is released.
+    EndSession {
+        /// The session.
+        session: u64,
+    },
+    /// Ends every session whose time is up (at `Context::now`), releasing its opens:
+    /// what a crashed client held goes.
+    ExpireSessions,
     /// Removes an extended attribute.
     RemoveXattr {
         /// The inode.

@@ -88,6 +88,8 @@ struct Model {
     nodes: BTreeMap<u64, Node>,
     next: u64,
     volumes: BTreeMap<Vec<u8>, VolumeRecord>,
+    /// Client sessions: when each expires, and the opens it holds per inode.
+    sessions: BTreeMap<u64, (i64, BTreeMap<u64, u32>)>,
 }
 
 fn valid(name: &[u8]) -> Result<(), Errno> {
@@ -119,6 +121,28 @@ impl Model {
             nodes: [(1, root)].into(),
             next: 2,
             volumes: [(DEFAULT_VOLUME.to_vec(), default)].into(),
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    /// Takes `n` opens of `ino` back (if it still exists); an orphan goes with its last.
+    fn release_opens(&mut self, ino: u64, n: u32) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        node.opens = node.opens.saturating_sub(n);
+        if node.opens == 0 && node.attr.nlink == 0 {
+            self.nodes.remove(&ino);
+        }
+    }
+
+    fn end_session(&mut self, session: u64) {
+        let (_, held) = self
+            .sessions
+            .remove(&session)
+            .expect("model: session exists");
+        for (ino, n) in held {
+            self.release_opens(ino, n);
         }
     }
 
@@ -549,19 +573,66 @@ impl Model {
                 self.volumes.remove(name);
                 Ok(Outcome::Done)
             }
-            Op::Open { ino } => {
+            Op::Open { ino, session } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                if *session != 0 && !self.sessions.contains_key(session) {
+                    return Err(Errno::Inval);
+                }
                 node.opens += 1;
-                Ok(Outcome::Attr(node.attr))
+                let attr = node.attr;
+                if *session != 0 {
+                    let held = &mut self.sessions.get_mut(session).expect("checked").1;
+                    *held.entry(ino.0).or_default() += 1;
+                }
+                Ok(Outcome::Attr(attr))
             }
-            Op::Release { ino } => {
+            Op::Release { ino, session } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
                 if node.opens == 0 {
                     return Err(Errno::Inval);
                 }
-                node.opens -= 1;
-                if node.opens == 0 && node.attr.nlink == 0 {
-                    self.nodes.remove(&ino.0);
+                if *session != 0 {
+                    let held = self
+                        .sessions
+                        .get_mut(session)
+                        .and_then(|(_, held)| held.get_mut(&ino.0))
+                        .ok_or(Errno::Inval)?;
+                    *held -= 1;
+                    if *held == 0 {
+                        self.sessions
+                            .get_mut(session)
+                            .expect("checked")
+                            .1
+                            .remove(&ino.0);
+                    }
+                }
+                self.release_opens(ino.0, 1);
+                Ok(Outcome::Done)
+            }
+            Op::RenewSession { session, ttl } => {
+                if *session == 0 || ttl.0 < 0 {
+                    return Err(Errno::Inval);
+                }
+                let until = ctx.now.0.saturating_add(ttl.0);
+                self.sessions.entry(*session).or_default().0 = until;
+                Ok(Outcome::Done)
+            }
+            Op::EndSession { session } => {
+                if !self.sessions.contains_key(session) {
+                    return Err(Errno::NoEnt);
+                }
+                self.end_session(*session);
+                Ok(Outcome::Done)
+            }
+            Op::ExpireSessions => {
+                let expired: Vec<u64> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, (until, _))| *until <= ctx.now.0)
+                    .map(|(session, _)| *session)
+                    .collect();
+                for session in expired {
+                    self.end_session(session);
                 }
                 Ok(Outcome::Done)
             }
@@ -706,8 +777,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (ino(), xattr_name()).prop_map(|(ino, name)| Op::RemoveXattr { ino, name }),
         1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::CreateVolume { name, k, m }),
         1 => (volume_name(), any::<bool>()).prop_map(|(name, force)| Op::DeleteVolume { name, force }),
-        3 => ino().prop_map(|ino| Op::Open { ino }),
-        3 => ino().prop_map(|ino| Op::Release { ino }),
+        3 => (ino(), 0u64..3).prop_map(|(ino, session)| Op::Open { ino, session }),
+        3 => (ino(), 0u64..3).prop_map(|(ino, session)| Op::Release { ino, session }),
+        1 => (0u64..3, 0i64..10).prop_map(|(session, ttl)| Op::RenewSession { session, ttl: Nanos(ttl) }),
+        1 => (0u64..3).prop_map(|session| Op::EndSession { session }),
+        1 => Just(Op::ExpireSessions),
     ]
 }
 
@@ -790,6 +864,12 @@ fn census(model: &Model) -> Census {
     }
     c.volumes = model.volumes.len() as u64;
     c.opens = model.nodes.values().filter(|n| n.opens > 0).count() as u64;
+    c.sessions = model.sessions.len() as u64;
+    c.held = model
+        .sessions
+        .values()
+        .map(|(_, held)| held.len() as u64)
+        .sum();
     c
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
-use hive_actors::constants::HEARTBEAT_TIMEOUT;
+use hive_actors::constants::{HEARTBEAT_TIMEOUT, SESSION_TICK};
 use hive_actors::{
     Authority, AuthorityArgs, Child, FollowerArgs, HeartbeatArgs, MetaStore, NodeSupervisor,
     ShardActor, Shards, control_service, meta_service, route, shard_service,
@@ -371,6 +371,7 @@ async fn serve(
         let namespace = Namespace::open(path, Durability::Buffered)
             .with_context(|| format!("meta.path: opening the namespace in {}", path.display()))?;
         let store = MetaStore::start(namespace).context("starting the metadata writer")?;
+        store.clone().expire_sessions(SESSION_TICK);
         routes.push((Meta::PROTOCOL, meta_service(store)));
         tracing::info!("metadata service on {}", path.display());
     }

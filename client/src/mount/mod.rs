@@ -12,6 +12,7 @@ mod compaction;
 mod dirty;
 mod fs;
 mod reads;
+mod session;
 mod volume;
 mod writeback;
 
@@ -28,7 +29,8 @@ use hive_wire::net::meta::{MetaCall, MetaReply};
 pub use cache::CHUNK_CACHE_BYTES;
 pub use compaction::{COMPACT_BELOW, COMPACT_MIN_EXTENTS, fragmented};
 pub use fs::{ENTRY_TTL, HiveFs, MAX_READAHEAD, MAX_WRITE};
-pub use volume::Volume;
+pub use session::DEFAULT_LEASE;
+pub use volume::{Services, Volume};
 pub use writeback::{FILE_BUFFER, TOTAL_BUFFER};
 
 use crate::local_cluster;
@@ -52,6 +54,9 @@ pub struct MountArgs {
     pub foreground: bool,
     /// Where a background mount writes its log.
     pub log: Option<PathBuf>,
+    /// How long the cluster keeps this mount's open files after it last heard from it
+    /// (a mount that dies loses its opens then).
+    pub lease: std::time::Duration,
 }
 
 impl MountArgs {
@@ -104,6 +109,7 @@ pub fn helper_args(args: &[String]) -> Result<MountArgs> {
         mountpoint: PathBuf::from(mountpoint),
         foreground,
         log: None,
+        lease: session::DEFAULT_LEASE,
     })
 }
 
@@ -160,6 +166,8 @@ fn background(args: &MountArgs) -> Result<()> {
         .arg("--volume")
         .arg(&args.volume)
         .arg("--foreground")
+        .arg("--lease-seconds")
+        .arg(args.lease.as_secs().to_string())
         .arg(&args.mountpoint)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -232,15 +240,24 @@ fn serve(args: &MountArgs) -> Result<()> {
         );
     }
     let chunker = Chunker::new(ChunkerConfig::default())?;
-    let volume = Arc::new(Volume::new(
-        args.volume.clone(),
-        volume.root,
+    let session = session::new_session_id().context("drawing a session id")?;
+    let services = Services {
         meta,
         chunks,
         control,
+    };
+    let volume = Arc::new(Volume::new(
+        args.volume.clone(),
+        volume.root,
+        services,
         chunker,
+        session,
+        args.lease,
     ));
-    let fs = HiveFs::new(volume, runtime.handle().clone());
+    runtime
+        .block_on(volume.start_session())
+        .map_err(|e| anyhow::anyhow!("starting a session with the metadata service: {e:?}"))?;
+    let fs = HiveFs::new(volume.clone(), runtime.handle().clone());
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(args.source()),
@@ -284,7 +301,12 @@ fn serve(args: &MountArgs) -> Result<()> {
     // The background parent waits for this line; nothing else goes to stdout.
     let _ = writeln!(stdout, "{READY}");
     let _ = stdout.flush();
-    session.run().context("serving the mount")?;
+    let served = session.run().context("serving the mount");
+    // Whatever is still open here is released at once, not at the lease's end.
+    if let Err(e) = runtime.block_on(volume.end_session()) {
+        eprintln!("hive mount: ending the session failed (its lease ends it): {e:?}");
+    }
+    served?;
     eprintln!("hive mount: unmounted {}", args.mountpoint.display());
     Ok(())
 }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hive_codec::Chunker;
 use hive_wire::net::control::ControlClient;
@@ -84,6 +85,16 @@ pub(super) struct FileState {
     pub(super) content: Option<Content>,
 }
 
+/// The cluster's services a mount uses.
+pub struct Services {
+    /// The metadata service.
+    pub meta: Arc<MetaClient>,
+    /// The nodes' shard services.
+    pub chunks: Arc<ChunkStore>,
+    /// The map authority (for statfs).
+    pub control: Arc<ControlClient>,
+}
+
 /// A mounted volume.
 pub struct Volume {
     name: String,
@@ -96,21 +107,33 @@ pub struct Volume {
     pub(super) cache: Arc<ChunkCache>,
     /// Uncommitted bytes across files.
     pub(super) buffered: AtomicU64,
+    /// The session holding this mount's opens (see `session`).
+    pub(super) session: u64,
+    /// How long the session outlives its last renewal.
+    pub(super) lease: Duration,
     /// Compactions allowed to start (see `compaction`).
     pub(super) compactions: Arc<Semaphore>,
 }
 
 impl Volume {
-    /// Serves volume `name` rooted at inode `root`.
+    /// Serves volume `name` rooted at inode `root` through `services`, its opens held
+    /// by `session` (see [`Volume::start_session`]).
     pub fn new(
         name: String,
         root: u64,
-        meta: Arc<MetaClient>,
-        chunks: Arc<ChunkStore>,
-        control: Arc<ControlClient>,
+        services: Services,
         chunker: Chunker,
+        session: u64,
+        lease: Duration,
     ) -> Self {
+        let Services {
+            meta,
+            chunks,
+            control,
+        } = services;
         Self {
+            session,
+            lease,
             name,
             root,
             meta,
@@ -461,7 +484,11 @@ impl Volume {
 
     /// Opens file `ino`: its content is fetched afresh (close-to-open consistency).
     pub async fn open(&self, caller: Caller, ino: u64) -> Result<()> {
-        self.apply(caller, MetaOp::Open { ino }).await?;
+        let op = MetaOp::Open {
+            ino,
+            session: self.session,
+        };
+        self.apply(caller, op).await?;
         let state = self.state_or_new(ino);
         let mut file = state.lock().await;
         file.handles += 1;
@@ -476,7 +503,11 @@ impl Volume {
         let mut file = state.lock().await;
         file.handles = file.handles.saturating_sub(1);
         let committed = self.commit(ino, &mut file, true).await;
-        let released = self.apply(SYSTEM, MetaOp::Release { ino }).await;
+        let op = MetaOp::Release {
+            ino,
+            session: self.session,
+        };
+        let released = self.apply(SYSTEM, op).await;
         if file.handles == 0 && committed.is_ok() {
             self.compact_later(ino);
         }

@@ -273,11 +273,27 @@ pub enum MetaOp {
     Open {
         /// The file.
         ino: u64,
+        /// The client's session (0: none).
+        session: u64,
     },
     /// A file was closed.
     Release {
         /// The file.
         ino: u64,
+        /// The session that opened it (0: none).
+        session: u64,
+    },
+    /// Starts or extends a client's session (which holds its opens).
+    RenewSession {
+        /// A random id the client chose (not 0).
+        session: u64,
+        /// How long it lives from now, in milliseconds.
+        ttl_ms: u64,
+    },
+    /// Ends a session, releasing its opens (a clean unmount).
+    EndSession {
+        /// The session.
+        session: u64,
     },
     /// Creates a volume (administrators only).
     CreateVolume {
