@@ -261,6 +261,17 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
     }
 }
 
+/// What a request inside a volume comes to after its checks and reads, all done in
+/// one pass on a blocking thread.
+enum Checked {
+    /// Answered: a read, or a refusal by errno.
+    Reply(MetaReply),
+    /// Refused: an inode outside the volume.
+    Outside(u64),
+    /// A change, checked, for the writer.
+    Change(MetaOp),
+}
+
 /// Answers `call`, which works inside `volume`.
 async fn in_volume(
     store: &MetaStore,
@@ -268,83 +279,70 @@ async fn in_volume(
     volume_name: &str,
     call: MetaCall,
 ) -> Result<MetaReply, Refusal> {
-    // Everything else works inside the caller's volume.
-    let name = volume_name.as_bytes().to_vec();
-    let Some(volume) = store.read(move |ns| ns.volume(&name)).await? else {
-        return Ok(errno(Errno::NoEnt));
-    };
-    let inodes = inodes_of(&call);
-    let roots = store
-        .read(move |ns| {
-            inodes
-                .into_iter()
-                .map(|ino| ns.volume_root(InodeId(ino)).map(|r| (ino, r)))
-                .collect::<Result<Vec<_>, _>>()
-        })
+    let name = volume_name.to_string();
+    let checked = store
+        .read(move |ns| check_and_read(ns, &name, call))
         .await?;
-    for (ino, root) in roots {
-        match root {
-            Err(e) => return Ok(errno(e)),
-            Ok(root) if root != volume.root => {
-                return Err(Refusal::new(
-                    code::FORBIDDEN,
-                    format!("inode {ino} is not in volume {volume_name:?}"),
-                ));
-            }
+    match checked {
+        Checked::Reply(reply) => Ok(reply),
+        Checked::Outside(ino) => Err(Refusal::new(
+            code::FORBIDDEN,
+            format!("inode {ino} is not in volume {volume_name:?}"),
+        )),
+        Checked::Change(op) => Ok(reply_of(store.apply(ctx, op_from(op)).await?)),
+    }
+}
+
+/// Checks that the volume exists and holds every inode `call` names, then answers a
+/// read, or hands back a change (one blocking task for all of it).
+fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<Checked, MetaError> {
+    let Some(volume) = ns.volume(volume_name.as_bytes())? else {
+        return Ok(Checked::Reply(errno(Errno::NoEnt)));
+    };
+    for ino in inodes_of(&call) {
+        match ns.volume_root(InodeId(ino))? {
+            Err(e) => return Ok(Checked::Reply(errno(e))),
+            Ok(root) if root != volume.root => return Ok(Checked::Outside(ino)),
             Ok(_) => {}
         }
     }
     let reply = match call {
+        MetaCall::Apply(op) => return Ok(Checked::Change(op)),
         MetaCall::Mount => MetaReply::Mounted(volume_message(volume_name.as_bytes(), &volume)),
-        MetaCall::GetAttr { ino } => {
-            let attr = store.read(move |ns| ns.getattr(InodeId(ino))).await?;
-            attr.map_or_else(errno, |a| MetaReply::Attr(attr_message(&a)))
-        }
-        MetaCall::Lookup { parent, name } => {
-            let attr = store
-                .read(move |ns| ns.lookup(InodeId(parent), &name))
-                .await?;
-            attr.map_or_else(errno, |a| MetaReply::Attr(attr_message(&a)))
-        }
-        MetaCall::ReadDir { ino } => {
-            let entries = store.read(move |ns| ns.readdir(InodeId(ino))).await?;
-            entries.map_or_else(errno, |entries| {
-                MetaReply::Entries(entries.iter().map(entry_message).collect())
-            })
-        }
-        MetaCall::ReadLink { ino } => {
-            let target = store.read(move |ns| ns.readlink(InodeId(ino))).await?;
-            target.map_or_else(errno, MetaReply::Bytes)
-        }
+        MetaCall::GetAttr { ino } => ns
+            .getattr(InodeId(ino))?
+            .map_or_else(errno, |a| MetaReply::Attr(attr_message(&a))),
+        MetaCall::Lookup { parent, name } => ns
+            .lookup(InodeId(parent), &name)?
+            .map_or_else(errno, |a| MetaReply::Attr(attr_message(&a))),
+        MetaCall::ReadDir { ino } => ns.readdir(InodeId(ino))?.map_or_else(errno, |entries| {
+            MetaReply::Entries(entries.iter().map(entry_message).collect())
+        }),
+        MetaCall::ReadLink { ino } => ns
+            .readlink(InodeId(ino))?
+            .map_or_else(errno, MetaReply::Bytes),
         MetaCall::Content { ino } => {
-            let content = store.read(move |ns| ns.content(InodeId(ino))).await?;
-            content.map_or_else(errno, |(attr, inline, extents)| MetaReply::Content {
-                attr: attr_message(&attr),
-                inline,
-                extents: extents.iter().map(extent_message).collect(),
-            })
+            ns.content(InodeId(ino))?
+                .map_or_else(errno, |(attr, inline, extents)| MetaReply::Content {
+                    attr: attr_message(&attr),
+                    inline,
+                    extents: extents.iter().map(extent_message).collect(),
+                })
         }
-        MetaCall::GetXattr { ino, name } => {
-            let all = store.read(move |ns| ns.xattrs(InodeId(ino))).await?;
-            match all {
-                Err(e) => errno(e),
-                Ok(all) => all
-                    .into_iter()
-                    .find(|(n, _)| *n == name)
-                    .map_or(errno(Errno::NoData), |(_, v)| MetaReply::Bytes(v)),
-            }
-        }
-        MetaCall::ListXattr { ino } => {
-            let all = store.read(move |ns| ns.xattrs(InodeId(ino))).await?;
-            all.map_or_else(errno, |all| {
-                MetaReply::Names(all.into_iter().map(|(n, _)| n).collect())
-            })
-        }
+        MetaCall::GetXattr { ino, name } => match ns.xattrs(InodeId(ino))? {
+            Err(e) => errno(e),
+            Ok(all) => all
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map_or(errno(Errno::NoData), |(_, v)| MetaReply::Bytes(v)),
+        },
+        MetaCall::ListXattr { ino } => ns.xattrs(InodeId(ino))?.map_or_else(errno, |all| {
+            MetaReply::Names(all.into_iter().map(|(n, _)| n).collect())
+        }),
         // Volume administration is answered by `handle`, never inside a volume.
         MetaCall::ListVolumes => errno(Errno::Inval),
-        MetaCall::Apply(op) => reply_of(store.apply(ctx, op_from(op)).await?),
     };
-    Ok(reply)
+    Ok(Checked::Reply(reply))
 }
 
 fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {

@@ -217,6 +217,12 @@ impl ChunkStore {
         }
     }
 
+    /// The shards owed so far (failed after their chunk's ACK), taken: for a reporter
+    /// that runs while writes go on (shards still in flight are left alone).
+    pub fn take_owed(&self) -> Vec<OwedShard> {
+        std::mem::take(&mut self.owed.state().owed)
+    }
+
     /// Waits up to `grace` for shard writes still running after their chunk's ACK, then
     /// counts those still unfinished as owed too, and takes every owed shard not taken
     /// before (to report to the map authority). Call before the process exits: a
@@ -236,7 +242,7 @@ impl ChunkStore {
         for ((chunk, index), node) in unfinished {
             self.owed.add(owed_shard(chunk, index, node));
         }
-        std::mem::take(&mut self.owed.state().owed)
+        self.take_owed()
     }
 
     /// Damaged shards reads have met (and read around).

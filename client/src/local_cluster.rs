@@ -671,7 +671,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Waits for shard writes still running after their chunks' ACKs (at most
 /// [`SETTLE_GRACE`]) and reports the shards owed to the map authority.
-async fn report_owed(store: &ChunkStore, authority: &ControlClient) {
+pub async fn report_owed(store: &ChunkStore, authority: &ControlClient) {
     let owed = store.settle(SETTLE_GRACE).await;
     if owed.is_empty() {
         return;
@@ -684,7 +684,7 @@ async fn report_owed(store: &ChunkStore, authority: &ControlClient) {
 }
 
 /// Reports `owed` shards to the map authority, in batches that fit a request.
-async fn send_owed(authority: &ControlClient, owed: &[OwedShard]) {
+pub async fn send_owed(authority: &ControlClient, owed: &[OwedShard]) {
     for batch in owed.chunks(OWED_REPORT_BATCH) {
         if let Err(err) = authority.report_owed(batch.to_vec()).await {
             eprintln!("warning: could not report owed shards to the map authority: {err}");

@@ -38,6 +38,8 @@ use crate::local_cluster;
 /// FUSE worker threads: requests of several processes (or of one process's threads)
 /// are served at once.
 pub const MOUNT_THREADS: usize = 4;
+/// How often a mount reports the shards it could not store after their chunks' ACKs.
+pub const OWED_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// The line a background mount prints once it is ready.
 const READY: &str = "hive-mount-ready";
 
@@ -243,8 +245,8 @@ fn serve(args: &MountArgs) -> Result<()> {
     let session = session::new_session_id().context("drawing a session id")?;
     let services = Services {
         meta,
-        chunks,
-        control,
+        chunks: chunks.clone(),
+        control: control.clone(),
     };
     let volume = Arc::new(Volume::new(
         args.volume.clone(),
@@ -254,6 +256,19 @@ fn serve(args: &MountArgs) -> Result<()> {
         session,
         args.lease,
     ));
+    // Shards that fail after their chunk's ACK are reported as they happen, not only
+    // at unmount.
+    let (reported, authority) = (chunks.clone(), control.clone());
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(OWED_REPORT_EVERY);
+        loop {
+            ticker.tick().await;
+            let owed = reported.take_owed();
+            if !owed.is_empty() {
+                local_cluster::send_owed(&authority, &owed).await;
+            }
+        }
+    });
     runtime
         .block_on(volume.start_session())
         .map_err(|e| anyhow::anyhow!("starting a session with the metadata service: {e:?}"))?;
@@ -306,6 +321,9 @@ fn serve(args: &MountArgs) -> Result<()> {
     if let Err(e) = runtime.block_on(volume.end_session()) {
         eprintln!("hive mount: ending the session failed (its lease ends it): {e:?}");
     }
+    // Shards still being written after their chunks' ACKs: waited for a moment, and
+    // those that did not make it reported to the map authority as owed to repair.
+    runtime.block_on(local_cluster::report_owed(&chunks, &control));
     served?;
     eprintln!("hive mount: unmounted {}", args.mountpoint.display());
     Ok(())
