@@ -192,9 +192,16 @@ fn posix_suites_pass_on_a_mount() {
         missing.is_empty(),
         "pass locally but not on the mount: {missing:?}\n{on_mount}"
     );
-    for skipped in on_mount.lines().filter(|l| l.contains(" skipped")) {
-        // Every skip carries its reason on the line after it, which is printed here.
-        println!("{skipped}");
+    // Every skip carries its reason on the line after it.
+    let lines: Vec<&str> = on_mount.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim_end().ends_with("skipped") {
+            let why = lines.get(i + 1).map_or("", |l| l.trim());
+            println!(
+                "{} skipped on the mount: {why}",
+                line.split_whitespace().next().unwrap_or(line)
+            );
+        }
     }
 
     // fsx with mmap reads and writes, two seeds at a time.

@@ -40,6 +40,9 @@ use crate::local_cluster;
 pub const MOUNT_THREADS: usize = 4;
 /// How often a mount reports the shards it could not store after their chunks' ACKs.
 pub const OWED_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a mount told to stop (SIGTERM, SIGINT) may take to finish the requests it
+/// is serving before the process exits anyway.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(45);
 /// The line a background mount prints once it is ready.
 const READY: &str = "hive-mount-ready";
 
@@ -306,6 +309,12 @@ fn serve(args: &MountArgs) -> Result<()> {
         if let Err(e) = unmounter.unmount() {
             eprintln!("hive mount: unmount failed: {e}");
         }
+        // Requests stuck on an unreachable cluster must not keep a stopped mount
+        // alive: past the grace, the process goes (a mount left behind reads as
+        // "transport endpoint is not connected" until unmounted).
+        tokio::time::sleep(STOP_GRACE).await;
+        eprintln!("hive mount: still serving {STOP_GRACE:?} after the signal; exiting");
+        std::process::exit(1);
     });
     eprintln!(
         "hive mount: {} mounted on {}",
