@@ -30,9 +30,8 @@ pub const SHARD_DEADLINE: Duration = Duration::from_secs(30);
 pub const HAS_DEADLINE: Duration = Duration::from_secs(3);
 /// Holders asked the dedup question at once (the first answer counts).
 pub const DEDUP_ASKED: usize = 2;
-/// How long connecting to a node may take (QUIC would otherwise wait for its idle
-/// timeout on a node that is gone).
-pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// How long connecting to a node may take: the transport's bound.
+pub use hive_wire::net::rpc::CONNECT_DEADLINE;
 /// How long a map follower waits after a failed watch before asking again.
 pub const MAP_RETRY: Duration = Duration::from_secs(1);
 /// Owed shards remembered for reporting; past it only the count grows.

@@ -637,13 +637,35 @@ pub async fn connect(dir: &Path) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)
     chunk_store(dir, &file).await
 }
 
+/// [`connect`] and the metadata service too, all on one endpoint: what a mount uses.
+pub async fn connect_mount(
+    dir: &Path,
+) -> Result<(Arc<ChunkStore>, Arc<ControlClient>, MetaClient)> {
+    let file = load(dir)?;
+    let client = Arc::new(cluster_client(dir, &file)?);
+    let meta = MetaClient::new(
+        client.clone(),
+        file.node_addr(file.meta, "metadata node")?,
+        NodeId(file.meta),
+    );
+    let (store, authority) = store_on(&file, client).await?;
+    Ok((store, authority, meta))
+}
+
 /// A chunk store on the cluster's current map, and a control client of the authority
 /// (the one the store follows the map through).
 async fn chunk_store(
     dir: &Path,
     file: &ClusterFile,
 ) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
-    let client = Arc::new(cluster_client(dir, file)?);
+    store_on(file, Arc::new(cluster_client(dir, file)?)).await
+}
+
+/// A chunk store and an authority client on `client`'s endpoint.
+async fn store_on(
+    file: &ClusterFile,
+    client: Arc<Client>,
+) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
     let view = learn_view(file, client.clone()).await?;
     let authority = Arc::new(ControlClient::new(
         client.clone(),

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use hive_wire::net::meta::MetaOp;
 
 use super::volume::{FsError, Result, SYSTEM, Volume, errno};
@@ -52,7 +53,7 @@ impl Volume {
             return Ok(false);
         }
         let (data, _) = self.assemble(ino, &content, 0, size).await?;
-        let extents = self.put_ranges(&[(0, data)]).await?;
+        let extents = self.put_ranges(&[(0, Bytes::from(data))]).await?;
         let op = MetaOp::ReplaceExtents {
             ino,
             ctime: content.attr.ctime,

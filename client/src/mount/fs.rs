@@ -22,7 +22,7 @@ use fuser::{
 use hive_wire::net::meta::{AttrMessage, EntryMessage, kind, xattr_mode};
 use tokio::runtime::Handle;
 
-use super::volume::{Caller, FsError, Volume, errno};
+use super::volume::{Caller, FsError, Volume, errno, nanos, now_nanos};
 
 /// How long the kernel may cache a name's lookup and a directory's or symlink's
 /// attributes. Regular files' attributes are not cached (0): a file another mount
@@ -159,17 +159,10 @@ fn time(ns: i64) -> SystemTime {
     }
 }
 
-fn nanos(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(before) => -i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
-}
-
 fn time_or_now(t: TimeOrNow) -> i64 {
     match t {
         TimeOrNow::SpecificTime(t) => nanos(t),
-        TimeOrNow::Now => nanos(SystemTime::now()),
+        TimeOrNow::Now => now_nanos(),
     }
 }
 

@@ -216,9 +216,9 @@ fn serve(args: &MountArgs) -> Result<()> {
         .context("starting tokio")?;
     // The QUIC endpoint is made on the runtime.
     let _entered = runtime.enter();
-    let scheme = local_cluster::scheme(&args.cluster)?;
-    let meta = Arc::new(local_cluster::meta_client(&args.cluster, false)?);
-    let (chunks, control) = runtime.block_on(local_cluster::connect(&args.cluster))?;
+    let (chunks, control, meta) = runtime.block_on(local_cluster::connect_mount(&args.cluster))?;
+    let meta = Arc::new(meta);
+    let scheme = chunks.scheme();
     let mounted = runtime
         .block_on(meta.call(&args.volume, 0, 0, MetaCall::Mount))
         .with_context(|| format!("asking the metadata service for volume {:?}", args.volume))?;
@@ -292,6 +292,8 @@ fn serve(args: &MountArgs) -> Result<()> {
     let mut session = fuser::Session::new(fs, &args.mountpoint, &config)
         .with_context(|| format!("mounting on {}", args.mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
+    // Fired when the session ends, however it ends.
+    let (stopped, on_stop) = tokio::sync::oneshot::channel::<()>();
     runtime.spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -312,9 +314,10 @@ fn serve(args: &MountArgs) -> Result<()> {
         // Requests stuck on an unreachable cluster must not keep a stopped mount
         // alive: past the grace, the process goes (a mount left behind reads as
         // "transport endpoint is not connected" until unmounted).
-        tokio::time::sleep(STOP_GRACE).await;
-        eprintln!("hive mount: still serving {STOP_GRACE:?} after the signal; exiting");
-        std::process::exit(1);
+        if tokio::time::timeout(STOP_GRACE, on_stop).await.is_err() {
+            eprintln!("hive mount: still serving {STOP_GRACE:?} after the signal; exiting");
+            std::process::exit(1);
+        }
     });
     eprintln!(
         "hive mount: {} mounted on {}",
@@ -326,6 +329,7 @@ fn serve(args: &MountArgs) -> Result<()> {
     let _ = writeln!(stdout, "{READY}");
     let _ = stdout.flush();
     let served = session.run().context("serving the mount");
+    let _ = stopped.send(());
     // Whatever is still open here is released at once, not at the lease's end.
     if let Err(e) = runtime.block_on(volume.end_session()) {
         eprintln!("hive mount: ending the session failed (its lease ends it): {e:?}");

@@ -560,11 +560,17 @@ impl Volume {
     }
 }
 
+/// `t` as nanoseconds since the Unix epoch (negative before it).
+pub(super) fn nanos(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Now, as [`nanos`].
 pub(super) fn now_nanos() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+    nanos(std::time::SystemTime::now())
 }
 
 pub(super) fn unexpected(reply: &MetaReply) -> FsError {

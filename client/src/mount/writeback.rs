@@ -88,10 +88,17 @@ impl Volume {
             .last()
             .map_or(0, |(offset, data)| offset + data.len() as u64);
         if content.extents.is_empty() && content.attr.size.max(end) <= MAX_INLINE {
-            for (offset, data) in ranges.drain(..) {
-                let op = MetaOp::WriteInline { ino, offset, data };
+            // Each range stays in `ranges` until all are written (writing one again
+            // after a failure is harmless), so a failure loses none of them.
+            for (offset, data) in ranges.iter() {
+                let op = MetaOp::WriteInline {
+                    ino,
+                    offset: *offset,
+                    data: data.clone(),
+                };
                 self.apply(SYSTEM, op).await?;
             }
+            ranges.clear();
             return Ok(());
         }
         if !content.inline.is_empty() {
@@ -101,11 +108,12 @@ impl Volume {
             merged.underlay(0, &content.inline);
             *ranges = merged.take();
         }
-        let mut tail = None;
         if !all && let Some((offset, data)) = ranges.pop() {
             let (_, covered) = self.chunker.split_prefix(&data, false);
             if covered < data.len() {
-                tail = Some((offset + covered as u64, data[covered..].to_vec()));
+                // The tail stays buffered whatever happens to the rest.
+                file.dirty
+                    .underlay(offset + covered as u64, &data[covered..]);
             }
             if covered > 0 {
                 let mut data = data;
@@ -113,6 +121,24 @@ impl Volume {
                 ranges.push((offset, data));
             }
         }
+        // The buffers become the chunks' bytes without a copy; they come back as they
+        // were if the put or the commit fails.
+        let owned: Vec<(u64, Bytes)> = std::mem::take(ranges)
+            .into_iter()
+            .map(|(offset, data)| (offset, Bytes::from(data)))
+            .collect();
+        if let Err(e) = self.put_and_commit(ino, &owned).await {
+            *ranges = owned
+                .into_iter()
+                .map(|(offset, data)| (offset, Vec::from(data)))
+                .collect();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Puts `ranges` and commits their extents.
+    async fn put_and_commit(&self, ino: u64, ranges: &[(u64, Bytes)]) -> Result<()> {
         let extents = self.put_ranges(ranges).await?;
         for batch in extents.chunks(EXTENTS_PER_COMMIT) {
             let op = MetaOp::CommitExtents {
@@ -121,21 +147,16 @@ impl Volume {
             };
             self.apply(SYSTEM, op).await?;
         }
-        ranges.clear();
-        if let Some((offset, data)) = tail {
-            file.dirty.underlay(offset, &data);
-        }
         Ok(())
     }
 
     /// Cuts `ranges` into chunks, puts them (up to [`COMMIT_PARALLELISM`] at once) and
     /// returns their extents.
-    pub(super) async fn put_ranges(&self, ranges: &[(u64, Vec<u8>)]) -> Result<Vec<ExtentMessage>> {
+    pub(super) async fn put_ranges(&self, ranges: &[(u64, Bytes)]) -> Result<Vec<ExtentMessage>> {
         let mut pieces = Vec::new();
         for (offset, data) in ranges {
-            let data = Bytes::copy_from_slice(data);
             let mut at = 0usize;
-            for chunk in self.chunker.split(&data) {
+            for chunk in self.chunker.split(data) {
                 pieces.push((*offset + at as u64, data.slice(at..at + chunk.len())));
                 at += chunk.len();
             }
@@ -152,7 +173,9 @@ impl Volume {
                 let cache = self.cache.clone();
                 running.spawn(async move {
                     let id = chunks.put(&bytes).await?;
-                    cache.insert(id, bytes.clone());
+                    // A copy of its own: a slice would keep the whole written range
+                    // alive and the cache's bound would not hold.
+                    cache.insert(id, Bytes::copy_from_slice(&bytes));
                     Ok::<_, crate::chunk_io::ChunkError>(ExtentMessage {
                         offset,
                         len: u32::try_from(bytes.len())
