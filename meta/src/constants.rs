@@ -15,6 +15,14 @@ pub const MAX_XATTR_NAME: usize = 255;
 pub const MAX_XATTR_VALUE: usize = 65_536;
 /// Extents one `CommitExtents` may carry (bounds the transaction).
 pub const MAX_EXTENTS_PER_COMMIT: usize = 4096;
+/// File bytes one extent page covers. A file's extents are stored in pages cut at these
+/// boundaries, so a commit reads and rewrites only the pages it touches (one or two for a
+/// write-back buffer) by point reads, and a file rewritten many times leaves few keys.
+/// 64 MiB holds a few hundred full chunks, or 16k 4 KiB extents (768 KiB) at worst.
+pub const EXTENT_PAGE_SPAN: u64 = 64 << 20;
+/// Pages of a whole file read by point reads; a larger file is read by one prefix scan
+/// (a sparse file can span many pages that do not exist).
+pub const POINT_READ_PAGES: u64 = 16;
 /// Longest volume name: what a client certificate's volume grant can carry.
 pub const MAX_VOLUME_NAME: usize = 64;
 /// The volume made with every namespace, rooted at inode 1: what a mount uses when it

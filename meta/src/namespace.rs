@@ -12,19 +12,20 @@ use fjall::{
 
 use crate::acl::{self, Acl};
 use crate::constants::{
-    DEFAULT_VOLUME, MAX_DEPTH, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE, MAX_INLINE, MAX_K,
-    MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE,
+    DEFAULT_VOLUME, EXTENT_PAGE_SPAN, MAX_DEPTH, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE,
+    MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME,
+    MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
-    InodeRecord, NEXT_INO, VolumeRecord, decode_dirent, decode_extent, decode_inode, decode_volume,
-    dirent_value, encode_inode, encode_volume, extent_key, extent_value, held_key, inode_key,
-    named_key, session_key,
+    InodeRecord, NEXT_INO, VolumeRecord, decode_dirent, decode_extent, decode_extent_page,
+    decode_inode, decode_volume, dirent_value, encode_extent_page, encode_inode, encode_volume,
+    extent_page_key, held_key, inode_key, named_key, page_of, session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode,
 };
 
-/// Memtable bound of the keyspaces read by prefix scans (extents, directory entries).
+/// Memtable bound of the keyspaces read by prefix scans (extent pages, directory entries).
 /// A scan walks every version of every key in its range that the memtable still holds,
 /// and a file rewritten often leaves many: a small memtable is flushed (and its old
 /// versions compacted away) before scans get slow.
@@ -54,7 +55,7 @@ pub struct Census {
     pub dirents: u64,
     /// Symlink targets.
     pub symlinks: u64,
-    /// Extents.
+    /// Extent pages.
     pub extents: u64,
     /// Files with inline data.
     pub inline: u64,
@@ -170,7 +171,7 @@ impl Namespace {
                 KeyspaceCreateOptions::default().max_memtable_size(SCANNED_MEMTABLE)
             })?,
             symlinks: db.keyspace("symlinks", KeyspaceCreateOptions::default)?,
-            extents: db.keyspace("extents", || {
+            extents: db.keyspace("extent_pages", || {
                 KeyspaceCreateOptions::default().max_memtable_size(SCANNED_MEMTABLE)
             })?,
             inline: db.keyspace("inline", KeyspaceCreateOptions::default)?,
@@ -214,7 +215,46 @@ impl Namespace {
             tx.insert(&namespace.spaces.meta, NEXT_INO, 2u64.to_le_bytes());
             tx.durability(Some(PersistMode::SyncAll)).commit()?;
         }
+        if namespace.db.keyspace_exists(V1_EXTENTS) {
+            namespace.convert_v1_extents()?;
+        }
         Ok(namespace)
+    }
+
+    /// Moves version 1 extent records (one per extent) into pages, in one transaction,
+    /// and empties their keyspace: a namespace written before extent pages opens whole.
+    fn convert_v1_extents(&self) -> Result<(), MetaError> {
+        let v1 = self
+            .db
+            .keyspace(V1_EXTENTS, KeyspaceCreateOptions::default)?;
+        let mut tx = self.db.write_tx();
+        let mut files: std::collections::BTreeMap<InodeId, Vec<Extent>> = Default::default();
+        let mut keys = Vec::new();
+        for item in tx.iter(&v1) {
+            let (key, value) = item.into_inner()?;
+            let extent = decode_extent(&key, &value)
+                .ok_or_else(|| MetaError::Corrupt(format!("version 1 extent {key:?}")))?;
+            let ino = InodeId(u64::from_be_bytes(
+                key[..8].try_into().expect("16-byte key"),
+            ));
+            files.entry(ino).or_default().push(extent);
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        for key in keys {
+            tx.remove(&v1, key);
+        }
+        let mut t = Tx {
+            tx: &mut tx,
+            s: &self.spaces,
+        };
+        for (ino, extents) in files {
+            t.write_pages(ino, &[], &paged(&extents));
+        }
+        tx.durability(Some(PersistMode::SyncAll)).commit()?;
+        Ok(())
     }
 
     /// Applies `op` for `ctx` as one transaction.
@@ -334,7 +374,12 @@ impl Namespace {
         if node.attr.kind != FileType::File {
             return Ok(Err(Errno::Inval));
         }
-        Ok(Ok(read_extents(&snapshot, &self.spaces, ino)?))
+        Ok(Ok(read_extents(
+            &snapshot,
+            &self.spaces,
+            ino,
+            node.attr.size,
+        )?))
     }
 
     /// The inline bytes of file `ino` (empty if it has none).
@@ -370,7 +415,7 @@ impl Namespace {
             .get(&self.spaces.inline, inode_key(ino))?
             .map(|v| v.to_vec())
             .unwrap_or_default();
-        let extents = read_extents(&snapshot, &self.spaces, ino)?;
+        let extents = read_extents(&snapshot, &self.spaces, ino, node.attr.size)?;
         Ok(Ok((node.attr, inline, extents)))
     }
 
@@ -487,16 +532,88 @@ fn truncated(old: &[Extent], size: u64) -> Vec<Extent> {
         .collect()
 }
 
-fn read_extents(from: &impl Readable, s: &Spaces, ino: InodeId) -> Result<Vec<Extent>, MetaError> {
+/// `extents` (sorted, apart) cut at page boundaries: how they are stored and read.
+fn paged(extents: &[Extent]) -> Vec<Extent> {
+    let mut out = Vec::with_capacity(extents.len());
+    for e in extents {
+        let mut piece = *e;
+        while page_of(piece.offset) != page_of(piece.end() - 1) {
+            let head = (page_of(piece.offset) + 1) * EXTENT_PAGE_SPAN - piece.offset;
+            let head = u32::try_from(head).expect("below the extent's length");
+            out.push(Extent { len: head, ..piece });
+            piece = Extent {
+                offset: piece.offset + u64::from(head),
+                len: piece.len - head,
+                chunk_offset: piece.chunk_offset + head,
+                ..piece
+            };
+        }
+        out.push(piece);
+    }
+    out
+}
+
+/// The pages `extents` touch, in order, each once.
+fn pages_of(extents: &[Extent]) -> Vec<u64> {
+    let mut pages: Vec<u64> = extents
+        .iter()
+        .flat_map(|e| page_of(e.offset)..=page_of(e.end() - 1))
+        .collect();
+    pages.dedup();
+    pages
+}
+
+fn decode_page(ino: InodeId, key: &[u8], value: &[u8]) -> Result<Vec<Extent>, MetaError> {
+    decode_extent_page(key, value)
+        .map(|(_, extents)| extents)
+        .ok_or_else(|| MetaError::Corrupt(format!("an extent page of {ino}")))
+}
+
+/// The extents of pages `pages` (ascending) of file `ino`, by point reads.
+fn read_pages(
+    from: &impl Readable,
+    s: &Spaces,
+    ino: InodeId,
+    pages: impl Iterator<Item = u64>,
+) -> Result<Vec<Extent>, MetaError> {
     let mut out = Vec::new();
-    for item in from.prefix(&s.extents, inode_key(ino)) {
-        let (key, value) = item.into_inner()?;
-        out.push(
-            decode_extent(&key, &value)
-                .ok_or_else(|| MetaError::Corrupt(format!("an extent of {ino}")))?,
-        );
+    for page in pages {
+        let key = extent_page_key(ino, page);
+        if let Some(value) = from.get(&s.extents, key)? {
+            out.extend(decode_page(ino, &key, &value)?);
+        }
     }
     Ok(out)
+}
+
+/// The extents of file `ino` from page `first` on, by one range scan.
+fn read_pages_from(
+    from: &impl Readable,
+    s: &Spaces,
+    ino: InodeId,
+    first: u64,
+) -> Result<Vec<Extent>, MetaError> {
+    let mut out = Vec::new();
+    let range = extent_page_key(ino, first)..=extent_page_key(ino, u64::MAX);
+    for item in from.range(&s.extents, range) {
+        let (key, value) = item.into_inner()?;
+        out.extend(decode_page(ino, &key, &value)?);
+    }
+    Ok(out)
+}
+
+/// All extents of file `ino` of size `size` (none lie past it), by offset.
+fn read_extents(
+    from: &impl Readable,
+    s: &Spaces,
+    ino: InodeId,
+    size: u64,
+) -> Result<Vec<Extent>, MetaError> {
+    let pages = size.div_ceil(EXTENT_PAGE_SPAN);
+    if pages <= POINT_READ_PAGES {
+        return read_pages(from, s, ino, 0..pages);
+    }
+    read_pages_from(from, s, ino, 0)
 }
 
 fn read_inode(
@@ -511,6 +628,9 @@ fn read_inode(
             .ok_or_else(|| MetaError::Corrupt(format!("the record of {ino}"))),
     }
 }
+
+/// The keyspace of version 1 extent records, converted to pages when a namespace opens.
+const V1_EXTENTS: &str = "extents";
 
 /// One operation's transaction.
 struct Tx<'a, 'db> {
@@ -578,37 +698,36 @@ impl Tx<'_, '_> {
         Ok(())
     }
 
-    /// Replaces a file's extents `old` with `new` (each sorted by offset, offsets
-    /// unique), writing only what changed: one pass over both.
-    fn write_extents(&mut self, ino: InodeId, old: &[Extent], new: &[Extent]) {
-        debug_assert!(old.windows(2).all(|w| w[0].offset < w[1].offset));
-        debug_assert!(new.windows(2).all(|w| w[0].offset < w[1].offset));
-        let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
-        loop {
-            match (old.peek(), new.peek()) {
-                (Some(o), Some(n)) if o.offset == n.offset => {
-                    if o != n {
-                        self.tx
-                            .insert(&self.s.extents, extent_key(ino, n.offset), extent_value(n));
-                    }
-                    old.next();
-                    new.next();
-                }
-                (Some(o), Some(n)) if o.offset < n.offset => {
-                    self.tx.remove(&self.s.extents, extent_key(ino, o.offset));
-                    old.next();
-                }
-                (Some(o), None) => {
-                    self.tx.remove(&self.s.extents, extent_key(ino, o.offset));
-                    old.next();
-                }
-                (_, Some(n)) => {
-                    self.tx
-                        .insert(&self.s.extents, extent_key(ino, n.offset), extent_value(n));
-                    new.next();
-                }
-                (None, None) => break,
+    /// Replaces the pages of file `ino` that held `old` with pages holding `new` (both
+    /// paged, sorted, apart): a page left empty goes, an unchanged one is not written.
+    fn write_pages(&mut self, ino: InodeId, old: &[Extent], new: &[Extent]) {
+        debug_assert!(new.windows(2).all(|w| w[0].end() <= w[1].offset));
+        let in_page = |extents: &[Extent], page: u64| -> std::ops::Range<usize> {
+            let from = extents.partition_point(|e| page_of(e.offset) < page);
+            let to = extents.partition_point(|e| page_of(e.offset) <= page);
+            from..to
+        };
+        let mut pages = pages_of(old);
+        pages.extend(pages_of(new));
+        pages.sort_unstable();
+        pages.dedup();
+        for page in pages {
+            let (was, now) = (&old[in_page(old, page)], &new[in_page(new, page)]);
+            let key = extent_page_key(ino, page);
+            if now.is_empty() {
+                self.tx.remove(&self.s.extents, key);
+            } else if was != now {
+                self.tx
+                    .insert(&self.s.extents, key, encode_extent_page(now));
             }
+        }
+    }
+
+    /// Whether file `ino` has an extent.
+    fn has_extents(&self, ino: InodeId) -> Result<bool, MetaError> {
+        match self.tx.prefix(&self.s.extents, inode_key(ino)).next() {
+            None => Ok(false),
+            Some(item) => item.into_inner().map(|_| true).map_err(MetaError::from),
         }
     }
 
@@ -1084,7 +1203,7 @@ impl Tx<'_, '_> {
                 if end > MAX_INLINE {
                     return Ok(Err(Errno::FBig));
                 }
-                if !read_extents(&*self.tx, self.s, *ino)?.is_empty() {
+                if self.has_extents(*ino)? {
                     return Ok(Err(Errno::Inval));
                 }
                 let mut content = self
@@ -1265,9 +1384,10 @@ impl Tx<'_, '_> {
                         FileType::Dir => return Ok(Err(Errno::IsDir)),
                         kind if kind != FileType::File => return Ok(Err(Errno::Inval)),
                         _ => {
-                            let old = read_extents(&*self.tx, self.s, *ino)?;
+                            // Only pages from the cut on change.
+                            let old = read_pages_from(&*self.tx, self.s, *ino, page_of(*size))?;
                             let cut = truncated(&old, *size);
-                            self.write_extents(*ino, &old, &cut);
+                            self.write_pages(*ino, &old, &cut);
                             if let Some(data) = self.tx.get(&self.s.inline, inode_key(*ino))?
                                 && data.len() as u64 > *size
                             {
@@ -1328,9 +1448,11 @@ impl Tx<'_, '_> {
         if overlapping || sorted.iter().any(|e| e.len == 0) {
             return Ok(Err(Errno::Inval));
         }
-        let old = read_extents(&*self.tx, self.s, ino)?;
+        // Only the pages the new extents touch change.
+        let sorted = paged(&sorted);
+        let old = read_pages(&*self.tx, self.s, ino, pages_of(&sorted).into_iter())?;
         let merged = overlay(&old, &sorted);
-        self.write_extents(ino, &old, &merged);
+        self.write_pages(ino, &old, &merged);
         self.tx.remove(&self.s.inline, inode_key(ino));
         let end = sorted.last().map_or(0, Extent::end);
         node.attr.size = node.attr.size.max(end);
@@ -1357,8 +1479,8 @@ impl Tx<'_, '_> {
         if overlapping || outside || self.tx.contains_key(&self.s.inline, inode_key(ino))? {
             return Ok(Err(Errno::Inval));
         }
-        let old = read_extents(&*self.tx, self.s, ino)?;
-        self.write_extents(ino, &old, &sorted);
+        let old = read_extents(&*self.tx, self.s, ino, node.attr.size)?;
+        self.write_pages(ino, &old, &paged(&sorted));
         Ok(Ok(Outcome::Attr(node.attr)))
     }
 
@@ -1439,5 +1561,79 @@ impl Tx<'_, '_> {
             self.put(&d);
         }
         Ok(Ok(Outcome::Done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{extent_key, extent_value};
+
+    #[test]
+    fn version_1_extents_are_converted_to_pages_on_open() {
+        let dir = std::env::temp_dir().join(format!("hive-meta-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ctx = Context {
+            uid: 0,
+            gid: 0,
+            now: Nanos(1),
+            umask: 0,
+        };
+        let piece = |offset: u64, len: u32, chunk: u8| Extent {
+            offset,
+            len,
+            chunk: [chunk; 32],
+            chunk_offset: 7,
+        };
+        let extents = vec![
+            piece(0, 4096, 1),
+            piece(EXTENT_PAGE_SPAN - 10, 20, 2),
+            piece(3 * EXTENT_PAGE_SPAN, 5, 3),
+        ];
+        let f = InodeId(2);
+        {
+            let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+            let create = Op::Create {
+                parent: InodeId::ROOT,
+                name: b"f".to_vec(),
+                mode: 0o644,
+            };
+            ns.apply(ctx, &create).expect("store").expect("created");
+            let grow = Op::SetAttr {
+                ino: f,
+                mode: None,
+                uid: None,
+                gid: None,
+                size: Some(3 * EXTENT_PAGE_SPAN + 5),
+                atime: None,
+                mtime: None,
+            };
+            ns.apply(ctx, &grow).expect("store").expect("grown");
+            // Written as a version 1 namespace would have: one record per extent.
+            let v1 = ns
+                .db
+                .keyspace(V1_EXTENTS, KeyspaceCreateOptions::default)
+                .expect("keyspace");
+            let mut tx = ns.db.write_tx();
+            for e in &extents {
+                tx.insert(&v1, extent_key(f, e.offset), extent_value(e));
+            }
+            tx.durability(Some(PersistMode::SyncAll))
+                .commit()
+                .expect("commit");
+        }
+        let ns = Namespace::open(&dir, Durability::Buffered).expect("reopen");
+        assert_eq!(ns.extents(f).expect("store"), Ok(paged(&extents)));
+        assert_eq!(ns.census().expect("store").extents, 3, "pages 0, 1 and 3");
+        let v1 = ns
+            .db
+            .keyspace(V1_EXTENTS, KeyspaceCreateOptions::default)
+            .expect("keyspace");
+        assert!(
+            ns.db.read_tx().iter(&v1).next().is_none(),
+            "version 1 records are gone"
+        );
+        drop(ns);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

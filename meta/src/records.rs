@@ -6,7 +6,8 @@
 //! | `inodes` | inode (u64 BE) | [`INODE_RECORD`] bytes: see [`encode_inode`] |
 //! | `dirents` | parent inode (u64 BE), name bytes | child inode (u64 LE), kind (u8) |
 //! | `symlinks` | inode (u64 BE) | target bytes |
-//! | `extents` | inode (u64 BE), file offset (u64 BE) | length (u32), chunk id (32 bytes), chunk offset (u32) |
+//! | `extent_pages` | inode (u64 BE), page (u64 BE): file offset / [`EXTENT_PAGE_SPAN`] | [`EXTENT_PAGE_VERSION`] (u8), count (u32), then per extent by offset: file offset (u64), length (u32), chunk offset (u32), chunk id (32 bytes); present only when the page holds an extent |
+//! | `extents` | version 1 (read once, to convert): inode (u64 BE), file offset (u64 BE) | length (u32), chunk id (32 bytes), chunk offset (u32) |
 //! | `inline` | inode (u64 BE) | the file's bytes from offset 0 (at most `MAX_INLINE`) |
 //! | `xattrs` | inode (u64 BE), name | value |
 //! | `volumes` | name | [`VOLUME_RECORD`] bytes: see [`encode_volume`] |
@@ -15,6 +16,7 @@
 //! | `held` | session (u64 BE), inode (u64 BE) | opens the session holds (u32 LE), present only when above 0 |
 //! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
 
+use crate::constants::EXTENT_PAGE_SPAN;
 use crate::types::{Attr, Extent, FileType, InodeId, Nanos};
 
 /// Version of the inode record format written: 2 added the device number.
@@ -64,7 +66,7 @@ pub fn named_key(parent: InodeId, name: &[u8]) -> Vec<u8> {
     key
 }
 
-/// The key of an extent (and, with its name, of an xattr: the same layout).
+/// The key of a version 1 extent record (and of an extent page: the same layout).
 pub fn extent_key(ino: InodeId, offset: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
     key[..8].copy_from_slice(&ino.0.to_be_bytes());
@@ -81,7 +83,78 @@ pub fn extent_value(extent: &Extent) -> [u8; 40] {
     value
 }
 
-/// Reads an extent from its key and value.
+/// Version of the extent page format written. Version 1 kept one record per extent in
+/// the `extents` keyspace; an open namespace converts them.
+pub const EXTENT_PAGE_VERSION: u8 = 2;
+/// Bytes before a page's extents: version (u8), count (u32).
+const PAGE_HEADER: usize = 5;
+/// Bytes of one extent in a page.
+const PAGE_EXTENT: usize = 48;
+
+/// The page of the file offset `offset`.
+pub fn page_of(offset: u64) -> u64 {
+    offset / EXTENT_PAGE_SPAN
+}
+
+/// The key of page `page` of file `ino`'s extents.
+pub fn extent_page_key(ino: InodeId, page: u64) -> [u8; 16] {
+    extent_key(ino, page)
+}
+
+/// A page's value: its extents, which lie inside the page, sorted and apart.
+pub fn encode_extent_page(extents: &[Extent]) -> Vec<u8> {
+    debug_assert!(extents.windows(2).all(|w| w[0].end() <= w[1].offset));
+    let mut out = Vec::with_capacity(PAGE_HEADER + extents.len() * PAGE_EXTENT);
+    out.push(EXTENT_PAGE_VERSION);
+    out.extend_from_slice(
+        &u32::try_from(extents.len())
+            .expect("a page holds at most its span in extents")
+            .to_le_bytes(),
+    );
+    for e in extents {
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.len.to_le_bytes());
+        out.extend_from_slice(&e.chunk_offset.to_le_bytes());
+        out.extend_from_slice(&e.chunk);
+    }
+    out
+}
+
+/// Reads a page's extents, checking that each lies inside the page its key names, is not
+/// empty, and follows the one before it.
+pub fn decode_extent_page(key: &[u8], value: &[u8]) -> Option<(u64, Vec<Extent>)> {
+    let page = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
+    if key.len() != 16 || value.len() < PAGE_HEADER || value[0] != EXTENT_PAGE_VERSION {
+        return None;
+    }
+    let count = u32::from_le_bytes(value[1..5].try_into().ok()?) as usize;
+    let body = &value[PAGE_HEADER..];
+    if count == 0 || body.len() != count.checked_mul(PAGE_EXTENT)? {
+        return None;
+    }
+    let start = page.checked_mul(EXTENT_PAGE_SPAN)?;
+    let end = start.checked_add(EXTENT_PAGE_SPAN)?;
+    let mut out = Vec::with_capacity(count);
+    let mut floor = start;
+    for bytes in body.chunks_exact(PAGE_EXTENT) {
+        let mut chunk = [0u8; 32];
+        chunk.copy_from_slice(&bytes[16..48]);
+        let e = Extent {
+            offset: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+            len: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
+            chunk_offset: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
+            chunk,
+        };
+        if e.len == 0 || e.offset < floor || e.offset.checked_add(u64::from(e.len))? > end {
+            return None;
+        }
+        floor = e.end();
+        out.push(e);
+    }
+    Some((page, out))
+}
+
+/// Reads a version 1 extent record from its key and value.
 pub fn decode_extent(key: &[u8], value: &[u8]) -> Option<Extent> {
     if key.len() != 16 || value.len() != 40 {
         return None;
@@ -216,6 +289,45 @@ mod tests {
             Some((InodeId(7), FileType::Symlink))
         );
         assert_eq!(decode_dirent(&dirent[..8]), None);
+        let key = extent_page_key(InodeId(42), 2);
+        let start = 2 * EXTENT_PAGE_SPAN;
+        let page = vec![
+            Extent {
+                offset: start,
+                len: 10,
+                chunk: [1; 32],
+                chunk_offset: 5,
+            },
+            Extent {
+                offset: start + EXTENT_PAGE_SPAN - 4,
+                len: 4,
+                chunk: [2; 32],
+                chunk_offset: 0,
+            },
+        ];
+        let value = encode_extent_page(&page);
+        assert_eq!(decode_extent_page(&key, &value), Some((2, page.clone())));
+        // Extents outside the page its key names, out of order, empty or cut short.
+        assert_eq!(
+            decode_extent_page(&extent_page_key(InodeId(42), 1), &value),
+            None
+        );
+        assert_eq!(
+            decode_extent_page(&extent_page_key(InodeId(42), 3), &value),
+            None
+        );
+        let mut swapped = value.clone();
+        swapped[PAGE_HEADER..].rotate_left(PAGE_EXTENT);
+        assert_eq!(decode_extent_page(&key, &swapped), None);
+        assert_eq!(decode_extent_page(&key, &encode_extent_page(&[])), None);
+        assert_eq!(decode_extent_page(&key, &value[..value.len() - 1]), None);
+        assert_eq!(decode_extent_page(&key[..15], &value), None);
+        let mut zero = value.clone();
+        zero[PAGE_HEADER + 8..PAGE_HEADER + 12].fill(0);
+        assert_eq!(decode_extent_page(&key, &zero), None);
+        let mut past = encode_extent_page(&page[1..]);
+        past[PAGE_HEADER + 8] = 5;
+        assert_eq!(decode_extent_page(&key, &past), None);
     }
 }
 

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hive_meta::acl::{self, Acl};
 use hive_meta::{
-    Attr, Census, Context, DEFAULT_VOLUME, Durability, Errno, Extent, FileType, InodeId,
-    MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK,
+    Attr, Census, Context, DEFAULT_VOLUME, Durability, EXTENT_PAGE_SPAN, Errno, Extent, FileType,
+    InodeId, MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK,
     MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace, Nanos, Op, Outcome, VolumeRecord,
     XattrMode,
 };
@@ -761,7 +761,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (ino(), name()).prop_map(|(parent, name)| Op::Unlink { parent, name }),
         2 => (ino(), name()).prop_map(|(parent, name)| Op::Rmdir { parent, name }),
         5 => (ino(), name(), ino(), name()).prop_map(|(from, from_name, to, to_name)| Op::Rename { from, from_name, to, to_name }),
-        2 => (ino(), prop::option::of(mode), prop::option::of(0u64..20_000), prop::option::of(0u32..3))
+        2 => (ino(), prop::option::of(mode), prop::option::of(size()), prop::option::of(0u32..3))
             .prop_map(|(ino, mode, size, uid)| Op::SetAttr { ino, mode, uid, gid: None, size, atime: None, mtime: None }),
         4 => (ino(), prop::collection::vec(extent(), 0..4)).prop_map(|(ino, extents)| Op::CommitExtents { ino, extents }),
         // A ctime of -1 stands for the file's ctime when the operation runs (see
@@ -785,11 +785,22 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Where extents and sizes fall: near the start of a file, or across the boundary of the
+/// first two pages of extents.
+fn base() -> impl Strategy<Value = u64> {
+    prop::sample::select(vec![0, EXTENT_PAGE_SPAN - 8192])
+}
+
+/// File sizes for truncation, around the same places.
+fn size() -> impl Strategy<Value = u64> {
+    (base(), 0u64..20_000).prop_map(|(base, at)| base + at)
+}
+
 /// Extents on a coarse grid, so they overlap one another often.
 fn extent() -> impl Strategy<Value = Extent> {
-    (0u64..32, 0u32..8, 1u32..4096, 0u8..3, 0u32..1000).prop_map(
-        |(slot, fine, len, chunk, chunk_offset)| Extent {
-            offset: slot * 512 + u64::from(fine),
+    (base(), 0u64..32, 0u32..8, 1u32..4096, 0u8..3, 0u32..1000).prop_map(
+        |(base, slot, fine, len, chunk, chunk_offset)| Extent {
+            offset: base + slot * 512 + u64::from(fine),
             len,
             chunk: [chunk; 32],
             chunk_offset,
@@ -851,6 +862,25 @@ fn acl_value() -> impl Strategy<Value = Vec<u8>> {
 
 static CASE: AtomicU64 = AtomicU64::new(0);
 
+/// `extents` as the namespace stores them: cut where a page of extents ends.
+fn paged(extents: &[Extent]) -> Vec<Extent> {
+    let mut out = Vec::new();
+    for e in extents {
+        let mut at = e.offset;
+        while at < e.end() {
+            let end = e.end().min((at / EXTENT_PAGE_SPAN + 1) * EXTENT_PAGE_SPAN);
+            out.push(Extent {
+                offset: at,
+                len: (end - at) as u32,
+                chunk: e.chunk,
+                chunk_offset: e.chunk_offset + (at - e.offset) as u32,
+            });
+            at = end;
+        }
+    }
+    out
+}
+
 /// What the model holds, counted as the namespace counts its records.
 fn census(model: &Model) -> Census {
     let mut c = Census::default();
@@ -858,7 +888,12 @@ fn census(model: &Model) -> Census {
         c.inodes += 1;
         c.dirents += node.entries.len() as u64;
         c.symlinks += u64::from(node.attr.kind == FileType::Symlink);
-        c.extents += node.extents.len() as u64;
+        let mut pages: Vec<u64> = paged(&node.extents)
+            .iter()
+            .map(|e| e.offset / EXTENT_PAGE_SPAN)
+            .collect();
+        pages.dedup();
+        c.extents += pages.len() as u64;
         c.inline += u64::from(!node.inline.is_empty());
         c.xattrs += node.xattrs.len() as u64;
     }
@@ -912,7 +947,7 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
                     FileType::File => {
                         assert_eq!(
                             ns.extents(InodeId(ino)).expect("store"),
-                            Ok(node.extents.clone()),
+                            Ok(paged(&node.extents)),
                             "extents of inode {ino}"
                         );
                         assert_eq!(
@@ -1164,5 +1199,86 @@ fn a_compaction_replaces_extents_only_if_the_file_is_unchanged() {
         Ok(before),
         "no time or size changes"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn extents_are_kept_in_pages_and_a_commit_changes_only_what_it_covers() {
+    let dir = std::env::temp_dir().join(format!("hive-meta-pages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+    let ctx = Context {
+        uid: 1,
+        gid: 1,
+        now: Nanos(1),
+        umask: 0,
+    };
+    let apply = |op: Op| ns.apply(ctx, &op).expect("store");
+    let piece = |offset: u64, len: u32, chunk: u8, chunk_offset: u32| Extent {
+        offset,
+        len,
+        chunk: [chunk; 32],
+        chunk_offset,
+    };
+    apply(Op::Create {
+        parent: InodeId::ROOT,
+        name: b"f".to_vec(),
+        mode: 0o644,
+    })
+    .expect("created");
+    let f = InodeId(2);
+    let span = EXTENT_PAGE_SPAN;
+    let commit = |extents: Vec<Extent>| {
+        apply(Op::CommitExtents { ino: f, extents }).expect("committed");
+    };
+    // One extent across the boundary of pages 0 and 1 is stored as two pieces.
+    commit(vec![piece(span - 100, 300, 1, 0)]);
+    assert_eq!(
+        ns.extents(f).expect("store"),
+        Ok(vec![piece(span - 100, 100, 1, 0), piece(span, 200, 1, 100)])
+    );
+    // Pages 1 and 2 hold more; a commit touching pages 0 and 1 keeps what it misses.
+    commit(vec![
+        piece(span + 1000, 10, 2, 0),
+        piece(2 * span, 10, 3, 0),
+    ]);
+    commit(vec![
+        piece(span - 50, 10, 4, 0),
+        piece(span + 150, 10, 5, 0),
+    ]);
+    let expected = vec![
+        piece(span - 100, 50, 1, 0),
+        piece(span - 50, 10, 4, 0),
+        piece(span - 40, 40, 1, 60),
+        piece(span, 150, 1, 100),
+        piece(span + 150, 10, 5, 0),
+        piece(span + 160, 40, 1, 260),
+        piece(span + 1000, 10, 2, 0),
+        piece(2 * span, 10, 3, 0),
+    ];
+    assert_eq!(ns.extents(f).expect("store"), Ok(expected.clone()));
+    assert_eq!(ns.census().expect("store").extents, 3, "pages 0, 1 and 2");
+    // A truncation into page 1 drops page 2 and cuts page 1.
+    apply(Op::SetAttr {
+        ino: f,
+        mode: None,
+        uid: None,
+        gid: None,
+        size: Some(span + 155),
+        atime: None,
+        mtime: None,
+    })
+    .expect("truncated");
+    let mut cut = expected[..5].to_vec();
+    cut[4].len = 5;
+    assert_eq!(ns.extents(f).expect("store"), Ok(cut));
+    assert_eq!(ns.census().expect("store").extents, 2, "pages 0 and 1");
+    // Unlinking the file leaves no page behind.
+    apply(Op::Unlink {
+        parent: InodeId::ROOT,
+        name: b"f".to_vec(),
+    })
+    .expect("unlinked");
+    assert_eq!(ns.census().expect("store").extents, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
