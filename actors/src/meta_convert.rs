@@ -1,8 +1,10 @@
 //! Namespace types to and from the metadata service's messages.
 
-use hive_meta::{Attr, Extent, FileType, InodeId, Nanos, Op, VolumeRecord, XattrMode};
+use hive_meta::{
+    Attr, Errno, Extent, FileType, InodeId, Nanos, Op, RenameMode, VolumeRecord, XattrMode,
+};
 use hive_wire::net::meta::{
-    AttrMessage, EntryMessage, ExtentMessage, MetaOp, VolumeMessage, xattr_mode,
+    AttrMessage, EntryMessage, ExtentMessage, MetaOp, VolumeMessage, rename_mode, xattr_mode,
 };
 
 /// Attributes as they travel.
@@ -66,8 +68,9 @@ pub fn volume_message(name: &[u8], v: &VolumeRecord) -> VolumeMessage {
 }
 
 /// The namespace operation a message asks for.
-pub fn op_from(op: MetaOp) -> Op {
-    match op {
+/// The namespace operation a message asks for; EINVAL for a field no operation has.
+pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
+    Ok(match op {
         MetaOp::Mkdir { parent, name, mode } => Op::Mkdir {
             parent: InodeId(parent),
             name,
@@ -119,11 +122,18 @@ pub fn op_from(op: MetaOp) -> Op {
             from_name,
             to,
             to_name,
+            mode,
         } => Op::Rename {
             from: InodeId(from),
             from_name,
             to: InodeId(to),
             to_name,
+            mode: match mode {
+                rename_mode::REPLACE => RenameMode::Replace,
+                rename_mode::NOREPLACE => RenameMode::NoReplace,
+                rename_mode::EXCHANGE => RenameMode::Exchange,
+                _ => return Err(Errno::Inval),
+            },
         },
         MetaOp::SetAttr {
             ino,
@@ -194,5 +204,5 @@ pub fn op_from(op: MetaOp) -> Op {
         MetaOp::EndSession { session } => Op::EndSession { session },
         MetaOp::CreateVolume { name, k, m } => Op::CreateVolume { name, k, m },
         MetaOp::DeleteVolume { name, force } => Op::DeleteVolume { name, force },
-    }
+    })
 }

@@ -255,7 +255,7 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
             ))
         }
         MetaCall::Apply(op @ (MetaOp::CreateVolume { .. } | MetaOp::DeleteVolume { .. })) => {
-            Ok(reply_of(store.apply(ctx, op_from(op)).await?))
+            change(store, ctx, op).await
         }
         call => in_volume(store, ctx, &asked.volume, call).await,
     }
@@ -289,7 +289,7 @@ async fn in_volume(
             code::FORBIDDEN,
             format!("inode {ino} is not in volume {volume_name:?}"),
         )),
-        Checked::Change(op) => Ok(reply_of(store.apply(ctx, op_from(op)).await?)),
+        Checked::Change(op) => change(store, ctx, op).await,
     }
 }
 
@@ -343,6 +343,14 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
         MetaCall::ListVolumes => errno(Errno::Inval),
     };
     Ok(Checked::Reply(reply))
+}
+
+/// Applies the change `op` asks for, or refuses a malformed one with its errno.
+async fn change(store: &MetaStore, ctx: Context, op: MetaOp) -> Result<MetaReply, Refusal> {
+    match op_from(op) {
+        Ok(op) => Ok(reply_of(store.apply(ctx, op).await?)),
+        Err(e) => Ok(errno(e)),
+    }
 }
 
 fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {

@@ -11,7 +11,7 @@ use hive_actors::{MetaStore, meta_service};
 use hive_meta::{Durability, Namespace};
 use hive_wire::NodeId;
 use hive_wire::net::message;
-use hive_wire::net::meta::{Meta, MetaCall, MetaClient, MetaOp, MetaReply, OP_CALL};
+use hive_wire::net::meta::{Meta, MetaCall, MetaClient, MetaOp, MetaReply, OP_CALL, rename_mode};
 use hive_wire::net::pki::ALL_VOLUMES;
 use hive_wire::net::rpc::code;
 use hive_wire::net::tls::Revocations;
@@ -231,11 +231,25 @@ async fn grants_confine_callers_to_their_volumes() {
             from_name: b"d".to_vec(),
             to: child,
             to_name: b"d".to_vec(),
+            mode: rename_mode::REPLACE,
         })
         .await
         .expect("asked"),
         MetaReply::Errno(EINVAL),
         "a directory into its own child"
+    );
+    assert_eq!(
+        apply(MetaOp::Rename {
+            from: volume.root,
+            from_name: b"d".to_vec(),
+            to: volume.root,
+            to_name: b"e".to_vec(),
+            mode: 7,
+        })
+        .await
+        .expect("asked"),
+        MetaReply::Errno(EINVAL),
+        "a rename mode no operation has"
     );
     let listed = admin
         .call("", 0, 0, MetaCall::ListVolumes)

@@ -397,6 +397,35 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
         Some(18),
         "EXDEV: a link across volumes"
     );
+
+    // renameat2: RENAME_NOREPLACE refuses an existing target, RENAME_EXCHANGE swaps two
+    // names (a file and a directory too), and the other mount sees the swap.
+    use rustix::fs::{CWD, RenameFlags};
+    let rename2 = |from: &str, to: &str, flags: RenameFlags| -> Option<i32> {
+        rustix::fs::renameat_with(CWD, a.path(from), CWD, a.path(to), flags)
+            .err()
+            .map(|e| e.raw_os_error())
+    };
+    std::fs::write(a.path("one"), b"1").expect("one");
+    std::fs::write(a.path("two"), b"2").expect("two");
+    assert_eq!(
+        rename2("one", "two", RenameFlags::NOREPLACE),
+        Some(17),
+        "RENAME_NOREPLACE over an existing name"
+    );
+    assert_eq!(rename2("one", "three", RenameFlags::NOREPLACE), None);
+    assert_eq!(
+        rename2("three", "none", RenameFlags::EXCHANGE),
+        Some(2),
+        "RENAME_EXCHANGE with a missing name"
+    );
+    assert_eq!(rename2("three", "two", RenameFlags::EXCHANGE), None);
+    assert_eq!(std::fs::read(a.path("three")).expect("three"), b"2");
+    assert_eq!(std::fs::read(b.path("two")).expect("two in b"), b"1");
+    assert_eq!(rename2("full", "two", RenameFlags::EXCHANGE), None);
+    assert_eq!(std::fs::read(a.path("two/x")).expect("the directory"), b"x");
+    assert_eq!(std::fs::read(b.path("full")).expect("the file in b"), b"1");
+
     let deleted = hive(&["volume", "delete", "--cluster", cluster.d(), "photos"]);
     assert!(
         !deleted.status.success() && text(&deleted).contains("not empty"),

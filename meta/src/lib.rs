@@ -20,4 +20,6 @@ pub use constants::{
 };
 pub use namespace::{Census, Durability, MetaError, Namespace};
 pub use records::VolumeRecord;
-pub use types::{Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode};
+pub use types::{
+    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, XattrMode,
+};

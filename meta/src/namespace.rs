@@ -22,7 +22,7 @@ use crate::records::{
     extent_page_key, held_key, inode_key, named_key, page_of, session_key,
 };
 use crate::types::{
-    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, XattrMode,
+    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, XattrMode,
 };
 
 /// Memtable bound of the keyspaces read by prefix scans (extent pages, directory entries).
@@ -1190,7 +1190,8 @@ impl Tx<'_, '_> {
                 from_name,
                 to,
                 to_name,
-            } => self.rename(ctx, *from, from_name, *to, to_name),
+                mode,
+            } => self.rename(ctx, *from, from_name, *to, to_name, *mode),
             Op::CommitExtents { ino, extents } => self.commit_extents(ctx, *ino, extents),
             Op::ReplaceExtents {
                 ino,
@@ -1491,6 +1492,7 @@ impl Tx<'_, '_> {
         from_name: &[u8],
         to: InodeId,
         to_name: &[u8],
+        mode: RenameMode,
     ) -> Applied<Outcome> {
         errno!(check_name(from_name));
         errno!(check_name(to_name));
@@ -1502,6 +1504,20 @@ impl Tx<'_, '_> {
         let Some((moving, kind)) = self.entry(from, from_name)? else {
             return Ok(Err(Errno::NoEnt));
         };
+        match mode {
+            RenameMode::Replace => {}
+            RenameMode::NoReplace => {
+                if self.entry(to, to_name)?.is_some() {
+                    return Ok(Err(Errno::Exist));
+                }
+            }
+            RenameMode::Exchange => {
+                let Some(other) = self.entry(to, to_name)? else {
+                    return Ok(Err(Errno::NoEnt));
+                };
+                return self.exchange(ctx, (from, from_name, moving, kind), (to, to_name, other));
+            }
+        }
         if from == to && from_name == to_name {
             return Ok(Ok(Outcome::Done));
         }
@@ -1557,6 +1573,57 @@ impl Tx<'_, '_> {
         self.put(&node);
         for dir in [from, to] {
             let mut d = errno!(self.dir(dir)?);
+            Self::touch(&mut d, ctx.now);
+            self.put(&d);
+        }
+        Ok(Ok(Outcome::Done))
+    }
+
+    /// Swaps the inodes of two names (RENAME_EXCHANGE): `a` is (directory, name, inode,
+    /// kind), `b` is (directory, name, (inode, kind)); both names exist.
+    fn exchange(
+        &mut self,
+        ctx: Context,
+        a: (InodeId, &[u8], InodeId, FileType),
+        b: (InodeId, &[u8], (InodeId, FileType)),
+    ) -> Applied<Outcome> {
+        let (a_dir, a_name, a_ino, a_kind) = a;
+        let (b_dir, b_name, (b_ino, b_kind)) = b;
+        if a_ino == b_ino {
+            return Ok(Ok(Outcome::Done));
+        }
+        // Neither directory may end up inside itself.
+        if (a_kind == FileType::Dir && self.is_within(b_dir, a_ino)?)
+            || (b_kind == FileType::Dir && self.is_within(a_dir, b_ino)?)
+        {
+            return Ok(Err(Errno::Inval));
+        }
+        // A directory moving between parents moves a link (its "..") with it.
+        let moved = |kind: FileType| i64::from(kind == FileType::Dir && a_dir != b_dir);
+        let a_gain = moved(b_kind) - moved(a_kind);
+        for (dir, gain) in [(a_dir, a_gain), (b_dir, -a_gain)] {
+            if gain > 0 && errno!(self.dir(dir)?).attr.nlink >= MAX_LINKS {
+                return Ok(Err(Errno::MLink));
+            }
+        }
+        // Every check passed: change the tree.
+        self.link_entry(a_dir, a_name, b_ino, b_kind);
+        self.link_entry(b_dir, b_name, a_ino, a_kind);
+        for (ino, kind, parent) in [(a_ino, a_kind, b_dir), (b_ino, b_kind, a_dir)] {
+            let mut node = errno!(self.inode(ino)?);
+            node.attr.ctime = ctx.now;
+            if kind == FileType::Dir {
+                node.parent = parent;
+            }
+            self.put(&node);
+        }
+        for (dir, gain) in [(a_dir, a_gain), (b_dir, -a_gain)] {
+            let mut d = errno!(self.dir(dir)?);
+            d.attr.nlink = d
+                .attr
+                .nlink
+                .checked_add_signed(i32::try_from(gain).expect("a gain of at most one"))
+                .expect("a directory keeps its own links");
             Self::touch(&mut d, ctx.now);
             self.put(&d);
         }

@@ -163,6 +163,18 @@ impl Extent {
     }
 }
 
+/// What a rename does with a target name that exists (renameat2's flags).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum RenameMode {
+    /// Replace it (POSIX rename).
+    #[default]
+    Replace,
+    /// Fail with EEXIST (RENAME_NOREPLACE).
+    NoReplace,
+    /// Swap the two names' inodes atomically; both must exist (RENAME_EXCHANGE).
+    Exchange,
+}
+
 /// How `SetXattr` treats an existing attribute (XATTR_CREATE, XATTR_REPLACE).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum XattrMode {
@@ -240,7 +252,8 @@ pub enum Op {
         /// The name.
         name: Vec<u8>,
     },
-    /// Moves a name, replacing what the target name held (POSIX rename).
+    /// Moves a name, replacing what the target name held (POSIX rename), or as `mode`
+    /// says (renameat2's flags).
     Rename {
         /// The source directory.
         from: InodeId,
@@ -250,6 +263,8 @@ pub enum Op {
         to: InodeId,
         /// The target name.
         to_name: Vec<u8>,
+        /// Replace, refuse to replace, or exchange.
+        mode: RenameMode,
     },
     /// Changes attributes; `None` leaves one as it is.
     SetAttr {

@@ -11,8 +11,8 @@ use hive_meta::acl::{self, Acl};
 use hive_meta::{
     Attr, Census, Context, DEFAULT_VOLUME, Durability, EXTENT_PAGE_SPAN, Errno, Extent, FileType,
     InodeId, MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK,
-    MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace, Nanos, Op, Outcome, VolumeRecord,
-    XattrMode,
+    MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace, Nanos, Op, Outcome, RenameMode,
+    VolumeRecord, XattrMode,
 };
 use proptest::prelude::*;
 
@@ -369,7 +369,12 @@ impl Model {
                 from_name,
                 to,
                 to_name,
-            } => self.rename(ctx, from.0, from_name, to.0, to_name),
+                mode,
+            } => match mode {
+                RenameMode::Exchange => self.exchange(ctx, from.0, from_name, to.0, to_name),
+                RenameMode::NoReplace => self.rename(ctx, from.0, from_name, to.0, to_name, false),
+                RenameMode::Replace => self.rename(ctx, from.0, from_name, to.0, to_name, true),
+            },
             Op::SetAttr {
                 ino,
                 mode,
@@ -658,6 +663,7 @@ impl Model {
         from_name: &[u8],
         to: u64,
         to_name: &[u8],
+        replace: bool,
     ) -> Result<Outcome, Errno> {
         valid(from_name)?;
         valid(to_name)?;
@@ -671,6 +677,9 @@ impl Model {
             .entries
             .get(from_name)
             .ok_or(Errno::NoEnt)?;
+        if !replace && target.is_some() {
+            return Err(Errno::Exist);
+        }
         if from == to && from_name == to_name {
             return Ok(Outcome::Done);
         }
@@ -724,6 +733,66 @@ impl Model {
         self.touch(to, ctx.now);
         Ok(Outcome::Done)
     }
+
+    /// RENAME_EXCHANGE: the two names swap inodes.
+    fn exchange(
+        &mut self,
+        ctx: Context,
+        from: u64,
+        from_name: &[u8],
+        to: u64,
+        to_name: &[u8],
+    ) -> Result<Outcome, Errno> {
+        valid(from_name)?;
+        valid(to_name)?;
+        let source_volume = self.dir(InodeId(from))?.volume;
+        if self.dir(InodeId(to))?.volume != source_volume {
+            return Err(Errno::XDev);
+        }
+        let a = *self.nodes[&from]
+            .entries
+            .get(from_name)
+            .ok_or(Errno::NoEnt)?;
+        let b = *self.nodes[&to].entries.get(to_name).ok_or(Errno::NoEnt)?;
+        if a == b {
+            return Ok(Outcome::Done);
+        }
+        let a_dir = self.nodes[&a].attr.kind == FileType::Dir;
+        let b_dir = self.nodes[&b].attr.kind == FileType::Dir;
+        if (a_dir && self.within(to, a)) || (b_dir && self.within(from, b)) {
+            return Err(Errno::Inval);
+        }
+        if from != to && a_dir != b_dir {
+            // One directory changes parent: the parent gaining it gains a link.
+            let gaining = if b_dir { from } else { to };
+            if self.nodes[&gaining].attr.nlink >= MAX_LINKS {
+                return Err(Errno::MLink);
+            }
+            self.nodes.get_mut(&gaining).expect("checked").attr.nlink += 1;
+            let losing = if b_dir { to } else { from };
+            self.nodes.get_mut(&losing).expect("checked").attr.nlink -= 1;
+        }
+        self.nodes
+            .get_mut(&from)
+            .expect("checked")
+            .entries
+            .insert(from_name.to_vec(), b);
+        self.nodes
+            .get_mut(&to)
+            .expect("checked")
+            .entries
+            .insert(to_name.to_vec(), a);
+        for (ino, parent) in [(a, to), (b, from)] {
+            let node = self.nodes.get_mut(&ino).expect("checked");
+            node.attr.ctime = ctx.now;
+            if node.attr.kind == FileType::Dir {
+                node.parent = parent;
+            }
+        }
+        self.touch(from, ctx.now);
+        self.touch(to, ctx.now);
+        Ok(Outcome::Done)
+    }
 }
 
 /// Names the operations draw from: a few valid ones (so names collide) and each kind of
@@ -760,7 +829,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (ino(), ino(), name()).prop_map(|(ino, parent, name)| Op::Link { ino, parent, name }),
         2 => (ino(), name()).prop_map(|(parent, name)| Op::Unlink { parent, name }),
         2 => (ino(), name()).prop_map(|(parent, name)| Op::Rmdir { parent, name }),
-        5 => (ino(), name(), ino(), name()).prop_map(|(from, from_name, to, to_name)| Op::Rename { from, from_name, to, to_name }),
+        5 => (ino(), name(), ino(), name(), rename_mode()).prop_map(|(from, from_name, to, to_name, mode)| Op::Rename { from, from_name, to, to_name, mode }),
         2 => (ino(), prop::option::of(mode), prop::option::of(size()), prop::option::of(0u32..3))
             .prop_map(|(ino, mode, size, uid)| Op::SetAttr { ino, mode, uid, gid: None, size, atime: None, mtime: None }),
         4 => (ino(), prop::collection::vec(extent(), 0..4)).prop_map(|(ino, extents)| Op::CommitExtents { ino, extents }),
@@ -794,6 +863,15 @@ fn base() -> impl Strategy<Value = u64> {
 /// File sizes for truncation, around the same places.
 fn size() -> impl Strategy<Value = u64> {
     (base(), 0u64..20_000).prop_map(|(base, at)| base + at)
+}
+
+fn rename_mode() -> impl Strategy<Value = RenameMode> {
+    prop::sample::select(vec![
+        RenameMode::Replace,
+        RenameMode::Replace,
+        RenameMode::NoReplace,
+        RenameMode::Exchange,
+    ])
 }
 
 /// Extents on a coarse grid, so they overlap one another often.
@@ -1280,5 +1358,79 @@ fn extents_are_kept_in_pages_and_a_commit_changes_only_what_it_covers() {
     })
     .expect("unlinked");
     assert_eq!(ns.census().expect("store").extents, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rename_exchange_swaps_two_names_and_noreplace_refuses_a_target() {
+    let dir = std::env::temp_dir().join(format!("hive-meta-exchange-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+    let ctx = Context {
+        uid: 0,
+        gid: 0,
+        now: Nanos(1),
+        umask: 0,
+    };
+    let apply = |op: Op| ns.apply(ctx, &op).expect("store");
+    let made = |outcome: Result<Outcome, Errno>| match outcome {
+        Ok(Outcome::Attr(attr)) => attr.ino,
+        other => panic!("expected a new inode, got {other:?}"),
+    };
+    let mkdir = |parent: InodeId, name: &[u8]| {
+        made(apply(Op::Mkdir {
+            parent,
+            name: name.to_vec(),
+            mode: 0o755,
+        }))
+    };
+    let rename = |from: InodeId, from_name: &[u8], to: InodeId, to_name: &[u8], mode| {
+        apply(Op::Rename {
+            from,
+            from_name: from_name.to_vec(),
+            to,
+            to_name: to_name.to_vec(),
+            mode,
+        })
+    };
+    // /a/d (a directory) and /b/f (a file).
+    let a = mkdir(InodeId::ROOT, b"a");
+    let b = mkdir(InodeId::ROOT, b"b");
+    let d = mkdir(a, b"d");
+    let f = made(apply(Op::Create {
+        parent: b,
+        name: b"f".to_vec(),
+        mode: 0o644,
+    }));
+    let nlink = |ino: InodeId| ns.getattr(ino).expect("store").expect("exists").nlink;
+    assert_eq!((nlink(a), nlink(b)), (3, 2));
+    assert_eq!(
+        rename(a, b"d", b, b"f", RenameMode::NoReplace),
+        Err(Errno::Exist)
+    );
+    assert_eq!(
+        rename(a, b"d", b, b"none", RenameMode::Exchange),
+        Err(Errno::NoEnt)
+    );
+    rename(a, b"d", b, b"f", RenameMode::Exchange).expect("exchanged");
+    let found = |dir: InodeId, name: &[u8]| ns.lookup(dir, name).expect("store").map(|a| a.ino);
+    assert_eq!(found(a, b"d"), Ok(f));
+    assert_eq!(found(b, b"f"), Ok(d));
+    assert_eq!((nlink(a), nlink(b)), (2, 3), "the directory's link moved");
+    // d's parent is now b: b cannot move into d, and neither can b trade places with
+    // d's contents.
+    assert_eq!(
+        rename(InodeId::ROOT, b"b", d, b"x", RenameMode::Replace),
+        Err(Errno::Inval)
+    );
+    let inner = mkdir(d, b"inner");
+    assert_eq!(
+        rename(InodeId::ROOT, b"b", d, b"inner", RenameMode::Exchange),
+        Err(Errno::Inval)
+    );
+    // NOREPLACE to a free name is a rename.
+    rename(d, b"inner", a, b"moved", RenameMode::NoReplace).expect("moved");
+    assert_eq!(found(a, b"moved"), Ok(inner));
+    drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
 }

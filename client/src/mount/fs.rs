@@ -19,7 +19,7 @@ use fuser::{
     ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use hive_wire::net::meta::{AttrMessage, EntryMessage, kind, xattr_mode};
+use hive_wire::net::meta::{AttrMessage, EntryMessage, kind, rename_mode, xattr_mode};
 use tokio::runtime::Handle;
 
 use super::volume::{Caller, FsError, Volume, errno, nanos, now_nanos};
@@ -360,17 +360,22 @@ impl Filesystem for HiveFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if !flags.is_empty() {
-            // RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT are not offered.
+        let mode = if flags.is_empty() {
+            rename_mode::REPLACE
+        } else if flags == RenameFlags::RENAME_NOREPLACE {
+            rename_mode::NOREPLACE
+        } else if flags == RenameFlags::RENAME_EXCHANGE {
+            rename_mode::EXCHANGE
+        } else {
+            // RENAME_WHITEOUT (for overlay filesystems) is not offered.
             reply.error(Errno::from_i32(errno::EINVAL));
             return;
-        }
+        };
         let result = self.run(self.volume.rename(
             caller(req),
-            self.real(parent.0),
-            name.as_bytes(),
-            self.real(newparent.0),
-            newname.as_bytes(),
+            (self.real(parent.0), name.as_bytes()),
+            (self.real(newparent.0), newname.as_bytes()),
+            mode,
         ));
         Self::empty(reply, result);
     }

@@ -383,20 +383,21 @@ impl Volume {
         self.apply(caller, op).await.map(|_| ())
     }
 
-    /// Renames (POSIX: atomic, over an existing target).
+    /// Renames (POSIX: atomic, over an existing target), or as `mode` (one of
+    /// `rename_mode`) says: refusing an existing target, or exchanging the two.
     pub async fn rename(
         &self,
         caller: Caller,
-        from: u64,
-        from_name: &[u8],
-        to: u64,
-        to_name: &[u8],
+        (from, from_name): (u64, &[u8]),
+        (to, to_name): (u64, &[u8]),
+        mode: u8,
     ) -> Result<()> {
         let op = MetaOp::Rename {
             from,
             from_name: from_name.to_vec(),
             to,
             to_name: to_name.to_vec(),
+            mode,
         };
         self.apply(caller, op).await.map(|_| ())
     }

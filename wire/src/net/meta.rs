@@ -26,7 +26,7 @@ pub struct Meta;
 
 impl MessageSet for Meta {
     const PROTOCOL: u16 = 4;
-    const VERSION: u16 = 1;
+    const VERSION: u16 = 2;
     const NAME: &'static str = "metadata";
 }
 
@@ -63,6 +63,16 @@ pub mod xattr_mode {
     pub const CREATE: u8 = 1;
     /// Fail with ENODATA if it does not.
     pub const REPLACE: u8 = 2;
+}
+
+/// `Rename` modes as they travel (renameat2's flags).
+pub mod rename_mode {
+    /// Replace the target (POSIX rename).
+    pub const REPLACE: u8 = 0;
+    /// Fail with EEXIST if the target exists (RENAME_NOREPLACE).
+    pub const NOREPLACE: u8 = 1;
+    /// Swap the two names' inodes; both must exist (RENAME_EXCHANGE).
+    pub const EXCHANGE: u8 = 2;
 }
 
 /// A request: who (uid and gid on the client host), where (the volume), what.
@@ -197,7 +207,7 @@ pub enum MetaOp {
         /// The name.
         name: Vec<u8>,
     },
-    /// Moves a name (POSIX rename).
+    /// Moves a name (POSIX rename), or as `mode` says.
     Rename {
         /// The source directory.
         from: u64,
@@ -207,6 +217,8 @@ pub enum MetaOp {
         to: u64,
         /// The target name.
         to_name: Vec<u8>,
+        /// One of [`rename_mode`]; any other value is refused with EINVAL.
+        mode: u8,
     },
     /// Changes attributes; `None` leaves one as it is. Times are nanoseconds since the
     /// Unix epoch.
