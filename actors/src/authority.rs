@@ -146,9 +146,11 @@ impl Actor for MapAuthority {
                 for shard in shards {
                     tracing::warn!(
                         node = shard.node,
-                        "owed: shard {} of chunk {} on node {}",
+                        "owed: shard {} of chunk {} ({}+{}) on node {}",
                         shard.index,
                         hive_wire::ChunkId(shard.chunk),
+                        shard.k,
+                        shard.m,
                         NodeId(shard.node)
                     );
                     if state.owed.len() == OWED_KEPT {

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
 use hive_nvme::{Stats, Store, StoreError};
-use hive_wire::{ChunkId, NodeId, ShardIndex};
+use hive_wire::{NodeId, ShardName};
 
 use crate::constants::SHARD_ACTOR_MAILBOX;
 
@@ -16,8 +16,8 @@ type Reply<T> = flume::Sender<Result<T, StoreError>>;
 
 enum Command {
     Put(Bytes, Reply<()>),
-    Get(ChunkId, ShardIndex, Reply<Option<Bytes>>),
-    Has(ChunkId, ShardIndex, Reply<bool>),
+    Get(ShardName, Reply<Option<Bytes>>),
+    Has(ShardName, Reply<bool>),
     Stats(Reply<Stats>),
 }
 
@@ -115,17 +115,13 @@ impl ShardActor {
     }
 
     /// Reads a verified shard.
-    pub async fn get(
-        &self,
-        chunk: ChunkId,
-        index: ShardIndex,
-    ) -> Result<Option<Bytes>, ActorError> {
-        self.ask(|reply| Command::Get(chunk, index, reply)).await
+    pub async fn get(&self, name: ShardName) -> Result<Option<Bytes>, ActorError> {
+        self.ask(|reply| Command::Get(name, reply)).await
     }
 
     /// Whether a shard is stored.
-    pub async fn has(&self, chunk: ChunkId, index: ShardIndex) -> Result<bool, ActorError> {
-        self.ask(|reply| Command::Has(chunk, index, reply)).await
+    pub async fn has(&self, name: ShardName) -> Result<bool, ActorError> {
+        self.ask(|reply| Command::Has(name, reply)).await
     }
 
     /// The store's space accounting.
@@ -140,16 +136,16 @@ async fn serve(store: std::rc::Rc<Store>, command: Command) {
         Command::Put(shard, reply) => {
             let _ = reply.send(store.put(&shard).await);
         }
-        Command::Get(chunk, index, reply) => {
+        Command::Get(name, reply) => {
             // The read buffer belongs to this executor; the caller gets a copy.
             let result = store
-                .get(chunk, index)
+                .get(name)
                 .await
                 .map(|found| found.map(|bytes| Bytes::copy_from_slice(&bytes)));
             let _ = reply.send(result);
         }
-        Command::Has(chunk, index, reply) => {
-            let _ = reply.send(Ok(store.has(chunk, index)));
+        Command::Has(name, reply) => {
+            let _ = reply.send(Ok(store.has(name)));
         }
         Command::Stats(reply) => {
             let _ = reply.send(Ok(store.stats()));

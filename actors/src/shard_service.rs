@@ -45,8 +45,7 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
             Ok(Response::default())
         }
         OP_GET => {
-            let (chunk, index) = key()?.ids();
-            let found = actor.get(chunk, index).await.map_err(refuse)?;
+            let found = actor.get(key()?.name()).await.map_err(refuse)?;
             Ok(Response {
                 message: message::encode(&Found {
                     present: found.is_some(),
@@ -55,8 +54,7 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
             })
         }
         OP_HAS => {
-            let (chunk, index) = key()?.ids();
-            let present = actor.has(chunk, index).await.map_err(refuse)?;
+            let present = actor.has(key()?.name()).await.map_err(refuse)?;
             Ok(Response {
                 message: message::encode(&Found { present }),
                 body: Bytes::new(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hive_nvme::Stats;
-use hive_wire::{ChunkId, ShardIndex};
+use hive_wire::{ChunkId, ShardName};
 
 use crate::shard_actor::{ActorError, ShardActor};
 
@@ -63,13 +63,9 @@ impl Shards {
     }
 
     /// Reads a verified shard.
-    pub async fn get(
-        &self,
-        chunk: ChunkId,
-        index: ShardIndex,
-    ) -> Result<Option<Bytes>, ActorError> {
-        for actor in self.search_order(&chunk) {
-            if let Some(shard) = actor.get(chunk, index).await? {
+    pub async fn get(&self, name: ShardName) -> Result<Option<Bytes>, ActorError> {
+        for actor in self.search_order(&name.chunk) {
+            if let Some(shard) = actor.get(name).await? {
                 return Ok(Some(shard));
             }
         }
@@ -77,9 +73,9 @@ impl Shards {
     }
 
     /// Whether a shard is stored.
-    pub async fn has(&self, chunk: ChunkId, index: ShardIndex) -> Result<bool, ActorError> {
-        for actor in self.search_order(&chunk) {
-            if actor.has(chunk, index).await? {
+    pub async fn has(&self, name: ShardName) -> Result<bool, ActorError> {
+        for actor in self.search_order(&name.chunk) {
+            if actor.has(name).await? {
                 return Ok(true);
             }
         }

@@ -46,8 +46,14 @@ async fn call(
         .await
 }
 
+/// The key of shard `index` of `chunk`, coded 4+2 as the shards here are.
 fn key(chunk: ChunkId, index: usize) -> Bytes {
-    message::encode(&ShardKey::new(chunk, ShardIndex(index as u8)))
+    message::encode(&ShardKey::new(hive_wire::ShardName {
+        chunk,
+        k: 4,
+        m: 2,
+        index: ShardIndex(index as u8),
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +202,13 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     let again = Shards::new(reopened);
     for (chunk, shards) in &chunks {
         for (i, shard) in shards.iter().enumerate() {
-            let got = again.get(*chunk, ShardIndex(i as u8)).await.expect("get");
+            let name = hive_wire::ShardName {
+                chunk: *chunk,
+                k: 4,
+                m: 2,
+                index: ShardIndex(i as u8),
+            };
+            let got = again.get(name).await.expect("get");
             assert_eq!(&got.expect("stored")[..], &shard[..]);
         }
     }

@@ -18,7 +18,7 @@ use hive_wire::net::message;
 use hive_wire::net::rpc::code;
 use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
 use hive_wire::net::{Client, Connection, Identity, RpcError};
-use hive_wire::{ChunkId, NodeId, ShardIndex};
+use hive_wire::{ChunkId, NodeId, ShardIndex, ShardName};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::quorum::{HedgeTimer, WriteOutcome, WriteQuorum};
@@ -123,13 +123,15 @@ struct OwedState {
     /// Owed and not yet taken by [`ChunkStore::settle`], at most [`OWED_KEPT`].
     owed: Vec<OwedShard>,
     /// Written in the background after the chunk's ACK.
-    pending: HashMap<(ChunkId, u8), NodeId>,
+    pending: HashMap<ShardName, NodeId>,
 }
 
-fn owed_shard(chunk: ChunkId, index: u8, node: NodeId) -> OwedShard {
+fn owed_shard(name: ShardName, node: NodeId) -> OwedShard {
     OwedShard {
-        chunk: chunk.0,
-        index,
+        chunk: name.chunk.0,
+        k: name.k,
+        m: name.m,
+        index: name.index.get(),
         node: node.0,
     }
 }
@@ -149,10 +151,10 @@ impl Owed {
         self.changed.notify_waiters();
     }
 
-    fn finished(&self, chunk: ChunkId, index: u8, failed: bool) {
-        let node = self.state().pending.remove(&(chunk, index));
+    fn finished(&self, name: ShardName, failed: bool) {
+        let node = self.state().pending.remove(&name);
         match (node, failed) {
-            (Some(node), true) => self.add(owed_shard(chunk, index, node)),
+            (Some(node), true) => self.add(owed_shard(name, node)),
             _ => self.changed.notify_waiters(),
         }
     }
@@ -199,6 +201,16 @@ impl ChunkStore {
         self.scheme
     }
 
+    /// The name shard `index` of `chunk` is stored under: this store's scheme is in it.
+    pub fn shard_name(&self, chunk: ChunkId, index: ShardIndex) -> ShardName {
+        ShardName {
+            chunk,
+            k: self.scheme.k(),
+            m: self.scheme.m(),
+            index,
+        }
+    }
+
     /// Shards whose write failed after their chunk was acknowledged: owed to repair.
     pub fn shards_owed(&self) -> u64 {
         self.owed.count.load(Ordering::SeqCst)
@@ -238,8 +250,8 @@ impl ChunkStore {
             }
         }
         let unfinished: Vec<_> = self.owed.state().pending.drain().collect();
-        for ((chunk, index), node) in unfinished {
-            self.owed.add(owed_shard(chunk, index, node));
+        for (name, node) in unfinished {
+            self.owed.add(owed_shard(name, node));
         }
         self.take_owed()
     }
@@ -403,20 +415,23 @@ impl ChunkStore {
                         let mut state = owed.state();
                         for (j, node) in holders.iter().enumerate() {
                             if !quorum.is_answered(shard_index(j)) {
-                                state.pending.insert((id, shard_index(j).get()), *node);
+                                state
+                                    .pending
+                                    .insert(self.shard_name(id, shard_index(j)), *node);
                             }
                         }
                     }
                     for index in failed {
                         owed.add(owed_shard(
-                            id,
-                            index.get(),
+                            self.shard_name(id, index),
                             holders[usize::from(index.get())],
                         ));
                     }
+                    let name = self.shard_name(id, ShardIndex(0));
                     tokio::spawn(async move {
                         while let Some((j, _, result)) = rx.recv().await {
-                            owed.finished(id, shard_index(j).get(), result.is_err());
+                            let index = shard_index(j);
+                            owed.finished(ShardName { index, ..name }, result.is_err());
                         }
                     });
                     return Ok(id);
@@ -486,7 +501,7 @@ impl ChunkStore {
             .await
             .ok()?
             .ok()?;
-        let key = message::encode(&ShardKey::new(chunk, index));
+        let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
         let request = message::request::<ShardService>(OP_HAS, key, Bytes::new());
         let answer = connection.call(request, HAS_DEADLINE).await.ok()?;
         message::decode::<Found>("Found", &answer.message)
@@ -501,7 +516,7 @@ impl ChunkStore {
         index: ShardIndex,
     ) -> Result<Option<Bytes>, RpcError> {
         let connection = self.connection(node).await?;
-        let key = message::encode(&ShardKey::new(chunk, index));
+        let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
         let request = message::request::<ShardService>(OP_GET, key, Bytes::new());
         let started = Instant::now();
         let answer = connection.call(request, SHARD_DEADLINE).await;

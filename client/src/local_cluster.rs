@@ -131,6 +131,7 @@ fn node_config(
     authority: &NodeEntry,
     enroll_port: u16,
     store_size: &str,
+    (k, m): (u8, u8),
 ) -> String {
     // Six nodes share this machine's cores: one network thread each.
     let mut config = format!(
@@ -140,7 +141,7 @@ fn node_config(
     if n == authority.id {
         // The authority also hosts the metadata service.
         config.push_str(&format!(
-            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n\n[meta]\npath = \"meta\"\n"
+            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n\n[meta]\npath = \"meta\"\nk = {k}\nm = {m}\n"
         ));
     }
     config
@@ -217,6 +218,7 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
             &authority,
             enroll_at.port(),
             store_size,
+            (k, m),
         );
         let config_path = entry.dir.join("node.toml");
         write_new(&config_path, config.as_bytes(), 0o644)?;
@@ -533,6 +535,11 @@ pub fn scheme(dir: &Path) -> Result<ErasureScheme> {
     Ok(ErasureScheme::new(file.k, file.m)?)
 }
 
+/// How many nodes the local cluster in `dir` has.
+pub fn node_count(dir: &Path) -> Result<usize> {
+    Ok(load(dir)?.nodes.len())
+}
+
 fn authority_client(dir: &Path, file: &ClusterFile) -> Result<ControlClient> {
     Ok(ControlClient::new(
         Arc::new(cluster_client(dir, file)?),
@@ -637,10 +644,10 @@ pub async fn connect(dir: &Path) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)
     chunk_store(dir, &file).await
 }
 
-/// [`connect`] and the metadata service too, all on one endpoint: what a mount uses.
-pub async fn connect_mount(
-    dir: &Path,
-) -> Result<(Arc<ChunkStore>, Arc<ControlClient>, MetaClient)> {
+/// The metadata service of the local cluster in `dir`, and what connects a chunk store
+/// of a given scheme on the same endpoint: what a mount uses (its volume names the
+/// scheme).
+pub fn connect_mount(dir: &Path) -> Result<(MetaClient, Connector)> {
     let file = load(dir)?;
     let client = Arc::new(cluster_client(dir, &file)?);
     let meta = MetaClient::new(
@@ -648,8 +655,31 @@ pub async fn connect_mount(
         file.node_addr(file.meta, "metadata node")?,
         NodeId(file.meta),
     );
-    let (store, authority) = store_on(&file, client).await?;
-    Ok((store, authority, meta))
+    Ok((meta, Connector { file, client }))
+}
+
+/// Makes chunk stores on one cluster endpoint; see [`connect_mount`].
+pub struct Connector {
+    file: ClusterFile,
+    client: Arc<Client>,
+}
+
+impl Connector {
+    /// A chunk store writing `scheme` on the current map, and a control client of the
+    /// map authority.
+    pub async fn chunk_store(
+        &self,
+        scheme: ErasureScheme,
+    ) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
+        let nodes = self.file.nodes.len();
+        if usize::from(scheme.k()) + usize::from(scheme.m()) > nodes {
+            bail!(
+                "{scheme} needs {} nodes, one per shard; this cluster has {nodes}",
+                usize::from(scheme.k()) + usize::from(scheme.m())
+            );
+        }
+        store_on(&self.file, self.client.clone(), scheme).await
+    }
 }
 
 /// A chunk store on the cluster's current map, and a control client of the authority
@@ -658,13 +688,15 @@ async fn chunk_store(
     dir: &Path,
     file: &ClusterFile,
 ) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
-    store_on(file, Arc::new(cluster_client(dir, file)?)).await
+    let scheme = ErasureScheme::new(file.k, file.m)?;
+    store_on(file, Arc::new(cluster_client(dir, file)?), scheme).await
 }
 
 /// A chunk store and an authority client on `client`'s endpoint.
 async fn store_on(
     file: &ClusterFile,
     client: Arc<Client>,
+    scheme: ErasureScheme,
 ) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
     let view = learn_view(file, client.clone()).await?;
     let authority = Arc::new(ControlClient::new(
@@ -675,7 +707,7 @@ async fn store_on(
     let store = Arc::new(ChunkStore::new(
         view,
         client.as_ref().clone(),
-        ErasureScheme::new(file.k, file.m)?,
+        scheme,
         CompressionConfig::default(),
     ));
     // New epochs (nodes going down or coming back) reach the store while it works.
@@ -760,6 +792,8 @@ pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
             .iter()
             .map(|b| OwedShard {
                 chunk: b.chunk.0,
+                k: store.scheme().k(),
+                m: store.scheme().m(),
                 index: b.index,
                 node: b.node.0,
             })

@@ -104,15 +104,19 @@ enum Command {
 
 #[derive(Subcommand)]
 enum VolumeCommand {
-    /// Creates a volume (an empty tree, owned by root, mode 0755).
+    /// Creates a volume (an empty tree, owned by root, mode 0755) with its storage
+    /// class: every chunk of its files is coded as k data + m parity shards on k + m
+    /// different nodes, and survives the loss of any m of them. A chunk stored in two
+    /// volumes of different classes is stored once per class.
     Create {
         /// The local cluster's directory.
         #[arg(long)]
         cluster: PathBuf,
-        /// Data shards per chunk (default: the cluster's).
+        /// Data shards per chunk, 1 to 32 (default: the cluster's).
         #[arg(long)]
         k: Option<u8>,
-        /// Parity shards per chunk (default: the cluster's).
+        /// Parity shards per chunk, 0 to 16; k + m must not exceed the nodes (default:
+        /// the cluster's).
         #[arg(long)]
         m: Option<u8>,
         /// Its name (1 to 64 bytes, no '/').

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use hive_codec::ErasureScheme;
 use hive_wire::net::meta::{MetaCall, MetaOp, MetaReply, VolumeMessage};
 
 use crate::errno;
@@ -23,11 +24,14 @@ fn call(dir: &Path, call: MetaCall) -> Result<MetaReply> {
 
 /// Creates volume `name` with storage class k + m (default: the cluster's).
 pub fn create(dir: &Path, name: &str, k: Option<u8>, m: Option<u8>) -> Result<()> {
-    let scheme = local_cluster::scheme(dir)?;
-    let (k, m) = (k.unwrap_or(scheme.k()), m.unwrap_or(scheme.m()));
-    if (k, m) != (scheme.k(), scheme.m()) {
+    let cluster = local_cluster::scheme(dir)?;
+    let (k, m) = (k.unwrap_or(cluster.k()), m.unwrap_or(cluster.m()));
+    let scheme = ErasureScheme::new(k, m).with_context(|| format!("--k {k} --m {m}"))?;
+    let nodes = local_cluster::node_count(dir)?;
+    if usize::from(k) + usize::from(m) > nodes {
         bail!(
-            "--k {k} --m {m}: this cluster writes every chunk as {scheme}; volumes of other storage classes are not supported yet (a chunk's shards would be named alike under two schemes)"
+            "--k {k} --m {m}: {scheme} puts each of a chunk's {} shards on its own node, and this cluster has {nodes}",
+            usize::from(k) + usize::from(m)
         );
     }
     let op = MetaOp::CreateVolume {

@@ -433,6 +433,58 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
         text(&deleted)
     );
 
+    // Storage classes: a 2+1 volume beside the 4+2 ones. The same bytes in both are two
+    // sets of shards (one chunk, two schemes): each reads back whole on a fresh mount.
+    ok(
+        &hive(&[
+            "volume",
+            "create",
+            "--cluster",
+            cluster.d(),
+            "--k",
+            "2",
+            "--m",
+            "1",
+            "narrow",
+        ]),
+        "volume create --k 2 --m 1",
+    );
+    let listed = ok(&hive(&["volume", "list", "--cluster", cluster.d()]), "list");
+    assert!(listed.contains("2+1"), "{listed}");
+    let too_wide = hive(&[
+        "volume",
+        "create",
+        "--cluster",
+        cluster.d(),
+        "--k",
+        "5",
+        "--m",
+        "2",
+        "wide",
+    ]);
+    assert!(
+        !too_wide.status.success() && text(&too_wide).contains("this cluster has 6"),
+        "5+2 on six nodes is refused: {}",
+        text(&too_wide)
+    );
+    {
+        let narrow = Mounted::new(&cluster, "narrow", "n1");
+        std::fs::write(narrow.path("same.bin"), &data).expect("write in the 2+1 volume");
+        std::fs::write(default.path("same.bin"), &data).expect("write in the 4+2 volume");
+    }
+    // Fresh mounts: nothing comes from a mount's cache.
+    let narrow = Mounted::new(&cluster, "narrow", "n2");
+    let wide = Mounted::new(&cluster, "default", "d2");
+    assert!(
+        std::fs::read(narrow.path("same.bin")).expect("read 2+1") == data,
+        "the 2+1 volume read other bytes (seed {SEED:#x})"
+    );
+    assert!(
+        std::fs::read(wide.path("same.bin")).expect("read 4+2") == data,
+        "the 4+2 volume read other bytes (seed {SEED:#x})"
+    );
+    drop((narrow, wide));
+
     // The mount helper, through mount(8) and an fstab line.
     let helper = Path::new("/sbin/mount.fuse.hive");
     if std::fs::read_link(helper).ok().as_deref() != Some(Path::new(env!("CARGO_BIN_EXE_hive"))) {

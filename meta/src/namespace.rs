@@ -30,10 +30,10 @@ use crate::types::{
 /// and a file rewritten often leaves many: a small memtable is flushed (and its old
 /// versions compacted away) before scans get slow.
 const SCANNED_MEMTABLE: u64 = 1 << 20;
-/// Storage class of the default volume.
-const DEFAULT_K: u8 = 4;
+/// Storage class of the default volume when the caller names none.
+pub const DEFAULT_K: u8 = 4;
 /// See [`DEFAULT_K`].
-const DEFAULT_M: u8 = 2;
+pub const DEFAULT_M: u8 = 2;
 
 /// A failure of the storage under the namespace (not of the operation).
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +164,20 @@ impl Namespace {
     /// Opens (or creates, with an empty root directory owned by root, mode 0755) the
     /// namespace in `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<Self, MetaError> {
+        Self::open_with_class(path, durability, (DEFAULT_K, DEFAULT_M))
+    }
+
+    /// [`Namespace::open`], giving a new namespace's default volume the storage class
+    /// `(k, m)`; an existing namespace keeps the class it was made with.
+    pub fn open_with_class(
+        path: &Path,
+        durability: Durability,
+        (k, m): (u8, u8),
+    ) -> Result<Self, MetaError> {
+        assert!(
+            (1..=MAX_K).contains(&k) && m <= MAX_M,
+            "the caller checks the default class {k}+{m}"
+        );
         let db = SingleWriterTxDatabase::builder(path).open()?;
         let spaces = Spaces {
             inodes: db.keyspace("inodes", KeyspaceCreateOptions::default)?,
@@ -196,8 +210,8 @@ impl Namespace {
             };
             let default = VolumeRecord {
                 root: InodeId::ROOT,
-                k: DEFAULT_K,
-                m: DEFAULT_M,
+                k,
+                m,
                 uid: 0,
                 gid: 0,
                 created: Nanos(0),

@@ -39,6 +39,8 @@
 //!
 //! [meta]                    # optional: host the metadata service (one node per cluster)
 //! path = "meta"             # the namespace's directory (created if missing)
+//! k = 4                     # storage class of the default volume, when the namespace
+//! m = 2                     #   is made (default 4+2; later changes do nothing)
 //! ```
 //!
 //! Relative paths are relative to the configuration file.
@@ -67,6 +69,8 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawMeta {
     path: PathBuf,
+    k: Option<u8>,
+    m: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,8 +169,33 @@ pub struct Config {
     pub revoked: Option<PathBuf>,
     pub cluster: Option<Cluster>,
     pub enroll: Option<Enroll>,
-    /// Where the namespace lives, on the node that hosts the metadata service.
-    pub meta: Option<PathBuf>,
+    /// The metadata service, on the node that hosts it.
+    pub meta: Option<MetaConfig>,
+}
+
+/// `[meta]`: where the namespace lives and the default volume's storage class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaConfig {
+    /// The namespace's directory.
+    pub path: PathBuf,
+    /// Data and parity shards of the default volume, used when the namespace is made.
+    pub class: (u8, u8),
+}
+
+fn meta_config(raw: &RawMeta, resolve: impl Fn(&Path) -> PathBuf) -> Result<MetaConfig> {
+    let k = raw.k.unwrap_or(hive_meta::DEFAULT_K);
+    let m = raw.m.unwrap_or(hive_meta::DEFAULT_M);
+    if !(1..=hive_meta::MAX_K).contains(&k) || m > hive_meta::MAX_M {
+        bail!(
+            "meta: k = {k}, m = {m} is not a storage class (k 1..={}, m 0..={})",
+            hive_meta::MAX_K,
+            hive_meta::MAX_M
+        );
+    }
+    Ok(MetaConfig {
+        path: resolve(&raw.path),
+        class: (k, m),
+    })
 }
 
 /// `8GiB`, `64MiB`, `512KiB`, `4096`.
@@ -321,7 +350,7 @@ impl Config {
             revoked: raw.tls.revoked.as_deref().map(resolve),
             cluster,
             enroll,
-            meta: raw.meta.map(|m| resolve(&m.path)),
+            meta: raw.meta.map(|m| meta_config(&m, resolve)).transpose()?,
         })
     }
 }
@@ -355,6 +384,9 @@ key = "node.key"
         let config = load(GOOD).expect("valid");
         assert_eq!(config.stores[0].size, Some(64 << 20));
         assert!(config.stores[0].path.is_absolute());
+        assert_eq!(config.meta, None);
+        let meta = load(&format!("{GOOD}[meta]\npath = \"meta\"\nk = 2\nm = 1\n")).expect("valid");
+        assert_eq!(meta.meta.expect("[meta]").class, (2, 1));
     }
 
     #[test]
@@ -370,6 +402,10 @@ key = "node.key"
                 "at least one [[store]]",
             ),
             (GOOD.replace("127.0.0.1:0", "everywhere"), "listen"),
+            (
+                format!("{GOOD}[meta]\npath = \"meta\"\nk = 0\n"),
+                "meta: k = 0",
+            ),
             (
                 GOOD.replace("node_id = 3", "node_id = 3\ncolour = 1"),
                 "colour",

@@ -367,8 +367,9 @@ async fn serve(
         (ShardService::PROTOCOL, shard_service(actor.clone())),
         (Control::PROTOCOL, control),
     ];
-    if let Some(path) = &config.meta {
-        let namespace = Namespace::open(path, Durability::Buffered)
+    if let Some(meta) = &config.meta {
+        let path = &meta.path;
+        let namespace = Namespace::open_with_class(path, Durability::Buffered, meta.class)
             .with_context(|| format!("meta.path: opening the namespace in {}", path.display()))?;
         let store = MetaStore::start(namespace).context("starting the metadata writer")?;
         store.clone().expire_sessions(SESSION_TICK);

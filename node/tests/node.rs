@@ -152,7 +152,12 @@ async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
     {
         let (_client, connection) = connect(&c, addr).await;
         for (i, shard) in shards.iter().enumerate() {
-            let key = message::encode(&ShardKey::new(id, ShardIndex(i as u8)));
+            let key = message::encode(&ShardKey::new(hive_wire::ShardName {
+                chunk: id,
+                k: 4,
+                m: 2,
+                index: ShardIndex(i as u8),
+            }));
             let request = message::request::<ShardService>(OP_GET, key, Bytes::new());
             let answer = connection.call(request, WAIT).await.expect("get");
             let found: Found = message::decode("Found", &answer.message).expect("Found");
@@ -224,7 +229,12 @@ async fn a_revocation_takes_effect_without_a_restart() {
     let (child, addr, log) = start(&c);
     let (_client, connection) = connect(&c, addr).await;
     let ping = || {
-        let key = message::encode(&ShardKey::new(hive_wire::ChunkId([1; 32]), ShardIndex(0)));
+        let key = message::encode(&ShardKey::new(hive_wire::ShardName {
+            chunk: hive_wire::ChunkId([1; 32]),
+            k: 4,
+            m: 2,
+            index: ShardIndex(0),
+        }));
         message::request::<ShardService>(OP_GET, key, Bytes::new())
     };
     connection

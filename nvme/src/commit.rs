@@ -117,7 +117,7 @@ impl Record {
     fn key(&self) -> Key {
         match (&self.kind, &self.requests[0].op) {
             (RecordKind::Put, Op::Put { key, .. }) => *key,
-            _ => (hive_wire::ChunkId([0; 32]), hive_wire::ShardIndex(0)),
+            _ => hive_wire::ShardName::NONE,
         }
     }
 }
@@ -385,8 +385,7 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
                     unreachable!("a delete record holds deletes")
                 };
                 DeleteEntry {
-                    chunk_id: key.0,
-                    index: key.1,
+                    name: *key,
                     target_segment: *segment,
                     target_life: *life,
                 }
@@ -394,7 +393,7 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
             }
             let count = u32::try_from(record.requests.len()).expect("invariant: bounded pack");
             let sum = entries_checksum(data);
-            let none = (hive_wire::ChunkId([0; 32]), hive_wire::ShardIndex(0));
+            let none = hive_wire::ShardName::NONE;
             (buffer, none, sum, count)
         }
     };
@@ -403,8 +402,7 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
         seq: record.seq,
         segment: at.segment,
         block: at.block,
-        chunk_id: key.0,
-        index: key.1,
+        name: key,
         data_len: u32::try_from(data_len).expect("invariant: records are at most 16 MiB"),
         entries_checksum: checksum,
         entries,

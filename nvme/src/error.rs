@@ -2,7 +2,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hive_wire::{ChunkId, NodeId, ShardError, ShardIndex};
+use hive_wire::{NodeId, ShardError, ShardName};
 
 use crate::format::FormatError;
 
@@ -75,14 +75,10 @@ pub enum StoreError {
     #[error("refused to store an invalid shard: {0}")]
     InvalidShard(ShardError),
     /// A stored record failed verification when read.
-    #[error(
-        "corrupt record for shard {index} of chunk {chunk} at segment {segment} block {block}: {reason}"
-    )]
+    #[error("corrupt record for shard {name} at segment {segment} block {block}: {reason}")]
     Corrupt {
-        /// The chunk asked for.
-        chunk: ChunkId,
-        /// The shard index asked for.
-        index: ShardIndex,
+        /// The shard asked for.
+        name: ShardName,
         /// Where the index said the record is.
         segment: u32,
         /// Block within that segment.

@@ -3,7 +3,7 @@
 //!
 //! All integers are little-endian. Checksums are xxh3-64 over the bytes before them.
 
-use hive_wire::{ChunkId, NodeId, ShardIndex};
+use hive_wire::{ChunkId, NodeId, ShardIndex, ShardName};
 use twox_hash::XxHash3_64;
 
 use crate::constants::BLOCK;
@@ -14,8 +14,10 @@ pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"HIVESTOR";
 pub const SEGMENT_MAGIC: [u8; 4] = *b"HVSG";
 /// First bytes of each record.
 pub const RECORD_MAGIC: [u8; 4] = *b"HVRC";
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The on-disk format version this build writes and reads. Version 2 added the scheme
+/// (k, m) to every shard name (record header, delete entry, summary entry), in bytes
+/// version 1 kept reserved; a version 1 store is refused.
+pub const FORMAT_VERSION: u16 = 2;
 /// Bytes of a record header; the shard follows immediately.
 pub const RECORD_HEADER_LEN: usize = 88;
 
@@ -264,10 +266,8 @@ pub struct RecordHeader {
     pub segment: u32,
     /// Block within the segment.
     pub block: u32,
-    /// Key of a put: the chunk.
-    pub chunk_id: ChunkId,
-    /// Key of a put: the shard index.
-    pub index: ShardIndex,
+    /// Key of a put: the shard's name ([`ShardName::NONE`] for a delete record).
+    pub name: ShardName,
     /// Bytes after the header.
     pub data_len: u32,
     /// Delete: checksum of the entries.
@@ -284,15 +284,15 @@ pub struct RecordHeader {
 /// |---:|---:|---|
 /// | 0 | 32 | chunk id |
 /// | 32 | 1 | shard index |
-/// | 33 | 3 | reserved, 0 |
+/// | 33 | 1 | k |
+/// | 34 | 1 | m |
+/// | 35 | 1 | reserved, 0 |
 /// | 36 | 4 | segment that held the deleted put |
 /// | 40 | 8 | that segment's life: its base sequence number when it held the put |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteEntry {
-    /// The chunk.
-    pub chunk_id: ChunkId,
-    /// The shard index.
-    pub index: ShardIndex,
+    /// The deleted shard.
+    pub name: ShardName,
     /// Segment that held the deleted put.
     pub target_segment: u32,
     /// Base sequence number of that segment's life: once the segment is erased and
@@ -307,8 +307,7 @@ impl DeleteEntry {
     /// Appends the entry's 48 bytes to `out`.
     pub fn encode_into(&self, out: &mut [u8]) {
         out[..DELETE_ENTRY_LEN].fill(0);
-        out[0..32].copy_from_slice(self.chunk_id.as_bytes());
-        out[32] = self.index.get();
+        put_name_at(&self.name, out, 33);
         out[36..40].copy_from_slice(&self.target_segment.to_le_bytes());
         out[40..48].copy_from_slice(&self.target_life.to_le_bytes());
     }
@@ -324,17 +323,33 @@ impl DeleteEntry {
         }
         Ok(bytes
             .chunks_exact(DELETE_ENTRY_LEN)
-            .map(|e| {
-                let mut id = [0u8; 32];
-                id.copy_from_slice(&e[0..32]);
-                Self {
-                    chunk_id: ChunkId(id),
-                    index: ShardIndex(e[32]),
-                    target_segment: u32_at(e, 36),
-                    target_life: u64_at(e, 40),
-                }
+            .map(|e| Self {
+                name: name_at_k(e, 33),
+                target_segment: u32_at(e, 36),
+                target_life: u64_at(e, 40),
             })
             .collect())
+    }
+}
+
+/// Writes a shard name as delete and summary entries hold it: chunk id (bytes 0..32),
+/// index (32), k (`k_at`), m (`k_at + 1`).
+fn put_name_at(name: &ShardName, out: &mut [u8], k_at: usize) {
+    out[0..32].copy_from_slice(name.chunk.as_bytes());
+    out[32] = name.index.get();
+    out[k_at] = name.k;
+    out[k_at + 1] = name.m;
+}
+
+/// Reads a shard name written by [`put_name_at`].
+fn name_at_k(e: &[u8], k_at: usize) -> ShardName {
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&e[0..32]);
+    ShardName {
+        chunk: ChunkId(id),
+        k: e[k_at],
+        m: e[k_at + 1],
+        index: ShardIndex(e[32]),
     }
 }
 
@@ -363,8 +378,10 @@ impl RecordHeader {
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
         b[16..20].copy_from_slice(&self.segment.to_le_bytes());
         b[20..24].copy_from_slice(&self.block.to_le_bytes());
-        b[24..56].copy_from_slice(self.chunk_id.as_bytes());
-        b[56] = self.index.get();
+        b[24..56].copy_from_slice(self.name.chunk.as_bytes());
+        b[56] = self.name.index.get();
+        b[57] = self.name.k;
+        b[58] = self.name.m;
         b[60..64].copy_from_slice(&self.data_len.to_le_bytes());
         b[64..72].copy_from_slice(&self.entries_checksum.to_le_bytes());
         b[72..76].copy_from_slice(&self.entries.to_le_bytes());
@@ -388,8 +405,12 @@ impl RecordHeader {
             seq: u64_at(b, 8),
             segment: u32_at(b, 16),
             block: u32_at(b, 20),
-            chunk_id: ChunkId(id),
-            index: ShardIndex(b[56]),
+            name: ShardName {
+                chunk: ChunkId(id),
+                k: b[57],
+                m: b[58],
+                index: ShardIndex(b[56]),
+            },
             data_len: u32_at(b, 60),
             entries_checksum: u64_at(b, 64),
             entries: u32_at(b, 72),
@@ -445,7 +466,8 @@ pub fn summary_blocks(segment_blocks: u32) -> u32 {
 /// | 0 | 32 | chunk id (zero for a delete record) |
 /// | 32 | 1 | shard index |
 /// | 33 | 1 | kind: 1 put, 2 delete |
-/// | 34 | 2 | reserved, 0 |
+/// | 34 | 1 | k |
+/// | 35 | 1 | m |
 /// | 36 | 4 | block |
 /// | 40 | 4 | blocks |
 /// | 44 | 4 | reserved, 0 |
@@ -454,10 +476,8 @@ pub fn summary_blocks(segment_blocks: u32) -> u32 {
 pub struct SummaryEntry {
     /// The record's kind.
     pub kind: RecordKind,
-    /// A put's chunk.
-    pub chunk_id: ChunkId,
-    /// A put's shard index.
-    pub index: ShardIndex,
+    /// A put's name ([`ShardName::NONE`] for a delete record).
+    pub name: ShardName,
     /// First block of the record.
     pub block: u32,
     /// Blocks it spans.
@@ -508,8 +528,7 @@ impl Summary {
             .iter()
             .zip(b[SUMMARY_HEADER_LEN..end].chunks_exact_mut(SUMMARY_ENTRY_LEN))
         {
-            out[0..32].copy_from_slice(e.chunk_id.as_bytes());
-            out[32] = e.index.get();
+            put_name_at(&e.name, out, 34);
             out[33] = match e.kind {
                 RecordKind::Put => 1,
                 RecordKind::Delete => 2,
@@ -549,8 +568,6 @@ impl Summary {
         store_id.copy_from_slice(&b[40..56]);
         let mut entries = Vec::with_capacity(count);
         for e in b[SUMMARY_HEADER_LEN..end].chunks_exact(SUMMARY_ENTRY_LEN) {
-            let mut id = [0u8; 32];
-            id.copy_from_slice(&e[0..32]);
             let kind = match e[33] {
                 1 => RecordKind::Put,
                 2 => RecordKind::Delete,
@@ -558,8 +575,7 @@ impl Summary {
             };
             entries.push(SummaryEntry {
                 kind,
-                chunk_id: ChunkId(id),
-                index: ShardIndex(e[32]),
+                name: name_at_k(e, 34),
                 block: u32_at(e, 36),
                 blocks: u32_at(e, 40),
                 seq: u64_at(e, 48),
@@ -599,8 +615,12 @@ mod tests {
             seq: 7,
             segment: 3,
             block: 12,
-            chunk_id: ChunkId([5; 32]),
-            index: ShardIndex(2),
+            name: ShardName {
+                chunk: ChunkId([5; 32]),
+                k: 4,
+                m: 2,
+                index: ShardIndex(2),
+            },
             data_len: 5000,
             entries_checksum: 0,
             entries: 0,
@@ -624,6 +644,35 @@ mod tests {
         rec.encode_into(&mut block);
         assert_eq!(RecordHeader::decode(&block), Ok(rec));
         assert_eq!(rec.blocks, 2);
+        // A delete entry keeps the whole name, scheme included.
+        let deleted = DeleteEntry {
+            name: ShardName {
+                chunk: ChunkId([6; 32]),
+                k: 2,
+                m: 1,
+                index: ShardIndex(2),
+            },
+            target_segment: 8,
+            target_life: 77,
+        };
+        let mut bytes = vec![0u8; DELETE_ENTRY_LEN];
+        deleted.encode_into(&mut bytes);
+        let header = RecordHeader {
+            kind: RecordKind::Delete,
+            name: ShardName::NONE,
+            data_len: DELETE_ENTRY_LEN as u32,
+            entries_checksum: entries_checksum(&bytes),
+            entries: 1,
+            blocks: RecordHeader::blocks_for(DELETE_ENTRY_LEN),
+            ..record()
+        };
+        assert_eq!(DeleteEntry::decode_all(&header, &bytes), Ok(vec![deleted]));
+        // A version 1 record (no scheme in its name) is refused, naming its version.
+        rec.encode_into(&mut block);
+        block[4..6].copy_from_slice(&1u16.to_le_bytes());
+        let sum = checksum(&block[..80]);
+        block[80..88].copy_from_slice(&sum.to_le_bytes());
+        assert_eq!(RecordHeader::decode(&block), Err(FormatError::Version(1)));
     }
 
     #[test]
@@ -633,8 +682,12 @@ mod tests {
             let most = (segment_blocks - 1 - reserved) as usize;
             let entry = SummaryEntry {
                 kind: RecordKind::Put,
-                chunk_id: ChunkId([3; 32]),
-                index: ShardIndex(1),
+                name: ShardName {
+                    chunk: ChunkId([3; 32]),
+                    k: 3,
+                    m: 1,
+                    index: ShardIndex(1),
+                },
                 block: 1,
                 blocks: 1,
                 seq: 9,

@@ -1,4 +1,5 @@
-//! The in-memory index: (chunk, shard index) → where the record is, in 43 bytes an entry.
+//! The in-memory index: shard name (chunk, k, m, index) → where the record is, in 45
+//! bytes an entry.
 //!
 //! Chunk ids are BLAKE3 hashes, so their first bytes are uniform: they pick one of 2^bits
 //! buckets, each an exactly-sized sorted array searched by binary search. No hash table
@@ -11,6 +12,8 @@ use crate::state::{Key, Location};
 #[derive(Clone, Copy)]
 struct Entry {
     id: [u8; 32],
+    k: u8,
+    m: u8,
     index: u8,
     segment: [u8; 4],
     block: [u8; 4],
@@ -20,8 +23,10 @@ struct Entry {
 impl Entry {
     fn new(key: &Key, at: Location) -> Self {
         Self {
-            id: key.0.0,
-            index: key.1.get(),
+            id: key.chunk.0,
+            k: key.k,
+            m: key.m,
+            index: key.index.get(),
             segment: at.segment.to_le_bytes(),
             block: at.block.to_le_bytes(),
             blocks: u16::try_from(at.blocks)
@@ -31,14 +36,16 @@ impl Entry {
     }
 
     fn key(&self) -> Key {
-        (
-            hive_wire::ChunkId(self.id),
-            hive_wire::ShardIndex(self.index),
-        )
+        hive_wire::ShardName {
+            chunk: hive_wire::ChunkId(self.id),
+            k: self.k,
+            m: self.m,
+            index: hive_wire::ShardIndex(self.index),
+        }
     }
 
-    fn sort_key(&self) -> ([u8; 32], u8) {
-        (self.id, self.index)
+    fn sort_key(&self) -> ([u8; 32], u8, u8, u8) {
+        (self.id, self.k, self.m, self.index)
     }
 
     fn location(&self) -> Location {
@@ -79,7 +86,7 @@ impl Index {
     }
 
     fn bucket(&self, key: &Key) -> usize {
-        Self::bucket_of(&key.0.0, self.bits)
+        Self::bucket_of(&key.chunk.0, self.bits)
     }
 
     /// Doubles the bucket table: each bucket splits in two at the next id bit, which
@@ -98,7 +105,7 @@ impl Index {
 
     fn find(&self, key: &Key) -> (usize, Result<usize, usize>) {
         let bucket = self.bucket(key);
-        let wanted = (key.0.0, key.1.get());
+        let wanted = (key.chunk.0, key.k, key.m, key.index.get());
         let found = self.buckets[bucket].binary_search_by(|e| e.sort_key().cmp(&wanted));
         (bucket, found)
     }
@@ -184,13 +191,18 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hive_wire::{ChunkId, ShardIndex};
+    use hive_wire::{ChunkId, ShardIndex, ShardName};
 
     fn key(n: u64) -> Key {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&n.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
         id[8..16].copy_from_slice(&n.to_le_bytes());
-        (ChunkId(id), ShardIndex((n % 7) as u8))
+        ShardName {
+            chunk: ChunkId(id),
+            k: 4 - (n % 2) as u8,
+            m: 2,
+            index: ShardIndex((n % 5) as u8),
+        }
     }
 
     fn at(n: u64) -> Location {
@@ -225,7 +237,7 @@ mod tests {
 
     #[test]
     fn an_entry_costs_at_most_48_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 43);
+        assert_eq!(std::mem::size_of::<Entry>(), 45);
         let mut index = Index::new();
         for n in 0..300_000 {
             index.insert(key(n), at(n));

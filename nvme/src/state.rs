@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hive_wire::{ChunkId, ShardIndex};
+use hive_wire::ShardName;
 
 use crate::constants::RESERVED_SEGMENTS;
 use crate::error::StoreError;
@@ -13,7 +13,7 @@ use crate::format::{RecordKind, Summary, SummaryEntry, Superblock, summary_block
 use crate::index::Index;
 
 /// What the index is keyed by.
-pub(crate) type Key = (ChunkId, ShardIndex);
+pub(crate) type Key = ShardName;
 
 /// Where a live record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -132,8 +132,7 @@ impl State {
         let seq = self.next_seq;
         let entry = |block| SummaryEntry {
             kind,
-            chunk_id: key.0,
-            index: key.1,
+            name: key,
             block,
             blocks,
             seq,

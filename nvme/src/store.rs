@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::io::ReadResult;
 use glommio::task::JoinHandle;
-use hive_wire::{ChunkId, NodeId, PgId, ShardIndex, ShardRef};
+use hive_wire::{NodeId, PgId, ShardName, ShardRef};
 
 use crate::commit::{self, Op, Request};
 use crate::constants::{
@@ -105,10 +105,8 @@ pub struct Store {
 /// A record that failed verification, named so repair can replace it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damaged {
-    /// The chunk of the shard.
-    pub chunk: ChunkId,
-    /// The shard index.
-    pub index: ShardIndex,
+    /// The shard.
+    pub name: ShardName,
     /// Segment of the record.
     pub segment: u32,
     /// Block of the record within the segment.
@@ -135,7 +133,7 @@ impl Scrubber {
         let Some((key, at)) = self.keys.next() else {
             return Ok(None);
         };
-        let found = match store.get(key.0, key.1).await {
+        let found = match store.get(key).await {
             Ok(_) => None,
             Err(StoreError::Corrupt {
                 segment,
@@ -143,8 +141,7 @@ impl Scrubber {
                 reason,
                 ..
             }) => Some(Damaged {
-                chunk: key.0,
-                index: key.1,
+                name: key,
                 segment,
                 block,
                 reason,
@@ -349,7 +346,7 @@ impl Store {
     /// shard that is already present is a no-op.
     pub async fn put(&self, shard: &[u8]) -> Result<(), StoreError> {
         let parsed = ShardRef::parse(shard).map_err(StoreError::InvalidShard)?;
-        let key = (parsed.header.chunk_id, parsed.header.index);
+        let key = parsed.header.name();
         {
             let s = self.state.borrow();
             s.check_writable()?;
@@ -374,13 +371,13 @@ impl Store {
     }
 
     /// Deletes a shard durably; `false` if it was not stored.
-    pub async fn delete(&self, chunk: ChunkId, index: ShardIndex) -> Result<bool, StoreError> {
-        Ok(self.delete_many(&[(chunk, index)]).await? == 1)
+    pub async fn delete(&self, name: ShardName) -> Result<bool, StoreError> {
+        Ok(self.delete_many(&[name]).await? == 1)
     }
 
     /// Deletes many shards durably, sharing group commits and delete records (48 bytes
     /// a shard instead of a block each); returns how many were stored.
-    pub async fn delete_many(&self, shards: &[(ChunkId, ShardIndex)]) -> Result<usize, StoreError> {
+    pub async fn delete_many(&self, shards: &[ShardName]) -> Result<usize, StoreError> {
         let mut answers = Vec::new();
         for key in shards {
             let target = {
@@ -485,7 +482,7 @@ impl Store {
         for (key, at) in live {
             // A record that no longer verifies cannot be moved; it is left to repair
             // (the shard stays indexed until then, so gets keep reporting it).
-            let Ok(Some(shard)) = self.get(key.0, key.1).await else {
+            let Ok(Some(shard)) = self.get(key).await else {
                 continue;
             };
             // Moves go in windows of half the queue budget, each waited for before the
@@ -544,40 +541,31 @@ impl Store {
         Ok(())
     }
 
-    /// Whether shard `index` of `chunk` is stored: the dedup question.
-    pub fn has(&self, chunk: ChunkId, index: ShardIndex) -> bool {
-        self.state.borrow().index.contains_key(&(chunk, index))
+    /// Whether shard `name` is stored: the dedup question.
+    pub fn has(&self, name: ShardName) -> bool {
+        self.state.borrow().index.contains_key(&name)
     }
 
     /// Reads and verifies a shard; `None` if it is not stored. A record that fails
     /// verification is an error naming it, never bytes.
-    pub async fn get(
-        &self,
-        chunk: ChunkId,
-        index: ShardIndex,
-    ) -> Result<Option<ReadResult>, StoreError> {
-        match self.get_once(chunk, index).await {
+    pub async fn get(&self, name: ShardName) -> Result<Option<ReadResult>, StoreError> {
+        match self.get_once(name).await {
             // Reclaim may have moved the record while it was read: look again once.
             Err(StoreError::Corrupt { segment, block, .. })
                 if self
                     .state
                     .borrow()
                     .index
-                    .get(&(chunk, index))
+                    .get(&name)
                     .is_some_and(|at| (at.segment, at.block) != (segment, block)) =>
             {
-                self.get_once(chunk, index).await
+                self.get_once(name).await
             }
             other => other,
         }
     }
 
-    async fn get_once(
-        &self,
-        chunk: ChunkId,
-        index: ShardIndex,
-    ) -> Result<Option<ReadResult>, StoreError> {
-        let key = (chunk, index);
+    async fn get_once(&self, key: ShardName) -> Result<Option<ReadResult>, StoreError> {
         let (at, pos, path) = {
             let s = self.state.borrow();
             let Some(at) = s.index.get(&key) else {
@@ -591,8 +579,7 @@ impl Store {
             .await
             .map_err(io_err("reading", &path))?;
         let corrupt = |reason: String| StoreError::Corrupt {
-            chunk,
-            index,
+            name: key,
             segment: at.segment,
             block: at.block,
             reason,
@@ -603,7 +590,7 @@ impl Store {
 
     /// Every stored shard whose chunk falls in placement group `pg` of `2^pg_bits`
     /// (the same mapping as `hive_codec::ClusterMap::pg_of`).
-    pub fn list_pg(&self, pg_bits: u8, pg: PgId) -> Vec<(ChunkId, ShardIndex)> {
+    pub fn list_pg(&self, pg_bits: u8, pg: PgId) -> Vec<ShardName> {
         let mask = if pg_bits >= 32 {
             u32::MAX
         } else {
@@ -614,8 +601,8 @@ impl Store {
             .index
             .iter()
             .map(|(key, _)| key)
-            .filter(|(chunk, _)| {
-                let b = chunk.as_bytes();
+            .filter(|name| {
+                let b = name.chunk.as_bytes();
                 u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & mask == pg.get()
             })
             .collect();
@@ -655,18 +642,12 @@ impl Store {
         self.device.faults.power_cut(self.device.file()).await
     }
 
-    /// Flips bit `bit` of the byte at `offset` into shard `index` of `chunk`'s record.
+    /// Flips bit `bit` of the byte at `offset` into shard `name`'s record.
     #[cfg(feature = "faults")]
-    pub async fn flip_stored_bit(
-        &self,
-        chunk: ChunkId,
-        index: ShardIndex,
-        offset: u64,
-        bit: u8,
-    ) -> io::Result<()> {
+    pub async fn flip_stored_bit(&self, name: ShardName, offset: u64, bit: u8) -> io::Result<()> {
         let pos = {
             let s = self.state.borrow();
-            let at = s.index.get(&(chunk, index)).ok_or_else(|| {
+            let at = s.index.get(&name).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, "no such shard in the store")
             })?;
             s.offset(at.segment, at.block) + offset
@@ -718,7 +699,7 @@ fn verify_put(record: &[u8], key: &Key, at: &Location) -> Result<(usize, usize),
     if header.kind != RecordKind::Put || header.blocks != at.blocks {
         return Err("found another record where this one was written (lost write)".to_string());
     }
-    if (header.chunk_id, header.index) != *key {
+    if header.name != *key {
         return Err("record holds another shard".to_string());
     }
     let len = header.data_len as usize;
@@ -726,7 +707,7 @@ fn verify_put(record: &[u8], key: &Key, at: &Location) -> Result<(usize, usize),
         .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len)
         .ok_or("record shorter than its shard")?;
     let shard = ShardRef::parse(data).map_err(|e| format!("shard: {e}"))?;
-    if (shard.header.chunk_id, shard.header.index) != *key {
+    if shard.header.name() != *key {
         return Err("shard header names another shard".to_string());
     }
     Ok((RECORD_HEADER_LEN, len))
@@ -828,7 +809,7 @@ async fn rebuild(state: &mut State, device: &Device) -> Result<Vec<Damaged>, Sto
             state.insert(f.key, f.at);
         }
         for entry in &f.deletes {
-            let key = (entry.chunk_id, entry.index);
+            let key = entry.name;
             state.remove(&key, entry.target_segment, entry.target_life);
             state.tombstones[f.at.segment as usize].push(Tombstone {
                 key,
@@ -922,7 +903,7 @@ where
             block: e.block,
             blocks: e.blocks,
         };
-        let key = (e.chunk_id, e.index);
+        let key = e.name;
         let deletes = match e.kind {
             RecordKind::Put => Vec::new(),
             RecordKind::Delete => {
@@ -935,8 +916,7 @@ where
                     Ok(entries) => entries,
                     Err(reason) => {
                         damaged.push(Damaged {
-                            chunk: key.0,
-                            index: key.1,
+                            name: key,
                             segment,
                             block: e.block,
                             reason: format!("delete record: {reason}"),
@@ -1003,8 +983,7 @@ where
         // repaired) and is reported.
         if let Some(s) = suspect.take() {
             damaged.push(Damaged {
-                chunk: s.chunk_id,
-                index: s.index,
+                name: s.name,
                 segment,
                 block: s.block,
                 reason: "record fails verification (found when the store was opened)".into(),
@@ -1015,7 +994,7 @@ where
             block,
             blocks: rec.blocks,
         };
-        let key = (rec.chunk_id, rec.index);
+        let key = rec.name;
         let record = read(block, rec.blocks)
             .await
             .map_err(io_err("reading", &state.path))?;
@@ -1031,8 +1010,7 @@ where
         if whole {
             entries.push(SummaryEntry {
                 kind: rec.kind,
-                chunk_id: rec.chunk_id,
-                index: rec.index,
+                name: rec.name,
                 block,
                 blocks: rec.blocks,
                 seq: rec.seq,

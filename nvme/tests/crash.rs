@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::rc::Rc;
 
-use common::{Scratch, format, open, run, shard};
+use common::{Scratch, format, name, open, run, shard};
 use hive_testkit::Rng;
 
 const CHILD_ENV: &str = "HIVE_NVME_CRASH_CHILD";
@@ -102,7 +102,7 @@ fn kill_cycles(path: &Path, seed: u64, cycles: usize) {
             let store = open(&path).await;
             for i in check {
                 let (chunk, index, bytes) = item(i);
-                let got = store.get(chunk, index).await.expect("get");
+                let got = store.get(name(chunk, index)).await.expect("get");
                 let got = got.unwrap_or_else(|| {
                     panic!("seed {seed:#x} cycle {cycle}: acknowledged item {i} lost")
                 });
@@ -114,7 +114,11 @@ fn kill_cycles(path: &Path, seed: u64, cycles: usize) {
             // Whatever was in flight is either absent or intact, never damaged.
             for i in in_flight {
                 let (chunk, index, bytes) = item(i);
-                if let Some(got) = store.get(chunk, index).await.expect("get unacknowledged") {
+                if let Some(got) = store
+                    .get(name(chunk, index))
+                    .await
+                    .expect("get unacknowledged")
+                {
                     assert!(
                         got[..] == bytes[..],
                         "seed {seed:#x} cycle {cycle}: item {i} damaged"

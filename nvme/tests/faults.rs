@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Scratch, format, open, run, shard};
+use common::{Scratch, format, name, open, run, shard};
 use hive_nvme::StoreError;
 use hive_testkit::Rng;
 
@@ -45,11 +45,14 @@ fn a_failed_fsync_poisons_writes_but_not_reads() {
             "{again}"
         );
         let err = store
-            .delete(a_chunk, a_index)
+            .delete(name(a_chunk, a_index))
             .await
             .expect_err("deletes are writes");
         assert!(matches!(err, StoreError::Poisoned { .. }), "{err}");
-        let got = store.get(a_chunk, a_index).await.expect("reads still work");
+        let got = store
+            .get(name(a_chunk, a_index))
+            .await
+            .expect("reads still work");
         assert_eq!(&got.expect("present")[..], &a[..]);
     });
 }
@@ -86,7 +89,7 @@ fn power_cuts_lose_nothing_acknowledged() {
         for cycle in 0..200 {
             let store = open(&path).await;
             for (chunk, index, bytes) in &acked {
-                let got = store.get(*chunk, *index).await.expect("get");
+                let got = store.get(name(*chunk, *index)).await.expect("get");
                 let got = got.unwrap_or_else(|| {
                     panic!("seed {seed:#x} cycle {cycle}: acknowledged shard lost")
                 });
@@ -115,7 +118,7 @@ fn power_cuts_lose_nothing_acknowledged() {
             store.power_cut().await.expect("power cut");
             drop(store);
             let reopened = open(&path).await;
-            if let Some(got) = reopened.get(chunk, index).await.expect("get") {
+            if let Some(got) = reopened.get(name(chunk, index)).await.expect("get") {
                 assert_eq!(
                     &got[..],
                     &bytes[..],
@@ -141,10 +144,16 @@ fn bit_flips_are_detected_by_get_and_scrub() {
         // then the 64-byte shard header, then 2,500 payload bytes).
         let (c1, i1, _) = shards[1];
         let (c4, i4, _) = shards[4];
-        store.flip_stored_bit(c1, i1, 1000, 3).await.expect("flip");
-        store.flip_stored_bit(c4, i4, 30, 0).await.expect("flip");
+        store
+            .flip_stored_bit(name(c1, i1), 1000, 3)
+            .await
+            .expect("flip");
+        store
+            .flip_stored_bit(name(c4, i4), 30, 0)
+            .await
+            .expect("flip");
         for (n, (chunk, index, bytes)) in shards.iter().enumerate() {
-            let got = store.get(*chunk, *index).await;
+            let got = store.get(name(*chunk, *index)).await;
             if n == 1 || n == 4 {
                 let err = got.expect_err("damage must be detected");
                 let text = err.to_string();
@@ -158,9 +167,9 @@ fn bit_flips_are_detected_by_get_and_scrub() {
         }
         let report = store.scrub(0).await.expect("scrub");
         assert_eq!(report.checked, 6);
-        let named: Vec<_> = report.damaged.iter().map(|d| (d.chunk, d.index)).collect();
+        let named: Vec<_> = report.damaged.iter().map(|d| d.name).collect();
         assert_eq!(named.len(), 2, "{report:?}");
-        assert!(named.contains(&(c1, i1)) && named.contains(&(c4, i4)));
+        assert!(named.contains(&name(c1, i1)) && named.contains(&name(c4, i4)));
     });
 }
 
@@ -178,19 +187,33 @@ fn a_torn_write_is_cut_off_at_open() {
         store.put(&b).await.expect_err("torn write fails");
         drop(store);
         let store = open(&path).await;
-        assert!(store.get(b_chunk, b_index).await.expect("get").is_none());
         assert!(
-            !store.has(b_chunk, b_index),
+            store
+                .get(name(b_chunk, b_index))
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            !store.has(name(b_chunk, b_index)),
             "a torn shard must not count for dedup"
         );
         assert_eq!(
-            &store.get(a_chunk, a_index).await.expect("get").expect("a")[..],
+            &store
+                .get(name(a_chunk, a_index))
+                .await
+                .expect("get")
+                .expect("a")[..],
             &a[..]
         );
         // The torn record can be written again.
         store.put(&b).await.expect("put again");
         assert_eq!(
-            &store.get(b_chunk, b_index).await.expect("get").expect("b")[..],
+            &store
+                .get(name(b_chunk, b_index))
+                .await
+                .expect("get")
+                .expect("b")[..],
             &b[..]
         );
     });
@@ -209,20 +232,21 @@ fn a_misdirected_write_is_detected_by_get_and_scrub() {
         let (b_chunk, b_index, b) = shard(2, 5000);
         store.put(&b).await.expect("the drive claims success");
         let err = store
-            .get(b_chunk, b_index)
+            .get(name(b_chunk, b_index))
             .await
             .expect_err("b is not where it should be");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert_eq!(
-            &store.get(a_chunk, a_index).await.expect("get").expect("a")[..],
+            &store
+                .get(name(a_chunk, a_index))
+                .await
+                .expect("get")
+                .expect("a")[..],
             &a[..]
         );
         let report = store.scrub(1 << 30).await.expect("scrub");
         assert_eq!(report.damaged.len(), 1, "{report:?}");
-        assert_eq!(
-            (report.damaged[0].chunk, report.damaged[0].index),
-            (b_chunk, b_index)
-        );
+        assert_eq!(report.damaged[0].name, name(b_chunk, b_index));
         let _ = b;
     });
 }
@@ -242,7 +266,10 @@ fn sealed_segments_open_from_their_summary() {
             store.put(bytes).await.expect("put");
         }
         let (c, i, _) = items[0];
-        store.flip_stored_bit(c, i, 500, 1).await.expect("flip");
+        store
+            .flip_stored_bit(name(c, i), 500, 1)
+            .await
+            .expect("flip");
         store.close().await.expect("close");
         let store = open(&path).await;
         assert!(
@@ -251,13 +278,13 @@ fn sealed_segments_open_from_their_summary() {
             store.damaged_at_open()
         );
         assert!(matches!(
-            store.get(c, i).await,
+            store.get(name(c, i)).await,
             Err(StoreError::Corrupt { .. })
         ));
         for (chunk, index, bytes) in &items[1..] {
             assert_eq!(
                 &store
-                    .get(*chunk, *index)
+                    .get(name(*chunk, *index))
                     .await
                     .expect("get")
                     .expect("present")[..],

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{Scratch, format, open, run, shard};
+use common::{Scratch, format, name, open, run, shard};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -47,14 +47,14 @@ proptest! {
                     }
                     Step::Delete(n) => {
                         let (chunk, index, _) = &pool[*n as usize];
-                        let existed = store.delete(*chunk, *index).await.expect("delete");
+                        let existed = store.delete(name(*chunk, *index)).await.expect("delete");
                         if existed != model.remove(n).is_some() {
                             return Some(format!("step {at} {s:?}: delete said {existed}"));
                         }
                     }
                     Step::Get(n) => {
                         let (chunk, index, bytes) = &pool[*n as usize];
-                        let got = store.get(*chunk, *index).await.expect("get");
+                        let got = store.get(name(*chunk, *index)).await.expect("get");
                         let ok = match (&got, model.contains_key(n)) {
                             (Some(got), true) => got[..] == bytes[..],
                             (None, false) => true,

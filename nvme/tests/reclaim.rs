@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Scratch, format, open, run, shard};
+use common::{Scratch, format, name, open, run, shard};
 use hive_testkit::Rng;
 use hive_wire::{ChunkId, ShardIndex};
 
@@ -29,7 +29,7 @@ fn fill_delete_half_reclaim() {
         }
         rng.shuffle(&mut items);
         let (deleted, kept) = items.split_at(items.len() / 2);
-        let keys: Vec<_> = deleted.iter().map(|(c, i, _)| (*c, *i)).collect();
+        let keys: Vec<_> = deleted.iter().map(|(c, i, _)| name(*c, *i)).collect();
         assert_eq!(store.delete_many(&keys).await.expect("delete"), keys.len());
         let before = store.stats();
         let report = store.reclaim(0.75).await.expect("reclaim");
@@ -60,12 +60,16 @@ fn fill_delete_half_reclaim() {
 
 async fn check(store: &hive_nvme::Store, kept: &[Item], deleted: &[Item]) {
     for (chunk, index, bytes) in kept {
-        let got = store.get(*chunk, *index).await.expect("get");
+        let got = store.get(name(*chunk, *index)).await.expect("get");
         assert_eq!(&got.expect("kept shard present")[..], &bytes[..]);
     }
     for (chunk, index, _) in deleted {
         assert!(
-            store.get(*chunk, *index).await.expect("get").is_none(),
+            store
+                .get(name(*chunk, *index))
+                .await
+                .expect("get")
+                .is_none(),
             "a deleted shard came back"
         );
     }
@@ -86,7 +90,7 @@ fn deletes_survive_the_reclaim_of_their_own_segment() {
         // The delete lands in a new segment (every open starts one); reclaiming that
         // segment must carry the delete forward while a's record still exists.
         let store = open(&path).await;
-        assert!(store.delete(a.0, a.1).await.expect("delete"));
+        assert!(store.delete(name(a.0, a.1)).await.expect("delete"));
         store.close().await.expect("close");
         let store = open(&path).await;
         let report = store
@@ -97,11 +101,11 @@ fn deletes_survive_the_reclaim_of_their_own_segment() {
         store.close().await.expect("close");
         let store = open(&path).await;
         assert!(
-            store.get(a.0, a.1).await.expect("get").is_none(),
+            store.get(name(a.0, a.1)).await.expect("get").is_none(),
             "a came back"
         );
         assert_eq!(
-            &store.get(b.0, b.1).await.expect("get").expect("b")[..],
+            &store.get(name(b.0, b.1)).await.expect("get").expect("b")[..],
             &b.2[..]
         );
         // Now reclaim everything that can be: b moves, a's old segment is erased.
@@ -109,11 +113,11 @@ fn deletes_survive_the_reclaim_of_their_own_segment() {
         store.close().await.expect("close");
         let store = open(&path).await;
         assert!(
-            store.get(a.0, a.1).await.expect("get").is_none(),
+            store.get(name(a.0, a.1)).await.expect("get").is_none(),
             "a came back"
         );
         assert_eq!(
-            &store.get(b.0, b.1).await.expect("get").expect("b")[..],
+            &store.get(name(b.0, b.1)).await.expect("get").expect("b")[..],
             &b.2[..]
         );
         assert_eq!(store.stats().shards, 1);
@@ -136,7 +140,7 @@ fn a_full_store_can_reclaim_dead_segments() {
             items.push(item);
         }
         for (chunk, index, _) in &items[..items.len() - 2] {
-            store.delete(*chunk, *index).await.expect("delete");
+            store.delete(name(*chunk, *index)).await.expect("delete");
         }
         let report = store
             .reclaim(0.5)

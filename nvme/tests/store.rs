@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{NODE, Scratch, format, open, run, shard};
+use common::{NODE, Scratch, format, name, open, run, shard, shard_coded};
 use hive_nvme::{Store, StoreError};
 use hive_wire::NodeId;
 
@@ -20,25 +20,30 @@ fn put_get_delete_and_reopen() {
             store.put(bytes).await.expect("put");
         }
         for (chunk, index, bytes) in &shards {
-            assert!(store.has(*chunk, *index));
+            assert!(store.has(name(*chunk, *index)));
             let got = store
-                .get(*chunk, *index)
+                .get(name(*chunk, *index))
                 .await
                 .expect("get")
                 .expect("present");
             assert_eq!(&got[..], &bytes[..]);
         }
         let (gone_chunk, gone_index, _) = shards[3];
-        assert!(store.delete(gone_chunk, gone_index).await.expect("delete"));
+        assert!(
+            store
+                .delete(name(gone_chunk, gone_index))
+                .await
+                .expect("delete")
+        );
         assert!(
             !store
-                .delete(gone_chunk, gone_index)
+                .delete(name(gone_chunk, gone_index))
                 .await
                 .expect("second delete")
         );
         assert!(
             store
-                .get(gone_chunk, gone_index)
+                .get(name(gone_chunk, gone_index))
                 .await
                 .expect("get")
                 .is_none()
@@ -52,13 +57,41 @@ fn put_get_delete_and_reopen() {
         let store = open(&path).await;
         assert_eq!(store.stats().shards, 39);
         for (i, (chunk, index, bytes)) in shards.iter().enumerate() {
-            let got = store.get(*chunk, *index).await.expect("get");
+            let got = store.get(name(*chunk, *index)).await.expect("get");
             if i == 3 {
                 assert!(got.is_none(), "a delete must survive reopening");
             } else {
                 assert_eq!(&got.expect("present")[..], &bytes[..]);
             }
         }
+    });
+}
+
+#[test]
+fn one_chunk_under_two_schemes_is_two_shards() {
+    // The same bytes coded 4+2 and 2+1: shard 0 of each differs, and neither may stand
+    // in for the other (a dedup answer, a read, a delete), before or after reopening.
+    let dir = Scratch::new("schemes");
+    let path = dir.path("store");
+    format(&path, 16 << 20, 1 << 20);
+    run(move || async move {
+        let (wide, wide_bytes) = shard_coded(5, 30_000, 4, 2, 0);
+        let (narrow, narrow_bytes) = shard_coded(5, 30_000, 2, 1, 0);
+        assert_eq!(wide.chunk, narrow.chunk);
+        assert_ne!(wide_bytes, narrow_bytes);
+        let store = open(&path).await;
+        store.put(&wide_bytes).await.expect("put 4+2");
+        assert!(store.has(wide) && !store.has(narrow), "4+2 is not 2+1");
+        assert!(store.get(narrow).await.expect("get").is_none());
+        store.put(&narrow_bytes).await.expect("put 2+1");
+        store.close().await.expect("close");
+        let store = open(&path).await;
+        for (name, bytes) in [(wide, &wide_bytes), (narrow, &narrow_bytes)] {
+            let got = store.get(name).await.expect("get").expect("present");
+            assert_eq!(&got[..], &bytes[..], "{name}");
+        }
+        assert!(store.delete(narrow).await.expect("delete"));
+        assert!(store.has(wide) && !store.has(narrow));
     });
 }
 
@@ -76,7 +109,7 @@ fn a_fresh_store_is_the_first_file_its_executor_opens() {
         let (chunk, index, bytes) = shard(1, 5000);
         store.put(&bytes).await.expect("put");
         let got = store
-            .get(chunk, index)
+            .get(name(chunk, index))
             .await
             .expect("read after open must work");
         assert_eq!(&got.expect("present")[..], &bytes[..]);
@@ -153,7 +186,7 @@ fn a_full_store_says_so_and_stays_consistent() {
         let store = open(&path).await;
         for (chunk, index, bytes) in &stored {
             let got = store
-                .get(*chunk, *index)
+                .get(name(*chunk, *index))
                 .await
                 .expect("get")
                 .expect("present");
@@ -200,7 +233,7 @@ fn concurrent_puts_share_group_commits() {
         for task in tasks {
             let (chunk, index, bytes) = task.await;
             let got = store
-                .get(chunk, index)
+                .get(name(chunk, index))
                 .await
                 .expect("get")
                 .expect("present");
@@ -231,7 +264,7 @@ fn listing_by_placement_group_matches_the_codec_mapping() {
             expected
                 .entry(map.pg_of(&chunk).get())
                 .or_default()
-                .push((chunk, index));
+                .push(name(chunk, index));
         }
         for pg in 0..8u32 {
             let mut want = expected.remove(&pg).unwrap_or_default();
@@ -248,9 +281,10 @@ fn a_store_of_another_format_version_is_refused_by_name() {
     let dir = Scratch::new("version");
     let path = dir.path("store");
     format(&path, 8 << 20, 1 << 20);
-    // Rewrite both superblock copies as version 2, with valid checksums.
+    // Rewrite both superblock copies as version 1 (shard names without their scheme),
+    // with valid checksums.
     let mut block = std::fs::read(&path).expect("read")[..4096].to_vec();
-    block[8..10].copy_from_slice(&2u16.to_le_bytes());
+    block[8..10].copy_from_slice(&1u16.to_le_bytes());
     let sum = twox_hash::XxHash3_64::oneshot(&block[..72]);
     block[72..80].copy_from_slice(&sum.to_le_bytes());
     let mut file = std::fs::OpenOptions::new()
@@ -266,8 +300,8 @@ fn a_store_of_another_format_version_is_refused_by_name() {
         let err = Store::open(&path, NODE)
             .await
             .err()
-            .expect("version 2 is refused");
+            .expect("version 1 is refused");
         let text = err.to_string();
-        assert!(text.contains("format version 2 is not supported"), "{text}");
+        assert!(text.contains("format version 1 is not supported"), "{text}");
     });
 }

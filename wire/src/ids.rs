@@ -103,6 +103,43 @@ integer_id!(
     FailureDomain(u32)
 );
 
+/// The name of one stored shard: its chunk, the erasure scheme the chunk was coded with
+/// (k data + m parity shards) and its position. The same chunk coded under two schemes
+/// gives two sets of shards that share nothing, so the scheme is part of every name.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShardName {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// Data shards of the scheme.
+    pub k: u8,
+    /// Parity shards of the scheme.
+    pub m: u8,
+    /// Position among the k + m shards.
+    pub index: ShardIndex,
+}
+
+impl ShardName {
+    /// The name that names nothing (all zeros): k is never 0 for a real shard.
+    pub const NONE: ShardName = ShardName {
+        chunk: ChunkId([0; 32]),
+        k: 0,
+        m: 0,
+        index: ShardIndex(0),
+    };
+}
+
+impl fmt::Display for ShardName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}+{}/{}", self.chunk, self.k, self.m, self.index)
+    }
+}
+
+impl fmt::Debug for ShardName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShardName({self})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ mod ids;
 mod shard;
 
 pub use hex::{HexError, decode_hex, encode_hex};
-pub use ids::{ChunkId, Epoch, FailureDomain, NodeId, PgId, ShardIndex};
+pub use ids::{ChunkId, Epoch, FailureDomain, NodeId, PgId, ShardIndex, ShardName};
 pub use shard::{
     MAX_CHUNK_LEN, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, SHARD_FORMAT_VERSION, SHARD_HEADER_LEN,
     SHARD_MAGIC, ShardError, ShardHeader, ShardRef, shard_checksum,

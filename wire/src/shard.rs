@@ -20,7 +20,7 @@
 
 use twox_hash::XxHash3_64;
 
-use crate::ids::{ChunkId, ShardIndex};
+use crate::ids::{ChunkId, ShardIndex, ShardName};
 
 /// First four bytes of every shard.
 pub const SHARD_MAGIC: [u8; 4] = *b"HVSH";
@@ -116,6 +116,16 @@ pub struct ShardHeader {
 }
 
 impl ShardHeader {
+    /// The name the shard is stored under.
+    pub fn name(&self) -> ShardName {
+        ShardName {
+            chunk: self.chunk_id,
+            k: self.k,
+            m: self.m,
+            index: self.index,
+        }
+    }
+
     /// Checks the invariants a header must satisfy regardless of its payload.
     pub fn validate(&self) -> Result<(), ShardError> {
         if !(1..=MAX_DATA_SHARDS).contains(&self.k) {

@@ -200,7 +200,7 @@ async fn rand_read(
     for n in 0..READ_SET {
         let bytes = shard(0x4ead_0000 + n as u64, SMALL_DATA);
         let parsed = hive_wire::ShardRef::parse(&bytes)?;
-        keys.push((parsed.header.chunk_id, parsed.header.index));
+        keys.push(parsed.header.name());
         let store = store.clone();
         pending.push(glommio::spawn_local(async move { store.put(&bytes).await }));
         if pending.len() == PUT_TASKS {
@@ -224,8 +224,8 @@ async fn rand_read(
                             let mut rng = Rng::new(u64::from(round) << 16 | task as u64);
                             glommio::spawn_local(async move {
                                 for _ in 0..READS_PER_TASK {
-                                    let (chunk, index) = keys[rng.below(keys.len())];
-                                    store.get(chunk, index).await.expect("get").expect("stored");
+                                    let name = keys[rng.below(keys.len())];
+                                    store.get(name).await.expect("get").expect("stored");
                                 }
                             })
                         })

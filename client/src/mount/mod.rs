@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use fuser::{Config, MountOption, SessionACL};
-use hive_codec::{Chunker, ChunkerConfig};
+use hive_codec::{Chunker, ChunkerConfig, ErasureScheme};
 use hive_wire::net::meta::{MetaCall, MetaReply};
 
 pub use cache::CHUNK_CACHE_BYTES;
@@ -216,9 +216,8 @@ fn serve(args: &MountArgs) -> Result<()> {
         .context("starting tokio")?;
     // The QUIC endpoint is made on the runtime.
     let _entered = runtime.enter();
-    let (chunks, control, meta) = runtime.block_on(local_cluster::connect_mount(&args.cluster))?;
+    let (meta, connector) = local_cluster::connect_mount(&args.cluster)?;
     let meta = Arc::new(meta);
-    let scheme = chunks.scheme();
     let mounted = runtime
         .block_on(meta.call(&args.volume, 0, 0, MetaCall::Mount))
         .with_context(|| format!("asking the metadata service for volume {:?}", args.volume))?;
@@ -236,14 +235,12 @@ fn serve(args: &MountArgs) -> Result<()> {
             args.volume
         ),
     };
-    if (volume.k, volume.m) != (scheme.k(), scheme.m()) {
-        bail!(
-            "volume {:?} is {}+{}, but this cluster writes {scheme}; other storage classes are not supported yet",
-            args.volume,
-            volume.k,
-            volume.m
-        );
-    }
+    // The volume's storage class names every shard its chunks are stored as.
+    let scheme = ErasureScheme::new(volume.k, volume.m)
+        .with_context(|| format!("volume {:?}'s storage class", args.volume))?;
+    let (chunks, control) = runtime
+        .block_on(connector.chunk_store(scheme))
+        .with_context(|| format!("volume {:?}", args.volume))?;
     let chunker = Chunker::new(ChunkerConfig::default())?;
     let session = session::new_session_id().context("drawing a session id")?;
     let services = Services {

@@ -8,7 +8,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
 use hive_nvme::{FormatOptions, Store};
 use hive_testkit::{Rng, random_bytes};
-use hive_wire::{ChunkId, NodeId, ShardIndex};
+use hive_wire::{ChunkId, NodeId, ShardIndex, ShardName};
 
 pub const NODE: NodeId = NodeId(7);
 
@@ -58,6 +58,16 @@ pub fn format(path: &Path, size: u64, segment: u32) {
     Store::format(path, &options).expect("format");
 }
 
+/// The name of shard `index` of `chunk` coded 4+2, as [`shard`] makes them.
+pub fn name(chunk: ChunkId, index: ShardIndex) -> ShardName {
+    ShardName {
+        chunk,
+        k: 4,
+        m: 2,
+        index,
+    }
+}
+
 /// One real shard (4+2 encoding of seeded random bytes): its key and bytes.
 pub fn shard(seed: u64, len: usize) -> (ChunkId, ShardIndex, Vec<u8>) {
     let data = random_bytes(seed, len);
@@ -68,6 +78,22 @@ pub fn shard(seed: u64, len: usize) -> (ChunkId, ShardIndex, Vec<u8>) {
     let chunk = encoder.encode(id, &data).expect("encode");
     let index = rng.below(6);
     (id, ShardIndex(index as u8), chunk.shard_to_vec(index))
+}
+
+/// Shard `index` of seeded random bytes coded `k`+`m`: its name and bytes.
+pub fn shard_coded(seed: u64, len: usize, k: u8, m: u8, index: u8) -> (ShardName, Vec<u8>) {
+    let data = random_bytes(seed, len);
+    let scheme = ErasureScheme::new(k, m).expect("a valid scheme");
+    let mut encoder = ChunkEncoder::new(scheme, CompressionConfig::off()).expect("encoder");
+    let id = chunk_id(&data);
+    let chunk = encoder.encode(id, &data).expect("encode");
+    let name = ShardName {
+        chunk: id,
+        k,
+        m,
+        index: ShardIndex(index),
+    };
+    (name, chunk.shard_to_vec(usize::from(index)))
 }
 
 pub async fn open(path: &Path) -> Store {

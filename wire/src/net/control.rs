@@ -22,7 +22,8 @@ pub struct Control;
 
 impl MessageSet for Control {
     const PROTOCOL: u16 = 3;
-    const VERSION: u16 = 1;
+    /// Version 2 added the scheme (k, m) to owed shards.
+    const VERSION: u16 = 2;
     const NAME: &'static str = "cluster control";
 }
 
@@ -148,6 +149,10 @@ pub struct StatusMessage {
 pub struct OwedShard {
     /// The chunk.
     pub chunk: [u8; 32],
+    /// Data shards of the chunk's scheme.
+    pub k: u8,
+    /// Parity shards of the chunk's scheme.
+    pub m: u8,
     /// The shard index.
     pub index: u8,
     /// The node that should hold it.

@@ -4,14 +4,15 @@
 use rkyv::{Archive, Deserialize, Serialize};
 
 use super::message::MessageSet;
-use crate::{ChunkId, ShardIndex};
+use crate::{ChunkId, ShardIndex, ShardName};
 
 /// The shard service message set.
 pub struct ShardService;
 
 impl MessageSet for ShardService {
     const PROTOCOL: u16 = 2;
-    const VERSION: u16 = 1;
+    /// Version 2 added the scheme (k, m) to shard names.
+    const VERSION: u16 = 2;
     const NAME: &'static str = "shard service";
 }
 
@@ -23,27 +24,38 @@ pub const OP_GET: u16 = 2;
 /// [`Found`], no body.
 pub const OP_HAS: u16 = 3;
 
-/// Names one shard.
+/// Names one shard: see [`ShardName`].
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardKey {
     /// The chunk.
     pub chunk: [u8; 32],
+    /// Data shards of the chunk's scheme.
+    pub k: u8,
+    /// Parity shards of the chunk's scheme.
+    pub m: u8,
     /// The shard index.
     pub index: u8,
 }
 
 impl ShardKey {
-    /// The key of shard `index` of `chunk`.
-    pub fn new(chunk: ChunkId, index: ShardIndex) -> Self {
+    /// The key of the shard named `name`.
+    pub fn new(name: ShardName) -> Self {
         Self {
-            chunk: chunk.0,
-            index: index.get(),
+            chunk: name.chunk.0,
+            k: name.k,
+            m: name.m,
+            index: name.index.get(),
         }
     }
 
-    /// The typed ids.
-    pub fn ids(&self) -> (ChunkId, ShardIndex) {
-        (ChunkId(self.chunk), ShardIndex(self.index))
+    /// The shard's name.
+    pub fn name(&self) -> ShardName {
+        ShardName {
+            chunk: ChunkId(self.chunk),
+            k: self.k,
+            m: self.m,
+            index: ShardIndex(self.index),
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use hive_codec::{
     chunk_id,
 };
 use hive_wire::net::{Handler, Peer, Request, Response};
-use hive_wire::{ChunkId, ShardIndex};
+use hive_wire::{ChunkId, ShardIndex, ShardName};
 
 use super::local::{K, M, own_cpu_time};
 use crate::suites::net::{Loopback, Pki};
@@ -447,7 +447,7 @@ fn store(sample: &Arc<Sample>, scratch: &Path) -> Result<(f64, f64)> {
         move || async move {
             let store = Rc::new(new_store(&path, STAGE_STORE_SIZE, STAGE_SEGMENT).await?);
             let mut encoder = ChunkEncoder::new(scheme()?, CompressionConfig::off())?;
-            let mut stored: Vec<Vec<(ChunkId, ShardIndex)>> = Vec::new();
+            let mut stored: Vec<Vec<ShardName>> = Vec::new();
             let mut meter = Meter::default();
             // Pass 0 warms up and is not timed.
             while stored.len() < STORE_PASSES_MAX && (stored.is_empty() || meter.wants_more()) {
@@ -460,7 +460,12 @@ fn store(sample: &Arc<Sample>, scratch: &Path) -> Result<(f64, f64)> {
                         *byte ^= tweak;
                     }
                     let id = chunk_id(&chunk);
-                    keys.extend((0..K).map(|i| (id, ShardIndex(i))));
+                    keys.extend((0..K).map(|i| ShardName {
+                        chunk: id,
+                        k: K,
+                        m: M,
+                        index: ShardIndex(i),
+                    }));
                     shards_of_pass.extend(shards(&mut encoder, id, &chunk)?);
                 }
                 let shards_of_pass = Rc::new(shards_of_pass);
@@ -489,10 +494,9 @@ fn store(sample: &Arc<Sample>, scratch: &Path) -> Result<(f64, f64)> {
                 in_flight(keys.len(), {
                     let (store, keys) = (store.clone(), keys.clone());
                     move |n| {
-                        let (store, (chunk, index)) = (store.clone(), keys[n]);
+                        let (store, name) = (store.clone(), keys[n]);
                         async move {
-                            let found =
-                                store.get(chunk, index).await?.context("shard not stored")?;
+                            let found = store.get(name).await?.context("shard not stored")?;
                             std::hint::black_box(Bytes::copy_from_slice(&found));
                             Ok(())
                         }
