@@ -938,6 +938,24 @@ fn acl_value() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// A new namespace in a fresh scratch directory named for `test`, and that directory.
+fn fresh(test: &str) -> (std::path::PathBuf, Namespace) {
+    let dir = std::env::temp_dir().join(format!("hive-meta-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+    (dir, ns)
+}
+
+/// Caller `uid` (group `uid`, no umask) at time 1.
+fn caller(uid: u32) -> Context {
+    Context {
+        uid,
+        gid: uid,
+        now: Nanos(1),
+        umask: 0,
+    }
+}
+
 static CASE: AtomicU64 = AtomicU64::new(0);
 
 /// `extents` as the namespace stores them: cut where a page of extents ends.
@@ -1157,15 +1175,8 @@ fn a_reopened_namespace_keeps_its_tree() {
 
 #[test]
 fn inline_data_leaves_no_record_once_empty() {
-    let dir = std::env::temp_dir().join(format!("hive-meta-inline-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
-    let ctx = Context {
-        uid: 1,
-        gid: 1,
-        now: Nanos(1),
-        umask: 0,
-    };
+    let (dir, ns) = fresh("inline");
+    let ctx = caller(1);
     let apply = |op: Op| ns.apply(ctx, &op).expect("store");
     apply(Op::Create {
         parent: InodeId::ROOT,
@@ -1216,9 +1227,7 @@ fn inline_data_leaves_no_record_once_empty() {
 
 #[test]
 fn a_compaction_replaces_extents_only_if_the_file_is_unchanged() {
-    let dir = std::env::temp_dir().join(format!("hive-meta-compact-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+    let (dir, ns) = fresh("compact");
     let at = |n: i64| Context {
         uid: 1,
         gid: 1,
@@ -1282,15 +1291,8 @@ fn a_compaction_replaces_extents_only_if_the_file_is_unchanged() {
 
 #[test]
 fn extents_are_kept_in_pages_and_a_commit_changes_only_what_it_covers() {
-    let dir = std::env::temp_dir().join(format!("hive-meta-pages-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
-    let ctx = Context {
-        uid: 1,
-        gid: 1,
-        now: Nanos(1),
-        umask: 0,
-    };
+    let (dir, ns) = fresh("pages");
+    let ctx = caller(1);
     let apply = |op: Op| ns.apply(ctx, &op).expect("store");
     let piece = |offset: u64, len: u32, chunk: u8, chunk_offset: u32| Extent {
         offset,
@@ -1363,15 +1365,8 @@ fn extents_are_kept_in_pages_and_a_commit_changes_only_what_it_covers() {
 
 #[test]
 fn rename_exchange_swaps_two_names_and_noreplace_refuses_a_target() {
-    let dir = std::env::temp_dir().join(format!("hive-meta-exchange-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
-    let ctx = Context {
-        uid: 0,
-        gid: 0,
-        now: Nanos(1),
-        umask: 0,
-    };
+    let (dir, ns) = fresh("exchange");
+    let ctx = caller(0);
     let apply = |op: Op| ns.apply(ctx, &op).expect("store");
     let made = |outcome: Result<Outcome, Errno>| match outcome {
         Ok(Outcome::Attr(attr)) => attr.ino,
