@@ -44,7 +44,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Six nodes, 4+2, with 1 GiB stores.
     pub fn up(name: &str) -> Self {
+        Self::with_stores(name, "1GiB")
+    }
+
+    /// Six nodes, 4+2, with stores of `size` (sparse files: only what is written takes
+    /// disk space).
+    pub fn with_stores(name: &str, size: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("hive-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let cluster = Self { dir };
@@ -60,6 +67,8 @@ impl Cluster {
                 "4",
                 "--m",
                 "2",
+                "--store-size",
+                size,
             ]),
             "cluster up",
         );
