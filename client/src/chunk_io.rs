@@ -261,6 +261,11 @@ impl ChunkStore {
         self.bad.lock().unwrap_or_else(PoisonError::into_inner).0
     }
 
+    /// Damaged shard `bad` as owed to repair.
+    pub fn owed(&self, bad: &BadShard) -> OwedShard {
+        owed_shard(self.shard_name(bad.chunk, ShardIndex(bad.index)), bad.node)
+    }
+
     /// Takes the damaged shards met since the last call (at most [`OWED_KEPT`]).
     pub fn take_bad(&self) -> Vec<BadShard> {
         std::mem::take(&mut self.bad.lock().unwrap_or_else(PoisonError::into_inner).1)

@@ -535,9 +535,20 @@ pub fn scheme(dir: &Path) -> Result<ErasureScheme> {
     Ok(ErasureScheme::new(file.k, file.m)?)
 }
 
-/// How many nodes the local cluster in `dir` has.
-pub fn node_count(dir: &Path) -> Result<usize> {
-    Ok(load(dir)?.nodes.len())
+/// Refuses `scheme` if the local cluster in `dir` has fewer nodes than it has shards.
+pub fn check_fits(dir: &Path, scheme: ErasureScheme) -> Result<()> {
+    fits(scheme, load(dir)?.nodes.len())
+}
+
+/// Refuses `scheme` on `nodes` nodes when its k + m shards cannot each have their own.
+fn fits(scheme: ErasureScheme, nodes: usize) -> Result<()> {
+    let shards = usize::from(scheme.k()) + usize::from(scheme.m());
+    if shards > nodes {
+        bail!(
+            "{scheme} puts each of a chunk's {shards} shards on its own node, and this cluster has {nodes}"
+        );
+    }
+    Ok(())
 }
 
 fn authority_client(dir: &Path, file: &ClusterFile) -> Result<ControlClient> {
@@ -671,13 +682,7 @@ impl Connector {
         &self,
         scheme: ErasureScheme,
     ) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
-        let nodes = self.file.nodes.len();
-        if usize::from(scheme.k()) + usize::from(scheme.m()) > nodes {
-            bail!(
-                "{scheme} needs {} nodes, one per shard; this cluster has {nodes}",
-                usize::from(scheme.k()) + usize::from(scheme.m())
-            );
-        }
+        fits(scheme, self.file.nodes.len())?;
         store_on(&self.file, self.client.clone(), scheme).await
     }
 }
@@ -790,13 +795,7 @@ pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
         }
         let owed = bad
             .iter()
-            .map(|b| OwedShard {
-                chunk: b.chunk.0,
-                k: store.scheme().k(),
-                m: store.scheme().m(),
-                index: b.index,
-                node: b.node.0,
-            })
+            .map(|b| store.owed(b))
             .collect::<Vec<_>>();
         send_owed(&authority, &owed).await;
         match written {

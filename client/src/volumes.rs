@@ -27,13 +27,7 @@ pub fn create(dir: &Path, name: &str, k: Option<u8>, m: Option<u8>) -> Result<()
     let cluster = local_cluster::scheme(dir)?;
     let (k, m) = (k.unwrap_or(cluster.k()), m.unwrap_or(cluster.m()));
     let scheme = ErasureScheme::new(k, m).with_context(|| format!("--k {k} --m {m}"))?;
-    let nodes = local_cluster::node_count(dir)?;
-    if usize::from(k) + usize::from(m) > nodes {
-        bail!(
-            "--k {k} --m {m}: {scheme} puts each of a chunk's {} shards on its own node, and this cluster has {nodes}",
-            usize::from(k) + usize::from(m)
-        );
-    }
+    local_cluster::check_fits(dir, scheme).with_context(|| format!("--k {k} --m {m}"))?;
     let op = MetaOp::CreateVolume {
         name: name.as_bytes().to_vec(),
         k,

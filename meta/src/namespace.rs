@@ -680,9 +680,14 @@ impl Tx<'_, '_> {
     }
 
     fn is_empty(&self, dir: InodeId) -> Result<bool, MetaError> {
-        match self.tx.prefix(&self.s.dirents, inode_key(dir)).next() {
-            None => Ok(true),
-            Some(item) => item.into_inner().map(|_| false).map_err(MetaError::from),
+        Ok(!self.holds_any(&self.s.dirents, dir)?)
+    }
+
+    /// Whether `space` has a key under inode `ino` (its entries, extent pages, ...).
+    fn holds_any(&self, space: &SingleWriterTxKeyspace, ino: InodeId) -> Result<bool, MetaError> {
+        match self.tx.prefix(space, inode_key(ino)).next() {
+            None => Ok(false),
+            Some(item) => item.into_inner().map(|_| true).map_err(MetaError::from),
         }
     }
 
@@ -734,14 +739,6 @@ impl Tx<'_, '_> {
                 self.tx
                     .insert(&self.s.extents, key, encode_extent_page(now));
             }
-        }
-    }
-
-    /// Whether file `ino` has an extent.
-    fn has_extents(&self, ino: InodeId) -> Result<bool, MetaError> {
-        match self.tx.prefix(&self.s.extents, inode_key(ino)).next() {
-            None => Ok(false),
-            Some(item) => item.into_inner().map(|_| true).map_err(MetaError::from),
         }
     }
 
@@ -1218,7 +1215,7 @@ impl Tx<'_, '_> {
                 if end > MAX_INLINE {
                     return Ok(Err(Errno::FBig));
                 }
-                if self.has_extents(*ino)? {
+                if self.holds_any(&self.s.extents, *ino)? {
                     return Ok(Err(Errno::Inval));
                 }
                 let mut content = self
