@@ -381,13 +381,29 @@ pub fn start(dir: &Path, only: &[u64]) -> Result<()> {
     Ok(())
 }
 
-/// Waits until each node of `ids` logs that it listens and the map authority marks it
-/// up, within [`NODE_WAIT`].
+/// Waits until each node of `ids` logs that it listens, the map authority marks it up,
+/// and it follows a map (a node that knows none answers map questions with epoch 0),
+/// within [`NODE_WAIT`].
 fn wait_healthy(dir: &Path, file: &ClusterFile, ids: &[u64]) -> Result<()> {
     let deadline = Instant::now() + NODE_WAIT;
-    for entry in file.nodes.iter().filter(|n| ids.contains(&n.id)) {
+    let nodes: Vec<_> = file.nodes.iter().filter(|n| ids.contains(&n.id)).collect();
+    for entry in &nodes {
         wait_listening(&entry.dir.join("node.log"), entry.id, deadline)?;
     }
+    wait_marked_up(dir, file, ids, deadline)?;
+    for entry in &nodes {
+        wait_log(
+            &entry.dir.join("node.log"),
+            "map: following epoch",
+            deadline,
+        )
+        .with_context(|| format!("node {}", NodeId(entry.id)))?;
+    }
+    Ok(())
+}
+
+/// Waits until the map authority shows every node of `ids` up.
+fn wait_marked_up(dir: &Path, file: &ClusterFile, ids: &[u64], deadline: Instant) -> Result<()> {
     runtime()?.block_on(async {
         let authority = authority_client(dir, file)?;
         let mut known = 0;
@@ -608,6 +624,8 @@ async fn learn_view(file: &ClusterFile, client: Arc<Client>) -> Result<ClusterVi
         };
         match answer {
             Ok(map) if from_authority => return Ok(ClusterView::from_message(&map)?),
+            // A node that follows no map yet (just started) has nothing to offer.
+            Ok(map) if map.epoch == 0 => {}
             Ok(map) => {
                 if best.as_ref().is_none_or(|b| map.epoch > b.epoch) {
                     best = Some(map);

@@ -144,7 +144,8 @@ enum VolumeCommand {
 #[derive(Subcommand)]
 enum ClusterCommand {
     /// Creates a CA and N nodes in DIR, formats their file-backed stores, starts them on
-    /// 127.0.0.1 and returns once all listen. Writes DIR/cluster.toml.
+    /// 127.0.0.1 and returns once all listen, the map shows them up and each follows
+    /// the map. Writes DIR/cluster.toml.
     Up {
         /// Directory for the cluster (must not hold one already).
         #[arg(long)]
@@ -164,7 +165,7 @@ enum ClusterCommand {
     },
     /// Starts the cluster's nodes that are not running (after a crash, a kill or
     /// 'cluster down'), on their own ports and stores, and waits until the map shows
-    /// them up.
+    /// them up and each follows the map again.
     Start {
         /// The cluster's directory.
         #[arg(long)]
