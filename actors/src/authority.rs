@@ -20,13 +20,17 @@ use crate::membership::{Beat, Membership};
 /// Messages to the map authority.
 pub enum AuthorityMsg {
     /// A node's heartbeat; answered with the current epoch.
-    Heartbeat(NodeId, Beat, RpcReplyPort<u64>),
+    Heartbeat(NodeId, Box<Beat>, RpcReplyPort<u64>),
     /// Look for silent nodes.
     Tick,
     /// Shards a writer could not store.
     Owed(Vec<OwedShard>),
     /// The cluster's status.
     Status(RpcReplyPort<StatusMessage>),
+    /// An administrator marks a node out; answered with the epoch that did, or why not.
+    NodeOut(NodeId, RpcReplyPort<Result<u64, String>>),
+    /// An administrator sets the repair rate; answered with the current epoch.
+    RepairRate(u64, RpcReplyPort<Result<u64, String>>),
 }
 
 /// What the authority starts from; cloned for every (re)start.
@@ -38,6 +42,9 @@ pub struct AuthorityArgs {
     pub pg_bits: u8,
     /// Silence after which a node is marked down.
     pub timeout: Duration,
+    /// Silence after which a down node is marked out (its shards rebuilt elsewhere);
+    /// `None`: only an administrator marks nodes out.
+    pub out_after: Option<Duration>,
     /// Where each published map goes.
     pub published: watch::Sender<Arc<MapMessage>>,
 }
@@ -58,10 +65,10 @@ pub struct MapAuthority;
 fn load(path: &Path, pg_bits: u8) -> Result<ClusterView, ActorProcessingErr> {
     match map_file::read(path)? {
         Some(view) => Ok(view),
-        None => Ok(ClusterView {
-            map: ClusterMap::new(Epoch(0), pg_bits, Vec::new())?,
-            addresses: Default::default(),
-        }),
+        None => Ok(ClusterView::new(
+            ClusterMap::new(Epoch(0), pg_bits, Vec::new())?,
+            Default::default(),
+        )),
     }
 }
 
@@ -107,7 +114,8 @@ impl Actor for MapAuthority {
         );
         myself.send_interval(MEMBERSHIP_TICK, || AuthorityMsg::Tick);
         Ok(AuthorityState {
-            membership: Membership::new(view, Instant::now(), args.timeout),
+            membership: Membership::new(view, Instant::now(), args.timeout)
+                .with_out_after(args.out_after),
             args,
             owed_total: 0,
             owed: VecDeque::new(),
@@ -123,10 +131,11 @@ impl Actor for MapAuthority {
         match message {
             AuthorityMsg::Heartbeat(node, beat, reply) => {
                 let known = state.membership.view().map.node(node).map(|n| n.state);
-                if let Some(epoch) = state.membership.on_heartbeat(Instant::now(), node, beat)? {
+                let addr = beat.addr;
+                if let Some(epoch) = state.membership.on_heartbeat(Instant::now(), node, *beat)? {
                     match known {
-                        None => tracing::info!("map: node {node} joined at {}", beat.addr),
-                        Some(_) => tracing::info!("map: node {node} is up at {}", beat.addr),
+                        None => tracing::info!("map: node {node} joined at {addr}"),
+                        Some(_) => tracing::info!("map: node {node} is up at {addr}"),
                     }
                     debug_assert_eq!(state.membership.view().map.epoch(), epoch);
                     state.commit()?;
@@ -138,8 +147,40 @@ impl Actor for MapAuthority {
                     for node in state.membership.marked_down() {
                         tracing::warn!("map: node {node} is down (no heartbeat)");
                     }
+                    for node in state.membership.marked_out() {
+                        tracing::warn!(
+                            "map: node {node} is out (down past the out grace); its shards are rebuilt elsewhere"
+                        );
+                    }
                     state.commit()?;
                 }
+            }
+            AuthorityMsg::NodeOut(node, reply) => {
+                let answer = match state.membership.set_out(node) {
+                    Ok(Some(_)) => {
+                        tracing::warn!(
+                            "map: node {node} is out (by an administrator); its shards are rebuilt elsewhere"
+                        );
+                        state.commit()?;
+                        Ok(state.membership.view().map.epoch().0)
+                    }
+                    Ok(None) => Ok(state.membership.view().map.epoch().0),
+                    Err(err) => Err(err.to_string()),
+                };
+                let _ = reply.send(answer);
+            }
+            AuthorityMsg::RepairRate(rate, reply) => {
+                let answer = match state.membership.set_repair_rate(rate) {
+                    Ok(changed) => {
+                        if changed.is_some() {
+                            tracing::info!("map: repair rate set to {rate} bytes/s");
+                            state.commit()?;
+                        }
+                        Ok(state.membership.view().map.epoch().0)
+                    }
+                    Err(err) => Err(err.to_string()),
+                };
+                let _ = reply.send(answer);
             }
             AuthorityMsg::Owed(shards) => {
                 state.owed_total += shards.len() as u64;
@@ -168,6 +209,7 @@ impl Actor for MapAuthority {
                     .map(|(id, l)| NodeStatus {
                         id: id.0,
                         store: l.store,
+                        health: l.health,
                         heartbeat_age_ms: l.silent_for.map_or(u64::MAX, |d| {
                             u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
                         }),

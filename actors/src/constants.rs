@@ -32,3 +32,25 @@ pub const META_BATCH: usize = 256;
 pub const META_INFLIGHT: usize = 512;
 /// How often the metadata service looks for client sessions whose time is up.
 pub const SESSION_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// The slowest a background scrub reads (1 MiB/s): a small store is still verified
+/// within minutes, at a cost no disk notices.
+pub const SCRUB_MIN_RATE: u64 = 1 << 20;
+/// How often an idle scrub (an empty store, or one after a read error) looks again.
+pub const SCRUB_IDLE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+/// Scrub orders waiting for a store's scrub loop; an order beyond them is refused
+/// (the loop takes each within one shard's read).
+pub const SCRUB_ORDERS: usize = 4;
+/// Damaged shard names waiting for the repairer (a hint: the census finds them anyway).
+pub const DAMAGE_HINTS: usize = 1024;
+/// The default time a background scrub pass takes: a week.
+pub const DEFAULT_SCRUB_PERIOD: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Digest requests a repairer has in flight at once during a census.
+pub const CENSUS_PARALLEL: usize = 8;
+/// How long a repairer waits after a map change or a damage hint before its round, so
+/// a burst of them makes one round.
+pub const HINT_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Chunks short of shards one census round keeps for repair (about 100 bytes each);
+/// beyond them the next round finds the rest.
+pub const REPAIR_BACKLOG: usize = 100_000;
+/// The default time between census rounds.
+pub const DEFAULT_CENSUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

@@ -11,8 +11,9 @@ use hive_wire::FailureDomain;
 use hive_wire::NodeId;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{
-    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, OP_HEARTBEAT, OP_MAP,
-    OP_OWED, OP_STATUS, OwedReport,
+    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, OP_HEARTBEAT,
+    OP_MAP, OP_NODE_OUT, OP_OWED, OP_REPAIR_RATE, OP_SCRUB, OP_STATUS, OwedReport, RepairRate,
+    ScrubOrder,
 };
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
@@ -20,6 +21,7 @@ use hive_wire::net::{Identity, Role};
 use ractor::{ActorRef, call};
 use tokio::sync::{Semaphore, watch};
 
+use crate::Shards;
 use crate::authority::AuthorityMsg;
 use crate::constants::CONTROL_INFLIGHT;
 use crate::membership::Beat;
@@ -39,19 +41,45 @@ pub enum Authority {
 pub fn control_service(
     authority: Authority,
     published: watch::Receiver<Arc<MapMessage>>,
+    shards: Shards,
 ) -> Handler {
     let inflight = Arc::new(Semaphore::new(CONTROL_INFLIGHT));
     Arc::new(move |peer: Peer, request: Request| {
-        let (authority, published, inflight) =
-            (authority.clone(), published.clone(), inflight.clone());
+        let (authority, published, inflight, shards) = (
+            authority.clone(),
+            published.clone(),
+            inflight.clone(),
+            shards.clone(),
+        );
         Box::pin(async move {
             // Bounds what waits in the authority's mailbox (ractor's are unbounded).
             let _permit = inflight
                 .acquire_owned()
                 .await
                 .map_err(|_| Refusal::new(code::UNAVAILABLE, "the node is stopping"))?;
+            if request.op == OP_SCRUB {
+                return scrub(&shards, &peer, &request);
+            }
             handle(&authority, published, &peer, request).await
         })
+    })
+}
+
+/// An administrator's order to scrub this node's stores now.
+fn scrub(shards: &Shards, peer: &Peer, request: &Request) -> Result<Response, Refusal> {
+    check_version::<Control>(request)?;
+    authorise(peer, Operation::Administer)?;
+    let order: ScrubOrder = message::decode("ScrubOrder", &request.message).map_err(bad)?;
+    shards.order_scrub(order.bytes_per_second);
+    Ok(Response::default())
+}
+
+/// An administrator's answer from the authority: the epoch, or why it refused.
+fn refused_or_epoch(answer: Result<u64, String>) -> Result<Response, Refusal> {
+    let epoch = answer.map_err(|why| Refusal::new(code::BAD_REQUEST, why))?;
+    Ok(Response {
+        message: message::encode(&HeartbeatAck { epoch }),
+        body: Bytes::new(),
     })
 }
 
@@ -114,9 +142,15 @@ async fn handle(
                 domain: FailureDomain(hb.domain),
                 weight: hb.weight,
                 store: hb.store,
+                health: hb.health,
             };
-            let epoch =
-                call!(authority, AuthorityMsg::Heartbeat, NodeId(id), beat).map_err(unavailable)?;
+            let epoch = call!(
+                authority,
+                AuthorityMsg::Heartbeat,
+                NodeId(id),
+                Box::new(beat)
+            )
+            .map_err(unavailable)?;
             Ok(answer(message::encode(&HeartbeatAck { epoch })))
         }
         OP_MAP => {
@@ -151,6 +185,28 @@ async fn handle(
                 .send_message(AuthorityMsg::Owed(report.shards))
                 .map_err(unavailable)?;
             Ok(answer(Bytes::new()))
+        }
+        OP_NODE_OUT => {
+            authorise(peer, Operation::Administer)?;
+            let order: NodeOut = message::decode("NodeOut", &request.message).map_err(bad)?;
+            let answer = call!(
+                authority_ref(authority)?,
+                AuthorityMsg::NodeOut,
+                NodeId(order.node)
+            )
+            .map_err(unavailable)?;
+            refused_or_epoch(answer)
+        }
+        OP_REPAIR_RATE => {
+            authorise(peer, Operation::Administer)?;
+            let order: RepairRate = message::decode("RepairRate", &request.message).map_err(bad)?;
+            let answer = call!(
+                authority_ref(authority)?,
+                AuthorityMsg::RepairRate,
+                order.bytes_per_second
+            )
+            .map_err(unavailable)?;
+            refused_or_epoch(answer)
         }
         op => Err(Refusal::new(
             code::BAD_REQUEST,

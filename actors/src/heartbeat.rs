@@ -9,12 +9,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hive_codec::{ClusterView, NodeState};
-use hive_wire::net::control::{ControlClient, Heartbeat, MAP_WATCH_WAIT, MapMessage, StoreFigures};
+use hive_wire::net::control::{
+    Class, ControlClient, Heartbeat, MAP_WATCH_WAIT, MapMessage, NodeHealth, StoreFigures,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::watch;
 
 use crate::Shards;
 use crate::constants::{HEARTBEAT_INTERVAL, MAP_RETRY};
+use crate::repairer::RepairState;
 
 /// The heartbeater's one message: beat now.
 pub struct Beat;
@@ -32,6 +35,8 @@ pub struct HeartbeatArgs {
     pub domain: u32,
     /// Its placement weight.
     pub weight: u32,
+    /// The repairer's figures.
+    pub repair: Arc<RepairState>,
 }
 
 /// The heartbeater's state: its arguments and whether the last beat got through.
@@ -67,6 +72,19 @@ impl Actor for Heartbeater {
         state: &mut HeartbeatState,
     ) -> Result<(), ActorProcessingErr> {
         let stats = state.args.shards.stats().await?;
+        let classes = state
+            .args
+            .shards
+            .classes()
+            .await?
+            .into_iter()
+            .map(|(k, m)| Class { k, m })
+            .collect();
+        let health = NodeHealth {
+            classes,
+            scrub: state.args.shards.scrub_figures(),
+            repair: state.args.repair.figures(),
+        };
         let beat = Heartbeat {
             addr: state.args.addr.to_string(),
             domain: state.args.domain,
@@ -77,6 +95,7 @@ impl Actor for Heartbeater {
                 live: stats.live,
                 shards: stats.shards,
             },
+            health,
         };
         let authority = state.args.authority.addr();
         match state.args.authority.heartbeat(&beat).await {

@@ -6,6 +6,9 @@
 //! epoch = 7
 //! pg_bits = 8
 //!
+//! classes = [[4, 2]]      # storage classes shards are stored in: [k, m]
+//! repair_rate = 67108864  # bytes per second each node's repair may write (0: no limit)
+//!
 //! [[nodes]]
 //! id = 1
 //! domain = 1
@@ -18,7 +21,7 @@
 use std::path::Path;
 
 use hive_codec::ClusterView;
-use hive_wire::net::control::{MapMessage, MapNode, state};
+use hive_wire::net::control::{Class, MapMessage, MapNode, state};
 use serde::{Deserialize, Serialize};
 
 /// Why the map file could not be read or written.
@@ -48,7 +51,15 @@ struct File {
     epoch: u64,
     pg_bits: u8,
     #[serde(default)]
+    classes: Vec<[u8; 2]>,
+    #[serde(default = "default_repair_rate")]
+    repair_rate: u64,
+    #[serde(default)]
     nodes: Vec<Node>,
+}
+
+fn default_repair_rate() -> u64 {
+    hive_codec::DEFAULT_REPAIR_RATE
 }
 
 #[derive(Serialize, Deserialize)]
@@ -105,6 +116,12 @@ pub fn read(path: &Path) -> Result<Option<ClusterView>, MapFileError> {
         epoch: file.epoch,
         pg_bits: file.pg_bits,
         nodes,
+        classes: file
+            .classes
+            .iter()
+            .map(|[k, m]| Class { k: *k, m: *m })
+            .collect(),
+        repair_rate: file.repair_rate,
     };
     ClusterView::from_message(&message)
         .map(Some)
@@ -117,6 +134,8 @@ pub fn write(path: &Path, view: &ClusterView) -> Result<(), MapFileError> {
     let file = File {
         epoch: message.epoch,
         pg_bits: message.pg_bits,
+        classes: message.classes.iter().map(|c| [c.k, c.m]).collect(),
+        repair_rate: message.repair_rate,
         nodes: message
             .nodes
             .into_iter()
@@ -162,10 +181,12 @@ mod tests {
             state: NodeState::Down,
             joined: Epoch(4),
         }];
-        let view = ClusterView {
-            map: ClusterMap::new(Epoch(5), 8, nodes).expect("map"),
-            addresses: [(NodeId(3), "127.0.0.1:7403".parse().expect("addr"))].into(),
-        };
+        let mut view = ClusterView::new(
+            ClusterMap::new(Epoch(5), 8, nodes).expect("map"),
+            [(NodeId(3), "127.0.0.1:7403".parse().expect("addr"))].into(),
+        );
+        view.classes = vec![hive_codec::ErasureScheme::new(4, 2).expect("4+2")];
+        view.repair_rate = 12345;
         write(&path, &view).expect("write");
         assert_eq!(read(&path).expect("read"), Some(view));
         std::fs::write(&path, "epoch = \"soon\"").expect("write garbage");

@@ -2,19 +2,24 @@
 //! The map authority's actor only feeds it and publishes what it returns.
 //!
 //! A node joins the map with its first heartbeat (state Up, joined at the new epoch),
-//! is marked Down when it has been silent for longer than the timeout, and Up again when
-//! it heartbeats. Every change of the map makes exactly one new epoch; epochs only grow.
+//! is marked Down when it has been silent for longer than the timeout, Up again when
+//! it heartbeats, and Out when it has been silent for longer than the out grace (if
+//! one is set) or when an administrator says so. An Out node stays out: its placement
+//! slots move to other nodes and repair rebuilds its shards there. A storage class a
+//! node reports holding joins the map's classes (the census visits each), and an
+//! administrator sets the repair rate. Every change of the map makes exactly one new
+//! epoch; epochs only grow.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hive_codec::{ClusterMap, ClusterView, NodeInfo, NodeState, PlacementError};
-use hive_wire::net::control::StoreFigures;
+use hive_codec::{ClusterMap, ClusterView, ErasureScheme, NodeInfo, NodeState, PlacementError};
+use hive_wire::net::control::{NodeHealth, StoreFigures};
 use hive_wire::{Epoch, FailureDomain, NodeId};
 
 /// What a node says of itself in a heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Beat {
     /// Where it serves shards.
     pub addr: SocketAddr,
@@ -24,25 +29,58 @@ pub struct Beat {
     pub weight: u32,
     /// Its store.
     pub store: StoreFigures,
+    /// Its scrub and repair, and the classes it holds shards of.
+    pub health: NodeHealth,
 }
 
 /// One node as membership tracks it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Liveness {
     /// Its store as of its last heartbeat.
     pub store: StoreFigures,
+    /// Its scrub and repair as of its last heartbeat.
+    pub health: NodeHealth,
     /// How long ago it last heartbeat; `None` if not since this authority started.
     pub silent_for: Option<Duration>,
+}
+
+/// Why an administrator's change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    /// The node is not in the map.
+    #[error("node {0} is not in the cluster map")]
+    UnknownNode(NodeId),
+    /// Too few nodes would be left for a storage class.
+    #[error(
+        "marking node {node} out would leave {left} nodes in placement, and storage class {k}+{m} puts each chunk's {width} shards on {width} different nodes; add a node first"
+    )]
+    TooFewNodes {
+        /// The node.
+        node: NodeId,
+        /// Nodes that would be left.
+        left: usize,
+        /// The class's k.
+        k: u8,
+        /// The class's m.
+        m: u8,
+        /// k + m.
+        width: usize,
+    },
+    /// The map could not be made.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
 }
 
 /// The map authority's membership state.
 pub struct Membership {
     view: ClusterView,
     seen: HashMap<NodeId, Instant>,
-    figures: HashMap<NodeId, StoreFigures>,
+    figures: HashMap<NodeId, (StoreFigures, NodeHealth)>,
     timeout: Duration,
+    out_after: Option<Duration>,
     started: Instant,
     marked_down: Vec<NodeId>,
+    marked_out: Vec<NodeId>,
 }
 
 impl Membership {
@@ -55,9 +93,18 @@ impl Membership {
             seen: HashMap::new(),
             figures: HashMap::new(),
             timeout,
+            out_after: None,
             started: now,
             marked_down: Vec::new(),
+            marked_out: Vec::new(),
         }
+    }
+
+    /// Marks a node out once it has been silent for `grace` (a node down that long is
+    /// not coming back soon; its shards are rebuilt elsewhere).
+    pub fn with_out_after(mut self, grace: Option<Duration>) -> Self {
+        self.out_after = grace;
+        self
     }
 
     /// The current map and addresses.
@@ -74,8 +121,9 @@ impl Membership {
         beat: Beat,
     ) -> Result<Option<Epoch>, PlacementError> {
         self.seen.insert(node, now);
-        self.figures.insert(node, beat.store);
+        self.figures.insert(node, (beat.store, beat.health.clone()));
         let next = Epoch(self.view.map.epoch().0 + 1);
+        let learned = self.learn_classes(&beat.health);
         // The common case, a node that is up and unchanged, copies nothing.
         let updated = match self.view.map.node(node) {
             None => NodeInfo {
@@ -97,6 +145,10 @@ impl Membership {
                     ..*n
                 };
                 if updated == *n && self.view.addresses.get(&node) == Some(&beat.addr) {
+                    if learned {
+                        self.bump(next)?;
+                        return Ok(Some(next));
+                    }
                     return Ok(None);
                 }
                 updated
@@ -116,13 +168,41 @@ impl Membership {
         Ok(Some(next))
     }
 
-    /// Marks down every Up node silent for longer than the timeout at `now`; the new
-    /// epoch if any was ([`Membership::marked_down`] then names them).
+    /// Marks down every Up node silent for longer than the timeout at `now`, or else
+    /// marks out every Down node silent for longer than the out grace; the new epoch if
+    /// any was ([`Membership::marked_down`] and [`Membership::marked_out`] then name
+    /// them).
     pub fn on_tick(&mut self, now: Instant) -> Result<Option<Epoch>, PlacementError> {
-        let silent = |n: &NodeInfo| {
-            let last = self.seen.get(&n.id).copied().unwrap_or(self.started);
-            n.state == NodeState::Up && now.saturating_duration_since(last) > self.timeout
-        };
+        self.marked_down.clear();
+        self.marked_out.clear();
+        if let Some(grace) = self.out_after {
+            let out: Vec<NodeId> = self
+                .view
+                .map
+                .nodes()
+                .iter()
+                .filter(|n| n.state == NodeState::Down && self.silence(now, n.id) > grace)
+                .map(|n| n.id)
+                .collect();
+            let mut changed = None;
+            for node in out {
+                match self.set_out(node) {
+                    Ok(Some(epoch)) => {
+                        self.marked_out.push(node);
+                        changed = Some(epoch);
+                    }
+                    Ok(None) => {}
+                    // Too few nodes would be left: it stays down.
+                    Err(MembershipError::Placement(e)) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            if changed.is_some() {
+                return Ok(changed);
+            }
+        }
+        let silent =
+            |n: &NodeInfo| n.state == NodeState::Up && self.silence(now, n.id) > self.timeout;
         let down: Vec<NodeId> = self
             .view
             .map
@@ -154,9 +234,102 @@ impl Membership {
         Ok(Some(next))
     }
 
-    /// The nodes the last [`Membership::on_tick`] that changed the map marked down.
+    /// How long `node` has been silent at `now` (since the authority started, if it
+    /// has not heartbeat since).
+    fn silence(&self, now: Instant, node: NodeId) -> Duration {
+        let last = self.seen.get(&node).copied().unwrap_or(self.started);
+        now.saturating_duration_since(last)
+    }
+
+    /// The nodes the last [`Membership::on_tick`] marked down.
     pub fn marked_down(&self) -> &[NodeId] {
         &self.marked_down
+    }
+
+    /// The nodes the last [`Membership::on_tick`] marked out.
+    pub fn marked_out(&self) -> &[NodeId] {
+        &self.marked_out
+    }
+
+    /// Marks `node` out (an administrator's order, or the out grace); the new epoch,
+    /// or `None` if it was out already. Refused if a storage class would be left with
+    /// fewer nodes than it has shards.
+    pub fn set_out(&mut self, node: NodeId) -> Result<Option<Epoch>, MembershipError> {
+        let Some(info) = self.view.map.node(node) else {
+            return Err(MembershipError::UnknownNode(node));
+        };
+        if info.state == NodeState::Out {
+            return Ok(None);
+        }
+        let left = self
+            .view
+            .map
+            .nodes()
+            .iter()
+            .filter(|n| n.id != node && n.weight > 0 && n.state != NodeState::Out)
+            .count();
+        if let Some(class) = self.view.classes.iter().find(|c| c.width() > left) {
+            return Err(MembershipError::TooFewNodes {
+                node,
+                left,
+                k: class.k(),
+                m: class.m(),
+                width: class.width(),
+            });
+        }
+        let nodes = self
+            .view
+            .map
+            .nodes()
+            .iter()
+            .map(|n| NodeInfo {
+                state: if n.id == node {
+                    NodeState::Out
+                } else {
+                    n.state
+                },
+                ..*n
+            })
+            .collect();
+        let next = Epoch(self.view.map.epoch().0 + 1);
+        self.replace(next, nodes)?;
+        Ok(Some(next))
+    }
+
+    /// Sets the repair rate; the new epoch, or `None` if it is unchanged.
+    pub fn set_repair_rate(
+        &mut self,
+        bytes_per_second: u64,
+    ) -> Result<Option<Epoch>, PlacementError> {
+        if self.view.repair_rate == bytes_per_second {
+            return Ok(None);
+        }
+        self.view.repair_rate = bytes_per_second;
+        let next = Epoch(self.view.map.epoch().0 + 1);
+        self.bump(next)?;
+        Ok(Some(next))
+    }
+
+    /// Adds the classes a heartbeat names that the map lacks; whether any was added.
+    fn learn_classes(&mut self, health: &NodeHealth) -> bool {
+        let mut added = false;
+        for c in &health.classes {
+            let Ok(class) = ErasureScheme::new(c.k, c.m) else {
+                continue;
+            };
+            if !self.view.classes.contains(&class) {
+                self.view.classes.push(class);
+                added = true;
+            }
+        }
+        self.view.classes.sort_unstable_by_key(|c| (c.k(), c.m()));
+        added
+    }
+
+    /// A new epoch with the same nodes (the classes or the repair rate changed).
+    fn bump(&mut self, epoch: Epoch) -> Result<(), PlacementError> {
+        let nodes = self.view.map.nodes().to_vec();
+        self.replace(epoch, nodes)
     }
 
     fn replace(&mut self, epoch: Epoch, nodes: Vec<NodeInfo>) -> Result<(), PlacementError> {
@@ -179,7 +352,12 @@ impl Membership {
                 (
                     n.id,
                     Liveness {
-                        store: self.figures.get(&n.id).copied().unwrap_or_default(),
+                        store: self.figures.get(&n.id).map(|f| f.0).unwrap_or_default(),
+                        health: self
+                            .figures
+                            .get(&n.id)
+                            .map(|f| f.1.clone())
+                            .unwrap_or_default(),
                         silent_for: self
                             .seen
                             .get(&n.id)
@@ -198,10 +376,10 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(3);
 
     fn empty() -> ClusterView {
-        ClusterView {
-            map: ClusterMap::new(Epoch(0), 4, Vec::new()).expect("empty map"),
-            addresses: HashMap::new(),
-        }
+        ClusterView::new(
+            ClusterMap::new(Epoch(0), 4, Vec::new()).expect("empty map"),
+            HashMap::new(),
+        )
     }
 
     fn beat(port: u16) -> Beat {
@@ -210,6 +388,7 @@ mod tests {
             domain: FailureDomain(u32::from(port)),
             weight: 1,
             store: StoreFigures::default(),
+            health: NodeHealth::default(),
         }
     }
 
@@ -281,15 +460,91 @@ mod tests {
         m.on_heartbeat(t0, NodeId(1), beat(1)).expect("joins");
         let mut moved = beat(1);
         moved.addr = SocketAddr::from(([127, 0, 0, 2], 1));
-        assert_eq!(m.on_heartbeat(t0, NodeId(1), moved), Ok(Some(Epoch(2))));
+        assert_eq!(
+            m.on_heartbeat(t0, NodeId(1), moved.clone()),
+            Ok(Some(Epoch(2)))
+        );
         let mut nodes = m.view().map.nodes().to_vec();
         nodes[0].state = NodeState::Out;
-        let view = ClusterView {
-            map: ClusterMap::new(Epoch(3), 4, nodes).expect("map"),
-            addresses: m.view().addresses.clone(),
-        };
+        let view = ClusterView::new(
+            ClusterMap::new(Epoch(3), 4, nodes).expect("map"),
+            m.view().addresses.clone(),
+        );
         let mut m = Membership::new(view, t0, TIMEOUT);
         assert_eq!(m.on_heartbeat(t0, NodeId(1), moved), Ok(None));
         assert_eq!(state(&m, 1), NodeState::Out);
+    }
+
+    fn with_class(port: u16, k: u8, m: u8) -> Beat {
+        let mut b = beat(port);
+        b.health.classes = vec![hive_wire::net::control::Class { k, m }];
+        b
+    }
+
+    #[test]
+    fn classes_join_the_map_and_an_admin_marks_out_only_what_placement_allows() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(empty(), t0, TIMEOUT);
+        for n in 1..=4 {
+            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
+                .expect("joins");
+        }
+        let before = m.view().map.epoch();
+        let epoch = m
+            .on_heartbeat(t0, NodeId(1), with_class(1, 2, 1))
+            .expect("beat")
+            .expect("a new class is a new epoch");
+        assert!(epoch > before);
+        assert_eq!(
+            m.view().classes,
+            vec![ErasureScheme::new(2, 1).expect("2+1")]
+        );
+        assert_eq!(m.on_heartbeat(t0, NodeId(2), with_class(2, 2, 1)), Ok(None));
+        // Four nodes hold 2+1 chunks: one may go out, the second would leave two.
+        assert!(m.set_out(NodeId(4)).expect("allowed").is_some());
+        assert_eq!(state(&m, 4), NodeState::Out);
+        assert_eq!(m.set_out(NodeId(4)), Ok(None), "out already");
+        let err = m.set_out(NodeId(3)).expect_err("too few left");
+        assert!(err.to_string().contains("leave 2 nodes"), "{err}");
+        assert_eq!(state(&m, 3), NodeState::Up);
+        assert!(matches!(
+            m.set_out(NodeId(9)),
+            Err(MembershipError::UnknownNode(_))
+        ));
+        assert_eq!(m.set_repair_rate(m.view().repair_rate), Ok(None));
+        assert!(m.set_repair_rate(5).expect("rate").is_some());
+        assert_eq!(m.view().repair_rate, 5);
+    }
+
+    #[test]
+    fn a_node_down_past_the_out_grace_is_marked_out() {
+        let t0 = Instant::now();
+        let grace = Duration::from_secs(60);
+        let mut m = Membership::new(empty(), t0, TIMEOUT).with_out_after(Some(grace));
+        for n in 1..=4 {
+            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
+                .expect("joins");
+        }
+        // Nodes 1..3 keep beating; node 4 goes silent.
+        let beat_all = |m: &mut Membership, at: Instant| {
+            for n in 1..=3 {
+                m.on_heartbeat(at, NodeId(n), beat(n as u16))
+                    .expect("beats");
+            }
+        };
+        let down_at = t0 + TIMEOUT + Duration::from_millis(1);
+        beat_all(&mut m, down_at);
+        assert!(m.on_tick(down_at).expect("tick").is_some());
+        assert_eq!(m.marked_down(), &[NodeId(4)]);
+        assert_eq!(state(&m, 4), NodeState::Down);
+        let before_grace = t0 + grace;
+        beat_all(&mut m, before_grace);
+        assert_eq!(m.on_tick(before_grace), Ok(None));
+        let past = t0 + grace + Duration::from_millis(1);
+        beat_all(&mut m, past);
+        assert!(m.on_tick(past).expect("tick").is_some());
+        assert_eq!(m.marked_out(), &[NodeId(4)]);
+        assert_eq!(state(&m, 4), NodeState::Out);
+        assert_eq!(m.on_tick(past), Ok(None));
     }
 }

@@ -1,24 +1,60 @@
 //! A shard actor: one glommio executor thread that owns a store and serves requests
 //! sent from other threads (tokio) through a bounded mailbox. Each request runs as its
-//! own task on the executor, so concurrent puts share the store's group commits.
+//! own task on the executor, so concurrent puts share the store's group commits. The
+//! store's scrub runs on the same executor (see [`crate::scrub`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
-use hive_nvme::{Stats, Store, StoreError};
-use hive_wire::{NodeId, ShardName};
+use hive_nvme::{GroupKey, Stats, Store, StoreError};
+use hive_wire::net::control::ScrubFigures;
+use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, ShardName};
 
-use crate::constants::SHARD_ACTOR_MAILBOX;
+use crate::constants::{SCRUB_ORDERS, SHARD_ACTOR_MAILBOX};
+use crate::scrub::{self, ScrubState};
 
 type Reply<T> = flume::Sender<Result<T, StoreError>>;
 
 enum Command {
     Put(Bytes, Reply<()>),
     Get(ShardName, Reply<Option<Bytes>>),
-    Has(ShardName, Reply<bool>),
+    Has(ShardName, Reply<Option<EncodingTag>>),
     Stats(Reply<Stats>),
+    Digests(u8, Vec<GroupKey>, Reply<Vec<ChunkSetDigest>>),
+    List(u8, GroupKey, Option<ChunkId>, usize, Reply<Vec<ChunkId>>),
+    Classes(Reply<Vec<((u8, u8), u64)>>),
+}
+
+/// Damaged shards named by scrub or found at open, for the repairer.
+pub type DamageHints = flume::Receiver<ShardName>;
+
+/// A channel for damaged shard names: [`ScrubArgs::damaged`] sends, the repairer
+/// takes. Bounded by [`crate::constants::DAMAGE_HINTS`]; a full one drops names
+/// (the census finds those shards anyway).
+pub fn damage_channel() -> (flume::Sender<ShardName>, DamageHints) {
+    flume::bounded(crate::constants::DAMAGE_HINTS)
+}
+
+/// How a store's scrub runs.
+#[derive(Clone)]
+pub struct ScrubArgs {
+    /// How long a background pass takes.
+    pub period: Duration,
+    /// Where damaged shards are named (a hint for repair).
+    pub damaged: flume::Sender<ShardName>,
+}
+
+impl ScrubArgs {
+    /// Background passes of `period`, and the receiving end of the damage names (for
+    /// the repairer; dropping it only loses the hints).
+    pub fn new(period: Duration) -> (Self, DamageHints) {
+        let (damaged, hints) = damage_channel();
+        (Self { period, damaged }, hints)
+    }
 }
 
 /// Why an actor could not start or answer.
@@ -39,6 +75,8 @@ pub enum ActorError {
 #[derive(Clone)]
 pub struct ShardActor {
     mailbox: flume::Sender<Command>,
+    scrub: Arc<ScrubState>,
+    scrub_orders: flume::Sender<u64>,
 }
 
 /// The actor's thread, to join when it stops.
@@ -60,10 +98,14 @@ impl ShardActor {
         path: PathBuf,
         node: NodeId,
         cpu: Option<usize>,
+        scrub_args: ScrubArgs,
     ) -> Result<(Self, ShardActorThread), ActorError> {
         let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
         let (mailbox, inbox) = flume::bounded::<Command>(SHARD_ACTOR_MAILBOX);
+        let (scrub_orders, orders) = flume::bounded::<u64>(SCRUB_ORDERS);
+        let scrub_state = Arc::new(ScrubState::default());
         let (opened, open_result) = flume::bounded::<Result<(), StoreError>>(1);
+        let figures = scrub_state.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{node}"))
             .spawn(move || async move {
@@ -74,12 +116,32 @@ impl ShardActor {
                         return;
                     }
                 };
+                for damaged in store.damaged_at_open() {
+                    tracing::warn!(
+                        "store {}: shard {} damaged (segment {} block {}): {}",
+                        path.display(),
+                        damaged.name,
+                        damaged.segment,
+                        damaged.block,
+                        damaged.reason
+                    );
+                    let _ = scrub_args.damaged.try_send(damaged.name);
+                }
                 let _ = opened.send(Ok(()));
+                let scrubbing = glommio::spawn_local(scrub::run(
+                    store.clone(),
+                    figures,
+                    scrub_args.period,
+                    orders,
+                    scrub_args.damaged,
+                ));
                 while let Ok(command) = inbox.recv_async().await {
                     let store = store.clone();
                     glommio::spawn_local(serve(store, command)).detach();
                 }
-                // Every handle is gone: let in-flight requests finish, then close.
+                // Every handle is gone: stop the scrub, let in-flight requests finish,
+                // then close.
+                scrubbing.cancel().await;
                 if let Ok(store) = std::rc::Rc::try_unwrap(store) {
                     let _ = store.close().await;
                 }
@@ -89,7 +151,14 @@ impl ShardActor {
             let _ = handle.join();
         }));
         match open_result.recv() {
-            Ok(Ok(())) => Ok((Self { mailbox }, thread)),
+            Ok(Ok(())) => Ok((
+                Self {
+                    mailbox,
+                    scrub: scrub_state,
+                    scrub_orders,
+                },
+                thread,
+            )),
             Ok(Err(err)) => Err(ActorError::Store(err)),
             Err(_) => Err(ActorError::Executor(
                 "the executor ended before opening the store".into(),
@@ -119,14 +188,52 @@ impl ShardActor {
         self.ask(|reply| Command::Get(name, reply)).await
     }
 
-    /// Whether a shard is stored.
-    pub async fn has(&self, name: ShardName) -> Result<bool, ActorError> {
+    /// The encoding of a shard, if it is stored.
+    pub async fn has(&self, name: ShardName) -> Result<Option<EncodingTag>, ActorError> {
         self.ask(|reply| Command::Has(name, reply)).await
     }
 
     /// The store's space accounting.
     pub async fn stats(&self) -> Result<Stats, ActorError> {
         self.ask(Command::Stats).await
+    }
+
+    /// Digests of the store's shards in `groups` (see `Store::digests`).
+    pub async fn digests(
+        &self,
+        pg_bits: u8,
+        groups: Vec<GroupKey>,
+    ) -> Result<Vec<ChunkSetDigest>, ActorError> {
+        self.ask(|reply| Command::Digests(pg_bits, groups, reply))
+            .await
+    }
+
+    /// A page of one group's chunks (see `Store::list_group`).
+    pub async fn list(
+        &self,
+        pg_bits: u8,
+        group: GroupKey,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkId>, ActorError> {
+        self.ask(|reply| Command::List(pg_bits, group, after, limit, reply))
+            .await
+    }
+
+    /// The storage classes the store holds shards of, with counts.
+    pub async fn classes(&self) -> Result<Vec<((u8, u8), u64)>, ActorError> {
+        self.ask(Command::Classes).await
+    }
+
+    /// The store's scrub figures.
+    pub fn scrub_figures(&self) -> ScrubFigures {
+        self.scrub.figures()
+    }
+
+    /// Starts a scrub pass now at `bytes_per_second` (0: no limit); `false` if orders
+    /// are already waiting (the pass they start covers this one's).
+    pub fn order_scrub(&self, bytes_per_second: u64) -> bool {
+        self.scrub_orders.try_send(bytes_per_second).is_ok()
     }
 }
 
@@ -149,6 +256,15 @@ async fn serve(store: std::rc::Rc<Store>, command: Command) {
         }
         Command::Stats(reply) => {
             let _ = reply.send(Ok(store.stats()));
+        }
+        Command::Digests(pg_bits, groups, reply) => {
+            let _ = reply.send(Ok(store.digests(pg_bits, &groups)));
+        }
+        Command::List(pg_bits, group, after, limit, reply) => {
+            let _ = reply.send(Ok(store.list_group(pg_bits, group, after, limit)));
+        }
+        Command::Classes(reply) => {
+            let _ = reply.send(Ok(store.classes()));
         }
     }
 }

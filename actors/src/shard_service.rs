@@ -4,10 +4,16 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use hive_codec::MAX_PG_BITS;
+use hive_nvme::GroupKey;
+use hive_wire::ChunkId;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
-use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
+use hive_wire::net::shard_service::{
+    DigestQuery, DigestReply, Found, GroupDigest, GroupShards, ListQuery, MAX_DIGEST_GROUPS,
+    MAX_LIST_PAGE, OP_DIGESTS, OP_GET, OP_HAS, OP_LIST, OP_PUT, ShardKey, ShardService,
+};
 
 use crate::shard_actor::ActorError;
 use crate::shards::Shards;
@@ -32,9 +38,34 @@ fn refuse(err: ActorError) -> Refusal {
     }
 }
 
+fn bad(e: impl std::fmt::Display) -> Refusal {
+    Refusal::new(code::BAD_REQUEST, e.to_string())
+}
+
+fn group_key(g: &GroupShards) -> GroupKey {
+    GroupKey {
+        pg: g.pg,
+        k: g.k,
+        m: g.m,
+        index: g.index,
+    }
+}
+
+fn check_pg_bits(pg_bits: u8) -> Result<(), Refusal> {
+    if pg_bits > MAX_PG_BITS {
+        return Err(bad(format!(
+            "pg_bits {pg_bits} is above the maximum {MAX_PG_BITS}"
+        )));
+    }
+    Ok(())
+}
+
 async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Response, Refusal> {
     check_version::<ShardService>(&request)?;
-    authorise(peer, Operation::ShardIo)?;
+    match request.op {
+        OP_DIGESTS | OP_LIST => return census(actor, peer, request).await,
+        _ => authorise(peer, Operation::ShardIo)?,
+    }
     let key = || -> Result<ShardKey, Refusal> {
         message::decode("ShardKey", &request.message)
             .map_err(|e| Refusal::new(code::BAD_REQUEST, e.to_string()))
@@ -49,14 +80,18 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
             Ok(Response {
                 message: message::encode(&Found {
                     present: found.is_some(),
+                    tag: 0,
                 }),
                 body: found.unwrap_or_else(Bytes::new),
             })
         }
         OP_HAS => {
-            let present = actor.has(key()?.name()).await.map_err(refuse)?;
+            let tag = actor.has(key()?.name()).await.map_err(refuse)?;
             Ok(Response {
-                message: message::encode(&Found { present }),
+                message: message::encode(&Found {
+                    present: tag.is_some(),
+                    tag: tag.map_or(0, |t| t.0),
+                }),
                 body: Bytes::new(),
             })
         }
@@ -64,5 +99,61 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
             code::BAD_REQUEST,
             format!("unknown shard operation {op}"),
         )),
+    }
+}
+
+/// The census operations: node-to-node work.
+async fn census(actor: &Shards, peer: &Peer, request: Request) -> Result<Response, Refusal> {
+    authorise(peer, Operation::NodeInternal)?;
+    match request.op {
+        OP_DIGESTS => {
+            let query: DigestQuery =
+                message::decode("DigestQuery", &request.message).map_err(bad)?;
+            check_pg_bits(query.pg_bits)?;
+            if query.groups.len() > MAX_DIGEST_GROUPS {
+                return Err(bad(format!(
+                    "{} groups asked, at most {MAX_DIGEST_GROUPS} per request",
+                    query.groups.len()
+                )));
+            }
+            let groups = query.groups.iter().map(group_key).collect();
+            let digests = actor
+                .digests(query.pg_bits, groups)
+                .await
+                .map_err(refuse)?
+                .into_iter()
+                .map(|d| GroupDigest {
+                    count: d.count,
+                    sum: d.sum,
+                    xor: d.xor,
+                })
+                .collect();
+            Ok(Response {
+                message: message::encode(&DigestReply { digests }),
+                body: Bytes::new(),
+            })
+        }
+        _ => {
+            let query: ListQuery = message::decode("ListQuery", &request.message).map_err(bad)?;
+            check_pg_bits(query.pg_bits)?;
+            let limit = query.limit.min(MAX_LIST_PAGE) as usize;
+            let chunks = actor
+                .list(
+                    query.pg_bits,
+                    group_key(&query.group),
+                    query.after.map(ChunkId),
+                    limit,
+                )
+                .await
+                .map_err(refuse)?;
+            let mut body = Vec::with_capacity(chunks.len() * ChunkId::LEN);
+            for chunk in &chunks {
+                body.extend_from_slice(chunk.as_bytes());
+            }
+            Ok(Response {
+                message: Bytes::new(),
+                body: Bytes::from(body),
+            })
+        }
     }
 }

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hive_nvme::Stats;
-use hive_wire::{ChunkId, ShardName};
+use hive_nvme::{GroupKey, Stats};
+use hive_wire::net::control::ScrubFigures;
+use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, ShardName};
 
 use crate::shard_actor::{ActorError, ShardActor};
 
@@ -72,14 +73,76 @@ impl Shards {
         Ok(None)
     }
 
-    /// Whether a shard is stored.
-    pub async fn has(&self, name: ShardName) -> Result<bool, ActorError> {
+    /// The encoding of a shard, if it is stored.
+    pub async fn has(&self, name: ShardName) -> Result<Option<EncodingTag>, ActorError> {
         for actor in self.search_order(&name.chunk) {
-            if actor.has(name).await? {
-                return Ok(true);
+            if let Some(tag) = actor.has(name).await? {
+                return Ok(Some(tag));
             }
         }
-        Ok(false)
+        Ok(None)
+    }
+
+    /// The digests of the node's shards in `groups`, every store's together.
+    pub async fn digests(
+        &self,
+        pg_bits: u8,
+        groups: Vec<GroupKey>,
+    ) -> Result<Vec<ChunkSetDigest>, ActorError> {
+        let mut total = vec![ChunkSetDigest::default(); groups.len()];
+        for actor in self.actors.iter() {
+            let digests = actor.digests(pg_bits, groups.clone()).await?;
+            for (sum, digest) in total.iter_mut().zip(&digests) {
+                sum.merge(digest);
+            }
+        }
+        Ok(total)
+    }
+
+    /// Up to `limit` of one group's chunks above `after`, ascending, every store's
+    /// together.
+    pub async fn list(
+        &self,
+        pg_bits: u8,
+        group: GroupKey,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkId>, ActorError> {
+        let mut all = Vec::new();
+        for actor in self.actors.iter() {
+            all.extend(actor.list(pg_bits, group, after, limit).await?);
+        }
+        all.sort_unstable();
+        all.dedup();
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// The storage classes (k, m) the node holds shards of.
+    pub async fn classes(&self) -> Result<Vec<(u8, u8)>, ActorError> {
+        let mut classes = Vec::new();
+        for actor in self.actors.iter() {
+            classes.extend(actor.classes().await?.into_iter().map(|(c, _)| c));
+        }
+        classes.sort_unstable();
+        classes.dedup();
+        Ok(classes)
+    }
+
+    /// The node's scrub figures: its stores' together.
+    pub fn scrub_figures(&self) -> ScrubFigures {
+        self.actors
+            .iter()
+            .map(ShardActor::scrub_figures)
+            .reduce(crate::scrub::sum)
+            .expect("invariant: a node has at least one store")
+    }
+
+    /// Starts a scrub pass on every store now.
+    pub fn order_scrub(&self, bytes_per_second: u64) {
+        for actor in self.actors.iter() {
+            actor.order_scrub(bytes_per_second);
+        }
     }
 
     /// The stores' space accounting, summed.

@@ -56,6 +56,11 @@ fn key(chunk: ChunkId, index: usize) -> Bytes {
     }))
 }
 
+/// Scrub at the default pace, its damage reports dropped (no repairer here).
+fn scrub_args() -> hive_actors::ScrubArgs {
+    hive_actors::ScrubArgs::new(hive_actors::constants::DEFAULT_SCRUB_PERIOD).0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     let dir = std::env::temp_dir().join(format!("hive-actors-{}", std::process::id()));
@@ -71,7 +76,8 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     let mut threads = Vec::new();
     for path in &paths {
         Store::format(path, &options).expect("format");
-        let (actor, thread) = ShardActor::start(path.clone(), NODE, None).expect("actor starts");
+        let (actor, thread) =
+            ShardActor::start(path.clone(), NODE, None, scrub_args()).expect("actor starts");
         actors.push(actor);
         threads.push(thread);
     }
@@ -193,7 +199,7 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     for path in paths.iter().rev() {
         let path = path.clone();
         let (again, _thread) =
-            tokio::task::spawn_blocking(move || ShardActor::start(path, NODE, None))
+            tokio::task::spawn_blocking(move || ShardActor::start(path, NODE, None, scrub_args()))
                 .await
                 .expect("task")
                 .expect("reopen");

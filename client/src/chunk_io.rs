@@ -18,18 +18,17 @@ use hive_wire::net::message;
 use hive_wire::net::rpc::code;
 use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
 use hive_wire::net::{Client, Connection, Identity, RpcError};
-use hive_wire::{ChunkId, NodeId, ShardIndex, ShardName};
+use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::quorum::{HedgeTimer, WriteOutcome, WriteQuorum};
+use crate::quorum::{DedupQuorum, HedgeTimer, WriteOutcome, WriteQuorum};
 
 /// How long one shard request may take before it counts as failed.
 pub const SHARD_DEADLINE: Duration = Duration::from_secs(30);
-/// How long the dedup question may take: an unanswered one counts as "not stored" (the
-/// chunk is sent; storing a shard twice costs space in one place, never correctness).
+/// How long the dedup question may take: a holder that has not answered by then counts
+/// as not having its shard (the chunk is sent; storing a shard twice costs space in one
+/// place, never correctness).
 pub const HAS_DEADLINE: Duration = Duration::from_secs(3);
-/// Holders asked the dedup question at once (the first answer counts).
-pub const DEDUP_ASKED: usize = 2;
 /// How long connecting to a node may take: the transport's bound.
 pub use hive_wire::net::rpc::CONNECT_DEADLINE;
 /// How long a map follower waits after a failed watch before asking again.
@@ -374,7 +373,7 @@ impl ChunkStore {
     }
 
     /// Writes `data` as one chunk and returns its id once k shards are durable. A chunk
-    /// its first holder already has is not sent again (dedup).
+    /// k of whose holders have intact shards of one encoding is not sent again (dedup).
     pub async fn put(self: &Arc<Self>, data: &[u8]) -> Result<ChunkId, ChunkError> {
         let id = chunk_id(data);
         let view = self.view();
@@ -471,10 +470,12 @@ impl ChunkStore {
         result
     }
 
-    /// The dedup question: asks the first [`DEDUP_ASKED`] holders the map says are up
-    /// whether they have their shard, and takes the first answer. A holder that is slow
-    /// or stopped does not hold up the write; a "no" from a holder that missed its
-    /// shard only makes the chunk be written again, which also restores that shard.
+    /// The dedup question: asks every holder the map says is up whether it has an
+    /// intact shard of the chunk, and of which encoding ([`DedupQuorum`]). The chunk is
+    /// stored only when k holders confirm shards of one encoding; a holder that is slow
+    /// or stopped counts as not having its shard once the others have decided, or at
+    /// [`HAS_DEADLINE`]. A "no" only makes the chunk be written again, which restores
+    /// the missing shards.
     async fn stored(
         self: &Arc<Self>,
         view: &ClusterView,
@@ -482,26 +483,38 @@ impl ChunkStore {
         chunk: ChunkId,
     ) -> bool {
         let mut asked = tokio::task::JoinSet::new();
-        for (i, node) in holders
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| view.is_up(**n))
-            .take(DEDUP_ASKED)
-        {
+        for (i, node) in holders.iter().enumerate().filter(|(_, n)| view.is_up(**n)) {
             let (store, node) = (self.clone(), *node);
             asked.spawn(async move { store.has(node, chunk, shard_index(i)).await });
         }
-        // The first holder that answers decides; one that does not is no answer.
-        while let Some(answer) = asked.join_next().await {
-            if let Ok(Some(present)) = answer {
-                return present;
+        if asked.is_empty() {
+            return false;
+        }
+        let mut quorum = DedupQuorum::new(self.scheme.k(), asked.len());
+        let deadline = tokio::time::Instant::now() + HAS_DEADLINE;
+        loop {
+            let answer = match tokio::time::timeout_at(deadline, asked.join_next()).await {
+                Ok(Some(Ok(Some(answer)))) => quorum.on_answer(answer),
+                Ok(Some(_)) => quorum.on_silence(),
+                // Every holder answered without a decision: impossible, but not stored.
+                Ok(None) => return false,
+                // The rest are silent: each counts as not having its shard.
+                Err(_) => return false,
+            };
+            if let Some(stored) = answer {
+                return stored;
             }
         }
-        false
     }
 
-    /// Whether `node` has the shard; `None` if it did not answer in time.
-    async fn has(&self, node: NodeId, chunk: ChunkId, index: ShardIndex) -> Option<bool> {
+    /// The encoding of `node`'s shard if it has one; `None` if it did not answer in
+    /// time.
+    async fn has(
+        &self,
+        node: NodeId,
+        chunk: ChunkId,
+        index: ShardIndex,
+    ) -> Option<Option<EncodingTag>> {
         let connection = tokio::time::timeout(HAS_DEADLINE, self.connection(node))
             .await
             .ok()?
@@ -511,7 +524,7 @@ impl ChunkStore {
         let answer = connection.call(request, HAS_DEADLINE).await.ok()?;
         message::decode::<Found>("Found", &answer.message)
             .ok()
-            .map(|f| f.present)
+            .map(|f| f.present.then_some(EncodingTag(f.tag)))
     }
 
     async fn fetch(

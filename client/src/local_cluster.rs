@@ -589,10 +589,10 @@ fn static_view(file: &ClusterFile) -> Result<ClusterView> {
             joined: Epoch(n.id),
         })
         .collect();
-    Ok(ClusterView {
-        map: ClusterMap::new(Epoch(0), file.pg_bits, nodes)?,
-        addresses: file.nodes.iter().map(|n| (NodeId(n.id), n.addr)).collect(),
-    })
+    Ok(ClusterView::new(
+        ClusterMap::new(Epoch(0), file.pg_bits, nodes)?,
+        file.nodes.iter().map(|n| (NodeId(n.id), n.addr)).collect(),
+    ))
 }
 
 /// The newest map the cluster offers: the authority's, or, while it cannot be reached,

@@ -1,10 +1,11 @@
-//! When a chunk write is acknowledged, and when a slow read is hedged: plain state
-//! machines fed with events, no I/O, no clock (the caller passes durations).
+//! When a chunk write is acknowledged, when a chunk counts as stored already (dedup),
+//! and when a slow read is hedged: plain state machines fed with events, no I/O, no
+//! clock (the caller passes durations).
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use hive_wire::ShardIndex;
+use hive_wire::{EncodingTag, ShardIndex};
 
 /// Recent shard-read latencies kept for the hedging estimate.
 pub const LATENCY_WINDOW: usize = 256;
@@ -130,6 +131,67 @@ impl WriteQuorum {
     }
 }
 
+/// The dedup question: is a chunk stored already, so that nothing need be sent? Only
+/// if at least k of its holders confirm an intact shard of one encoding: then any k of
+/// them decode together, and the chunk is as readable as a fresh write would make it.
+/// Fewer is "not stored" (the chunk is written, which restores what is missing: a
+/// holder keeps an intact identical shard and takes any other).
+#[derive(Debug, Clone)]
+pub struct DedupQuorum {
+    k: usize,
+    outstanding: usize,
+    /// Holders that confirmed each encoding.
+    tags: Vec<(EncodingTag, usize)>,
+    decided: bool,
+}
+
+impl DedupQuorum {
+    /// A question to `asked` holders of a chunk with `k` data shards.
+    pub fn new(k: u8, asked: usize) -> Self {
+        assert!(k >= 1, "k is at least 1");
+        Self {
+            k: usize::from(k),
+            outstanding: asked,
+            tags: Vec::new(),
+            decided: false,
+        }
+    }
+
+    /// A holder answered: `Some(tag)` if it has an intact shard of encoding `tag`,
+    /// `None` if not. Returns the answer the first time it is decided.
+    pub fn on_answer(&mut self, answer: Option<EncodingTag>) -> Option<bool> {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if let Some(tag) = answer {
+            match self.tags.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, n)) => *n += 1,
+                None => self.tags.push((tag, 1)),
+            }
+        }
+        self.decide()
+    }
+
+    /// A holder did not answer (down, slow or failed).
+    pub fn on_silence(&mut self) -> Option<bool> {
+        self.on_answer(None)
+    }
+
+    fn decide(&mut self) -> Option<bool> {
+        if self.decided {
+            return None;
+        }
+        let best = self.tags.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let answer = if best >= self.k {
+            true
+        } else if best + self.outstanding < self.k {
+            false
+        } else {
+            return None;
+        };
+        self.decided = true;
+        Some(answer)
+    }
+}
+
 /// Recent read latencies, for deciding when a slow holder is hedged.
 #[derive(Debug, Clone, Default)]
 pub struct HedgeTimer {
@@ -225,6 +287,34 @@ mod tests {
             q.owed().is_empty(),
             "nothing is owed for a write that failed"
         );
+    }
+
+    #[test]
+    fn dedup_needs_k_holders_of_one_encoding() {
+        let (a, b) = (EncodingTag(1), EncodingTag(2));
+        // 4+2: four confirmations of one encoding decide "stored" at once.
+        let mut q = DedupQuorum::new(4, 6);
+        for _ in 0..3 {
+            assert_eq!(q.on_answer(Some(a)), None);
+        }
+        assert_eq!(q.on_answer(Some(a)), Some(true));
+        assert_eq!(q.on_answer(None), None, "decided once");
+        // Three holders lost their shards (the case a single "yes" used to hide).
+        let mut q = DedupQuorum::new(4, 6);
+        assert_eq!(q.on_answer(Some(a)), None);
+        assert_eq!(q.on_answer(None), None);
+        assert_eq!(q.on_silence(), None);
+        assert_eq!(
+            q.on_answer(None),
+            Some(false),
+            "at most 3 of 4 can confirm now"
+        );
+        // Two encodings never add up.
+        let mut q = DedupQuorum::new(4, 6);
+        for tag in [a, b, a, b, a] {
+            assert_eq!(q.on_answer(Some(tag)), None);
+        }
+        assert_eq!(q.on_answer(Some(b)), Some(false));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hive_actors::{ShardActor, Shards, shard_service};
+use hive_actors::{ScrubArgs, ShardActor, Shards, shard_service};
 use hive_client::chunk_io::{ChunkError, ChunkStore};
 use hive_codec::{ClusterMap, ClusterView, CompressionConfig, ErasureScheme, NodeInfo, NodeState};
 use hive_nvme::{FormatOptions, Store};
@@ -35,7 +35,13 @@ fn start_nodes(dir: &std::path::Path, ca: &ClusterCa) -> Vec<Node> {
                 segment_size: 4 << 20,
             };
             Store::format(&path, &options).expect("format");
-            let (actor, _thread) = ShardActor::start(path, id, None).expect("actor");
+            let (actor, _thread) = ShardActor::start(
+                path,
+                id,
+                None,
+                ScrubArgs::new(hive_actors::constants::DEFAULT_SCRUB_PERIOD).0,
+            )
+            .expect("actor");
             let (cert, key) = ca
                 .issue_with_key(Identity::node(id), validity)
                 .expect("cert");
@@ -93,7 +99,7 @@ async fn chunks_survive_two_nodes_down_and_fail_clearly_with_three() {
     let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key))).expect("client");
     let scheme = ErasureScheme::new(4, 2).expect("4+2");
     let store = Arc::new(ChunkStore::new(
-        ClusterView { map, addresses },
+        ClusterView::new(map, addresses),
         client,
         scheme,
         CompressionConfig::default(),

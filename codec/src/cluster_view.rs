@@ -7,18 +7,38 @@ use std::net::SocketAddr;
 
 use hive_wire::NodeId;
 
+use crate::config::ErasureScheme;
 use crate::placement::{ClusterMap, NodeState};
 
-/// A map and its nodes' addresses.
+/// A map, its nodes' addresses, and the settings that travel with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterView {
     /// The map.
     pub map: ClusterMap,
     /// Where each node serves shards.
     pub addresses: HashMap<NodeId, SocketAddr>,
+    /// The storage classes shards are stored in, sorted, each once.
+    pub classes: Vec<ErasureScheme>,
+    /// Bytes of rebuilt shards each node's repair may write per second (0: no limit).
+    pub repair_rate: u64,
 }
 
+/// The repair rate of a new map: 64 MiB/s per node, enough to rebuild a lost 1 TB node
+/// across ten survivors in under half an hour without starving foreground I/O.
+pub const DEFAULT_REPAIR_RATE: u64 = 64 << 20;
+
 impl ClusterView {
+    /// A view of `map` with `addresses`, no storage classes yet and the default repair
+    /// rate.
+    pub fn new(map: ClusterMap, addresses: HashMap<NodeId, SocketAddr>) -> Self {
+        Self {
+            map,
+            addresses,
+            classes: Vec::new(),
+            repair_rate: DEFAULT_REPAIR_RATE,
+        }
+    }
+
     /// Whether `node` is marked up (a node the map does not know is not).
     pub fn is_up(&self, node: NodeId) -> bool {
         self.map
@@ -31,10 +51,12 @@ impl ClusterView {
 mod message {
     use std::collections::HashMap;
 
-    use hive_wire::net::control::{MapMessage, MapNode, state};
+    use hive_wire::net::control::{Class, MapMessage, MapNode, state};
     use hive_wire::{Epoch, FailureDomain, NodeId};
 
     use super::ClusterView;
+    use crate::config::ErasureScheme;
+    use crate::error::CodecError;
     use crate::placement::{ClusterMap, NodeInfo, NodeState, PlacementError};
 
     /// Why a map message could not be taken.
@@ -59,6 +81,9 @@ mod message {
         /// The map is not valid.
         #[error(transparent)]
         Placement(#[from] PlacementError),
+        /// A storage class is not a valid scheme.
+        #[error("storage class: {0}")]
+        Class(#[from] CodecError),
     }
 
     fn state_code(state: NodeState) -> u8 {
@@ -101,7 +126,19 @@ mod message {
                 });
             }
             let map = ClusterMap::new(Epoch(message.epoch), message.pg_bits, nodes)?;
-            Ok(Self { map, addresses })
+            let mut classes = message
+                .classes
+                .iter()
+                .map(|c| ErasureScheme::new(c.k, c.m))
+                .collect::<Result<Vec<_>, _>>()?;
+            classes.sort_unstable_by_key(|c| (c.k(), c.m()));
+            classes.dedup();
+            Ok(Self {
+                map,
+                addresses,
+                classes,
+                repair_rate: message.repair_rate,
+            })
         }
 
         /// The map as a message.
@@ -126,6 +163,12 @@ mod message {
                             .unwrap_or_default(),
                     })
                     .collect(),
+                classes: self
+                    .classes
+                    .iter()
+                    .map(|c| Class { k: c.k(), m: c.m() })
+                    .collect(),
+                repair_rate: self.repair_rate,
             }
         }
     }

@@ -158,7 +158,7 @@ impl CompressionConfig {
 }
 
 /// k data shards plus m parity shards; any k of the k + m rebuild the chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ErasureScheme {
     k: u8,
     m: u8,

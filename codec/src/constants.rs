@@ -20,3 +20,9 @@ pub const PROBE_WINDOWS: usize = 8;
 
 /// Bytes per probe window: long enough for zstd to find repeats within a window.
 pub const PROBE_WINDOW: usize = 4096;
+
+/// k-subsets of one encoding's shards a decode tries before it fails. The first is the
+/// usual case; more are tried only when shards that pass their checksums still do not
+/// rebuild the chunk (a forged shard, or a defect the checksums missed). 4+2 has 15
+/// subsets in all; this bounds the work a bad set of wide shards can cause.
+pub const MAX_DECODE_ATTEMPTS: usize = 64;

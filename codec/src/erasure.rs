@@ -117,6 +117,11 @@ pub struct ErasureDecoder {
 }
 
 impl ErasureDecoder {
+    /// The stream the last decode with k > 1 rebuilt.
+    pub fn stream(&self) -> &[u8] {
+        &self.stream
+    }
+
     /// The first `stream_len` bytes of the data payloads, from `present` (indexed by
     /// shard index, `k + m` entries, at least `k` of them `Some`, each `len` bytes).
     pub fn decode<'a>(

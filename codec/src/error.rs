@@ -47,6 +47,17 @@ pub enum CodecError {
         /// Shards that were offered but refused, and why.
         rejected: Vec<RejectedShard>,
     },
+    /// The rebuilt stream does not hash to the headers' `stream_hash`: some shard that
+    /// passed its checksum holds the wrong payload.
+    #[error("chunk {chunk}: rebuilt stream hashes to {actual:016x}, headers say {expected:016x}")]
+    StreamMismatch {
+        /// The chunk.
+        chunk: ChunkId,
+        /// The hash in the headers.
+        expected: u64,
+        /// The hash of what was rebuilt.
+        actual: u64,
+    },
     /// The shards verified but the stored stream is not valid zstd.
     #[error("chunk {chunk}: stored stream does not decompress: {source}")]
     Decompress {
@@ -111,8 +122,9 @@ pub enum ShardRejection {
         /// The index it carries.
         found: ShardIndex,
     },
-    /// Its header disagrees with the chunk's other shards on geometry or lengths.
-    #[error("header disagrees with the other shards of the chunk")]
+    /// An intact shard of another encoding of the chunk than the one decoded (another
+    /// compressor's output, say): it cannot be combined with the others.
+    #[error("belongs to another encoding of the chunk")]
     Inconsistent,
     /// Another shard with the same index was already accepted.
     #[error("duplicate of shard {0}")]

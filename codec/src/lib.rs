@@ -25,9 +25,9 @@ mod placement;
 
 pub use chunk_id::chunk_id;
 pub use chunker::Chunker;
-pub use cluster_view::ClusterView;
 #[cfg(feature = "net")]
 pub use cluster_view::ViewError;
+pub use cluster_view::{ClusterView, DEFAULT_REPAIR_RATE};
 pub use compress::Compressor;
 pub use config::{ChunkerConfig, CodecConfig, CompressionConfig, ErasureScheme, Fraction};
 pub use decode::{ChunkDecoder, Decoded, ShardBytes};

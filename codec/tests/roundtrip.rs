@@ -181,8 +181,8 @@ fn headers_that_lie_about_lengths_are_refused_not_trusted() {
     let mut bytes = chunk.shard_to_vec(0);
     let payload_len = bytes.len() - SHARD_HEADER_LEN;
     bytes[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
-    let checksum = hive_wire::shard_checksum(&bytes[..56], &bytes[SHARD_HEADER_LEN..]);
-    bytes[56..64].copy_from_slice(&checksum.to_le_bytes());
+    let checksum = hive_wire::shard_checksum(&bytes[..64], &bytes[SHARD_HEADER_LEN..]);
+    bytes[64..72].copy_from_slice(&checksum.to_le_bytes());
     let shard = ShardBytes::contiguous(&bytes, None);
     assert!(
         matches!(
@@ -259,6 +259,110 @@ fn every_subset_decodes_or_fails_by_count_for_small_schemes() {
                 } else {
                     assert!(result.is_err(), "{case} decoded with too few shards");
                 }
+            }
+        }
+    }
+}
+
+/// Shards `set` of `bytes`, each expected at its index.
+fn view<'a>(bytes: &'a [Vec<u8>], set: &[usize]) -> Vec<ShardBytes<'a>> {
+    set.iter()
+        .map(|&i| ShardBytes::contiguous(&bytes[i], Some(ShardIndex(i as u8))))
+        .collect()
+}
+
+/// Shard `i` of `chunk` with one payload byte changed and its checksum recomputed: it
+/// passes verification but holds the wrong bytes.
+fn forged(chunk: &hive_codec::EncodedChunk<'_>, i: usize) -> Vec<u8> {
+    let mut bytes = chunk.shard_to_vec(i);
+    let at = SHARD_HEADER_LEN + (bytes.len() - SHARD_HEADER_LEN) / 2;
+    bytes[at] ^= 0x40;
+    let checksum = hive_wire::shard_checksum(&bytes[..64], &bytes[SHARD_HEADER_LEN..]);
+    bytes[64..72].copy_from_slice(&checksum.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn a_forged_shard_makes_the_decoder_try_other_combinations() {
+    for (k, m) in [(4, 2), (2, 1), (1, 2), (3, 3)] {
+        for compressible in [false, true] {
+            let original = data(u64::from(k) * 7 + u64::from(m), 300_000, compressible);
+            encode!(enc, chunk, id = original, k, m);
+            for victim in 0..chunk.width() {
+                let bad = forged(&chunk, victim);
+                let mut shards = vec![ShardBytes::contiguous(&bad, None)];
+                shards.extend(
+                    (0..chunk.width())
+                        .filter(|&i| i != victim)
+                        .map(|i| chunk.shard(i)),
+                );
+                let mut decoder = ChunkDecoder::new().expect("decoder");
+                let case = format!("{k}+{m}, forged shard {victim}, compressible {compressible}");
+                let decoded = decoder.decode(id, &shards).expect(&case);
+                assert_eq!(decoded.data, &original[..], "{case}");
+            }
+        }
+    }
+}
+
+#[test]
+fn shards_of_two_encodings_are_never_mixed() {
+    // The same chunk written by two writers with different compression policies: two
+    // encodings. Any k shards of one of them decode; fewer than k of each fail, even
+    // when the two together number k or more.
+    let original = data(11, 200_000, true);
+    let id = chunk_id(&original);
+    let scheme = ErasureScheme::new(4, 2).expect("scheme");
+    let mut zstd = ChunkEncoder::new(scheme, CompressionConfig::default()).expect("encoder");
+    let mut plain = ChunkEncoder::new(scheme, CompressionConfig::off()).expect("encoder");
+    let a: Vec<Vec<u8>> = {
+        let c = zstd.encode(id, &original).expect("encode");
+        (0..6).map(|i| c.shard_to_vec(i)).collect()
+    };
+    let b: Vec<Vec<u8>> = {
+        let c = plain.encode(id, &original).expect("encode");
+        (0..6).map(|i| c.shard_to_vec(i)).collect()
+    };
+    let mut decoder = ChunkDecoder::new().expect("decoder");
+    // Three of one, three of the other: six intact shards, no k of one encoding.
+    let mut mixed = view(&a, &[0, 1, 2]);
+    mixed.extend(view(&b, &[3, 4, 5]));
+    match decoder.decode(id, &mixed) {
+        Err(CodecError::NotEnoughShards { have, need, .. }) => assert_eq!((have, need), (3, 4)),
+        other => panic!("mixed encodings gave {:?}", other.map(|d| d.data.len())),
+    }
+    // Two of one and four of the other: the four decode, the two are named.
+    let mut mixed = view(&a, &[0, 1]);
+    mixed.extend(view(&b, &[2, 3, 4, 5]));
+    let decoded = decoder.decode(id, &mixed).expect("four of one encoding");
+    assert_eq!(decoded.data, &original[..]);
+    let positions: Vec<usize> = decoded.rejected.iter().map(|r| r.position).collect();
+    assert_eq!(positions, vec![0, 1]);
+    assert!(decoded.rejected[0].to_string().contains("another encoding"));
+}
+
+#[test]
+fn rebuild_seals_lost_shards_byte_for_byte() {
+    for (k, m) in [(4, 2), (1, 3), (2, 1), (8, 3)] {
+        for compressible in [false, true] {
+            let original = data(u64::from(k) + 100, 150_000, compressible);
+            encode!(enc, chunk, id = original, k, m);
+            let width = chunk.width();
+            // Keep the last k shards; rebuild every other one.
+            let kept: Vec<ShardBytes> = (width - usize::from(k)..width)
+                .map(|i| chunk.shard(i))
+                .collect();
+            let wanted: Vec<ShardIndex> = (0..width - usize::from(k))
+                .map(|i| ShardIndex(i as u8))
+                .collect();
+            let mut decoder = ChunkDecoder::new().expect("decoder");
+            let rebuilt = decoder.rebuild(id, &kept, &wanted).expect("rebuild");
+            for (shard, index) in rebuilt.iter().zip(&wanted) {
+                assert_eq!(
+                    shard,
+                    &chunk.shard_to_vec(usize::from(index.get())),
+                    "{k}+{m} shard {index} compressible {compressible}"
+                );
             }
         }
     }

@@ -29,6 +29,14 @@
 //! advertise = "10.0.0.3:7400"   # optional: the address others reach this node at
 //! domain = 3                # optional failure domain; default: the node id
 //! weight = 1                # optional placement weight; default 1
+//! out_after = "10m"         # on the authority only: a node down this long is marked
+//!                           #   out and its shards rebuilt elsewhere ("never": only
+//!                           #   'hive node out' does it); default 10m
+//! census_interval = "60s"   # optional: time between this node's census rounds
+//!
+//! [scrub]                   # optional
+//! period = "7d"             # a background pass over every stored shard takes this
+//!                           #   long (at least 1 MiB/s); 'hive scrub' starts one now
 //!
 //! [enroll]                  # optional: host the enrollment endpoint (needs the CA key)
 //! listen = "127.0.0.1:7500" # where joiners with a token connect
@@ -47,6 +55,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -63,6 +72,13 @@ struct Raw {
     cluster: Option<RawCluster>,
     enroll: Option<RawEnroll>,
     meta: Option<RawMeta>,
+    scrub: Option<RawScrub>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScrub {
+    period: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +120,8 @@ struct RawCluster {
     advertise: Option<String>,
     domain: Option<u32>,
     weight: Option<u32>,
+    out_after: Option<String>,
+    census_interval: Option<String>,
 }
 
 /// Where the node stands in a cluster.
@@ -118,6 +136,37 @@ pub struct Cluster {
     /// Default: the node id.
     pub domain: Option<u32>,
     pub weight: u32,
+    /// On the authority: silence after which a down node is marked out (`None`: never).
+    pub out_after: Option<Duration>,
+    /// Time between this node's census rounds.
+    pub census_interval: Duration,
+}
+
+/// A node down this long is marked out when `cluster.out_after` is not given: long
+/// enough for a reboot or a short maintenance, short enough that a dead node's chunks
+/// do not stay one failure from loss for hours (Ceph's default is the same).
+const DEFAULT_OUT_AFTER: Duration = Duration::from_secs(600);
+
+/// `30s`, `15m`, `2h`, `7d`.
+fn duration(key: &str, text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("{key}: {text:?} is not a duration like 30s, 15m, 2h or 7d"))?;
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => bail!("{key}: unknown unit {other:?}; use s, m, h or d"),
+    };
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .with_context(|| format!("{key}: {text:?} is too long"))
 }
 
 /// Tokio worker threads for networking when `network_threads` is not given: the shard
@@ -171,6 +220,8 @@ pub struct Config {
     pub enroll: Option<Enroll>,
     /// The metadata service, on the node that hosts it.
     pub meta: Option<MetaConfig>,
+    /// How long a background scrub pass takes.
+    pub scrub_period: Duration,
 }
 
 /// `[meta]`: where the namespace lives and the default volume's storage class.
@@ -250,6 +301,17 @@ impl Cluster {
                 .transpose()?,
             domain: raw.domain,
             weight: raw.weight.unwrap_or(1),
+            out_after: match raw.out_after.as_deref() {
+                None => Some(DEFAULT_OUT_AFTER),
+                Some("never") => None,
+                Some(text) => Some(duration("cluster.out_after", text)?),
+            },
+            census_interval: raw
+                .census_interval
+                .as_deref()
+                .map(|t| duration("cluster.census_interval", t))
+                .transpose()?
+                .unwrap_or(hive_actors::constants::DEFAULT_CENSUS_INTERVAL),
         })
     }
 }
@@ -351,6 +413,12 @@ impl Config {
             cluster,
             enroll,
             meta: raw.meta.map(|m| meta_config(&m, resolve)).transpose()?,
+            scrub_period: raw
+                .scrub
+                .and_then(|s| s.period)
+                .map(|t| duration("scrub.period", &t))
+                .transpose()?
+                .unwrap_or(hive_actors::constants::DEFAULT_SCRUB_PERIOD),
         })
     }
 }
@@ -402,6 +470,16 @@ key = "node.key"
                 "at least one [[store]]",
             ),
             (GOOD.replace("127.0.0.1:0", "everywhere"), "listen"),
+            (
+                format!("{GOOD}[scrub]\nperiod = \"7 fortnights\"\n"),
+                "scrub.period",
+            ),
+            (
+                format!(
+                    "{GOOD}[cluster]\nauthority = \"127.0.0.1:1\"\nauthority_id = 1\nout_after = \"soon\"\n"
+                ),
+                "cluster.out_after",
+            ),
             (
                 format!("{GOOD}[meta]\npath = \"meta\"\nk = 0\n"),
                 "meta: k = 0",

@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use hive_actors::constants::{HEARTBEAT_TIMEOUT, SESSION_TICK};
 use hive_actors::{
-    Authority, AuthorityArgs, Child, FollowerArgs, HeartbeatArgs, MetaStore, NodeSupervisor,
-    ShardActor, Shards, control_service, meta_service, route, shard_service,
+    Authority, AuthorityArgs, Child, DamageHints, FollowerArgs, HeartbeatArgs, MetaStore,
+    NodeSupervisor, RepairArgs, RepairState, ScrubArgs, ShardActor, Shards, control_service,
+    meta_service, route, run_repairer, shard_service,
 };
 use hive_meta::{Durability, Namespace};
 use hive_nvme::{FormatOptions, Store};
@@ -308,11 +309,13 @@ fn run(path: &Path) -> Result<()> {
             .with_context(|| format!("tls.revoked: {}", list.display()))?,
         None => Revocations::default(),
     };
-    // One executor per store, each opened (recovered) before the node listens.
+    // One executor per store, each opened (recovered) before the node listens. Damage
+    // found at open or by scrub is named on `damaged`, for the repairer.
+    let (scrub, hints) = ScrubArgs::new(config.scrub_period);
     let mut actors = Vec::with_capacity(config.stores.len());
     let mut threads = Vec::with_capacity(config.stores.len());
     for store in &config.stores {
-        let (actor, thread) = ShardActor::start(store.path.clone(), node, store.cpu)
+        let (actor, thread) = ShardActor::start(store.path.clone(), node, store.cpu, scrub.clone())
             .with_context(|| format!("opening the store {}", store.path.display()))?;
         actors.push(actor);
         threads.push(thread);
@@ -323,7 +326,8 @@ fn run(path: &Path) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the network runtime")?;
-    let result = runtime.block_on(serve(config, node, ca, me, revocations, actor));
+    drop(scrub);
+    let result = runtime.block_on(serve(config, node, ca, me, revocations, actor, hints));
     // Dropping the runtime drops every task and actor holding the shard actors: they
     // then close their stores.
     drop(runtime);
@@ -343,6 +347,7 @@ async fn serve(
     me: Credentials,
     revocations: Revocations,
     actor: Shards,
+    hints: DamageHints,
 ) -> Result<()> {
     if let Some(list) = config.revoked.clone() {
         tokio::spawn(watch_revocations(list, revocations.clone()));
@@ -352,6 +357,8 @@ async fn serve(
             epoch: 0,
             pg_bits: 0,
             nodes: Vec::new(),
+            classes: Vec::new(),
+            repair_rate: 0,
         })
     };
     // The map this node answers with: the authority's own, or the one it follows.
@@ -362,7 +369,8 @@ async fn serve(
         Some(c) => Authority::Elsewhere(NodeId(c.authority_id)),
         None => Authority::Elsewhere(node),
     };
-    let control = control_service(authority, watched);
+    let node_map = watched.clone();
+    let control = control_service(authority, watched, actor.clone());
     let mut routes = vec![
         (ShardService::PROTOCOL, shard_service(actor.clone())),
         (Control::PROTOCOL, control),
@@ -390,6 +398,15 @@ async fn serve(
                 );
             }
             let client = Arc::new(Client::new(&ca, Some(&me))?);
+            let repair = Arc::new(RepairState::default());
+            tokio::spawn(run_repairer(RepairArgs {
+                node,
+                client: client.clone(),
+                map: node_map,
+                interval: cluster.census_interval,
+                hints,
+                state: repair.clone(),
+            }));
             let authority = Arc::new(ControlClient::new(
                 client,
                 cluster.authority,
@@ -406,6 +423,7 @@ async fn serve(
                         path: map.clone(),
                         pg_bits: cluster.pg_bits,
                         timeout: HEARTBEAT_TIMEOUT,
+                        out_after: cluster.out_after,
                         published,
                     },
                 });
@@ -419,6 +437,7 @@ async fn serve(
                     .domain
                     .unwrap_or_else(|| u32::try_from(node.0).unwrap_or(u32::MAX)),
                 weight: cluster.weight,
+                repair,
             }));
             children.push(Child::Follower(FollowerArgs {
                 authority,

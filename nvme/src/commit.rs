@@ -16,6 +16,7 @@ use crate::format::{
     entries_checksum,
 };
 use crate::state::{Key, Location, State, Tombstone};
+use hive_wire::EncodingTag;
 
 /// What to append.
 pub(crate) enum Op {
@@ -23,6 +24,8 @@ pub(crate) enum Op {
     /// moving a record: it becomes visible only if the index still points at `from`.
     Put {
         key: Key,
+        /// The shard's encoding.
+        tag: EncodingTag,
         /// The record, laid out by [`record_buffer`]: header space, shard, zero padding.
         record: Option<DmaBuffer>,
         data_len: usize,
@@ -113,13 +116,24 @@ impl Record {
 }
 
 impl Record {
-    /// The key a put record is filed under; a delete record has none.
-    fn key(&self) -> Key {
+    /// The key a put record is filed under and its shard's encoding; a delete record
+    /// has neither.
+    fn key(&self) -> (Key, EncodingTag) {
         match (&self.kind, &self.requests[0].op) {
-            (RecordKind::Put, Op::Put { key, .. }) => *key,
-            _ => hive_wire::ShardName::NONE,
+            (RecordKind::Put, Op::Put { key, tag, .. }) => (*key, *tag),
+            _ => (hive_wire::ShardName::NONE, EncodingTag(0)),
         }
     }
+}
+
+/// A run of consecutive records in one segment, written with one write.
+struct Span {
+    segment: u32,
+    first_block: u32,
+    /// The block after the run's last record.
+    end_block: u32,
+    /// Whether the run opens the segment (block 0, its header, is written with it).
+    opens: bool,
 }
 
 /// A run of consecutive blocks in one segment, written with one write.
@@ -242,9 +256,7 @@ fn plan(
 
     let mut records = Vec::with_capacity(unplaced.len());
     let mut summaries: Vec<(u32, u32, Vec<u8>)> = Vec::new();
-    // Runs of consecutive records: segment, first block, end block, and whether the run
-    // starts by opening the segment (so block 0 is its header).
-    let mut spans: Vec<(u32, u32, u32, bool)> = Vec::new();
+    let mut spans: Vec<Span> = Vec::new();
     for mut record in unplaced {
         let blocks = RecordHeader::blocks_for(record.data_len());
         // Deletes and reclaim's moves may use the reserved segments; new puts may not.
@@ -264,22 +276,28 @@ fn plan(
                     let blocks = s.sb.segment_blocks() - first;
                     summaries.push((summary.segment, first, summary.encode(blocks)));
                 }
-                let end = placed.block + blocks;
+                let end_block = placed.block + blocks;
                 match spans.last_mut() {
                     Some(span)
                         if !placed.opens_segment
-                            && span.0 == placed.segment
-                            && span.2 == placed.block =>
+                            && span.segment == placed.segment
+                            && span.end_block == placed.block =>
                     {
-                        span.2 = end
+                        span.end_block = end_block
                     }
-                    _ => spans.push((placed.segment, placed.block, end, placed.opens_segment)),
+                    _ => spans.push(Span {
+                        segment: placed.segment,
+                        first_block: placed.block,
+                        end_block,
+                        opens: placed.opens_segment,
+                    }),
                 }
                 record.seq = placed.seq;
                 record.at = Location {
                     segment: placed.segment,
                     block: placed.block,
                     blocks,
+                    tag: record.key().1,
                 };
                 records.push(record);
             }
@@ -291,7 +309,13 @@ fn plan(
         .collect();
     let mut groups = Vec::with_capacity(spans.len() + summaries.len());
     let mut next = 0;
-    for (segment, first, end, opens) in spans {
+    for Span {
+        segment,
+        first_block: first,
+        end_block: end,
+        opens,
+    } in spans
+    {
         let mut count = 0;
         while next + count < records.len()
             && records[next + count].at.segment == segment

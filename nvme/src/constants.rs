@@ -38,3 +38,8 @@ pub const RESERVED_SEGMENTS: usize = 1;
 /// Most deletes packed into one delete record (48 bytes each: 192 KiB), so a record
 /// always fits in the smallest segment.
 pub const DELETES_PER_RECORD: usize = 4096;
+
+/// Blocks read at a time when the open scan looks for the next record past a damaged
+/// one (1 MiB): a damaged header or the unwritten end of a segment is crossed in a few
+/// large reads instead of one read per block.
+pub const SCAN_WINDOW: u32 = 256;

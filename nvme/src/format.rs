@@ -3,7 +3,7 @@
 //!
 //! All integers are little-endian. Checksums are xxh3-64 over the bytes before them.
 
-use hive_wire::{ChunkId, NodeId, ShardIndex, ShardName};
+use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
 use twox_hash::XxHash3_64;
 
 use crate::constants::BLOCK;
@@ -16,8 +16,10 @@ pub const SEGMENT_MAGIC: [u8; 4] = *b"HVSG";
 pub const RECORD_MAGIC: [u8; 4] = *b"HVRC";
 /// The on-disk format version this build writes and reads. Version 2 added the scheme
 /// (k, m) to every shard name (record header, delete entry, summary entry), in bytes
-/// version 1 kept reserved; a version 1 store is refused.
-pub const FORMAT_VERSION: u16 = 2;
+/// version 1 kept reserved. Version 3 holds shards of shard format 2 (with their
+/// stream hash) and keeps each put's encoding tag in its summary entry, in bytes
+/// version 2 kept reserved. Older stores are refused by version.
+pub const FORMAT_VERSION: u16 = 3;
 /// Bytes of a record header; the shard follows immediately.
 pub const RECORD_HEADER_LEN: usize = 88;
 
@@ -470,7 +472,7 @@ pub fn summary_blocks(segment_blocks: u32) -> u32 {
 /// | 35 | 1 | m |
 /// | 36 | 4 | block |
 /// | 40 | 4 | blocks |
-/// | 44 | 4 | reserved, 0 |
+/// | 44 | 4 | a put's encoding tag (see `hive_wire::EncodingTag`); a delete: 0 |
 /// | 48 | 8 | sequence number |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SummaryEntry {
@@ -482,6 +484,8 @@ pub struct SummaryEntry {
     pub block: u32,
     /// Blocks it spans.
     pub blocks: u32,
+    /// A put's encoding tag (0 for a delete record).
+    pub tag: EncodingTag,
     /// Its sequence number.
     pub seq: u64,
 }
@@ -535,6 +539,7 @@ impl Summary {
             };
             out[36..40].copy_from_slice(&e.block.to_le_bytes());
             out[40..44].copy_from_slice(&e.blocks.to_le_bytes());
+            out[44..48].copy_from_slice(&e.tag.0.to_le_bytes());
             out[48..56].copy_from_slice(&e.seq.to_le_bytes());
         }
         let entries_sum = checksum(&b[SUMMARY_HEADER_LEN..end]);
@@ -578,6 +583,7 @@ impl Summary {
                 name: name_at_k(e, 34),
                 block: u32_at(e, 36),
                 blocks: u32_at(e, 40),
+                tag: EncodingTag(u32_at(e, 44)),
                 seq: u64_at(e, 48),
             });
         }
@@ -690,6 +696,7 @@ mod tests {
                 },
                 block: 1,
                 blocks: 1,
+                tag: EncodingTag(0xdead_beef),
                 seq: 9,
             };
             let summary = Summary {

@@ -1,10 +1,17 @@
-//! The in-memory index: shard name (chunk, k, m, index) → where the record is, in 45
-//! bytes an entry.
+//! The in-memory index: shard name (chunk, k, m, index) → where the record is and the
+//! shard's encoding tag, in 47 bytes an entry.
 //!
 //! Chunk ids are BLAKE3 hashes, so their first bytes are uniform: they pick one of 2^bits
 //! buckets, each an exactly-sized sorted array searched by binary search. No hash table
 //! load factor, no per-entry pointers: the cost per entry is the entry plus a share of
 //! its bucket's allocation.
+//!
+//! An entry packs the scheme and index into 16 bits (k - 1: 5 bits, m: 5 bits, index:
+//! 6 bits, in that order, so packed names sort as (k, m, index) do) and the block and
+//! block count into 40 bits (a segment holds at most 2^20 blocks, a record at most
+//! 4104): 32 + 2 + 4 + 5 + 4 bytes.
+
+use hive_wire::EncodingTag;
 
 use crate::state::{Key, Location};
 
@@ -12,47 +19,69 @@ use crate::state::{Key, Location};
 #[derive(Clone, Copy)]
 struct Entry {
     id: [u8; 32],
-    k: u8,
-    m: u8,
-    index: u8,
+    /// (k - 1) << 11 | m << 6 | index.
+    name: [u8; 2],
     segment: [u8; 4],
-    block: [u8; 4],
-    blocks: [u8; 2],
+    /// Block (24 bits) then blocks (16 bits), little-endian.
+    place: [u8; 5],
+    tag: [u8; 4],
+}
+
+/// The packed scheme and index of a valid shard name; `None` for a name no valid
+/// shard has (k = 0, k > 32, m > 16, index >= 64), which is then never indexed.
+fn pack(key: &Key) -> Option<u16> {
+    let valid = (1..=32).contains(&key.k) && key.m <= 16 && key.index.get() < 64;
+    valid.then(|| {
+        (u16::from(key.k - 1) << 11) | (u16::from(key.m) << 6) | u16::from(key.index.get())
+    })
 }
 
 impl Entry {
     fn new(key: &Key, at: Location) -> Self {
+        let name = pack(key).expect("invariant: only verified shards are indexed");
+        assert!(
+            at.block < 1 << 24,
+            "invariant: a segment holds at most 2^20 blocks"
+        );
+        let blocks =
+            u16::try_from(at.blocks).expect("invariant: a record spans at most 4104 blocks");
+        let mut place = [0u8; 5];
+        place[..3].copy_from_slice(&at.block.to_le_bytes()[..3]);
+        place[3..].copy_from_slice(&blocks.to_le_bytes());
         Self {
             id: key.chunk.0,
-            k: key.k,
-            m: key.m,
-            index: key.index.get(),
+            name: name.to_be_bytes(),
             segment: at.segment.to_le_bytes(),
-            block: at.block.to_le_bytes(),
-            blocks: u16::try_from(at.blocks)
-                .expect("invariant: a record spans at most 16 MiB, 4104 blocks")
-                .to_le_bytes(),
+            place,
+            tag: at.tag.0.to_le_bytes(),
         }
+    }
+
+    fn name(&self) -> u16 {
+        u16::from_be_bytes(self.name)
     }
 
     fn key(&self) -> Key {
+        let name = self.name();
         hive_wire::ShardName {
             chunk: hive_wire::ChunkId(self.id),
-            k: self.k,
-            m: self.m,
-            index: hive_wire::ShardIndex(self.index),
+            k: (name >> 11) as u8 + 1,
+            m: ((name >> 6) & 0x1f) as u8,
+            index: hive_wire::ShardIndex((name & 0x3f) as u8),
         }
     }
 
-    fn sort_key(&self) -> ([u8; 32], u8, u8, u8) {
-        (self.id, self.k, self.m, self.index)
+    fn sort_key(&self) -> ([u8; 32], u16) {
+        (self.id, self.name())
     }
 
     fn location(&self) -> Location {
+        let p = self.place;
         Location {
             segment: u32::from_le_bytes(self.segment),
-            block: u32::from_le_bytes(self.block),
-            blocks: u32::from(u16::from_le_bytes(self.blocks)),
+            block: u32::from_le_bytes([p[0], p[1], p[2], 0]),
+            blocks: u32::from(u16::from_le_bytes([p[3], p[4]])),
+            tag: EncodingTag(u32::from_le_bytes(self.tag)),
         }
     }
 }
@@ -103,28 +132,32 @@ impl Index {
         self.bits = bits;
     }
 
-    fn find(&self, key: &Key) -> (usize, Result<usize, usize>) {
+    /// The bucket of `key` and where in it the key is (or would go); `None` for a
+    /// name no valid shard has.
+    fn find(&self, key: &Key) -> Option<(usize, Result<usize, usize>)> {
         let bucket = self.bucket(key);
-        let wanted = (key.chunk.0, key.k, key.m, key.index.get());
+        let wanted = (key.chunk.0, pack(key)?);
         let found = self.buckets[bucket].binary_search_by(|e| e.sort_key().cmp(&wanted));
-        (bucket, found)
+        Some((bucket, found))
     }
 
     pub fn get(&self, key: &Key) -> Option<Location> {
-        match self.find(key) {
+        match self.find(key)? {
             (bucket, Ok(at)) => Some(self.buckets[bucket][at].location()),
             _ => None,
         }
     }
 
     pub fn contains_key(&self, key: &Key) -> bool {
-        self.find(key).1.is_ok()
+        self.get(key).is_some()
     }
 
     /// Inserts or replaces; returns the location replaced.
     pub fn insert(&mut self, key: Key, at: Location) -> Option<Location> {
         let entry = Entry::new(&key, at);
-        let (bucket, found) = self.find(&key);
+        let (bucket, found) = self
+            .find(&key)
+            .expect("invariant: only verified shards are indexed");
         match found {
             Ok(i) => {
                 let old = self.buckets[bucket][i].location();
@@ -148,7 +181,7 @@ impl Index {
     }
 
     pub fn remove(&mut self, key: &Key) -> Option<Location> {
-        let (bucket, Ok(i)) = self.find(key) else {
+        let Some((bucket, Ok(i))) = self.find(key) else {
             return None;
         };
         let old = self.buckets[bucket][i].location();
@@ -208,8 +241,9 @@ mod tests {
     fn at(n: u64) -> Location {
         Location {
             segment: n as u32,
-            block: (n * 3) as u32,
+            block: (n * 3) as u32 % (1 << 20),
             blocks: (n % 4000) as u32 + 1,
+            tag: EncodingTag((n * 7919) as u32),
         }
     }
 
@@ -228,6 +262,17 @@ mod tests {
         for n in 0..5100 {
             assert_eq!(index.get(&key(n)), model.get(&key(n)).copied());
         }
+        // Names no valid shard has are simply absent.
+        for (k, m, i) in [(0, 2, 1), (33, 2, 1), (4, 17, 1), (4, 2, 64)] {
+            let bad = ShardName {
+                k,
+                m,
+                index: ShardIndex(i),
+                ..key(1)
+            };
+            assert_eq!(index.get(&bad), None);
+            assert_eq!(index.remove(&bad), None);
+        }
         let mut listed: Vec<_> = index.iter().collect();
         listed.sort_unstable_by_key(|(k, _)| *k);
         let mut expected: Vec<_> = model.into_iter().collect();
@@ -237,7 +282,7 @@ mod tests {
 
     #[test]
     fn an_entry_costs_at_most_48_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 45);
+        assert_eq!(std::mem::size_of::<Entry>(), 47);
         let mut index = Index::new();
         for n in 0..300_000 {
             index.insert(key(n), at(n));

@@ -20,4 +20,7 @@ mod store;
 pub use error::StoreError;
 #[cfg(feature = "faults")]
 pub use faults::Faults;
-pub use store::{Damaged, FormatOptions, ReclaimReport, ScrubReport, Scrubber, Stats, Store};
+pub use store::{
+    Damaged, FormatOptions, GroupKey, ReclaimReport, ScrubReport, ScrubStep, Scrubber, Stats,
+    Store, pg_of,
+};

@@ -5,7 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hive_wire::ShardName;
+use hive_wire::{EncodingTag, ShardName};
 
 use crate::constants::RESERVED_SEGMENTS;
 use crate::error::StoreError;
@@ -15,12 +15,14 @@ use crate::index::Index;
 /// What the index is keyed by.
 pub(crate) type Key = ShardName;
 
-/// Where a live record is.
+/// Where a live record is, and the encoding of the shard it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Location {
     pub segment: u32,
     pub block: u32,
     pub blocks: u32,
+    /// The shard's encoding tag, answered to the dedup question without a read.
+    pub tag: EncodingTag,
 }
 
 /// A delete, kept in memory so reclaim knows whether it must carry it forward.
@@ -59,6 +61,8 @@ pub(crate) struct State {
     pub poison: Option<(&'static str, Arc<io::Error>)>,
     /// Group commits made durable since open.
     pub commits: u64,
+    /// Shards indexed per storage class (k, m).
+    pub classes: std::collections::BTreeMap<(u8, u8), u64>,
 }
 
 /// Where the allocator put a record.
@@ -87,6 +91,7 @@ impl State {
             next_seq: 1,
             poison: None,
             commits: 0,
+            classes: Default::default(),
         }
     }
 
@@ -125,7 +130,7 @@ impl State {
         blocks: u32,
         reserve: bool,
         kind: RecordKind,
-        key: Key,
+        (key, tag): (Key, EncodingTag),
     ) -> Result<Placed, StoreError> {
         debug_assert!(blocks <= self.max_record_blocks());
         let area = self.record_area();
@@ -135,6 +140,7 @@ impl State {
             name: key,
             block,
             blocks,
+            tag,
             seq,
         };
         if let Some(head) = self.head {
@@ -200,8 +206,9 @@ impl State {
 
     /// Makes a durable put visible.
     pub fn insert(&mut self, key: Key, at: Location) {
-        if let Some(old) = self.index.insert(key, at) {
-            self.segments[old.segment as usize].live -= old.blocks;
+        match self.index.insert(key, at) {
+            Some(old) => self.segments[old.segment as usize].live -= old.blocks,
+            None => *self.classes.entry((key.k, key.m)).or_default() += 1,
         }
         self.segments[at.segment as usize].live += at.blocks;
     }
@@ -214,6 +221,12 @@ impl State {
             Some(at) if at.segment == segment && current => {
                 self.segments[at.segment as usize].live -= at.blocks;
                 self.index.remove(key);
+                if let Some(n) = self.classes.get_mut(&(key.k, key.m)) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.classes.remove(&(key.k, key.m));
+                    }
+                }
                 true
             }
             _ => false,

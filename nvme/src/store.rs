@@ -12,11 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use glommio::io::ReadResult;
 use glommio::task::JoinHandle;
-use hive_wire::{NodeId, PgId, ShardName, ShardRef};
+use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, PgId, ShardName, ShardRef};
 
 use crate::commit::{self, Op, Request};
 use crate::constants::{
     APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, QUEUED_BYTES,
+    SCAN_WINDOW,
 };
 use crate::device::Device;
 use crate::error::StoreError;
@@ -102,6 +103,44 @@ pub struct Store {
     damaged_at_open: Vec<Damaged>,
 }
 
+/// The shards of one placement group that one holder keeps: class (k, m), shard
+/// index `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    /// The placement group.
+    pub pg: u32,
+    /// Data shards of the class.
+    pub k: u8,
+    /// Parity shards of the class.
+    pub m: u8,
+    /// The shard index.
+    pub index: u8,
+}
+
+impl GroupKey {
+    /// The group shard `name` belongs to, with `2^pg_bits` groups.
+    pub fn of(name: &ShardName, pg_bits: u8) -> Self {
+        Self {
+            pg: pg_of(&name.chunk, pg_bits),
+            k: name.k,
+            m: name.m,
+            index: name.index.get(),
+        }
+    }
+}
+
+/// The placement group of `chunk` among `2^pg_bits`: the low bits of its first four
+/// bytes, as `hive_codec::ClusterMap::pg_of` computes it.
+pub fn pg_of(chunk: &ChunkId, pg_bits: u8) -> u32 {
+    let mask = if pg_bits >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << pg_bits) - 1
+    };
+    let b = chunk.as_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & mask
+}
+
 /// A record that failed verification, named so repair can replace it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damaged {
@@ -119,28 +158,54 @@ pub struct Damaged {
 pub struct Scrubber {
     keys: std::vec::IntoIter<(Key, Location)>,
     bytes_per_second: u64,
-    started: std::time::Instant,
+    /// When the current rate took effect, and the bytes read by then.
+    paced_from: (std::time::Instant, u64),
+    /// Bytes of the records the pass covers.
+    pub total: u64,
     /// Records verified so far.
     pub checked: u64,
     /// Bytes read so far.
     pub bytes: u64,
 }
 
+/// One step of a scrub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrubStep {
+    /// The record verified (or was gone or moved since the pass began).
+    Intact,
+    /// The record failed verification.
+    Damaged(Damaged),
+    /// The pass is over.
+    Done,
+}
+
 impl Scrubber {
-    /// Verifies the next record: `Ok(Some(None))` if it is intact (or gone since the
-    /// scrub began), `Ok(Some(Some(damaged)))` if not, `Ok(None)` when done.
-    pub async fn next(&mut self, store: &Store) -> Result<Option<Option<Damaged>>, StoreError> {
+    /// Changes the rate from now on (0: no limit).
+    pub fn set_rate(&mut self, bytes_per_second: u64) {
+        if bytes_per_second != self.bytes_per_second {
+            self.bytes_per_second = bytes_per_second;
+            self.paced_from = (std::time::Instant::now(), self.bytes);
+        }
+    }
+
+    /// The rate in use (0: no limit).
+    pub fn rate(&self) -> u64 {
+        self.bytes_per_second
+    }
+
+    /// Verifies the next record, then waits as long as the rate asks.
+    pub async fn next(&mut self, store: &Store) -> Result<ScrubStep, StoreError> {
         let Some((key, at)) = self.keys.next() else {
-            return Ok(None);
+            return Ok(ScrubStep::Done);
         };
-        let found = match store.get(key).await {
-            Ok(_) => None,
+        let step = match store.get(key).await {
+            Ok(_) => ScrubStep::Intact,
             Err(StoreError::Corrupt {
                 segment,
                 block,
                 reason,
                 ..
-            }) => Some(Damaged {
+            }) => ScrubStep::Damaged(Damaged {
                 name: key,
                 segment,
                 block,
@@ -151,14 +216,15 @@ impl Scrubber {
         self.checked += 1;
         self.bytes += u64::from(at.blocks) * BLOCK;
         if self.bytes_per_second > 0 {
+            let (since, base) = self.paced_from;
             let due = std::time::Duration::from_secs_f64(
-                self.bytes as f64 / self.bytes_per_second as f64,
+                (self.bytes - base) as f64 / self.bytes_per_second as f64,
             );
-            if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            if let Some(wait) = due.checked_sub(since.elapsed()) {
                 glommio::timer::sleep(wait).await;
             }
         }
-        Ok(Some(found))
+        Ok(step)
     }
 }
 
@@ -314,8 +380,12 @@ impl Store {
     pub async fn scrub(&self, bytes_per_second: u64) -> Result<ScrubReport, StoreError> {
         let mut scrub = self.scrubber(bytes_per_second);
         let mut report = ScrubReport::default();
-        while let Some(damaged) = scrub.next(self).await? {
-            report.damaged.extend(damaged);
+        loop {
+            match scrub.next(self).await? {
+                ScrubStep::Intact => {}
+                ScrubStep::Damaged(damaged) => report.damaged.push(damaged),
+                ScrubStep::Done => break,
+            }
         }
         report.checked = scrub.checked;
         report.bytes = scrub.bytes;
@@ -328,10 +398,15 @@ impl Store {
     pub fn scrubber(&self, bytes_per_second: u64) -> Scrubber {
         let mut keys: Vec<(Key, Location)> = self.state.borrow().index.iter().collect();
         keys.sort_unstable_by_key(|(_, at)| (at.segment, at.block));
+        let total = keys
+            .iter()
+            .map(|(_, at)| u64::from(at.blocks) * BLOCK)
+            .sum();
         Scrubber {
             keys: keys.into_iter(),
             bytes_per_second,
-            started: std::time::Instant::now(),
+            paced_from: (std::time::Instant::now(), 0),
+            total,
             checked: 0,
             bytes: 0,
         }
@@ -343,11 +418,13 @@ impl Store {
     }
 
     /// Stores a shard (header and payload, as `hive_codec` seals it) durably. Storing a
-    /// shard that is already present is a no-op.
+    /// shard that is already present, intact and of the same encoding is a no-op; one
+    /// whose stored copy is damaged or of another encoding replaces it.
     pub async fn put(&self, shard: &[u8]) -> Result<(), StoreError> {
         let parsed = ShardRef::parse(shard).map_err(StoreError::InvalidShard)?;
         let key = parsed.header.name();
-        {
+        let tag = parsed.header.encoding();
+        let stored = {
             let s = self.state.borrow();
             s.check_writable()?;
             if RecordHeader::blocks_for(shard.len()) > s.max_record_blocks() {
@@ -356,18 +433,31 @@ impl Store {
                     segment_size: s.sb.segment_size,
                 });
             }
-            if s.index.contains_key(&key) {
-                return Ok(());
-            }
+            s.index.contains_key(&key)
+        };
+        if stored && self.holds_intact(key, shard).await? {
+            return Ok(());
         }
         let _room = self.room_for(shard.len()).await?;
         self.append(Op::Put {
             key,
+            tag,
             record: Some(commit::record_buffer(&self.device, shard)),
             data_len: shard.len(),
             moves: None,
         })
         .await
+    }
+
+    /// Whether the stored copy of `key` is intact and exactly `shard`: the same
+    /// encoding (every header field, the stream hash among them) and the same bytes.
+    async fn holds_intact(&self, key: ShardName, shard: &[u8]) -> Result<bool, StoreError> {
+        match self.get(key).await {
+            Ok(Some(stored)) => Ok(&stored[..] == shard),
+            Ok(None) => Ok(false),
+            Err(StoreError::Corrupt { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// Deletes a shard durably; `false` if it was not stored.
@@ -498,6 +588,7 @@ impl Store {
             permits.push(self.room_for(shard.len()).await?);
             let op = Op::Put {
                 key,
+                tag: at.tag,
                 record: Some(commit::record_buffer(&self.device, &shard)),
                 data_len: shard.len(),
                 moves: Some(at),
@@ -541,9 +632,10 @@ impl Store {
         Ok(())
     }
 
-    /// Whether shard `name` is stored: the dedup question.
-    pub fn has(&self, name: ShardName) -> bool {
-        self.state.borrow().index.contains_key(&name)
+    /// The encoding of shard `name` if it is stored (and not known to be damaged): the
+    /// dedup question, answered from the index without a read.
+    pub fn has(&self, name: ShardName) -> Option<EncodingTag> {
+        self.state.borrow().index.get(&name).map(|at| at.tag)
     }
 
     /// Reads and verifies a shard; `None` if it is not stored. A record that fails
@@ -584,30 +676,94 @@ impl Store {
             block: at.block,
             reason,
         };
-        let (start, len) = verify_put(&record, &key, &at).map_err(corrupt)?;
+        let (start, len, _) = verify_put(&record, &key, &at).map_err(corrupt)?;
         Ok(ReadResult::slice(&record, start, len))
     }
 
     /// Every stored shard whose chunk falls in placement group `pg` of `2^pg_bits`
     /// (the same mapping as `hive_codec::ClusterMap::pg_of`).
     pub fn list_pg(&self, pg_bits: u8, pg: PgId) -> Vec<ShardName> {
-        let mask = if pg_bits >= 32 {
-            u32::MAX
-        } else {
-            (1u32 << pg_bits) - 1
-        };
         let s = self.state.borrow();
         let mut keys: Vec<Key> = s
             .index
             .iter()
             .map(|(key, _)| key)
-            .filter(|name| {
-                let b = name.chunk.as_bytes();
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & mask == pg.get()
-            })
+            .filter(|name| pg_of(&name.chunk, pg_bits) == pg.get())
             .collect();
         keys.sort_unstable();
         keys
+    }
+
+    /// The digest of the chunks this store holds shard `index` of class (k, m) of, for
+    /// each group in `groups` (placement group of `2^pg_bits`, as
+    /// `hive_codec::ClusterMap::pg_of` maps them): one pass over the index.
+    pub fn digests(&self, pg_bits: u8, groups: &[GroupKey]) -> Vec<ChunkSetDigest> {
+        let wanted: std::collections::HashMap<GroupKey, usize> =
+            groups.iter().enumerate().map(|(n, g)| (*g, n)).collect();
+        let mut digests = vec![ChunkSetDigest::default(); groups.len()];
+        let s = self.state.borrow();
+        for (key, _) in s.index.iter() {
+            if let Some(&n) = wanted.get(&GroupKey::of(&key, pg_bits)) {
+                digests[n].add(&key.chunk);
+            }
+        }
+        digests
+    }
+
+    /// Up to `limit` chunks above `after` (in ascending id order) that this store holds
+    /// shard `group.index` of, class (`group.k`, `group.m`), in placement group
+    /// `group.pg` of `2^pg_bits`.
+    pub fn list_group(
+        &self,
+        pg_bits: u8,
+        group: GroupKey,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Vec<ChunkId> {
+        let s = self.state.borrow();
+        let mut chunks: Vec<ChunkId> = s
+            .index
+            .iter()
+            .filter(|(key, _)| {
+                GroupKey::of(key, pg_bits) == group && after.is_none_or(|a| key.chunk > a)
+            })
+            .map(|(key, _)| key.chunk)
+            .collect();
+        chunks.sort_unstable();
+        chunks.truncate(limit);
+        chunks
+    }
+
+    /// Drops a shard found damaged, durably, so that neither `has` nor a census counts
+    /// it and repair writes it again; `false` if the index no longer points at the
+    /// damaged record (it was replaced or deleted meanwhile).
+    pub async fn drop_damaged(&self, damaged: &Damaged) -> Result<bool, StoreError> {
+        let target = {
+            let s = self.state.borrow();
+            match s.index.get(&damaged.name) {
+                Some(at) if (at.segment, at.block) == (damaged.segment, damaged.block) => {
+                    Some((at.segment, s.life_of(&at)))
+                }
+                _ => None,
+            }
+        };
+        let Some((segment, life)) = target else {
+            return Ok(false);
+        };
+        self.append(Op::Delete {
+            key: damaged.name,
+            segment,
+            life,
+            carried: false,
+        })
+        .await?;
+        Ok(true)
+    }
+
+    /// The storage classes (k, m) this store holds shards of, with their counts.
+    pub fn classes(&self) -> Vec<((u8, u8), u64)> {
+        let s = self.state.borrow();
+        s.classes.iter().map(|(class, n)| (*class, *n)).collect()
     }
 
     /// Space accounting.
@@ -687,8 +843,12 @@ async fn await_all(
 
 /// Checks a put record read from the index's location: header intact, written where it
 /// says and when the index says, holding the right key, and its shard intact. Returns
-/// where the shard lies in the record.
-fn verify_put(record: &[u8], key: &Key, at: &Location) -> Result<(usize, usize), String> {
+/// where the shard lies in the record and its encoding.
+fn verify_put(
+    record: &[u8],
+    key: &Key,
+    at: &Location,
+) -> Result<(usize, usize, EncodingTag), String> {
     let header = RecordHeader::decode(record).map_err(|e| format!("record header: {e}"))?;
     if (header.segment, header.block) != (at.segment, at.block) {
         return Err(format!(
@@ -710,7 +870,7 @@ fn verify_put(record: &[u8], key: &Key, at: &Location) -> Result<(usize, usize),
     if shard.header.name() != *key {
         return Err("shard header names another shard".to_string());
     }
-    Ok((RECORD_HEADER_LEN, len))
+    Ok((RECORD_HEADER_LEN, len, shard.header.encoding()))
 }
 
 fn write_at(file: &mut File, pos: u64, bytes: &[u8], path: &Path) -> Result<(), StoreError> {
@@ -902,6 +1062,7 @@ where
             segment,
             block: e.block,
             blocks: e.blocks,
+            tag: e.tag,
         };
         let key = e.name;
         let deletes = match e.kind {
@@ -942,11 +1103,44 @@ where
     })
 }
 
-/// Reads a segment record by record. Stops at the first record that is not part of the
-/// segment's current life, or whose header is damaged (its length is then unknown). A
-/// record whose header is intact but whose contents are not is reported as damaged if
-/// an intact record follows it, and treated as the torn tail otherwise; either way it
-/// is not indexed.
+/// Blocks that fail to hold a record of the segment's current life, starting at
+/// `block`: a destroyed record header, a record whose contents fail verification, or
+/// the unwritten end of the segment.
+struct Gap {
+    block: u32,
+    /// The record whose header is intact but whose contents are not, if that is what
+    /// starts the gap.
+    name: Option<ShardName>,
+}
+
+impl Gap {
+    /// The gap as damage: something intact follows it, so it is not the torn tail of
+    /// an unacknowledged batch but records damaged after they were written.
+    fn damaged(self, segment: u32, until: u32) -> Damaged {
+        let reason = match self.name {
+            Some(_) => "record fails verification (found when the store was opened)".into(),
+            None => format!(
+                "record header destroyed: blocks {}..{until} hold no readable record (found when the store was opened)",
+                self.block
+            ),
+        };
+        Damaged {
+            name: self.name.unwrap_or(ShardName::NONE),
+            segment,
+            block: self.block,
+            reason,
+        }
+    }
+}
+
+/// Reads a segment record by record. A block that holds no record header of the
+/// segment's current life (destroyed, torn or never written) starts a gap, and the
+/// scan looks for the next record at each following block (every record starts on a
+/// block and names its own segment, block and sequence number, so nothing else
+/// passes for one). A gap followed by an intact record is damage and is reported
+/// (with the shard's name when its header survived); a gap that runs to the end is the
+/// torn tail of an unacknowledged batch, or the segment's unwritten space. Neither is
+/// indexed, so `has` never vouches for them.
 async fn scan_records<R, F>(
     state: &State,
     read: &R,
@@ -962,77 +1156,128 @@ where
     let area = state.record_area();
     let mut block = 1;
     let mut entries = Vec::new();
-    let mut suspect: Option<RecordHeader> = None;
+    let mut gap: Option<Gap> = None;
+    // The block after the last intact record, and that record's sequence number.
+    let mut end = 1;
+    let mut last_seq = None;
     while block < area {
-        let first = read(block, 1)
-            .await
-            .map_err(io_err("reading", &state.path))?;
-        let Ok(rec) = RecordHeader::decode(&first) else {
+        let Some(rec) = next_header(state, read, segment, &header, block, last_seq).await? else {
+            // Nothing of this life follows: the rest is a torn tail or unwritten.
             break;
         };
-        if rec.seq < header.base_seq
-            || (rec.segment, rec.block) != (segment, block)
-            || rec.blocks > area - block
-            || suspect.as_ref().is_some_and(|s| rec.seq <= s.seq)
-        {
-            break;
-        }
-        // The record before this one was damaged but is followed by an intact record,
-        // so it was not the tail: it was damaged after it was written. It stays out of
-        // the index (so `has` never vouches for it and the shard is rewritten or
-        // repaired) and is reported.
-        if let Some(s) = suspect.take() {
-            damaged.push(Damaged {
-                name: s.name,
-                segment,
-                block: s.block,
-                reason: "record fails verification (found when the store was opened)".into(),
-            });
+        if rec.block != block {
+            // Found past a stretch of blocks with no record header.
+            gap.get_or_insert(Gap { block, name: None });
+            block = rec.block;
         }
         let at = Location {
             segment,
             block,
             blocks: rec.blocks,
+            tag: EncodingTag(0),
         };
         let key = rec.name;
         let record = read(block, rec.blocks)
             .await
             .map_err(io_err("reading", &state.path))?;
-        let (whole, deletes) = match rec.kind {
-            RecordKind::Put => (verify_put(&record, &key, &at).is_ok(), Vec::new()),
+        let (tag, deletes) = match rec.kind {
+            RecordKind::Put => (
+                verify_put(&record, &key, &at).ok().map(|(_, _, tag)| tag),
+                Vec::new(),
+            ),
             RecordKind::Delete => {
                 match DeleteEntry::decode_all(&rec, &record[RECORD_HEADER_LEN..]) {
-                    Ok(entries) => (true, entries),
-                    Err(_) => (false, Vec::new()),
+                    Ok(entries) => (Some(EncodingTag(0)), entries),
+                    Err(_) => (None, Vec::new()),
                 }
             }
         };
-        if whole {
-            entries.push(SummaryEntry {
-                kind: rec.kind,
-                name: rec.name,
-                block,
-                blocks: rec.blocks,
-                seq: rec.seq,
-            });
-            found.push(Found {
-                kind: rec.kind,
-                seq: rec.seq,
-                key,
-                at,
-                deletes,
-            });
-        } else {
-            suspect = Some(rec);
+        last_seq = Some(rec.seq);
+        if let Some(before) = gap.take() {
+            damaged.push(before.damaged(segment, block));
+        }
+        match tag {
+            Some(tag) => {
+                entries.push(SummaryEntry {
+                    kind: rec.kind,
+                    name: rec.name,
+                    block,
+                    blocks: rec.blocks,
+                    tag,
+                    seq: rec.seq,
+                });
+                found.push(Found {
+                    kind: rec.kind,
+                    seq: rec.seq,
+                    key,
+                    at: Location { tag, ..at },
+                    deletes,
+                });
+                end = block + rec.blocks;
+            }
+            None => {
+                gap = Some(Gap {
+                    block,
+                    name: Some(rec.name),
+                })
+            }
         }
         block += rec.blocks;
     }
-    // A damaged last record is the torn tail of an unacknowledged write.
-    let used = suspect.map_or(block, |s| s.block);
     Ok(SegmentScan {
         base_seq: Some(header.base_seq),
-        used,
+        used: end,
         entries,
         summarized: false,
     })
+}
+
+/// The first record header of the segment's current life at or after `from`, reading
+/// [`SCAN_WINDOW`] blocks at a time; `None` if there is none before the summary. A
+/// header counts only if its checksum holds, it names this segment and the block it
+/// lies in, its sequence number belongs to this life and follows `after`, and the
+/// record fits the segment.
+async fn next_header<R, F>(
+    state: &State,
+    read: &R,
+    segment: u32,
+    header: &SegmentHeader,
+    from: u32,
+    after: Option<u64>,
+) -> Result<Option<RecordHeader>, StoreError>
+where
+    R: Fn(u32, u32) -> F,
+    F: std::future::Future<Output = io::Result<ReadResult>>,
+{
+    let area = state.record_area();
+    let of_this_life = |bytes: &[u8], block: u32| {
+        RecordHeader::decode(bytes).ok().filter(|rec| {
+            rec.seq >= header.base_seq
+                && after.is_none_or(|last| rec.seq > last)
+                && (rec.segment, rec.block) == (segment, block)
+                && rec.blocks >= 1
+                && rec.blocks <= area - block
+        })
+    };
+    // The usual case: the next record starts right where the last one ended.
+    let first = read(from, 1)
+        .await
+        .map_err(io_err("reading", &state.path))?;
+    if let Some(rec) = of_this_life(&first, from) {
+        return Ok(Some(rec));
+    }
+    let mut start = from + 1;
+    while start < area {
+        let blocks = (area - start).min(SCAN_WINDOW);
+        let window = read(start, blocks)
+            .await
+            .map_err(io_err("reading", &state.path))?;
+        for (i, bytes) in window.chunks_exact(BLOCK as usize).enumerate() {
+            if let Some(rec) = of_this_life(bytes, start + i as u32) {
+                return Ok(Some(rec));
+            }
+        }
+        start += blocks;
+    }
+    Ok(None)
 }

@@ -195,7 +195,7 @@ fn a_torn_write_is_cut_off_at_open() {
                 .is_none()
         );
         assert!(
-            !store.has(name(b_chunk, b_index)),
+            store.has(name(b_chunk, b_index)).is_none(),
             "a torn shard must not count for dedup"
         );
         assert_eq!(
@@ -292,5 +292,67 @@ fn sealed_segments_open_from_their_summary() {
             );
         }
         assert_eq!(store.scrub(0).await.expect("scrub").damaged.len(), 1);
+    });
+}
+
+#[test]
+fn records_after_damage_in_an_unsealed_segment_are_recovered_and_the_damage_reported() {
+    // The head segment has no summary when the process dies, so open reads it record
+    // by record. A destroyed record header must not hide the records after it, and a
+    // record whose contents fail must be named.
+    let dir = Scratch::new("unsealed-damage");
+    let path = dir.path("store");
+    format(&path, 32 << 20, 4 << 20);
+    run(move || async move {
+        let store = open(&path).await;
+        let items: Vec<_> = (0..8).map(|n| shard(300 + n, 20_000)).collect();
+        for (_, _, bytes) in &items {
+            store.put(bytes).await.expect("put");
+        }
+        let (c2, i2, _) = items[2];
+        let (c5, i5, _) = items[5];
+        // Record 2: a payload bit (its header stays intact). Record 5: its record
+        // header (bytes 0..88 of the record).
+        store
+            .flip_stored_bit(name(c2, i2), 2000, 5)
+            .await
+            .expect("flip");
+        store
+            .flip_stored_bit(name(c5, i5), 12, 2)
+            .await
+            .expect("flip");
+        // Dropped, not closed: the head segment is left without a summary.
+        drop(store);
+        let store = open(&path).await;
+        for (n, (chunk, index, bytes)) in items.iter().enumerate() {
+            let got = store.get(name(*chunk, *index)).await.expect("get");
+            if n == 2 || n == 5 {
+                assert!(got.is_none(), "damaged record {n} must not be indexed");
+                assert!(store.has(name(*chunk, *index)).is_none());
+            } else {
+                assert_eq!(&got.expect("recovered")[..], &bytes[..], "record {n}");
+            }
+        }
+        let damaged = store.damaged_at_open();
+        assert_eq!(damaged.len(), 2, "{damaged:?}");
+        assert_eq!(damaged[0].name, name(c2, i2), "{damaged:?}");
+        assert!(
+            damaged[1].reason.contains("record header destroyed"),
+            "{damaged:?}"
+        );
+        // Opening sealed the segment with the recovered records in its summary: they
+        // stay after another open, and the store takes writes.
+        store.close().await.expect("close");
+        let store = open(&path).await;
+        for n in [0, 1, 3, 4, 6, 7] {
+            let (chunk, index, bytes) = &items[n];
+            let got = store.get(name(*chunk, *index)).await.expect("get");
+            assert_eq!(&got.expect("present")[..], &bytes[..], "record {n}");
+        }
+        store
+            .put(&items[5].2)
+            .await
+            .expect("the lost shard is written again");
+        assert!(store.has(name(c5, i5)).is_some());
     });
 }

@@ -3,16 +3,18 @@
 //! Everything here is fixed-width and little-endian; nothing on the wire is a `usize`.
 //! Decoders take untrusted bytes and return errors, never panic.
 
+pub mod census;
 pub mod files;
 mod hex;
 mod ids;
 mod shard;
 
+pub use census::ChunkSetDigest;
 pub use hex::{HexError, decode_hex, encode_hex};
 pub use ids::{ChunkId, Epoch, FailureDomain, NodeId, PgId, ShardIndex, ShardName};
 pub use shard::{
-    MAX_CHUNK_LEN, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, SHARD_FORMAT_VERSION, SHARD_HEADER_LEN,
-    SHARD_MAGIC, ShardError, ShardHeader, ShardRef, shard_checksum,
+    EncodingTag, MAX_CHUNK_LEN, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, SHARD_FORMAT_VERSION,
+    SHARD_HEADER_LEN, SHARD_MAGIC, ShardError, ShardHeader, ShardRef, shard_checksum,
 };
 #[cfg(feature = "net")]
 pub mod net;

@@ -1,4 +1,4 @@
-//! The shard format: a 64-byte header followed by the shard's payload.
+//! The shard format: a 72-byte header followed by the shard's payload.
 //!
 //! The same bytes travel on the wire and land on disk, so a shard is verified by the
 //! same code wherever it is read. Every field is little-endian:
@@ -6,8 +6,8 @@
 //! | offset | width | field        | meaning                                                  |
 //! |-------:|------:|--------------|----------------------------------------------------------|
 //! |      0 |     4 | magic        | `HVSH`                                                   |
-//! |      4 |     2 | version      | format version, currently 1                              |
-//! |      6 |     2 | header_len   | 64 in version 1                                          |
+//! |      4 |     2 | version      | format version, currently 2                              |
+//! |      6 |     2 | header_len   | 72 in version 2                                          |
 //! |      8 |    32 | chunk_id     | BLAKE3 of the uncompressed chunk                         |
 //! |     40 |     1 | shard_index  | `0..k` data, `k..k+m` parity                             |
 //! |     41 |     1 | k            | data shards, 1..=32                                      |
@@ -16,7 +16,13 @@
 //! |     44 |     4 | chunk_len    | length of the uncompressed chunk                         |
 //! |     48 |     4 | stream_len   | length of the stored stream (compressed or not), before padding |
 //! |     52 |     4 | payload_len  | bytes of payload following the header                    |
-//! |     56 |     8 | checksum     | xxh3-64 of the payload, seeded with xxh3-64 of bytes 0..56 |
+//! |     56 |     8 | stream_hash  | xxh3-64 of the stored stream (before padding)            |
+//! |     64 |     8 | checksum     | xxh3-64 of the payload, seeded with xxh3-64 of bytes 0..64 |
+//!
+//! Every shard of one encoding of a chunk carries the same fields but its index, so
+//! shards of two encodings (another compressor's output, say) are told apart by their
+//! headers alone: `stream_hash` makes that exact. Version 2 added it; a version 1
+//! shard is refused by version.
 
 use twox_hash::XxHash3_64;
 
@@ -25,9 +31,9 @@ use crate::ids::{ChunkId, ShardIndex, ShardName};
 /// First four bytes of every shard.
 pub const SHARD_MAGIC: [u8; 4] = *b"HVSH";
 /// The format version this build writes and reads.
-pub const SHARD_FORMAT_VERSION: u16 = 1;
-/// Bytes in a version-1 header.
-pub const SHARD_HEADER_LEN: usize = 64;
+pub const SHARD_FORMAT_VERSION: u16 = 2;
+/// Bytes in a version-2 header.
+pub const SHARD_HEADER_LEN: usize = 72;
 /// Largest k: beyond 32 data shards the per-shard overhead outweighs any gain.
 pub const MAX_DATA_SHARDS: u8 = 32;
 /// Largest m: more parity than this is better served by more replicas of smaller groups.
@@ -36,7 +42,9 @@ pub const MAX_PARITY_SHARDS: u8 = 16;
 pub const MAX_CHUNK_LEN: u32 = 16 * 1024 * 1024;
 
 const FLAG_COMPRESSED: u8 = 0b0000_0001;
-const CHECKSUMMED_HEADER: usize = 56;
+const CHECKSUMMED_HEADER: usize = 64;
+/// Bytes 41..64 of a header: every field that names the encoding (all but the index).
+const ENCODING_FIELDS: std::ops::Range<usize> = 41..64;
 
 /// Why bytes are not a valid shard.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,7 +56,7 @@ pub enum ShardError {
         len: usize,
     },
     /// A header buffer that is not exactly one header long.
-    #[error("shard header is {len} bytes; version 1 headers are exactly {SHARD_HEADER_LEN}")]
+    #[error("shard header is {len} bytes; version 2 headers are exactly {SHARD_HEADER_LEN}")]
     HeaderLength {
         /// Bytes given as the header.
         len: usize,
@@ -113,7 +121,17 @@ pub struct ShardHeader {
     pub stream_len: u32,
     /// Length of the payload; the same for every shard of a chunk.
     pub payload_len: u32,
+    /// xxh3-64 of the stored stream before padding: tells two encodings of one chunk
+    /// apart (see [`ShardHeader::encoding`]).
+    pub stream_hash: u64,
 }
+
+/// Names one encoding of a chunk under one scheme: a 32-bit digest of every header
+/// field but the shard index. Shards with equal tags can be decoded together; a store
+/// keeps the tag of each shard in its index so the dedup question can count shards of
+/// one encoding without reading them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EncodingTag(pub u32);
 
 impl ShardHeader {
     /// The name the shard is stored under.
@@ -124,6 +142,23 @@ impl ShardHeader {
             m: self.m,
             index: self.index,
         }
+    }
+
+    /// The encoding this shard belongs to.
+    pub fn encoding(&self) -> EncodingTag {
+        let mut fields = [0u8; SHARD_HEADER_LEN];
+        self.write_fields(&mut fields);
+        let digest = XxHash3_64::oneshot(&fields[ENCODING_FIELDS]);
+        // The low half of a 64-bit hash: uniform, and the width the index keeps.
+        EncodingTag(digest as u32)
+    }
+
+    /// Whether two shards belong to the same encoding of the same chunk.
+    pub fn same_encoding(&self, other: &ShardHeader) -> bool {
+        ShardHeader {
+            index: other.index,
+            ..*self
+        } == *other
     }
 
     /// Checks the invariants a header must satisfy regardless of its payload.
@@ -157,7 +192,7 @@ impl ShardHeader {
                 "k payloads are too short to hold the stream",
             ));
         }
-        if u64::from(self.payload_len) > u64::from(MAX_CHUNK_LEN) + SHARD_HEADER_LEN as u64 {
+        if u64::from(self.payload_len) > u64::from(MAX_CHUNK_LEN) + 64 {
             return Err(ShardError::InvalidField("payload_len exceeds the maximum"));
         }
         Ok(())
@@ -174,6 +209,14 @@ impl ShardHeader {
         );
         assert_eq!(payload.len(), self.payload_len as usize, "payload length");
         let mut out = [0u8; SHARD_HEADER_LEN];
+        self.write_fields(&mut out);
+        let checksum = shard_checksum(&out[..CHECKSUMMED_HEADER], payload);
+        out[64..72].copy_from_slice(&checksum.to_le_bytes());
+        out
+    }
+
+    /// Writes every field but the checksum.
+    fn write_fields(&self, out: &mut [u8; SHARD_HEADER_LEN]) {
         out[0..4].copy_from_slice(&SHARD_MAGIC);
         out[4..6].copy_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
         out[6..8].copy_from_slice(&(SHARD_HEADER_LEN as u16).to_le_bytes());
@@ -185,9 +228,7 @@ impl ShardHeader {
         out[44..48].copy_from_slice(&self.chunk_len.to_le_bytes());
         out[48..52].copy_from_slice(&self.stream_len.to_le_bytes());
         out[52..56].copy_from_slice(&self.payload_len.to_le_bytes());
-        let checksum = shard_checksum(&out[..CHECKSUMMED_HEADER], payload);
-        out[56..64].copy_from_slice(&checksum.to_le_bytes());
-        out
+        out[56..64].copy_from_slice(&self.stream_hash.to_le_bytes());
     }
 
     fn decode_fields(bytes: &[u8; SHARD_HEADER_LEN]) -> Result<(Self, u64), ShardError> {
@@ -201,7 +242,7 @@ impl ShardHeader {
         }
         if usize::from(u16::from_le_bytes(le_array(bytes, 6))) != SHARD_HEADER_LEN {
             return Err(ShardError::InvalidField(
-                "header_len must be 64 in version 1",
+                "header_len must be 72 in version 2",
             ));
         }
         let flags = bytes[43];
@@ -217,8 +258,9 @@ impl ShardHeader {
             chunk_len: u32::from_le_bytes(le_array(bytes, 44)),
             stream_len: u32::from_le_bytes(le_array(bytes, 48)),
             payload_len: u32::from_le_bytes(le_array(bytes, 52)),
+            stream_hash: u64::from_le_bytes(le_array(bytes, 56)),
         };
-        Ok((header, u64::from_le_bytes(le_array(bytes, 56))))
+        Ok((header, u64::from_le_bytes(le_array(bytes, 64))))
     }
 }
 
@@ -228,7 +270,7 @@ fn le_array<const N: usize>(bytes: &[u8; SHARD_HEADER_LEN], at: usize) -> [u8; N
     out
 }
 
-/// The checksum of a shard: xxh3-64 of the payload, seeded with xxh3-64 of the first 56
+/// The checksum of a shard: xxh3-64 of the payload, seeded with xxh3-64 of the first 64
 /// header bytes. Chaining two one-shot hashes covers header and payload without a
 /// streaming hasher's state, and lets the payload pass run the SIMD kernel the CPU has.
 pub fn shard_checksum(header_prefix: &[u8], payload: &[u8]) -> u64 {
@@ -301,6 +343,7 @@ mod tests {
             chunk_len: 1000,
             stream_len: 250,
             payload_len: u32::try_from(payload.len()).expect("small test payload"),
+            stream_hash: 0x1234_5678_9abc_def0,
         }
     }
 
@@ -355,6 +398,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_encoding_tag_ignores_only_the_index() {
+        let payload = vec![3; 64];
+        let a = sample(&payload);
+        let b = ShardHeader {
+            index: ShardIndex(5),
+            ..a
+        };
+        assert_eq!(a.encoding(), b.encoding());
+        assert!(a.same_encoding(&b));
+        let other = ShardHeader {
+            stream_hash: a.stream_hash ^ 1,
+            ..a
+        };
+        assert_ne!(
+            a.encoding(),
+            other.encoding(),
+            "another stream, another tag"
+        );
+        assert!(!a.same_encoding(&other));
+        let scheme = ShardHeader { m: 3, ..a };
+        assert_ne!(a.encoding(), scheme.encoding());
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
@@ -363,18 +430,18 @@ mod tests {
 
         #[test]
         fn arbitrary_headers_with_valid_magic_never_panic(
-            fields in proptest::collection::vec(any::<u8>(), 56),
+            fields in proptest::collection::vec(any::<u8>(), 64),
             payload in proptest::collection::vec(any::<u8>(), 0..100),
         ) {
             // A well-formed prefix and checksum reach the field validation with any values.
             let mut header = [0u8; SHARD_HEADER_LEN];
-            header[..56].copy_from_slice(&fields);
+            header[..64].copy_from_slice(&fields);
             header[0..4].copy_from_slice(&SHARD_MAGIC);
             header[4..6].copy_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
-            header[6..8].copy_from_slice(&64u16.to_le_bytes());
+            header[6..8].copy_from_slice(&72u16.to_le_bytes());
             header[52..56].copy_from_slice(&u32::try_from(payload.len()).expect("small").to_le_bytes());
-            let checksum = shard_checksum(&header[..56], &payload);
-            header[56..].copy_from_slice(&checksum.to_le_bytes());
+            let checksum = shard_checksum(&header[..64], &payload);
+            header[64..].copy_from_slice(&checksum.to_le_bytes());
             if let Ok(shard) = ShardRef::parse_split(&header, &payload) {
                 prop_assert!(shard.header.validate().is_ok());
             }

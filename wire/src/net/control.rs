@@ -1,6 +1,7 @@
-//! The cluster control service's messages: heartbeats from nodes to the map authority,
-//! the cluster map (fetched and watched by nodes and clients), cluster status, and
-//! reports of shards owed to repair.
+//! The cluster control service's messages: heartbeats from nodes to the map authority
+//! (with each node's scrub and repair figures), the cluster map (fetched and watched by
+//! nodes and clients), cluster status, reports of shards owed to repair, and the
+//! administrator's orders: mark a node out, set the repair rate, scrub now.
 //!
 //! Node ids never travel in these messages where the caller's certificate already says
 //! who it is: a heartbeat is from the node its certificate names.
@@ -22,8 +23,10 @@ pub struct Control;
 
 impl MessageSet for Control {
     const PROTOCOL: u16 = 3;
-    /// Version 2 added the scheme (k, m) to owed shards.
-    const VERSION: u16 = 2;
+    /// Version 2 added the scheme (k, m) to owed shards. Version 3 added the storage
+    /// classes and repair rate to the map, scrub and repair figures to heartbeats and
+    /// status, and the orders `OP_NODE_OUT`, `OP_REPAIR_RATE` and `OP_SCRUB`.
+    const VERSION: u16 = 3;
     const NAME: &'static str = "cluster control";
 }
 
@@ -39,6 +42,16 @@ pub const OP_STATUS: u16 = 3;
 /// Shards a writer could not store after their chunk was acknowledged. Message:
 /// [`OwedReport`]; answer: none. Authority only.
 pub const OP_OWED: u16 = 4;
+/// Marks a node out: its placement slots move to other nodes and repair rebuilds its
+/// shards there. Message: [`NodeOut`]; answer: [`HeartbeatAck`] (the new epoch).
+/// Administrators only, to the authority only.
+pub const OP_NODE_OUT: u16 = 5;
+/// Sets the rate every node's repair may write at. Message: [`RepairRate`]; answer:
+/// [`HeartbeatAck`] (the new epoch). Administrators only, to the authority only.
+pub const OP_REPAIR_RATE: u16 = 6;
+/// Starts a scrub pass over every store of the node asked, now. Message:
+/// [`ScrubOrder`]; answer: none. Administrators only, any node.
+pub const OP_SCRUB: u16 = 7;
 
 /// Node states as they travel: see `NodeState` in the codec.
 pub mod state {
@@ -63,6 +76,82 @@ pub struct StoreFigures {
     pub shards: u64,
 }
 
+/// A storage class: k data + m parity shards per chunk.
+#[derive(
+    Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+pub struct Class {
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+}
+
+/// A node's scrub: every stored shard read and verified in the background.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScrubFigures {
+    /// Passes finished over all of the node's stores since it started.
+    pub passes: u64,
+    /// Bytes verified in the pass under way (0 between passes).
+    pub pass_done: u64,
+    /// Bytes the pass under way covers.
+    pub pass_total: u64,
+    /// Bytes verified since the node started.
+    pub bytes: u64,
+    /// Damaged shards found (and dropped, for repair to rebuild) since it started.
+    pub damaged: u64,
+    /// The rate the pass under way reads at, bytes per second (0: no limit).
+    pub rate: u64,
+}
+
+/// How many of a class's chunks have `healthy` intact shards on their holders, as the
+/// node's last census of the placement groups it is primary for found them.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthCount {
+    /// The class.
+    pub class: Class,
+    /// Intact shards on their holders: k + m is whole, below k unreadable.
+    pub healthy: u8,
+    /// Chunks.
+    pub chunks: u64,
+}
+
+/// A node's part in finding and rebuilding missing shards.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepairFigures {
+    /// Placement groups (per class) this node is primary for.
+    pub groups: u64,
+    /// Of those, censused in the round under way.
+    pub censused: u64,
+    /// Census rounds finished.
+    pub rounds: u64,
+    /// Chunks by healthy shard count, from the last census of each group.
+    pub health: Vec<HealthCount>,
+    /// Chunks found short of shards and not yet rebuilt.
+    pub queued: u64,
+    /// Shard bytes those still need.
+    pub queued_bytes: u64,
+    /// Shards rebuilt since the node started.
+    pub shards_rebuilt: u64,
+    /// Bytes of shards rebuilt since the node started.
+    pub bytes_rebuilt: u64,
+    /// Chunks found with fewer than k intact shards (unreadable) in the last round.
+    pub unreadable: u64,
+    /// Rebuilds that failed (and will be tried again next round).
+    pub failed: u64,
+}
+
+/// What a node says of its health in a heartbeat.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeHealth {
+    /// The storage classes of the shards it holds.
+    pub classes: Vec<Class>,
+    /// Its scrub.
+    pub scrub: ScrubFigures,
+    /// Its census and repair.
+    pub repair: RepairFigures,
+}
+
 /// One node's heartbeat.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -74,6 +163,29 @@ pub struct Heartbeat {
     pub weight: u32,
     /// Its store.
     pub store: StoreFigures,
+    /// Its scrub and repair.
+    pub health: NodeHealth,
+}
+
+/// Marks a node out.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeOut {
+    /// The node.
+    pub node: u64,
+}
+
+/// Sets the repair rate.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairRate {
+    /// Bytes of rebuilt shards each node may write per second (0: no limit).
+    pub bytes_per_second: u64,
+}
+
+/// Starts a scrub pass.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrubOrder {
+    /// Bytes per second the pass may read (0: no limit).
+    pub bytes_per_second: u64,
 }
 
 /// The authority's answer to a heartbeat.
@@ -119,6 +231,10 @@ pub struct MapMessage {
     pub pg_bits: u8,
     /// The nodes, in any order.
     pub nodes: Vec<MapNode>,
+    /// The storage classes shards are stored in (the census visits each).
+    pub classes: Vec<Class>,
+    /// Bytes of rebuilt shards each node's repair may write per second (0: no limit).
+    pub repair_rate: u64,
 }
 
 /// One node's status.
@@ -131,6 +247,8 @@ pub struct NodeStatus {
     /// Milliseconds since its last heartbeat; `u64::MAX` if none since the authority
     /// started.
     pub heartbeat_age_ms: u64,
+    /// Its scrub and repair as of its last heartbeat.
+    pub health: NodeHealth,
 }
 
 /// The cluster's status.
@@ -234,6 +352,35 @@ impl ControlClient {
     /// Reports shards owed to repair.
     pub async fn report_owed(&self, shards: Vec<OwedShard>) -> Result<(), RpcError> {
         self.call(OP_OWED, encode(&OwedReport { shards }), CONTROL_DEADLINE)
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks `node` out (administrators); answers the new epoch.
+    pub async fn node_out(&self, node: NodeId) -> Result<u64, RpcError> {
+        let answer = self
+            .call(
+                OP_NODE_OUT,
+                encode(&NodeOut { node: node.0 }),
+                CONTROL_DEADLINE,
+            )
+            .await?;
+        Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
+    }
+
+    /// Sets every node's repair rate (administrators); answers the new epoch.
+    pub async fn set_repair_rate(&self, bytes_per_second: u64) -> Result<u64, RpcError> {
+        let order = RepairRate { bytes_per_second };
+        let answer = self
+            .call(OP_REPAIR_RATE, encode(&order), CONTROL_DEADLINE)
+            .await?;
+        Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
+    }
+
+    /// Starts a scrub pass on this node now (administrators).
+    pub async fn scrub(&self, bytes_per_second: u64) -> Result<(), RpcError> {
+        let order = ScrubOrder { bytes_per_second };
+        self.call(OP_SCRUB, encode(&order), CONTROL_DEADLINE)
             .await
             .map(|_| ())
     }

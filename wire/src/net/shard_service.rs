@@ -1,5 +1,6 @@
 //! The shard service's messages: what clients and nodes send a node to store and fetch
-//! shards. The shard itself travels as the frame body, never inside a message.
+//! shards, and what holders of a placement group compare in a census. The shard itself
+//! travels as the frame body, never inside a message.
 
 use rkyv::{Archive, Deserialize, Serialize};
 
@@ -11,8 +12,9 @@ pub struct ShardService;
 
 impl MessageSet for ShardService {
     const PROTOCOL: u16 = 2;
-    /// Version 2 added the scheme (k, m) to shard names.
-    const VERSION: u16 = 2;
+    /// Version 2 added the scheme (k, m) to shard names. Version 3 added the encoding
+    /// tag to [`Found`] and the census operations `OP_DIGESTS` and `OP_LIST`.
+    const VERSION: u16 = 3;
     const NAME: &'static str = "shard service";
 }
 
@@ -23,6 +25,19 @@ pub const OP_GET: u16 = 2;
 /// Whether a shard is stored (the dedup question). Message: [`ShardKey`]; answer:
 /// [`Found`], no body.
 pub const OP_HAS: u16 = 3;
+/// The digests of the chunks the node holds a given shard of, for several placement
+/// groups. Message: [`DigestQuery`]; answer: [`DigestReply`]. Nodes and administrators.
+pub const OP_DIGESTS: u16 = 4;
+/// The chunks the node holds a given shard of in one placement group, in ascending id
+/// order, a page at a time. Message: [`ListQuery`]; answer: none, the ids in the body
+/// (32 bytes each). Nodes and administrators.
+pub const OP_LIST: u16 = 5;
+
+/// Groups one [`DigestQuery`] may name: its answer (24 bytes a group, plus framing)
+/// stays well inside a frame header.
+pub const MAX_DIGEST_GROUPS: usize = 1024;
+/// Chunk ids one [`OP_LIST`] answer carries at most (256 KiB).
+pub const MAX_LIST_PAGE: u32 = 8192;
 
 /// Names one shard: see [`ShardName`].
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,4 +79,196 @@ impl ShardKey {
 pub struct Found {
     /// Stored or not.
     pub present: bool,
+    /// Its encoding tag (`hive_wire::EncodingTag`) when present: shards of equal tags
+    /// decode together.
+    pub tag: u32,
+}
+
+/// The shards of one placement group that one holder keeps: those of class (k, m)
+/// with shard index `index`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupShards {
+    /// The placement group.
+    pub pg: u32,
+    /// Data shards of the class.
+    pub k: u8,
+    /// Parity shards of the class.
+    pub m: u8,
+    /// The shard index.
+    pub index: u8,
+}
+
+/// Asks for the digests of several groups' shards.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DigestQuery {
+    /// The map's placement-group bits (a group is the low bits of a chunk id).
+    pub pg_bits: u8,
+    /// The groups, at most [`MAX_DIGEST_GROUPS`].
+    pub groups: Vec<GroupShards>,
+}
+
+/// The digest of one group's shards: see `hive_wire::ChunkSetDigest`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupDigest {
+    /// Chunks.
+    pub count: u64,
+    /// Wrapping sum of their hashes.
+    pub sum: u64,
+    /// XOR of their seeded hashes.
+    pub xor: u64,
+}
+
+/// The digests, in the order asked.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DigestReply {
+    /// One per group asked.
+    pub digests: Vec<GroupDigest>,
+}
+
+/// Asks for a page of one group's chunk ids.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    /// The map's placement-group bits.
+    pub pg_bits: u8,
+    /// The group's shards.
+    pub group: GroupShards,
+    /// Only ids above this one (all ids when `None`).
+    pub after: Option<[u8; 32]>,
+    /// At most this many ids (capped at [`MAX_LIST_PAGE`]).
+    pub limit: u32,
+}
+
+/// How long a shard request may take before it counts as failed.
+pub const SHARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a census request (digests or a list page) may take.
+pub const CENSUS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A client of one node's shard service.
+pub struct ShardClient {
+    link: super::rpc::Link,
+}
+
+impl ShardClient {
+    /// Talks to node `node` at `addr` through `client`.
+    pub fn new(
+        client: std::sync::Arc<super::rpc::Client>,
+        addr: std::net::SocketAddr,
+        node: crate::NodeId,
+    ) -> Self {
+        Self {
+            link: super::rpc::Link::new(client, addr, super::pki::Identity::node(node)),
+        }
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.link.addr()
+    }
+
+    async fn call(
+        &self,
+        op: u16,
+        message: bytes::Bytes,
+        body: bytes::Bytes,
+        deadline: std::time::Duration,
+    ) -> Result<super::rpc::Response, super::rpc::RpcError> {
+        let request = super::message::request::<ShardService>(op, message, body);
+        self.link.call(request, deadline).await
+    }
+
+    fn decode<T>(what: &'static str, bytes: &[u8]) -> Result<T, super::rpc::RpcError>
+    where
+        T: Archive,
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + Deserialize<T, rkyv::rancor::Strategy<rkyv::de::Pool, rkyv::rancor::Error>>,
+    {
+        super::message::decode(what, bytes)
+            .map_err(|e| super::rpc::RpcError::Connection(e.to_string()))
+    }
+
+    /// Stores a shard (durable when this returns).
+    pub async fn put(&self, shard: bytes::Bytes) -> Result<(), super::rpc::RpcError> {
+        self.call(OP_PUT, bytes::Bytes::new(), shard, SHARD_DEADLINE)
+            .await
+            .map(|_| ())
+    }
+
+    /// Fetches a shard; `None` if the node does not have it.
+    pub async fn get(&self, name: ShardName) -> Result<Option<bytes::Bytes>, super::rpc::RpcError> {
+        let key = super::message::encode(&ShardKey::new(name));
+        let answer = self
+            .call(OP_GET, key, bytes::Bytes::new(), SHARD_DEADLINE)
+            .await?;
+        let found: Found = Self::decode("Found", &answer.message)?;
+        Ok(found.present.then_some(answer.body))
+    }
+
+    /// The encoding tag of a shard if the node has it.
+    pub async fn has(
+        &self,
+        name: ShardName,
+        deadline: std::time::Duration,
+    ) -> Result<Option<crate::EncodingTag>, super::rpc::RpcError> {
+        let key = super::message::encode(&ShardKey::new(name));
+        let answer = self
+            .call(OP_HAS, key, bytes::Bytes::new(), deadline)
+            .await?;
+        let found: Found = Self::decode("Found", &answer.message)?;
+        Ok(found.present.then_some(crate::EncodingTag(found.tag)))
+    }
+
+    /// The digests of `groups` (at most [`MAX_DIGEST_GROUPS`]), in the order asked.
+    pub async fn digests(
+        &self,
+        pg_bits: u8,
+        groups: Vec<GroupShards>,
+    ) -> Result<Vec<GroupDigest>, super::rpc::RpcError> {
+        let asked = groups.len();
+        let query = super::message::encode(&DigestQuery { pg_bits, groups });
+        let answer = self
+            .call(OP_DIGESTS, query, bytes::Bytes::new(), CENSUS_DEADLINE)
+            .await?;
+        let reply: DigestReply = Self::decode("DigestReply", &answer.message)?;
+        if reply.digests.len() != asked {
+            return Err(super::rpc::RpcError::Connection(format!(
+                "asked for {asked} digests, got {}",
+                reply.digests.len()
+            )));
+        }
+        Ok(reply.digests)
+    }
+
+    /// A page of a group's chunk ids above `after`, ascending, at most `limit`.
+    pub async fn list(
+        &self,
+        pg_bits: u8,
+        group: GroupShards,
+        after: Option<crate::ChunkId>,
+        limit: u32,
+    ) -> Result<Vec<crate::ChunkId>, super::rpc::RpcError> {
+        let query = super::message::encode(&ListQuery {
+            pg_bits,
+            group,
+            after: after.map(|c| c.0),
+            limit,
+        });
+        let answer = self
+            .call(OP_LIST, query, bytes::Bytes::new(), CENSUS_DEADLINE)
+            .await?;
+        let ids = answer.body.chunks_exact(crate::ChunkId::LEN);
+        if !ids.remainder().is_empty() || ids.len() > limit as usize {
+            return Err(super::rpc::RpcError::Connection(format!(
+                "a list page of {} bytes is not at most {limit} chunk ids",
+                answer.body.len()
+            )));
+        }
+        Ok(ids
+            .map(|b| {
+                let mut id = [0u8; 32];
+                id.copy_from_slice(b);
+                crate::ChunkId(id)
+            })
+            .collect())
+    }
 }

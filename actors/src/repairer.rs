@@ -1,0 +1,484 @@
+//! The repairer: every node's loop that keeps the chunks of the placement groups it is
+//! primary for whole. It is a thin shell: the census logic lives in [`crate::census`],
+//! the plan in [`crate::repair_plan`]; this module only asks holders and stores shards.
+//!
+//! A round: for every storage class of the map and every placement group whose first
+//! up holder is this node (its primary), ask each up holder for its digest (batched per
+//! holder), compare, and merge the holders' lists where they differ; plan the findings
+//! (riskiest first); then read k intact shards of each chunk, rebuild the missing ones
+//! byte for byte ([`ChunkDecoder::rebuild`]) and store each on the holder the map names,
+//! paced by the map's repair rate. Rounds repeat every census interval, and sooner when
+//! the map changes or scrub names a damaged shard. Nothing is remembered between
+//! rounds: a primary that dies mid-round is replaced by the next up holder, whose
+//! census finds what is still missing; storing a shard a holder already has intact is
+//! a no-op, so nothing is written twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hive_codec::{ChunkDecoder, ClusterView, ShardBytes};
+use hive_wire::net::Client;
+use hive_wire::net::control::{Class, HealthCount, MapMessage, RepairFigures};
+use hive_wire::net::shard_service::{
+    GroupDigest, GroupShards, MAX_DIGEST_GROUPS, MAX_LIST_PAGE, ShardClient,
+};
+use hive_wire::{ChunkId, NodeId, PgId, ShardIndex, ShardName};
+use tokio::sync::watch;
+
+use crate::census::{self, ListMerge, Verdict};
+use crate::constants::{CENSUS_PARALLEL, HINT_SETTLE, REPAIR_BACKLOG};
+use crate::repair_plan::{self, Finding, RateLimiter, Task};
+
+/// What the repairer needs; see [`run`].
+pub struct RepairArgs {
+    /// This node.
+    pub node: NodeId,
+    /// A client with this node's identity.
+    pub client: Arc<Client>,
+    /// The map this node follows.
+    pub map: watch::Receiver<Arc<MapMessage>>,
+    /// Time between census rounds.
+    pub interval: Duration,
+    /// Damaged shards scrub found: each makes the next round come sooner.
+    pub hints: crate::DamageHints,
+    /// Where the figures go.
+    pub state: Arc<RepairState>,
+}
+
+/// The repairer's figures, read by the heartbeat.
+#[derive(Default)]
+pub struct RepairState {
+    figures: Mutex<RepairFigures>,
+}
+
+impl RepairState {
+    /// The figures now.
+    pub fn figures(&self) -> RepairFigures {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RepairFigures> {
+        self.figures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut RepairFigures)) {
+        f(&mut self.lock());
+    }
+}
+
+/// One placement group of one class that this node is primary for.
+struct Group {
+    pg: u32,
+    k: u8,
+    m: u8,
+    holders: Vec<NodeId>,
+    /// Bit i: holder i is up in the map.
+    up: u64,
+}
+
+impl Group {
+    fn width(&self) -> usize {
+        self.holders.len()
+    }
+
+    fn shards(&self, index: usize) -> GroupShards {
+        GroupShards {
+            pg: self.pg,
+            k: self.k,
+            m: self.m,
+            index: u8::try_from(index).expect("invariant: at most 48 shards"),
+        }
+    }
+
+    fn name(&self, chunk: ChunkId, index: u8) -> ShardName {
+        ShardName {
+            chunk,
+            k: self.k,
+            m: self.m,
+            index: ShardIndex(index),
+        }
+    }
+}
+
+/// Chunks by (class, healthy shards), from one round.
+type Histogram = BTreeMap<(u8, u8, u8), u64>;
+
+/// Runs rounds until the map's sender is gone (the node stopped).
+pub async fn run(mut args: RepairArgs) {
+    let repairer = Repairer {
+        me: args.node,
+        client: args.client.clone(),
+        peers: tokio::sync::Mutex::new(HashMap::new()),
+        state: args.state.clone(),
+        limiter: Mutex::new(RateLimiter::new(0)),
+    };
+    loop {
+        let message = args.map.borrow_and_update().clone();
+        if let Ok(view) = ClusterView::from_message(&message)
+            && view.map.node(args.node).is_some()
+        {
+            repairer.round(&view, &args.map).await;
+        }
+        // The next round: after the interval, or sooner on a new map or a hint.
+        let wake = tokio::select! {
+            _ = tokio::time::sleep(args.interval) => true,
+            changed = args.map.changed() => changed.is_ok(),
+            hint = args.hints.recv_async() => hint.is_ok() || !args.hints.is_disconnected(),
+        };
+        if !wake {
+            return;
+        }
+        // Let a burst of map changes or hints settle into one round.
+        tokio::time::sleep(HINT_SETTLE).await;
+        while args.hints.try_recv().is_ok() {}
+    }
+}
+
+struct Repairer {
+    me: NodeId,
+    client: Arc<Client>,
+    peers: tokio::sync::Mutex<HashMap<NodeId, Arc<ShardClient>>>,
+    state: Arc<RepairState>,
+    limiter: Mutex<RateLimiter>,
+}
+
+impl Repairer {
+    /// One census round and the repairs it finds.
+    async fn round(&self, view: &ClusterView, map: &watch::Receiver<Arc<MapMessage>>) {
+        let groups = self.my_groups(view);
+        self.state.update(|f| {
+            f.groups = groups.len() as u64;
+            f.censused = 0;
+        });
+        let digests = self.gather_digests(view, &groups).await;
+        let mut health = Histogram::new();
+        let mut findings = Vec::new();
+        for (group, digests) in groups.iter().zip(digests) {
+            self.census(view, group, &digests, &mut health, &mut findings)
+                .await;
+            self.state.update(|f| f.censused += 1);
+        }
+        let plan = repair_plan::plan(findings);
+        for lost in &plan.unreadable {
+            tracing::error!(
+                "repair: chunk {} ({}+{}) has {} intact shards, fewer than {}: unreadable until a holder with a shard returns",
+                lost.chunk,
+                lost.k,
+                lost.m,
+                lost.healthy(),
+                lost.k
+            );
+        }
+        let by_group: HashMap<(u32, u8, u8), usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(n, g)| ((g.pg, g.k, g.m), n))
+            .collect();
+        let queued_bytes: u64 = plan.tasks.iter().map(estimated_bytes).sum();
+        self.state.update(|f| {
+            f.health = histogram(&health);
+            f.unreadable = plan.unreadable.len() as u64;
+            f.queued = plan.tasks.len() as u64;
+            f.queued_bytes = queued_bytes;
+        });
+        if !plan.tasks.is_empty() {
+            tracing::info!(
+                "repair: {} chunks to rebuild ({} waiting on down holders, {} unreadable)",
+                plan.tasks.len(),
+                plan.waiting,
+                plan.unreadable.len()
+            );
+        }
+        for task in &plan.tasks {
+            // The rate is the map's, as of now: an administrator may change it mid-round.
+            let rate = ClusterView::from_message(&map.borrow())
+                .map_or(view.repair_rate, |v| v.repair_rate);
+            self.lock_limiter().set_rate(rate);
+            let f = &task.finding;
+            let group = &groups[by_group[&(view.map.pg_of(&f.chunk).get(), f.k, f.m)]];
+            match self.rebuild(view, group, task).await {
+                Ok(bytes) => self.state.update(|f| {
+                    f.shards_rebuilt += task.rebuild.len() as u64;
+                    f.bytes_rebuilt += bytes;
+                }),
+                Err(err) => {
+                    tracing::warn!("repair: chunk {}: {err}", task.finding.chunk);
+                    self.state.update(|f| f.failed += 1);
+                }
+            }
+            self.state.update(|f| {
+                f.queued = f.queued.saturating_sub(1);
+                f.queued_bytes = f.queued_bytes.saturating_sub(estimated_bytes(task));
+            });
+        }
+        self.state.update(|f| f.rounds += 1);
+    }
+
+    fn lock_limiter(&self) -> std::sync::MutexGuard<'_, RateLimiter> {
+        self.limiter.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The groups of every class whose primary (first up holder) is this node.
+    fn my_groups(&self, view: &ClusterView) -> Vec<Group> {
+        let mut groups = Vec::new();
+        for class in &view.classes {
+            for pg in 0..view.map.pg_count() {
+                let pg = u32::try_from(pg).expect("invariant: at most 2^24 groups");
+                let Ok(holders) = view.map.place(PgId(pg), class.width()) else {
+                    continue;
+                };
+                let up = holders
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| view.is_up(**n))
+                    .fold(0u64, |m, (i, _)| m | 1 << i);
+                let primary = holders.iter().find(|n| view.is_up(**n));
+                if primary == Some(&self.me) {
+                    groups.push(Group {
+                        pg,
+                        k: class.k(),
+                        m: class.m(),
+                        holders,
+                        up,
+                    });
+                }
+            }
+        }
+        groups
+    }
+
+    async fn peer(&self, view: &ClusterView, node: NodeId) -> Option<Arc<ShardClient>> {
+        let addr = *view.addresses.get(&node)?;
+        let mut peers = self.peers.lock().await;
+        if let Some(peer) = peers.get(&node)
+            && peer.addr() == addr
+        {
+            return Some(peer.clone());
+        }
+        let peer = Arc::new(ShardClient::new(self.client.clone(), addr, node));
+        peers.insert(node, peer.clone());
+        Some(peer)
+    }
+
+    /// Every group's digests, by shard index (`None`: the holder is down or failed),
+    /// asked of each up holder in batches of at most [`MAX_DIGEST_GROUPS`].
+    async fn gather_digests(
+        &self,
+        view: &ClusterView,
+        groups: &[Group],
+    ) -> Vec<Vec<Option<GroupDigest>>> {
+        let mut asks: HashMap<NodeId, Vec<(usize, usize)>> = HashMap::new();
+        for (g, group) in groups.iter().enumerate() {
+            for (i, node) in group.holders.iter().enumerate() {
+                if group.up & (1 << i) != 0 {
+                    asks.entry(*node).or_default().push((g, i));
+                }
+            }
+        }
+        let mut digests: Vec<Vec<Option<GroupDigest>>> =
+            groups.iter().map(|g| vec![None; g.width()]).collect();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(CENSUS_PARALLEL));
+        let mut calls = tokio::task::JoinSet::new();
+        for (node, wanted) in asks {
+            let Some(peer) = self.peer(view, node).await else {
+                continue;
+            };
+            for batch in wanted.chunks(MAX_DIGEST_GROUPS) {
+                let batch = batch.to_vec();
+                let query = batch.iter().map(|&(g, i)| groups[g].shards(i)).collect();
+                let (peer, semaphore, pg_bits) =
+                    (peer.clone(), semaphore.clone(), view.map.pg_bits());
+                calls.spawn(async move {
+                    let _permit = semaphore.acquire_owned().await;
+                    (batch, node, peer.digests(pg_bits, query).await)
+                });
+            }
+        }
+        while let Some(done) = calls.join_next().await {
+            let Ok((batch, node, answer)) = done else {
+                continue;
+            };
+            match answer {
+                Ok(answers) => {
+                    for ((g, i), digest) in batch.into_iter().zip(answers) {
+                        digests[g][i] = Some(digest);
+                    }
+                }
+                Err(err) => tracing::debug!("census: node {node} gave no digests: {err}"),
+            }
+        }
+        digests
+    }
+
+    /// Judges one group, merging its holders' lists when their digests differ.
+    async fn census(
+        &self,
+        view: &ClusterView,
+        group: &Group,
+        digests: &[Option<GroupDigest>],
+        health: &mut Histogram,
+        findings: &mut Vec<Finding>,
+    ) {
+        match census::judge(digests) {
+            Verdict::Whole { chunks, healthy } => {
+                if chunks > 0 {
+                    *health.entry((group.k, group.m, healthy)).or_default() += chunks;
+                }
+            }
+            Verdict::Unknown => {}
+            Verdict::Differ => {
+                let answered = digests
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.is_some())
+                    .fold(0u64, |m, (i, _)| m | 1 << i);
+                if let Err(err) = self
+                    .merge_lists(view, group, answered, health, findings)
+                    .await
+                {
+                    tracing::debug!(
+                        "census: group {} ({}+{}): {err}",
+                        group.pg,
+                        group.k,
+                        group.m
+                    );
+                }
+            }
+        }
+    }
+
+    /// Merges the lists of the holders in `listed`, counting every chunk's intact
+    /// shards and keeping those short of them (up to [`REPAIR_BACKLOG`] a round).
+    async fn merge_lists(
+        &self,
+        view: &ClusterView,
+        group: &Group,
+        listed: u64,
+        health: &mut Histogram,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), String> {
+        let mut merge = ListMerge::new(group.width(), listed);
+        loop {
+            while let Some(chunk) = merge.next_chunk() {
+                let healthy = u8::try_from(chunk.present.count_ones()).unwrap_or(u8::MAX);
+                *health.entry((group.k, group.m, healthy)).or_default() += 1;
+                if chunk.present != listed && findings.len() < REPAIR_BACKLOG {
+                    findings.push(Finding {
+                        chunk: chunk.chunk,
+                        k: group.k,
+                        m: group.m,
+                        present: chunk.present,
+                        up: listed,
+                    });
+                }
+            }
+            let Some((i, after)) = merge.wants() else {
+                return Ok(());
+            };
+            let node = group.holders[i];
+            let peer = self
+                .peer(view, node)
+                .await
+                .ok_or_else(|| format!("node {node} has no address"))?;
+            let page = peer
+                .list(view.map.pg_bits(), group.shards(i), after, MAX_LIST_PAGE)
+                .await
+                .map_err(|e| format!("listing node {node}: {e}"))?;
+            let last = page.len() < MAX_LIST_PAGE as usize;
+            merge.feed(i, page, last);
+        }
+    }
+
+    /// Reads k intact shards of the task's chunk, rebuilds the missing ones and stores
+    /// each on its holder; the bytes stored.
+    async fn rebuild(&self, view: &ClusterView, group: &Group, task: &Task) -> Result<u64, String> {
+        let chunk = task.finding.chunk;
+        let shards = self.read_sources(view, group, task).await?;
+        let wanted: Vec<ShardIndex> = task.rebuild.iter().map(|&i| ShardIndex(i)).collect();
+        let rebuilt = tokio::task::spawn_blocking(move || {
+            let mut decoder = ChunkDecoder::new().map_err(|e| e.to_string())?;
+            let views: Vec<ShardBytes> = shards
+                .iter()
+                .map(|(i, bytes)| ShardBytes::contiguous(bytes, Some(ShardIndex(*i))))
+                .collect();
+            decoder
+                .rebuild(chunk, &views, &wanted)
+                .map_err(|e| format!("rebuilding: {e}"))
+        })
+        .await
+        .map_err(|e| format!("rebuilding: {e}"))??;
+        let mut stored = 0;
+        for (shard, &index) in rebuilt.into_iter().zip(&task.rebuild) {
+            let node = group.holders[usize::from(index)];
+            let len = shard.len() as u64;
+            let wait = self.lock_limiter().take(Instant::now(), len);
+            tokio::time::sleep(wait).await;
+            let peer = self
+                .peer(view, node)
+                .await
+                .ok_or_else(|| format!("node {node} has no address"))?;
+            peer.put(Bytes::from(shard))
+                .await
+                .map_err(|e| format!("storing shard {index} on node {node}: {e}"))?;
+            tracing::debug!("repair: shard {index} of chunk {chunk} rebuilt on node {node}");
+            stored += len;
+        }
+        Ok(stored)
+    }
+
+    /// Fetches intact shards from the task's sources, data shards first, until k have
+    /// arrived; a source that fails or lacks its shard is replaced by the next.
+    async fn read_sources(
+        &self,
+        view: &ClusterView,
+        group: &Group,
+        task: &Task,
+    ) -> Result<Vec<(u8, Bytes)>, String> {
+        let k = usize::from(group.k);
+        let mut got = Vec::with_capacity(k);
+        let mut causes = Vec::new();
+        for &index in &task.sources {
+            if got.len() == k {
+                break;
+            }
+            let node = group.holders[usize::from(index)];
+            let Some(peer) = self.peer(view, node).await else {
+                causes.push(format!("node {node} has no address"));
+                continue;
+            };
+            match peer.get(group.name(task.finding.chunk, index)).await {
+                Ok(Some(bytes)) => got.push((index, bytes)),
+                Ok(None) => causes.push(format!("shard {index} gone from node {node}")),
+                Err(e) => causes.push(format!("shard {index} on node {node}: {e}")),
+            }
+        }
+        if got.len() < k {
+            return Err(format!(
+                "only {} of {k} shards readable ({})",
+                got.len(),
+                causes.join("; ")
+            ));
+        }
+        Ok(got)
+    }
+}
+
+/// The bytes a task stores, estimated before its shards are read (chunks average
+/// 1 MiB; the figure is for progress and ETA only).
+fn estimated_bytes(task: &Task) -> u64 {
+    let k = u64::from(task.finding.k.max(1));
+    task.rebuild.len() as u64 * ((1 << 20) / k)
+}
+
+fn histogram(health: &Histogram) -> Vec<HealthCount> {
+    health
+        .iter()
+        .map(|(&(k, m, healthy), &chunks)| HealthCount {
+            class: Class { k, m },
+            healthy,
+            chunks,
+        })
+        .collect()
+}
