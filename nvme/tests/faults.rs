@@ -356,3 +356,53 @@ fn records_after_damage_in_an_unsealed_segment_are_recovered_and_the_damage_repo
         assert!(store.has(name(c5, i5)).is_some());
     });
 }
+
+#[test]
+fn a_put_over_a_damaged_or_other_encoding_replaces_it() {
+    use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
+    let dir = Scratch::new("replace");
+    let path = dir.path("store");
+    format(&path, 32 << 20, 4 << 20);
+    run(move || async move {
+        let store = open(&path).await;
+        // Identical again: nothing written.
+        let (chunk, index, bytes) = shard(1, 50_000);
+        store.put(&bytes).await.expect("put");
+        let commits = store.stats().commits;
+        store.put(&bytes).await.expect("put again");
+        assert_eq!(store.stats().commits, commits, "an intact copy is kept");
+        // Damaged: the next put of the shard writes it anew.
+        store
+            .flip_stored_bit(name(chunk, index), 3000, 1)
+            .await
+            .expect("flip");
+        store.put(&bytes).await.expect("put over damage");
+        assert!(
+            store.stats().commits > commits,
+            "the damaged copy is replaced"
+        );
+        let got = store.get(name(chunk, index)).await.expect("get");
+        assert_eq!(&got.expect("present")[..], &bytes[..]);
+
+        // Another encoding of the same shard name (another compression policy).
+        let text = hive_testkit::text_bytes(5, 200_000);
+        let id = chunk_id(&text);
+        let scheme = ErasureScheme::new(4, 2).expect("4+2");
+        let mut plain = ChunkEncoder::new(scheme, CompressionConfig::off()).expect("encoder");
+        let mut zstd = ChunkEncoder::new(scheme, CompressionConfig::default()).expect("encoder");
+        let a = plain.encode(id, &text).expect("encode").shard_to_vec(3);
+        let b = zstd.encode(id, &text).expect("encode").shard_to_vec(3);
+        let key = name(id, hive_wire::ShardIndex(3));
+        store.put(&a).await.expect("put a");
+        let tag_a = store.has(key).expect("stored");
+        store.put(&b).await.expect("put b");
+        let tag_b = store.has(key).expect("stored");
+        assert_ne!(tag_a, tag_b, "the index answers the new encoding");
+        let got = store.get(key).await.expect("get").expect("present");
+        assert_eq!(&got[..], &b[..]);
+        // And it survives a reopen, from the summary or the scan.
+        store.close().await.expect("close");
+        let store = open(&path).await;
+        assert_eq!(store.has(key), Some(tag_b));
+    });
+}
