@@ -37,9 +37,8 @@ pub const SESSION_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 pub const SCRUB_MIN_RATE: u64 = 1 << 20;
 /// How often an idle scrub (an empty store, or one after a read error) looks again.
 pub const SCRUB_IDLE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
-/// Scrub orders waiting for a store's scrub loop; an order beyond them is refused
-/// (the loop takes each within one shard's read).
-pub const SCRUB_ORDERS: usize = 4;
+/// How often an idle scrub loop looks for an order.
+pub const SCRUB_ORDER_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Damaged shard names waiting for the repairer (a hint: the census finds them anyway).
 pub const DAMAGE_HINTS: usize = 1024;
 /// The default time a background scrub pass takes: a week.

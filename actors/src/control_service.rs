@@ -13,7 +13,7 @@ use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{
     Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, OP_HEARTBEAT,
     OP_MAP, OP_NODE_OUT, OP_OWED, OP_REPAIR_RATE, OP_SCRUB, OP_STATUS, OwedReport, RepairRate,
-    ScrubOrder,
+    ScrubOrder, ScrubTicket,
 };
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
@@ -70,8 +70,15 @@ fn scrub(shards: &Shards, peer: &Peer, request: &Request) -> Result<Response, Re
     check_version::<Control>(request)?;
     authorise(peer, Operation::Administer)?;
     let order: ScrubOrder = message::decode("ScrubOrder", &request.message).map_err(bad)?;
-    shards.order_scrub(order.bytes_per_second);
-    Ok(Response::default())
+    let ticket = shards.order_scrub(order.bytes_per_second);
+    tracing::info!(
+        "scrub: ordered at {} bytes/s (0: no limit), ticket {ticket}",
+        order.bytes_per_second
+    );
+    Ok(Response {
+        message: message::encode(&ScrubTicket { ticket }),
+        body: Bytes::new(),
+    })
 }
 
 /// An administrator's answer from the authority: the epoch, or why it refused.

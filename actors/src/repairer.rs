@@ -114,12 +114,17 @@ pub async fn run(mut args: RepairArgs) {
         state: args.state.clone(),
         limiter: Mutex::new(RateLimiter::new(0)),
     };
+    let mut last: Option<ClusterView> = None;
     loop {
         let message = args.map.borrow_and_update().clone();
         if let Ok(view) = ClusterView::from_message(&message)
             && view.map.node(args.node).is_some()
         {
+            if let Some(last) = &last {
+                repairer.forget(&view.returned_since(last)).await;
+            }
             repairer.round(&view, &args.map).await;
+            last = Some(view);
         }
         // The next round: after the interval, or sooner on a new map or a hint.
         let wake = tokio::select! {
@@ -247,6 +252,14 @@ impl Repairer {
             }
         }
         groups
+    }
+
+    /// Drops the connections to `nodes` (they came back: a new process).
+    async fn forget(&self, nodes: &[NodeId]) {
+        let mut peers = self.peers.lock().await;
+        for node in nodes {
+            peers.remove(node);
+        }
     }
 
     async fn peer(&self, view: &ClusterView, node: NodeId) -> Option<Arc<ShardClient>> {

@@ -5,7 +5,10 @@
 //! damage channel, so the census that follows has the shard rebuilt.
 //!
 //! The loop runs on the store's own executor (glommio); its figures are atomics that
-//! the heartbeat reads from the tokio side.
+//! the heartbeat reads from the tokio side. Orders are numbered per node (a ticket):
+//! every store of the node takes the newest order at its next shard, and records the
+//! ticket of each ordered pass it finishes, so `hive scrub --wait` knows when the pass
+//! it asked for is done (a newer order covers an older one).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use hive_nvme::{ScrubStep, Store};
 use hive_wire::ShardName;
 use hive_wire::net::control::ScrubFigures;
 
-use crate::constants::{SCRUB_IDLE_RECHECK, SCRUB_MIN_RATE};
+use crate::constants::{SCRUB_IDLE_RECHECK, SCRUB_MIN_RATE, SCRUB_ORDER_POLL};
 
 /// A store's scrub as the rest of the node sees it.
 #[derive(Default)]
@@ -27,6 +30,8 @@ pub struct ScrubState {
     bytes: AtomicU64,
     damaged: AtomicU64,
     rate: AtomicU64,
+    /// The ticket of the last ordered pass finished.
+    ordered: AtomicU64,
 }
 
 impl ScrubState {
@@ -39,7 +44,29 @@ impl ScrubState {
             bytes: self.bytes.load(Ordering::Relaxed),
             damaged: self.damaged.load(Ordering::Relaxed),
             rate: self.rate.load(Ordering::Relaxed),
+            ordered: self.ordered.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The newest scrub order of a node, shared by its stores.
+#[derive(Default)]
+pub struct ScrubOrders {
+    ticket: AtomicU64,
+    rate: AtomicU64,
+}
+
+impl ScrubOrders {
+    /// Orders a pass at `bytes_per_second` (0: no limit) on every store; its ticket.
+    pub fn order(&self, bytes_per_second: u64) -> u64 {
+        self.rate.store(bytes_per_second, Ordering::Release);
+        self.ticket.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The newest order, if it is newer than `seen`: its ticket and rate.
+    fn newer_than(&self, seen: u64) -> Option<(u64, u64)> {
+        let ticket = self.ticket.load(Ordering::Acquire);
+        (ticket > seen).then(|| (ticket, self.rate.load(Ordering::Acquire)))
     }
 }
 
@@ -48,6 +75,7 @@ impl ScrubState {
 pub fn sum(a: ScrubFigures, b: ScrubFigures) -> ScrubFigures {
     ScrubFigures {
         passes: a.passes.min(b.passes),
+        ordered: a.ordered.min(b.ordered),
         pass_done: a.pass_done + b.pass_done,
         pass_total: a.pass_total + b.pass_total,
         bytes: a.bytes + b.bytes,
@@ -63,92 +91,70 @@ pub fn background_rate(total: u64, period: Duration) -> u64 {
     (total / seconds).max(SCRUB_MIN_RATE)
 }
 
-/// Why a pass began.
-enum Start {
-    /// The schedule: at the background pace.
-    Scheduled,
-    /// An order: at this rate (0: no limit).
-    Ordered(u64),
-}
-
-/// Runs scrub passes over `store` until `orders` is closed (the node stopped).
+/// Runs scrub passes over `store` until the task is cancelled (the node stopped).
 pub async fn run(
     store: Rc<Store>,
     state: Arc<ScrubState>,
     period: Duration,
-    orders: flume::Receiver<u64>,
+    orders: Arc<ScrubOrders>,
     damaged: flume::Sender<ShardName>,
 ) {
-    let mut next = Start::Scheduled;
+    let mut seen = 0;
     loop {
-        let rate = match next {
-            Start::Ordered(rate) => rate,
-            Start::Scheduled => {
-                if store.stats().shards == 0 {
-                    // Nothing to verify: look again later, or when ordered.
-                    match wait_for_order(&orders, SCRUB_IDLE_RECHECK).await {
-                        Waited::Order(rate) => next = Start::Ordered(rate),
-                        Waited::Nothing => {}
-                        Waited::Closed => return,
-                    }
-                    continue;
-                }
-                background_rate(store.stats().live, period)
+        let started = std::time::Instant::now();
+        let (rate, ticket) = match orders.newer_than(seen) {
+            Some((ticket, rate)) => {
+                seen = ticket;
+                (rate, Some(ticket))
             }
+            None if store.stats().shards == 0 => {
+                // Nothing to verify: look again later, or when ordered.
+                wait_for_order(&orders, seen, SCRUB_IDLE_RECHECK).await;
+                continue;
+            }
+            None => (background_rate(store.stats().live, period), None),
         };
-        match pass(&store, &state, rate, &orders, &damaged).await {
-            PassEnd::Finished => {
-                state.passes.fetch_add(1, Ordering::Relaxed);
-                next = Start::Scheduled;
+        let finished = pass(&store, &state, rate, &orders, seen, &damaged).await;
+        if finished {
+            state.passes.fetch_add(1, Ordering::Relaxed);
+            match ticket {
+                Some(ticket) => state.ordered.store(ticket, Ordering::Relaxed),
+                // One background pass a period: a small store, read at the minimum
+                // rate, waits out the rest of it.
+                None => {
+                    let rest = period.saturating_sub(started.elapsed());
+                    wait_for_order(&orders, seen, rest).await;
+                }
             }
-            PassEnd::Ordered(rate) => next = Start::Ordered(rate),
-            PassEnd::Closed => return,
         }
     }
 }
 
-/// How a pass ended.
-enum PassEnd {
-    /// Every shard it covers was verified.
-    Finished,
-    /// An order came: a new pass starts at its rate.
-    Ordered(u64),
-    /// The node is stopping.
-    Closed,
-}
-
-enum Waited {
-    Order(u64),
-    Nothing,
-    Closed,
-}
-
-async fn wait_for_order(orders: &flume::Receiver<u64>, wait: Duration) -> Waited {
-    let received = glommio::timer::timeout(wait, async { Ok(orders.recv_async().await) }).await;
-    match received {
-        Ok(Ok(rate)) => Waited::Order(rate),
-        Ok(Err(_)) => Waited::Closed,
-        Err(_) => Waited::Nothing,
+/// Waits up to `wait` for an order newer than `seen`.
+async fn wait_for_order(orders: &ScrubOrders, seen: u64, wait: Duration) {
+    let until = std::time::Instant::now() + wait;
+    while orders.newer_than(seen).is_none() && std::time::Instant::now() < until {
+        glommio::timer::sleep(SCRUB_ORDER_POLL).await;
     }
 }
 
-/// One pass over the shards indexed when it starts.
+/// One pass over the shards indexed when it starts; `false` if a newer order cut it
+/// short (the next pass starts at once, at that order's rate).
 async fn pass(
     store: &Store,
     state: &ScrubState,
     rate: u64,
-    orders: &flume::Receiver<u64>,
+    orders: &ScrubOrders,
+    seen: u64,
     damaged: &flume::Sender<ShardName>,
-) -> PassEnd {
+) -> bool {
     let mut scrub = store.scrubber(rate);
     state.pass_total.store(scrub.total, Ordering::Relaxed);
     state.pass_done.store(0, Ordering::Relaxed);
     state.rate.store(rate, Ordering::Relaxed);
-    let end = loop {
-        match orders.try_recv() {
-            Ok(rate) => break PassEnd::Ordered(rate),
-            Err(flume::TryRecvError::Disconnected) => break PassEnd::Closed,
-            Err(flume::TryRecvError::Empty) => {}
+    let finished = loop {
+        if orders.newer_than(seen).is_some() {
+            break false;
         }
         let before = scrub.bytes;
         match scrub.next(store).await {
@@ -168,12 +174,12 @@ async fn pass(
                 // A full channel only delays the repair to the next census.
                 let _ = damaged.try_send(found.name);
             }
-            Ok(ScrubStep::Done) => break PassEnd::Finished,
+            Ok(ScrubStep::Done) => break true,
             Err(err) => {
                 // A read error (not damage) ends the pass; the next one tries again.
                 tracing::error!("scrub: pass stopped: {err}");
-                glommio::timer::sleep(SCRUB_IDLE_RECHECK).await;
-                break PassEnd::Finished;
+                wait_for_order(orders, seen, SCRUB_IDLE_RECHECK).await;
+                break false;
             }
         }
         state
@@ -183,7 +189,7 @@ async fn pass(
     };
     state.pass_done.store(0, Ordering::Relaxed);
     state.pass_total.store(0, Ordering::Relaxed);
-    end
+    finished
 }
 
 #[cfg(test)]

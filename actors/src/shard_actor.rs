@@ -14,8 +14,8 @@ use hive_nvme::{GroupKey, Stats, Store, StoreError};
 use hive_wire::net::control::ScrubFigures;
 use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, ShardName};
 
-use crate::constants::{SCRUB_ORDERS, SHARD_ACTOR_MAILBOX};
-use crate::scrub::{self, ScrubState};
+use crate::constants::SHARD_ACTOR_MAILBOX;
+use crate::scrub::{self, ScrubOrders, ScrubState};
 
 type Reply<T> = flume::Sender<Result<T, StoreError>>;
 
@@ -39,13 +39,15 @@ pub fn damage_channel() -> (flume::Sender<ShardName>, DamageHints) {
     flume::bounded(crate::constants::DAMAGE_HINTS)
 }
 
-/// How a store's scrub runs.
+/// How a node's stores scrub.
 #[derive(Clone)]
 pub struct ScrubArgs {
     /// How long a background pass takes.
     pub period: Duration,
     /// Where damaged shards are named (a hint for repair).
     pub damaged: flume::Sender<ShardName>,
+    /// The node's scrub orders, shared by its stores.
+    pub orders: Arc<ScrubOrders>,
 }
 
 impl ScrubArgs {
@@ -53,7 +55,15 @@ impl ScrubArgs {
     /// the repairer; dropping it only loses the hints).
     pub fn new(period: Duration) -> (Self, DamageHints) {
         let (damaged, hints) = damage_channel();
-        (Self { period, damaged }, hints)
+        let orders = Arc::default();
+        (
+            Self {
+                period,
+                damaged,
+                orders,
+            },
+            hints,
+        )
     }
 }
 
@@ -76,7 +86,6 @@ pub enum ActorError {
 pub struct ShardActor {
     mailbox: flume::Sender<Command>,
     scrub: Arc<ScrubState>,
-    scrub_orders: flume::Sender<u64>,
 }
 
 /// The actor's thread, to join when it stops.
@@ -102,7 +111,6 @@ impl ShardActor {
     ) -> Result<(Self, ShardActorThread), ActorError> {
         let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
         let (mailbox, inbox) = flume::bounded::<Command>(SHARD_ACTOR_MAILBOX);
-        let (scrub_orders, orders) = flume::bounded::<u64>(SCRUB_ORDERS);
         let scrub_state = Arc::new(ScrubState::default());
         let (opened, open_result) = flume::bounded::<Result<(), StoreError>>(1);
         let figures = scrub_state.clone();
@@ -132,7 +140,7 @@ impl ShardActor {
                     store.clone(),
                     figures,
                     scrub_args.period,
-                    orders,
+                    scrub_args.orders,
                     scrub_args.damaged,
                 ));
                 while let Ok(command) = inbox.recv_async().await {
@@ -155,7 +163,6 @@ impl ShardActor {
                 Self {
                     mailbox,
                     scrub: scrub_state,
-                    scrub_orders,
                 },
                 thread,
             )),
@@ -228,12 +235,6 @@ impl ShardActor {
     /// The store's scrub figures.
     pub fn scrub_figures(&self) -> ScrubFigures {
         self.scrub.figures()
-    }
-
-    /// Starts a scrub pass now at `bytes_per_second` (0: no limit); `false` if orders
-    /// are already waiting (the pass they start covers this one's).
-    pub fn order_scrub(&self, bytes_per_second: u64) -> bool {
-        self.scrub_orders.try_send(bytes_per_second).is_ok()
     }
 }
 

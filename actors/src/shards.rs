@@ -18,17 +18,21 @@ const CHUNK_ID_AT: usize = 8;
 #[derive(Clone)]
 pub struct Shards {
     actors: Arc<[ShardActor]>,
+    scrub_orders: Arc<crate::scrub::ScrubOrders>,
 }
 
 impl Shards {
-    /// The stores behind `actors` (at least one), in configuration order.
-    pub fn new(actors: Vec<ShardActor>) -> Self {
+    /// The stores behind `actors` (at least one), in configuration order, scrubbing
+    /// on the orders in `scrub_orders` (the [`crate::ScrubArgs::orders`] they started
+    /// with).
+    pub fn new(actors: Vec<ShardActor>, scrub_orders: Arc<crate::scrub::ScrubOrders>) -> Self {
         assert!(
             !actors.is_empty(),
             "invariant: a node has at least one store"
         );
         Self {
             actors: actors.into(),
+            scrub_orders,
         }
     }
 
@@ -138,11 +142,9 @@ impl Shards {
             .expect("invariant: a node has at least one store")
     }
 
-    /// Starts a scrub pass on every store now.
-    pub fn order_scrub(&self, bytes_per_second: u64) {
-        for actor in self.actors.iter() {
-            actor.order_scrub(bytes_per_second);
-        }
+    /// Starts a scrub pass on every store now; its ticket.
+    pub fn order_scrub(&self, bytes_per_second: u64) -> u64 {
+        self.scrub_orders.order(bytes_per_second)
     }
 
     /// The stores' space accounting, summed.

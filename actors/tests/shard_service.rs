@@ -81,7 +81,7 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
         actors.push(actor);
         threads.push(thread);
     }
-    let actor = Shards::new(actors.clone());
+    let actor = Shards::new(actors.clone(), Default::default());
 
     let ca = ClusterCa::create("test").expect("ca");
     let validity = Validity::starting_now(Duration::from_secs(3600));
@@ -205,7 +205,7 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
                 .expect("reopen");
         reopened.push(again);
     }
-    let again = Shards::new(reopened);
+    let again = Shards::new(reopened, Default::default());
     for (chunk, shards) in &chunks {
         for (i, shard) in shards.iter().enumerate() {
             let name = hive_wire::ShardName {

@@ -19,7 +19,7 @@ use hive_wire::net::rpc::code;
 use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
 use hive_wire::net::{Client, Connection, Identity, RpcError};
 use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::mpsc;
 
 use crate::quorum::{DedupQuorum, HedgeTimer, WriteOutcome, WriteQuorum};
 
@@ -97,7 +97,8 @@ pub struct BadShard {
 pub struct ChunkStore {
     view: RwLock<Arc<ClusterView>>,
     client: Client,
-    connections: Mutex<HashMap<NodeId, Connection>>,
+    /// Never held across an await.
+    connections: std::sync::Mutex<HashMap<NodeId, Connection>>,
     scheme: ErasureScheme,
     compression: CompressionConfig,
     owed: Arc<Owed>,
@@ -185,7 +186,7 @@ impl ChunkStore {
         Self {
             view: RwLock::new(Arc::new(view)),
             client,
-            connections: Mutex::new(HashMap::new()),
+            connections: std::sync::Mutex::new(HashMap::new()),
             scheme,
             compression,
             owed: Arc::new(Owed::default()),
@@ -287,14 +288,21 @@ impl ChunkStore {
     }
 
     /// Uses `view` from now on if its epoch is newer than the one in use; `true` if it
-    /// was.
+    /// was. Connections to nodes that came back (or moved) are dropped: they lead to
+    /// the node's old process.
     pub fn set_view(&self, view: ClusterView) -> bool {
         let mut current = self.view.write().unwrap_or_else(PoisonError::into_inner);
         if view.map.epoch() <= current.map.epoch() {
             return false;
         }
+        let returned = view.returned_since(&current);
         *current = Arc::new(view);
         drop(current);
+        let mut connections = self.lock_connections();
+        for node in &returned {
+            connections.remove(node);
+        }
+        drop(connections);
         self.view_changed.notify_waiters();
         true
     }
@@ -344,8 +352,14 @@ impl ChunkStore {
         Ok(view.map.place(view.map.pg_of(chunk), self.scheme.width())?)
     }
 
+    fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Connection>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn connection(&self, node: NodeId) -> Result<Connection, RpcError> {
-        if let Some(c) = self.connections.lock().await.get(&node) {
+        if let Some(c) = self.lock_connections().get(&node) {
             return Ok(c.clone());
         }
         let addr = *self
@@ -361,15 +375,12 @@ impl ChunkStore {
                     "node {node} at {addr} did not answer within {CONNECT_DEADLINE:?}"
                 ))
             })??;
-        self.connections
-            .lock()
-            .await
-            .insert(node, connection.clone());
+        self.lock_connections().insert(node, connection.clone());
         Ok(connection)
     }
 
     async fn forget(&self, node: NodeId) {
-        self.connections.lock().await.remove(&node);
+        self.lock_connections().remove(&node);
     }
 
     /// Writes `data` as one chunk and returns its id once k shards are durable. A chunk

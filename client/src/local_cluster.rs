@@ -47,6 +47,8 @@ const AUTHORITY_GRACE: Duration = Duration::from_secs(1);
 const OWED_REPORT_BATCH: usize = 512;
 /// Placement groups of a local cluster: 2^8.
 const PG_BITS: u8 = 8;
+/// Time between census rounds on a local cluster's nodes.
+const LOCAL_CENSUS_INTERVAL: &str = "5s";
 
 /// `cluster.toml`.
 #[derive(Serialize, Deserialize)]
@@ -133,9 +135,10 @@ fn node_config(
     store_size: &str,
     (k, m): (u8, u8),
 ) -> String {
-    // Six nodes share this machine's cores: one network thread each.
+    // Six nodes share this machine's cores: one network thread each. A census every
+    // few seconds: a local cluster is for trying failures out and seeing them healed.
     let mut config = format!(
-        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\n",
+        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
         authority.addr, authority.id
     );
     if n == authority.id {
@@ -567,6 +570,51 @@ fn fits(scheme: ErasureScheme, nodes: usize) -> Result<()> {
     Ok(())
 }
 
+/// The local cluster in `dir` as its administrator reaches it: the map authority,
+/// and a client with the admin identity for talking to any node.
+pub struct Admin {
+    /// A client with the cluster's admin identity.
+    pub client: Arc<Client>,
+    /// The map authority, reached as the admin.
+    pub authority: ControlClient,
+    /// The authority's node id.
+    pub authority_id: NodeId,
+}
+
+impl Admin {
+    /// The control service of `node` at `addr`, reached as the admin.
+    pub fn node(&self, node: NodeId, addr: SocketAddr) -> ControlClient {
+        ControlClient::new(self.client.clone(), addr, node)
+    }
+
+    /// The cluster's status, as the map authority knows it.
+    pub async fn status(&self) -> Result<hive_wire::net::control::StatusMessage> {
+        self.authority.status().await.with_context(|| {
+            format!(
+                "asking the map authority (node {} at {}) for the status",
+                self.authority_id,
+                self.authority.addr()
+            )
+        })
+    }
+}
+
+/// The administrator's handle on the local cluster in `dir`.
+pub fn admin(dir: &Path) -> Result<Admin> {
+    let file = load(dir)?;
+    let client = Arc::new(ClusterDir::open(dir)?.admin_client()?);
+    let authority = ControlClient::new(
+        client.clone(),
+        file.authority_addr()?,
+        NodeId(file.authority),
+    );
+    Ok(Admin {
+        client,
+        authority,
+        authority_id: NodeId(file.authority),
+    })
+}
+
 fn authority_client(dir: &Path, file: &ClusterFile) -> Result<ControlClient> {
     Ok(ControlClient::new(
         Arc::new(cluster_client(dir, file)?),
@@ -738,7 +786,8 @@ async fn store_on(
     Ok((store, authority))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The runtime the `hive` tool's cluster commands run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -838,7 +887,8 @@ pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
     Ok(written)
 }
 
-fn bytes(n: u64) -> String {
+/// `n` bytes in the largest binary unit that keeps it above 1 (`1.5 GiB`).
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;
     let mut unit = 0;
@@ -851,97 +901,4 @@ fn bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
-}
-
-/// Prints the cluster's status as the map authority knows it.
-pub fn status(dir: &Path, json: bool) -> Result<()> {
-    let file = load(dir)?;
-    let status = runtime()?.block_on(async {
-        let authority = authority_client(dir, &file)?;
-        authority.status().await.with_context(|| {
-            format!(
-                "asking the map authority (node {} at {}) for the status",
-                NodeId(file.authority),
-                authority.addr()
-            )
-        })
-    })?;
-    let view = ClusterView::from_message(&status.map)?;
-    let state = |id: u64| {
-        view.map
-            .node(NodeId(id))
-            .map_or("unknown", |n| match n.state {
-                NodeState::Up => "up",
-                NodeState::Down => "down",
-                NodeState::Out => "out",
-            })
-    };
-    let mut status = status;
-    status.nodes.sort_by_key(|n| n.id);
-    if json {
-        let nodes: Vec<serde_json::Value> = status
-            .nodes
-            .iter()
-            .map(|n| {
-                serde_json::json!({
-                    "id": n.id,
-                    "state": state(n.id),
-                    "addr": view.addresses.get(&NodeId(n.id)).map(ToString::to_string),
-                    "capacity": n.store.capacity,
-                    "used": n.store.used,
-                    "stored": n.store.live,
-                    "shards": n.store.shards,
-                    "heartbeat_age_ms": (n.heartbeat_age_ms != u64::MAX).then_some(n.heartbeat_age_ms),
-                })
-            })
-            .collect();
-        let report = serde_json::json!({
-            "epoch": status.map.epoch,
-            "k": file.k,
-            "m": file.m,
-            "nodes": nodes,
-            "shards_owed": status.shards_owed,
-        });
-        println!("{report}");
-        return Ok(());
-    }
-    let up = status.nodes.iter().filter(|n| state(n.id) == "up").count();
-    println!(
-        "map epoch {}: {} nodes, {up} up; erasure {}+{}",
-        status.map.epoch,
-        status.nodes.len(),
-        file.k,
-        file.m
-    );
-    println!(
-        "{:<18} {:<6} {:<22} {:>10} {:>10} {:>10} {:>8} {:>10}",
-        "node", "state", "address", "capacity", "used", "stored", "shards", "heartbeat"
-    );
-    let (mut capacity, mut used) = (0, 0);
-    for n in &status.nodes {
-        capacity += n.store.capacity;
-        used += n.store.used;
-        let heartbeat = if n.heartbeat_age_ms == u64::MAX {
-            "never".to_string()
-        } else {
-            format!("{:.1}s ago", n.heartbeat_age_ms as f64 / 1000.0)
-        };
-        println!(
-            "{:<18} {:<6} {:<22} {:>10} {:>10} {:>10} {:>8} {:>10}",
-            NodeId(n.id).to_string(),
-            state(n.id),
-            view.addresses
-                .get(&NodeId(n.id))
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            bytes(n.store.capacity),
-            bytes(n.store.used),
-            bytes(n.store.live),
-            n.store.shards,
-            heartbeat
-        );
-    }
-    println!("capacity {}, used {}", bytes(capacity), bytes(used));
-    println!("shards owed to repair: {}", status.shards_owed);
-    Ok(())
 }

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
 
 use hive_client::cluster_dir::ClusterDir;
-use hive_client::{local_cluster, mount, volumes};
+use hive_client::{health, inspect, local_cluster, mount, volumes};
+use hive_wire::NodeId;
 
 /// Runs and manages a HiveFS cluster.
 #[derive(Parser)]
@@ -50,16 +51,57 @@ enum Command {
         /// The file to store.
         file: PathBuf,
     },
-    /// Shows the cluster as its map authority sees it: each node's state, address,
-    /// capacity, use and last heartbeat, the map epoch, and the shards owed to repair.
+    /// Shows the cluster on one screen: its health (OK, DEGRADED or UNREADABLE), nodes
+    /// up, down and out, its chunks by how many of their shards are intact (from the
+    /// last census of every placement group), repair progress, rate and ETA, scrub
+    /// progress, space, and a line per node.
     Status {
         /// The local cluster's directory ('hive cluster up --dir').
         #[arg(long)]
         cluster: PathBuf,
-        /// One JSON object instead of the table.
+        /// One JSON object instead of the summary.
         #[arg(long)]
         json: bool,
     },
+    /// Reads and verifies every shard stored on the nodes now (scrub also runs by
+    /// itself, a pass every [scrub] period, 7 days by default). Damaged shards are
+    /// dropped and rebuilt by repair.
+    Scrub {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Only this node (its id); default every node that is up.
+        #[arg(long)]
+        node: Option<u64>,
+        /// How fast each node may read, per second: like 200MiB, or unlimited.
+        #[arg(long, default_value = "unlimited")]
+        rate: String,
+        /// Wait for the passes to finish, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Shows repair, sets its rate, or waits for it. Every node takes a census of the
+    /// placement groups it is primary for (every cluster.census_interval) and rebuilds
+    /// the shards its chunks lack, fewest intact shards first.
+    Repair {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Bytes of rebuilt shards each node may write per second, from now on: like
+        /// 64MiB, or unlimited.
+        #[arg(long)]
+        rate: Option<String>,
+        /// Wait until a full census finds nothing left to rebuild, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Nodes of the cluster.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Shows what a chunk or a file is made of: every chunk's shards, the node holding
+    /// each, and each shard's health (read and verified).
+    #[command(subcommand)]
+    Inspect(InspectCommand),
     /// Volumes: named trees of one cluster, each mounted on its own.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -99,6 +141,49 @@ enum Command {
         /// Where to write it.
         #[arg(short, long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Marks a node out now: its placement slots move to other nodes and repair
+    /// rebuilds its shards there (a node down for cluster.out_after is marked out by
+    /// itself). Refused if too few nodes would be left for a storage class.
+    Out {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The node's id.
+        node: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// A chunk's shards: by default in every storage class that holds any of it.
+    Chunk {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Only this class's data shards (with --m).
+        #[arg(long, requires = "m")]
+        k: Option<u8>,
+        /// Only this class's parity shards (with --k).
+        #[arg(long, requires = "k")]
+        m: Option<u8>,
+        /// The chunk id (64 hex digits).
+        id: String,
+    },
+    /// A file's extents and each extent chunk's shards.
+    File {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The volume the file is in.
+        #[arg(long, default_value = "default")]
+        volume: String,
+        /// Its path from the volume's root, like photos/2024/a.jpg.
+        path: String,
     },
 }
 
@@ -297,7 +382,39 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::Start { dir, nodes }) => {
             local_cluster::start(&dir, &nodes)
         }
-        Command::Status { cluster, json } => local_cluster::status(&cluster, json),
+        Command::Status { cluster, json } => health::status(&cluster, json),
+        Command::Scrub {
+            cluster,
+            node,
+            rate,
+            wait,
+        } => health::scrub(&cluster, node.map(NodeId), health::parse_rate(&rate)?, wait),
+        Command::Repair {
+            cluster,
+            rate,
+            wait,
+        } => {
+            let rate = rate.as_deref().map(health::parse_rate).transpose()?;
+            health::repair(&cluster, rate, wait)
+        }
+        Command::Node(NodeCommand::Out { cluster, node }) => {
+            health::node_out(&cluster, NodeId(node))
+        }
+        Command::Inspect(InspectCommand::Chunk { cluster, k, m, id }) => {
+            let id: hive_wire::ChunkId = id
+                .parse()
+                .with_context(|| format!("{id:?} is not a chunk id (64 hex digits)"))?;
+            let scheme = match (k, m) {
+                (Some(k), Some(m)) => Some(hive_codec::ErasureScheme::new(k, m)?),
+                _ => None,
+            };
+            inspect::inspect_chunk(&cluster, id, scheme)
+        }
+        Command::Inspect(InspectCommand::File {
+            cluster,
+            volume,
+            path,
+        }) => inspect::inspect_file(&cluster, &volume, &path),
         Command::Cluster(ClusterCommand::Down { dir }) => local_cluster::down(&dir),
         Command::Put { cluster, file } => {
             let id = local_cluster::put(&cluster, &file)?;

@@ -39,6 +39,21 @@ impl ClusterView {
         }
     }
 
+    /// Nodes up in this view that were not up in `older`, or that moved: a node that
+    /// came back is a new process, and a connection to its old one is dead (QUIC would
+    /// only notice at its idle timeout), so callers connect afresh.
+    pub fn returned_since(&self, older: &ClusterView) -> Vec<NodeId> {
+        self.map
+            .nodes()
+            .iter()
+            .filter(|n| n.state == NodeState::Up)
+            .filter(|n| {
+                !older.is_up(n.id) || older.addresses.get(&n.id) != self.addresses.get(&n.id)
+            })
+            .map(|n| n.id)
+            .collect()
+    }
+
     /// Whether `node` is marked up (a node the map does not know is not).
     pub fn is_up(&self, node: NodeId) -> bool {
         self.map

@@ -320,7 +320,7 @@ fn run(path: &Path) -> Result<()> {
         actors.push(actor);
         threads.push(thread);
     }
-    let actor = Shards::new(actors);
+    let actor = Shards::new(actors, scrub.orders.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.network_threads)
         .enable_all()

@@ -50,7 +50,7 @@ pub const OP_NODE_OUT: u16 = 5;
 /// [`HeartbeatAck`] (the new epoch). Administrators only, to the authority only.
 pub const OP_REPAIR_RATE: u16 = 6;
 /// Starts a scrub pass over every store of the node asked, now. Message:
-/// [`ScrubOrder`]; answer: none. Administrators only, any node.
+/// [`ScrubOrder`]; answer: [`ScrubTicket`]. Administrators only, any node.
 pub const OP_SCRUB: u16 = 7;
 
 /// Node states as they travel: see `NodeState` in the codec.
@@ -102,6 +102,16 @@ pub struct ScrubFigures {
     pub damaged: u64,
     /// The rate the pass under way reads at, bytes per second (0: no limit).
     pub rate: u64,
+    /// The ticket of the last ordered pass every store finished (see [`ScrubTicket`]).
+    pub ordered: u64,
+}
+
+/// The answer to a scrub order: the pass is done once the node's
+/// [`ScrubFigures::ordered`] reaches this ticket.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrubTicket {
+    /// The order's number on that node since it started.
+    pub ticket: u64,
 }
 
 /// How many of a class's chunks have `healthy` intact shards on their holders, as the
@@ -377,11 +387,12 @@ impl ControlClient {
         Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
     }
 
-    /// Starts a scrub pass on this node now (administrators).
-    pub async fn scrub(&self, bytes_per_second: u64) -> Result<(), RpcError> {
+    /// Starts a scrub pass on this node now (administrators); its ticket.
+    pub async fn scrub(&self, bytes_per_second: u64) -> Result<u64, RpcError> {
         let order = ScrubOrder { bytes_per_second };
-        self.call(OP_SCRUB, encode(&order), CONTROL_DEADLINE)
-            .await
-            .map(|_| ())
+        let answer = self
+            .call(OP_SCRUB, encode(&order), CONTROL_DEADLINE)
+            .await?;
+        Self::decode::<ScrubTicket>("ScrubTicket", &answer).map(|t| t.ticket)
     }
 }

@@ -141,7 +141,7 @@ pub struct ListQuery {
 /// How long a shard request may take before it counts as failed.
 pub const SHARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 /// How long a census request (digests or a list page) may take.
-pub const CENSUS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+pub const CENSUS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A client of one node's shard service.
 pub struct ShardClient {
