@@ -45,6 +45,9 @@ pub struct AuthorityArgs {
     /// Silence after which a down node is marked out (its shards rebuilt elsewhere);
     /// `None`: only an administrator marks nodes out.
     pub out_after: Option<Duration>,
+    /// Storage classes known before any shard of them is stored (the default volume's,
+    /// when this node also hosts the metadata service).
+    pub classes: Vec<hive_codec::ErasureScheme>,
     /// Where each published map goes.
     pub published: watch::Sender<Arc<MapMessage>>,
 }
@@ -113,13 +116,18 @@ impl Actor for MapAuthority {
             view.map.nodes().len()
         );
         myself.send_interval(MEMBERSHIP_TICK, || AuthorityMsg::Tick);
-        Ok(AuthorityState {
+        let mut state = AuthorityState {
             membership: Membership::new(view, Instant::now(), args.timeout)
                 .with_out_after(args.out_after),
             args,
             owed_total: 0,
             owed: VecDeque::new(),
-        })
+        };
+        let known = state.args.classes.clone();
+        if state.membership.add_classes(&known)?.is_some() {
+            state.commit()?;
+        }
+        Ok(state)
     }
 
     async fn handle(

@@ -53,3 +53,6 @@ pub const HINT_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 pub const REPAIR_BACKLOG: usize = 100_000;
 /// The default time between census rounds.
 pub const DEFAULT_CENSUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest a repairer sleeps on its rate before looking at the rate again, so a
+/// changed repair rate takes effect within it.
+pub const PACE_SLICE: std::time::Duration = std::time::Duration::from_millis(500);

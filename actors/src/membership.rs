@@ -310,13 +310,32 @@ impl Membership {
         Ok(Some(next))
     }
 
+    /// Adds storage classes the map lacks (known from configuration before any shard
+    /// of them is stored); the new epoch if any was added.
+    pub fn add_classes(
+        &mut self,
+        classes: &[ErasureScheme],
+    ) -> Result<Option<Epoch>, PlacementError> {
+        if !self.add(classes.iter().copied()) {
+            return Ok(None);
+        }
+        let next = Epoch(self.view.map.epoch().0 + 1);
+        self.bump(next)?;
+        Ok(Some(next))
+    }
+
     /// Adds the classes a heartbeat names that the map lacks; whether any was added.
     fn learn_classes(&mut self, health: &NodeHealth) -> bool {
+        let named = health
+            .classes
+            .iter()
+            .filter_map(|c| ErasureScheme::new(c.k, c.m).ok());
+        self.add(named)
+    }
+
+    fn add(&mut self, classes: impl Iterator<Item = ErasureScheme>) -> bool {
         let mut added = false;
-        for c in &health.classes {
-            let Ok(class) = ErasureScheme::new(c.k, c.m) else {
-                continue;
-            };
+        for class in classes {
             if !self.view.classes.contains(&class) {
                 self.view.classes.push(class);
                 added = true;

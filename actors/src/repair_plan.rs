@@ -119,6 +119,13 @@ impl RateLimiter {
         self.rate = bytes_per_second;
     }
 
+    /// Gives back `bytes` taken but not sent (the caller chose to wait and ask again).
+    pub fn refund(&mut self, bytes: u64) {
+        if self.rate > 0 {
+            self.allowance += bytes as f64;
+        }
+    }
+
     /// Takes `bytes` at `now`; how long the caller must wait before sending them.
     pub fn take(&mut self, now: std::time::Instant, bytes: u64) -> Duration {
         if self.rate == 0 {
@@ -190,6 +197,16 @@ mod tests {
         assert_eq!(plan.unreadable[0].chunk, id(2));
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].rebuild, vec![4]);
+    }
+
+    #[test]
+    fn a_take_larger_than_a_second_of_rate_waits_its_time() {
+        // A 4 MiB shard at 1 MiB/s: four seconds, not forever.
+        let t0 = std::time::Instant::now();
+        let mut limiter = RateLimiter::new(1 << 20);
+        let wait = limiter.take(t0, 4 << 20);
+        assert_eq!(wait, Duration::from_secs(4));
+        assert_eq!(limiter.take(t0 + wait, 0), Duration::ZERO);
     }
 
     #[test]

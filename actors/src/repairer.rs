@@ -28,7 +28,7 @@ use hive_wire::{ChunkId, NodeId, PgId, ShardIndex, ShardName};
 use tokio::sync::watch;
 
 use crate::census::{self, ListMerge, Verdict};
-use crate::constants::{CENSUS_PARALLEL, HINT_SETTLE, REPAIR_BACKLOG};
+use crate::constants::{CENSUS_PARALLEL, HINT_SETTLE, PACE_SLICE, REPAIR_BACKLOG};
 use crate::repair_plan::{self, Finding, RateLimiter, Task};
 
 /// What the repairer needs; see [`run`].
@@ -196,14 +196,27 @@ impl Repairer {
                 plan.unreadable.len()
             );
         }
+        let mut current = view.clone();
         for task in &plan.tasks {
-            // The rate is the map's, as of now: an administrator may change it mid-round.
-            let rate = ClusterView::from_message(&map.borrow())
-                .map_or(view.repair_rate, |v| v.repair_rate);
-            self.lock_limiter().set_rate(rate);
+            // Nodes that came back while the round runs are new processes: connect afresh.
+            let message = map.borrow().clone();
+            if message.epoch != current.map.epoch().0
+                && let Ok(newer) = ClusterView::from_message(&message)
+            {
+                self.forget(&newer.returned_since(&current)).await;
+                current = newer;
+            }
             let f = &task.finding;
             let group = &groups[by_group[&(view.map.pg_of(&f.chunk).get(), f.k, f.m)]];
-            match self.rebuild(view, group, task).await {
+            tracing::debug!(
+                "repair: chunk {} ({}+{}), {} intact: rebuilding shards {:?}",
+                f.chunk,
+                f.k,
+                f.m,
+                f.healthy(),
+                task.rebuild
+            );
+            match self.rebuild(view, map, group, task).await {
                 Ok(bytes) => self.state.update(|f| {
                     f.shards_rebuilt += task.rebuild.len() as u64;
                     f.bytes_rebuilt += bytes;
@@ -223,6 +236,35 @@ impl Repairer {
 
     fn lock_limiter(&self) -> std::sync::MutexGuard<'_, RateLimiter> {
         self.limiter.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `bytes` may be written at the map's repair rate. The rate is looked
+    /// at again at least every [`PACE_SLICE`]: when an administrator changes it, what is
+    /// still owed is paced at the new rate from then on.
+    async fn pace(&self, map: &watch::Receiver<Arc<MapMessage>>, fallback: u64, bytes: u64) {
+        let rate_now =
+            || ClusterView::from_message(&map.borrow()).map_or(fallback, |v| v.repair_rate);
+        let mut rate = rate_now();
+        let mut wait = {
+            let mut limiter = self.lock_limiter();
+            limiter.set_rate(rate);
+            limiter.take(Instant::now(), bytes)
+        };
+        while !wait.is_zero() {
+            let slice = wait.min(PACE_SLICE);
+            tokio::time::sleep(slice).await;
+            wait -= slice;
+            let changed = rate_now();
+            if changed != rate && !wait.is_zero() {
+                // The bytes not yet paid for at the old rate, paced at the new one.
+                let owed = (wait.as_secs_f64() * rate as f64) as u64;
+                let mut limiter = self.lock_limiter();
+                limiter.refund(owed);
+                limiter.set_rate(changed);
+                wait = limiter.take(Instant::now(), owed);
+            }
+            rate = changed;
+        }
     }
 
     /// The groups of every class whose primary (first up holder) is this node.
@@ -406,7 +448,13 @@ impl Repairer {
 
     /// Reads k intact shards of the task's chunk, rebuilds the missing ones and stores
     /// each on its holder; the bytes stored.
-    async fn rebuild(&self, view: &ClusterView, group: &Group, task: &Task) -> Result<u64, String> {
+    async fn rebuild(
+        &self,
+        view: &ClusterView,
+        map: &watch::Receiver<Arc<MapMessage>>,
+        group: &Group,
+        task: &Task,
+    ) -> Result<u64, String> {
         let chunk = task.finding.chunk;
         let shards = self.read_sources(view, group, task).await?;
         let wanted: Vec<ShardIndex> = task.rebuild.iter().map(|&i| ShardIndex(i)).collect();
@@ -426,12 +474,12 @@ impl Repairer {
         for (shard, &index) in rebuilt.into_iter().zip(&task.rebuild) {
             let node = group.holders[usize::from(index)];
             let len = shard.len() as u64;
-            let wait = self.lock_limiter().take(Instant::now(), len);
-            tokio::time::sleep(wait).await;
+            self.pace(map, view.repair_rate, len).await;
             let peer = self
                 .peer(view, node)
                 .await
                 .ok_or_else(|| format!("node {node} has no address"))?;
+            tracing::debug!("repair: storing shard {index} of chunk {chunk} on node {node}");
             peer.put(Bytes::from(shard))
                 .await
                 .map_err(|e| format!("storing shard {index} on node {node}: {e}"))?;
@@ -461,6 +509,10 @@ impl Repairer {
                 causes.push(format!("node {node} has no address"));
                 continue;
             };
+            tracing::debug!(
+                "repair: reading shard {index} of chunk {} from node {node}",
+                task.finding.chunk
+            );
             match peer.get(group.name(task.finding.chunk, index)).await {
                 Ok(Some(bytes)) => got.push((index, bytes)),
                 Ok(None) => causes.push(format!("shard {index} gone from node {node}")),

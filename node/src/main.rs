@@ -424,6 +424,13 @@ async fn serve(
                         pg_bits: cluster.pg_bits,
                         timeout: HEARTBEAT_TIMEOUT,
                         out_after: cluster.out_after,
+                        classes: config
+                            .meta
+                            .iter()
+                            .filter_map(|m| {
+                                hive_codec::ErasureScheme::new(m.class.0, m.class.1).ok()
+                            })
+                            .collect(),
                         published,
                     },
                 });

@@ -12,8 +12,10 @@ mod error;
 #[cfg(feature = "faults")]
 mod faults;
 mod index;
+pub mod layout;
 
 pub mod format;
+mod recovery;
 mod state;
 mod store;
 

@@ -17,15 +17,11 @@ use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, PgId, ShardName, S
 use crate::commit::{self, Op, Request};
 use crate::constants::{
     APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, QUEUED_BYTES,
-    SCAN_WINDOW,
 };
 use crate::device::Device;
 use crate::error::StoreError;
-use crate::format::{
-    DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader, Summary, SummaryEntry,
-    Superblock,
-};
-use crate::state::{Key, Location, SegmentUse, State, Tombstone};
+use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, Superblock};
+use crate::state::{Key, Location, State, Tombstone};
 
 /// How to format a store.
 #[derive(Debug, Clone)]
@@ -248,7 +244,10 @@ pub struct ScrubReport {
     pub damaged: Vec<Damaged>,
 }
 
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
         op,
         path: path.to_path_buf(),
@@ -354,7 +353,7 @@ impl Store {
         // superblock (checked just above), so the probe reads real data.
         let device = Rc::new(Device::open(path).await.map_err(io_err("opening", path))?);
         let mut state = State::new(path.to_path_buf(), sb);
-        let damaged_at_open = rebuild(&mut state, &device).await?;
+        let damaged_at_open = crate::recovery::rebuild(&mut state, &device).await?;
         let state = Rc::new(RefCell::new(state));
         let (queue, requests) = flume::bounded(APPEND_QUEUE);
         let writer =
@@ -844,7 +843,7 @@ async fn await_all(
 /// Checks a put record read from the index's location: header intact, written where it
 /// says and when the index says, holding the right key, and its shard intact. Returns
 /// where the shard lies in the record and its encoding.
-fn verify_put(
+pub(crate) fn verify_put(
     record: &[u8],
     key: &Key,
     at: &Location,
@@ -879,7 +878,7 @@ fn write_at(file: &mut File, pos: u64, bytes: &[u8], path: &Path) -> Result<(), 
         .map_err(io_err("writing", path))
 }
 
-fn read_superblock(path: &Path) -> Result<Superblock, StoreError> {
+pub(crate) fn read_superblock(path: &Path) -> Result<Superblock, StoreError> {
     let mut file = File::open(path).map_err(io_err("opening", path))?;
     let mut blocks = vec![0u8; 2 * BLOCK as usize];
     let mut filled = 0;
@@ -909,375 +908,4 @@ fn random_id() -> [u8; 16] {
         half.copy_from_slice(&hasher.finish().to_le_bytes());
     }
     id
-}
-
-/// One record found while scanning, to be replayed in sequence order.
-struct Found {
-    kind: RecordKind,
-    seq: u64,
-    key: Key,
-    at: Location,
-    /// A delete record's entries.
-    deletes: Vec<DeleteEntry>,
-}
-
-/// What reading one segment found.
-#[derive(Default)]
-struct SegmentScan {
-    /// The segment's current life, if it is in use.
-    base_seq: Option<u64>,
-    /// Blocks used by records, header included.
-    used: u32,
-    /// The records, for a summary if the segment has none yet.
-    entries: Vec<SummaryEntry>,
-    /// Whether a valid summary was read.
-    summarized: bool,
-}
-
-/// Rebuilds the index and segment use by reading every segment's current life, then
-/// seals every segment that had no summary yet (new records go to a fresh segment, so
-/// each one is now final), making the next open fast.
-async fn rebuild(state: &mut State, device: &Device) -> Result<Vec<Damaged>, StoreError> {
-    let mut found = Vec::new();
-    let mut damaged = Vec::new();
-    let mut max_seq = 0;
-    let mut unsealed = Vec::new();
-    for segment in 0..state.sb.segment_count {
-        let scan = scan_segment(state, device, segment, &mut found, &mut damaged).await?;
-        if let Some(base) = scan.base_seq {
-            max_seq = max_seq.max(base);
-            state.segments[segment as usize] = SegmentUse {
-                base_seq: Some(base),
-                used: scan.used,
-                live: 0,
-            };
-            if !scan.summarized {
-                unsealed.push(Summary {
-                    store_id: state.sb.store_id,
-                    segment,
-                    base_seq: base,
-                    used: scan.used,
-                    entries: scan.entries,
-                });
-            }
-        }
-    }
-    found.sort_unstable_by_key(|f| f.seq);
-    for f in &found {
-        max_seq = max_seq.max(f.seq);
-        if f.kind == RecordKind::Put {
-            state.insert(f.key, f.at);
-        }
-        for entry in &f.deletes {
-            let key = entry.name;
-            state.remove(&key, entry.target_segment, entry.target_life);
-            state.tombstones[f.at.segment as usize].push(Tombstone {
-                key,
-                segment: entry.target_segment,
-                life: entry.target_life,
-            });
-        }
-    }
-    state.next_seq = max_seq + 1;
-    state.head = None;
-    seal(state, device, unsealed).await?;
-    Ok(damaged)
-}
-
-/// Writes the summaries of segments that lack one, and makes them durable.
-async fn seal(state: &State, device: &Device, summaries: Vec<Summary>) -> Result<(), StoreError> {
-    if summaries.is_empty() {
-        return Ok(());
-    }
-    let first = state.record_area();
-    let blocks = state.sb.segment_blocks() - first;
-    for summary in summaries {
-        let bytes = summary.encode(blocks);
-        let mut buffer = device.buffer(bytes.len());
-        buffer.as_bytes_mut().copy_from_slice(&bytes);
-        device
-            .write(Rc::new(buffer), state.offset(summary.segment, first))
-            .await
-            .map_err(io_err("writing a segment summary to", &state.path))?;
-    }
-    device
-        .sync()
-        .await
-        .map_err(io_err("syncing segment summaries to", &state.path))
-}
-
-/// Reads one segment: from its summary if it has a valid one for its current life,
-/// otherwise record by record.
-async fn scan_segment(
-    state: &State,
-    device: &Device,
-    segment: u32,
-    found: &mut Vec<Found>,
-    damaged: &mut Vec<Damaged>,
-) -> Result<SegmentScan, StoreError> {
-    let read = |block: u32, blocks: u32| {
-        device.read(
-            state.offset(segment, block),
-            blocks as usize * BLOCK as usize,
-        )
-    };
-    let head = read(0, 1).await.map_err(io_err("reading", &state.path))?;
-    let header = match SegmentHeader::decode(&head) {
-        Ok(h) if h.store_id == state.sb.store_id && h.segment == segment => h,
-        _ => return Ok(SegmentScan::default()),
-    };
-    let area = state.record_area();
-    let tail = read(area, state.sb.segment_blocks() - area)
-        .await
-        .map_err(io_err("reading", &state.path))?;
-    match Summary::decode(&tail) {
-        Ok(summary)
-            if summary.store_id == state.sb.store_id
-                && summary.segment == segment
-                && summary.base_seq == header.base_seq
-                && summary.used <= area =>
-        {
-            from_summary(&read, &state.path, segment, summary, found, damaged).await
-        }
-        _ => scan_records(state, &read, segment, header, found, damaged).await,
-    }
-}
-
-/// Takes a sealed segment's records from its summary; only delete records are read,
-/// for their entries.
-async fn from_summary<R, F>(
-    read: &R,
-    path: &Path,
-    segment: u32,
-    summary: Summary,
-    found: &mut Vec<Found>,
-    damaged: &mut Vec<Damaged>,
-) -> Result<SegmentScan, StoreError>
-where
-    R: Fn(u32, u32) -> F,
-    F: std::future::Future<Output = io::Result<ReadResult>>,
-{
-    for e in &summary.entries {
-        let at = Location {
-            segment,
-            block: e.block,
-            blocks: e.blocks,
-            tag: e.tag,
-        };
-        let key = e.name;
-        let deletes = match e.kind {
-            RecordKind::Put => Vec::new(),
-            RecordKind::Delete => {
-                let record = read(e.block, e.blocks)
-                    .await
-                    .map_err(io_err("reading", path))?;
-                match RecordHeader::decode(&record)
-                    .and_then(|h| DeleteEntry::decode_all(&h, &record[RECORD_HEADER_LEN..]))
-                {
-                    Ok(entries) => entries,
-                    Err(reason) => {
-                        damaged.push(Damaged {
-                            name: key,
-                            segment,
-                            block: e.block,
-                            reason: format!("delete record: {reason}"),
-                        });
-                        continue;
-                    }
-                }
-            }
-        };
-        found.push(Found {
-            kind: e.kind,
-            seq: e.seq,
-            key,
-            at,
-            deletes,
-        });
-    }
-    Ok(SegmentScan {
-        base_seq: Some(summary.base_seq),
-        used: summary.used,
-        entries: Vec::new(),
-        summarized: true,
-    })
-}
-
-/// Blocks that fail to hold a record of the segment's current life, starting at
-/// `block`: a destroyed record header, a record whose contents fail verification, or
-/// the unwritten end of the segment.
-struct Gap {
-    block: u32,
-    /// The record whose header is intact but whose contents are not, if that is what
-    /// starts the gap.
-    name: Option<ShardName>,
-}
-
-impl Gap {
-    /// The gap as damage: something intact follows it, so it is not the torn tail of
-    /// an unacknowledged batch but records damaged after they were written.
-    fn damaged(self, segment: u32, until: u32) -> Damaged {
-        let reason = match self.name {
-            Some(_) => "record fails verification (found when the store was opened)".into(),
-            None => format!(
-                "record header destroyed: blocks {}..{until} hold no readable record (found when the store was opened)",
-                self.block
-            ),
-        };
-        Damaged {
-            name: self.name.unwrap_or(ShardName::NONE),
-            segment,
-            block: self.block,
-            reason,
-        }
-    }
-}
-
-/// Reads a segment record by record. A block that holds no record header of the
-/// segment's current life (destroyed, torn or never written) starts a gap, and the
-/// scan looks for the next record at each following block (every record starts on a
-/// block and names its own segment, block and sequence number, so nothing else
-/// passes for one). A gap followed by an intact record is damage and is reported
-/// (with the shard's name when its header survived); a gap that runs to the end is the
-/// torn tail of an unacknowledged batch, or the segment's unwritten space. Neither is
-/// indexed, so `has` never vouches for them.
-async fn scan_records<R, F>(
-    state: &State,
-    read: &R,
-    segment: u32,
-    header: SegmentHeader,
-    found: &mut Vec<Found>,
-    damaged: &mut Vec<Damaged>,
-) -> Result<SegmentScan, StoreError>
-where
-    R: Fn(u32, u32) -> F,
-    F: std::future::Future<Output = io::Result<ReadResult>>,
-{
-    let area = state.record_area();
-    let mut block = 1;
-    let mut entries = Vec::new();
-    let mut gap: Option<Gap> = None;
-    // The block after the last intact record, and that record's sequence number.
-    let mut end = 1;
-    let mut last_seq = None;
-    while block < area {
-        let Some(rec) = next_header(state, read, segment, &header, block, last_seq).await? else {
-            // Nothing of this life follows: the rest is a torn tail or unwritten.
-            break;
-        };
-        if rec.block != block {
-            // Found past a stretch of blocks with no record header.
-            gap.get_or_insert(Gap { block, name: None });
-            block = rec.block;
-        }
-        let at = Location {
-            segment,
-            block,
-            blocks: rec.blocks,
-            tag: EncodingTag(0),
-        };
-        let key = rec.name;
-        let record = read(block, rec.blocks)
-            .await
-            .map_err(io_err("reading", &state.path))?;
-        let (tag, deletes) = match rec.kind {
-            RecordKind::Put => (
-                verify_put(&record, &key, &at).ok().map(|(_, _, tag)| tag),
-                Vec::new(),
-            ),
-            RecordKind::Delete => {
-                match DeleteEntry::decode_all(&rec, &record[RECORD_HEADER_LEN..]) {
-                    Ok(entries) => (Some(EncodingTag(0)), entries),
-                    Err(_) => (None, Vec::new()),
-                }
-            }
-        };
-        last_seq = Some(rec.seq);
-        if let Some(before) = gap.take() {
-            damaged.push(before.damaged(segment, block));
-        }
-        match tag {
-            Some(tag) => {
-                entries.push(SummaryEntry {
-                    kind: rec.kind,
-                    name: rec.name,
-                    block,
-                    blocks: rec.blocks,
-                    tag,
-                    seq: rec.seq,
-                });
-                found.push(Found {
-                    kind: rec.kind,
-                    seq: rec.seq,
-                    key,
-                    at: Location { tag, ..at },
-                    deletes,
-                });
-                end = block + rec.blocks;
-            }
-            None => {
-                gap = Some(Gap {
-                    block,
-                    name: Some(rec.name),
-                })
-            }
-        }
-        block += rec.blocks;
-    }
-    Ok(SegmentScan {
-        base_seq: Some(header.base_seq),
-        used: end,
-        entries,
-        summarized: false,
-    })
-}
-
-/// The first record header of the segment's current life at or after `from`, reading
-/// [`SCAN_WINDOW`] blocks at a time; `None` if there is none before the summary. A
-/// header counts only if its checksum holds, it names this segment and the block it
-/// lies in, its sequence number belongs to this life and follows `after`, and the
-/// record fits the segment.
-async fn next_header<R, F>(
-    state: &State,
-    read: &R,
-    segment: u32,
-    header: &SegmentHeader,
-    from: u32,
-    after: Option<u64>,
-) -> Result<Option<RecordHeader>, StoreError>
-where
-    R: Fn(u32, u32) -> F,
-    F: std::future::Future<Output = io::Result<ReadResult>>,
-{
-    let area = state.record_area();
-    let of_this_life = |bytes: &[u8], block: u32| {
-        RecordHeader::decode(bytes).ok().filter(|rec| {
-            rec.seq >= header.base_seq
-                && after.is_none_or(|last| rec.seq > last)
-                && (rec.segment, rec.block) == (segment, block)
-                && rec.blocks >= 1
-                && rec.blocks <= area - block
-        })
-    };
-    // The usual case: the next record starts right where the last one ended.
-    let first = read(from, 1)
-        .await
-        .map_err(io_err("reading", &state.path))?;
-    if let Some(rec) = of_this_life(&first, from) {
-        return Ok(Some(rec));
-    }
-    let mut start = from + 1;
-    while start < area {
-        let blocks = (area - start).min(SCAN_WINDOW);
-        let window = read(start, blocks)
-            .await
-            .map_err(io_err("reading", &state.path))?;
-        for (i, bytes) in window.chunks_exact(BLOCK as usize).enumerate() {
-            if let Some(rec) = of_this_life(bytes, start + i as u32) {
-                return Ok(Some(rec));
-            }
-        }
-        start += blocks;
-    }
-    Ok(None)
 }

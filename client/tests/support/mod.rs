@@ -15,8 +15,15 @@ pub const STATUS_WAIT: Duration = Duration::from_secs(60);
 pub const FRESH_MARGIN: Duration = Duration::from_millis(1500);
 
 pub fn hive(args: &[&str]) -> Output {
+    hive_with_env(args, &[])
+}
+
+/// `hive` with extra environment (a `hive cluster up` or `start` passes it on to the
+/// nodes it starts: `HIVE_LOG=debug`, say).
+pub fn hive_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hive"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run hive")
 }
@@ -52,27 +59,70 @@ impl Cluster {
     /// Six nodes, 4+2, with stores of `size` (sparse files: only what is written takes
     /// disk space).
     pub fn with_stores(name: &str, size: &str) -> Self {
+        Self::with(name, 6, (4, 2), size, &[])
+    }
+
+    /// `nodes` nodes, class k + m, stores of `size`, the nodes started with `env`.
+    pub fn with(
+        name: &str,
+        nodes: u64,
+        (k, m): (u8, u8),
+        size: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("hive-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let cluster = Self { dir };
         ok(
-            &hive(&[
-                "cluster",
-                "up",
-                "--dir",
-                cluster.d(),
-                "--nodes",
-                "6",
-                "--k",
-                "4",
-                "--m",
-                "2",
-                "--store-size",
-                size,
-            ]),
+            &hive_with_env(
+                &[
+                    "cluster",
+                    "up",
+                    "--dir",
+                    cluster.d(),
+                    "--nodes",
+                    &nodes.to_string(),
+                    "--k",
+                    &k.to_string(),
+                    "--m",
+                    &m.to_string(),
+                    "--store-size",
+                    size,
+                ],
+                env,
+            ),
             "cluster up",
         );
         cluster
+    }
+
+    /// Starts the stopped nodes again, with `env`.
+    pub fn start(&self, env: &[(&str, &str)]) {
+        ok(
+            &hive_with_env(&["cluster", "start", "--dir", self.d()], env),
+            "cluster start",
+        );
+    }
+
+    /// Waits until `done` holds for the status, or fails naming `what` after `within`.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let status = self.status();
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{what}: not within {within:?} (seed {SEED:#x}); status: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     pub fn d(&self) -> &str {

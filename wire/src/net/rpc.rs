@@ -28,10 +28,18 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const CONNECTION_BUFFER: usize = 64 << 20;
 /// How long a server waits for a request frame to arrive whole.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// A connection with no traffic for this long is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection that hears nothing from its peer for this long is closed. Both ends send
+/// keep-alives every [`KEEP_ALIVE`], so only a dead, stopped or cut-off peer is silent
+/// that long: a node killed and restarted leaves connections to its old process that
+/// fail within this time, not a minute later.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle connection is pinged (see [`IDLE_TIMEOUT`]).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// How long a refusal may take to reach the caller before its connection is closed.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long a stopping server waits for its peers to acknowledge the closing of their
+/// connections (a live peer does within milliseconds; a dead one never).
+pub const SHUTDOWN_CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Application close code: the peer's certificate was revoked.
 const CLOSE_REVOKED: u8 = 2;
 /// Bytes of the request envelope before the message: protocol, version, operation.
@@ -158,6 +166,7 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
             .try_into()
             .expect("invariant: the idle timeout fits QUIC's varint"),
     ));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
     Arc::new(t)
 }
 
@@ -289,7 +298,10 @@ impl Server {
         });
         let _ = drained.await;
         self.endpoint.close(0u8.into(), b"server shutting down");
-        self.endpoint.wait_idle().await;
+        // A peer that died with a connection open never acknowledges the close: quinn
+        // would wait for that connection's idle timeout (a minute). Its close was sent;
+        // waiting longer helps no one.
+        let _ = tokio::time::timeout(SHUTDOWN_CLOSE_GRACE, self.endpoint.wait_idle()).await;
     }
 
     /// The address it listens on.

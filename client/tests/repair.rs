@@ -1,0 +1,382 @@
+//! Self-healing on real local clusters: the dedup question that cannot acknowledge a
+//! chunk with fewer than k shards, shards lost with a killed writer found by the census
+//! and rebuilt, a node marked out rebuilt elsewhere, damage on disk found by scrub and
+//! repaired, and repair that goes riskiest first, keeps its rate and resumes when its
+//! node dies. Everything through the `hive` CLI, real node processes and real signals.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{Cluster, SEED, hive, ok, text};
+
+/// How long healing may take on a loaded machine: a few census rounds (5 s apart on a
+/// local cluster) and the rebuilding itself.
+const HEAL_WITHIN: Duration = Duration::from_secs(180);
+
+fn random(seed: u64, len: usize) -> Vec<u8> {
+    hive_testkit::random_bytes(seed, len)
+}
+
+/// Kills `nodes` and waits until the map shows them down (a write then skips them
+/// rather than waiting for them).
+fn kill_and_wait_down(c: &Cluster, nodes: &[u64]) {
+    c.signal("-KILL", nodes);
+    c.wait_status("killed nodes marked down", HEAL_WITHIN, |s| {
+        s["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter(|n| nodes.contains(&n["id"].as_u64().expect("id")))
+            .all(|n| n["state"] == "down")
+    });
+}
+
+/// Each class's chunk counts by intact shards, from the status.
+fn by_healthy(status: &serde_json::Value) -> BTreeMap<String, BTreeMap<u64, u64>> {
+    status["classes"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .map(|c| {
+            let name = format!("{}+{}", c["k"], c["m"]);
+            let counts = c["by_healthy"]
+                .as_object()
+                .expect("by_healthy")
+                .iter()
+                .map(|(h, n)| (h.parse().expect("a count"), n.as_u64().expect("chunks")))
+                .collect();
+            (name, counts)
+        })
+        .collect()
+}
+
+/// Waits until every node that is up has finished two census rounds from now on (the
+/// first may have begun before), none has anything queued, and every chunk counted has
+/// all k + m of its shards intact; the status then.
+fn wait_healed(c: &Cluster, width: u64) -> serde_json::Value {
+    let start = c.status();
+    let rounds = |s: &serde_json::Value, id: &serde_json::Value| {
+        s["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["id"] == *id)
+            .map_or(0, |n| n["repair"]["rounds"].as_u64().expect("rounds"))
+    };
+    c.wait_status("every chunk whole again", HEAL_WITHIN, |s| {
+        let nodes = s["nodes"].as_array().expect("nodes");
+        let settled = nodes.iter().filter(|n| n["state"] == "up").all(|n| {
+            n["repair"]["rounds"].as_u64().expect("rounds") >= rounds(&start, &n["id"]) + 2
+                && n["repair"]["queued"] == 0
+        });
+        let whole = by_healthy(s)
+            .values()
+            .all(|counts| counts.keys().all(|h| *h == width));
+        settled && whole
+    })
+}
+
+fn chunks_counted(status: &serde_json::Value) -> u64 {
+    by_healthy(status).values().flat_map(|c| c.values()).sum()
+}
+
+#[test]
+fn a_rewrite_after_a_failed_write_stores_the_chunk_whole() {
+    // The case through the library: a put fails with three of six nodes dead,
+    // but its shard sends land on the three alive; once the nodes are back, a put of the
+    // same bytes must not take one holder's "yes" as the chunk being stored.
+    let c = Cluster::up("rewrite");
+    let data = random(SEED + 20, 6 << 20);
+    c.signal("-KILL", &[4, 5, 6]);
+    let file = c.path("first.bin");
+    std::fs::write(&file, &data).expect("sample");
+    let out = hive(&["put", "--cluster", c.d(), file.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "a put with 3 of 6 nodes succeeded");
+    c.start(&[]);
+    let id = c.put("second.bin", &data);
+    // Read at once, before repair could add anything: the put itself made the chunks
+    // readable, with two holders more than the three that had shards.
+    c.signal("-KILL", &[1, 2]);
+    c.check(&id, &data);
+}
+
+#[test]
+fn shards_lost_with_a_killed_writer_are_found_by_the_census_and_rebuilt() {
+    let c = Cluster::up("census");
+    kill_and_wait_down(&c, &[5, 6]);
+    // A writer killed mid-put: its chunks are acknowledged at k on nodes 1..4, and the
+    // shards it owes nodes 5 and 6 are never reported. It reads from a FIFO that the
+    // test fills part way and holds open, so it is surely killed mid-object.
+    let fifo = c.path("input.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    let before = c.stored();
+    let owed = c.owed();
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_hive"))
+        .args(["put", "--cluster", c.d(), fifo.to_str().expect("utf-8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the writer");
+    let mut input = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .expect("open the FIFO (the writer opens its end)");
+    std::io::Write::write_all(&mut input, &random(SEED + 30, 40 << 20)).expect("feed");
+    let started = Instant::now();
+    while c.stored() < before + (16 << 20) {
+        assert!(
+            started.elapsed() < HEAL_WITHIN,
+            "the writer stored nothing (seed {SEED:#x})"
+        );
+    }
+    writer.kill().expect("kill -9 the writer");
+    let _ = writer.wait();
+    drop(input);
+    assert_eq!(
+        c.owed(),
+        owed,
+        "the killed writer reported what it owed, so this would prove nothing"
+    );
+    // A complete object too, written while the two nodes are down.
+    let small = random(SEED + 31, 8 << 20);
+    let small_id = c.put("small.bin", &small);
+    c.start(&[]);
+    let healed = wait_healed(&c, 6);
+    assert!(
+        chunks_counted(&healed) >= 16,
+        "the census counted too few chunks: {healed}"
+    );
+    // The small object's shards on nodes 5 and 6 are real now: it reads with 1 and 2
+    // dead.
+    c.signal("-KILL", &[1, 2]);
+    c.check(&small_id, &small);
+}
+
+#[test]
+fn a_node_marked_out_is_rebuilt_elsewhere_and_another_loss_loses_nothing() {
+    // 3+2 on six nodes: with one node out, five are left for five shards.
+    let c = Cluster::with("out", 6, (3, 2), "1GiB", &[]);
+    let data = random(SEED + 40, 48 << 20);
+    let id = c.put("data.bin", &data);
+    c.signal("-KILL", &[6]);
+    let out = hive(&["node", "out", "--cluster", c.d(), "6"]);
+    assert!(text(&out).contains("is out in map epoch"), "{}", text(&out));
+    // A second one is refused: four nodes cannot hold five shards.
+    let refused = hive(&["node", "out", "--cluster", c.d(), "5"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("would leave 4 nodes"),
+        "{}",
+        text(&refused)
+    );
+    ok(
+        &hive(&["repair", "--cluster", c.d(), "--wait"]),
+        "repair --wait",
+    );
+    let healed = wait_healed(&c, 5);
+    assert!(chunks_counted(&healed) >= 20, "{healed}");
+    c.signal("-KILL", &[5]);
+    c.check(&id, &data);
+}
+
+#[test]
+fn scrub_finds_every_damaged_shard_and_repair_replaces_it() {
+    let c = Cluster::up("scrub");
+    let data = random(SEED + 50, 128 << 20);
+    let id = c.put("data.bin", &data);
+    // Damage 1% of node 3's shards (at least two) behind its back: flip a bit in half
+    // of them, zero a whole 4 KiB block in the others.
+    let store = c.path("node-3/store.img");
+    let shards = hive_nvme::layout::shards(&store).expect("the store's layout");
+    let count = (shards.len() / 100).max(2);
+    let mut rng = hive_testkit::Rng::new(SEED);
+    let mut victims = shards.clone();
+    rng.shuffle(&mut victims);
+    victims.truncate(count);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&store)
+        .expect("open the store file");
+    for (n, shard) in victims.iter().enumerate() {
+        let at = shard.shard + 200 + rng.below((shard.len - 4400) as usize) as u64;
+        if n % 2 == 0 {
+            let mut byte = [0u8; 1];
+            std::fs::File::open(&store)
+                .expect("store")
+                .read_exact_at(&mut byte, at)
+                .expect("read");
+            file.write_all_at(&[byte[0] ^ 0x10], at).expect("flip");
+        } else {
+            file.write_all_at(&[0u8; 4096], at).expect("zero a block");
+        }
+    }
+    file.sync_all().expect("sync");
+    // Reads never return the wrong bytes: they verify every shard and every chunk.
+    c.check(&id, &data);
+    let out = ok(
+        &hive(&["scrub", "--cluster", c.d(), "--node", "3", "--wait"]),
+        "scrub --wait",
+    );
+    assert!(out.contains("scrub done on 1 nodes"), "{out}");
+    let status = c.status();
+    let node3 = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == 3)
+        .expect("node 3");
+    assert_eq!(
+        node3["scrub"]["damaged"].as_u64(),
+        Some(count as u64),
+        "scrub found another number of damaged shards than were made: {node3}"
+    );
+    wait_healed(&c, 6);
+    for victim in &victims {
+        let chunk = victim.name.chunk.to_string();
+        let shown = ok(
+            &hive(&["inspect", "chunk", "--cluster", c.d(), &chunk]),
+            "inspect",
+        );
+        assert!(shown.contains("(4+2): whole"), "{shown}");
+    }
+    c.signal("-KILL", &[1, 2]);
+    c.check(&id, &data);
+}
+
+/// Per node, the intact-shard counts of the chunks it rebuilt, round by round, from its
+/// log (`repair: chunk .. N intact` lines, at debug level).
+fn rebuild_order(c: &Cluster, node: u64) -> Vec<Vec<u64>> {
+    let log = std::fs::read_to_string(c.path(&format!("node-{node}/node.log"))).expect("log");
+    let mut rounds: Vec<Vec<u64>> = Vec::new();
+    for line in log.lines() {
+        if line.contains("chunks to rebuild") {
+            rounds.push(Vec::new());
+        } else if let Some(rest) = line.split("repair: chunk ").nth(1)
+            && let Some(healthy) = rest.split(", ").nth(1)
+        {
+            let n = healthy
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("an intact count");
+            rounds.last_mut().expect("a round began").push(n);
+        }
+    }
+    rounds
+}
+
+fn repair_figures(status: &serde_json::Value) -> BTreeMap<u64, (u64, u64)> {
+    status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_u64().expect("id"),
+                (
+                    n["repair"]["bytes_rebuilt"].as_u64().expect("bytes"),
+                    n["repair"]["queued"].as_u64().expect("queued"),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn repair_goes_riskiest_first_keeps_its_rate_and_resumes_when_its_node_dies() {
+    const RATE: u64 = 512 << 10;
+    const WINDOW: Duration = Duration::from_secs(16);
+    let debug = [("HIVE_LOG", "debug")];
+    let c = Cluster::with("risk", 6, (3, 2), "1GiB", &debug);
+    // With nodes 5 and 6 dead, a group holds five of the six nodes: its chunks lack one
+    // shard (5 or 6 is not among its holders) or two.
+    kill_and_wait_down(&c, &[5, 6]);
+    let data = random(SEED + 60, 96 << 20);
+    let id = c.put("data.bin", &data);
+    ok(
+        &hive(&["repair", "--cluster", c.d(), "--rate", "512KiB"]),
+        "repair --rate",
+    );
+    c.start(&debug);
+    // Every node primary of groups with work: each rebuilds at the rate, no faster.
+    let first = c.wait_status("repair under way", HEAL_WITHIN, |s| {
+        repair_figures(s).values().filter(|(_, q)| *q > 0).count() >= 4
+    });
+    let window = Instant::now();
+    while window.elapsed() < WINDOW {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = c.status();
+    let (a, b) = (repair_figures(&first), repair_figures(&second));
+    let limit = RATE as f64 * WINDOW.as_secs_f64();
+    let mut measured = 0;
+    for (node, (before, queued)) in &a {
+        let (after, still) = b[node];
+        if *queued == 0 || still == 0 {
+            continue;
+        }
+        let wrote = (after - before) as f64;
+        assert!(
+            (0.8 * limit..=1.2 * limit).contains(&wrote),
+            "node {node} rebuilt {wrote} bytes in {WINDOW:?} at a limit of {RATE} bytes/s"
+        );
+        measured += 1;
+    }
+    assert!(measured >= 2, "too few nodes stayed busy: {first} {second}");
+    // The busiest repairer dies mid-way; once the map shows it down, the next holder of
+    // each of its groups is that group's primary and carries on (all but the shards
+    // the dead node itself should hold, which wait for it to come back).
+    let (&busiest, _) = b.iter().max_by_key(|(_, (_, q))| *q).expect("nodes");
+    c.signal("-KILL", &[busiest]);
+    let dead = c.wait_status("the killed repairer marked down", HEAL_WITHIN, |s| {
+        s["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .any(|n| n["id"] == busiest && n["state"] == "down")
+    });
+    let rebuilt = |s: &serde_json::Value| -> u64 {
+        repair_figures(s)
+            .iter()
+            .filter(|(n, _)| **n != busiest)
+            .map(|(_, (bytes, _))| bytes)
+            .sum()
+    };
+    let before = rebuilt(&dead);
+    c.wait_status("repair carried on without it", HEAL_WITHIN, |s| {
+        rebuilt(s) > before
+    });
+    ok(
+        &hive(&["repair", "--cluster", c.d(), "--rate", "unlimited"]),
+        "repair --rate unlimited",
+    );
+    c.start(&debug);
+    let healed = wait_healed(&c, 5);
+    // Nothing written twice: every node holds exactly its share, 5 shards a chunk.
+    let chunks = chunks_counted(&healed);
+    let shards: u64 = healed["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["shards"].as_u64().expect("shards"))
+        .sum();
+    assert_eq!(shards, chunks * 5, "{healed}");
+    c.check(&id, &data);
+    // Riskiest first: within every round of every node, chunks with fewer intact shards
+    // come before chunks with more.
+    let mut saw_both = false;
+    for node in 1..=6 {
+        for round in rebuild_order(&c, node) {
+            assert!(
+                round.windows(2).all(|w| w[0] <= w[1]),
+                "node {node} rebuilt out of risk order: {round:?}"
+            );
+            saw_both |= round.first() < round.last();
+        }
+    }
+    assert!(saw_both, "no round had chunks of two risk levels to order");
+}
