@@ -358,9 +358,37 @@ impl ChunkStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn connection(&self, node: NodeId) -> Result<Connection, RpcError> {
-        if let Some(c) = self.lock_connections().get(&node) {
-            return Ok(c.clone());
+    /// Sends `request` to `node`, on its cached connection or a new one. A cached
+    /// connection the node reset (it restarted since: it processed nothing) is
+    /// replaced and the request sent again; after any other transport failure the
+    /// connection is dropped.
+    async fn call(
+        &self,
+        node: NodeId,
+        request: hive_wire::net::Request,
+        deadline: Duration,
+    ) -> Result<hive_wire::net::Response, RpcError> {
+        let (connection, reused) = self.connection(node).await?;
+        let mut result = connection.call(request.clone(), deadline).await;
+        if reused && matches!(result, Err(RpcError::Reset)) {
+            self.forget(node).await;
+            let (fresh, _) = self.connection(node).await?;
+            result = fresh.call(request, deadline).await;
+        }
+        if let Err(err) = &result
+            && !matches!(err, RpcError::Remote(_))
+        {
+            self.forget(node).await;
+        }
+        result
+    }
+
+    /// `node`'s connection, made if need be; whether it was cached.
+    async fn connection(&self, node: NodeId) -> Result<(Connection, bool), RpcError> {
+        if let Some(c) = self.lock_connections().get(&node)
+            && !c.is_closed()
+        {
+            return Ok((c.clone(), true));
         }
         let addr = *self
             .view()
@@ -376,7 +404,7 @@ impl ChunkStore {
                 ))
             })??;
         self.lock_connections().insert(node, connection.clone());
-        Ok(connection)
+        Ok((connection, false))
     }
 
     async fn forget(&self, node: NodeId) {
@@ -472,13 +500,8 @@ impl ChunkStore {
     }
 
     async fn send_shard(&self, node: NodeId, shard: Bytes) -> Result<(), RpcError> {
-        let connection = self.connection(node).await?;
         let request = message::request::<ShardService>(OP_PUT, Bytes::new(), shard);
-        let result = connection.call(request, SHARD_DEADLINE).await.map(|_| ());
-        if result.is_err() {
-            self.forget(node).await;
-        }
-        result
+        self.call(node, request, SHARD_DEADLINE).await.map(|_| ())
     }
 
     /// The dedup question: asks every holder the map says is up whether it has an
@@ -526,13 +549,12 @@ impl ChunkStore {
         chunk: ChunkId,
         index: ShardIndex,
     ) -> Option<Option<EncodingTag>> {
-        let connection = tokio::time::timeout(HAS_DEADLINE, self.connection(node))
+        let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
+        let request = message::request::<ShardService>(OP_HAS, key, Bytes::new());
+        let answer = tokio::time::timeout(HAS_DEADLINE, self.call(node, request, HAS_DEADLINE))
             .await
             .ok()?
             .ok()?;
-        let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
-        let request = message::request::<ShardService>(OP_HAS, key, Bytes::new());
-        let answer = connection.call(request, HAS_DEADLINE).await.ok()?;
         message::decode::<Found>("Found", &answer.message)
             .ok()
             .map(|f| f.present.then_some(EncodingTag(f.tag)))
@@ -544,15 +566,10 @@ impl ChunkStore {
         chunk: ChunkId,
         index: ShardIndex,
     ) -> Result<Option<Bytes>, RpcError> {
-        let connection = self.connection(node).await?;
         let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
         let request = message::request::<ShardService>(OP_GET, key, Bytes::new());
         let started = Instant::now();
-        let answer = connection.call(request, SHARD_DEADLINE).await;
-        if answer.is_err() {
-            self.forget(node).await;
-        }
-        let answer = answer?;
+        let answer = self.call(node, request, SHARD_DEADLINE).await?;
         self.hedge
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -854,3 +854,81 @@ fn posix_acls_are_enforced_and_inherited() {
         "nobody may not"
     );
 }
+
+/// Writes `data` to `path` and fsyncs it; the fsync's result (the write only fills the
+/// mount's buffer).
+fn write_and_fsync(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(data)?;
+    file.sync_all()
+}
+
+#[test]
+fn a_failed_write_leaves_nothing_unreadable_and_unsaved_bytes_are_named() {
+    require_fuse();
+    let cluster = Cluster::up("mount-rewrite");
+    let data = hive_testkit::random_bytes(SEED + 70, 6 << 20);
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+
+    // Three of six nodes dead: the fsync fails, as it must. Its shard sends land on the
+    // three nodes alive, and its bytes stay in the mount's buffer.
+    cluster.signal("-KILL", &[4, 5, 6]);
+    let failed = write_and_fsync(&mnt.path("first"), &data);
+    assert!(failed.is_err(), "an fsync with 3 of 6 nodes succeeded");
+    // Back up, the same bytes in another file: the fsync must not count one holder's
+    // shard as the chunk being stored.
+    ok(
+        &hive(&["cluster", "start", "--dir", cluster.d()]),
+        "cluster start",
+    );
+    write_and_fsync(&mnt.path("second"), &data).expect("fsync with every node up");
+    // The first file's buffer, left after its last close, is stored by the retry loop;
+    // then every byte reads back on a fresh mount, two nodes dead (so the chunks really
+    // have more than the three shards the failed write left; node 1, the metadata
+    // node, stays).
+    let started = Instant::now();
+    drop(mnt);
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    cluster.signal("-KILL", &[2, 3]);
+    for name in ["second", "first"] {
+        let back = std::fs::read(mnt.path(name));
+        assert!(
+            back.as_ref().is_ok_and(|b| *b == data),
+            "{name} does not read back after {:?}: {:?}",
+            started.elapsed(),
+            back.map(|b| b.len())
+        );
+    }
+    drop(mnt);
+}
+
+#[test]
+fn an_unmount_names_the_files_whose_bytes_it_could_not_store() {
+    require_fuse();
+    let cluster = Cluster::up("mount-unsaved");
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    std::fs::create_dir(mnt.path("reports")).expect("mkdir");
+    cluster.signal("-KILL", &[4, 5, 6]);
+    let data = hive_testkit::random_bytes(SEED + 71, 1 << 20);
+    // close(2) reports the failed commit; the bytes stay buffered, retried in vain.
+    let _ = std::fs::write(mnt.path("reports/q3.bin"), &data);
+    let out = hive(&["umount", mnt.dir.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "the unmount hid lost bytes");
+    let said = text(&out);
+    assert!(
+        said.contains("LOST: 1048576 bytes written to /reports/q3.bin"),
+        "{said}"
+    );
+    let log = std::fs::read_to_string(cluster.path(&format!(
+        "mounts/{}.log",
+        mnt.dir
+            .to_str()
+            .expect("utf-8")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect::<String>()
+    )))
+    .expect("the mount's log");
+    assert!(log.contains("/reports/q3.bin"), "{log}");
+}

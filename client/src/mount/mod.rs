@@ -13,6 +13,7 @@ mod dirty;
 mod fs;
 mod reads;
 mod session;
+mod unsaved;
 mod volume;
 mod writeback;
 
@@ -145,18 +146,7 @@ fn background(args: &MountArgs) -> Result<()> {
     let me = std::env::current_exe().context("finding the hive executable")?;
     let log_path = match &args.log {
         Some(path) => path.clone(),
-        None => {
-            let dir = args.cluster.join("mounts");
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let name: String = args
-                .mountpoint
-                .display()
-                .to_string()
-                .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                .collect();
-            dir.join(format!("{name}.log"))
-        }
+        None => mount_file(&args.cluster, &args.mountpoint, "log")?,
     };
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -205,6 +195,22 @@ fn background(args: &MountArgs) -> Result<()> {
         "the mount process failed ({status}): {}",
         last.into_iter().rev().collect::<Vec<_>>().join("\n")
     )
+}
+
+/// The mount of `mountpoint` keeps its files in the cluster directory's `mounts/`,
+/// named after the mount point: its log (`log`), its process id while it serves
+/// (`pid`), and the files it could not store at its unmount (`lost`).
+fn mount_file(cluster: &Path, mountpoint: &Path, what: &str) -> Result<PathBuf> {
+    let dir = cluster.join("mounts");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let absolute = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let name: String = absolute
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    Ok(dir.join(format!("{name}.{what}")))
 }
 
 /// Mounts and serves until unmounted (or SIGTERM/SIGINT, which unmount).
@@ -272,6 +278,10 @@ fn serve(args: &MountArgs) -> Result<()> {
     runtime
         .block_on(volume.start_session())
         .map_err(|e| anyhow::anyhow!("starting a session with the metadata service: {e:?}"))?;
+    {
+        let _in_runtime = runtime.enter();
+        volume.start_retrying();
+    }
     let fs = HiveFs::new(volume.clone(), runtime.handle().clone());
     let mut config = Config::default();
     config.mount_options = vec![
@@ -325,8 +335,16 @@ fn serve(args: &MountArgs) -> Result<()> {
     // The background parent waits for this line; nothing else goes to stdout.
     let _ = writeln!(stdout, "{READY}");
     let _ = stdout.flush();
+    let pid_file = mount_file(&args.cluster, &args.mountpoint, "pid")?;
+    let lost_file = mount_file(&args.cluster, &args.mountpoint, "lost")?;
+    let _ = std::fs::remove_file(&lost_file);
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing {}", pid_file.display()))?;
     let served = session.run().context("serving the mount");
     let _ = stopped.send(());
+    // The last attempt for every buffer a commit could not store; what is still
+    // unsaved is named, here and (through the lost file) by 'hive umount'.
+    let lost = runtime.block_on(volume.save_all());
     // Whatever is still open here is released at once, not at the lease's end.
     if let Err(e) = runtime.block_on(volume.end_session()) {
         eprintln!("hive mount: ending the session failed (its lease ends it): {e:?}");
@@ -334,13 +352,70 @@ fn serve(args: &MountArgs) -> Result<()> {
     // Shards still being written after their chunks' ACKs: waited for a moment, and
     // those that did not make it reported to the map authority as owed to repair.
     runtime.block_on(local_cluster::report_owed(&chunks, &control));
+    let report: String = lost.iter().map(|l| format!("{l}\n")).collect();
+    if !lost.is_empty() {
+        eprint!(
+            "{}",
+            report
+                .lines()
+                .map(|l| format!("hive mount: {l}\n"))
+                .collect::<String>()
+        );
+        if let Err(e) = hive_wire::files::replace(&lost_file, report.as_bytes()) {
+            eprintln!("hive mount: writing {}: {e}", lost_file.display());
+        }
+    }
+    let _ = std::fs::remove_file(&pid_file);
     served?;
     eprintln!("hive mount: unmounted {}", args.mountpoint.display());
+    if !lost.is_empty() {
+        bail!(
+            "{} files' written bytes could not be stored (named above)",
+            lost.len()
+        );
+    }
     Ok(())
 }
 
-/// Unmounts `mountpoint` (the mount process then exits).
+/// The cluster directory of the HiveFS mount on `mountpoint`, from /proc/mounts.
+fn mounted_cluster(mountpoint: &Path) -> Option<PathBuf> {
+    let absolute = std::fs::canonicalize(mountpoint).ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        let (source, point, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (fstype == "fuse.hive" && Path::new(point) == absolute).then(|| parse_source(source).0)
+    })
+}
+
+/// Whether process `pid` runs (a zombie, exited but not yet reaped, does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the parenthesised command name.
+            let after = stat.rsplit_once(')')?.1;
+            after.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// How long `hive umount` waits for the mount process to finish its last commits.
+const UMOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Unmounts `mountpoint`, waits for the mount process to make its last attempt to store
+/// what it still buffers, and fails naming every file whose written bytes it could not
+/// store.
 pub fn umount(mountpoint: &Path) -> Result<()> {
+    let files = mounted_cluster(mountpoint).and_then(|cluster| {
+        let pid = mount_file(&cluster, mountpoint, "pid").ok()?;
+        let lost = mount_file(&cluster, mountpoint, "lost").ok()?;
+        Some((pid, lost))
+    });
+    let pid = files
+        .as_ref()
+        .and_then(|(pid, _)| std::fs::read_to_string(pid).ok())
+        .and_then(|text| text.trim().parse::<u32>().ok());
     let status = Command::new("umount")
         .arg(mountpoint)
         .status()
@@ -351,5 +426,28 @@ pub fn umount(mountpoint: &Path) -> Result<()> {
             mountpoint.display()
         );
     }
-    Ok(())
+    let Some((_, lost_file)) = files else {
+        return Ok(());
+    };
+    if let Some(pid) = pid {
+        let deadline = std::time::Instant::now() + UMOUNT_WAIT;
+        while running(pid) {
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "unmounted, but the mount process (pid {pid}) is still storing what it buffered after {UMOUNT_WAIT:?}; see its log"
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    match std::fs::read_to_string(&lost_file) {
+        Ok(report) if !report.trim().is_empty() => {
+            eprint!("{report}");
+            bail!(
+                "unmounted, but {} files' written bytes could not be stored (named above)",
+                report.lines().count()
+            )
+        }
+        _ => Ok(()),
+    }
 }

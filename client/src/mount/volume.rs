@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use super::cache::ChunkCache;
 use super::compaction::COMPACTIONS;
 use super::dirty::Dirty;
+use super::unsaved::Names;
 use crate::chunk_io::ChunkStore;
 
 pub use crate::errno;
@@ -113,6 +114,8 @@ pub struct Volume {
     pub(super) lease: Duration,
     /// Compactions allowed to start (see `compaction`).
     pub(super) compactions: Arc<Semaphore>,
+    /// Names seen, for naming files whose bytes could not be stored (see `unsaved`).
+    pub(super) names: Names,
 }
 
 impl Volume {
@@ -144,6 +147,7 @@ impl Volume {
             cache: Arc::new(ChunkCache::default()),
             buffered: AtomicU64::new(0),
             compactions: Arc::new(Semaphore::new(COMPACTIONS)),
+            names: Names::default(),
         }
     }
 
@@ -183,6 +187,16 @@ impl Volume {
             .cloned()
     }
 
+    /// Every file the mount keeps state for.
+    pub(super) fn files_snapshot(&self) -> Vec<(u64, Arc<tokio::sync::Mutex<FileState>>)> {
+        self.files
+            .lock()
+            .expect("invariant: the file table lock is never poisoned")
+            .iter()
+            .map(|(ino, state)| (*ino, state.clone()))
+            .collect()
+    }
+
     pub(super) fn state_or_new(&self, ino: u64) -> Arc<tokio::sync::Mutex<FileState>> {
         self.files
             .lock()
@@ -216,6 +230,7 @@ impl Volume {
                 },
             )
             .await?;
+        self.names.saw(attr.ino, parent, name);
         Ok(self.with_local(attr).await)
     }
 
@@ -274,7 +289,9 @@ impl Volume {
             name: name.to_vec(),
             mode,
         };
-        self.attr_call(caller, MetaCall::Apply(op)).await
+        let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
+        self.names.saw(attr.ino, parent, name);
+        Ok(attr)
     }
 
     /// Creates and opens a regular file.
@@ -291,6 +308,7 @@ impl Volume {
             mode,
         };
         let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
+        self.names.saw(attr.ino, parent, name);
         self.open(caller, attr.ino).await?;
         Ok(attr)
     }
@@ -306,6 +324,7 @@ impl Volume {
         mode: u16,
         rdev: u32,
     ) -> Result<AttrMessage> {
+        let entry = name;
         let name = name.to_vec();
         let op = if kind == meta_kind::FILE {
             MetaOp::Create { parent, name, mode }
@@ -318,7 +337,9 @@ impl Volume {
                 rdev,
             }
         };
-        self.attr_call(caller, MetaCall::Apply(op)).await
+        let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
+        self.names.saw(attr.ino, parent, entry);
+        Ok(attr)
     }
 
     /// Makes sure `ino` is at least `end` bytes long (fallocate without a mode: space
@@ -362,6 +383,7 @@ impl Volume {
             name: name.to_vec(),
         };
         let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
+        self.names.saw(ino, parent, name);
         Ok(self.with_local(attr).await)
     }
 
@@ -399,7 +421,11 @@ impl Volume {
             to_name: to_name.to_vec(),
             mode,
         };
-        self.apply(caller, op).await.map(|_| ())
+        self.apply(caller, op).await?;
+        let exchange = mode == hive_wire::net::meta::rename_mode::EXCHANGE;
+        self.names
+            .renamed((from, from_name), (to, to_name), exchange);
+        Ok(())
     }
 
     /// A symlink's target.

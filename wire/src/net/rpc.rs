@@ -28,13 +28,8 @@ pub const MAX_CONNECTIONS: usize = 4096;
 pub const CONNECTION_BUFFER: usize = 64 << 20;
 /// How long a server waits for a request frame to arrive whole.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// A connection that hears nothing from its peer for this long is closed. Both ends send
-/// keep-alives every [`KEEP_ALIVE`], so only a dead, stopped or cut-off peer is silent
-/// that long: a node killed and restarted leaves connections to its old process that
-/// fail within this time, not a minute later.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an idle connection is pinged (see [`IDLE_TIMEOUT`]).
-pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// A connection with no traffic for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a refusal may take to reach the caller before its connection is closed.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long a stopping server waits for its peers to acknowledge the closing of their
@@ -140,6 +135,10 @@ pub enum RpcError {
     /// The connection failed.
     #[error("connection: {0}")]
     Connection(String),
+    /// The server knows no such connection: it restarted since the connection was made
+    /// (its stateless reset says so), so it processed nothing sent on it.
+    #[error("connection reset: the node restarted since it was connected to")]
+    Reset,
     /// Setting up an endpoint failed.
     #[error("endpoint: {0}")]
     Endpoint(String),
@@ -166,7 +165,6 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
             .try_into()
             .expect("invariant: the idle timeout fits QUIC's varint"),
     ));
-    t.keep_alive_interval(Some(KEEP_ALIVE));
     Arc::new(t)
 }
 
@@ -175,6 +173,31 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
 pub fn endpoint(
     addr: SocketAddr,
     server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, RpcError> {
+    endpoint_with(addr, server, quinn::EndpointConfig::default())
+}
+
+/// The key a server signs its stateless resets with, derived from its private key: the
+/// same across restarts, so a restarted node resets every connection its old process
+/// had, at the first packet, and its peers connect afresh instead of waiting out the
+/// idle timeout.
+fn reset_key(me: &Credentials) -> Arc<ring::hmac::Key> {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    let der: &PrivatePkcs8KeyDer<'_> = &me.key;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"hive stateless reset key\0");
+    context.update(der.secret_pkcs8_der());
+    let secret = context.finish();
+    Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        secret.as_ref(),
+    ))
+}
+
+fn endpoint_with(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    config: quinn::EndpointConfig,
 ) -> Result<quinn::Endpoint, RpcError> {
     let fail = |e: std::io::Error| RpcError::Endpoint(format!("{addr}: {e}"));
     let socket = socket2::Socket::new(
@@ -188,13 +211,7 @@ pub fn endpoint(
     socket.bind(&addr.into()).map_err(fail)?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| RpcError::Endpoint("no tokio runtime is running".to_string()))?;
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        server,
-        socket.into(),
-        runtime,
-    )
-    .map_err(fail)
+    quinn::Endpoint::new(config, server, socket.into(), runtime).map_err(fail)
 }
 
 /// A listening endpoint that answers requests with a handler.
@@ -247,7 +264,7 @@ impl Server {
         handler: Handler,
     ) -> Result<Self, RpcError> {
         let config = server_config(ca, me, revocations.clone(), true)?;
-        Self::bind_with(addr, config, revocations, handler)
+        Self::bind_with(addr, config, reset_key(me), revocations, handler)
     }
 
     /// Listens for enrollment: peers without a certificate are let in (their
@@ -261,16 +278,17 @@ impl Server {
         handler: Handler,
     ) -> Result<Self, RpcError> {
         let config = server_config(ca, me, revocations.clone(), false)?;
-        Self::bind_with(addr, config, revocations, handler)
+        Self::bind_with(addr, config, reset_key(me), revocations, handler)
     }
 
     fn bind_with(
         addr: SocketAddr,
         config: quinn::ServerConfig,
+        reset: Arc<ring::hmac::Key>,
         revocations: Revocations,
         handler: Handler,
     ) -> Result<Self, RpcError> {
-        let endpoint = endpoint(addr, Some(config))?;
+        let endpoint = endpoint_with(addr, Some(config), quinn::EndpointConfig::new(reset))?;
         let inflight = Arc::new(InFlight::default());
         tokio::spawn(accept_loop(
             endpoint.clone(),
@@ -601,11 +619,20 @@ impl Connection {
     pub fn remote_address(&self) -> SocketAddr {
         self.connection.remote_address()
     }
+
+    /// Whether the connection has closed (the peer went away, was silent past the idle
+    /// timeout, or closed it): a new one is needed.
+    pub fn is_closed(&self) -> bool {
+        self.connection.close_reason().is_some()
+    }
 }
 
 /// Turns a connection error into what a user needs to know, naming the TLS alert's
 /// cause when the handshake refused us.
 fn explain(err: &quinn::ConnectionError) -> RpcError {
+    if matches!(err, quinn::ConnectionError::Reset) {
+        return RpcError::Reset;
+    }
     let code = match err {
         quinn::ConnectionError::TransportError(e) => Some(u64::from(e.code)),
         quinn::ConnectionError::ConnectionClosed(c) => Some(u64::from(c.error_code)),
@@ -669,34 +696,52 @@ impl Link {
     }
 
     /// Sends `request` on the link's connection (connecting first if need be, within
-    /// [`CONNECT_DEADLINE`]) and waits at most `deadline` for the answer.
+    /// [`CONNECT_DEADLINE`]) and waits at most `deadline` for the answer. A reused
+    /// connection the node reset (it restarted since) is replaced and the request sent
+    /// once more: a reset says the node processed nothing of it.
     pub async fn call(&self, request: Request, deadline: Duration) -> Result<Response, RpcError> {
-        let mut slot = self.connection.lock().await;
-        let connection = match slot.as_ref() {
-            Some(c) => c.clone(),
-            None => {
-                let connecting = self.client.connect(self.addr, Some(self.node));
-                let c = tokio::time::timeout(CONNECT_DEADLINE, connecting)
-                    .await
-                    .map_err(|_| {
-                        RpcError::Connection(format!(
-                            "{} at {} did not answer within {CONNECT_DEADLINE:?}",
-                            self.node, self.addr
-                        ))
-                    })??;
-                *slot = Some(c.clone());
-                c
-            }
-        };
-        drop(slot);
-        match connection.call(request, deadline).await {
+        let (connection, reused) = self.connection().await?;
+        match connection.call(request.clone(), deadline).await {
             Ok(answer) => Ok(answer),
-            Err(err) => {
-                if !matches!(err, RpcError::Remote(_)) {
-                    self.connection.lock().await.take();
-                }
-                Err(err)
+            Err(RpcError::Reset) if reused => {
+                self.connection.lock().await.take();
+                let (fresh, _) = self.connection().await?;
+                self.settle(fresh.call(request, deadline).await).await
             }
+            Err(err) => self.settle(Err(err)).await,
         }
+    }
+
+    /// Drops the connection after a transport failure (a refusal keeps it).
+    async fn settle(&self, result: Result<Response, RpcError>) -> Result<Response, RpcError> {
+        if let Err(err) = &result
+            && !matches!(err, RpcError::Remote(_))
+        {
+            self.connection.lock().await.take();
+        }
+        result
+    }
+
+    /// The link's connection, made if need be; whether it was made before this call.
+    async fn connection(&self) -> Result<(Connection, bool), RpcError> {
+        let mut slot = self.connection.lock().await;
+        // A connection that closed while idle (its peer went away) is replaced before
+        // use, so no call fails for it.
+        if let Some(c) = slot.as_ref()
+            && !c.is_closed()
+        {
+            return Ok((c.clone(), true));
+        }
+        let connecting = self.client.connect(self.addr, Some(self.node));
+        let c = tokio::time::timeout(CONNECT_DEADLINE, connecting)
+            .await
+            .map_err(|_| {
+                RpcError::Connection(format!(
+                    "{} at {} did not answer within {CONNECT_DEADLINE:?}",
+                    self.node, self.addr
+                ))
+            })??;
+        *slot = Some(c.clone());
+        Ok((c, false))
     }
 }
