@@ -14,6 +14,7 @@ pub mod map_file;
 pub mod membership;
 mod meta_convert;
 mod meta_service;
+pub mod metrics;
 pub mod repair_plan;
 mod repairer;
 pub mod scrub;

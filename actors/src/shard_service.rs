@@ -12,18 +12,54 @@ use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
 use hive_wire::net::shard_service::{
     DigestQuery, DigestReply, Found, GroupDigest, GroupShards, ListQuery, MAX_DIGEST_GROUPS,
-    MAX_LIST_PAGE, OP_DIGESTS, OP_GET, OP_HAS, OP_LIST, OP_PUT, ShardKey, ShardService,
+    MAX_LIST_PAGE, OP_DIGESTS, OP_GET, OP_HAS, OP_HINT, OP_LIST, OP_PUT, ShardKey, ShardService,
 };
 
+use crate::metrics::ShardMetrics;
 use crate::shard_actor::ActorError;
 use crate::shards::Shards;
 
-/// A request handler that serves the shard service from a node's stores.
-pub fn shard_service(actor: Shards) -> Handler {
+/// A request handler that serves the shard service from a node's stores, counting
+/// every request in `metrics`.
+pub fn shard_service(actor: Shards, metrics: ShardMetrics) -> Handler {
     Arc::new(move |peer: Peer, request: Request| {
-        let actor = actor.clone();
-        Box::pin(async move { handle(&actor, &peer, request).await })
+        let (actor, metrics) = (actor.clone(), metrics.clone());
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let (op, bytes_in) = (op_name(request.op), request.body.len() as u64);
+            let result = handle(&actor, &peer, request).await;
+            let (outcome, bytes) = match &result {
+                Ok(response) => ("ok", bytes_in + response.body.len() as u64),
+                Err(refusal) => (outcome_name(refusal.code), 0),
+            };
+            metrics.observe(op, outcome, started.elapsed(), bytes);
+            result
+        })
     })
+}
+
+fn op_name(op: u16) -> &'static str {
+    match op {
+        OP_PUT => "put",
+        OP_GET => "get",
+        OP_HAS => "has",
+        OP_HINT => "hint",
+        OP_DIGESTS => "digests",
+        OP_LIST => "list",
+        _ => "unknown",
+    }
+}
+
+fn outcome_name(code: u16) -> &'static str {
+    match code {
+        code::FORBIDDEN => "forbidden",
+        code::UNSUPPORTED => "unsupported",
+        code::BAD_REQUEST => "bad_request",
+        code::REVOKED => "revoked",
+        code::UNAVAILABLE => "unavailable",
+        code::DAMAGED => "damaged",
+        _ => "internal",
+    }
 }
 
 fn refuse(err: ActorError) -> Refusal {
@@ -94,6 +130,10 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
                 }),
                 body: Bytes::new(),
             })
+        }
+        OP_HINT => {
+            actor.hint(key()?.name());
+            Ok(Response::default())
         }
         op => Err(Refusal::new(
             code::BAD_REQUEST,

@@ -19,6 +19,8 @@ const CHUNK_ID_AT: usize = 8;
 pub struct Shards {
     actors: Arc<[ShardActor]>,
     scrub_orders: Arc<crate::scrub::ScrubOrders>,
+    /// Where hints of shards to rebuild go (the repairer), if anywhere.
+    hints: Option<flume::Sender<ShardName>>,
 }
 
 impl Shards {
@@ -33,6 +35,22 @@ impl Shards {
         Self {
             actors: actors.into(),
             scrub_orders,
+            hints: None,
+        }
+    }
+
+    /// Sends hints of shards to rebuild (a writer's owed-shard reports) to `hints`:
+    /// the repairer's channel.
+    pub fn with_hints(mut self, hints: flume::Sender<ShardName>) -> Self {
+        self.hints = Some(hints);
+        self
+    }
+
+    /// Passes a hint on to the repairer; a full channel drops it (the census finds the
+    /// shard anyway).
+    pub fn hint(&self, name: ShardName) {
+        if let Some(hints) = &self.hints {
+            let _ = hints.try_send(name);
         }
     }
 

@@ -92,7 +92,7 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
         ca.cert(),
         &Credentials::new(cert, &key_pair),
         Revocations::default(),
-        shard_service(actor.clone()),
+        shard_service(actor.clone(), Default::default()),
     )
     .expect("server");
     let who = Identity {

@@ -79,6 +79,18 @@ enum Suite {
         #[arg(long, default_value_os_t = suites::store::default_dir())]
         dir: std::path::PathBuf,
     },
+    /// How fast a cluster heals (7 nodes, 4+2, started here): the rate shards are
+    /// rebuilt after a node is killed and marked out (vs a local sequential write of as
+    /// many bytes with fdatasync), the p99 of 1 MiB chunk gets during that repair (vs
+    /// with no repair), and one node's scrub rate at no limit (vs a raw O_DIRECT read
+    /// of as many bytes of its store). --rounds and --round-ms do not apply. Needs the
+    /// hive and hive-node binaries next to this one.
+    Repair {
+        /// Directory to start the cluster in (sparse stores, about 2 GiB written to
+        /// each); put it on the drive you want measured.
+        #[arg(long, default_value_os_t = suites::store::default_dir())]
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -92,6 +104,7 @@ fn main() -> ExitCode {
         Suite::Cluster { cluster, dir } => {
             suites::cluster::run(&mut report, &suites::cluster::Options { cluster, dir })
         }
+        Suite::Repair { dir } => suites::repair::run(&mut report, &suites::repair::Options { dir }),
     };
     report.finish();
     let _ = std::io::stdout().flush();

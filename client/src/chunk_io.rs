@@ -16,7 +16,9 @@ use hive_codec::{
 use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, OwedShard};
 use hive_wire::net::message;
 use hive_wire::net::rpc::code;
-use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
+use hive_wire::net::shard_service::{
+    Found, OP_GET, OP_HAS, OP_HINT, OP_PUT, ShardKey, ShardService,
+};
 use hive_wire::net::{Client, Connection, Identity, RpcError};
 use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
 use tokio::sync::mpsc;
@@ -254,6 +256,37 @@ impl ChunkStore {
             self.owed.add(owed_shard(name, node));
         }
         self.take_owed()
+    }
+
+    /// Tells the primary of each placement group that `owed` shards belong to (its first
+    /// holder the map shows up) that shards are missing there, so its census comes soon:
+    /// the fast path beside the census, which finds them anyway. One hint per group;
+    /// failures are ignored (a hint only).
+    pub async fn hint_owed(&self, owed: &[OwedShard]) {
+        let view = self.view();
+        let mut hinted = std::collections::HashSet::new();
+        for shard in owed {
+            let name = ShardName {
+                chunk: ChunkId(shard.chunk),
+                k: shard.k,
+                m: shard.m,
+                index: ShardIndex(shard.index),
+            };
+            let pg = view.map.pg_of(&name.chunk);
+            let width = usize::from(shard.k) + usize::from(shard.m);
+            if !hinted.insert((pg, shard.k, shard.m)) {
+                continue;
+            }
+            let Ok(holders) = view.map.place(pg, width) else {
+                continue;
+            };
+            let Some(primary) = holders.into_iter().find(|n| view.is_up(*n)) else {
+                continue;
+            };
+            let key = message::encode(&ShardKey::new(name));
+            let request = message::request::<ShardService>(OP_HINT, key, Bytes::new());
+            let _ = self.call(primary, request, HAS_DEADLINE).await;
+        }
     }
 
     /// Damaged shards reads have met (and read around).

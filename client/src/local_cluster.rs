@@ -72,6 +72,9 @@ struct NodeEntry {
     addr: SocketAddr,
     pid: u32,
     dir: PathBuf,
+    /// Where the node serves its Prometheus metrics over HTTP.
+    #[serde(default)]
+    metrics: Option<SocketAddr>,
 }
 
 fn first_node() -> u64 {
@@ -112,6 +115,18 @@ fn node_binary() -> Result<PathBuf> {
         "hive-node not found next to {}; build it (cargo build -p hive-node) or set HIVE_NODE_BIN",
         me.display()
     )
+}
+
+/// TCP ports for `n` nodes' metrics on 127.0.0.1, free when asked.
+fn free_tcp_ports(n: u64) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("finding free TCP ports on 127.0.0.1")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 /// Ports for `n` nodes on 127.0.0.1, free when asked: every node keeps its port for
@@ -196,14 +211,16 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
     let ca = cluster.ca()?;
     let validity = Validity::starting_now(DEFAULT_CERT_VALIDITY);
     let ports = free_ports(nodes + 1)?;
+    let metrics_ports = free_tcp_ports(nodes)?;
     let enroll_at = SocketAddr::from(([127, 0, 0, 1], ports[0]));
     let mut entries: Vec<NodeEntry> = (1..=nodes)
-        .zip(&ports[1..])
-        .map(|(n, port)| NodeEntry {
+        .zip(ports[1..].iter().zip(&metrics_ports))
+        .map(|(n, (port, metrics))| NodeEntry {
             id: n,
             addr: SocketAddr::from(([127, 0, 0, 1], *port)),
             pid: 0,
             dir: dir.join(format!("node-{n}")),
+            metrics: Some(SocketAddr::from(([127, 0, 0, 1], *metrics))),
         })
         .collect();
     let authority = NodeEntry {
@@ -215,7 +232,7 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
     let mut started_pids = Started(Vec::new());
     for entry in &mut entries {
         std::fs::create_dir_all(&entry.dir)?;
-        let config = node_config(
+        let mut config = node_config(
             entry.id,
             entry.addr.port(),
             &authority,
@@ -223,6 +240,9 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
             store_size,
             (k, m),
         );
+        if let Some(metrics) = entry.metrics {
+            config.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
+        }
         let config_path = entry.dir.join("node.toml");
         write_new(&config_path, config.as_bytes(), 0o644)?;
         if entry.id == authority.id {
@@ -807,6 +827,7 @@ pub async fn report_owed(store: &ChunkStore, authority: &ControlClient) {
         owed.len()
     );
     send_owed(authority, &owed).await;
+    store.hint_owed(&owed).await;
 }
 
 /// Reports `owed` shards to the map authority, in batches that fit a request.
@@ -865,6 +886,7 @@ pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
             .map(|b| store.owed(b))
             .collect::<Vec<_>>();
         send_owed(&authority, &owed).await;
+        store.hint_owed(&owed).await;
         match written {
             Ok(n) if !special => {
                 sink.sync_all()

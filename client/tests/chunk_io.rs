@@ -50,7 +50,10 @@ fn start_nodes(dir: &std::path::Path, ca: &ClusterCa) -> Vec<Node> {
                 ca.cert(),
                 &Credentials::new(cert, &key),
                 Revocations::default(),
-                shard_service(Shards::new(vec![actor.clone()], Default::default())),
+                shard_service(
+                    Shards::new(vec![actor.clone()], Default::default()),
+                    Default::default(),
+                ),
             )
             .expect("server");
             Node { server, actor }

@@ -34,6 +34,9 @@
 //!                           #   'hive node out' does it); default 10m
 //! census_interval = "60s"   # optional: time between this node's census rounds
 //!
+//! [metrics]                 # optional: Prometheus metrics over HTTP at /metrics
+//! listen = "127.0.0.1:9400"
+//!
 //! [scrub]                   # optional
 //! period = "7d"             # a background pass over every stored shard takes this
 //!                           #   long (at least 1 MiB/s); 'hive scrub' starts one now
@@ -73,6 +76,13 @@ struct Raw {
     enroll: Option<RawEnroll>,
     meta: Option<RawMeta>,
     scrub: Option<RawScrub>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +232,8 @@ pub struct Config {
     pub meta: Option<MetaConfig>,
     /// How long a background scrub pass takes.
     pub scrub_period: Duration,
+    /// Where the Prometheus metrics are served over HTTP, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `[meta]`: where the namespace lives and the default volume's storage class.
@@ -413,6 +425,10 @@ impl Config {
             cluster,
             enroll,
             meta: raw.meta.map(|m| meta_config(&m, resolve)).transpose()?,
+            metrics: raw
+                .metrics
+                .map(|m| address("metrics.listen", &m.listen))
+                .transpose()?,
             scrub_period: raw
                 .scrub
                 .and_then(|s| s.period)

@@ -2,6 +2,7 @@
 
 mod config;
 mod ids;
+mod metrics;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -320,7 +321,7 @@ fn run(path: &Path) -> Result<()> {
         actors.push(actor);
         threads.push(thread);
     }
-    let actor = Shards::new(actors, scrub.orders.clone());
+    let actor = Shards::new(actors, scrub.orders.clone()).with_hints(scrub.damaged.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.network_threads)
         .enable_all()
@@ -370,9 +371,28 @@ async fn serve(
         None => Authority::Elsewhere(node),
     };
     let node_map = watched.clone();
+    let shard_metrics = hive_actors::metrics::ShardMetrics::default();
+    let repair = Arc::new(RepairState::default());
+    if let Some(listen) = config.metrics {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("metrics.listen: binding {listen}"))?;
+        tracing::info!("metrics at http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(metrics::serve(
+            listener,
+            hive_actors::metrics::MetricsSource {
+                requests: shard_metrics.clone(),
+                shards: actor.clone(),
+                repair: repair.clone(),
+            },
+        ));
+    }
     let control = control_service(authority, watched, actor.clone());
     let mut routes = vec![
-        (ShardService::PROTOCOL, shard_service(actor.clone())),
+        (
+            ShardService::PROTOCOL,
+            shard_service(actor.clone(), shard_metrics.clone()),
+        ),
         (Control::PROTOCOL, control),
     ];
     if let Some(meta) = &config.meta {
@@ -398,7 +418,6 @@ async fn serve(
                 );
             }
             let client = Arc::new(Client::new(&ca, Some(&me))?);
-            let repair = Arc::new(RepairState::default());
             tokio::spawn(run_repairer(RepairArgs {
                 node,
                 client: client.clone(),

@@ -1,4 +1,5 @@
 pub mod cluster;
 pub mod codec;
 pub mod net;
+pub mod repair;
 pub mod store;

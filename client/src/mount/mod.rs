@@ -272,6 +272,7 @@ fn serve(args: &MountArgs) -> Result<()> {
             let owed = reported.take_owed();
             if !owed.is_empty() {
                 local_cluster::send_owed(&authority, &owed).await;
+                reported.hint_owed(&owed).await;
             }
         }
     });

@@ -13,7 +13,8 @@ pub struct ShardService;
 impl MessageSet for ShardService {
     const PROTOCOL: u16 = 2;
     /// Version 2 added the scheme (k, m) to shard names. Version 3 added the encoding
-    /// tag to [`Found`] and the census operations `OP_DIGESTS` and `OP_LIST`.
+    /// tag to [`Found`], the census operations `OP_DIGESTS` and `OP_LIST`, and
+    /// `OP_HINT`.
     const VERSION: u16 = 3;
     const NAME: &'static str = "shard service";
 }
@@ -32,6 +33,11 @@ pub const OP_DIGESTS: u16 = 4;
 /// order, a page at a time. Message: [`ListQuery`]; answer: none, the ids in the body
 /// (32 bytes each). Nodes and administrators.
 pub const OP_LIST: u16 = 5;
+
+/// A writer could not store this shard after its chunk was acknowledged: the node
+/// asked (the primary of the shard's placement group) takes a census soon. Message:
+/// [`ShardKey`]; answer: none. A hint only: the census finds the shard anyway.
+pub const OP_HINT: u16 = 6;
 
 /// Groups one [`DigestQuery`] may name: its answer (24 bytes a group, plus framing)
 /// stays well inside a frame header.
@@ -216,6 +222,14 @@ impl ShardClient {
             .await?;
         let found: Found = Self::decode("Found", &answer.message)?;
         Ok(found.present.then_some(crate::EncodingTag(found.tag)))
+    }
+
+    /// Tells the node (the primary of the shard's group) that `name` was not stored.
+    pub async fn hint(&self, name: ShardName) -> Result<(), super::rpc::RpcError> {
+        let key = super::message::encode(&ShardKey::new(name));
+        self.call(OP_HINT, key, bytes::Bytes::new(), CENSUS_DEADLINE)
+            .await
+            .map(|_| ())
     }
 
     /// The digests of `groups` (at most [`MAX_DIGEST_GROUPS`]), in the order asked.

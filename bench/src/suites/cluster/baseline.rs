@@ -36,8 +36,31 @@ pub fn write(path: &Path, data: &[u8]) -> Result<Duration> {
 /// Reads the file at `path` whole with O_DIRECT (through io_uring, as the stores read)
 /// and checks it is `len` bytes long; returns the time the reads took.
 pub fn read_direct(path: &Path, len: u64) -> Result<Duration> {
+    let (elapsed, read) = stream_read(path, None)?;
+    ensure!(
+        read == len,
+        "read {read} bytes of the baseline file, wrote {len}"
+    );
+    Ok(elapsed)
+}
+
+/// Reads the first `len` bytes of the file at `path` with O_DIRECT; returns the time
+/// the reads took.
+pub fn read_direct_prefix(path: &Path, len: u64) -> Result<Duration> {
+    let (elapsed, read) = stream_read(path, Some(len))?;
+    ensure!(
+        read >= len,
+        "{} holds {read} bytes, {len} asked",
+        path.display()
+    );
+    Ok(elapsed)
+}
+
+/// Reads the file at `path` from its start with O_DIRECT, to its end or past `limit`
+/// bytes; the time the reads took and the bytes read.
+fn stream_read(path: &Path, limit: Option<u64>) -> Result<(Duration, u64)> {
     let path = path.to_path_buf();
-    let (elapsed, read) = on_executor("hive-bench-baseline", move || async move {
+    on_executor("hive-bench-baseline", move || async move {
         let file = open_direct(&path).await?;
         let start = Instant::now();
         let mut reader = DmaStreamReaderBuilder::new(file)
@@ -45,7 +68,7 @@ pub fn read_direct(path: &Path, len: u64) -> Result<Duration> {
             .with_read_ahead(READ_AHEAD)
             .build();
         let mut read = 0u64;
-        loop {
+        while limit.is_none_or(|limit| read < limit) {
             let buffer = reader
                 .get_buffer_aligned(READ_PIECE as u64)
                 .await
@@ -61,10 +84,5 @@ pub fn read_direct(path: &Path, len: u64) -> Result<Duration> {
             .await
             .map_err(|e| anyhow::anyhow!("closing {}: {e}", path.display()))?;
         Ok((elapsed, read))
-    })?;
-    ensure!(
-        read == len,
-        "read {read} bytes of the baseline file, wrote {len}"
-    );
-    Ok(elapsed)
+    })
 }

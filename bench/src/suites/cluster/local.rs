@@ -68,6 +68,12 @@ impl LocalCluster {
     /// Starts a 6-node 4+2 cluster in `dir`, which must not exist yet; returns once
     /// every node is up in the authority's map (`hive cluster up` waits for that).
     pub fn up(dir: &Path) -> Result<Self> {
+        Self::up_with(dir, NODES, (K, M), STORE_SIZE)
+    }
+
+    /// Starts a cluster of `nodes` nodes of class k + m with stores of `store_size` in
+    /// `dir`, as [`LocalCluster::up`] does.
+    pub fn up_with(dir: &Path, nodes: u64, (k, m): (u8, u8), store_size: &str) -> Result<Self> {
         let hive = hive_binary()?;
         if dir.exists() {
             bail!(
@@ -75,7 +81,7 @@ impl LocalCluster {
                 dir.display()
             );
         }
-        let (nodes, k, m) = (NODES.to_string(), K.to_string(), M.to_string());
+        let (nodes, k, m) = (nodes.to_string(), k.to_string(), m.to_string());
         let args: [&std::ffi::OsStr; 12] = [
             "cluster".as_ref(),
             "up".as_ref(),
@@ -88,7 +94,7 @@ impl LocalCluster {
             "--m".as_ref(),
             m.as_ref(),
             "--store-size".as_ref(),
-            STORE_SIZE.as_ref(),
+            store_size.as_ref(),
         ];
         let cluster = Self {
             hive,
@@ -119,6 +125,18 @@ impl Drop for LocalCluster {
             eprintln!("hive-bench: removing {}: {err}", self.dir.display());
         }
     }
+}
+
+/// Kills node `node` of the cluster in `dir` with SIGKILL.
+pub fn kill(dir: &Path, node: NodeId) -> Result<()> {
+    let nodes = hive_client::local_cluster::nodes(dir)?;
+    let Some(&(_, pid)) = nodes.iter().find(|(id, pid)| *id == node && *pid != 0) else {
+        bail!(
+            "node {node} of the cluster in {} is not running",
+            dir.display()
+        );
+    };
+    signal("-KILL", pid)
 }
 
 /// A node stopped with SIGSTOP; continued (SIGCONT) when dropped, also on error paths.

@@ -24,8 +24,8 @@
 //! `--rounds` and `--round-ms` do not apply: each transfer is one round of 1 GiB, the
 //! latencies are [`LATENCY_PUTS`] puts each, and each stage runs for a fixed least time.
 
-mod baseline;
-mod local;
+pub(crate) mod baseline;
+pub(crate) mod local;
 mod stages;
 
 use std::path::{Path, PathBuf};
@@ -383,7 +383,7 @@ fn latencies(
 
 /// The `q` quantile of `sorted` (ascending, not empty) by nearest rank: for the p99 of
 /// 200, the 198th fastest.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }

@@ -1,0 +1,322 @@
+//! `hive-bench repair`: how fast a cluster heals and what healing costs the foreground,
+//! on a local cluster of 7 nodes (4+2, so one can be marked out), started here.
+//!
+//! - `repair_rate`: bytes of shards rebuilt per second after a node is killed and marked
+//!   out, from `node out` until every primary's census finds every chunk whole (the
+//!   census rounds are inside the time), with the repair rate unlimited; against a
+//!   local sequential write of as many bytes with fdatasync, in the same run.
+//! - `repair_fg_p99`: p99 latency of 1 MiB chunk gets while that repair runs, against
+//!   the same gets with no repair (ratio = baseline / ours).
+//! - `scrub_rate`: one node's scrub pass at no rate limit, bytes verified per second,
+//!   against a raw O_DIRECT sequential read of as many bytes of its store file.
+//!
+//! `--rounds` and `--round-ms` do not apply: each figure is one run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use hive_client::chunk_io::ChunkStore;
+use hive_client::health::{ClassHealth, summarize};
+use hive_client::local_cluster::{self, Admin};
+use hive_codec::ClusterView;
+use hive_testkit::{Rng, random_bytes};
+use hive_wire::net::control::StatusMessage;
+use hive_wire::{ChunkId, NodeId};
+
+use crate::measure::Throughput;
+use crate::report::{Better, Line, Report};
+use crate::suites::cluster::{baseline, local, quantile};
+
+const SUITE: &str = "repair";
+/// Nodes: one more than a 4+2 chunk's shards, so one can go out.
+const NODES: u64 = 7;
+/// The class.
+const CLASS: (u8, u8) = (4, 2);
+/// Each node's store (sparse).
+const STORE_SIZE: &str = "4GiB";
+/// 1 MiB chunks written before the node goes: about 1.5 GiB of shards, of which the
+/// node going out holds a seventh.
+const CHUNKS: usize = 768;
+/// Bytes of each chunk.
+const CHUNK: usize = 1 << 20;
+/// Chunk puts in flight while filling the cluster.
+const FILL_PARALLELISM: usize = 8;
+/// Gets timed for each latency figure.
+const GETS: usize = 200;
+/// The node killed and marked out (not the map authority, node 1).
+const VICTIM: NodeId = NodeId(NODES);
+/// The node whose scrub is timed.
+const SCRUBBED: NodeId = NodeId(2);
+/// How long healing and scrubbing may take before the run gives up.
+const GIVE_UP: Duration = Duration::from_secs(900);
+/// How often the status is asked while waiting.
+const POLL: Duration = Duration::from_millis(200);
+/// Bytes per MiB, the unit of the rates.
+const MIB: f64 = (1 << 20) as f64;
+
+/// Where the cluster starts.
+pub struct Options {
+    /// The directory to start it in (sparse stores, up to ~2 GiB written each).
+    pub dir: std::path::PathBuf,
+}
+
+pub fn run(report: &mut Report, options: &Options) -> Result<()> {
+    let dir = options
+        .dir
+        .join(format!("hive-bench-repair-{}", std::process::id()));
+    let _cluster = local::LocalCluster::up_with(&dir, NODES, CLASS, STORE_SIZE)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(measure(report, &dir))
+}
+
+async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
+    let (store, _) = local_cluster::connect(dir).await?;
+    let admin = local_cluster::admin(dir)?;
+    let ids = fill(&store).await?;
+    store.settle(Duration::from_secs(30)).await;
+    wait_whole(&admin).await?;
+    let quiet = gets(&store, &ids, 1, None).await?;
+    scrub(report, &admin, dir).await?;
+    admin.authority.set_repair_rate(0).await?;
+    local::kill(dir, VICTIM)?;
+    wait_until(&admin, "the killed node marked down", |s| {
+        state_of(s, VICTIM) == Some("down")
+    })
+    .await?;
+    let before = rebuilt(&admin.status().await?);
+    let rounds = rounds_by_node(&admin.status().await?);
+    let started = Instant::now();
+    admin.authority.node_out(VICTIM).await?;
+    let repaired = async {
+        wait_repaired(&admin, &rounds).await?;
+        anyhow::Ok(started.elapsed())
+    };
+    let during = gets(&store, &ids, 2, Some(Box::pin(repaired))).await?;
+    let (took, busy) = (during.elapsed, during.latencies);
+    let bytes = rebuilt(&admin.status().await?).saturating_sub(before);
+    ensure!(bytes > 0, "the repair rebuilt nothing");
+    ensure!(
+        busy.len() >= GETS / 10,
+        "only {} gets ran during the repair ({took:?})",
+        busy.len()
+    );
+    let file = dir.join("baseline.bin");
+    let baseline = baseline::write(&file, &random_bytes(7, bytes as usize))?;
+    let _ = std::fs::remove_file(&file);
+    report.add(Line::rate(
+        SUITE,
+        "repair_rate",
+        "MiB/s",
+        Throughput {
+            hive: bytes as f64 / MIB / took.as_secs_f64(),
+            baseline: bytes as f64 / MIB / baseline.as_secs_f64(),
+        },
+        "sequential write of as many bytes + fdatasync",
+    ));
+    report.add(Line {
+        suite: SUITE,
+        name: "repair_fg_p99",
+        unit: "ms",
+        hive: quantile(&busy, 0.99) * 1e3,
+        baseline: quantile(&quiet.latencies, 0.99) * 1e3,
+        better: Better::Lower,
+        against: "p99 of the same gets with no repair",
+    });
+    Ok(())
+}
+
+/// Puts [`CHUNKS`] chunks of random bytes; their ids.
+async fn fill(store: &Arc<ChunkStore>) -> Result<Vec<ChunkId>> {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    let mut ids = Vec::with_capacity(CHUNKS);
+    let mut running = tokio::task::JoinSet::new();
+    for n in 0..CHUNKS as u64 {
+        if running.len() == FILL_PARALLELISM
+            && let Some(done) = running.join_next().await
+        {
+            ids.push(done??);
+        }
+        let store = store.clone();
+        running.spawn(async move {
+            let chunk = random_bytes(seed.wrapping_add(n), CHUNK);
+            anyhow::Ok(store.put(&chunk).await?)
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        ids.push(done??);
+    }
+    Ok(ids)
+}
+
+/// Gets timed one after another.
+struct Timed {
+    /// Seconds each, sorted.
+    latencies: Vec<f64>,
+    /// How long the `until` future took (or all the gets, without one).
+    elapsed: Duration,
+}
+
+/// Times [`GETS`] gets of chunks drawn from `ids` with `seed`; with `until`, gets go on
+/// until it finishes, and only those that finished before it count.
+async fn gets(
+    store: &Arc<ChunkStore>,
+    ids: &[ChunkId],
+    seed: u64,
+    until: Option<std::pin::Pin<Box<dyn Future<Output = Result<Duration>> + '_>>>,
+) -> Result<Timed> {
+    let mut rng = Rng::new(seed);
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    let mut until = until;
+    loop {
+        let id = ids[rng.below(ids.len())];
+        let get = async {
+            let t = Instant::now();
+            store.get(id).await?;
+            anyhow::Ok(t.elapsed())
+        };
+        match until.as_mut() {
+            None => {
+                latencies.push(get.await?.as_secs_f64());
+                if latencies.len() == GETS {
+                    break;
+                }
+            }
+            Some(done) => {
+                tokio::select! {
+                    took = get => latencies.push(took?.as_secs_f64()),
+                    finished = done => {
+                        latencies.sort_by(f64::total_cmp);
+                        return Ok(Timed { latencies, elapsed: finished? });
+                    }
+                }
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(Timed {
+        latencies,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One node's scrub pass at no limit against reading as many bytes of its store.
+async fn scrub(report: &mut Report, admin: &Admin, dir: &Path) -> Result<()> {
+    let status = admin.status().await?;
+    let view = ClusterView::from_message(&status.map)?;
+    let addr = *view
+        .addresses
+        .get(&SCRUBBED)
+        .with_context(|| format!("node {SCRUBBED} has no address"))?;
+    let before = scrub_bytes(&status, SCRUBBED);
+    let started = Instant::now();
+    let ticket = admin.node(SCRUBBED, addr).scrub(0).await?;
+    let done = wait_until(admin, "the ordered scrub", |s| {
+        node(s, SCRUBBED).is_some_and(|n| n.health.scrub.ordered >= ticket)
+    })
+    .await?;
+    let took = started.elapsed();
+    let bytes = scrub_bytes(&done, SCRUBBED).saturating_sub(before);
+    ensure!(bytes > 0, "the scrub read nothing");
+    let store = dir.join(format!("node-{}/store.img", SCRUBBED.0));
+    let raw = baseline::read_direct_prefix(&store, bytes)?;
+    report.add(Line::rate(
+        SUITE,
+        "scrub_rate",
+        "MiB/s",
+        Throughput {
+            hive: bytes as f64 / MIB / took.as_secs_f64(),
+            baseline: bytes as f64 / MIB / raw.as_secs_f64(),
+        },
+        "raw O_DIRECT sequential read of as many bytes of the store file",
+    ));
+    Ok(())
+}
+
+fn node(status: &StatusMessage, id: NodeId) -> Option<&hive_wire::net::control::NodeStatus> {
+    status.nodes.iter().find(|n| n.id == id.0)
+}
+
+fn scrub_bytes(status: &StatusMessage, id: NodeId) -> u64 {
+    node(status, id).map_or(0, |n| n.health.scrub.bytes)
+}
+
+fn state_of(status: &StatusMessage, id: NodeId) -> Option<&'static str> {
+    let view = ClusterView::from_message(&status.map).ok()?;
+    view.map.node(id).map(|n| match n.state {
+        hive_codec::NodeState::Up => "up",
+        hive_codec::NodeState::Down => "down",
+        hive_codec::NodeState::Out => "out",
+    })
+}
+
+fn rebuilt(status: &StatusMessage) -> u64 {
+    summarize(status).rebuilt.1
+}
+
+fn rounds_by_node(status: &StatusMessage) -> Vec<(u64, u64)> {
+    status
+        .nodes
+        .iter()
+        .map(|n| (n.id, n.health.repair.rounds))
+        .collect()
+}
+
+/// Every chunk counted whole, and nothing queued.
+fn whole(status: &StatusMessage) -> bool {
+    let s = summarize(status);
+    s.queued.0 == 0
+        && !s.classes.is_empty()
+        && s.classes
+            .iter()
+            .all(|c: &ClassHealth| c.degraded() == 0 && c.unreadable() == 0 && c.total() > 0)
+}
+
+async fn wait_whole(admin: &Admin) -> Result<StatusMessage> {
+    let rounds = rounds_by_node(&admin.status().await?);
+    wait_repaired(admin, &rounds).await
+}
+
+/// Waits until every up node has finished two census rounds since `rounds` were
+/// counted (one may have begun before) and the status shows every chunk whole.
+async fn wait_repaired(admin: &Admin, rounds: &[(u64, u64)]) -> Result<StatusMessage> {
+    wait_until(admin, "the census to find every chunk whole", |s| {
+        let view = ClusterView::from_message(&s.map);
+        let settled = s.nodes.iter().all(|n| {
+            let up = view.as_ref().is_ok_and(|v| v.is_up(NodeId(n.id)));
+            let before = rounds
+                .iter()
+                .find(|(id, _)| *id == n.id)
+                .map_or(0, |(_, r)| *r);
+            !up || n.health.repair.rounds >= before + 2
+        });
+        settled && whole(s)
+    })
+    .await
+}
+
+async fn wait_until(
+    admin: &Admin,
+    what: &str,
+    done: impl Fn(&StatusMessage) -> bool,
+) -> Result<StatusMessage> {
+    let started = Instant::now();
+    loop {
+        let status = admin.status().await?;
+        if done(&status) {
+            return Ok(status);
+        }
+        if started.elapsed() > GIVE_UP {
+            bail!("waited {GIVE_UP:?} for {what}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
