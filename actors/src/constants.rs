@@ -56,3 +56,7 @@ pub const DEFAULT_CENSUS_INTERVAL: std::time::Duration = std::time::Duration::fr
 /// The longest a repairer sleeps on its rate before looking at the rate again, so a
 /// changed repair rate takes effect within it.
 pub const PACE_SLICE: std::time::Duration = std::time::Duration::from_millis(500);
+/// Chunks a repairer rebuilds at once: enough to overlap one chunk's reads with
+/// another's writes and decoding, few enough that repair leaves the disks and the
+/// network to foreground work (the rate limit bounds it too).
+pub const REPAIR_PARALLELISM: usize = 4;

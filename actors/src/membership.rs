@@ -214,22 +214,7 @@ impl Membership {
         if down.is_empty() {
             return Ok(None);
         }
-        let nodes = self
-            .view
-            .map
-            .nodes()
-            .iter()
-            .map(|n| NodeInfo {
-                state: if down.contains(&n.id) {
-                    NodeState::Down
-                } else {
-                    n.state
-                },
-                ..*n
-            })
-            .collect();
-        let next = Epoch(self.view.map.epoch().0 + 1);
-        self.replace(next, nodes)?;
+        let next = self.set_state(&down, NodeState::Down)?;
         self.marked_down = down;
         Ok(Some(next))
     }
@@ -277,14 +262,19 @@ impl Membership {
                 width: class.width(),
             });
         }
-        let nodes = self
+        Ok(Some(self.set_state(&[node], NodeState::Out)?))
+    }
+
+    /// A new epoch with `nodes` in `state`.
+    fn set_state(&mut self, nodes: &[NodeId], state: NodeState) -> Result<Epoch, PlacementError> {
+        let updated = self
             .view
             .map
             .nodes()
             .iter()
             .map(|n| NodeInfo {
-                state: if n.id == node {
-                    NodeState::Out
+                state: if nodes.contains(&n.id) {
+                    state
                 } else {
                     n.state
                 },
@@ -292,8 +282,8 @@ impl Membership {
             })
             .collect();
         let next = Epoch(self.view.map.epoch().0 + 1);
-        self.replace(next, nodes)?;
-        Ok(Some(next))
+        self.replace(next, updated)?;
+        Ok(next)
     }
 
     /// Sets the repair rate; the new epoch, or `None` if it is unchanged.

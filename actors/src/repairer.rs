@@ -28,7 +28,9 @@ use hive_wire::{ChunkId, NodeId, PgId, ShardIndex, ShardName};
 use tokio::sync::watch;
 
 use crate::census::{self, ListMerge, Verdict};
-use crate::constants::{CENSUS_PARALLEL, HINT_SETTLE, PACE_SLICE, REPAIR_BACKLOG};
+use crate::constants::{
+    CENSUS_PARALLEL, HINT_SETTLE, PACE_SLICE, REPAIR_BACKLOG, REPAIR_PARALLELISM,
+};
 use crate::repair_plan::{self, Finding, RateLimiter, Task};
 
 /// What the repairer needs; see [`run`].
@@ -107,13 +109,13 @@ type Histogram = BTreeMap<(u8, u8, u8), u64>;
 
 /// Runs rounds until the map's sender is gone (the node stopped).
 pub async fn run(mut args: RepairArgs) {
-    let repairer = Repairer {
+    let repairer = Arc::new(Repairer {
         me: args.node,
         client: args.client.clone(),
         peers: tokio::sync::Mutex::new(HashMap::new()),
         state: args.state.clone(),
         limiter: Mutex::new(RateLimiter::new(0)),
-    };
+    });
     let mut last: Option<ClusterView> = None;
     loop {
         let message = args.map.borrow_and_update().clone();
@@ -151,13 +153,13 @@ struct Repairer {
 
 impl Repairer {
     /// One census round and the repairs it finds.
-    async fn round(&self, view: &ClusterView, map: &watch::Receiver<Arc<MapMessage>>) {
+    async fn round(self: &Arc<Self>, view: &ClusterView, map: &watch::Receiver<Arc<MapMessage>>) {
         let groups = self.my_groups(view);
         self.state.update(|f| {
             f.groups = groups.len() as u64;
             f.censused = 0;
         });
-        let digests = self.gather_digests(view, &groups).await;
+        let digests = self.gather_digests(view, map, &groups).await;
         let mut health = Histogram::new();
         let mut findings = Vec::new();
         for (group, digests) in groups.iter().zip(digests) {
@@ -176,11 +178,6 @@ impl Repairer {
                 lost.k
             );
         }
-        let by_group: HashMap<(u32, u8, u8), usize> = groups
-            .iter()
-            .enumerate()
-            .map(|(n, g)| ((g.pg, g.k, g.m), n))
-            .collect();
         let queued_bytes: u64 = plan.tasks.iter().map(estimated_bytes).sum();
         self.state.update(|f| {
             f.health = histogram(&health);
@@ -196,18 +193,40 @@ impl Repairer {
                 plan.unreadable.len()
             );
         }
-        let mut current = view.clone();
-        for task in &plan.tasks {
+        self.repair(view, map, groups, plan.tasks).await;
+        self.state.update(|f| f.rounds += 1);
+    }
+
+    /// Carries out `tasks` in their (risk) order, [`REPAIR_PARALLELISM`] at a time.
+    async fn repair(
+        self: &Arc<Self>,
+        view: &ClusterView,
+        map: &watch::Receiver<Arc<MapMessage>>,
+        groups: Vec<Group>,
+        tasks: Vec<Task>,
+    ) {
+        let by_group: HashMap<(u32, u8, u8), usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(n, g)| ((g.pg, g.k, g.m), n))
+            .collect();
+        let groups = Arc::new(groups);
+        let mut current = Arc::new(view.clone());
+        let mut running = tokio::task::JoinSet::new();
+        for task in tasks {
+            while running.len() >= REPAIR_PARALLELISM {
+                running.join_next().await;
+            }
             // Nodes that came back while the round runs are new processes: connect afresh.
             let message = map.borrow().clone();
             if message.epoch != current.map.epoch().0
                 && let Ok(newer) = ClusterView::from_message(&message)
             {
                 self.forget(&newer.returned_since(&current)).await;
-                current = newer;
+                current = Arc::new(newer);
             }
             let f = &task.finding;
-            let group = &groups[by_group[&(view.map.pg_of(&f.chunk).get(), f.k, f.m)]];
+            let group = by_group[&(view.map.pg_of(&f.chunk).get(), f.k, f.m)];
             tracing::debug!(
                 "repair: chunk {} ({}+{}), {} intact: rebuilding shards {:?}",
                 f.chunk,
@@ -216,22 +235,35 @@ impl Repairer {
                 f.healthy(),
                 task.rebuild
             );
-            match self.rebuild(view, map, group, task).await {
-                Ok(bytes) => self.state.update(|f| {
-                    f.shards_rebuilt += task.rebuild.len() as u64;
-                    f.bytes_rebuilt += bytes;
-                }),
-                Err(err) => {
-                    tracing::warn!("repair: chunk {}: {err}", task.finding.chunk);
-                    self.state.update(|f| f.failed += 1);
-                }
-            }
-            self.state.update(|f| {
-                f.queued = f.queued.saturating_sub(1);
-                f.queued_bytes = f.queued_bytes.saturating_sub(estimated_bytes(task));
-            });
+            let (me, view, groups, map) =
+                (self.clone(), current.clone(), groups.clone(), map.clone());
+            running.spawn(async move { me.carry_out(&view, &map, &groups[group], &task).await });
         }
-        self.state.update(|f| f.rounds += 1);
+        while running.join_next().await.is_some() {}
+    }
+
+    /// One task, counted in the figures however it ends.
+    async fn carry_out(
+        &self,
+        view: &ClusterView,
+        map: &watch::Receiver<Arc<MapMessage>>,
+        group: &Group,
+        task: &Task,
+    ) {
+        match self.rebuild(view, map, group, task).await {
+            Ok(bytes) => self.state.update(|f| {
+                f.shards_rebuilt += task.rebuild.len() as u64;
+                f.bytes_rebuilt += bytes;
+            }),
+            Err(err) => {
+                tracing::warn!("repair: chunk {}: {err}", task.finding.chunk);
+                self.state.update(|f| f.failed += 1);
+            }
+        }
+        self.state.update(|f| {
+            f.queued = f.queued.saturating_sub(1);
+            f.queued_bytes = f.queued_bytes.saturating_sub(estimated_bytes(task));
+        });
     }
 
     fn lock_limiter(&self) -> std::sync::MutexGuard<'_, RateLimiter> {
@@ -322,6 +354,7 @@ impl Repairer {
     async fn gather_digests(
         &self,
         view: &ClusterView,
+        map: &watch::Receiver<Arc<MapMessage>>,
         groups: &[Group],
     ) -> Vec<Vec<Option<GroupDigest>>> {
         let mut asks: HashMap<NodeId, Vec<(usize, usize)>> = HashMap::new();
@@ -336,6 +369,7 @@ impl Repairer {
             groups.iter().map(|g| vec![None; g.width()]).collect();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(CENSUS_PARALLEL));
         let mut calls = tokio::task::JoinSet::new();
+        let mut asked = Vec::new();
         for (node, wanted) in asks {
             let Some(peer) = self.peer(view, node).await else {
                 continue;
@@ -345,13 +379,35 @@ impl Repairer {
                 let query = batch.iter().map(|&(g, i)| groups[g].shards(i)).collect();
                 let (peer, semaphore, pg_bits) =
                     (peer.clone(), semaphore.clone(), view.map.pg_bits());
-                calls.spawn(async move {
+                let call = calls.spawn(async move {
                     let _permit = semaphore.acquire_owned().await;
                     (batch, node, peer.digests(pg_bits, query).await)
                 });
+                asked.push((node, call));
             }
         }
-        while let Some(done) = calls.join_next().await {
+        // A holder the map marks down meanwhile (it died after the round began) will
+        // not answer: its calls are given up at once rather than at their deadline.
+        let mut watch = map.clone();
+        let mut watching = true;
+        loop {
+            let done = tokio::select! {
+                done = calls.join_next() => done,
+                changed = watch.changed(), if watching => {
+                    watching = changed.is_ok();
+                    if let Ok(newer) = ClusterView::from_message(&watch.borrow_and_update()) {
+                        for (node, call) in &asked {
+                            if !newer.is_up(*node) {
+                                call.abort();
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Some(done) = done else {
+                break;
+            };
             let Ok((batch, node, answer)) = done else {
                 continue;
             };
@@ -489,8 +545,8 @@ impl Repairer {
         Ok(stored)
     }
 
-    /// Fetches intact shards from the task's sources, data shards first, until k have
-    /// arrived; a source that fails or lacks its shard is replaced by the next.
+    /// Fetches intact shards from the task's sources, data shards first: the first k at
+    /// once, and one more for each that fails or lacks its shard.
     async fn read_sources(
         &self,
         view: &ClusterView,
@@ -500,23 +556,31 @@ impl Repairer {
         let k = usize::from(group.k);
         let mut got = Vec::with_capacity(k);
         let mut causes = Vec::new();
-        for &index in &task.sources {
-            if got.len() == k {
-                break;
+        let mut sources = task.sources.iter().copied();
+        let mut reads = tokio::task::JoinSet::new();
+        while got.len() < k {
+            while got.len() + reads.len() < k {
+                let Some(index) = sources.next() else { break };
+                let node = group.holders[usize::from(index)];
+                let Some(peer) = self.peer(view, node).await else {
+                    causes.push(format!("node {node} has no address"));
+                    continue;
+                };
+                let name = group.name(task.finding.chunk, index);
+                reads.spawn(async move { (index, node, peer.get(name).await) });
             }
-            let node = group.holders[usize::from(index)];
-            let Some(peer) = self.peer(view, node).await else {
-                causes.push(format!("node {node} has no address"));
-                continue;
+            let Some(done) = reads.join_next().await else {
+                break;
             };
-            tracing::debug!(
-                "repair: reading shard {index} of chunk {} from node {node}",
-                task.finding.chunk
-            );
-            match peer.get(group.name(task.finding.chunk, index)).await {
-                Ok(Some(bytes)) => got.push((index, bytes)),
-                Ok(None) => causes.push(format!("shard {index} gone from node {node}")),
-                Err(e) => causes.push(format!("shard {index} on node {node}: {e}")),
+            match done {
+                Ok((index, _, Ok(Some(bytes)))) => got.push((index, bytes)),
+                Ok((index, node, Ok(None))) => {
+                    causes.push(format!("shard {index} gone from node {node}"))
+                }
+                Ok((index, node, Err(e))) => {
+                    causes.push(format!("shard {index} on node {node}: {e}"))
+                }
+                Err(e) => causes.push(format!("a read failed: {e}")),
             }
         }
         if got.len() < k {

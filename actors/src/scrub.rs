@@ -32,6 +32,8 @@ pub struct ScrubState {
     rate: AtomicU64,
     /// The ticket of the last ordered pass finished.
     ordered: AtomicU64,
+    /// How long the last finished pass took, in microseconds.
+    pass_micros: AtomicU64,
 }
 
 impl ScrubState {
@@ -45,6 +47,7 @@ impl ScrubState {
             damaged: self.damaged.load(Ordering::Relaxed),
             rate: self.rate.load(Ordering::Relaxed),
             ordered: self.ordered.load(Ordering::Relaxed),
+            pass_micros: self.pass_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -76,6 +79,7 @@ pub fn sum(a: ScrubFigures, b: ScrubFigures) -> ScrubFigures {
     ScrubFigures {
         passes: a.passes.min(b.passes),
         ordered: a.ordered.min(b.ordered),
+        pass_micros: a.pass_micros.max(b.pass_micros),
         pass_done: a.pass_done + b.pass_done,
         pass_total: a.pass_total + b.pass_total,
         bytes: a.bytes + b.bytes,
@@ -138,10 +142,33 @@ async fn wait_for_order(orders: &ScrubOrders, seen: u64, wait: Duration) {
     }
 }
 
+/// Drops a damaged shard (durably, if the index still points at it), counts it and
+/// names it to the repairer.
+async fn drop_damaged(
+    store: &Store,
+    state: &ScrubState,
+    damaged: &flume::Sender<ShardName>,
+    found: hive_nvme::Damaged,
+) {
+    state.damaged.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        "scrub: shard {} is damaged (segment {} block {}: {}); dropped for repair",
+        found.name,
+        found.segment,
+        found.block,
+        found.reason
+    );
+    if let Err(err) = store.drop_damaged(&found).await {
+        tracing::error!("scrub: dropping damaged shard {}: {err}", found.name);
+    }
+    // A full channel only delays the repair to the next census.
+    let _ = damaged.try_send(found.name);
+}
+
 /// One pass over the shards indexed when it starts; `false` if a newer order cut it
 /// short (the next pass starts at once, at that order's rate).
 async fn pass(
-    store: &Store,
+    store: &Rc<Store>,
     state: &ScrubState,
     rate: u64,
     orders: &ScrubOrders,
@@ -152,34 +179,25 @@ async fn pass(
     state.pass_total.store(scrub.total, Ordering::Relaxed);
     state.pass_done.store(0, Ordering::Relaxed);
     state.rate.store(rate, Ordering::Relaxed);
+    let started = std::time::Instant::now();
     let finished = loop {
         if orders.newer_than(seen).is_some() {
             break false;
         }
         let before = scrub.bytes;
-        match scrub.next(store).await {
-            Ok(ScrubStep::Intact) => {}
-            Ok(ScrubStep::Damaged(found)) => {
-                state.damaged.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    "scrub: shard {} is damaged (segment {} block {}: {}); dropped for repair",
-                    found.name,
-                    found.segment,
-                    found.block,
-                    found.reason
-                );
-                if let Err(err) = store.drop_damaged(&found).await {
-                    tracing::error!("scrub: dropping damaged shard {}: {err}", found.name);
-                }
-                // A full channel only delays the repair to the next census.
-                let _ = damaged.try_send(found.name);
-            }
-            Ok(ScrubStep::Done) => break true,
+        let steps = match scrub.next_batch(store).await {
+            Ok(steps) if steps.is_empty() => break true,
+            Ok(steps) => steps,
             Err(err) => {
                 // A read error (not damage) ends the pass; the next one tries again.
                 tracing::error!("scrub: pass stopped: {err}");
                 wait_for_order(orders, seen, SCRUB_IDLE_RECHECK).await;
                 break false;
+            }
+        };
+        for step in steps {
+            if let ScrubStep::Damaged(found) = step {
+                drop_damaged(store, state, damaged, found).await;
             }
         }
         state
@@ -187,6 +205,10 @@ async fn pass(
             .fetch_add(scrub.bytes - before, Ordering::Relaxed);
         state.pass_done.store(scrub.bytes, Ordering::Relaxed);
     };
+    if finished {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        state.pass_micros.store(micros, Ordering::Relaxed);
+    }
     state.pass_done.store(0, Ordering::Relaxed);
     state.pass_total.store(0, Ordering::Relaxed);
     finished

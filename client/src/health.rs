@@ -142,10 +142,16 @@ pub fn render(status: &StatusMessage) -> Result<String> {
     };
     let unreadable: u64 = s.classes.iter().map(ClassHealth::unreadable).sum();
     let degraded: u64 = s.classes.iter().map(ClassHealth::degraded).sum();
+    let down = count("down");
     let verdict = if unreadable > 0 {
         format!("UNREADABLE: {unreadable} chunks have fewer than k intact shards")
-    } else if degraded > 0 || count("down") > 0 {
-        format!("DEGRADED: {degraded} chunks below full redundancy")
+    } else if degraded > 0 || down > 0 {
+        let nodes = if down > 0 {
+            format!("{down} nodes down; ")
+        } else {
+            String::new()
+        };
+        format!("DEGRADED: {nodes}{degraded} chunks below full redundancy")
     } else {
         "OK".to_string()
     };
@@ -366,24 +372,8 @@ pub fn parse_rate(text: &str) -> Result<u64> {
     if text == "unlimited" {
         return Ok(0);
     }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().with_context(|| {
-        format!("{text:?} is not a rate like 64MiB (per second), 500KiB or unlimited")
-    })?;
-    let scale: u64 = match unit.trim().trim_end_matches("/s") {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => {
-            bail!("rate {text:?}: unknown unit {other:?}; use B, KiB, MiB or GiB (per second)")
-        }
-    };
-    n.checked_mul(scale)
-        .with_context(|| format!("rate {text:?} is too large"))
+    hive_wire::units::parse_bytes(text.trim_end_matches("/s"))
+        .with_context(|| format!("rate {text:?} (per second, or unlimited)"))
 }
 
 /// `hive status`.

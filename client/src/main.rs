@@ -503,19 +503,9 @@ fn run(cli: Cli) -> Result<()> {
 
 /// `30s`, `15m`, `2h`, `1d`.
 fn parse_ttl(text: &str) -> Result<Duration> {
-    let bad =
-        || anyhow::anyhow!("--ttl {text:?} must be a number followed by s, m, h or d, like 15m");
-    let (number, unit) = text.split_at(text.len().checked_sub(1).ok_or_else(bad)?);
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(bad()),
-    };
-    if seconds == 0 || seconds > 30 * 86_400 {
+    let ttl = hive_wire::units::parse_duration(text).with_context(|| format!("--ttl {text:?}"))?;
+    if ttl.is_zero() || ttl > Duration::from_secs(30 * 86_400) {
         bail!("--ttl must be between 1s and 30d");
     }
-    Ok(Duration::from_secs(seconds))
+    Ok(ttl)
 }

@@ -16,6 +16,22 @@ use support::{Cluster, SEED, hive, ok, text};
 /// local cluster) and the rebuilding itself.
 const HEAL_WITHIN: Duration = Duration::from_secs(180);
 
+/// The rate test measures how fast repair goes, so it runs alone; the others (each a
+/// cluster of its own) run side by side.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn random(seed: u64, len: usize) -> Vec<u8> {
     hive_testkit::random_bytes(seed, len)
 }
@@ -85,6 +101,7 @@ fn chunks_counted(status: &serde_json::Value) -> u64 {
 
 #[test]
 fn a_rewrite_after_a_failed_write_stores_the_chunk_whole() {
+    let _machine = shared();
     // The case through the library: a put fails with three of six nodes dead,
     // but its shard sends land on the three alive; once the nodes are back, a put of the
     // same bytes must not take one holder's "yes" as the chunk being stored.
@@ -105,6 +122,7 @@ fn a_rewrite_after_a_failed_write_stores_the_chunk_whole() {
 
 #[test]
 fn shards_lost_with_a_killed_writer_are_found_by_the_census_and_rebuilt() {
+    let _machine = shared();
     let c = Cluster::up("census");
     kill_and_wait_down(&c, &[5, 6]);
     // A writer killed mid-put: its chunks are acknowledged at k on nodes 1..4, and the
@@ -158,6 +176,7 @@ fn shards_lost_with_a_killed_writer_are_found_by_the_census_and_rebuilt() {
 
 #[test]
 fn a_node_marked_out_is_rebuilt_elsewhere_and_another_loss_loses_nothing() {
+    let _machine = shared();
     // 3+2 on six nodes: with one node out, five are left for five shards.
     let c = Cluster::with("out", 6, (3, 2), "1GiB", &[]);
     let data = random(SEED + 40, 48 << 20);
@@ -185,6 +204,7 @@ fn a_node_marked_out_is_rebuilt_elsewhere_and_another_loss_loses_nothing() {
 
 #[test]
 fn scrub_finds_every_damaged_shard_and_repair_replaces_it() {
+    let _machine = shared();
     let c = Cluster::up("scrub");
     let data = random(SEED + 50, 128 << 20);
     let id = c.put("data.bin", &data);
@@ -288,6 +308,7 @@ fn repair_figures(status: &serde_json::Value) -> BTreeMap<u64, (u64, u64)> {
 
 #[test]
 fn repair_goes_riskiest_first_keeps_its_rate_and_resumes_when_its_node_dies() {
+    let _machine = alone();
     const RATE: u64 = 512 << 10;
     const WINDOW: Duration = Duration::from_secs(16);
     let debug = [("HIVE_LOG", "debug")];

@@ -159,24 +159,7 @@ const DEFAULT_OUT_AFTER: Duration = Duration::from_secs(600);
 
 /// `30s`, `15m`, `2h`, `7d`.
 fn duration(key: &str, text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("{key}: {text:?} is not a duration like 30s, 15m, 2h or 7d"))?;
-    let seconds = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => bail!("{key}: unknown unit {other:?}; use s, m, h or d"),
-    };
-    n.checked_mul(seconds)
-        .map(Duration::from_secs)
-        .with_context(|| format!("{key}: {text:?} is too long"))
+    hive_wire::units::parse_duration(text).with_context(|| key.to_string())
 }
 
 /// Tokio worker threads for networking when `network_threads` is not given: the shard
@@ -263,24 +246,7 @@ fn meta_config(raw: &RawMeta, resolve: impl Fn(&Path) -> PathBuf) -> Result<Meta
 
 /// `8GiB`, `64MiB`, `512KiB`, `4096`.
 fn bytes(key: &str, text: &str) -> Result<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("{key}: {text:?} is not a size like 8GiB or 64MiB"))?;
-    let scale: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => bail!("{key}: unknown unit {other:?}; use B, KiB, MiB, GiB or TiB"),
-    };
-    n.checked_mul(scale)
-        .with_context(|| format!("{key}: {text:?} is too large"))
+    hive_wire::units::parse_bytes(text).with_context(|| key.to_string())
 }
 
 fn address(key: &str, text: &str) -> Result<SocketAddr> {

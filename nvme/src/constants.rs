@@ -43,3 +43,7 @@ pub const DELETES_PER_RECORD: usize = 4096;
 /// one (1 MiB): a damaged header or the unwritten end of a segment is crossed in a few
 /// large reads instead of one read per block.
 pub const SCAN_WINDOW: u32 = 256;
+
+/// Records a scrub reads at once: enough reads in flight to keep an NVMe drive busy
+/// (its queue is deep), few enough that a pass at a low rate still spreads evenly.
+pub const SCRUB_BATCH: usize = 8;

@@ -8,6 +8,7 @@ pub mod files;
 mod hex;
 mod ids;
 mod shard;
+pub mod units;
 
 pub use census::ChunkSetDigest;
 pub use hex::{HexError, decode_hex, encode_hex};

@@ -104,6 +104,8 @@ pub struct ScrubFigures {
     pub rate: u64,
     /// The ticket of the last ordered pass every store finished (see [`ScrubTicket`]).
     pub ordered: u64,
+    /// How long the last finished pass took, in microseconds (the slowest store's).
+    pub pass_micros: u64,
 }
 
 /// The answer to a scrub order: the pass is done once the node's
