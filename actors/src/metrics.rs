@@ -99,6 +99,9 @@ pub struct MetricsSource {
     pub shards: Shards,
     /// The repairer's figures.
     pub repair: Arc<RepairState>,
+    /// On the map authority, its actor's registered name: the shards owed that
+    /// writers reported are counted there.
+    pub authority: Option<String>,
 }
 
 fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
@@ -279,7 +282,24 @@ pub async fn render(source: &MetricsSource) -> Result<String, String> {
         "Chunks of the groups this node is primary for, by class and intact shards (last census)",
         chunks,
     );
+    if let Some(owed) = owed_reported(source).await {
+        counter(
+            &mut registry,
+            "shards_owed_reported",
+            "Shards writers reported owed since the map authority started (this node is it)",
+            owed,
+        );
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).map_err(|e| e.to_string())?;
     Ok(text)
+}
+
+/// The authority's count of owed shards, when this node is the authority.
+async fn owed_reported(source: &MetricsSource) -> Option<u64> {
+    let name = source.authority.as_deref()?;
+    let actor: ractor::ActorRef<crate::AuthorityMsg> = ractor::registry::where_is(name)?.into();
+    ractor::call!(actor, crate::AuthorityMsg::Status)
+        .ok()
+        .map(|status| status.shards_owed)
 }

@@ -2,7 +2,8 @@
 //! chunks (`object`), the pure decisions of the data path (`quorum`), cluster
 //! directories (`cluster_dir`) and local clusters of `hive-node` processes
 //! (`local_cluster`), which the `hive` tool and the benchmark share; the cluster's
-//! health for operators (`health`) and what one chunk or file is made of (`inspect`).
+//! health on one screen (`status`), what operators do about it (`health`) and what one
+//! chunk or file is made of (`inspect`).
 
 pub mod chunk_io;
 pub mod cluster_dir;
@@ -13,4 +14,5 @@ pub mod local_cluster;
 pub mod mount;
 pub mod object;
 pub mod quorum;
+pub mod status;
 pub mod volumes;

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
 
 use hive_client::cluster_dir::ClusterDir;
-use hive_client::{health, inspect, local_cluster, mount, volumes};
+use hive_client::{health, inspect, local_cluster, mount, status, volumes};
 use hive_wire::NodeId;
 
 /// Runs and manages a HiveFS cluster.
@@ -382,7 +382,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::Start { dir, nodes }) => {
             local_cluster::start(&dir, &nodes)
         }
-        Command::Status { cluster, json } => health::status(&cluster, json),
+        Command::Status { cluster, json } => status::status(&cluster, json),
         Command::Scrub {
             cluster,
             node,

@@ -134,6 +134,14 @@ fn every_node_serves_metrics_a_prometheus_parser_accepts() {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
+        let authority = node["id"].as_integer() == Some(1);
+        assert_eq!(
+            parsed
+                .lines()
+                .any(|l| l.split(' ').next() == Some("hive_shards_owed_reported")),
+            authority,
+            "the owed count is the map authority's (node 1) alone:\n{parsed}"
+        );
         let (status, _) = get(addr, "/other");
         assert_eq!(status, "HTTP/1.1 404 Not Found");
     }

@@ -384,6 +384,10 @@ async fn serve(
                 requests: shard_metrics.clone(),
                 shards: actor.clone(),
                 repair: repair.clone(),
+                authority: match &authority {
+                    Authority::Here(name) => Some(name.clone()),
+                    Authority::Elsewhere(_) => None,
+                },
             },
         ));
     }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use hive_client::chunk_io::ChunkStore;
-use hive_client::health::{ClassHealth, summarize};
 use hive_client::local_cluster::{self, Admin};
+use hive_client::status::{ClassHealth, summarize};
 use hive_codec::ClusterView;
 use hive_testkit::{Rng, random_bytes};
 use hive_wire::net::control::StatusMessage;

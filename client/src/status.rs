@@ -1,0 +1,455 @@
+//! `hive status`: the cluster's health on one screen, like `ceph -s`, or as one JSON
+//! object.
+//!
+//! Everything comes from the map authority's status: each node's heartbeat carries its
+//! store figures, its scrub progress and its census and repair figures, so one request
+//! shows the whole cluster. The figures are as of each node's last heartbeat (a second
+//! old at most while it is up).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use hive_codec::{ClusterView, NodeState};
+use hive_wire::NodeId;
+use hive_wire::net::control::{NodeStatus, StatusMessage};
+
+use crate::local_cluster::{self, bytes};
+
+/// Chunks of one class by how many of their shards are intact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassHealth {
+    /// k.
+    pub k: u8,
+    /// m.
+    pub m: u8,
+    /// Chunks by intact shards, from k + m down to 0.
+    pub by_healthy: BTreeMap<u8, u64>,
+}
+
+impl ClassHealth {
+    /// Chunks with fewer than k intact shards.
+    pub fn unreadable(&self) -> u64 {
+        self.by_healthy.range(..self.k).map(|(_, n)| n).sum()
+    }
+
+    /// Chunks with fewer than k + m intact shards but at least k.
+    pub fn degraded(&self) -> u64 {
+        let width = self.k + self.m;
+        self.by_healthy.range(self.k..width).map(|(_, n)| n).sum()
+    }
+
+    /// Every chunk counted.
+    pub fn total(&self) -> u64 {
+        self.by_healthy.values().sum()
+    }
+}
+
+/// The cluster's health summed over its nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Per class, from each placement group's primary's last census.
+    pub classes: Vec<ClassHealth>,
+    /// Chunks waiting to be rebuilt, and the shard bytes they need.
+    pub queued: (u64, u64),
+    /// Shards and bytes rebuilt since the nodes started.
+    pub rebuilt: (u64, u64),
+    /// Rebuilds that failed (tried again next round).
+    pub failed: u64,
+    /// Placement groups censused in the rounds under way, of all.
+    pub censused: (u64, u64),
+    /// Bytes verified in the scrub passes under way, of their total.
+    pub scrub_pass: (u64, u64),
+    /// Scrub passes finished (summed over nodes) and damaged shards found.
+    pub scrub_passes: u64,
+    /// Damaged shards scrub found.
+    pub damaged: u64,
+}
+
+/// Sums the nodes' figures.
+pub fn summarize(status: &StatusMessage) -> Summary {
+    let mut classes: BTreeMap<(u8, u8), ClassHealth> = BTreeMap::new();
+    let mut s = Summary::default();
+    for class in &status.map.classes {
+        classes.entry((class.k, class.m)).or_insert(ClassHealth {
+            k: class.k,
+            m: class.m,
+            by_healthy: BTreeMap::new(),
+        });
+    }
+    for node in &status.nodes {
+        let (repair, scrub) = (&node.health.repair, &node.health.scrub);
+        for count in &repair.health {
+            let class = classes
+                .entry((count.class.k, count.class.m))
+                .or_insert(ClassHealth {
+                    k: count.class.k,
+                    m: count.class.m,
+                    by_healthy: BTreeMap::new(),
+                });
+            *class.by_healthy.entry(count.healthy).or_default() += count.chunks;
+        }
+        s.queued.0 += repair.queued;
+        s.queued.1 += repair.queued_bytes;
+        s.rebuilt.0 += repair.shards_rebuilt;
+        s.rebuilt.1 += repair.bytes_rebuilt;
+        s.failed += repair.failed;
+        s.censused.0 += repair.censused;
+        s.censused.1 += repair.groups;
+        s.scrub_pass.0 += scrub.pass_done;
+        s.scrub_pass.1 += scrub.pass_total;
+        s.scrub_passes += scrub.passes;
+        s.damaged += scrub.damaged;
+    }
+    s.classes = classes.into_values().collect();
+    s
+}
+
+fn state_name(view: &ClusterView, id: u64) -> &'static str {
+    view.map
+        .node(NodeId(id))
+        .map_or("unknown", |n| match n.state {
+            NodeState::Up => "up",
+            NodeState::Down => "down",
+            NodeState::Out => "out",
+        })
+}
+
+pub(crate) fn rate(bytes_per_second: u64) -> String {
+    if bytes_per_second == 0 {
+        "no limit".to_string()
+    } else {
+        format!("{}/s", bytes(bytes_per_second))
+    }
+}
+
+/// The one-screen summary.
+pub fn render(status: &StatusMessage) -> Result<String> {
+    let view = ClusterView::from_message(&status.map)?;
+    let s = summarize(status);
+    let mut out = String::new();
+    let count = |state: &str| {
+        status
+            .nodes
+            .iter()
+            .filter(|n| state_name(&view, n.id) == state)
+            .count()
+    };
+    let unreadable: u64 = s.classes.iter().map(ClassHealth::unreadable).sum();
+    let degraded: u64 = s.classes.iter().map(ClassHealth::degraded).sum();
+    let down = count("down");
+    let verdict = if unreadable > 0 {
+        format!("UNREADABLE: {unreadable} chunks have fewer than k intact shards")
+    } else if degraded > 0 || down > 0 {
+        let nodes = if down > 0 {
+            format!("{down} nodes down; ")
+        } else {
+            String::new()
+        };
+        format!("DEGRADED: {nodes}{degraded} chunks below full redundancy")
+    } else {
+        "OK".to_string()
+    };
+    out += &format!("health: {verdict}\n");
+    out += &format!(
+        "nodes:  {} in map epoch {}: {} up, {} down, {} out\n",
+        status.nodes.len(),
+        status.map.epoch,
+        count("up"),
+        count("down"),
+        count("out")
+    );
+    out += &render_data(&s);
+    out += &render_repair(status, &s);
+    out += &render_scrub(&s);
+    let capacity: u64 = status.nodes.iter().map(|n| n.store.capacity).sum();
+    let used: u64 = status.nodes.iter().map(|n| n.store.used).sum();
+    let stored: u64 = status.nodes.iter().map(|n| n.store.live).sum();
+    out += &format!(
+        "space:  {} of {} used ({} in live shards)\n\n",
+        bytes(used),
+        bytes(capacity),
+        bytes(stored)
+    );
+    out += &render_nodes(status, &view);
+    Ok(out)
+}
+
+fn render_data(s: &Summary) -> String {
+    let mut out = String::new();
+    for class in &s.classes {
+        let width = class.k + class.m;
+        let mut parts = Vec::new();
+        for healthy in (0..=width).rev() {
+            let n = class.by_healthy.get(&healthy).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let what = if healthy == width {
+                "whole".to_string()
+            } else if healthy >= class.k {
+                format!("{healthy}/{width}")
+            } else {
+                format!("{healthy}/{width} UNREADABLE")
+            };
+            parts.push(format!("{n} {what}"));
+        }
+        if parts.is_empty() {
+            parts.push("no chunks counted yet".to_string());
+        }
+        out += &format!(
+            "data:   {}+{}: {} chunks: {}\n",
+            class.k,
+            class.m,
+            class.total(),
+            parts.join(", ")
+        );
+    }
+    if s.classes.is_empty() {
+        out += "data:   no shards stored yet\n";
+    }
+    out
+}
+
+pub(crate) fn render_repair(status: &StatusMessage, s: &Summary) -> String {
+    let repair_rate = status.map.repair_rate;
+    let eta = match (s.queued.1, repair_rate) {
+        (0, _) => String::new(),
+        (_, 0) => ", no rate limit".to_string(),
+        (queued, rate) => format!(", ETA {}s at most", queued.div_ceil(rate)),
+    };
+    format!(
+        "repair: {} chunks queued ({}){eta}; {} shards ({}) rebuilt since start, {} failed; rate {}; census {} of {} groups this round\n\
+         owed:   {} shards reported owed by writers since the authority started\n",
+        s.queued.0,
+        bytes(s.queued.1),
+        s.rebuilt.0,
+        bytes(s.rebuilt.1),
+        s.failed,
+        rate(repair_rate),
+        s.censused.0,
+        s.censused.1,
+        status.shards_owed,
+    )
+}
+
+fn render_scrub(s: &Summary) -> String {
+    let pass = if s.scrub_pass.1 > 0 {
+        format!(
+            "{:.0}% of the passes under way ({} of {})",
+            100.0 * s.scrub_pass.0 as f64 / s.scrub_pass.1 as f64,
+            bytes(s.scrub_pass.0),
+            bytes(s.scrub_pass.1)
+        )
+    } else {
+        "idle".to_string()
+    };
+    format!(
+        "scrub:  {pass}; {} passes finished (all nodes), {} damaged shards found\n",
+        s.scrub_passes, s.damaged
+    )
+}
+
+fn render_nodes(status: &StatusMessage, view: &ClusterView) -> String {
+    let mut out = format!(
+        "{:<18} {:<5} {:<22} {:>10} {:>10} {:>8} {:>10} {:>7} {:>6}\n",
+        "node", "state", "address", "capacity", "used", "shards", "heartbeat", "scrub", "queued"
+    );
+    let mut nodes: Vec<&NodeStatus> = status.nodes.iter().collect();
+    nodes.sort_by_key(|n| n.id);
+    for n in nodes {
+        let heartbeat = if n.heartbeat_age_ms == u64::MAX {
+            "never".to_string()
+        } else {
+            format!("{:.1}s ago", n.heartbeat_age_ms as f64 / 1000.0)
+        };
+        let scrub = &n.health.scrub;
+        let scrubbing = if scrub.pass_total > 0 {
+            format!(
+                "{:.0}%",
+                100.0 * scrub.pass_done as f64 / scrub.pass_total as f64
+            )
+        } else {
+            "-".to_string()
+        };
+        out += &format!(
+            "{:<18} {:<5} {:<22} {:>10} {:>10} {:>8} {:>10} {:>7} {:>6}\n",
+            NodeId(n.id).to_string(),
+            state_name(view, n.id),
+            view.addresses
+                .get(&NodeId(n.id))
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            bytes(n.store.capacity),
+            bytes(n.store.used),
+            n.store.shards,
+            heartbeat,
+            scrubbing,
+            n.health.repair.queued
+        );
+    }
+    out
+}
+
+/// The summary as one JSON object.
+pub fn to_json(status: &StatusMessage) -> Result<serde_json::Value> {
+    let view = ClusterView::from_message(&status.map)?;
+    let s = summarize(status);
+    let nodes: Vec<serde_json::Value> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "id": n.id,
+                "state": state_name(&view, n.id),
+                "addr": view.addresses.get(&NodeId(n.id)).map(ToString::to_string),
+                "capacity": n.store.capacity,
+                "used": n.store.used,
+                "stored": n.store.live,
+                "shards": n.store.shards,
+                "heartbeat_age_ms": (n.heartbeat_age_ms != u64::MAX).then_some(n.heartbeat_age_ms),
+                "scrub": {
+                    "passes": n.health.scrub.passes,
+                    "pass_done": n.health.scrub.pass_done,
+                    "pass_total": n.health.scrub.pass_total,
+                    "bytes": n.health.scrub.bytes,
+                    "damaged": n.health.scrub.damaged,
+                    "rate": n.health.scrub.rate,
+                    "ordered": n.health.scrub.ordered,
+                },
+                "repair": {
+                    "groups": n.health.repair.groups,
+                    "censused": n.health.repair.censused,
+                    "rounds": n.health.repair.rounds,
+                    "queued": n.health.repair.queued,
+                    "queued_bytes": n.health.repair.queued_bytes,
+                    "shards_rebuilt": n.health.repair.shards_rebuilt,
+                    "bytes_rebuilt": n.health.repair.bytes_rebuilt,
+                    "unreadable": n.health.repair.unreadable,
+                    "failed": n.health.repair.failed,
+                },
+            })
+        })
+        .collect();
+    let classes: Vec<serde_json::Value> = s
+        .classes
+        .iter()
+        .map(|c| {
+            let by_healthy: serde_json::Map<String, serde_json::Value> = c
+                .by_healthy
+                .iter()
+                .map(|(h, n)| (h.to_string(), serde_json::json!(n)))
+                .collect();
+            serde_json::json!({
+                "k": c.k, "m": c.m, "chunks": c.total(), "by_healthy": by_healthy,
+                "degraded": c.degraded(), "unreadable": c.unreadable(),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "epoch": status.map.epoch,
+        "repair_rate": status.map.repair_rate,
+        "classes": classes,
+        "nodes": nodes,
+        "shards_owed": status.shards_owed,
+        "repair": {
+            "queued": s.queued.0, "queued_bytes": s.queued.1,
+            "shards_rebuilt": s.rebuilt.0, "bytes_rebuilt": s.rebuilt.1, "failed": s.failed,
+        },
+        "scrub": { "passes": s.scrub_passes, "damaged": s.damaged },
+    }))
+}
+
+/// `hive status`.
+pub fn status(dir: &Path, json: bool) -> Result<()> {
+    let status = local_cluster::runtime()?.block_on(async {
+        let admin = local_cluster::admin(dir)?;
+        admin.status().await
+    })?;
+    if json {
+        println!("{}", to_json(&status)?);
+    } else {
+        print!("{}", render(&status)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_wire::net::control::{
+        Class, HealthCount, MapMessage, MapNode, NodeHealth, RepairFigures, StoreFigures, state,
+    };
+
+    fn node(id: u64, health: Vec<HealthCount>) -> (MapNode, NodeStatus) {
+        (
+            MapNode {
+                id,
+                domain: id as u32,
+                weight: 1,
+                state: if id == 3 { state::DOWN } else { state::UP },
+                joined: 1,
+                addr: format!("127.0.0.1:{}", 7000 + id),
+            },
+            NodeStatus {
+                id,
+                store: StoreFigures::default(),
+                heartbeat_age_ms: 100,
+                health: NodeHealth {
+                    classes: vec![],
+                    scrub: Default::default(),
+                    repair: RepairFigures {
+                        health,
+                        queued: 1,
+                        queued_bytes: 1 << 20,
+                        ..Default::default()
+                    },
+                },
+            },
+        )
+    }
+
+    #[test]
+    fn the_summary_adds_up_every_primary_and_names_the_worst() {
+        let class = Class { k: 2, m: 1 };
+        let count = |healthy, chunks| HealthCount {
+            class,
+            healthy,
+            chunks,
+        };
+        let (nodes, statuses): (Vec<_>, Vec<_>) = [
+            node(1, vec![count(3, 10), count(2, 1)]),
+            node(2, vec![count(3, 5), count(1, 2)]),
+            node(3, vec![]),
+        ]
+        .into_iter()
+        .unzip();
+        let status = StatusMessage {
+            map: MapMessage {
+                epoch: 9,
+                pg_bits: 4,
+                nodes,
+                classes: vec![class],
+                repair_rate: 1 << 20,
+            },
+            nodes: statuses,
+            shards_owed: 4,
+        };
+        let s = summarize(&status);
+        assert_eq!(s.classes.len(), 1);
+        assert_eq!(s.classes[0].total(), 18);
+        assert_eq!(s.classes[0].degraded(), 1);
+        assert_eq!(s.classes[0].unreadable(), 2);
+        assert_eq!(s.queued, (3, 3 << 20));
+        let text = render(&status).expect("render");
+        assert!(text.starts_with("health: UNREADABLE: 2 chunks"), "{text}");
+        assert!(
+            text.contains("2+1: 18 chunks: 15 whole, 1 2/3, 2 1/3 UNREADABLE"),
+            "{text}"
+        );
+        assert!(text.contains("1 down"), "{text}");
+        assert!(text.contains("ETA 3s"), "{text}");
+        let json = to_json(&status).expect("json");
+        assert_eq!(json["classes"][0]["unreadable"], 2);
+    }
+}
