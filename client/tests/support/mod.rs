@@ -190,6 +190,9 @@ impl Cluster {
                 .status()
                 .expect("kill");
             assert!(status.success(), "kill {signal} node {node} (pid {pid})");
+            if signal == "-STOP" {
+                wait_stopped(&pid);
+            }
         }
     }
 
@@ -231,6 +234,30 @@ impl Cluster {
 
     pub fn owed(&self) -> u64 {
         self.status()["shards_owed"].as_u64().expect("shards_owed")
+    }
+}
+
+/// Waits until every thread of process `pid` is stopped (SIGSTOP is delivered to each
+/// thread as it next runs; a request sent before that could still be answered).
+fn wait_stopped(pid: &str) {
+    let started = Instant::now();
+    loop {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/PID/task");
+        let all = tasks.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state == "T" || state == "t")
+            })
+        });
+        if all {
+            return;
+        }
+        assert!(
+            started.elapsed() < STATUS_WAIT,
+            "process {pid} did not stop within {STATUS_WAIT:?}"
+        );
+        std::thread::yield_now();
     }
 }
 
