@@ -254,6 +254,7 @@ impl Repairer {
             Ok(bytes) => self.state.update(|f| {
                 f.shards_rebuilt += task.rebuild.len() as u64;
                 f.bytes_rebuilt += bytes;
+                count_rebuilt(&mut f.health, task);
             }),
             Err(err) => {
                 tracing::warn!("repair: chunk {}: {err}", task.finding.chunk);
@@ -601,6 +602,37 @@ fn estimated_bytes(task: &Task) -> u64 {
     task.rebuild.len() as u64 * ((1 << 20) / k)
 }
 
+/// Moves the chunk `task` rebuilt to its new count of intact shards in this round's
+/// figures, so they say what the round left, not only what its census found.
+fn count_rebuilt(health: &mut Vec<HealthCount>, task: &Task) {
+    let f = &task.finding;
+    let class = Class { k: f.k, m: f.m };
+    let from = u8::try_from(f.healthy()).unwrap_or(u8::MAX);
+    let to = from
+        .saturating_add(u8::try_from(task.rebuild.len()).unwrap_or(u8::MAX))
+        .min(f.k.saturating_add(f.m));
+    let Some(was) = health
+        .iter_mut()
+        .find(|h| h.class == class && h.healthy == from && h.chunks > 0)
+    else {
+        return;
+    };
+    was.chunks -= 1;
+    match health
+        .iter_mut()
+        .find(|h| h.class == class && h.healthy == to)
+    {
+        Some(now) => now.chunks += 1,
+        None => health.push(HealthCount {
+            class,
+            healthy: to,
+            chunks: 1,
+        }),
+    }
+    health.retain(|h| h.chunks > 0);
+    health.sort_by_key(|h| (h.class.k, h.class.m, h.healthy));
+}
+
 fn histogram(health: &Histogram) -> Vec<HealthCount> {
     health
         .iter()
@@ -610,4 +642,49 @@ fn histogram(health: &Histogram) -> Vec<HealthCount> {
             chunks,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(k: u8, m: u8, healthy: u8, chunks: u64) -> HealthCount {
+        HealthCount {
+            class: Class { k, m },
+            healthy,
+            chunks,
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_chunk_moves_to_its_new_count_of_intact_shards() {
+        let task = Task {
+            finding: Finding {
+                chunk: ChunkId([7; 32]),
+                k: 4,
+                m: 2,
+                present: 0b001111,
+                up: 0b111111,
+            },
+            sources: vec![0, 1, 2, 3],
+            rebuild: vec![4, 5],
+        };
+        let mut health = vec![count(4, 2, 4, 1), count(4, 2, 6, 9)];
+        count_rebuilt(&mut health, &task);
+        assert_eq!(health, vec![count(4, 2, 6, 10)]);
+
+        // Only one of two missing shards rebuilt (its holder is down): 4 becomes 5.
+        let partial = Task {
+            rebuild: vec![4],
+            ..task.clone()
+        };
+        let mut health = vec![count(4, 2, 4, 2)];
+        count_rebuilt(&mut health, &partial);
+        assert_eq!(health, vec![count(4, 2, 4, 1), count(4, 2, 5, 1)]);
+
+        // A chunk the figures do not hold (a newer round replaced them) changes nothing.
+        let mut health = vec![count(4, 2, 6, 3)];
+        count_rebuilt(&mut health, &task);
+        assert_eq!(health, vec![count(4, 2, 6, 3)]);
+    }
 }

@@ -61,7 +61,7 @@ pub fn repair(dir: &Path, rate: Option<u64>, wait: bool) -> Result<()> {
             wait_for_repair(&admin).await?;
         } else if rate.is_none() {
             let status = admin.status().await?;
-            print!("{}", render_repair(&status, &summarize(&status)));
+            crate::output::print(&render_repair(&status, &summarize(&status)));
         }
         anyhow::Ok(())
     })
@@ -99,6 +99,13 @@ async fn wait_for_repair(admin: &Admin) -> Result<()> {
             .filter(|n| view.is_up(NodeId(n.id)))
             .all(|n| {
                 let before = rounds_at_start.get(&n.id).copied().unwrap_or(0);
+                // Fewer rounds than at the start: a new process, all of whose rounds
+                // began after now.
+                let before = if n.health.repair.rounds < before {
+                    0
+                } else {
+                    before
+                };
                 n.health.repair.rounds >= before + 2 && n.health.repair.queued == 0
             });
         if settled {

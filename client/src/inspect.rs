@@ -17,7 +17,7 @@ use hive_wire::net::meta::{MetaCall, MetaReply};
 use hive_wire::net::shard_service::ShardClient;
 use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
 
-use crate::local_cluster;
+use crate::{local_cluster, output};
 
 /// One shard as inspection found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +171,7 @@ pub fn inspect_chunk(dir: &Path, id: ChunkId, scheme: Option<ErasureScheme>) -> 
         for scheme in &schemes {
             let report = chunk(&client, &view, id, *scheme).await?;
             if single || report.found() {
-                print!("{}", report.render());
+                output::print(&report.render());
                 shown += 1;
             }
         }
@@ -224,7 +224,7 @@ pub fn inspect_file(dir: &Path, volume: &str, path: &str) -> Result<()> {
             MetaReply::Errno(e) => bail!("{path}: {}", errno_text(e)),
             other => bail!("{path}: unexpected answer {other:?}"),
         };
-        println!(
+        output::println(&format!(
             "{path} in volume {volume} ({scheme}): inode {ino}, {} bytes, {} extents{}",
             attr.size,
             extents.len(),
@@ -233,25 +233,25 @@ pub fn inspect_file(dir: &Path, volume: &str, path: &str) -> Result<()> {
             } else {
                 format!(", {} bytes inline in its metadata", inline.len())
             }
-        );
+        ));
         let (view, client) = view_and_client(dir).await?;
         let mut unhealthy = 0;
         for extent in &extents {
             let id = ChunkId(extent.chunk);
-            println!(
+            output::println(&format!(
                 "extent at {}, {} bytes, chunk offset {}:",
                 extent.offset, extent.len, extent.chunk_offset
-            );
+            ));
             let report = chunk(&client, &view, id, scheme).await?;
             if report.healthy() < scheme.width() {
                 unhealthy += 1;
             }
-            print!("{}", report.render());
+            output::print(&report.render());
         }
-        println!(
+        output::println(&format!(
             "{unhealthy} of {} extents' chunks below full health",
             extents.len()
-        );
+        ));
         anyhow::Ok(())
     })
 }

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod local_cluster;
 pub mod mount;
 pub mod object;
+pub mod output;
 pub mod quorum;
 pub mod status;
 pub mod volumes;

@@ -117,27 +117,74 @@ fn node_binary() -> Result<PathBuf> {
     )
 }
 
-/// TCP ports for `n` nodes' metrics on 127.0.0.1, free when asked.
-fn free_tcp_ports(n: u64) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("finding free TCP ports on 127.0.0.1")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+/// The lowest port a local cluster takes.
+const LOCAL_PORT_FLOOR: u16 = 10_000;
+/// Where the kernel's ephemeral range is taken to start when it cannot be read.
+const DEFAULT_EPHEMERAL_START: u16 = 32_768;
+
+/// Ports handed out by this process, so clusters started side by side (tests) never
+/// share one between choosing it and their node binding it.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_START)
 }
 
-/// Ports for `n` nodes on 127.0.0.1, free when asked: every node keeps its port for
-/// good, so a stopped node restarts where clients and the map expect it.
+/// `n` ports on 127.0.0.1, each free for both UDP (a node's QUIC endpoint) and TCP (its
+/// metrics) when asked. Every node keeps its ports for good, so a stopped node restarts
+/// where clients and the map expect it. They come from below the kernel's ephemeral
+/// range: a port from that range, free when chosen, can be taken by any client's
+/// outgoing socket before the node binds it.
 fn free_ports(n: u64) -> Result<Vec<u16>> {
+    let top = ephemeral_start();
+    if top <= LOCAL_PORT_FLOOR {
+        bail!(
+            "the ephemeral port range starts at {top}; a local cluster needs ports between \
+             {LOCAL_PORT_FLOOR} and it (see /proc/sys/net/ipv4/ip_local_port_range)"
+        );
+    }
+    let span = u32::from(top - LOCAL_PORT_FLOOR);
+    // A start that differs between processes, so concurrent `up`s rarely probe alike.
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ports = Vec::new();
     // Hold every socket until all are chosen, so no port is handed out twice.
-    let sockets = (0..n)
-        .map(|_| std::net::UdpSocket::bind(("127.0.0.1", 0)))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("finding free UDP ports on 127.0.0.1")?;
-    sockets.iter().map(|s| Ok(s.local_addr()?.port())).collect()
+    let mut held = Vec::new();
+    for i in 0..span {
+        if ports.len() as u64 == n {
+            break;
+        }
+        let port = LOCAL_PORT_FLOOR + ((seed + u64::from(i)) % u64::from(span)) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        let (Ok(udp), Ok(tcp)) = (
+            std::net::UdpSocket::bind(("127.0.0.1", port)),
+            std::net::TcpListener::bind(("127.0.0.1", port)),
+        ) else {
+            continue;
+        };
+        held.push((udp, tcp));
+        ports.push(port);
+    }
+    if ports.len() as u64 != n {
+        bail!(
+            "found only {} free ports on 127.0.0.1 below {top}; {n} are needed",
+            ports.len()
+        );
+    }
+    handed_out.extend(&ports);
+    Ok(ports)
 }
 
 /// The configuration of local node `n` (its id comes from its certificate). The
@@ -210,11 +257,11 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
     let cluster = ClusterDir::open(dir)?;
     let ca = cluster.ca()?;
     let validity = Validity::starting_now(DEFAULT_CERT_VALIDITY);
-    let ports = free_ports(nodes + 1)?;
-    let metrics_ports = free_tcp_ports(nodes)?;
+    let ports = free_ports(2 * nodes + 1)?;
+    let (ports, metrics_ports) = ports.split_at(nodes as usize + 1);
     let enroll_at = SocketAddr::from(([127, 0, 0, 1], ports[0]));
     let mut entries: Vec<NodeEntry> = (1..=nodes)
-        .zip(ports[1..].iter().zip(&metrics_ports))
+        .zip(ports[1..].iter().zip(metrics_ports))
         .map(|(n, (port, metrics))| NodeEntry {
             id: n,
             addr: SocketAddr::from(([127, 0, 0, 1], *port)),

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
 
 use hive_client::cluster_dir::ClusterDir;
-use hive_client::{health, inspect, local_cluster, mount, status, volumes};
+use hive_client::{health, inspect, local_cluster, mount, output, status, volumes};
 use hive_wire::NodeId;
 
 /// Runs and manages a HiveFS cluster.
@@ -432,19 +432,19 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Volume(VolumeCommand::List { cluster }) => {
-            println!(
+            output::println(&format!(
                 "{:<24} {:>6} {:>10} {:>6} {:>6}",
                 "NAME", "CLASS", "ROOT", "UID", "GID"
-            );
+            ));
             for v in volumes::list(&cluster)? {
-                println!(
+                output::println(&format!(
                     "{:<24} {:>6} {:>10} {:>6} {:>6}",
                     v.name,
                     format!("{}+{}", v.k, v.m),
                     v.root,
                     v.uid,
                     v.gid
-                );
+                ));
             }
             Ok(())
         }

@@ -367,9 +367,9 @@ pub fn status(dir: &Path, json: bool) -> Result<()> {
         admin.status().await
     })?;
     if json {
-        println!("{}", to_json(&status)?);
+        crate::output::println(&to_json(&status)?.to_string());
     } else {
-        print!("{}", render(&status)?);
+        crate::output::print(&render(&status)?);
     }
     Ok(())
 }
