@@ -60,3 +60,10 @@ pub const PACE_SLICE: std::time::Duration = std::time::Duration::from_millis(500
 /// another's writes and decoding, few enough that repair leaves the disks and the
 /// network to foreground work (the rate limit bounds it too).
 pub const REPAIR_PARALLELISM: usize = 4;
+
+/// Reclaim compacts a segment once less than this fraction of it is live.
+pub const DEFAULT_RECLAIM_THRESHOLD: f64 = 0.5;
+/// Shard bytes reclaim rewrites per second on each store, at most.
+pub const DEFAULT_RECLAIM_RATE: u64 = 32 << 20;
+/// How often each store looks for segments to reclaim.
+pub const DEFAULT_RECLAIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);

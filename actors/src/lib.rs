@@ -15,6 +15,7 @@ pub mod membership;
 mod meta_convert;
 mod meta_service;
 pub mod metrics;
+pub mod reclaim;
 pub mod repair_plan;
 mod repairer;
 pub mod scrub;

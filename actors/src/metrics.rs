@@ -204,6 +204,19 @@ pub async fn render(source: &MetricsSource) -> Result<String, String> {
         "The pass's read rate (0: no limit)",
         scrub.rate,
     );
+    let (freed, moved) = source.shards.reclaim_figures();
+    counter(
+        r,
+        "reclaim_segments_freed",
+        "Segments reclaim compacted and made free",
+        freed,
+    );
+    counter(
+        r,
+        "reclaim_moved_bytes",
+        "Shard bytes reclaim rewrote to free segments",
+        moved,
+    );
     let repair = source.repair.figures();
     gauge(
         r,

@@ -15,6 +15,7 @@ use hive_wire::net::control::ScrubFigures;
 use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, ShardName};
 
 use crate::constants::SHARD_ACTOR_MAILBOX;
+use crate::reclaim::{self, ReclaimArgs, ReclaimState};
 use crate::scrub::{self, ScrubOrders, ScrubState};
 
 type Reply<T> = flume::Sender<Result<T, StoreError>>;
@@ -27,6 +28,7 @@ enum Command {
     Digests(u8, Vec<GroupKey>, Reply<Vec<ChunkSetDigest>>),
     List(u8, GroupKey, Option<ChunkId>, usize, Reply<Vec<ChunkId>>),
     Classes(Reply<Vec<((u8, u8), u64)>>),
+    Delete(Vec<ShardName>, Reply<usize>),
 }
 
 /// Damaged shards named by scrub or found at open, for the repairer.
@@ -86,6 +88,7 @@ pub enum ActorError {
 pub struct ShardActor {
     mailbox: flume::Sender<Command>,
     scrub: Arc<ScrubState>,
+    reclaim: Arc<ReclaimState>,
 }
 
 /// The actor's thread, to join when it stops.
@@ -108,12 +111,15 @@ impl ShardActor {
         node: NodeId,
         cpu: Option<usize>,
         scrub_args: ScrubArgs,
+        reclaim_args: ReclaimArgs,
     ) -> Result<(Self, ShardActorThread), ActorError> {
         let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
         let (mailbox, inbox) = flume::bounded::<Command>(SHARD_ACTOR_MAILBOX);
         let scrub_state = Arc::new(ScrubState::default());
         let (opened, open_result) = flume::bounded::<Result<(), StoreError>>(1);
         let figures = scrub_state.clone();
+        let reclaim_state = Arc::new(ReclaimState::default());
+        let reclaimed = reclaim_state.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{node}"))
             .spawn(move || async move {
@@ -143,13 +149,16 @@ impl ShardActor {
                     scrub_args.orders,
                     scrub_args.damaged,
                 ));
+                let reclaiming =
+                    glommio::spawn_local(reclaim::run(store.clone(), reclaim_args, reclaimed));
                 while let Ok(command) = inbox.recv_async().await {
                     let store = store.clone();
                     glommio::spawn_local(serve(store, command)).detach();
                 }
-                // Every handle is gone: stop the scrub, let in-flight requests finish,
-                // then close.
+                // Every handle is gone: stop the scrub and reclaim, let in-flight
+                // requests finish, then close.
                 scrubbing.cancel().await;
+                reclaiming.cancel().await;
                 if let Ok(store) = std::rc::Rc::try_unwrap(store) {
                     let _ = store.close().await;
                 }
@@ -163,6 +172,7 @@ impl ShardActor {
                 Self {
                     mailbox,
                     scrub: scrub_state,
+                    reclaim: reclaim_state,
                 },
                 thread,
             )),
@@ -227,6 +237,11 @@ impl ShardActor {
             .await
     }
 
+    /// Deletes shards durably; how many were stored.
+    pub async fn delete_many(&self, names: Vec<ShardName>) -> Result<usize, ActorError> {
+        self.ask(|reply| Command::Delete(names, reply)).await
+    }
+
     /// The storage classes the store holds shards of, with counts.
     pub async fn classes(&self) -> Result<Vec<((u8, u8), u64)>, ActorError> {
         self.ask(Command::Classes).await
@@ -235,6 +250,11 @@ impl ShardActor {
     /// The store's scrub figures.
     pub fn scrub_figures(&self) -> ScrubFigures {
         self.scrub.figures()
+    }
+
+    /// Segments the store's reclaim freed and shard bytes it rewrote.
+    pub fn reclaim_figures(&self) -> (u64, u64) {
+        self.reclaim.figures()
     }
 }
 
@@ -266,6 +286,9 @@ async fn serve(store: std::rc::Rc<Store>, command: Command) {
         }
         Command::Classes(reply) => {
             let _ = reply.send(Ok(store.classes()));
+        }
+        Command::Delete(names, reply) => {
+            let _ = reply.send(store.delete_many(&names).await);
         }
     }
 }

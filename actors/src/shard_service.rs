@@ -11,8 +11,9 @@ use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
 use hive_wire::net::shard_service::{
-    DigestQuery, DigestReply, Found, GroupDigest, GroupShards, ListQuery, MAX_DIGEST_GROUPS,
-    MAX_LIST_PAGE, OP_DIGESTS, OP_GET, OP_HAS, OP_HINT, OP_LIST, OP_PUT, ShardKey, ShardService,
+    DeleteQuery, DeleteReply, DigestQuery, DigestReply, Found, GroupDigest, GroupShards, ListQuery,
+    MAX_DELETE_BATCH, MAX_DIGEST_GROUPS, MAX_LIST_PAGE, OP_DELETE, OP_DIGESTS, OP_GET, OP_HAS,
+    OP_HINT, OP_LIST, OP_PUT, ShardKey, ShardService,
 };
 
 use crate::metrics::ShardMetrics;
@@ -46,6 +47,7 @@ fn op_name(op: u16) -> &'static str {
         OP_HINT => "hint",
         OP_DIGESTS => "digests",
         OP_LIST => "list",
+        OP_DELETE => "delete",
         _ => "unknown",
     }
 }
@@ -100,6 +102,7 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
     check_version::<ShardService>(&request)?;
     match request.op {
         OP_DIGESTS | OP_LIST => return census(actor, peer, request).await,
+        OP_DELETE => return delete(actor, peer, request).await,
         _ => authorise(peer, Operation::ShardIo)?,
     }
     let key = || -> Result<ShardKey, Refusal> {
@@ -140,6 +143,26 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
             format!("unknown shard operation {op}"),
         )),
     }
+}
+
+/// Deletes: node-to-node work (garbage collection runs on a node).
+async fn delete(actor: &Shards, peer: &Peer, request: Request) -> Result<Response, Refusal> {
+    authorise(peer, Operation::DeleteShards)?;
+    let query: DeleteQuery = message::decode("DeleteQuery", &request.message).map_err(bad)?;
+    if query.shards.len() > MAX_DELETE_BATCH {
+        return Err(bad(format!(
+            "{} shards named, at most {MAX_DELETE_BATCH} per request",
+            query.shards.len()
+        )));
+    }
+    let names = query.shards.iter().map(ShardKey::name).collect();
+    let deleted = actor.delete_many(names).await.map_err(refuse)?;
+    Ok(Response {
+        message: message::encode(&DeleteReply {
+            deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
+        }),
+        body: Bytes::new(),
+    })
 }
 
 /// The census operations: node-to-node work.

@@ -105,6 +105,16 @@ impl Shards {
         Ok(None)
     }
 
+    /// Deletes shards durably from every store (a shard written before the store list
+    /// changed may sit in another than its home); how many were stored.
+    pub async fn delete_many(&self, names: Vec<ShardName>) -> Result<usize, ActorError> {
+        let mut deleted = 0;
+        for actor in self.actors.iter() {
+            deleted += actor.delete_many(names.clone()).await?;
+        }
+        Ok(deleted)
+    }
+
     /// The digests of the node's shards in `groups`, every store's together.
     pub async fn digests(
         &self,
@@ -158,6 +168,15 @@ impl Shards {
             .map(ShardActor::scrub_figures)
             .reduce(crate::scrub::sum)
             .expect("invariant: a node has at least one store")
+    }
+
+    /// Segments the node's reclaim freed and shard bytes it rewrote, every store's
+    /// together.
+    pub fn reclaim_figures(&self) -> (u64, u64) {
+        self.actors
+            .iter()
+            .map(ShardActor::reclaim_figures)
+            .fold((0, 0), |(f, m), (a, b)| (f + a, m + b))
     }
 
     /// Starts a scrub pass on every store now; its ticket.

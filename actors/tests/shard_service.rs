@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hive_actors::reclaim::ReclaimArgs;
 use hive_actors::{ShardActor, Shards, shard_service};
 use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
 use hive_nvme::{FormatOptions, Store};
 use hive_testkit::random_bytes;
 use hive_wire::net::message;
 use hive_wire::net::rpc::code;
-use hive_wire::net::shard_service::{Found, OP_GET, OP_HAS, OP_PUT, ShardKey, ShardService};
+use hive_wire::net::shard_service::{
+    Found, MAX_DELETE_BATCH, OP_DELETE, OP_GET, OP_HAS, OP_PUT, ShardClient, ShardKey, ShardService,
+};
 use hive_wire::net::tls::Revocations;
 use hive_wire::net::{
     Client, ClusterCa, Connection, Credentials, Identity, Role, RpcError, Server, Validity,
@@ -61,6 +64,35 @@ fn scrub_args() -> hive_actors::ScrubArgs {
     hive_actors::ScrubArgs::new(hive_actors::constants::DEFAULT_SCRUB_PERIOD).0
 }
 
+/// A CA and the shard service of `actor` on loopback, as node [`NODE`].
+fn serve(actor: &Shards) -> (ClusterCa, Server) {
+    let ca = ClusterCa::create("test").expect("ca");
+    let validity = Validity::starting_now(Duration::from_secs(3600));
+    let (cert, key_pair) = ca
+        .issue_with_key(Identity::node(NODE), validity)
+        .expect("node cert");
+    let server = Server::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        ca.cert(),
+        &Credentials::new(cert, &key_pair),
+        Revocations::default(),
+        shard_service(actor.clone(), Default::default()),
+    )
+    .expect("server");
+    (ca, server)
+}
+
+/// A client with a certificate of `role` from `ca`.
+fn client_as(ca: &ClusterCa, role: Role) -> std::sync::Arc<Client> {
+    let validity = Validity::starting_now(Duration::from_secs(3600));
+    let (cert, key_pair) = ca
+        .issue_with_key(Identity { role, id: 9 }, validity)
+        .expect("client cert");
+    std::sync::Arc::new(
+        Client::new(ca.cert(), Some(&Credentials::new(cert, &key_pair))).expect("client"),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     let dir = std::env::temp_dir().join(format!("hive-actors-{}", std::process::id()));
@@ -77,32 +109,17 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     for path in &paths {
         Store::format(path, &options).expect("format");
         let (actor, thread) =
-            ShardActor::start(path.clone(), NODE, None, scrub_args()).expect("actor starts");
+            ShardActor::start(path.clone(), NODE, None, scrub_args(), Default::default())
+                .expect("actor starts");
         actors.push(actor);
         threads.push(thread);
     }
     let actor = Shards::new(actors.clone(), Default::default());
 
-    let ca = ClusterCa::create("test").expect("ca");
-    let validity = Validity::starting_now(Duration::from_secs(3600));
-    let node = Identity::node(NODE);
-    let (cert, key_pair) = ca.issue_with_key(node, validity).expect("node cert");
-    let server = Server::bind(
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-        ca.cert(),
-        &Credentials::new(cert, &key_pair),
-        Revocations::default(),
-        shard_service(actor.clone(), Default::default()),
-    )
-    .expect("server");
-    let who = Identity {
-        role: Role::Client,
-        id: 9,
-    };
-    let (cert, key_pair) = ca.issue_with_key(who, validity).expect("client cert");
-    let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key_pair))).expect("client");
+    let (ca, server) = serve(&actor);
+    let client = client_as(&ca, Role::Client);
     let connection = client
-        .connect(server.local_addr(), Some(node))
+        .connect(server.local_addr(), Some(Identity::node(NODE)))
         .await
         .expect("connect");
 
@@ -198,11 +215,12 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
     let mut reopened = Vec::new();
     for path in paths.iter().rev() {
         let path = path.clone();
-        let (again, _thread) =
-            tokio::task::spawn_blocking(move || ShardActor::start(path, NODE, None, scrub_args()))
-                .await
-                .expect("task")
-                .expect("reopen");
+        let (again, _thread) = tokio::task::spawn_blocking(move || {
+            ShardActor::start(path, NODE, None, scrub_args(), Default::default())
+        })
+        .await
+        .expect("task")
+        .expect("reopen");
         reopened.push(again);
     }
     let again = Shards::new(reopened, Default::default());
@@ -217,6 +235,150 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
             let got = again.get(name).await.expect("get");
             assert_eq!(&got.expect("stored")[..], &shard[..]);
         }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_nodes_delete_shards_and_reclaim_frees_their_space() {
+    let dir = std::env::temp_dir().join(format!("hive-actors-delete-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("store");
+    let options = FormatOptions {
+        node_id: NODE,
+        size: Some(64 << 20),
+        segment_size: 1 << 20,
+    };
+    Store::format(&path, &options).expect("format");
+    // Reclaim looks often and compacts any segment less than 90% live.
+    let reclaim = ReclaimArgs {
+        threshold: 0.9,
+        rate: 0,
+        interval: Duration::from_millis(100),
+    };
+    let (one, thread) =
+        ShardActor::start(path.clone(), NODE, None, scrub_args(), reclaim).expect("actor starts");
+    let actor = Shards::new(vec![one.clone()], Default::default());
+    let (ca, server) = serve(&actor);
+    let chunks: Vec<_> = (0..8).map(|n| shards(100 + n, 200_000)).collect();
+    let mut names = Vec::new();
+    for (chunk, shards) in &chunks {
+        for (i, shard) in shards.iter().enumerate() {
+            actor.put(Bytes::from(shard.clone())).await.expect("put");
+            names.push(hive_wire::ShardName {
+                chunk: *chunk,
+                k: 4,
+                m: 2,
+                index: ShardIndex(i as u8),
+            });
+        }
+    }
+    let to = |role| ShardClient::new(client_as(&ca, role), server.local_addr(), NODE);
+
+    // Neither a client nor an administrator deletes: a node (garbage collection) does.
+    for role in [Role::Client, Role::Admin] {
+        match to(role).delete(&names[..1]).await {
+            Err(RpcError::Remote(refusal)) => {
+                assert_eq!(refusal.code, code::FORBIDDEN, "{role}: {refusal}");
+                assert!(
+                    refusal.message.contains("may not delete shards"),
+                    "{refusal}"
+                );
+            }
+            other => panic!("{role} deleted a shard: {other:?}"),
+        }
+    }
+    assert_eq!(
+        actor.stats().await.expect("stats").shards,
+        names.len() as u64
+    );
+
+    // Malformed and oversized requests are refused by name, and change nothing.
+    let node = to(Role::Node);
+    let connection = client_as(&ca, Role::Node)
+        .connect(server.local_addr(), Some(Identity::node(NODE)))
+        .await
+        .expect("connect");
+    match call(
+        &connection,
+        OP_DELETE,
+        Bytes::from_static(b"junk"),
+        Bytes::new(),
+    )
+    .await
+    {
+        Err(RpcError::Remote(refusal)) => assert_eq!(refusal.code, code::BAD_REQUEST, "{refusal}"),
+        other => panic!("junk accepted: {:?}", other.map(|r| r.message)),
+    }
+    let too_many = vec![names[0]; MAX_DELETE_BATCH + 1];
+    match node.delete(&too_many).await {
+        Err(RpcError::Remote(refusal)) => {
+            assert_eq!(refusal.code, code::BAD_REQUEST, "{refusal}");
+            assert!(refusal.message.contains("at most"), "{refusal}");
+        }
+        other => panic!("an oversized delete was accepted: {other:?}"),
+    }
+    assert_eq!(
+        actor.stats().await.expect("stats").shards,
+        names.len() as u64
+    );
+
+    // A node deletes all but the first chunk's shards; a repeat deletes nothing.
+    let (kept, gone) = names.split_at(6);
+    assert_eq!(node.delete(gone).await.expect("delete"), gone.len() as u32);
+    assert_eq!(node.delete(gone).await.expect("delete again"), 0);
+    for name in gone {
+        assert!(
+            actor.get(*name).await.expect("get").is_none(),
+            "{name} still stored"
+        );
+    }
+    let before = actor.stats().await.expect("stats");
+    assert!(before.garbage > 0, "{before:?}");
+
+    // The background reclaim compacts the emptied segments: garbage becomes free space.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = actor.stats().await.expect("stats");
+        if actor.reclaim_figures().0 > 0 && now.garbage < before.garbage / 2 {
+            assert!(now.free > before.free, "{before:?} -> {now:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reclaim freed nothing in 60 s: {before:?} -> {now:?}, figures {:?}",
+            actor.reclaim_figures()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (name, shard) in kept.iter().zip(&chunks[0].1) {
+        let got = actor.get(*name).await.expect("get").expect("kept");
+        assert_eq!(&got[..], &shard[..]);
+    }
+
+    // And the deletes hold across a restart.
+    server.close();
+    drop((node, connection, server, actor, one));
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("actor thread");
+    let (again, _thread) = tokio::task::spawn_blocking(move || {
+        ShardActor::start(path, NODE, None, scrub_args(), Default::default())
+    })
+    .await
+    .expect("task")
+    .expect("reopen");
+    let again = Shards::new(vec![again], Default::default());
+    for name in gone {
+        assert!(
+            again.get(*name).await.expect("get").is_none(),
+            "{name} came back"
+        );
+    }
+    for (name, shard) in kept.iter().zip(&chunks[0].1) {
+        let got = again.get(*name).await.expect("get").expect("kept");
+        assert_eq!(&got[..], &shard[..]);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,6 +49,8 @@ const OWED_REPORT_BATCH: usize = 512;
 const PG_BITS: u8 = 8;
 /// Time between census rounds on a local cluster's nodes.
 const LOCAL_CENSUS_INTERVAL: &str = "5s";
+/// Time between each store's looks for segments to reclaim on a local cluster's nodes.
+const LOCAL_RECLAIM_INTERVAL: &str = "5s";
 
 /// `cluster.toml`.
 #[derive(Serialize, Deserialize)]
@@ -200,7 +202,7 @@ fn node_config(
     // Six nodes share this machine's cores: one network thread each. A census every
     // few seconds: a local cluster is for trying failures out and seeing them healed.
     let mut config = format!(
-        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
+        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[reclaim]\ninterval = \"{LOCAL_RECLAIM_INTERVAL}\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
         authority.addr, authority.id
     );
     if n == authority.id {

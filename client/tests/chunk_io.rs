@@ -40,6 +40,7 @@ fn start_nodes(dir: &std::path::Path, ca: &ClusterCa) -> Vec<Node> {
                 id,
                 None,
                 ScrubArgs::new(hive_actors::constants::DEFAULT_SCRUB_PERIOD).0,
+                Default::default(),
             )
             .expect("actor");
             let (cert, key) = ca

@@ -28,6 +28,8 @@ const DOCUMENTED: &[&str] = &[
     "hive_scrub_pass_done_bytes",
     "hive_scrub_pass_total_bytes",
     "hive_scrub_rate_bytes_per_second",
+    "hive_reclaim_segments_freed",
+    "hive_reclaim_moved_bytes",
     "hive_repair_groups",
     "hive_repair_censused_groups",
     "hive_repair_rounds",

@@ -41,6 +41,11 @@
 //! period = "7d"             # a background pass over every stored shard takes this
 //!                           #   long (at least 1 MiB/s); 'hive scrub' starts one now
 //!
+//! [reclaim]                 # optional: compacting segments that deletes emptied
+//! threshold = 0.5           # compact a segment once less than this fraction is live
+//! rate = "32MiB"            # shard bytes rewritten per second per store ("0": no limit)
+//! interval = "30s"          # time between looks for segments to compact
+//!
 //! [enroll]                  # optional: host the enrollment endpoint (needs the CA key)
 //! listen = "127.0.0.1:7500" # where joiners with a token connect
 //! ca_key = "ca.key"         # the cluster CA's private key
@@ -61,6 +66,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use hive_actors::reclaim::ReclaimArgs;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -76,7 +82,16 @@ struct Raw {
     enroll: Option<RawEnroll>,
     meta: Option<RawMeta>,
     scrub: Option<RawScrub>,
+    reclaim: Option<RawReclaim>,
     metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReclaim {
+    threshold: Option<f64>,
+    rate: Option<String>,
+    interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +173,32 @@ pub struct Cluster {
 const DEFAULT_OUT_AFTER: Duration = Duration::from_secs(600);
 
 /// `30s`, `15m`, `2h`, `7d`.
+/// `[reclaim]`, each setting defaulted alone.
+fn reclaim(raw: RawReclaim) -> Result<ReclaimArgs> {
+    let default = ReclaimArgs::default();
+    let threshold = raw.threshold.unwrap_or(default.threshold);
+    if !(threshold > 0.0 && threshold <= 1.0) {
+        bail!("reclaim.threshold: {threshold} is not a fraction above 0 and at most 1");
+    }
+    let interval = raw
+        .interval
+        .map(|t| duration("reclaim.interval", &t))
+        .transpose()?
+        .unwrap_or(default.interval);
+    if interval.is_zero() {
+        bail!("reclaim.interval: must be longer than 0");
+    }
+    Ok(ReclaimArgs {
+        threshold,
+        rate: raw
+            .rate
+            .map(|t| bytes("reclaim.rate", &t))
+            .transpose()?
+            .unwrap_or(default.rate),
+        interval,
+    })
+}
+
 fn duration(key: &str, text: &str) -> Result<Duration> {
     hive_wire::units::parse_duration(text).with_context(|| key.to_string())
 }
@@ -215,6 +256,8 @@ pub struct Config {
     pub meta: Option<MetaConfig>,
     /// How long a background scrub pass takes.
     pub scrub_period: Duration,
+    /// How the stores reclaim space.
+    pub reclaim: ReclaimArgs,
     /// Where the Prometheus metrics are served over HTTP, if anywhere.
     pub metrics: Option<SocketAddr>,
 }
@@ -401,6 +444,7 @@ impl Config {
                 .map(|t| duration("scrub.period", &t))
                 .transpose()?
                 .unwrap_or(hive_actors::constants::DEFAULT_SCRUB_PERIOD),
+            reclaim: raw.reclaim.map(reclaim).transpose()?.unwrap_or_default(),
         })
     }
 }
@@ -455,6 +499,18 @@ key = "node.key"
             (
                 format!("{GOOD}[scrub]\nperiod = \"7 fortnights\"\n"),
                 "scrub.period",
+            ),
+            (
+                format!("{GOOD}[reclaim]\nthreshold = 1.5\n"),
+                "reclaim.threshold",
+            ),
+            (
+                format!("{GOOD}[reclaim]\nrate = \"fast\"\n"),
+                "reclaim.rate",
+            ),
+            (
+                format!("{GOOD}[reclaim]\ninterval = \"0s\"\n"),
+                "reclaim.interval",
             ),
             (
                 format!(

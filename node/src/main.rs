@@ -316,8 +316,14 @@ fn run(path: &Path) -> Result<()> {
     let mut actors = Vec::with_capacity(config.stores.len());
     let mut threads = Vec::with_capacity(config.stores.len());
     for store in &config.stores {
-        let (actor, thread) = ShardActor::start(store.path.clone(), node, store.cpu, scrub.clone())
-            .with_context(|| format!("opening the store {}", store.path.display()))?;
+        let (actor, thread) = ShardActor::start(
+            store.path.clone(),
+            node,
+            store.cpu,
+            scrub.clone(),
+            config.reclaim,
+        )
+        .with_context(|| format!("opening the store {}", store.path.display()))?;
         actors.push(actor);
         threads.push(thread);
     }

@@ -31,15 +31,34 @@ pub(crate) enum Op {
         data_len: usize,
         moves: Option<Location>,
     },
-    /// Delete the put of `key` held in `segment`'s life `life`. With `carried: true`
-    /// this is reclaim carrying an earlier delete forward out of a segment it is
-    /// freeing; the index is untouched.
-    Delete {
-        key: Key,
-        segment: u32,
-        life: u64,
-        carried: bool,
-    },
+    /// Delete a put of `key`: which one, `of` says.
+    Delete { key: Key, of: DeleteOf },
+}
+
+/// Which put of a key a delete removes.
+#[derive(Clone, Copy)]
+pub(crate) enum DeleteOf {
+    /// The one the index holds when the delete is planned, after every earlier batch
+    /// (so after any move reclaim made of it meanwhile). Nothing, if none is.
+    Current,
+    /// The one in `segment`'s life `life`, only if the index still holds that one (a
+    /// damaged record scrub found).
+    Exact { segment: u32, life: u64 },
+    /// Reclaim carrying an earlier delete of the put in `segment`'s life `life`
+    /// forward out of a segment it is freeing; the index is untouched.
+    Carried { segment: u32, life: u64 },
+}
+
+impl DeleteOf {
+    /// The put the record names.
+    fn target(self) -> (u32, u64) {
+        match self {
+            DeleteOf::Exact { segment, life } | DeleteOf::Carried { segment, life } => {
+                (segment, life)
+            }
+            DeleteOf::Current => unreachable!("a delete is resolved when it is planned"),
+        }
+    }
 }
 
 pub(crate) struct Request {
@@ -204,22 +223,77 @@ fn apply(s: &mut State, op: &Op, at: Location) {
                 s.insert(*key, at);
             }
         }
-        Op::Delete {
-            key,
-            segment,
-            life,
-            carried,
-        } => {
-            if !carried {
-                s.remove(key, *segment, *life);
+        Op::Delete { key, of } => {
+            let (segment, life) = of.target();
+            if !matches!(of, DeleteOf::Carried { .. }) {
+                s.remove(key, segment, life);
             }
             s.tombstones[at.segment as usize].push(Tombstone {
                 key: *key,
-                segment: *segment,
-                life: *life,
+                segment,
+                life,
             });
         }
     }
+}
+
+/// Settles what each request of the batch does against the index as every earlier
+/// batch left it, and answers those that have nothing left to do:
+/// - a delete of the current put names the put the index holds, or is done (none is);
+/// - a reclaim move is dropped if its record is no longer the one indexed, or if
+///   another put or delete of the same key is in the batch. A move never outlives
+///   what superseded its source, so neither the index nor a replay at open (which
+///   takes records in sequence order, a move like any put) brings back a shard that
+///   was deleted or replaced while reclaim copied it.
+fn resolve(s: &State, batch: Vec<Request>) -> Vec<Request> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for mut request in batch {
+        if let Op::Delete {
+            key,
+            of: of @ DeleteOf::Current,
+        } = &mut request.op
+        {
+            match s.index.get(key) {
+                Some(at) => {
+                    *of = DeleteOf::Exact {
+                        segment: at.segment,
+                        life: s.life_of(&at),
+                    }
+                }
+                None => {
+                    request.answer(Ok(()));
+                    continue;
+                }
+            }
+        }
+        kept.push(request);
+    }
+    let superseding: std::collections::HashSet<Key> = kept
+        .iter()
+        .filter_map(|r| match &r.op {
+            Op::Put {
+                key, moves: None, ..
+            } => Some(*key),
+            Op::Delete {
+                key,
+                of: DeleteOf::Exact { .. },
+            } => Some(*key),
+            _ => None,
+        })
+        .collect();
+    let (kept, dropped): (Vec<Request>, Vec<Request>) =
+        kept.into_iter().partition(|r| match &r.op {
+            Op::Put {
+                key,
+                moves: Some(from),
+                ..
+            } => s.index.get(key) == Some(*from) && !superseding.contains(key),
+            _ => true,
+        });
+    for request in dropped {
+        request.answer(Ok(()));
+    }
+    kept
 }
 
 /// Groups the batch into records (each put alone, deletes packed), gives each a place,
@@ -233,7 +307,7 @@ fn plan(
     let mut s = state.borrow_mut();
     let mut unplaced: Vec<Record> = Vec::new();
     let mut deletes: Vec<Request> = Vec::new();
-    for request in batch {
+    for request in resolve(&s, batch) {
         match request.op {
             Op::Put { .. } => unplaced.push(Record {
                 requests: vec![request],
@@ -402,16 +476,14 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
                 .iter()
                 .zip(data.chunks_exact_mut(DELETE_ENTRY_LEN))
             {
-                let Op::Delete {
-                    key, segment, life, ..
-                } = &request.op
-                else {
+                let Op::Delete { key, of } = &request.op else {
                     unreachable!("a delete record holds deletes")
                 };
+                let (target_segment, target_life) = of.target();
                 DeleteEntry {
                     name: *key,
-                    target_segment: *segment,
-                    target_life: *life,
+                    target_segment,
+                    target_life,
                 }
                 .encode_into(slot);
             }

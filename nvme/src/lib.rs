@@ -23,6 +23,6 @@ pub use error::StoreError;
 #[cfg(feature = "faults")]
 pub use faults::Faults;
 pub use store::{
-    Damaged, FormatOptions, GroupKey, ReclaimReport, ScrubReport, ScrubStep, Scrubber, Stats,
-    Store, pg_of,
+    Damaged, FormatOptions, GroupKey, ReclaimReport, ReclaimStep, ScrubReport, ScrubStep, Scrubber,
+    Stats, Store, pg_of,
 };

@@ -14,7 +14,7 @@ use glommio::io::ReadResult;
 use glommio::task::JoinHandle;
 use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, PgId, ShardName, ShardRef};
 
-use crate::commit::{self, Op, Request};
+use crate::commit::{self, DeleteOf, Op, Request};
 use crate::constants::{
     APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, QUEUED_BYTES,
     SCRUB_BATCH,
@@ -264,6 +264,17 @@ pub struct ReclaimReport {
     pub bytes_moved: u64,
 }
 
+/// What one [`Store::reclaim_one`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReclaimStep {
+    /// The segment compacted.
+    pub segment: u32,
+    /// Shard bytes rewritten at the head.
+    pub bytes_moved: u64,
+    /// Whether the segment was made free (not if a record in it failed verification).
+    pub freed: bool,
+}
+
 /// What a scrub found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScrubReport {
@@ -500,18 +511,13 @@ impl Store {
     pub async fn delete_many(&self, shards: &[ShardName]) -> Result<usize, StoreError> {
         let mut answers = Vec::new();
         for key in shards {
-            let target = {
-                let s = self.state.borrow();
-                s.index.get(key).map(|at| (at.segment, s.life_of(&at)))
-            };
-            let Some((segment, life)) = target else {
+            if !self.state.borrow().index.contains_key(key) {
                 continue;
-            };
+            }
+            // Which put is deleted is settled by the writer, after any move of it.
             let op = Op::Delete {
                 key: *key,
-                segment,
-                life,
-                carried: false,
+                of: DeleteOf::Current,
             };
             answers.push(self.submit(op).await?);
         }
@@ -547,36 +553,64 @@ impl Store {
     }
 
     /// Compacts every segment (but the one being written) whose live fraction (live
-    /// blocks over the blocks it can hold records in) is below `max_live_fraction`: its live records and still-needed deletes are rewritten at
-    /// the head, durably, and only then is its header erased (durably) and the segment
-    /// made free. A store with no free segment left can still reclaim segments holding
-    /// nothing live.
+    /// blocks over the blocks it can hold records in) is below `max_live_fraction` when
+    /// called, emptiest first: see [`Store::reclaim_one`].
     pub async fn reclaim(&self, max_live_fraction: f64) -> Result<ReclaimReport, StoreError> {
-        let mut candidates: Vec<(u32, u32)> = {
-            let s = self.state.borrow();
-            s.check_writable()?;
-            s.segments
-                .iter()
-                .enumerate()
-                .filter(|(n, g)| {
-                    // Measured against the whole record area: a segment sealed early
-                    // (every open starts a fresh one) wastes its unwritten tail too.
-                    let area = f64::from(s.max_record_blocks());
-                    g.base_seq.is_some()
-                        && s.head != Some(*n as u32)
-                        && f64::from(g.live) / area < max_live_fraction
-                })
-                .map(|(n, g)| (n as u32, g.live))
-                .collect()
-        };
-        candidates.sort_unstable_by_key(|&(_, live)| live);
         let mut report = ReclaimReport::default();
-        for (segment, _) in candidates {
-            report.bytes_moved += self.evacuate(segment).await?;
-            self.erase_segment(segment).await?;
-            report.segments_freed += 1;
+        for segment in self.reclaimable(max_live_fraction)? {
+            let step = self.compact(segment).await?;
+            report.bytes_moved += step.bytes_moved;
+            report.segments_freed += u32::from(step.freed);
         }
         Ok(report)
+    }
+
+    /// Compacts the emptiest segment (but the one being written) whose live fraction is
+    /// below `max_live_fraction`: its live records and still-needed deletes are
+    /// rewritten at the head, durably, and only then is its header erased (durably)
+    /// and the segment made free. `None` if no segment qualifies. A store with no free
+    /// segment left can still reclaim segments holding nothing live.
+    pub async fn reclaim_one(
+        &self,
+        max_live_fraction: f64,
+    ) -> Result<Option<ReclaimStep>, StoreError> {
+        match self.reclaimable(max_live_fraction)?.first() {
+            Some(&segment) => Ok(Some(self.compact(segment).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The segments below `max_live_fraction` live, emptiest first.
+    fn reclaimable(&self, max_live_fraction: f64) -> Result<Vec<u32>, StoreError> {
+        let s = self.state.borrow();
+        s.check_writable()?;
+        // Measured against the whole record area: a segment sealed early (every open
+        // starts a fresh one) wastes its unwritten tail too.
+        let area = f64::from(s.max_record_blocks());
+        let mut candidates: Vec<(u32, u32)> = s
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(n, g)| {
+                g.base_seq.is_some()
+                    && s.head != Some(*n as u32)
+                    && f64::from(g.live) / area < max_live_fraction
+            })
+            .map(|(n, g)| (n as u32, g.live))
+            .collect();
+        candidates.sort_unstable_by_key(|&(_, live)| live);
+        Ok(candidates.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Rewrites a segment's live records at the head, then frees it.
+    async fn compact(&self, segment: u32) -> Result<ReclaimStep, StoreError> {
+        let bytes_moved = self.evacuate(segment).await?;
+        let freed = self.erase_segment(segment).await?;
+        Ok(ReclaimStep {
+            segment,
+            bytes_moved,
+            freed,
+        })
     }
 
     /// Rewrites a segment's live records and needed deletes at the head.
@@ -616,21 +650,15 @@ impl Store {
             window += bytes;
             moved += shard.len() as u64;
             permits.push(self.room_for(shard.len()).await?);
-            let op = Op::Put {
-                key,
-                tag: at.tag,
-                record: Some(commit::record_buffer(&self.device, &shard)),
-                data_len: shard.len(),
-                moves: Some(at),
-            };
-            answers.push(self.submit(op).await?);
+            answers.push(self.submit(self.move_op(key, at, &shard)).await?);
         }
         for t in tombstones {
             let op = Op::Delete {
                 key: t.key,
-                segment: t.segment,
-                life: t.life,
-                carried: true,
+                of: DeleteOf::Carried {
+                    segment: t.segment,
+                    life: t.life,
+                },
             };
             answers.push(self.submit(op).await?);
         }
@@ -638,12 +666,25 @@ impl Store {
         Ok(moved)
     }
 
-    /// Durably erases a segment's header, then frees it, if nothing live is left in it.
-    async fn erase_segment(&self, segment: u32) -> Result<(), StoreError> {
+    /// Reclaim's copy of the record of `key` at `at` (holding `shard`) to the head.
+    fn move_op(&self, key: Key, at: Location, shard: &[u8]) -> Op {
+        Op::Put {
+            key,
+            tag: at.tag,
+            record: Some(commit::record_buffer(&self.device, shard)),
+            data_len: shard.len(),
+            moves: Some(at),
+        }
+    }
+
+    /// Durably erases a segment's header, then frees it, if nothing live is left in it
+    /// (a record that no longer verifies stays until repair replaces it); whether it
+    /// was freed.
+    async fn erase_segment(&self, segment: u32) -> Result<bool, StoreError> {
         let pos = {
             let s = self.state.borrow();
             if s.segments[segment as usize].live > 0 {
-                return Ok(());
+                return Ok(false);
             }
             s.offset(segment, 0)
         };
@@ -659,7 +700,7 @@ impl Store {
             return Err(s.poison(op, cause));
         }
         s.free_segment(segment);
-        Ok(())
+        Ok(true)
     }
 
     /// The encoding of shard `name` if it is stored (and not known to be damaged): the
@@ -782,9 +823,7 @@ impl Store {
         };
         self.append(Op::Delete {
             key: damaged.name,
-            segment,
-            life,
-            carried: false,
+            of: DeleteOf::Exact { segment, life },
         })
         .await?;
         Ok(true)
@@ -940,3 +979,6 @@ fn random_id() -> [u8; 16] {
     }
     id
 }
+
+#[cfg(test)]
+mod races;

@@ -24,6 +24,9 @@ pub enum Operation<'a> {
     NodeInternal,
     /// Put or get shards on a node.
     ShardIo,
+    /// Delete shards on a node: garbage collection, which runs on nodes. Not even an
+    /// administrator deletes shards by hand.
+    DeleteShards,
     /// Use a volume.
     Volume {
         /// Its name.
@@ -53,6 +56,7 @@ pub fn authorise(peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
         ));
     };
     let allowed = match (identity.role, op) {
+        (role, Operation::DeleteShards) => role == Role::Node,
         (Role::Admin, _) => true,
         (Role::Node, Operation::NodeInternal | Operation::ShardIo) => true,
         (Role::Client, Operation::ShardIo) => true,
@@ -69,6 +73,9 @@ pub fn authorise(peer: &Peer, op: Operation<'_>) -> Result<(), Refusal> {
         Operation::Administer => "administer the cluster".to_string(),
         Operation::NodeInternal => "do node-to-node work".to_string(),
         Operation::ShardIo => "read or write shards".to_string(),
+        Operation::DeleteShards => {
+            "delete shards (only garbage collection on a node does)".to_string()
+        }
         Operation::Volume { name, access } => format!("{access:?} volume {name:?}").to_lowercase(),
     };
     Err(Refusal::new(
@@ -132,6 +139,11 @@ mod tests {
         assert!(authorise(&nothing, photos).is_err());
         assert!(authorise(&scoped, Operation::ShardIo).is_ok());
         assert!(authorise(&scoped, Operation::NodeInternal).is_err());
+        assert!(authorise(&node, Operation::DeleteShards).is_ok());
+        for who in [&admin, &scoped, &everything] {
+            let err = authorise(who, Operation::DeleteShards).expect_err("only nodes delete");
+            assert!(err.message.contains("may not delete shards"), "{err}");
+        }
         let anonymous = Peer {
             identity: None,
             volumes: Arc::from(Vec::<String>::new()),

@@ -14,8 +14,8 @@ impl MessageSet for ShardService {
     const PROTOCOL: u16 = 2;
     /// Version 2 added the scheme (k, m) to shard names. Version 3 added the encoding
     /// tag to [`Found`], the census operations `OP_DIGESTS` and `OP_LIST`, and
-    /// `OP_HINT`.
-    const VERSION: u16 = 3;
+    /// `OP_HINT`. Version 4 added `OP_DELETE`.
+    const VERSION: u16 = 4;
     const NAME: &'static str = "shard service";
 }
 
@@ -39,11 +39,33 @@ pub const OP_LIST: u16 = 5;
 /// [`ShardKey`]; answer: none. A hint only: the census finds the shard anyway.
 pub const OP_HINT: u16 = 6;
 
+/// Delete shards, durably when answered. Message: [`DeleteQuery`]; answer:
+/// [`DeleteReply`]. Nodes only (garbage collection runs on a node): a client cannot
+/// delete.
+pub const OP_DELETE: u16 = 7;
+
+/// Shards one [`DeleteQuery`] may name (40 bytes each).
+pub const MAX_DELETE_BATCH: usize = 1024;
+
 /// Groups one [`DigestQuery`] may name: its answer (24 bytes a group, plus framing)
 /// stays well inside a frame header.
 pub const MAX_DIGEST_GROUPS: usize = 1024;
 /// Chunk ids one [`OP_LIST`] answer carries at most (256 KiB).
 pub const MAX_LIST_PAGE: u32 = 8192;
+
+/// Shards to delete: at most [`MAX_DELETE_BATCH`].
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeleteQuery {
+    /// The shards.
+    pub shards: Vec<ShardKey>,
+}
+
+/// What a delete did.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteReply {
+    /// How many of the shards were stored (and are now durably deleted).
+    pub deleted: u32,
+}
 
 /// Names one shard: see [`ShardName`].
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +252,18 @@ impl ShardClient {
         self.call(OP_HINT, key, bytes::Bytes::new(), CENSUS_DEADLINE)
             .await
             .map(|_| ())
+    }
+
+    /// Deletes shards (at most [`MAX_DELETE_BATCH`]), durably; how many were stored.
+    pub async fn delete(&self, names: &[ShardName]) -> Result<u32, super::rpc::RpcError> {
+        let query = super::message::encode(&DeleteQuery {
+            shards: names.iter().map(|n| ShardKey::new(*n)).collect(),
+        });
+        let answer = self
+            .call(OP_DELETE, query, bytes::Bytes::new(), SHARD_DEADLINE)
+            .await?;
+        let reply: DeleteReply = Self::decode("DeleteReply", &answer.message)?;
+        Ok(reply.deleted)
     }
 
     /// The digests of `groups` (at most [`MAX_DIGEST_GROUPS`]), in the order asked.

@@ -1,0 +1,132 @@
+//! Deletes racing reclaim's moves of the same shard, in one group commit and in
+//! separate ones: the delete wins every time, in the index and after a reopen.
+
+use glommio::{LocalExecutorBuilder, Placement};
+use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
+use hive_testkit::random_bytes;
+use hive_wire::{NodeId, ShardIndex, ShardName};
+
+use super::*;
+use crate::FormatOptions;
+
+const NODE: NodeId = NodeId(3);
+
+/// Shard 0 of a 4+2 encoding of seeded random bytes.
+fn shard(seed: u64) -> (ShardName, Vec<u8>) {
+    let data = random_bytes(seed, 20_000);
+    let scheme = ErasureScheme::new(4, 2).expect("4+2");
+    let mut encoder = ChunkEncoder::new(scheme, CompressionConfig::off()).expect("encoder");
+    let id = chunk_id(&data);
+    let chunk = encoder.encode(id, &data).expect("encode");
+    let name = ShardName {
+        chunk: id,
+        k: 4,
+        m: 2,
+        index: ShardIndex(0),
+    };
+    (name, chunk.shard_to_vec(0))
+}
+
+/// How the delete and the move reach the writer.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Both queued before the writer runs: one group commit.
+    MoveThenDeleteTogether,
+    DeleteThenMoveTogether,
+    /// Each committed before the next is queued.
+    MoveThenDeleteApart,
+    DeleteThenMoveApart,
+}
+
+/// Puts a shard and another, reopens, then races a delete of the first against a move of it
+/// (built from the index before either runs, as reclaim builds it), in `order`.
+fn race(order: Order) {
+    let dir = std::env::temp_dir().join(format!("hive-nvme-race-{order:?}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("store");
+    let options = FormatOptions {
+        node_id: NODE,
+        size: Some(16 << 20),
+        segment_size: 256 << 10,
+    };
+    Store::format(&path, &options).expect("format");
+    let reopen = path.clone();
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(move || async move {
+            let (gone, bytes) = shard(1);
+            let (kept, kept_bytes) = shard(2);
+            let store = Store::open(&path, NODE).await.expect("open");
+            store.put(&bytes).await.expect("put");
+            store.put(&kept_bytes).await.expect("put");
+            // Every open starts a new segment: the move goes to another segment than
+            // the one its source is in, as reclaim's moves do.
+            store.close().await.expect("close");
+            let store = Store::open(&path, NODE).await.expect("open");
+            let at = store.state.borrow().index.get(&gone).expect("indexed");
+            let moving = || store.move_op(gone, at, &bytes);
+            let deleting = || Op::Delete {
+                key: gone,
+                of: DeleteOf::Current,
+            };
+            let done = |answer: flume::Receiver<Result<(), StoreError>>| async move {
+                answer
+                    .recv_async()
+                    .await
+                    .expect("answered")
+                    .expect("committed")
+            };
+            match order {
+                Order::MoveThenDeleteTogether | Order::DeleteThenMoveTogether => {
+                    let (first, second) = match order {
+                        Order::MoveThenDeleteTogether => (moving(), deleting()),
+                        _ => (deleting(), moving()),
+                    };
+                    let a = store.submit(first).await.expect("queued");
+                    let b = store.submit(second).await.expect("queued");
+                    done(a).await;
+                    done(b).await;
+                }
+                Order::MoveThenDeleteApart => {
+                    done(store.submit(moving()).await.expect("queued")).await;
+                    done(store.submit(deleting()).await.expect("queued")).await;
+                }
+                Order::DeleteThenMoveApart => {
+                    done(store.submit(deleting()).await.expect("queued")).await;
+                    done(store.submit(moving()).await.expect("queued")).await;
+                }
+            }
+            assert!(
+                store.get(gone).await.expect("get").is_none(),
+                "{order:?}: the deleted shard is still indexed"
+            );
+            store.close().await.expect("close");
+            let store = Store::open(&reopen, NODE).await.expect("reopen");
+            assert!(
+                store.get(gone).await.expect("get").is_none(),
+                "{order:?}: the deleted shard came back at reopen"
+            );
+            assert_eq!(
+                &store.get(kept).await.expect("get").expect("kept")[..],
+                &kept_bytes[..]
+            );
+            assert_eq!(store.stats().shards, 1, "{order:?}");
+            store.close().await.expect("close");
+        })
+        .expect("a glommio executor starts")
+        .join()
+        .expect("the executor thread does not panic");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_delete_in_the_same_commit_as_a_move_wins() {
+    race(Order::MoveThenDeleteTogether);
+    race(Order::DeleteThenMoveTogether);
+}
+
+#[test]
+fn a_delete_committed_before_or_after_a_move_wins() {
+    race(Order::MoveThenDeleteApart);
+    race(Order::DeleteThenMoveApart);
+}
