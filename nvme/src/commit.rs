@@ -41,9 +41,10 @@ pub(crate) enum DeleteOf {
     /// The one the index holds when the delete is planned, after every earlier batch
     /// (so after any move reclaim made of it meanwhile). Nothing, if none is.
     Current,
-    /// The one in `segment`'s life `life`, only if the index still holds that one (a
-    /// damaged record scrub found).
-    Exact { segment: u32, life: u64 },
+    /// The record at `block` of `segment`'s life `life`, only if the index still holds
+    /// that very record when the delete is planned (a damaged record scrub found, or
+    /// garbage collection's choice).
+    Exact { segment: u32, block: u32, life: u64 },
     /// Reclaim carrying an earlier delete of the put in `segment`'s life `life`
     /// forward out of a segment it is freeing; the index is untouched.
     Carried { segment: u32, life: u64 },
@@ -53,7 +54,7 @@ impl DeleteOf {
     /// The put the record names.
     fn target(self) -> (u32, u64) {
         match self {
-            DeleteOf::Exact { segment, life } | DeleteOf::Carried { segment, life } => {
+            DeleteOf::Exact { segment, life, .. } | DeleteOf::Carried { segment, life } => {
                 (segment, life)
             }
             DeleteOf::Current => unreachable!("a delete is resolved when it is planned"),
@@ -240,6 +241,8 @@ fn apply(s: &mut State, op: &Op, at: Location) {
 /// Settles what each request of the batch does against the index as every earlier
 /// batch left it, and answers those that have nothing left to do:
 /// - a delete of the current put names the put the index holds, or is done (none is);
+///   a delete of an exact record is done if the index holds another one (a newer put
+///   or a move superseded it);
 /// - a reclaim move is dropped if its record is no longer the one indexed, or if
 ///   another put or delete of the same key is in the batch. A move never outlives
 ///   what superseded its source, so neither the index nor a replay at open (which
@@ -248,18 +251,31 @@ fn apply(s: &mut State, op: &Op, at: Location) {
 fn resolve(s: &State, batch: Vec<Request>) -> Vec<Request> {
     let mut kept = Vec::with_capacity(batch.len());
     for mut request in batch {
-        if let Op::Delete {
-            key,
-            of: of @ DeleteOf::Current,
-        } = &mut request.op
-        {
-            match s.index.get(key) {
-                Some(at) => {
-                    *of = DeleteOf::Exact {
-                        segment: at.segment,
-                        life: s.life_of(&at),
-                    }
-                }
+        if let Op::Delete { key, of } = &mut request.op {
+            let indexed = s
+                .index
+                .get(key)
+                .map(|at| (at.segment, at.block, s.life_of(&at)));
+            let settled = match (*of, indexed) {
+                (DeleteOf::Carried { .. }, _) => Some(*of),
+                (DeleteOf::Current, Some((segment, block, life))) => Some(DeleteOf::Exact {
+                    segment,
+                    block,
+                    life,
+                }),
+                (
+                    DeleteOf::Exact {
+                        segment,
+                        block,
+                        life,
+                    },
+                    Some(now),
+                ) if (segment, block, life) == now => Some(*of),
+                // Nothing indexed, or no longer the record named: nothing to delete.
+                _ => None,
+            };
+            match settled {
+                Some(settled) => *of = settled,
                 None => {
                     request.answer(Ok(()));
                     continue;
@@ -306,10 +322,11 @@ fn plan(
 ) -> (Vec<Record>, Vec<Group>) {
     let mut s = state.borrow_mut();
     let mut unplaced: Vec<Record> = Vec::new();
+    let mut puts: Vec<Record> = Vec::new();
     let mut deletes: Vec<Request> = Vec::new();
     for request in resolve(&s, batch) {
         match request.op {
-            Op::Put { .. } => unplaced.push(Record {
+            Op::Put { .. } => puts.push(Record {
                 requests: vec![request],
                 kind: RecordKind::Put,
                 at: Location::default(),
@@ -318,6 +335,9 @@ fn plan(
             Op::Delete { .. } => deletes.push(request),
         }
     }
+    // Deletes first: they name puts that earlier batches committed, by segment and
+    // life, so a put of the same key in this batch, which may land in the same segment,
+    // must follow them (in the index now and in sequence order at replay) to survive.
     while !deletes.is_empty() {
         let rest = deletes.split_off(deletes.len().min(DELETES_PER_RECORD));
         unplaced.push(Record {
@@ -327,6 +347,7 @@ fn plan(
             seq: 0,
         });
     }
+    unplaced.append(&mut puts);
 
     let mut records = Vec::with_capacity(unplaced.len());
     let mut summaries: Vec<(u32, u32, Vec<u8>)> = Vec::new();

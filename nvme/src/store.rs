@@ -813,17 +813,21 @@ impl Store {
             let s = self.state.borrow();
             match s.index.get(&damaged.name) {
                 Some(at) if (at.segment, at.block) == (damaged.segment, damaged.block) => {
-                    Some((at.segment, s.life_of(&at)))
+                    Some((at.segment, at.block, s.life_of(&at)))
                 }
                 _ => None,
             }
         };
-        let Some((segment, life)) = target else {
+        let Some((segment, block, life)) = target else {
             return Ok(false);
         };
         self.append(Op::Delete {
             key: damaged.name,
-            of: DeleteOf::Exact { segment, life },
+            of: DeleteOf::Exact {
+                segment,
+                block,
+                life,
+            },
         })
         .await?;
         Ok(true)

@@ -130,3 +130,63 @@ fn a_delete_committed_before_or_after_a_move_wins() {
     race(Order::MoveThenDeleteApart);
     race(Order::DeleteThenMoveApart);
 }
+
+/// A delete and then a put of the same shard, queued together: the put lands in the
+/// same segment as the copy the delete names, and must survive it, in the index and
+/// after a reopen.
+#[test]
+fn a_put_queued_after_a_delete_of_the_same_shard_survives_it() {
+    let dir = std::env::temp_dir().join(format!("hive-nvme-reput-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("store");
+    let options = FormatOptions {
+        node_id: NODE,
+        size: Some(16 << 20),
+        segment_size: 256 << 10,
+    };
+    Store::format(&path, &options).expect("format");
+    let reopen = path.clone();
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(move || async move {
+            let (name, bytes) = shard(3);
+            let store = Store::open(&path, NODE).await.expect("open");
+            store.put(&bytes).await.expect("put");
+            let tag = store.has(name).expect("stored");
+            let delete = store
+                .submit(Op::Delete {
+                    key: name,
+                    of: DeleteOf::Current,
+                })
+                .await
+                .expect("queued");
+            let put = store
+                .submit(Op::Put {
+                    key: name,
+                    tag,
+                    record: Some(commit::record_buffer(&store.device, &bytes)),
+                    data_len: bytes.len(),
+                    moves: None,
+                })
+                .await
+                .expect("queued");
+            for answer in [delete, put] {
+                answer.recv_async().await.expect("answered").expect("committed");
+            }
+            assert_eq!(
+                &store.get(name).await.expect("get").expect("the put survives")[..],
+                &bytes[..]
+            );
+            store.close().await.expect("close");
+            let store = Store::open(&reopen, NODE).await.expect("reopen");
+            assert_eq!(
+                &store.get(name).await.expect("get").expect("the put survives a reopen")[..],
+                &bytes[..]
+            );
+            store.close().await.expect("close");
+        })
+        .expect("a glommio executor starts")
+        .join()
+        .expect("the executor thread does not panic");
+    let _ = std::fs::remove_dir_all(&dir);
+}
