@@ -67,3 +67,6 @@ pub const DEFAULT_RECLAIM_THRESHOLD: f64 = 0.5;
 pub const DEFAULT_RECLAIM_RATE: u64 = 32 << 20;
 /// How often each store looks for segments to reclaim.
 pub const DEFAULT_RECLAIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Garbage collection's grace period: a chunk written or deduplicated against within it
+/// is never deleted.
+pub const DEFAULT_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);

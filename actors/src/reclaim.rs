@@ -13,25 +13,33 @@ use std::time::Duration;
 
 use hive_nvme::{Store, StoreError};
 
-use crate::constants::{DEFAULT_RECLAIM_INTERVAL, DEFAULT_RECLAIM_RATE, DEFAULT_RECLAIM_THRESHOLD};
+use crate::constants::{
+    DEFAULT_GC_GRACE, DEFAULT_RECLAIM_INTERVAL, DEFAULT_RECLAIM_RATE, DEFAULT_RECLAIM_THRESHOLD,
+};
 
-/// How a node's stores reclaim space.
+/// How a node's stores get space back.
 #[derive(Debug, Clone, Copy)]
-pub struct ReclaimArgs {
-    /// A segment is compacted once less than this fraction of it is live.
+pub struct SpaceArgs {
+    /// Reclaim compacts a segment once less than this fraction of it is live.
     pub threshold: f64,
-    /// Shard bytes rewritten per second, at most (0: no limit).
+    /// Shard bytes reclaim rewrites per second, at most (0: no limit).
     pub rate: u64,
-    /// Time between looks for segments to compact.
+    /// Time between reclaim's looks for segments to compact.
     pub interval: Duration,
+    /// Garbage collection's grace period: the stores remember which chunks were
+    /// written or asked about for at least this long (each touch window is this long;
+    /// two always reach back), and delete nothing touched more recently than a
+    /// delete request says.
+    pub grace: Duration,
 }
 
-impl Default for ReclaimArgs {
+impl Default for SpaceArgs {
     fn default() -> Self {
         Self {
             threshold: DEFAULT_RECLAIM_THRESHOLD,
             rate: DEFAULT_RECLAIM_RATE,
             interval: DEFAULT_RECLAIM_INTERVAL,
+            grace: DEFAULT_GC_GRACE,
         }
     }
 }
@@ -54,7 +62,7 @@ impl ReclaimState {
 }
 
 /// Runs until cancelled, or until the store stops taking writes.
-pub async fn run(store: Rc<Store>, args: ReclaimArgs, state: Arc<ReclaimState>) {
+pub async fn run(store: Rc<Store>, args: SpaceArgs, state: Arc<ReclaimState>) {
     loop {
         glommio::timer::sleep(args.interval).await;
         if let Err(err) = pass(&store, &args, &state).await {
@@ -68,7 +76,7 @@ pub async fn run(store: Rc<Store>, args: ReclaimArgs, state: Arc<ReclaimState>) 
 }
 
 /// Compacts segments below the threshold until none is left, pacing each.
-async fn pass(store: &Store, args: &ReclaimArgs, state: &ReclaimState) -> Result<(), StoreError> {
+async fn pass(store: &Store, args: &SpaceArgs, state: &ReclaimState) -> Result<(), StoreError> {
     let (mut freed, mut moved) = (0u64, 0u64);
     while let Some(step) = store.reclaim_one(args.threshold).await? {
         state

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::{LocalExecutorBuilder, Placement};
-use hive_nvme::{GroupKey, Stats, Store, StoreError};
+use hive_nvme::{GroupKey, Stats, Store, StoreError, UntouchedDelete};
 use hive_wire::net::control::ScrubFigures;
 use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, ShardName};
 
 use crate::constants::SHARD_ACTOR_MAILBOX;
-use crate::reclaim::{self, ReclaimArgs, ReclaimState};
+use crate::reclaim::{self, ReclaimState, SpaceArgs};
 use crate::scrub::{self, ScrubOrders, ScrubState};
 
 type Reply<T> = flume::Sender<Result<T, StoreError>>;
@@ -28,7 +28,7 @@ enum Command {
     Digests(u8, Vec<GroupKey>, Reply<Vec<ChunkSetDigest>>),
     List(u8, GroupKey, Option<ChunkId>, usize, Reply<Vec<ChunkId>>),
     Classes(Reply<Vec<((u8, u8), u64)>>),
-    Delete(Vec<ShardName>, Reply<usize>),
+    Delete(Vec<ShardName>, Duration, Reply<UntouchedDelete>),
 }
 
 /// Damaged shards named by scrub or found at open, for the repairer.
@@ -111,7 +111,7 @@ impl ShardActor {
         node: NodeId,
         cpu: Option<usize>,
         scrub_args: ScrubArgs,
-        reclaim_args: ReclaimArgs,
+        space_args: SpaceArgs,
     ) -> Result<(Self, ShardActorThread), ActorError> {
         let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
         let (mailbox, inbox) = flume::bounded::<Command>(SHARD_ACTOR_MAILBOX);
@@ -124,7 +124,10 @@ impl ShardActor {
             .name(&format!("shard-{node}"))
             .spawn(move || async move {
                 let store = match Store::open(&path, node).await {
-                    Ok(store) => std::rc::Rc::new(store),
+                    Ok(store) => {
+                        store.set_touch_window(space_args.grace);
+                        std::rc::Rc::new(store)
+                    }
                     Err(err) => {
                         let _ = opened.send(Err(err));
                         return;
@@ -150,7 +153,7 @@ impl ShardActor {
                     scrub_args.damaged,
                 ));
                 let reclaiming =
-                    glommio::spawn_local(reclaim::run(store.clone(), reclaim_args, reclaimed));
+                    glommio::spawn_local(reclaim::run(store.clone(), space_args, reclaimed));
                 while let Ok(command) = inbox.recv_async().await {
                     let store = store.clone();
                     glommio::spawn_local(serve(store, command)).detach();
@@ -237,9 +240,13 @@ impl ShardActor {
             .await
     }
 
-    /// Deletes shards durably; how many were stored.
-    pub async fn delete_many(&self, names: Vec<ShardName>) -> Result<usize, ActorError> {
-        self.ask(|reply| Command::Delete(names, reply)).await
+    /// Garbage collection's delete: see `Store::delete_untouched`.
+    pub async fn delete_untouched(
+        &self,
+        names: Vec<ShardName>,
+        age: Duration,
+    ) -> Result<UntouchedDelete, ActorError> {
+        self.ask(|reply| Command::Delete(names, age, reply)).await
     }
 
     /// The storage classes the store holds shards of, with counts.
@@ -287,8 +294,8 @@ async fn serve(store: std::rc::Rc<Store>, command: Command) {
         Command::Classes(reply) => {
             let _ = reply.send(Ok(store.classes()));
         }
-        Command::Delete(names, reply) => {
-            let _ = reply.send(store.delete_many(&names).await);
+        Command::Delete(names, age, reply) => {
+            let _ = reply.send(store.delete_untouched(&names, age).await);
         }
     }
 }

@@ -156,10 +156,14 @@ async fn delete(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
         )));
     }
     let names = query.shards.iter().map(ShardKey::name).collect();
-    let deleted = actor.delete_many(names).await.map_err(refuse)?;
+    let age = std::time::Duration::from_millis(query.untouched_for_ms);
+    let done = actor.delete_untouched(names, age).await.map_err(refuse)?;
+    // Both counts are at most MAX_DELETE_BATCH per store.
+    let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
     Ok(Response {
         message: message::encode(&DeleteReply {
-            deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
+            deleted: count(done.deleted),
+            touched: count(done.touched),
         }),
         body: Bytes::new(),
     })

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hive_nvme::{GroupKey, Stats};
+use hive_nvme::{GroupKey, Stats, UntouchedDelete};
 use hive_wire::net::control::ScrubFigures;
 use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, ShardName};
 
@@ -105,14 +105,20 @@ impl Shards {
         Ok(None)
     }
 
-    /// Deletes shards durably from every store (a shard written before the store list
-    /// changed may sit in another than its home); how many were stored.
-    pub async fn delete_many(&self, names: Vec<ShardName>) -> Result<usize, ActorError> {
-        let mut deleted = 0;
+    /// Garbage collection's delete, in every store (a shard written before the store
+    /// list changed may sit in another than its home): see `Store::delete_untouched`.
+    pub async fn delete_untouched(
+        &self,
+        names: Vec<ShardName>,
+        age: std::time::Duration,
+    ) -> Result<UntouchedDelete, ActorError> {
+        let mut total = UntouchedDelete::default();
         for actor in self.actors.iter() {
-            deleted += actor.delete_many(names.clone()).await?;
+            let one = actor.delete_untouched(names.clone(), age).await?;
+            total.deleted += one.deleted;
+            total.touched += one.touched;
         }
-        Ok(deleted)
+        Ok(total)
     }
 
     /// The digests of the node's shards in `groups`, every store's together.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hive_actors::reclaim::ReclaimArgs;
+use hive_actors::reclaim::SpaceArgs;
 use hive_actors::{ShardActor, Shards, shard_service};
 use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
 use hive_nvme::{FormatOptions, Store};
@@ -240,7 +240,7 @@ async fn clients_store_and_fetch_shards_through_a_shard_actor() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_nodes_delete_shards_and_reclaim_frees_their_space() {
+async fn only_nodes_delete_untouched_shards_and_reclaim_frees_their_space() {
     let dir = std::env::temp_dir().join(format!("hive-actors-delete-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -251,11 +251,14 @@ async fn only_nodes_delete_shards_and_reclaim_frees_their_space() {
         segment_size: 1 << 20,
     };
     Store::format(&path, &options).expect("format");
-    // Reclaim looks often and compacts any segment less than 90% live.
-    let reclaim = ReclaimArgs {
+    // Reclaim looks often and compacts any segment less than 90% live; touches are
+    // remembered in windows of 50 ms.
+    let grace = Duration::from_millis(50);
+    let reclaim = SpaceArgs {
         threshold: 0.9,
         rate: 0,
         interval: Duration::from_millis(100),
+        grace,
     };
     let (one, thread) =
         ShardActor::start(path.clone(), NODE, None, scrub_args(), reclaim).expect("actor starts");
@@ -278,7 +281,7 @@ async fn only_nodes_delete_shards_and_reclaim_frees_their_space() {
 
     // Neither a client nor an administrator deletes: a node (garbage collection) does.
     for role in [Role::Client, Role::Admin] {
-        match to(role).delete(&names[..1]).await {
+        match to(role).delete(&names[..1], Duration::ZERO).await {
             Err(RpcError::Remote(refusal)) => {
                 assert_eq!(refusal.code, code::FORBIDDEN, "{role}: {refusal}");
                 assert!(
@@ -312,7 +315,7 @@ async fn only_nodes_delete_shards_and_reclaim_frees_their_space() {
         other => panic!("junk accepted: {:?}", other.map(|r| r.message)),
     }
     let too_many = vec![names[0]; MAX_DELETE_BATCH + 1];
-    match node.delete(&too_many).await {
+    match node.delete(&too_many, Duration::ZERO).await {
         Err(RpcError::Remote(refusal)) => {
             assert_eq!(refusal.code, code::BAD_REQUEST, "{refusal}");
             assert!(refusal.message.contains("at most"), "{refusal}");
@@ -324,10 +327,29 @@ async fn only_nodes_delete_shards_and_reclaim_frees_their_space() {
         names.len() as u64
     );
 
-    // A node deletes all but the first chunk's shards; a repeat deletes nothing.
+    // A node deletes all but the first chunk's shards, once they are untouched for
+    // twice the grace; a repeat deletes nothing.
     let (kept, gone) = names.split_at(6);
-    assert_eq!(node.delete(gone).await.expect("delete"), gone.len() as u32);
-    assert_eq!(node.delete(gone).await.expect("delete again"), 0);
+    let age = 2 * grace;
+    let fresh = node.delete(gone, age).await.expect("delete");
+    assert_eq!(
+        (fresh.deleted, fresh.touched),
+        (0, gone.len() as u32),
+        "{fresh:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut deleted = 0;
+    while deleted < gone.len() as u32 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {deleted} of {} deleted in 60 s",
+            gone.len()
+        );
+        tokio::time::sleep(grace / 2).await;
+        deleted += node.delete(gone, age).await.expect("delete").deleted;
+    }
+    let again = node.delete(gone, age).await.expect("delete again");
+    assert_eq!((again.deleted, again.touched), (0, 0), "{again:?}");
     for name in gone {
         assert!(
             actor.get(*name).await.expect("get").is_none(),

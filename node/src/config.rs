@@ -46,6 +46,10 @@
 //! rate = "32MiB"            # shard bytes rewritten per second per store ("0": no limit)
 //! interval = "30s"          # time between looks for segments to compact
 //!
+//! [gc]                      # optional: garbage collection
+//! grace = "1h"              # a chunk written or deduplicated against this recently is
+//!                           #   never deleted (the stores remember touches this long)
+//!
 //! [enroll]                  # optional: host the enrollment endpoint (needs the CA key)
 //! listen = "127.0.0.1:7500" # where joiners with a token connect
 //! ca_key = "ca.key"         # the cluster CA's private key
@@ -66,7 +70,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hive_actors::reclaim::ReclaimArgs;
+use hive_actors::reclaim::SpaceArgs;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -83,7 +87,14 @@ struct Raw {
     meta: Option<RawMeta>,
     scrub: Option<RawScrub>,
     reclaim: Option<RawReclaim>,
+    gc: Option<RawGc>,
     metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGc {
+    grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,29 +184,37 @@ pub struct Cluster {
 const DEFAULT_OUT_AFTER: Duration = Duration::from_secs(600);
 
 /// `30s`, `15m`, `2h`, `7d`.
-/// `[reclaim]`, each setting defaulted alone.
-fn reclaim(raw: RawReclaim) -> Result<ReclaimArgs> {
-    let default = ReclaimArgs::default();
-    let threshold = raw.threshold.unwrap_or(default.threshold);
+/// `[reclaim]` and `[gc]`, each setting defaulted alone.
+fn space(reclaim: Option<RawReclaim>, gc: Option<RawGc>) -> Result<SpaceArgs> {
+    let default = SpaceArgs::default();
+    let reclaim = reclaim.unwrap_or(RawReclaim {
+        threshold: None,
+        rate: None,
+        interval: None,
+    });
+    let threshold = reclaim.threshold.unwrap_or(default.threshold);
     if !(threshold > 0.0 && threshold <= 1.0) {
         bail!("reclaim.threshold: {threshold} is not a fraction above 0 and at most 1");
     }
-    let interval = raw
-        .interval
-        .map(|t| duration("reclaim.interval", &t))
-        .transpose()?
-        .unwrap_or(default.interval);
-    if interval.is_zero() {
-        bail!("reclaim.interval: must be longer than 0");
-    }
-    Ok(ReclaimArgs {
+    let positive = |key: &str, text: Option<String>, default: Duration| -> Result<Duration> {
+        let value = text
+            .map(|t| duration(key, &t))
+            .transpose()?
+            .unwrap_or(default);
+        if value.is_zero() {
+            bail!("{key}: must be longer than 0");
+        }
+        Ok(value)
+    };
+    Ok(SpaceArgs {
         threshold,
-        rate: raw
+        rate: reclaim
             .rate
             .map(|t| bytes("reclaim.rate", &t))
             .transpose()?
             .unwrap_or(default.rate),
-        interval,
+        interval: positive("reclaim.interval", reclaim.interval, default.interval)?,
+        grace: positive("gc.grace", gc.and_then(|g| g.grace), default.grace)?,
     })
 }
 
@@ -256,8 +275,8 @@ pub struct Config {
     pub meta: Option<MetaConfig>,
     /// How long a background scrub pass takes.
     pub scrub_period: Duration,
-    /// How the stores reclaim space.
-    pub reclaim: ReclaimArgs,
+    /// How the stores get space back (`[reclaim]`, `[gc]`).
+    pub space: SpaceArgs,
     /// Where the Prometheus metrics are served over HTTP, if anywhere.
     pub metrics: Option<SocketAddr>,
 }
@@ -444,7 +463,7 @@ impl Config {
                 .map(|t| duration("scrub.period", &t))
                 .transpose()?
                 .unwrap_or(hive_actors::constants::DEFAULT_SCRUB_PERIOD),
-            reclaim: raw.reclaim.map(reclaim).transpose()?.unwrap_or_default(),
+            space: space(raw.reclaim, raw.gc)?,
         })
     }
 }
@@ -512,6 +531,7 @@ key = "node.key"
                 format!("{GOOD}[reclaim]\ninterval = \"0s\"\n"),
                 "reclaim.interval",
             ),
+            (format!("{GOOD}[gc]\ngrace = \"0s\"\n"), "gc.grace"),
             (
                 format!(
                     "{GOOD}[cluster]\nauthority = \"127.0.0.1:1\"\nauthority_id = 1\nout_after = \"soon\"\n"

@@ -321,7 +321,7 @@ fn run(path: &Path) -> Result<()> {
             node,
             store.cpu,
             scrub.clone(),
-            config.reclaim,
+            config.space,
         )
         .with_context(|| format!("opening the store {}", store.path.display()))?;
         actors.push(actor);

@@ -47,3 +47,14 @@ pub const SCAN_WINDOW: u32 = 256;
 /// Records a scrub reads at once: enough reads in flight to keep an NVMe drive busy
 /// (its queue is deep), few enough that a pass at a low rate still spreads evenly.
 pub const SCRUB_BATCH: usize = 8;
+
+/// Bits of each recent-touch Bloom filter (2 MiB): with [`TOUCH_HASHES`] hashes, about 1%
+/// false positives at 1.7 million chunks touched in one window.
+pub const TOUCH_FILTER_BITS: usize = 1 << 24;
+/// Hashes per chunk in a touch filter.
+pub const TOUCH_HASHES: usize = 4;
+/// Touch filters kept: touches are remembered for at least this many windows less one.
+pub const TOUCH_GENERATIONS: usize = 3;
+/// How long each touch filter covers by default: garbage collection's grace period
+/// must be at most (`TOUCH_GENERATIONS` - 1) windows for a delete to be allowed.
+pub const DEFAULT_TOUCH_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);

@@ -18,11 +18,12 @@ pub mod format;
 mod recovery;
 mod state;
 mod store;
+mod touches;
 
 pub use error::StoreError;
 #[cfg(feature = "faults")]
 pub use faults::Faults;
 pub use store::{
     Damaged, FormatOptions, GroupKey, ReclaimReport, ReclaimStep, ScrubReport, ScrubStep, Scrubber,
-    Stats, Store, pg_of,
+    Stats, Store, UntouchedDelete, pg_of,
 };

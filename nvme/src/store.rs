@@ -8,7 +8,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use glommio::io::ReadResult;
 use glommio::task::JoinHandle;
@@ -16,13 +16,14 @@ use hive_wire::{ChunkId, ChunkSetDigest, EncodingTag, NodeId, PgId, ShardName, S
 
 use crate::commit::{self, DeleteOf, Op, Request};
 use crate::constants::{
-    APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, MIN_SEGMENT_SIZE, QUEUED_BYTES,
-    SCRUB_BATCH,
+    APPEND_QUEUE, BLOCK, DATA_START, DEFAULT_SEGMENT_SIZE, DEFAULT_TOUCH_WINDOW, MIN_SEGMENT_SIZE,
+    QUEUED_BYTES, SCRUB_BATCH,
 };
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, Superblock};
 use crate::state::{Key, Location, State, Tombstone};
+use crate::touches::Touches;
 
 /// How to format a store.
 #[derive(Debug, Clone)]
@@ -98,6 +99,20 @@ pub struct Store {
     queued: glommio::sync::Semaphore,
     writer: Option<JoinHandle<()>>,
     damaged_at_open: Vec<Damaged>,
+    /// Chunks stored or asked about lately (see [`Store::delete_untouched`]).
+    touches: RefCell<Touches>,
+    /// Shards a [`Store::delete_untouched`] has chosen and not yet finished deleting:
+    /// `has` denies them and `put` writes them anew.
+    doomed: RefCell<std::collections::HashSet<Key>>,
+}
+
+/// What a [`Store::delete_untouched`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UntouchedDelete {
+    /// Shards deleted (durably).
+    pub deleted: u64,
+    /// Shards kept: their chunk may have been touched within the age asked about.
+    pub touched: u64,
 }
 
 /// The shards of one placement group that one holder keeps: class (k, m), shard
@@ -407,6 +422,8 @@ impl Store {
             queued: glommio::sync::Semaphore::new(QUEUED_BYTES),
             writer: Some(writer),
             damaged_at_open,
+            touches: RefCell::new(Touches::new(DEFAULT_TOUCH_WINDOW, Instant::now())),
+            doomed: RefCell::default(),
         })
     }
 
@@ -465,6 +482,8 @@ impl Store {
         let parsed = ShardRef::parse(shard).map_err(StoreError::InvalidShard)?;
         let key = parsed.header.name();
         let tag = parsed.header.encoding();
+        // Touched before anything waits: garbage collection sees it from now on.
+        self.touches.borrow_mut().touch(&key.chunk, Instant::now());
         let stored = {
             let s = self.state.borrow();
             s.check_writable()?;
@@ -476,7 +495,8 @@ impl Store {
             }
             s.index.contains_key(&key)
         };
-        if stored && self.holds_intact(key, shard).await? {
+        // A copy being deleted by garbage collection is not kept: this put writes anew.
+        if stored && self.holds_intact(key, shard).await? && !self.doomed.borrow().contains(&key) {
             return Ok(());
         }
         let _room = self.room_for(shard.len()).await?;
@@ -705,8 +725,74 @@ impl Store {
 
     /// The encoding of shard `name` if it is stored (and not known to be damaged): the
     /// dedup question, answered from the index without a read.
+    /// The chunk counts as touched now: garbage collection leaves it alone for its
+    /// grace period. A shard being deleted by garbage collection counts as absent (the
+    /// writer then stores it anew).
     pub fn has(&self, name: ShardName) -> Option<EncodingTag> {
+        self.touches.borrow_mut().touch(&name.chunk, Instant::now());
+        if self.doomed.borrow().contains(&name) {
+            return None;
+        }
         self.state.borrow().index.get(&name).map(|at| at.tag)
+    }
+
+    /// Sets how long each generation of recent touches covers: garbage collection's
+    /// grace period must be at most twice this for its deletes to be allowed.
+    pub fn set_touch_window(&self, window: std::time::Duration) {
+        self.touches.borrow_mut().set_window(window);
+    }
+
+    /// Garbage collection's delete: deletes each of `names` that is stored and whose
+    /// chunk was not touched (stored, or asked about with `has`) within `age`, durably.
+    ///
+    /// Race-free against writers: the choice is made at once (no await between the
+    /// touch check and naming the exact records), a `has` or `put` that touches the
+    /// chunk before that is seen, and one after it finds the shard doomed (`has` says
+    /// absent, `put` writes a new record, which the delete does not name and so does not
+    /// remove).
+    pub async fn delete_untouched(
+        &self,
+        names: &[ShardName],
+        age: std::time::Duration,
+    ) -> Result<UntouchedDelete, StoreError> {
+        let mut outcome = UntouchedDelete::default();
+        let mut chosen = Vec::new();
+        {
+            let s = self.state.borrow();
+            s.check_writable()?;
+            let now = Instant::now();
+            let mut touches = self.touches.borrow_mut();
+            let mut doomed = self.doomed.borrow_mut();
+            for name in names {
+                let Some(at) = s.index.get(name) else {
+                    continue;
+                };
+                if touches.maybe_touched_within(&name.chunk, age, now) {
+                    outcome.touched += 1;
+                    continue;
+                }
+                if doomed.insert(*name) {
+                    let of = DeleteOf::Exact {
+                        segment: at.segment,
+                        block: at.block,
+                        life: s.life_of(&at),
+                    };
+                    chosen.push((*name, of));
+                }
+            }
+        }
+        // However this ends, the names stop being doomed.
+        let _release = Release(&self.doomed, chosen.iter().map(|(n, _)| *n).collect());
+        let mut answers = Vec::with_capacity(chosen.len());
+        for (key, of) in &chosen {
+            answers.push(self.submit(Op::Delete { key: *key, of: *of }).await?);
+        }
+        await_all(&mut answers).await?;
+        outcome.deleted = chosen
+            .iter()
+            .filter(|(name, _)| !self.state.borrow().index.contains_key(name))
+            .count() as u64;
+        Ok(outcome)
     }
 
     /// Reads and verifies a shard; `None` if it is not stored. A record that fails
@@ -982,6 +1068,18 @@ fn random_id() -> [u8; 16] {
         half.copy_from_slice(&hasher.finish().to_le_bytes());
     }
     id
+}
+
+/// Removes names from the doomed set when dropped.
+struct Release<'a>(&'a RefCell<std::collections::HashSet<Key>>, Vec<Key>);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let mut doomed = self.0.borrow_mut();
+        for name in &self.1 {
+            doomed.remove(name);
+        }
+    }
 }
 
 #[cfg(test)]

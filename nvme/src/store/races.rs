@@ -1,6 +1,9 @@
 //! Deletes racing reclaim's moves of the same shard, in one group commit and in
 //! separate ones: the delete wins every time, in the index and after a reopen.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use glommio::{LocalExecutorBuilder, Placement};
 use hive_codec::{ChunkEncoder, CompressionConfig, ErasureScheme, chunk_id};
 use hive_testkit::random_bytes;
@@ -171,17 +174,111 @@ fn a_put_queued_after_a_delete_of_the_same_shard_survives_it() {
                 .await
                 .expect("queued");
             for answer in [delete, put] {
-                answer.recv_async().await.expect("answered").expect("committed");
+                answer
+                    .recv_async()
+                    .await
+                    .expect("answered")
+                    .expect("committed");
             }
             assert_eq!(
-                &store.get(name).await.expect("get").expect("the put survives")[..],
+                &store
+                    .get(name)
+                    .await
+                    .expect("get")
+                    .expect("the put survives")[..],
                 &bytes[..]
             );
             store.close().await.expect("close");
             let store = Store::open(&reopen, NODE).await.expect("reopen");
             assert_eq!(
-                &store.get(name).await.expect("get").expect("the put survives a reopen")[..],
+                &store
+                    .get(name)
+                    .await
+                    .expect("get")
+                    .expect("the put survives a reopen")[..],
                 &bytes[..]
+            );
+            store.close().await.expect("close");
+        })
+        .expect("a glommio executor starts")
+        .join()
+        .expect("the executor thread does not panic");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Garbage collection's delete takes only shards untouched for the age it names, and a
+/// writer that asks about or stores a shard while it is being deleted keeps it.
+#[test]
+fn an_untouched_delete_spares_what_writers_touch() {
+    let dir = std::env::temp_dir().join(format!("hive-nvme-untouched-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("store");
+    let options = FormatOptions {
+        node_id: NODE,
+        size: Some(16 << 20),
+        segment_size: 256 << 10,
+    };
+    Store::format(&path, &options).expect("format");
+    let reopen = path.clone();
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .spawn(move || async move {
+            let [(a, a_bytes), (b, b_bytes), (c, c_bytes)] = [shard(4), shard(5), shard(6)];
+            let store = Store::open(&path, NODE).await.expect("open");
+            for bytes in [&a_bytes, &b_bytes, &c_bytes] {
+                store.put(bytes).await.expect("put");
+            }
+            let window = Duration::from_millis(20);
+            let age = 2 * window;
+            store.set_touch_window(window);
+            // Just written: nothing is old enough.
+            let kept = store
+                .delete_untouched(&[a, b, c], age)
+                .await
+                .expect("delete");
+            assert_eq!((kept.deleted, kept.touched), (0, 3), "{kept:?}");
+            // Once the touches age out, a goes.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let done = store.delete_untouched(&[a], age).await.expect("delete");
+                if done.deleted == 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "a was never deleted: {done:?}");
+                glommio::timer::sleep(window / 2).await;
+            }
+            // A writer's dedup question counts as a touch.
+            assert!(store.has(b).is_some());
+            let spared = store.delete_untouched(&[b], age).await.expect("delete");
+            assert_eq!((spared.deleted, spared.touched), (0, 1), "{spared:?}");
+            // c is chosen; while its delete is under way, has says absent and a put
+            // writes it anew, and the new copy survives.
+            let doomed = [c];
+            {
+                let mut delete = std::pin::pin!(store.delete_untouched(&doomed, age));
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                assert!(
+                    delete.as_mut().poll(&mut cx).is_pending(),
+                    "c chosen and queued"
+                );
+                assert_eq!(store.has(c), None, "a doomed shard is not confirmed");
+                store.put(&c_bytes).await.expect("put while doomed");
+                delete.await.expect("delete");
+            }
+            assert_eq!(
+                &store.get(c).await.expect("get").expect("c kept")[..],
+                &c_bytes[..]
+            );
+            store.close().await.expect("close");
+            let store = Store::open(&reopen, NODE).await.expect("reopen");
+            assert!(store.get(a).await.expect("get").is_none(), "a came back");
+            assert_eq!(
+                &store.get(b).await.expect("get").expect("b")[..],
+                &b_bytes[..]
+            );
+            assert_eq!(
+                &store.get(c).await.expect("get").expect("c")[..],
+                &c_bytes[..]
             );
             store.close().await.expect("close");
         })

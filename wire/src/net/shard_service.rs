@@ -39,9 +39,10 @@ pub const OP_LIST: u16 = 5;
 /// [`ShardKey`]; answer: none. A hint only: the census finds the shard anyway.
 pub const OP_HINT: u16 = 6;
 
-/// Delete shards, durably when answered. Message: [`DeleteQuery`]; answer:
-/// [`DeleteReply`]. Nodes only (garbage collection runs on a node): a client cannot
-/// delete.
+/// Garbage collection's delete: delete each named shard whose chunk the node has not
+/// stored or been asked about (the dedup question) for the age the query names, durably
+/// when answered. Message: [`DeleteQuery`]; answer: [`DeleteReply`]. Nodes only
+/// (garbage collection runs on a node): a client cannot delete.
 pub const OP_DELETE: u16 = 7;
 
 /// Shards one [`DeleteQuery`] may name (40 bytes each).
@@ -58,13 +59,18 @@ pub const MAX_LIST_PAGE: u32 = 8192;
 pub struct DeleteQuery {
     /// The shards.
     pub shards: Vec<ShardKey>,
+    /// Only shards whose chunk was untouched for this long, in milliseconds of the
+    /// node's own clock.
+    pub untouched_for_ms: u64,
 }
 
 /// What a delete did.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeleteReply {
-    /// How many of the shards were stored (and are now durably deleted).
+    /// Shards durably deleted.
     pub deleted: u32,
+    /// Shards kept because their chunk may have been touched within the age asked.
+    pub touched: u32,
 }
 
 /// Names one shard: see [`ShardName`].
@@ -254,16 +260,21 @@ impl ShardClient {
             .map(|_| ())
     }
 
-    /// Deletes shards (at most [`MAX_DELETE_BATCH`]), durably; how many were stored.
-    pub async fn delete(&self, names: &[ShardName]) -> Result<u32, super::rpc::RpcError> {
+    /// Deletes the shards (at most [`MAX_DELETE_BATCH`]) whose chunk the node has not
+    /// touched for `untouched_for`, durably (see [`OP_DELETE`]).
+    pub async fn delete(
+        &self,
+        names: &[ShardName],
+        untouched_for: std::time::Duration,
+    ) -> Result<DeleteReply, super::rpc::RpcError> {
         let query = super::message::encode(&DeleteQuery {
             shards: names.iter().map(|n| ShardKey::new(*n)).collect(),
+            untouched_for_ms: u64::try_from(untouched_for.as_millis()).unwrap_or(u64::MAX),
         });
         let answer = self
             .call(OP_DELETE, query, bytes::Bytes::new(), SHARD_DEADLINE)
             .await?;
-        let reply: DeleteReply = Self::decode("DeleteReply", &answer.message)?;
-        Ok(reply.deleted)
+        Self::decode("DeleteReply", &answer.message)
     }
 
     /// The digests of `groups` (at most [`MAX_DIGEST_GROUPS`]), in the order asked.
