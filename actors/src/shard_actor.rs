@@ -29,6 +29,7 @@ enum Command {
     List(u8, GroupKey, Option<ChunkId>, usize, Reply<Vec<ChunkId>>),
     Classes(Reply<Vec<((u8, u8), u64)>>),
     Delete(Vec<ShardName>, Duration, Reply<UntouchedDelete>),
+    Scan(Option<ShardName>, usize, Reply<Vec<(ShardName, u64)>>),
 }
 
 /// Damaged shards named by scrub or found at open, for the repairer.
@@ -249,6 +250,15 @@ impl ShardActor {
         self.ask(|reply| Command::Delete(names, age, reply)).await
     }
 
+    /// A page of the store's shards (see `Store::scan`).
+    pub async fn scan(
+        &self,
+        after: Option<ShardName>,
+        limit: usize,
+    ) -> Result<Vec<(ShardName, u64)>, ActorError> {
+        self.ask(|reply| Command::Scan(after, limit, reply)).await
+    }
+
     /// The storage classes the store holds shards of, with counts.
     pub async fn classes(&self) -> Result<Vec<((u8, u8), u64)>, ActorError> {
         self.ask(Command::Classes).await
@@ -293,6 +303,9 @@ async fn serve(store: std::rc::Rc<Store>, command: Command) {
         }
         Command::Classes(reply) => {
             let _ = reply.send(Ok(store.classes()));
+        }
+        Command::Scan(after, limit, reply) => {
+            let _ = reply.send(Ok(store.scan(after, limit)));
         }
         Command::Delete(names, age, reply) => {
             let _ = reply.send(store.delete_untouched(&names, age).await);

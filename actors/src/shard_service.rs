@@ -12,8 +12,9 @@ use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
 use hive_wire::net::shard_service::{
     DeleteQuery, DeleteReply, DigestQuery, DigestReply, Found, GroupDigest, GroupShards, ListQuery,
-    MAX_DELETE_BATCH, MAX_DIGEST_GROUPS, MAX_LIST_PAGE, OP_DELETE, OP_DIGESTS, OP_GET, OP_HAS,
-    OP_HINT, OP_LIST, OP_PUT, ShardKey, ShardService,
+    MAX_DELETE_BATCH, MAX_DIGEST_GROUPS, MAX_LIST_PAGE, MAX_SCAN_PAGE, OP_DELETE, OP_DIGESTS,
+    OP_GET, OP_HAS, OP_HINT, OP_LIST, OP_PUT, OP_SCAN, ScanQuery, ShardKey, ShardService,
+    encode_scan,
 };
 
 use crate::metrics::ShardMetrics;
@@ -48,6 +49,7 @@ fn op_name(op: u16) -> &'static str {
         OP_DIGESTS => "digests",
         OP_LIST => "list",
         OP_DELETE => "delete",
+        OP_SCAN => "scan",
         _ => "unknown",
     }
 }
@@ -101,7 +103,7 @@ fn check_pg_bits(pg_bits: u8) -> Result<(), Refusal> {
 async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Response, Refusal> {
     check_version::<ShardService>(&request)?;
     match request.op {
-        OP_DIGESTS | OP_LIST => return census(actor, peer, request).await,
+        OP_DIGESTS | OP_LIST | OP_SCAN => return census(actor, peer, request).await,
         OP_DELETE => return delete(actor, peer, request).await,
         _ => authorise(peer, Operation::ShardIo)?,
     }
@@ -169,7 +171,7 @@ async fn delete(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
     })
 }
 
-/// The census operations: node-to-node work.
+/// The census operations and the scan: node-to-node work (administrators may look).
 async fn census(actor: &Shards, peer: &Peer, request: Request) -> Result<Response, Refusal> {
     authorise(peer, Operation::NodeInternal)?;
     match request.op {
@@ -198,6 +200,16 @@ async fn census(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
             Ok(Response {
                 message: message::encode(&DigestReply { digests }),
                 body: Bytes::new(),
+            })
+        }
+        OP_SCAN => {
+            let query: ScanQuery = message::decode("ScanQuery", &request.message).map_err(bad)?;
+            let limit = query.limit.min(MAX_SCAN_PAGE) as usize;
+            let after = query.after.as_ref().map(ShardKey::name);
+            let entries = actor.scan(after, limit).await.map_err(refuse)?;
+            Ok(Response {
+                message: Bytes::new(),
+                body: Bytes::from(encode_scan(&entries)),
             })
         }
         _ => {

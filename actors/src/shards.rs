@@ -121,6 +121,23 @@ impl Shards {
         Ok(total)
     }
 
+    /// Up to `limit` of the node's shards named above `after`, ascending, every
+    /// store's together (a shard in two stores is listed once, with its larger size).
+    pub async fn scan(
+        &self,
+        after: Option<ShardName>,
+        limit: usize,
+    ) -> Result<Vec<(ShardName, u64)>, ActorError> {
+        let mut all = Vec::new();
+        for actor in self.actors.iter() {
+            all.extend(actor.scan(after, limit).await?);
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        all.dedup_by_key(|(name, _)| *name);
+        all.truncate(limit);
+        Ok(all)
+    }
+
     /// The digests of the node's shards in `groups`, every store's together.
     pub async fn digests(
         &self,

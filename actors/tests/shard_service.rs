@@ -279,6 +279,36 @@ async fn only_nodes_delete_untouched_shards_and_reclaim_frees_their_space() {
     }
     let to = |role| ShardClient::new(client_as(&ca, role), server.local_addr(), NODE);
 
+    // A node pages through every shard in name order, each with its record's size;
+    // a client may not look.
+    let scan_all = |client: ShardClient| async move {
+        let mut all: Vec<(hive_wire::ShardName, u64)> = Vec::new();
+        loop {
+            let page = client
+                .scan(all.last().map(|(n, _)| *n), 7)
+                .await
+                .expect("scan");
+            assert!(page.len() <= 7);
+            if page.is_empty() {
+                return all;
+            }
+            all.extend(page);
+        }
+    };
+    let scanned = scan_all(to(Role::Node)).await;
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert!(scanned.iter().map(|(n, _)| *n).eq(sorted.iter().copied()));
+    assert!(
+        scanned
+            .iter()
+            .all(|(_, bytes)| *bytes >= 50_000 && bytes % 4096 == 0)
+    );
+    match to(Role::Client).scan(None, 7).await {
+        Err(RpcError::Remote(refusal)) => assert_eq!(refusal.code, code::FORBIDDEN, "{refusal}"),
+        other => panic!("a client scanned a node: {other:?}"),
+    }
+
     // Neither a client nor an administrator deletes: a node (garbage collection) does.
     for role in [Role::Client, Role::Admin] {
         match to(role).delete(&names[..1], Duration::ZERO).await {
@@ -350,6 +380,14 @@ async fn only_nodes_delete_untouched_shards_and_reclaim_frees_their_space() {
     }
     let again = node.delete(gone, age).await.expect("delete again");
     assert_eq!((again.deleted, again.touched), (0, 0), "{again:?}");
+    let left: Vec<_> = scan_all(to(Role::Node))
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let mut expected = kept.to_vec();
+    expected.sort_unstable();
+    assert_eq!(left, expected);
     for name in gone {
         assert!(
             actor.get(*name).await.expect("get").is_none(),

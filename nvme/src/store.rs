@@ -837,6 +837,18 @@ impl Store {
         Ok(ReadResult::slice(&record, start, len))
     }
 
+    /// Up to `limit` stored shards named above `after` (all with `None`), ascending by
+    /// name, each with the bytes its record takes: garbage collection's sweep pages
+    /// through a store with it.
+    pub fn scan(&self, after: Option<ShardName>, limit: usize) -> Vec<(ShardName, u64)> {
+        let s = self.state.borrow();
+        s.index
+            .iter_after(after.as_ref())
+            .take(limit)
+            .map(|(key, at)| (key, u64::from(at.blocks) * BLOCK))
+            .collect()
+    }
+
     /// Every stored shard whose chunk falls in placement group `pg` of `2^pg_bits`
     /// (the same mapping as `hive_codec::ClusterMap::pg_of`).
     pub fn list_pg(&self, pg_bits: u8, pg: PgId) -> Vec<ShardName> {

@@ -14,7 +14,7 @@ impl MessageSet for ShardService {
     const PROTOCOL: u16 = 2;
     /// Version 2 added the scheme (k, m) to shard names. Version 3 added the encoding
     /// tag to [`Found`], the census operations `OP_DIGESTS` and `OP_LIST`, and
-    /// `OP_HINT`. Version 4 added `OP_DELETE`.
+    /// `OP_HINT`. Version 4 added `OP_DELETE` and `OP_SCAN`.
     const VERSION: u16 = 4;
     const NAME: &'static str = "shard service";
 }
@@ -45,6 +45,18 @@ pub const OP_HINT: u16 = 6;
 /// (garbage collection runs on a node): a client cannot delete.
 pub const OP_DELETE: u16 = 7;
 
+/// The shards a node holds, in name order, a page at a time, each with the bytes its
+/// record takes: what garbage collection sweeps. Message: [`ScanQuery`]; answer: none,
+/// the entries in the body ([`SCAN_ENTRY_LEN`] bytes each: chunk id, k, m, index, bytes
+/// as a little-endian u64). Nodes and administrators.
+pub const OP_SCAN: u16 = 8;
+
+/// Entries one [`OP_SCAN`] answer carries at most (344 KiB).
+pub const MAX_SCAN_PAGE: u32 = 8192;
+
+/// Bytes of one [`OP_SCAN`] entry.
+pub const SCAN_ENTRY_LEN: usize = 32 + 3 + 8;
+
 /// Shards one [`DeleteQuery`] may name (40 bytes each).
 pub const MAX_DELETE_BATCH: usize = 1024;
 
@@ -71,6 +83,52 @@ pub struct DeleteReply {
     pub deleted: u32,
     /// Shards kept because their chunk may have been touched within the age asked.
     pub touched: u32,
+}
+
+/// A page of a node's shards: those named above `after` (from the first with
+/// `None`), at most `limit` (capped at [`MAX_SCAN_PAGE`]).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ScanQuery {
+    /// The last name of the page before.
+    pub after: Option<ShardKey>,
+    /// Entries wanted.
+    pub limit: u32,
+}
+
+/// Lays out [`OP_SCAN`] entries as the answer's body.
+pub fn encode_scan(entries: &[(ShardName, u64)]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(entries.len() * SCAN_ENTRY_LEN);
+    for (name, bytes) in entries {
+        body.extend_from_slice(name.chunk.as_bytes());
+        body.extend_from_slice(&[name.k, name.m, name.index.get()]);
+        body.extend_from_slice(&bytes.to_le_bytes());
+    }
+    body
+}
+
+/// Reads [`OP_SCAN`] entries from an answer's body; `None` if its length is not a whole
+/// number of entries.
+pub fn decode_scan(body: &[u8]) -> Option<Vec<(ShardName, u64)>> {
+    if !body.len().is_multiple_of(SCAN_ENTRY_LEN) {
+        return None;
+    }
+    let entries = body
+        .chunks_exact(SCAN_ENTRY_LEN)
+        .map(|e| {
+            let mut chunk = [0u8; 32];
+            chunk.copy_from_slice(&e[..32]);
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&e[35..]);
+            let name = ShardName {
+                chunk: ChunkId(chunk),
+                k: e[32],
+                m: e[33],
+                index: ShardIndex(e[34]),
+            };
+            (name, u64::from_le_bytes(bytes))
+        })
+        .collect();
+    Some(entries)
 }
 
 /// Names one shard: see [`ShardName`].
@@ -260,6 +318,27 @@ impl ShardClient {
             .map(|_| ())
     }
 
+    /// A page of the node's shards above `after` (see [`OP_SCAN`]).
+    pub async fn scan(
+        &self,
+        after: Option<ShardName>,
+        limit: u32,
+    ) -> Result<Vec<(ShardName, u64)>, super::rpc::RpcError> {
+        let query = super::message::encode(&ScanQuery {
+            after: after.map(ShardKey::new),
+            limit,
+        });
+        let answer = self
+            .call(OP_SCAN, query, bytes::Bytes::new(), CENSUS_DEADLINE)
+            .await?;
+        decode_scan(&answer.body).ok_or_else(|| {
+            super::rpc::RpcError::Connection(format!(
+                "a scan answer of {} bytes is not a whole number of {SCAN_ENTRY_LEN}-byte entries",
+                answer.body.len()
+            ))
+        })
+    }
+
     /// Deletes the shards (at most [`MAX_DELETE_BATCH`]) whose chunk the node has not
     /// touched for `untouched_for`, durably (see [`OP_DELETE`]).
     pub async fn delete(
@@ -329,5 +408,32 @@ impl ShardClient {
                 crate::ChunkId(id)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_entries_round_trip_and_odd_lengths_are_refused() {
+        let entries: Vec<(ShardName, u64)> = (0..5u8)
+            .map(|n| {
+                let name = ShardName {
+                    chunk: ChunkId([n; 32]),
+                    k: 4,
+                    m: 2,
+                    index: ShardIndex(n),
+                };
+                (name, u64::from(n) << 40 | 4096)
+            })
+            .collect();
+        let body = encode_scan(&entries);
+        assert_eq!(body.len(), entries.len() * SCAN_ENTRY_LEN);
+        assert!(decode_scan(&body) == Some(entries));
+        for cut in [1, SCAN_ENTRY_LEN - 1, SCAN_ENTRY_LEN + 1] {
+            assert!(decode_scan(&body[..cut]).is_none(), "{cut} bytes accepted");
+        }
+        assert_eq!(decode_scan(&[]).map(|e| e.len()), Some(0));
     }
 }
