@@ -381,6 +381,38 @@ impl Namespace {
         })
     }
 
+    /// Garbage collection's mark: the chunk of every extent of every file (files
+    /// unlinked but still open included: their extents stay until the last release),
+    /// read from one snapshot, so a chunk referenced throughout the mark is seen however
+    /// files change meanwhile. The references are counted first, from the same
+    /// snapshot; `make(count)` makes the set to hold them and `add` puts each in.
+    pub fn mark<S>(
+        &self,
+        make: impl FnOnce(u64) -> S,
+        mut add: impl FnMut(&mut S, &[u8; 32]),
+    ) -> Result<S, MetaError> {
+        let snapshot = self.db.read_tx();
+        let pages = || {
+            snapshot.iter(&self.spaces.extents).map(|item| {
+                let (key, value) = item.into_inner()?;
+                decode_extent_page(&key, &value)
+                    .map(|(_, extents)| extents)
+                    .ok_or_else(|| MetaError::Corrupt("an extent page".into()))
+            })
+        };
+        let mut count = 0u64;
+        for page in pages() {
+            count += page?.len() as u64;
+        }
+        let mut set = make(count);
+        for page in pages() {
+            for extent in page? {
+                add(&mut set, &extent.chunk);
+            }
+        }
+        Ok(set)
+    }
+
     /// The extents of file `ino`, by offset.
     pub fn extents(&self, ino: InodeId) -> Applied<Vec<Extent>> {
         let snapshot = self.db.read_tx();

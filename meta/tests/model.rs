@@ -1429,3 +1429,62 @@ fn rename_exchange_swaps_two_names_and_noreplace_refuses_a_target() {
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_mark_names_every_referenced_chunk_and_only_those() {
+    let (dir, ns) = fresh("mark");
+    let ctx = caller(1);
+    let apply = |op: Op| ns.apply(ctx, &op).expect("store");
+    let piece = |offset: u64, chunk: u8| Extent {
+        offset,
+        len: 100,
+        chunk: [chunk; 32],
+        chunk_offset: 0,
+    };
+    for (n, name) in [b"a", b"b", b"c"].iter().enumerate() {
+        apply(Op::Create {
+            parent: InodeId::ROOT,
+            name: name.to_vec(),
+            mode: 0o644,
+        })
+        .expect("created");
+        let ino = InodeId(2 + n as u64);
+        let base = 10 * n as u8;
+        apply(Op::CommitExtents {
+            ino,
+            extents: vec![
+                piece(0, base + 1),
+                piece(EXTENT_PAGE_SPAN * 3, base + 2),
+                piece(EXTENT_PAGE_SPAN * 3 + 100, 99),
+            ],
+        })
+        .expect("committed");
+    }
+    // b goes; an overwrite replaces a's first chunk.
+    apply(Op::Unlink {
+        parent: InodeId::ROOT,
+        name: b"b".to_vec(),
+    })
+    .expect("unlinked");
+    apply(Op::CommitExtents {
+        ino: InodeId(2),
+        extents: vec![piece(0, 50)],
+    })
+    .expect("overwritten");
+    let (counted, marked) = ns
+        .mark(
+            |n| (n, std::collections::BTreeSet::new()),
+            |(_, set), chunk| {
+                set.insert(chunk[0]);
+            },
+        )
+        .expect("mark");
+    assert_eq!(counted, 6, "two files of three extents");
+    assert_eq!(
+        marked.into_iter().collect::<Vec<_>>(),
+        vec![2, 21, 22, 50, 99],
+        "a (overwritten) and c; b and a's old chunk are garbage"
+    );
+    drop(ns);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -50,9 +50,9 @@ pub const SCRUB_BATCH: usize = 8;
 
 /// Bits of each recent-touch Bloom filter (2 MiB): with [`TOUCH_HASHES`] hashes, about 1%
 /// false positives at 1.7 million chunks touched in one window.
-pub const TOUCH_FILTER_BITS: usize = 1 << 24;
+pub const TOUCH_FILTER_BITS: u64 = 1 << 24;
 /// Hashes per chunk in a touch filter.
-pub const TOUCH_HASHES: usize = 4;
+pub const TOUCH_HASHES: u32 = 4;
 /// Touch filters kept: touches are remembered for at least this many windows less one.
 pub const TOUCH_GENERATIONS: usize = 3;
 /// How long each touch filter covers by default: garbage collection's grace period

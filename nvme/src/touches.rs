@@ -3,48 +3,30 @@
 //! touched for its grace period, so a chunk being written, or deduplicated against, is
 //! never taken away under its writer.
 //!
-//! Bounded memory: [`TOUCH_GENERATIONS`] Bloom filters of [`TOUCH_FILTER_BITS`] bits,
-//! each covering one window of time; the oldest is dropped as a new one starts. A false
-//! positive only keeps garbage for another round. Nothing is persisted: after an open,
+//! Bounded memory: [`TOUCH_GENERATIONS`] Bloom filters ([`ChunkBloom`]) of
+//! [`TOUCH_FILTER_BITS`] bits, each covering one window of time; the oldest is dropped
+//! as a new one starts. A false positive only keeps garbage for another round. Nothing is persisted: after an open,
 //! every chunk counts as touched until the filters cover the whole age asked about.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hive_wire::ChunkId;
+use hive_wire::bloom::ChunkBloom;
 
 use crate::constants::{TOUCH_FILTER_BITS, TOUCH_GENERATIONS, TOUCH_HASHES};
 
 struct Generation {
     from: Instant,
-    bits: Box<[u64]>,
+    chunks: ChunkBloom,
 }
 
 impl Generation {
     fn new(from: Instant) -> Self {
         Self {
             from,
-            bits: vec![0u64; TOUCH_FILTER_BITS / 64].into_boxed_slice(),
+            chunks: ChunkBloom::new(TOUCH_FILTER_BITS, TOUCH_HASHES),
         }
-    }
-
-    /// The bits of `chunk`: chunk ids are BLAKE3 hashes, so their 8-byte words are
-    /// independent uniform hashes already.
-    fn positions(chunk: &ChunkId) -> impl Iterator<Item = usize> + '_ {
-        chunk.0.chunks_exact(8).take(TOUCH_HASHES).map(|word| {
-            let word = u64::from_le_bytes(word.try_into().expect("invariant: 8 bytes"));
-            (word % TOUCH_FILTER_BITS as u64) as usize
-        })
-    }
-
-    fn insert(&mut self, chunk: &ChunkId) {
-        for bit in Self::positions(chunk) {
-            self.bits[bit / 64] |= 1 << (bit % 64);
-        }
-    }
-
-    fn contains(&self, chunk: &ChunkId) -> bool {
-        Self::positions(chunk).all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
     }
 }
 
@@ -91,6 +73,7 @@ impl Touches {
         self.generations
             .back_mut()
             .expect("invariant: a generation is always open")
+            .chunks
             .insert(chunk);
     }
 
@@ -99,7 +82,7 @@ impl Touches {
     pub fn maybe_touched_within(&mut self, chunk: &ChunkId, age: Duration, now: Instant) -> bool {
         self.rotate(now);
         now.saturating_duration_since(self.since) < age
-            || self.generations.iter().any(|g| g.contains(chunk))
+            || self.generations.iter().any(|g| g.chunks.contains(chunk))
     }
 }
 

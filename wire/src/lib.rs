@@ -3,6 +3,7 @@
 //! Everything here is fixed-width and little-endian; nothing on the wire is a `usize`.
 //! Decoders take untrusted bytes and return errors, never panic.
 
+pub mod bloom;
 pub mod census;
 pub mod files;
 mod hex;

@@ -1,0 +1,118 @@
+//! A Bloom filter of chunk ids: the one kind of approximate set HiveFS keeps, for the
+//! chunks a store touched lately and for garbage collection's mark. A chunk id is a
+//! BLAKE3 hash, so its words are independent uniform hashes already: the i-th bit
+//! position is `w0 + i * w1` (double hashing), and nothing is hashed again.
+//!
+//! A false positive says "maybe present" for an absent chunk; every use here makes that
+//! the safe answer (a chunk kept one more round), never a lost one.
+
+use crate::ChunkId;
+
+/// A Bloom filter of chunk ids with a fixed number of bits.
+#[derive(Clone)]
+pub struct ChunkBloom {
+    words: Box<[u64]>,
+    hashes: u32,
+}
+
+impl ChunkBloom {
+    /// A filter of `bits` bits (rounded up to a multiple of 64, at least 64) setting
+    /// `hashes` bits per chunk (at least 1).
+    pub fn new(bits: u64, hashes: u32) -> Self {
+        let words = usize::try_from(bits.div_ceil(64).max(1)).expect("invariant: bits fit memory");
+        Self {
+            words: vec![0u64; words].into_boxed_slice(),
+            hashes: hashes.max(1),
+        }
+    }
+
+    /// A filter for about `chunks` chunks at about 1% false positives (10 bits and 7
+    /// hashes a chunk), but of at most `max_bytes` bytes: past that, false positives
+    /// grow, and nothing else.
+    pub fn for_chunks(chunks: u64, max_bytes: u64) -> Self {
+        let bits = chunks
+            .saturating_mul(10)
+            .clamp(64, max_bytes.saturating_mul(8).max(64));
+        Self::new(bits, 7)
+    }
+
+    /// The bit positions of `chunk` in a filter of `bits` bits.
+    fn positions(chunk: &ChunkId, hashes: u32, bits: u64) -> impl Iterator<Item = u64> {
+        let word = |n: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&chunk.0[n * 8..n * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (first, step) = (word(0), word(1) | 1);
+        (0..u64::from(hashes)).map(move |i| first.wrapping_add(i.wrapping_mul(step)) % bits)
+    }
+
+    /// Adds a chunk.
+    pub fn insert(&mut self, chunk: &ChunkId) {
+        let bits = self.words.len() as u64 * 64;
+        for bit in Self::positions(chunk, self.hashes, bits) {
+            self.words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    /// Whether the chunk may have been added: `false` only if it never was.
+    pub fn contains(&self, chunk: &ChunkId) -> bool {
+        let bits = self.words.len() as u64 * 64;
+        Self::positions(chunk, self.hashes, bits)
+            .all(|bit| self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+
+    /// Forgets every chunk.
+    pub fn clear(&mut self) {
+        self.words.fill(0);
+    }
+
+    /// Bytes of memory the bits take.
+    pub fn memory_bytes(&self) -> u64 {
+        self.words.len() as u64 * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(n: u64) -> ChunkId {
+        // Uniform-looking ids, as BLAKE3 hashes are.
+        let mut id = [0u8; 32];
+        let mut x = n.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for word in id.chunks_exact_mut(8) {
+            x ^= x >> 31;
+            x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            word.copy_from_slice(&x.to_le_bytes());
+        }
+        ChunkId(id)
+    }
+
+    #[test]
+    fn members_are_always_found_and_strangers_rarely() {
+        let mut bloom = ChunkBloom::for_chunks(10_000, 1 << 20);
+        for n in 0..10_000 {
+            bloom.insert(&chunk(n));
+        }
+        assert!((0..10_000).all(|n| bloom.contains(&chunk(n))));
+        let false_positives = (10_000..110_000)
+            .filter(|n| bloom.contains(&chunk(*n)))
+            .count();
+        assert!(
+            false_positives < 2_000,
+            "{false_positives} of 100000 strangers found"
+        );
+        bloom.clear();
+        assert!(!bloom.contains(&chunk(1)));
+    }
+
+    #[test]
+    fn the_memory_budget_caps_the_size() {
+        let bloom = ChunkBloom::for_chunks(100_000_000, 128 << 20);
+        assert_eq!(bloom.memory_bytes(), 125_000_000);
+        let capped = ChunkBloom::for_chunks(1 << 40, 1 << 20);
+        assert_eq!(capped.memory_bytes(), 1 << 20);
+        assert_eq!(ChunkBloom::for_chunks(0, 1 << 20).memory_bytes(), 8);
+    }
+}
