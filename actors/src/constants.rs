@@ -63,6 +63,10 @@ pub const REPAIR_PARALLELISM: usize = 4;
 
 /// Reclaim compacts a segment once less than this fraction of it is live.
 pub const DEFAULT_RECLAIM_THRESHOLD: f64 = 0.5;
+/// The highest threshold a node accepts: a segment reclaim has just filled with the
+/// live records it moved is rarely all live (every open seals its head early), and a
+/// threshold near 1 would have reclaim rewrite it again, and again.
+pub const MAX_RECLAIM_THRESHOLD: f64 = 0.9;
 /// Shard bytes reclaim rewrites per second on each store, at most.
 pub const DEFAULT_RECLAIM_RATE: u64 = 32 << 20;
 /// How often each store looks for segments to reclaim.

@@ -43,6 +43,7 @@
 //!
 //! [reclaim]                 # optional: compacting segments that deletes emptied
 //! threshold = 0.5           # compact a segment once less than this fraction is live
+//!                           #   (at most 0.9)
 //! rate = "32MiB"            # shard bytes rewritten per second per store ("0": no limit)
 //! interval = "30s"          # time between looks for segments to compact
 //!
@@ -70,6 +71,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use hive_actors::constants::MAX_RECLAIM_THRESHOLD;
 use hive_actors::reclaim::SpaceArgs;
 use serde::Deserialize;
 
@@ -193,8 +195,12 @@ fn space(reclaim: Option<RawReclaim>, gc: Option<RawGc>) -> Result<SpaceArgs> {
         interval: None,
     });
     let threshold = reclaim.threshold.unwrap_or(default.threshold);
-    if !(threshold > 0.0 && threshold <= 1.0) {
-        bail!("reclaim.threshold: {threshold} is not a fraction above 0 and at most 1");
+    if !(threshold > 0.0 && threshold <= MAX_RECLAIM_THRESHOLD) {
+        bail!(
+            "reclaim.threshold: {threshold} is not a fraction above 0 and at most \
+             {MAX_RECLAIM_THRESHOLD} (higher, reclaim would keep rewriting the segments it \
+             has just filled)"
+        );
     }
     let positive = |key: &str, text: Option<String>, default: Duration| -> Result<Duration> {
         let value = text
@@ -520,7 +526,7 @@ key = "node.key"
                 "scrub.period",
             ),
             (
-                format!("{GOOD}[reclaim]\nthreshold = 1.5\n"),
+                format!("{GOOD}[reclaim]\nthreshold = 0.95\n"),
                 "reclaim.threshold",
             ),
             (
