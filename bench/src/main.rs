@@ -79,7 +79,7 @@ enum Suite {
         #[arg(long, default_value_os_t = suites::store::default_dir())]
         dir: std::path::PathBuf,
     },
-    /// How fast a cluster heals (7 nodes, 4+2, started here): the rate shards are
+    /// How fast a cluster heals (8 nodes, 4+2, started here): the rate shards are
     /// rebuilt after a node is killed and marked out (vs a local sequential write of as
     /// many bytes with fdatasync), the p99 of 1 MiB chunk gets during that repair (vs
     /// with no repair), and one node's scrub rate at no limit (vs a raw O_DIRECT read
