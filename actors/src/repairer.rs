@@ -630,7 +630,7 @@ fn count_rebuilt(health: &mut Vec<HealthCount>, task: &Task) {
         }),
     }
     health.retain(|h| h.chunks > 0);
-    health.sort_by_key(|h| (h.class.k, h.class.m, h.healthy));
+    health.sort_by_key(|h| (h.class, h.healthy));
 }
 
 fn histogram(health: &Histogram) -> Vec<HealthCount> {

@@ -151,12 +151,13 @@ fn free_ports(n: u64) -> Result<Vec<u16>> {
         );
     }
     let span = u32::from(top - LOCAL_PORT_FLOOR);
-    // A start that differs between processes, so concurrent `up`s rarely probe alike.
-    let seed = {
+    // A random start, so `up`s in concurrent processes rarely probe alike.
+    let start = {
         use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        h.finish()
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % u64::from(span)
     };
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let mut ports = Vec::new();
@@ -166,7 +167,7 @@ fn free_ports(n: u64) -> Result<Vec<u16>> {
         if ports.len() as u64 == n {
             break;
         }
-        let port = LOCAL_PORT_FLOOR + ((seed + u64::from(i)) % u64::from(span)) as u16;
+        let port = LOCAL_PORT_FLOOR + ((start + u64::from(i)) % u64::from(span)) as u16;
         if handed_out.contains(&port) {
             continue;
         }

@@ -99,7 +99,7 @@ struct RawGc {
     grace: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawReclaim {
     threshold: Option<f64>,
@@ -185,15 +185,10 @@ pub struct Cluster {
 /// do not stay one failure from loss for hours (Ceph's default is the same).
 const DEFAULT_OUT_AFTER: Duration = Duration::from_secs(600);
 
-/// `30s`, `15m`, `2h`, `7d`.
 /// `[reclaim]` and `[gc]`, each setting defaulted alone.
 fn space(reclaim: Option<RawReclaim>, gc: Option<RawGc>) -> Result<SpaceArgs> {
     let default = SpaceArgs::default();
-    let reclaim = reclaim.unwrap_or(RawReclaim {
-        threshold: None,
-        rate: None,
-        interval: None,
-    });
+    let reclaim = reclaim.unwrap_or_default();
     let threshold = reclaim.threshold.unwrap_or(default.threshold);
     if !(threshold > 0.0 && threshold <= MAX_RECLAIM_THRESHOLD) {
         bail!(
@@ -224,6 +219,7 @@ fn space(reclaim: Option<RawReclaim>, gc: Option<RawGc>) -> Result<SpaceArgs> {
     })
 }
 
+/// `30s`, `15m`, `2h`, `7d`.
 fn duration(key: &str, text: &str) -> Result<Duration> {
     hive_wire::units::parse_duration(text).with_context(|| key.to_string())
 }

@@ -725,6 +725,7 @@ impl Store {
 
     /// The encoding of shard `name` if it is stored (and not known to be damaged): the
     /// dedup question, answered from the index without a read.
+    ///
     /// The chunk counts as touched now: garbage collection leaves it alone for its
     /// grace period. A shard being deleted by garbage collection counts as absent (the
     /// writer then stores it anew).

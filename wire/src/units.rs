@@ -30,60 +30,62 @@ pub enum UnitError {
     TooLarge(String),
 }
 
-/// The number at the start of `text` and the unit after it (trimmed).
-fn split<'a>(text: &'a str, what: &'static str) -> Result<(u64, &'a str), UnitError> {
+/// A number followed by one of `units` (name, scale), as a count of the unit scale 1.
+fn parse_scaled(
+    text: &str,
+    what: &'static str,
+    units: &[(&str, u64)],
+    known: &'static str,
+) -> Result<u64, UnitError> {
     let text = text.trim();
     let at = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(at);
-    let n = number.parse().map_err(|_| UnitError::Malformed {
+    let n: u64 = number.parse().map_err(|_| UnitError::Malformed {
         text: text.to_string(),
         what,
     })?;
-    Ok((n, unit.trim()))
+    let unit = unit.trim();
+    let Some(&(_, scale)) = units.iter().find(|(name, _)| *name == unit) else {
+        return Err(UnitError::Unit {
+            text: text.to_string(),
+            unit: unit.to_string(),
+            known,
+        });
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| UnitError::TooLarge(text.to_string()))
 }
 
 /// A size in bytes: a number with an optional unit B, KiB, MiB, GiB or TiB.
 pub fn parse_bytes(text: &str) -> Result<u64, UnitError> {
-    let (n, unit) = split(text, "a size like 8GiB, 64MiB or 4096")?;
-    let scale: u64 = match unit {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        other => {
-            return Err(UnitError::Unit {
-                text: text.trim().to_string(),
-                unit: other.to_string(),
-                known: "B, KiB, MiB, GiB or TiB",
-            });
-        }
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| UnitError::TooLarge(text.trim().to_string()))
+    const UNITS: &[(&str, u64)] = &[
+        ("", 1),
+        ("B", 1),
+        ("KiB", 1 << 10),
+        ("MiB", 1 << 20),
+        ("GiB", 1 << 30),
+        ("TiB", 1 << 40),
+    ];
+    parse_scaled(
+        text,
+        "a size like 8GiB, 64MiB or 4096",
+        UNITS,
+        "B, KiB, MiB, GiB or TiB",
+    )
 }
 
 /// A duration: a number followed by s, m, h or d.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
-    let (n, unit) = split(text, "a duration like 30s, 15m, 2h or 7d")?;
-    let seconds: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(UnitError::Unit {
-                text: text.trim().to_string(),
-                unit: other.to_string(),
-                known: "s, m, h or d",
-            });
-        }
-    };
-    n.checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(|| UnitError::TooLarge(text.trim().to_string()))
+    const UNITS: &[(&str, u64)] = &[("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)];
+    parse_scaled(
+        text,
+        "a duration like 30s, 15m, 2h or 7d",
+        UNITS,
+        "s, m, h or d",
+    )
+    .map(Duration::from_secs)
 }
 
 #[cfg(test)]
