@@ -74,3 +74,11 @@ pub const DEFAULT_RECLAIM_INTERVAL: std::time::Duration = std::time::Duration::f
 /// Garbage collection's grace period: a chunk written or deduplicated against within it
 /// is never deleted.
 pub const DEFAULT_GC_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The default time between garbage collection rounds that start by themselves.
+pub const DEFAULT_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The most memory garbage collection's mark set takes: 100 M chunks at 10 bits each
+/// (about 1% false positives) fit; past that, false positives grow and more garbage
+/// waits for a later round, and nothing else changes.
+pub const GC_MARK_BUDGET: u64 = 128 << 20;
+/// Garbage collection rounds ordered and not started: one real, one dry run.
+pub const GC_QUEUED: usize = 2;

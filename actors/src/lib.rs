@@ -9,6 +9,7 @@ mod authority;
 pub mod census;
 pub mod constants;
 mod control_service;
+pub mod gc;
 mod heartbeat;
 pub mod map_file;
 pub mod membership;

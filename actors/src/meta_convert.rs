@@ -204,5 +204,7 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
         MetaOp::EndSession { session } => Op::EndSession { session },
         MetaOp::CreateVolume { name, k, m } => Op::CreateVolume { name, k, m },
         MetaOp::DeleteVolume { name, force } => Op::DeleteVolume { name, force },
+        MetaOp::PutObject { id, len, chunks } => Op::PutObject { id, len, chunks },
+        MetaOp::DeleteObject { id } => Op::DeleteObject { id },
     })
 }

@@ -93,7 +93,7 @@ impl MetaStore {
     }
 
     /// Runs a read on a blocking thread.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Namespace) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Refusal> {
@@ -213,6 +213,8 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             | MetaOp::Release { ino, .. } => vec![*ino],
             MetaOp::CreateVolume { .. }
             | MetaOp::DeleteVolume { .. }
+            | MetaOp::PutObject { .. }
+            | MetaOp::DeleteObject { .. }
             | MetaOp::RenewSession { .. }
             | MetaOp::EndSession { .. } => vec![],
         },
@@ -223,7 +225,12 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
 fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
     let access = match call {
         MetaCall::ListVolumes
-        | MetaCall::Apply(MetaOp::CreateVolume { .. } | MetaOp::DeleteVolume { .. }) => {
+        | MetaCall::Apply(
+            MetaOp::CreateVolume { .. }
+            | MetaOp::DeleteVolume { .. }
+            | MetaOp::PutObject { .. }
+            | MetaOp::DeleteObject { .. },
+        ) => {
             return Operation::Administer;
         }
         MetaCall::Mount => Access::Mount,
@@ -254,9 +261,12 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
                     .collect(),
             ))
         }
-        MetaCall::Apply(op @ (MetaOp::CreateVolume { .. } | MetaOp::DeleteVolume { .. })) => {
-            change(store, ctx, op).await
-        }
+        MetaCall::Apply(
+            op @ (MetaOp::CreateVolume { .. }
+            | MetaOp::DeleteVolume { .. }
+            | MetaOp::PutObject { .. }
+            | MetaOp::DeleteObject { .. }),
+        ) => change(store, ctx, op).await,
         call => in_volume(store, ctx, &asked.volume, call).await,
     }
 }

@@ -166,6 +166,7 @@ async fn delete(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
         message: message::encode(&DeleteReply {
             deleted: count(done.deleted),
             touched: count(done.touched),
+            bytes: done.bytes,
         }),
         body: Bytes::new(),
     })

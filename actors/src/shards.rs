@@ -117,6 +117,7 @@ impl Shards {
             let one = actor.delete_untouched(names.clone(), age).await?;
             total.deleted += one.deleted;
             total.touched += one.touched;
+            total.bytes += one.bytes;
         }
         Ok(total)
     }

@@ -368,7 +368,7 @@ async fn only_nodes_delete_untouched_shards_and_reclaim_frees_their_space() {
         "{fresh:?}"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut deleted = 0;
+    let (mut deleted, mut bytes) = (0, 0);
     while deleted < gone.len() as u32 {
         assert!(
             std::time::Instant::now() < deadline,
@@ -376,8 +376,16 @@ async fn only_nodes_delete_untouched_shards_and_reclaim_frees_their_space() {
             gone.len()
         );
         tokio::time::sleep(grace / 2).await;
-        deleted += node.delete(gone, age).await.expect("delete").deleted;
+        let done = node.delete(gone, age).await.expect("delete");
+        deleted += done.deleted;
+        bytes += done.bytes;
     }
+    let listed: u64 = scanned
+        .iter()
+        .filter(|(n, _)| gone.contains(n))
+        .map(|(_, b)| b)
+        .sum();
+    assert_eq!(bytes, listed, "the deletes free what the scan listed");
     let again = node.delete(gone, age).await.expect("delete again");
     assert_eq!((again.deleted, again.touched), (0, 0), "{again:?}");
     let left: Vec<_> = scan_all(to(Role::Node))

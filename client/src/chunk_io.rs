@@ -542,7 +542,8 @@ impl ChunkStore {
     /// stored only when k holders confirm shards of one encoding; a holder that is slow
     /// or stopped counts as not having its shard once the others have decided, or at
     /// [`HAS_DEADLINE`]. A "no" only makes the chunk be written again, which restores
-    /// the missing shards.
+    /// the missing shards. Every up holder is asked, even after the decision, so each
+    /// sees the chunk touched.
     async fn stored(
         self: &Arc<Self>,
         view: &ClusterView,
@@ -559,19 +560,24 @@ impl ChunkStore {
         }
         let mut quorum = DedupQuorum::new(self.scheme.k(), asked.len());
         let deadline = tokio::time::Instant::now() + HAS_DEADLINE;
-        loop {
+        let stored = loop {
             let answer = match tokio::time::timeout_at(deadline, asked.join_next()).await {
                 Ok(Some(Ok(Some(answer)))) => quorum.on_answer(answer),
                 Ok(Some(_)) => quorum.on_silence(),
                 // Every holder answered without a decision: impossible, but not stored.
-                Ok(None) => return false,
+                Ok(None) => break false,
                 // The rest are silent: each counts as not having its shard.
-                Err(_) => return false,
+                Err(_) => break false,
             };
             if let Some(stored) = answer {
-                return stored;
+                break stored;
             }
-        }
+        };
+        // The questions not answered yet still reach their holders (each ends within
+        // HAS_DEADLINE): a question touches the chunk there, and garbage collection
+        // spares a shard whose chunk was touched within its grace.
+        asked.detach_all();
+        stored
     }
 
     /// The encoding of `node`'s shard if it has one; `None` if it did not answer in

@@ -8,6 +8,7 @@
 pub mod chunk_io;
 pub mod cluster_dir;
 pub mod errno;
+pub mod gc;
 pub mod health;
 pub mod inspect;
 pub mod local_cluster;

@@ -21,9 +21,11 @@ use hive_codec::{
 };
 use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, MapMessage, OwedShard};
 use hive_wire::net::enroll::enroll;
-use hive_wire::net::meta::MetaClient;
+use hive_wire::net::gc::GcClient;
+use hive_wire::net::meta::{MetaCall, MetaClient, MetaOp, MetaReply};
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
 use hive_wire::net::{Client, Identity, JoinToken, Role, Validity};
+use hive_wire::units::format_duration;
 use hive_wire::{ChunkId, Epoch, FailureDomain, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -199,12 +201,16 @@ fn node_config(
     enroll_port: u16,
     store_size: &str,
     (k, m): (u8, u8),
+    gc: GcTimes,
 ) -> String {
     // Six nodes share this machine's cores: one network thread each. A census every
     // few seconds: a local cluster is for trying failures out and seeing them healed.
     let mut config = format!(
-        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[reclaim]\ninterval = \"{LOCAL_RECLAIM_INTERVAL}\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
-        authority.addr, authority.id
+        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[reclaim]\ninterval = \"{LOCAL_RECLAIM_INTERVAL}\"\n\n[gc]\ngrace = \"{}\"\ninterval = \"{}\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
+        format_duration(gc.grace),
+        format_duration(gc.interval),
+        authority.addr,
+        authority.id
     );
     if n == authority.id {
         // The authority also hosts the metadata service.
@@ -245,8 +251,17 @@ impl Drop for Started {
     }
 }
 
+/// Garbage collection's timing on a local cluster's nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct GcTimes {
+    /// `[gc] grace`.
+    pub grace: Duration,
+    /// `[gc] interval`.
+    pub interval: Duration,
+}
+
 /// Starts a local cluster of `nodes` nodes with erasure scheme k + m in `dir`.
-pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> {
+pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str, gc: GcTimes) -> Result<()> {
     let scheme = ErasureScheme::new(k, m)?;
     if nodes < scheme.width() as u64 {
         bail!(
@@ -289,6 +304,7 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str) -> Result<()> 
             enroll_at.port(),
             store_size,
             (k, m),
+            gc,
         );
         if let Some(metrics) = entry.metrics {
             config.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
@@ -618,6 +634,18 @@ pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {
     ))
 }
 
+/// The garbage collection service of the local cluster in `dir` (on the metadata
+/// node), reached as the administrator.
+pub fn gc_client(dir: &Path) -> Result<GcClient> {
+    let file = load(dir)?;
+    let client = ClusterDir::open(dir)?.admin_client()?;
+    Ok(GcClient::new(
+        Arc::new(client),
+        file.node_addr(file.meta, "metadata node")?,
+        NodeId(file.meta),
+    ))
+}
+
 /// The erasure scheme the local cluster in `dir` was made with.
 pub fn scheme(dir: &Path) -> Result<ErasureScheme> {
     let file = load(dir)?;
@@ -890,19 +918,53 @@ pub async fn send_owed(authority: &ControlClient, owed: &[OwedShard]) {
     }
 }
 
-/// Stores `path` as an object; returns its id.
+/// Stores `path` as an object and records it in the namespace (so garbage collection
+/// keeps it until `hive delete`); returns its id.
 pub fn put(dir: &Path, path: &Path) -> Result<ChunkId> {
     let file = load(dir)?;
     let chunker = Chunker::new(ChunkerConfig::default())?;
     runtime()?.block_on(async {
+        let meta = meta_client(dir, true)?;
         let source = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
         let (store, authority) = chunk_store(dir, &file).await?;
-        let id = put_object_from(&store, &chunker, source).await;
+        let stored = put_object_from(&store, &chunker, source).await;
         report_owed(&store, &authority).await;
-        id.with_context(|| format!("storing {}", path.display()))
+        let (id, manifest) = stored.with_context(|| format!("storing {}", path.display()))?;
+        let op = MetaOp::PutObject {
+            id: id.0,
+            len: manifest.len,
+            chunks: manifest.chunks.iter().map(|(c, _)| c.0).collect(),
+        };
+        object_op(&meta, op)
+            .await
+            .with_context(|| format!("recording object {id} in the namespace"))?;
+        Ok(id)
     })
+}
+
+/// Deletes object `id`'s record: garbage collection then frees the chunks nothing else
+/// uses.
+pub fn delete_object(dir: &Path, id: ChunkId) -> Result<()> {
+    runtime()?
+        .block_on(async {
+            let meta = meta_client(dir, true)?;
+            object_op(&meta, MetaOp::DeleteObject { id: id.0 }).await
+        })
+        .with_context(|| format!("deleting object {id}"))
+}
+
+/// Applies an object operation as the administrator.
+async fn object_op(meta: &MetaClient, op: MetaOp) -> Result<()> {
+    match meta.call("", 0, 0, MetaCall::Apply(op)).await? {
+        MetaReply::Done => Ok(()),
+        MetaReply::Errno(crate::errno::ENOENT) => {
+            bail!("no such object")
+        }
+        MetaReply::Errno(e) => bail!("refused: {}", std::io::Error::from_raw_os_error(e)),
+        other => bail!("unexpected answer {other:?}"),
+    }
 }
 
 /// Reads object `id` into `out`: into a temporary file beside it, renamed over `out`

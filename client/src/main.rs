@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
 
 use hive_client::cluster_dir::ClusterDir;
-use hive_client::{health, inspect, local_cluster, mount, output, status, volumes};
+use hive_client::{gc, health, inspect, local_cluster, mount, output, status, volumes};
 use hive_wire::NodeId;
 
 /// Runs and manages a HiveFS cluster.
@@ -43,13 +43,41 @@ enum Command {
     /// A local cluster of hive-node processes on loopback.
     #[command(subcommand)]
     Cluster(ClusterCommand),
-    /// Stores FILE in the cluster and prints its object id.
+    /// Stores FILE in the cluster and prints its object id. The object is recorded in
+    /// the namespace and kept until 'hive delete'.
     Put {
         /// The local cluster's directory ('hive cluster up --dir').
         #[arg(long)]
         cluster: PathBuf,
         /// The file to store.
         file: PathBuf,
+    },
+    /// Deletes object ID: garbage collection then frees the chunks no file or other
+    /// object uses (storing the same bytes again gives the same id, and one delete
+    /// deletes it).
+    Delete {
+        /// The local cluster's directory ('hive cluster up --dir').
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The object id 'hive put' printed.
+        id: String,
+    },
+    /// Garbage collection: starts a round now, which deletes the shards of chunks that
+    /// no file and no object refers to and that no writer stored or deduplicated
+    /// against within the grace period ('[gc] grace'); the stores' reclaim then frees
+    /// the space. Rounds also start by themselves every '[gc] interval'. Without
+    /// --wait, prints the last round and returns once the new one is ordered.
+    Gc {
+        /// The local cluster's directory ('hive cluster up --dir').
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Count what the round would delete; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the round to finish, with a progress bar, and print what it found
+        /// and freed.
+        #[arg(long)]
+        wait: bool,
     },
     /// Shows the cluster on one screen: its health (OK, DEGRADED or UNREADABLE), nodes
     /// up, down and out, its chunks by how many of their shards are intact (from the
@@ -247,6 +275,15 @@ enum ClusterCommand {
         /// Size of each node's store file (sparse): like 1GiB or 512MiB.
         #[arg(long, default_value = "1GiB")]
         store_size: String,
+        /// Garbage collection's grace period ('[gc] grace'): a chunk written or
+        /// deduplicated against this recently is never deleted. Short on a local
+        /// cluster, so deleted data comes back as free space within a minute or so.
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        gc_grace: Duration,
+        /// Time between garbage collection rounds that start by themselves ('[gc]
+        /// interval'); 'hive gc' starts one at any time.
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        gc_interval: Duration,
     },
     /// Starts the cluster's nodes that are not running (after a crash, a kill or
     /// 'cluster down'), on their own ports and stores, and waits until the map shows
@@ -301,6 +338,21 @@ enum CertCommand {
         /// The identity to revoke, as role/16-hex-digit-id.
         identity: String,
     },
+}
+
+/// A duration flag: 30s, 10m, 2h, 7d (never 0).
+fn duration(text: &str) -> Result<Duration> {
+    let d = hive_wire::units::parse_duration(text)?;
+    if d.is_zero() {
+        bail!("must be longer than 0");
+    }
+    Ok(d)
+}
+
+/// An object id as typed.
+fn object_id(text: &str) -> Result<hive_wire::ChunkId> {
+    text.parse()
+        .with_context(|| format!("{text:?} is not an object id (64 hex digits)"))
 }
 
 fn main() -> ExitCode {
@@ -378,7 +430,19 @@ fn run(cli: Cli) -> Result<()> {
             k,
             m,
             store_size,
-        }) => local_cluster::up(&dir, nodes, k, m, &store_size),
+            gc_grace,
+            gc_interval,
+        }) => local_cluster::up(
+            &dir,
+            nodes,
+            k,
+            m,
+            &store_size,
+            local_cluster::GcTimes {
+                grace: gc_grace,
+                interval: gc_interval,
+            },
+        ),
         Command::Cluster(ClusterCommand::Start { dir, nodes }) => {
             local_cluster::start(&dir, &nodes)
         }
@@ -481,10 +545,19 @@ fn run(cli: Cli) -> Result<()> {
             println!("unmounted {}", mountpoint.display());
             Ok(())
         }
+        Command::Delete { cluster, id } => {
+            let id = object_id(&id)?;
+            local_cluster::delete_object(&cluster, id)?;
+            println!("deleted object {id}; 'hive gc' frees its chunks");
+            Ok(())
+        }
+        Command::Gc {
+            cluster,
+            dry_run,
+            wait,
+        } => gc::gc(&cluster, dry_run, wait),
         Command::Get { cluster, id, out } => {
-            let id: hive_wire::ChunkId = id
-                .parse()
-                .with_context(|| format!("{id:?} is not an object id (64 hex digits)"))?;
+            let id = object_id(&id)?;
             let bytes = local_cluster::get(&cluster, id, &out)?;
             eprintln!("wrote {bytes} bytes to {}", out.display());
             Ok(())

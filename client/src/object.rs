@@ -119,10 +119,12 @@ pub async fn put_object(
     chunker: &Chunker,
     data: &[u8],
 ) -> Result<ChunkId, ObjectError> {
-    put_object_from(store, chunker, data).await
+    Ok(put_object_from(store, chunker, data).await?.0)
 }
 
-/// Stores everything `reader` yields as an object and returns its id, holding at most
+/// Stores everything `reader` yields as an object and returns its id and manifest (to
+/// record the object in the namespace, which makes it a root of garbage collection),
+/// holding at most
 /// a window of [`STREAM_WINDOW`] bytes (or two maximum chunks, if larger) plus the
 /// chunks in flight, whatever the object's size. Chunks are cut exactly as
 /// [`Chunker::split`] would cut the whole stream, so streamed and buffered objects
@@ -131,7 +133,7 @@ pub async fn put_object_from<R: AsyncRead + Unpin>(
     store: &Arc<ChunkStore>,
     chunker: &Chunker,
     mut reader: R,
-) -> Result<ChunkId, ObjectError> {
+) -> Result<(ChunkId, Manifest), ObjectError> {
     let window = STREAM_WINDOW.max(2 * chunker.config().max as usize);
     let mut pending: Vec<u8> = Vec::with_capacity(window);
     let mut in_flight = JoinSet::new();
@@ -171,7 +173,8 @@ pub async fn put_object_from<R: AsyncRead + Unpin>(
             .map(|c| c.expect("invariant: every chunk put has finished"))
             .collect(),
     };
-    Ok(store.put(&manifest.encode()).await?)
+    let id = store.put(&manifest.encode()).await?;
+    Ok((id, manifest))
 }
 
 type PutResult = (usize, Result<ChunkId, ChunkError>, usize);

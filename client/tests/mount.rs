@@ -932,3 +932,109 @@ fn an_unmount_names_the_files_whose_bytes_it_could_not_store() {
     .expect("the mount's log");
     assert!(log.contains("/reports/q3.bin"), "{log}");
 }
+
+/// Bytes the space test writes and deletes through the mount.
+const SPACE_FILES: usize = 8;
+/// See [`SPACE_FILES`]: 8 × 256 MiB = 2 GiB.
+const SPACE_FILE: usize = 256 << 20;
+/// How long garbage collection and reclaim may take to give the space back.
+const SPACE_BACK_WITHIN: Duration = Duration::from_secs(600);
+
+/// Writes `len` bytes of seeded random content to `path`, 16 MiB at a time, and
+/// fsyncs it.
+fn write_random(path: &Path, seed: u64, len: usize) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("create");
+    let block = 16 << 20;
+    for (n, at) in (0..len).step_by(block).enumerate() {
+        let piece = hive_testkit::random_bytes(seed + n as u64, block.min(len - at));
+        file.write_all(&piece).expect("write");
+    }
+    file.sync_all().expect("fsync");
+}
+
+/// Runs garbage collection rounds until the nodes' `figure` ("used" or "stored") is at
+/// most `target` bytes, or fails after [`SPACE_BACK_WITHIN`]; the figure at the end.
+fn collect_until(cluster: &Cluster, figure: &str, target: u64, what: &str) -> u64 {
+    let started = Instant::now();
+    loop {
+        ok(
+            &hive(&["gc", "--cluster", cluster.d(), "--wait"]),
+            "hive gc --wait",
+        );
+        let now = cluster.node_sum(figure);
+        if now <= target {
+            return now;
+        }
+        assert!(
+            started.elapsed() < SPACE_BACK_WITHIN,
+            "{what}: {figure} is still {now} bytes after {SPACE_BACK_WITHIN:?} of \
+             garbage collection, more than {target} (seed {SEED:#x})"
+        );
+    }
+}
+
+#[test]
+fn deleted_files_come_back_as_free_space_and_live_data_stays() {
+    require_fuse();
+    let cluster = Cluster::with_args(
+        "mount-space",
+        6,
+        (4, 2),
+        "1GiB",
+        &[],
+        &["--gc-grace", "10s"],
+    );
+    // Live data that must survive every round: an object, and a file.
+    let object = hive_testkit::random_bytes(SEED + 90, 8 << 20);
+    let id = cluster.put("object", &object);
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let kept = hive_testkit::random_bytes(SEED + 91, 64 << 20);
+    std::fs::write(mnt.path("kept"), &kept).expect("write kept");
+    let before = cluster.used();
+    for n in 0..SPACE_FILES {
+        let seed = SEED + 1000 * (n as u64 + 1);
+        write_random(&mnt.path(&format!("big-{n}")), seed, SPACE_FILE);
+    }
+    let peak = cluster.used();
+    let written = peak.saturating_sub(before);
+    assert!(
+        written >= (SPACE_FILES * SPACE_FILE) as u64,
+        "2 GiB of shards and parity were stored: {before} -> {peak}"
+    );
+    for n in 0..SPACE_FILES {
+        std::fs::remove_file(mnt.path(&format!("big-{n}"))).expect("unlink");
+    }
+    // Back to within 5% of what the deleted files added.
+    let target = before + written / 20;
+    let started = Instant::now();
+    let after = collect_until(&cluster, "used", target, "2 GiB deleted");
+    println!(
+        "space: stores used {before} bytes, {peak} with 2 GiB more written, {after} after the \
+         files were deleted and collected ({:.1}s of garbage collection and reclaim)",
+        started.elapsed().as_secs_f64()
+    );
+    // What is live reads back whole, through the mount and as an object.
+    let back = std::fs::read(mnt.path("kept")).expect("read kept");
+    assert!(back == kept, "a live file changed (seed {SEED:#x})");
+    cluster.check(&id, &object);
+    // A deleted object's shards go too (its segments stay mostly live, so the figure
+    // is the live shards, not the space used).
+    ok(
+        &hive(&["delete", "--cluster", cluster.d(), &id]),
+        "hive delete",
+    );
+    let live = cluster.stored();
+    collect_until(
+        &cluster,
+        "stored",
+        live - object.len() as u64,
+        "a deleted object",
+    );
+    assert!(!cluster.get(&id).status.success(), "the object is gone");
+    // A new mount (nothing cached) reads the live file whole.
+    drop(mnt);
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let back = std::fs::read(mnt.path("kept")).expect("read kept");
+    assert!(back == kept, "a live file changed (seed {SEED:#x})");
+}

@@ -38,3 +38,6 @@ pub const MAX_M: u8 = 16;
 /// Deepest directory nesting followed when walking up a parent chain: far beyond any
 /// real tree (paths are at most 4096 bytes), so only a corrupt cycle reaches it.
 pub const MAX_DEPTH: usize = 4096;
+/// Chunks one object record may list: more than a manifest can (a manifest is one chunk
+/// of at most 16 MiB, 36 bytes a chunk), so every object `hive put` stores fits.
+pub const MAX_OBJECT_CHUNKS: usize = 1 << 19;

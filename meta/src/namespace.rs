@@ -13,13 +13,14 @@ use fjall::{
 use crate::acl::{self, Acl};
 use crate::constants::{
     DEFAULT_VOLUME, EXTENT_PAGE_SPAN, MAX_DEPTH, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE,
-    MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME,
-    MAX_XATTR_VALUE, POINT_READ_PAGES,
+    MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_OBJECT_CHUNKS, MAX_SYMLINK, MAX_VOLUME_NAME,
+    MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
     InodeRecord, NEXT_INO, VolumeRecord, decode_dirent, decode_extent, decode_extent_page,
-    decode_inode, decode_volume, dirent_value, encode_extent_page, encode_inode, encode_volume,
-    extent_page_key, held_key, inode_key, named_key, page_of, session_key,
+    decode_inode, decode_object, decode_volume, dirent_value, encode_extent_page, encode_inode,
+    encode_object, encode_volume, extent_page_key, held_key, inode_key, named_key, page_of,
+    session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, XattrMode,
@@ -69,6 +70,8 @@ pub struct Census {
     pub sessions: u64,
     /// (session, file) pairs with opens the session holds.
     pub held: u64,
+    /// Objects.
+    pub objects: u64,
 }
 
 /// How an applied operation reaches stable storage.
@@ -93,6 +96,7 @@ struct Spaces {
     opens: SingleWriterTxKeyspace,
     sessions: SingleWriterTxKeyspace,
     held: SingleWriterTxKeyspace,
+    objects: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -126,6 +130,20 @@ fn check_xattr_name(name: &[u8]) -> Result<(), Errno> {
         return Err(Errno::Range);
     }
     Ok(())
+}
+
+/// An object record read back: id, length, chunks.
+type ObjectEntry = ([u8; 32], u64, Vec<[u8; 32]>);
+
+/// An `objects` entry: the id, length and chunks.
+fn object_entry(item: fjall::Guard) -> Result<ObjectEntry, MetaError> {
+    let (key, value) = item.into_inner()?;
+    let id: [u8; 32] = key[..]
+        .try_into()
+        .map_err(|_| MetaError::Corrupt("an object key".into()))?;
+    let (len, chunks) =
+        decode_object(&value).ok_or_else(|| MetaError::Corrupt("an object record".into()))?;
+    Ok((id, len, chunks))
 }
 
 /// What a new inode is made as.
@@ -194,6 +212,7 @@ impl Namespace {
             opens: db.keyspace("opens", KeyspaceCreateOptions::default)?,
             sessions: db.keyspace("sessions", KeyspaceCreateOptions::default)?,
             held: db.keyspace("held", KeyspaceCreateOptions::default)?,
+            objects: db.keyspace("objects", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -378,14 +397,16 @@ impl Namespace {
             opens: count(&self.spaces.opens)?,
             sessions: count(&self.spaces.sessions)?,
             held: count(&self.spaces.held)?,
+            objects: count(&self.spaces.objects)?,
         })
     }
 
     /// Garbage collection's mark: the chunk of every extent of every file (files
     /// unlinked but still open included: their extents stay until the last release),
-    /// read from one snapshot, so a chunk referenced throughout the mark is seen however
-    /// files change meanwhile. The references are counted first, from the same
-    /// snapshot; `make(count)` makes the set to hold them and `add` puts each in.
+    /// and every object's manifest and chunks, read from one snapshot, so a chunk
+    /// referenced throughout the mark is seen however files change meanwhile. The
+    /// references are counted first, from the same snapshot; `make(count)` makes the
+    /// set to hold them and `add` puts each in.
     pub fn mark<S>(
         &self,
         make: impl FnOnce(u64) -> S,
@@ -400,9 +421,17 @@ impl Namespace {
                     .ok_or_else(|| MetaError::Corrupt("an extent page".into()))
             })
         };
+        let objects = || {
+            snapshot
+                .iter(&self.spaces.objects)
+                .map(|item| object_entry(item).map(|(id, _, chunks)| (id, chunks)))
+        };
         let mut count = 0u64;
         for page in pages() {
             count += page?.len() as u64;
+        }
+        for object in objects() {
+            count += 1 + object?.1.len() as u64;
         }
         let mut set = make(count);
         for page in pages() {
@@ -410,7 +439,25 @@ impl Namespace {
                 add(&mut set, &extent.chunk);
             }
         }
+        for object in objects() {
+            let (id, chunks) = object?;
+            add(&mut set, &id);
+            for chunk in &chunks {
+                add(&mut set, chunk);
+            }
+        }
         Ok(set)
+    }
+
+    /// The recorded objects: id and length, in id order.
+    pub fn objects(&self) -> Result<Vec<([u8; 32], u64)>, MetaError> {
+        let snapshot = self.db.read_tx();
+        let mut out = Vec::new();
+        for item in snapshot.iter(&self.spaces.objects) {
+            let (id, len, _) = object_entry(item)?;
+            out.push((id, len));
+        }
+        Ok(out)
     }
 
     /// The extents of file `ino`, by offset.
@@ -1319,6 +1366,21 @@ impl Tx<'_, '_> {
             }
             Op::CreateVolume { name, k, m } => self.create_volume(ctx, name, *k, *m),
             Op::DeleteVolume { name, force } => self.delete_volume(name, *force),
+            Op::PutObject { id, len, chunks } => {
+                if chunks.len() > MAX_OBJECT_CHUNKS {
+                    return Ok(Err(Errno::Inval));
+                }
+                self.tx
+                    .insert(&self.s.objects, id, encode_object(*len, chunks));
+                Ok(Ok(Outcome::Done))
+            }
+            Op::DeleteObject { id } => {
+                if !self.tx.contains_key(&self.s.objects, id)? {
+                    return Ok(Err(Errno::NoEnt));
+                }
+                self.tx.remove(&self.s.objects, id);
+                Ok(Ok(Outcome::Done))
+            }
             Op::Open { ino, session } => {
                 let node = errno!(self.file(*ino)?);
                 if *session != 0

@@ -14,6 +14,7 @@
 //! | `opens` | inode (u64 BE) | opens not yet released (u32 LE), present only when above 0 |
 //! | `sessions` | session (u64 BE) | when it expires unless renewed (i64 ns LE) |
 //! | `held` | session (u64 BE), inode (u64 BE) | opens the session holds (u32 LE), present only when above 0 |
+//! | `objects` | object id (32 bytes) | [`OBJECT_VERSION`] (u8), length (u64), count (u32), then each chunk id (32 bytes): see [`encode_object`] |
 //! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
 
 use crate::constants::EXTENT_PAGE_SPAN;
@@ -283,6 +284,12 @@ mod tests {
         let mut bad = bytes;
         bad[1] = 9;
         assert_eq!(decode_inode(InodeId(42), &bad), None);
+        let object = encode_object(9, &[[1; 32], [2; 32]]);
+        assert_eq!(decode_object(&object), Some((9, vec![[1; 32], [2; 32]])));
+        assert_eq!(decode_object(&object[..object.len() - 1]), None);
+        let mut lying = object.clone();
+        lying[9] = 0xff;
+        assert_eq!(decode_object(&lying), None, "a count the bytes do not hold");
         let dirent = dirent_value(InodeId(7), FileType::Symlink);
         assert_eq!(
             decode_dirent(&dirent),
@@ -380,4 +387,40 @@ pub fn decode_volume(bytes: &[u8]) -> Option<VolumeRecord> {
         gid: u32::from_le_bytes(bytes[16..20].try_into().ok()?),
         created: Nanos(i64::from_le_bytes(bytes[20..28].try_into().ok()?)),
     })
+}
+
+/// Version of the object record format written.
+pub const OBJECT_VERSION: u8 = 1;
+/// Bytes of an object record before its chunk ids.
+const OBJECT_HEADER: usize = 13;
+
+/// An object's record: its length and chunk ids.
+pub fn encode_object(len: u64, chunks: &[[u8; 32]]) -> Vec<u8> {
+    let count = u32::try_from(chunks.len()).expect("invariant: the caller bounds the chunks");
+    let mut out = Vec::with_capacity(OBJECT_HEADER + 32 * chunks.len());
+    out.push(OBJECT_VERSION);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    for chunk in chunks {
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// Reads an object record: its length and chunk ids; `None` if the bytes are not one.
+pub fn decode_object(bytes: &[u8]) -> Option<(u64, Vec<[u8; 32]>)> {
+    if bytes.len() < OBJECT_HEADER || bytes[0] != OBJECT_VERSION {
+        return None;
+    }
+    let len = u64::from_le_bytes(bytes[1..9].try_into().ok()?);
+    let count = u32::from_le_bytes(bytes[9..13].try_into().ok()?) as usize;
+    let ids = &bytes[OBJECT_HEADER..];
+    if ids.len() != count.checked_mul(32)? {
+        return None;
+    }
+    let chunks = ids
+        .chunks_exact(32)
+        .map(|c| c.try_into().expect("32-byte pieces"))
+        .collect();
+    Some((len, chunks))
 }

@@ -385,6 +385,22 @@ pub enum Op {
         /// Its name.
         name: Vec<u8>,
     },
+    /// Records an object (stored with `hive put`) as a root of garbage collection: its
+    /// id (the chunk id of its manifest) and every chunk it is made of. Recording the
+    /// same object again replaces its record.
+    PutObject {
+        /// The object id.
+        id: [u8; 32],
+        /// Its length in bytes.
+        len: u64,
+        /// Its chunks, in order (at most [`crate::constants::MAX_OBJECT_CHUNKS`]).
+        chunks: Vec<[u8; 32]>,
+    },
+    /// Removes an object's record: garbage collection may then take its chunks.
+    DeleteObject {
+        /// The object id.
+        id: [u8; 32],
+    },
 }
 
 /// What an applied operation gives back.

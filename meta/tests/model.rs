@@ -90,6 +90,8 @@ struct Model {
     volumes: BTreeMap<Vec<u8>, VolumeRecord>,
     /// Client sessions: when each expires, and the opens it holds per inode.
     sessions: BTreeMap<u64, (i64, BTreeMap<u64, u32>)>,
+    /// Objects: id to length.
+    objects: BTreeMap<[u8; 32], u64>,
 }
 
 fn valid(name: &[u8]) -> Result<(), Errno> {
@@ -122,6 +124,7 @@ impl Model {
             next: 2,
             volumes: [(DEFAULT_VOLUME.to_vec(), default)].into(),
             sessions: BTreeMap::new(),
+            objects: BTreeMap::new(),
         }
     }
 
@@ -641,6 +644,14 @@ impl Model {
                 }
                 Ok(Outcome::Done)
             }
+            Op::PutObject { id, len, .. } => {
+                self.objects.insert(*id, *len);
+                Ok(Outcome::Done)
+            }
+            Op::DeleteObject { id } => {
+                self.objects.remove(id).ok_or(Errno::NoEnt)?;
+                Ok(Outcome::Done)
+            }
             Op::RemoveXattr { ino, name } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
                 if name.is_empty() || name.contains(&0) {
@@ -851,6 +862,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..3, 0i64..10).prop_map(|(session, ttl)| Op::RenewSession { session, ttl: Nanos(ttl) }),
         1 => (0u64..3).prop_map(|session| Op::EndSession { session }),
         1 => Just(Op::ExpireSessions),
+        1 => (0u8..3, 0u64..9, prop::collection::vec(0u8..3, 0..3))
+            .prop_map(|(id, len, chunks)| Op::PutObject { id: [id; 32], len, chunks: chunks.into_iter().map(|c| [c; 32]).collect() }),
+        1 => (0u8..3).prop_map(|id| Op::DeleteObject { id: [id; 32] }),
     ]
 }
 
@@ -1001,6 +1015,7 @@ fn census(model: &Model) -> Census {
         .values()
         .map(|(_, held)| held.len() as u64)
         .sum();
+    c.objects = model.objects.len() as u64;
     c
 }
 
@@ -1008,6 +1023,8 @@ fn census(model: &Model) -> Census {
 fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
     let volumes: Vec<_> = model.volumes.clone().into_iter().collect();
     assert_eq!(ns.volumes().expect("store"), volumes, "volumes");
+    let objects: Vec<_> = model.objects.clone().into_iter().collect();
+    assert_eq!(ns.objects().expect("store"), objects, "objects");
     assert_eq!(
         ns.census().expect("store"),
         census(model),
@@ -1471,6 +1488,21 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
         extents: vec![piece(0, 50)],
     })
     .expect("overwritten");
+    // Objects are roots too, manifest and chunks, until their record is deleted.
+    for (id, chunks) in [(70u8, vec![[71; 32], [72; 32]]), (80, vec![[81; 32]])] {
+        apply(Op::PutObject {
+            id: [id; 32],
+            len: 200,
+            chunks,
+        })
+        .expect("recorded");
+    }
+    apply(Op::DeleteObject { id: [80; 32] }).expect("deleted");
+    assert_eq!(
+        apply(Op::DeleteObject { id: [80; 32] }),
+        Err(Errno::NoEnt),
+        "deleted already"
+    );
     let (counted, marked) = ns
         .mark(
             |n| (n, std::collections::BTreeSet::new()),
@@ -1479,11 +1511,14 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
             },
         )
         .expect("mark");
-    assert_eq!(counted, 6, "two files of three extents");
+    assert_eq!(
+        counted, 9,
+        "two files of three extents, an object of two chunks"
+    );
     assert_eq!(
         marked.into_iter().collect::<Vec<_>>(),
-        vec![2, 21, 22, 50, 99],
-        "a (overwritten) and c; b and a's old chunk are garbage"
+        vec![2, 21, 22, 50, 70, 71, 72, 99],
+        "a (overwritten), c and object 70; b, a's old chunk and object 80 are garbage"
     );
     drop(ns);
     let _ = std::fs::remove_dir_all(dir);

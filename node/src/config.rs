@@ -49,7 +49,10 @@
 //!
 //! [gc]                      # optional: garbage collection
 //! grace = "1h"              # a chunk written or deduplicated against this recently is
-//!                           #   never deleted (the stores remember touches this long)
+//!                           #   never deleted (the stores remember touches this long;
+//!                           #   give every node the same)
+//! interval = "1h"           # time between rounds, on the node with [meta] ('hive gc'
+//!                           #   starts one now)
 //!
 //! [enroll]                  # optional: host the enrollment endpoint (needs the CA key)
 //! listen = "127.0.0.1:7500" # where joiners with a token connect
@@ -97,6 +100,7 @@ struct Raw {
 #[serde(deny_unknown_fields)]
 struct RawGc {
     grace: Option<String>,
+    interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,16 +201,6 @@ fn space(reclaim: Option<RawReclaim>, gc: Option<RawGc>) -> Result<SpaceArgs> {
              has just filled)"
         );
     }
-    let positive = |key: &str, text: Option<String>, default: Duration| -> Result<Duration> {
-        let value = text
-            .map(|t| duration(key, &t))
-            .transpose()?
-            .unwrap_or(default);
-        if value.is_zero() {
-            bail!("{key}: must be longer than 0");
-        }
-        Ok(value)
-    };
     Ok(SpaceArgs {
         threshold,
         rate: reclaim
@@ -217,6 +211,18 @@ fn space(reclaim: Option<RawReclaim>, gc: Option<RawGc>) -> Result<SpaceArgs> {
         interval: positive("reclaim.interval", reclaim.interval, default.interval)?,
         grace: positive("gc.grace", gc.and_then(|g| g.grace), default.grace)?,
     })
+}
+
+/// The duration `key` gives, or `default`; never 0.
+fn positive(key: &str, text: Option<String>, default: Duration) -> Result<Duration> {
+    let value = text
+        .map(|t| duration(key, &t))
+        .transpose()?
+        .unwrap_or(default);
+    if value.is_zero() {
+        bail!("{key}: must be longer than 0");
+    }
+    Ok(value)
 }
 
 /// `30s`, `15m`, `2h`, `7d`.
@@ -279,6 +285,9 @@ pub struct Config {
     pub scrub_period: Duration,
     /// How the stores get space back (`[reclaim]`, `[gc]`).
     pub space: SpaceArgs,
+    /// Time between garbage collection rounds, on the node hosting the metadata
+    /// service (`[gc] interval`).
+    pub gc_interval: Duration,
     /// Where the Prometheus metrics are served over HTTP, if anywhere.
     pub metrics: Option<SocketAddr>,
 }
@@ -465,6 +474,11 @@ impl Config {
                 .map(|t| duration("scrub.period", &t))
                 .transpose()?
                 .unwrap_or(hive_actors::constants::DEFAULT_SCRUB_PERIOD),
+            gc_interval: positive(
+                "gc.interval",
+                raw.gc.as_ref().and_then(|g| g.interval.clone()),
+                hive_actors::constants::DEFAULT_GC_INTERVAL,
+            )?,
             space: space(raw.reclaim, raw.gc)?,
         })
     }
@@ -534,6 +548,7 @@ key = "node.key"
                 "reclaim.interval",
             ),
             (format!("{GOOD}[gc]\ngrace = \"0s\"\n"), "gc.grace"),
+            (format!("{GOOD}[gc]\ninterval = \"often\"\n"), "gc.interval"),
             (
                 format!(
                     "{GOOD}[cluster]\nauthority = \"127.0.0.1:1\"\nauthority_id = 1\nout_after = \"soon\"\n"

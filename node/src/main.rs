@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use hive_actors::constants::{HEARTBEAT_TIMEOUT, SESSION_TICK};
+use hive_actors::gc::{Collector, GcArgs, gc_service};
 use hive_actors::{
     Authority, AuthorityArgs, Child, DamageHints, FollowerArgs, HeartbeatArgs, MetaStore,
     NodeSupervisor, RepairArgs, RepairState, ScrubArgs, ShardActor, Shards, control_service,
@@ -23,6 +24,7 @@ use hive_nvme::{FormatOptions, Store};
 use hive_wire::NodeId;
 use hive_wire::net::control::{Control, ControlClient, MapMessage};
 use hive_wire::net::enroll::{Enroller, enroll};
+use hive_wire::net::gc::Gc;
 use hive_wire::net::message::MessageSet;
 use hive_wire::net::meta::Meta;
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
@@ -405,14 +407,19 @@ async fn serve(
         ),
         (Control::PROTOCOL, control),
     ];
+    // Garbage collection runs where the namespace is.
+    let mut collector = None;
     if let Some(meta) = &config.meta {
         let path = &meta.path;
         let namespace = Namespace::open_with_class(path, Durability::Buffered, meta.class)
             .with_context(|| format!("meta.path: opening the namespace in {}", path.display()))?;
         let store = MetaStore::start(namespace).context("starting the metadata writer")?;
         store.clone().expire_sessions(SESSION_TICK);
-        routes.push((Meta::PROTOCOL, meta_service(store)));
+        routes.push((Meta::PROTOCOL, meta_service(store.clone())));
         tracing::info!("metadata service on {}", path.display());
+        let gc = Collector::new(config.space.grace, config.gc_interval);
+        routes.push((Gc::PROTOCOL, gc_service(gc.clone())));
+        collector = Some((gc, store));
     }
     let handler = route(routes);
     let enrollment = enrollment_server(&config, &ca, &me, &revocations, node)?;
@@ -428,6 +435,23 @@ async fn serve(
                 );
             }
             let client = Arc::new(Client::new(&ca, Some(&me))?);
+            if let Some((gc, meta)) = collector {
+                tracing::info!(
+                    "garbage collection every {:?}, grace {:?}",
+                    config.gc_interval,
+                    config.space.grace
+                );
+                tokio::spawn(hive_actors::gc::run(
+                    GcArgs {
+                        grace: config.space.grace,
+                        interval: config.gc_interval,
+                        client: client.clone(),
+                        map: node_map.clone(),
+                        meta,
+                    },
+                    gc,
+                ));
+            }
             tokio::spawn(run_repairer(RepairArgs {
                 node,
                 client: client.clone(),
@@ -487,6 +511,11 @@ async fn serve(
         }
         None => {
             tracing::info!("no [cluster] section: serving shards without a cluster map");
+            if collector.is_some() {
+                tracing::warn!(
+                    "garbage collection does not run without a [cluster] section: 'hive gc' orders wait"
+                );
+            }
             None
         }
     };

@@ -113,6 +113,8 @@ pub struct UntouchedDelete {
     pub deleted: u64,
     /// Shards kept: their chunk may have been touched within the age asked about.
     pub touched: u64,
+    /// Bytes the deleted shards took (whole blocks).
+    pub bytes: u64,
 }
 
 /// The shards of one placement group that one holder keeps: class (k, m), shard
@@ -740,7 +742,7 @@ impl Store {
     /// Sets how long each generation of recent touches covers: garbage collection's
     /// grace period must be at most twice this for its deletes to be allowed.
     pub fn set_touch_window(&self, window: std::time::Duration) {
-        self.touches.borrow_mut().set_window(window);
+        self.touches.borrow_mut().set_window(window, Instant::now());
     }
 
     /// Garbage collection's delete: deletes each of `names` that is stored and whose
@@ -778,21 +780,23 @@ impl Store {
                         block: at.block,
                         life: s.life_of(&at),
                     };
-                    chosen.push((*name, of));
+                    chosen.push((*name, of, u64::from(at.blocks) * BLOCK));
                 }
             }
         }
         // However this ends, the names stop being doomed.
-        let _release = Release(&self.doomed, chosen.iter().map(|(n, _)| *n).collect());
+        let _release = Release(&self.doomed, chosen.iter().map(|(n, ..)| *n).collect());
         let mut answers = Vec::with_capacity(chosen.len());
-        for (key, of) in &chosen {
+        for (key, of, _) in &chosen {
             answers.push(self.submit(Op::Delete { key: *key, of: *of }).await?);
         }
         await_all(&mut answers).await?;
-        outcome.deleted = chosen
-            .iter()
-            .filter(|(name, _)| !self.state.borrow().index.contains_key(name))
-            .count() as u64;
+        for (name, _, bytes) in &chosen {
+            if !self.state.borrow().index.contains_key(name) {
+                outcome.deleted += 1;
+                outcome.bytes += bytes;
+            }
+        }
         Ok(outcome)
     }
 

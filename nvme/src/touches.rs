@@ -17,14 +17,19 @@ use hive_wire::bloom::ChunkBloom;
 use crate::constants::{TOUCH_FILTER_BITS, TOUCH_GENERATIONS, TOUCH_HASHES};
 
 struct Generation {
+    /// Touches from this instant...
     from: Instant,
+    /// ...until this one (`from` + the window): no generation covers a stretch without
+    /// touches, and a touch past `until` starts a new generation.
+    until: Instant,
     chunks: ChunkBloom,
 }
 
 impl Generation {
-    fn new(from: Instant) -> Self {
+    fn new(from: Instant, window: Duration) -> Self {
         Self {
             from,
+            until: from + window,
             chunks: ChunkBloom::new(TOUCH_FILTER_BITS, TOUCH_HASHES),
         }
     }
@@ -33,9 +38,10 @@ impl Generation {
 /// The touches of one store.
 pub(crate) struct Touches {
     window: Duration,
-    /// Since when every touch is recorded: the open, then the oldest generation's start.
+    /// Since when every touch is recorded: the open, then the end of the last
+    /// generation dropped.
     since: Instant,
-    /// Oldest first.
+    /// Oldest first; never empty.
     generations: VecDeque<Generation>,
 }
 
@@ -44,27 +50,33 @@ impl Touches {
         Self {
             window,
             since: now,
-            generations: VecDeque::from([Generation::new(now)]),
+            generations: VecDeque::from([Generation::new(now, window)]),
         }
     }
 
-    /// Sets how long each generation covers (touches already recorded stay).
-    pub fn set_window(&mut self, window: Duration) {
+    /// Sets how long each generation covers (touches already recorded stay). The open
+    /// generation ends a window after it began, or now if that has passed: it holds
+    /// touches up to now.
+    pub fn set_window(&mut self, window: Duration, now: Instant) {
         self.window = window;
+        if let Some(open) = self.generations.back_mut() {
+            open.until = (open.from + window).max(now);
+        }
     }
 
+    /// Starts a new generation at `now` if the newest has ended, dropping the oldest
+    /// past [`TOUCH_GENERATIONS`].
     fn rotate(&mut self, now: Instant) {
-        let newest = self.generations.back().map_or(now, |g| g.from);
-        if now.saturating_duration_since(newest) < self.window {
+        if self.generations.back().is_some_and(|g| now < g.until) {
             return;
         }
-        if self.generations.len() == TOUCH_GENERATIONS {
-            self.generations.pop_front();
-            if let Some(oldest) = self.generations.front() {
-                self.since = self.since.max(oldest.from);
-            }
+        if self.generations.len() == TOUCH_GENERATIONS
+            && let Some(dropped) = self.generations.pop_front()
+        {
+            self.since = self.since.max(dropped.until);
         }
-        self.generations.push_back(Generation::new(now));
+        self.generations
+            .push_back(Generation::new(now, self.window));
     }
 
     /// Records that `chunk` was touched now.
@@ -78,11 +90,18 @@ impl Touches {
     }
 
     /// Whether `chunk` may have been touched within `age` of now: `true` when unsure
-    /// (the filters do not reach back that far, or a filter says maybe).
+    /// (the filters do not reach back that far, or a filter of a generation that
+    /// overlaps the age says maybe).
     pub fn maybe_touched_within(&mut self, chunk: &ChunkId, age: Duration, now: Instant) -> bool {
         self.rotate(now);
-        now.saturating_duration_since(self.since) < age
-            || self.generations.iter().any(|g| g.chunks.contains(chunk))
+        let Some(cutoff) = now.checked_sub(age) else {
+            return true;
+        };
+        self.since > cutoff
+            || self
+                .generations
+                .iter()
+                .any(|g| g.until > cutoff && g.chunks.contains(chunk))
     }
 }
 
@@ -108,19 +127,50 @@ mod tests {
         assert!(touches.maybe_touched_within(&chunk(1), hour, later));
         touches.touch(&chunk(2), later);
         assert!(touches.maybe_touched_within(&chunk(2), minute, later));
-        assert!(touches.maybe_touched_within(&chunk(2), minute, later + 30 * window / 60));
-        // A window later, a new generation starts; once TOUCH_GENERATIONS more have, the
-        // touch's generation is dropped and the touch forgotten. The filters then
-        // still reach back (TOUCH_GENERATIONS - 1) windows.
-        let mut now = later;
+        assert!(touches.maybe_touched_within(&chunk(2), minute, later + window / 2));
+        // Its generation covers one window from the touch: asked about an age that
+        // reaches into it, the touch is seen; an age that ends after it, not.
+        let after = later + 2 * window;
+        assert!(touches.maybe_touched_within(&chunk(2), window * 2, after));
+        assert!(!touches.maybe_touched_within(&chunk(2), window / 2, after));
+        // Idle for long, then asked: the touch is long past (a generation ends after
+        // one window even when nothing starts the next).
+        let idle = later + 10 * window;
+        assert!(!touches.maybe_touched_within(&chunk(2), minute, idle));
+        assert!(touches.maybe_touched_within(&chunk(2), 10 * window, idle));
+    }
+
+    #[test]
+    fn a_dropped_generation_makes_the_store_unsure_of_what_it_covered() {
+        let start = Instant::now();
+        let window = Duration::from_secs(60);
+        let mut touches = Touches::new(window, start);
+        touches.touch(&chunk(2), start + window / 2);
+        // TOUCH_GENERATIONS more generations start: the first is dropped.
+        let mut now = start;
         for _ in 0..TOUCH_GENERATIONS {
-            assert!(touches.maybe_touched_within(&chunk(2), minute, now));
             now += window;
-            touches.rotate(now);
+            touches.touch(&chunk(3), now);
         }
-        let reach = window * (TOUCH_GENERATIONS as u32 - 1);
+        // Ages that reach into the dropped generation are unsure, whatever the chunk.
+        let reach = now - (start + window);
         assert!(!touches.maybe_touched_within(&chunk(2), reach, now));
-        assert!(!touches.maybe_touched_within(&chunk(3), reach, now));
-        assert!(touches.maybe_touched_within(&chunk(3), reach + minute, now));
+        assert!(touches.maybe_touched_within(&chunk(2), reach + window, now));
+        assert!(touches.maybe_touched_within(&chunk(4), reach + window, now));
+        assert!(!touches.maybe_touched_within(&chunk(4), reach, now));
+        assert!(touches.maybe_touched_within(&chunk(3), reach, now));
+    }
+
+    #[test]
+    fn a_shorter_window_set_after_the_open_takes_effect_at_once() {
+        let start = Instant::now();
+        let mut touches = Touches::new(Duration::from_secs(3600), start);
+        let second = Duration::from_secs(1);
+        touches.touch(&chunk(1), start + 9 * second);
+        touches.set_window(5 * second, start + 10 * second);
+        // The open generation now ends at the change: its touch counts as recent
+        // until then, and no later.
+        assert!(touches.maybe_touched_within(&chunk(1), 2 * second, start + 11 * second));
+        assert!(!touches.maybe_touched_within(&chunk(1), 5 * second, start + 20 * second));
     }
 }

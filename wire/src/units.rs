@@ -88,9 +88,39 @@ pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     .map(Duration::from_secs)
 }
 
+/// A duration as [`parse_duration`] reads it, in whole seconds: the largest unit that
+/// divides it exactly (`90s`, `10m`, `1h`, `90m`).
+pub fn format_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match [("d", 86_400), ("h", 3600), ("m", 60)]
+        .iter()
+        .find(|(_, unit)| s >= *unit && s.is_multiple_of(*unit))
+    {
+        Some((name, unit)) => format!("{}{name}", s / unit),
+        None => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_format_as_they_parse() {
+        for (secs, text) in [
+            (0, "0s"),
+            (30, "30s"),
+            (90, "90s"),
+            (600, "10m"),
+            (3600, "1h"),
+            (5400, "90m"),
+            (172_800, "2d"),
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
+        }
+    }
 
     #[test]
     fn sizes_and_durations_parse_and_say_what_is_wrong() {

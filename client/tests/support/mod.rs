@@ -70,6 +70,18 @@ impl Cluster {
         size: &str,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::with_args(name, nodes, (k, m), size, env, &[])
+    }
+
+    /// [`Cluster::with`], with `extra` arguments for `hive cluster up`.
+    pub fn with_args(
+        name: &str,
+        nodes: u64,
+        (k, m): (u8, u8),
+        size: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("hive-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let cluster = Self { dir };
@@ -88,7 +100,10 @@ impl Cluster {
                     &m.to_string(),
                     "--store-size",
                     size,
-                ],
+                ]
+                .into_iter()
+                .chain(extra.iter().copied())
+                .collect::<Vec<_>>(),
                 env,
             ),
             "cluster up",
@@ -204,9 +219,21 @@ impl Cluster {
         serde_json::from_str(&out).expect("status is JSON")
     }
 
-    /// Bytes of shards the nodes report storing, summed, as of now: waits until every
-    /// node that is up has sent a heartbeat whose figures were taken after this call.
+    /// Bytes of live shards the nodes report storing, summed, as of now (see
+    /// [`Cluster::node_sum`]).
     pub fn stored(&self) -> u64 {
+        self.node_sum("stored")
+    }
+
+    /// Bytes the nodes' stores use (live shards and garbage not yet reclaimed), summed,
+    /// as of now.
+    pub fn used(&self) -> u64 {
+        self.node_sum("used")
+    }
+
+    /// A per-node status figure summed over the nodes, as of now: waits until every
+    /// node that is up has sent a heartbeat whose figures were taken after this call.
+    pub fn node_sum(&self, figure: &str) -> u64 {
         let asked = Instant::now();
         loop {
             let status = self.status();
@@ -222,7 +249,7 @@ impl Cluster {
             if nodes.iter().all(fresh) {
                 return nodes
                     .iter()
-                    .map(|n| n["stored"].as_u64().expect("stored"))
+                    .map(|n| n[figure].as_u64().expect(figure))
                     .sum();
             }
             assert!(

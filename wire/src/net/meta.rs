@@ -26,7 +26,8 @@ pub struct Meta;
 
 impl MessageSet for Meta {
     const PROTOCOL: u16 = 4;
-    const VERSION: u16 = 2;
+    /// Version 3 added the object records (`PutObject`, `DeleteObject`).
+    const VERSION: u16 = 3;
     const NAME: &'static str = "metadata";
 }
 
@@ -322,6 +323,22 @@ pub enum MetaOp {
         name: Vec<u8>,
         /// Remove its contents too.
         force: bool,
+    },
+    /// Records an object and its chunks as a root of garbage collection
+    /// (administrators only).
+    PutObject {
+        /// The object id: its manifest's chunk id.
+        id: [u8; 32],
+        /// Its length in bytes.
+        len: u64,
+        /// Its chunks, in order.
+        chunks: Vec<[u8; 32]>,
+    },
+    /// Removes an object's record; garbage collection then takes its chunks
+    /// (administrators only).
+    DeleteObject {
+        /// The object id.
+        id: [u8; 32],
     },
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod control;
 pub mod enroll;
 pub mod frame;
+pub mod gc;
 pub mod message;
 pub mod meta;
 pub mod pki;

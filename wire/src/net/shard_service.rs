@@ -83,6 +83,8 @@ pub struct DeleteReply {
     pub deleted: u32,
     /// Shards kept because their chunk may have been touched within the age asked.
     pub touched: u32,
+    /// Bytes the deleted shards took on the store.
+    pub bytes: u64,
 }
 
 /// A page of a node's shards: those named above `after` (from the first with

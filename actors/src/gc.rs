@@ -1,0 +1,450 @@
+//! Garbage collection's coordinator, on the node that hosts the metadata service.
+//!
+//! A round notes its start T, then:
+//! 1. **Mark:** reads every reference (each file's extents, each object's manifest and
+//!    chunks) from one metadata snapshot into a Bloom filter (`Namespace::mark`).
+//! 2. **Sweep:** pages through every reachable node's shards (`OP_SCAN`) and asks the
+//!    node to delete the shards of chunks the mark does not hold (`OP_DELETE`), unless
+//!    the node saw the chunk written or asked about within grace + (now - T).
+//!
+//! A chunk is deleted only if no reference named it at T and no writer touched it since
+//! T - grace. A writer commits its extents within the grace of its last touch of the
+//! chunk, so what it is writing, or deduplicating against, is never taken. A false
+//! positive of the mark keeps garbage until a later round; nothing else is approximate.
+//!
+//! Rounds run every `interval` by themselves and when an administrator orders one
+//! (`hive gc`); a dry run counts what a round would delete and deletes nothing.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hive_wire::net::Client;
+use hive_wire::net::auth::{Operation, authorise};
+use hive_wire::net::control::{MapMessage, state};
+use hive_wire::net::gc::{
+    Gc, GcOrder, GcRound, GcStatus, GcTicket, MAX_GC_PROBLEMS, OP_GC_START, OP_GC_STATUS, phase,
+};
+use hive_wire::net::message::{self, check_version};
+use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
+use hive_wire::net::shard_service::{MAX_DELETE_BATCH, MAX_SCAN_PAGE, ShardClient};
+use hive_wire::{ChunkId, NodeId, ShardName, bloom::ChunkBloom};
+use tokio::sync::{Notify, watch};
+
+use crate::MetaStore;
+use crate::constants::{GC_MARK_BUDGET, GC_QUEUED};
+
+/// What the coordinator needs.
+pub struct GcArgs {
+    /// The grace period (the stores' touch window is the same).
+    pub grace: Duration,
+    /// Time between rounds that start by themselves.
+    pub interval: Duration,
+    /// This node's endpoint, with its node identity (only nodes may delete shards).
+    pub client: Arc<Client>,
+    /// The cluster map this node follows.
+    pub map: watch::Receiver<Arc<MapMessage>>,
+    /// The namespace.
+    pub meta: Arc<MetaStore>,
+}
+
+/// The rounds: queued, running, last finished. Shared by the coordinator and the
+/// service that answers `hive gc`.
+pub struct Collector {
+    rounds: Mutex<Rounds>,
+    wake: Notify,
+    grace: Duration,
+    interval: Duration,
+}
+
+#[derive(Default)]
+struct Rounds {
+    /// The last round number given out.
+    issued: u64,
+    /// Ordered, not started: at most [`GC_QUEUED`], one of each kind.
+    queued: VecDeque<GcRound>,
+    current: Option<GcRound>,
+    last: Option<GcRound>,
+}
+
+impl Rounds {
+    fn new_round(&mut self, dry_run: bool) -> GcRound {
+        self.issued += 1;
+        GcRound {
+            round: self.issued,
+            dry_run,
+            phase: phase::QUEUED,
+            ..GcRound::default()
+        }
+    }
+}
+
+impl Collector {
+    /// A collector with no rounds yet.
+    pub fn new(grace: Duration, interval: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            rounds: Mutex::new(Rounds::default()),
+            wake: Notify::new(),
+            grace,
+            interval,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Rounds> {
+        self.rounds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Orders a round; the number of the round that will carry it out (one already
+    /// queued of the same kind serves).
+    pub fn order(&self, dry_run: bool) -> u64 {
+        let mut rounds = self.lock();
+        if let Some(queued) = rounds.queued.iter().find(|r| r.dry_run == dry_run) {
+            return queued.round;
+        }
+        debug_assert!(rounds.queued.len() < GC_QUEUED, "one of each kind");
+        let round = rounds.new_round(dry_run);
+        let number = round.round;
+        rounds.queued.push_back(round);
+        drop(rounds);
+        self.wake.notify_one();
+        number
+    }
+
+    /// The rounds as they stand.
+    pub fn status(&self) -> GcStatus {
+        let rounds = self.lock();
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        GcStatus {
+            current: rounds
+                .current
+                .clone()
+                .or_else(|| rounds.queued.front().cloned()),
+            last: rounds.last.clone(),
+            issued: rounds.issued,
+            grace_ms: millis(self.grace),
+            interval_ms: millis(self.interval),
+        }
+    }
+
+    /// Changes the running round's figures.
+    fn update(&self, change: impl FnOnce(&mut GcRound)) {
+        if let Some(round) = self.lock().current.as_mut() {
+            change(round);
+        }
+    }
+
+    /// Waits for an ordered round, or until `due` for a periodic one; makes it current.
+    async fn next_round(&self, due: tokio::time::Instant) {
+        loop {
+            {
+                let mut rounds = self.lock();
+                let next = match rounds.queued.pop_front() {
+                    Some(round) => Some(round),
+                    None if tokio::time::Instant::now() >= due => Some(rounds.new_round(false)),
+                    None => None,
+                };
+                if let Some(mut round) = next {
+                    round.phase = phase::MARKING;
+                    rounds.current = Some(round);
+                    return;
+                }
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep_until(due) => {}
+            }
+        }
+    }
+
+    /// Ends the running round with `outcome`.
+    fn finish(&self, started: Instant, outcome: Result<(), String>) {
+        let mut rounds = self.lock();
+        let Some(mut round) = rounds.current.take() else {
+            return;
+        };
+        round.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        round.phase = match outcome {
+            Ok(()) => phase::DONE,
+            Err(why) => {
+                problem(&mut round, why);
+                phase::FAILED
+            }
+        };
+        tracing::info!(
+            "gc: round {}{} {} in {:.1}s: {} references marked, {} of {} nodes swept, {} shards scanned, {} garbage ({} bytes), {} deleted ({} bytes), {} kept as touched within the grace{}",
+            round.round,
+            if round.dry_run { " (dry run)" } else { "" },
+            if round.phase == phase::DONE {
+                "done"
+            } else {
+                "failed"
+            },
+            started.elapsed().as_secs_f64(),
+            round.references,
+            round.nodes_swept,
+            round.nodes,
+            round.scanned_shards,
+            round.garbage_shards,
+            round.garbage_bytes,
+            round.deleted_shards,
+            round.deleted_bytes,
+            round.kept_touched,
+            if round.problems.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", round.problems.join("; "))
+            }
+        );
+        rounds.last = Some(round);
+    }
+}
+
+/// Notes a problem, up to [`MAX_GC_PROBLEMS`].
+fn problem(round: &mut GcRound, why: String) {
+    if round.problems.len() < MAX_GC_PROBLEMS {
+        round.problems.push(why);
+    }
+}
+
+/// Runs rounds for as long as the node runs.
+pub async fn run(args: GcArgs, collector: Arc<Collector>) {
+    let mut due = tokio::time::Instant::now() + args.interval;
+    loop {
+        collector.next_round(due).await;
+        let started = Instant::now();
+        due = tokio::time::Instant::now() + args.interval;
+        let outcome = round(&args, &collector, started).await;
+        collector.finish(started, outcome);
+    }
+}
+
+/// One round: mark, then sweep every node not down.
+async fn round(args: &GcArgs, collector: &Collector, started: Instant) -> Result<(), String> {
+    let (mark, references) = args
+        .meta
+        .read(|ns| {
+            ns.mark(
+                |n| (ChunkBloom::for_chunks(n, GC_MARK_BUDGET), n),
+                |(set, _), chunk| set.insert(&ChunkId(*chunk)),
+            )
+        })
+        .await
+        .map_err(|e| format!("the mark failed: {}", e.message))?;
+    let dry_run = collector.lock().current.as_ref().is_some_and(|r| r.dry_run);
+    let map = args.map.borrow().clone();
+    let mut nodes = Vec::new();
+    let mut skipped = Vec::new();
+    for node in &map.nodes {
+        match node.addr.parse() {
+            Ok(addr) if node.state != state::DOWN => nodes.push((NodeId(node.id), addr)),
+            Ok(_) => skipped.push(format!("node {} is down: not swept", NodeId(node.id))),
+            Err(_) => skipped.push(format!(
+                "node {} has no usable address ({:?}): not swept",
+                NodeId(node.id),
+                node.addr
+            )),
+        }
+    }
+    collector.update(|r| {
+        r.phase = phase::SWEEPING;
+        r.references = references;
+        r.mark_bytes = mark.memory_bytes();
+        r.nodes = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
+        for why in skipped {
+            problem(r, why);
+        }
+    });
+    if map.nodes.is_empty() {
+        return Err("no cluster map yet: nothing to sweep".into());
+    }
+    let sweep = Sweep {
+        mark: &mark,
+        collector,
+        grace: args.grace,
+        started,
+        dry_run,
+    };
+    for (node, addr) in nodes {
+        let peer = ShardClient::new(args.client.clone(), addr, node);
+        match sweep.node(&peer).await {
+            Ok(()) => collector.update(|r| {
+                r.nodes_swept += 1;
+                r.node_progress_ppm = 0;
+            }),
+            Err(why) => collector.update(|r| {
+                r.node_progress_ppm = 0;
+                problem(
+                    r,
+                    format!("node {node}: {why} (its garbage waits for a later round)"),
+                );
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// How far through a node's shards a sweep at `chunk` is, in millionths: chunk ids
+/// are uniform, and the sweep goes in id order.
+fn progress_ppm(chunk: &ChunkId) -> u32 {
+    let head = u32::from_be_bytes([chunk.0[0], chunk.0[1], chunk.0[2], chunk.0[3]]);
+    u32::try_from((u64::from(head) * 1_000_000) >> 32).unwrap_or(999_999)
+}
+
+/// One round's sweep.
+struct Sweep<'a> {
+    mark: &'a ChunkBloom,
+    collector: &'a Collector,
+    grace: Duration,
+    started: Instant,
+    dry_run: bool,
+}
+
+impl Sweep<'_> {
+    /// Pages through one node's shards, deleting the unmarked ones.
+    async fn node(&self, peer: &ShardClient) -> Result<(), String> {
+        let mut after: Option<ShardName> = None;
+        loop {
+            let page = peer
+                .scan(after, MAX_SCAN_PAGE)
+                .await
+                .map_err(|e| format!("listing its shards failed: {e}"))?;
+            let garbage: Vec<(ShardName, u64)> = page
+                .iter()
+                .filter(|(name, _)| !self.mark.contains(&name.chunk))
+                .copied()
+                .collect();
+            self.collector.update(|r| {
+                r.scanned_shards += page.len() as u64;
+                r.scanned_bytes += page.iter().map(|(_, b)| b).sum::<u64>();
+                r.garbage_shards += garbage.len() as u64;
+                r.garbage_bytes += garbage.iter().map(|(_, b)| b).sum::<u64>();
+            });
+            if !self.dry_run {
+                self.delete(peer, &garbage).await?;
+            }
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            let ppm = progress_ppm(&last.chunk);
+            self.collector.update(|r| r.node_progress_ppm = ppm);
+            if page.len() < MAX_SCAN_PAGE as usize {
+                return Ok(());
+            }
+            after = Some(*last);
+        }
+    }
+
+    /// Asks the node to delete `garbage`, sparing what it saw touched within the grace
+    /// plus the round's age.
+    async fn delete(&self, peer: &ShardClient, garbage: &[(ShardName, u64)]) -> Result<(), String> {
+        for batch in garbage.chunks(MAX_DELETE_BATCH) {
+            let names: Vec<ShardName> = batch.iter().map(|(n, _)| *n).collect();
+            let age = self.grace + self.started.elapsed();
+            let done = peer
+                .delete(&names, age)
+                .await
+                .map_err(|e| format!("deleting failed: {e}"))?;
+            self.collector.update(|r| {
+                r.deleted_shards += u64::from(done.deleted);
+                r.deleted_bytes += done.bytes;
+                r.kept_touched += u64::from(done.touched);
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Serves the garbage collection protocol: orders and status, administrators only.
+pub fn gc_service(collector: Arc<Collector>) -> Handler {
+    Arc::new(move |peer: Peer, request: Request| {
+        let collector = collector.clone();
+        Box::pin(async move {
+            check_version::<Gc>(&request)?;
+            authorise(&peer, Operation::Administer)?;
+            let message = match request.op {
+                OP_GC_START => {
+                    let order: GcOrder = message::decode("GcOrder", &request.message)
+                        .map_err(|e| Refusal::new(code::BAD_REQUEST, e.to_string()))?;
+                    let round = collector.order(order.dry_run);
+                    tracing::info!(
+                        "gc: round {round}{} ordered",
+                        if order.dry_run { " (dry run)" } else { "" }
+                    );
+                    message::encode(&GcTicket { round })
+                }
+                OP_GC_STATUS => message::encode(&collector.status()),
+                op => {
+                    return Err(Refusal::new(
+                        code::BAD_REQUEST,
+                        format!("unknown garbage collection operation {op}"),
+                    ));
+                }
+            };
+            Ok(Response {
+                message,
+                body: Bytes::new(),
+            })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_of_one_kind_share_a_queued_round() {
+        let collector = Collector::new(Duration::from_secs(30), Duration::from_secs(600));
+        assert_eq!(collector.order(false), 1);
+        assert_eq!(collector.order(true), 2);
+        assert_eq!(
+            collector.order(false),
+            1,
+            "one real round queued serves both"
+        );
+        assert_eq!(collector.order(true), 2);
+        let status = collector.status();
+        assert_eq!(status.issued, 2);
+        assert_eq!(
+            status.current.map(|r| (r.round, r.phase)),
+            Some((1, phase::QUEUED))
+        );
+        assert_eq!((status.grace_ms, status.interval_ms), (30_000, 600_000));
+    }
+
+    #[tokio::test]
+    async fn a_round_runs_when_ordered_or_when_due_and_its_figures_are_kept() {
+        let collector = Collector::new(Duration::from_secs(30), Duration::from_secs(600));
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        collector.order(true);
+        collector.next_round(far).await;
+        collector.update(|r| r.deleted_shards = 7);
+        let running = collector.status().current.expect("running");
+        assert_eq!(
+            (running.round, running.dry_run, running.phase),
+            (1, true, phase::MARKING)
+        );
+        collector.finish(Instant::now(), Err("the mark failed".into()));
+        let last = collector.status().last.expect("finished");
+        assert_eq!((last.phase, last.deleted_shards), (phase::FAILED, 7));
+        assert_eq!(last.problems, vec!["the mark failed".to_string()]);
+        // Nothing ordered: the next round starts when due, and is a real one.
+        collector.next_round(tokio::time::Instant::now()).await;
+        let due = collector.status().current.expect("running");
+        assert_eq!((due.round, due.dry_run), (2, false));
+    }
+
+    #[test]
+    fn sweep_progress_follows_the_chunk_id() {
+        let at = |first: u8| {
+            let mut id = [0u8; 32];
+            id[0] = first;
+            progress_ppm(&ChunkId(id))
+        };
+        assert_eq!(at(0), 0);
+        assert_eq!(at(0x80), 500_000);
+        assert_eq!(at(0xff), 996_093);
+        assert!(progress_ppm(&ChunkId([0xff; 32])) < 1_000_000);
+    }
+}
