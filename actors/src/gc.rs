@@ -66,6 +66,10 @@ struct Rounds {
     queued: VecDeque<GcRound>,
     current: Option<GcRound>,
     last: Option<GcRound>,
+    /// When `last` finished.
+    finished: Option<Instant>,
+    /// When the next round starts by itself.
+    due: Option<tokio::time::Instant>,
 }
 
 impl Rounds {
@@ -114,7 +118,6 @@ impl Collector {
     /// The rounds as they stand.
     pub fn status(&self) -> GcStatus {
         let rounds = self.lock();
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         GcStatus {
             current: rounds
                 .current
@@ -122,6 +125,10 @@ impl Collector {
                 .or_else(|| rounds.queued.front().cloned()),
             last: rounds.last.clone(),
             issued: rounds.issued,
+            last_age_ms: rounds.finished.map_or(0, |at| millis(at.elapsed())),
+            next_in_ms: rounds.due.map_or(0, |due| {
+                millis(due.saturating_duration_since(tokio::time::Instant::now()))
+            }),
             grace_ms: millis(self.grace),
             interval_ms: millis(self.interval),
         }
@@ -136,6 +143,7 @@ impl Collector {
 
     /// Waits for an ordered round, or until `due` for a periodic one; makes it current.
     async fn next_round(&self, due: tokio::time::Instant) {
+        self.lock().due = Some(due);
         loop {
             {
                 let mut rounds = self.lock();
@@ -163,7 +171,7 @@ impl Collector {
         let Some(mut round) = rounds.current.take() else {
             return;
         };
-        round.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        round.elapsed_ms = millis(started.elapsed());
         round.phase = match outcome {
             Ok(()) => phase::DONE,
             Err(why) => {
@@ -197,7 +205,12 @@ impl Collector {
             }
         );
         rounds.last = Some(round);
+        rounds.finished = Some(Instant::now());
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Notes a problem, up to [`MAX_GC_PROBLEMS`].

@@ -8,11 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
 use hive_codec::{ClusterView, NodeState};
 use hive_wire::NodeId;
 use hive_wire::net::control::{NodeStatus, StatusMessage};
+use hive_wire::net::gc::{GcStatus, phase};
+use hive_wire::units::format_duration;
 
 use crate::local_cluster::{self, bytes};
 
@@ -123,8 +126,9 @@ pub(crate) fn rate(bytes_per_second: u64) -> String {
     }
 }
 
-/// The one-screen summary.
-pub fn render(status: &StatusMessage) -> Result<String> {
+/// The one-screen summary, with garbage collection's state if the metadata node
+/// answered.
+pub fn render(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<String> {
     let view = ClusterView::from_message(&status.map)?;
     let s = summarize(status);
     let mut out = String::new();
@@ -166,13 +170,51 @@ pub fn render(status: &StatusMessage) -> Result<String> {
     let used: u64 = status.nodes.iter().map(|n| n.store.used).sum();
     let stored: u64 = status.nodes.iter().map(|n| n.store.live).sum();
     out += &format!(
-        "space:  {} of {} used ({} in live shards)\n\n",
+        "space:  {} of {} used ({} in live shards)\n",
         bytes(used),
         bytes(capacity),
         bytes(stored)
     );
+    out += &render_gc(gc);
+    out += "\n";
     out += &render_nodes(status, &view);
     Ok(out)
+}
+
+/// Garbage collection on one line: the last round, the one running, the next.
+fn render_gc(gc: Option<&GcStatus>) -> String {
+    let Some(gc) = gc else {
+        return "gc:     unknown (the metadata node did not answer)\n".to_string();
+    };
+    let ago = |ms: u64| format_duration(Duration::from_secs(ms / 1000));
+    let mut parts = Vec::new();
+    if let Some(last) = &gc.last {
+        let verdict = if last.phase == phase::FAILED {
+            "FAILED"
+        } else {
+            "done"
+        };
+        parts.push(format!(
+            "last round {}{} {verdict} {} ago, deleted {} shards ({}){}",
+            last.round,
+            if last.dry_run { " (dry run)" } else { "" },
+            ago(gc.last_age_ms),
+            last.deleted_shards,
+            bytes(last.deleted_bytes),
+            if last.problems.is_empty() {
+                String::new()
+            } else {
+                format!(", {} problems", last.problems.len())
+            }
+        ));
+    } else {
+        parts.push("no round yet".to_string());
+    }
+    if let Some(current) = gc.current.as_ref().filter(|c| c.phase != phase::QUEUED) {
+        parts.push(format!("round {} running", current.round));
+    }
+    parts.push(format!("next by itself in {}", ago(gc.next_in_ms)));
+    format!("gc:     {}\n", parts.join("; "))
 }
 
 fn render_data(s: &Summary) -> String {
@@ -291,8 +333,8 @@ fn render_nodes(status: &StatusMessage, view: &ClusterView) -> String {
     out
 }
 
-/// The summary as one JSON object.
-pub fn to_json(status: &StatusMessage) -> Result<serde_json::Value> {
+/// The summary as one JSON object (`gc` is null if the metadata node did not answer).
+pub fn to_json(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<serde_json::Value> {
     let view = ClusterView::from_message(&status.map)?;
     let s = summarize(status);
     let nodes: Vec<serde_json::Value> = status
@@ -357,19 +399,35 @@ pub fn to_json(status: &StatusMessage) -> Result<serde_json::Value> {
             "shards_rebuilt": s.rebuilt.0, "bytes_rebuilt": s.rebuilt.1, "failed": s.failed,
         },
         "scrub": { "passes": s.scrub_passes, "damaged": s.damaged },
+        "gc": gc.map(|g| serde_json::json!({
+            "last_round": g.last.as_ref().map(|r| r.round),
+            "last_deleted_shards": g.last.as_ref().map(|r| r.deleted_shards),
+            "last_deleted_bytes": g.last.as_ref().map(|r| r.deleted_bytes),
+            "last_age_ms": g.last.as_ref().map(|_| g.last_age_ms),
+            "running": g.current.as_ref().filter(|c| c.phase != phase::QUEUED).map(|c| c.round),
+            "next_in_ms": g.next_in_ms,
+            "grace_ms": g.grace_ms,
+            "interval_ms": g.interval_ms,
+        })),
     }))
 }
 
 /// `hive status`.
 pub fn status(dir: &Path, json: bool) -> Result<()> {
-    let status = local_cluster::runtime()?.block_on(async {
+    let (status, gc) = local_cluster::runtime()?.block_on(async {
         let admin = local_cluster::admin(dir)?;
-        admin.status().await
+        let status = admin.status().await?;
+        // Best effort: the status stands without it.
+        let gc = match local_cluster::gc_client(dir) {
+            Ok(client) => client.status().await.ok(),
+            Err(_) => None,
+        };
+        anyhow::Ok((status, gc))
     })?;
     if json {
-        crate::output::println(&to_json(&status)?.to_string());
+        crate::output::println(&to_json(&status, gc.as_ref())?.to_string());
     } else {
-        crate::output::print(&render(&status)?);
+        crate::output::print(&render(&status, gc.as_ref())?);
     }
     Ok(())
 }
@@ -441,7 +499,7 @@ mod tests {
         assert_eq!(s.classes[0].degraded(), 1);
         assert_eq!(s.classes[0].unreadable(), 2);
         assert_eq!(s.queued, (3, 3 << 20));
-        let text = render(&status).expect("render");
+        let text = render(&status, None).expect("render");
         assert!(text.starts_with("health: UNREADABLE: 2 chunks"), "{text}");
         assert!(
             text.contains("2+1: 18 chunks: 15 whole, 1 2/3, 2 1/3 UNREADABLE"),
@@ -449,7 +507,31 @@ mod tests {
         );
         assert!(text.contains("1 down"), "{text}");
         assert!(text.contains("ETA 3s"), "{text}");
-        let json = to_json(&status).expect("json");
+        let json = to_json(&status, None).expect("json");
         assert_eq!(json["classes"][0]["unreadable"], 2);
+        assert!(text.contains("gc:     unknown"), "{text}");
+    }
+
+    #[test]
+    fn the_gc_line_names_the_last_round_and_the_next() {
+        let gc = GcStatus {
+            current: None,
+            last: Some(hive_wire::net::gc::GcRound {
+                round: 3,
+                phase: phase::DONE,
+                deleted_shards: 246,
+                deleted_bytes: 75 << 20,
+                ..Default::default()
+            }),
+            issued: 3,
+            last_age_ms: 120_500,
+            next_in_ms: 480_000,
+            grace_ms: 30_000,
+            interval_ms: 600_000,
+        };
+        assert_eq!(
+            render_gc(Some(&gc)),
+            "gc:     last round 3 done 2m ago, deleted 246 shards (75.0 MiB); next by itself in 8m\n"
+        );
     }
 }

@@ -154,9 +154,17 @@ fn pjdfstest(dir: &Path) -> String {
 #[test]
 fn posix_suites_pass_on_a_mount() {
     require_fuse();
-    // fsx rewrites its files over and over and no chunk is collected yet: 10 seeds x
-    // 20,000 operations store about 7 GB of shards, more than six 1 GiB stores hold.
-    let cluster = Cluster::with_stores("mount-posix", "4GiB");
+    // fsx rewrites its files over and over: 10 seeds x 20,000 operations store about
+    // 7 GB of shards, more than six 1 GiB stores hold. Garbage collection, every 20 s
+    // here, gives the space back as they go.
+    let cluster = Cluster::with_args(
+        "mount-posix",
+        6,
+        (4, 2),
+        "1GiB",
+        &[],
+        &["--gc-interval", "20s"],
+    );
     let mnt = Mounted::new(&cluster, "default", "mnt");
     let line = mounted(&mnt.dir).expect("the mount is in /proc/mounts");
     assert!(
@@ -240,8 +248,9 @@ fn posix_suites_pass_on_a_mount() {
         }
     }
     println!(
-        "fsx: {FSX_SEEDS} seeds x {FSX_OPS} operations clean in {:.0?}",
-        started.elapsed()
+        "fsx: {FSX_SEEDS} seeds x {FSX_OPS} operations clean in {:.0?}; the six 1 GiB stores use {} bytes",
+        started.elapsed(),
+        cluster.used()
     );
 }
 
@@ -1037,4 +1046,278 @@ fn deleted_files_come_back_as_free_space_and_live_data_stays() {
     let mnt = Mounted::new(&cluster, "default", "mnt");
     let back = std::fs::read(mnt.path("kept")).expect("read kept");
     assert!(back == kept, "a live file changed (seed {SEED:#x})");
+}
+
+/// Contents the race's writers write, again and again: more than the files kept live,
+/// so a content often loses its last file (its chunks become garbage) and is written
+/// again while garbage collection takes it (deduplicated against, or stored anew).
+const RACE_CONTENTS: usize = 12;
+/// Bytes of each.
+const RACE_CONTENT: usize = 2 << 20;
+/// Files the deleter leaves live.
+const RACE_LIVE: usize = 4;
+/// Garbage collection rounds the race runs through before, while and after a node is
+/// dead...
+const RACE_ROUNDS: u64 = 3;
+/// ...and files its writers write in each of those phases.
+const RACE_WRITES: u64 = 40;
+
+/// Garbage collection rounds run one after another (`hive gc --wait`) until stopped.
+#[derive(Default)]
+struct Rounds {
+    stop: std::sync::atomic::AtomicBool,
+    done: std::sync::atomic::AtomicU64,
+}
+
+impl Rounds {
+    /// Runs rounds until stopped.
+    fn run(&self, cluster: &Cluster) {
+        while !self.stopped() {
+            ok(
+                &hive(&["gc", "--cluster", cluster.d(), "--wait"]),
+                "hive gc --wait",
+            );
+            self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn done(&self) -> u64 {
+        self.done.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more rounds have finished.
+    fn wait(&self, n: u64, what: &str) {
+        let until = self.done() + n;
+        let started = Instant::now();
+        while self.done() < until {
+            assert!(
+                started.elapsed() < SPACE_BACK_WITHIN,
+                "{what}: {n} garbage collection rounds did not finish within {SPACE_BACK_WITHIN:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Stops the rounds when dropped: a failing step ends every thread that watches them.
+struct StopOnDrop<'a>(&'a Rounds);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The race's shared state: which file holds which content.
+#[derive(Default)]
+struct Race {
+    live: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    written: std::sync::Condvar,
+    writes: std::sync::atomic::AtomicU64,
+    gc: Rounds,
+}
+
+impl Race {
+    /// Waits for [`RACE_ROUNDS`] more rounds and [`RACE_WRITES`] more files written.
+    fn phase(&self, what: &str) {
+        let writes = || self.writes.load(std::sync::atomic::Ordering::Relaxed);
+        let until = writes() + RACE_WRITES;
+        self.gc.wait(RACE_ROUNDS, what);
+        let started = Instant::now();
+        while writes() < until {
+            assert!(
+                started.elapsed() < SPACE_BACK_WITHIN,
+                "{what}: {RACE_WRITES} files not written within {SPACE_BACK_WITHIN:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The chunk ids a whole file of `data` is cut into.
+fn chunk_ids(data: &[u8]) -> Vec<String> {
+    let chunker = hive_codec::Chunker::new(hive_codec::ChunkerConfig::default()).expect("chunker");
+    chunker
+        .split(data)
+        .map(|piece| hive_codec::chunk_id(piece).to_string())
+        .collect()
+}
+
+#[test]
+fn gc_racing_writers_deleters_and_a_killed_node_takes_only_garbage() {
+    require_fuse();
+    let cluster = Cluster::with_args(
+        "mount-gc-race",
+        6,
+        (4, 2),
+        "1GiB",
+        &[],
+        &["--gc-grace", "5s"],
+    );
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let contents: Vec<Vec<u8>> = (0..RACE_CONTENTS)
+        .map(|c| hive_testkit::random_bytes(SEED + 200 + c as u64, RACE_CONTENT))
+        .collect();
+    let race = Race::default();
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&race.gc);
+        s.spawn(|| race.gc.run(&cluster));
+        // Writers: the same few contents, deduplicated, each file fsynced.
+        for w in 0..2u64 {
+            let (race, mnt, contents) = (&race, &mnt, &contents);
+            s.spawn(move || {
+                let mut rng = hive_testkit::Rng::new(SEED + 300 + w);
+                let mut n = 0;
+                while !race.gc.stopped() {
+                    let c = rng.below(RACE_CONTENTS);
+                    let name = format!("w{w}-{n}");
+                    write_and_fsync(&mnt.path(&name), &contents[c]).expect("write");
+                    race.live.lock().expect("live").insert(name, c);
+                    race.writes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    race.written.notify_one();
+                    n += 1;
+                }
+            });
+        }
+        // A deleter: takes files away as they come, keeping a few of each writer.
+        s.spawn(|| {
+            let mut rng = hive_testkit::Rng::new(SEED + 400);
+            let mut live = race.live.lock().expect("live");
+            while !race.gc.stopped() {
+                if live.len() <= RACE_LIVE {
+                    live = race
+                        .written
+                        .wait_timeout(live, Duration::from_secs(1))
+                        .expect("live")
+                        .0;
+                    continue;
+                }
+                let names: Vec<String> = live.keys().cloned().collect();
+                let name = names[rng.below(names.len())].clone();
+                live.remove(&name);
+                drop(live);
+                std::fs::remove_file(mnt.path(&name)).expect("unlink");
+                live = race.live.lock().expect("live");
+            }
+        });
+        race.phase("before the kill");
+        cluster.signal("-KILL", &[3]);
+        race.phase("with node 3 dead");
+        cluster.start(&[]);
+        race.phase("after the restart");
+    });
+    drop(mnt);
+    ok(
+        &hive(&["repair", "--cluster", cluster.d(), "--wait"]),
+        "hive repair --wait",
+    );
+    // Every live file reads back whole, through a new mount (nothing cached).
+    let live = race.live.into_inner().expect("live");
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let check = |live: &std::collections::BTreeMap<String, usize>| {
+        for (name, c) in live {
+            let back = std::fs::read(mnt.path(name)).expect("read a live file");
+            assert!(
+                back == contents[*c],
+                "{name} (content {c}) changed under garbage collection (seed {SEED:#x})"
+            );
+        }
+    };
+    check(&live);
+    // Content 0, deleted everywhere, goes from every node.
+    let mut kept = live.clone();
+    kept.retain(|_, c| *c != 0);
+    for name in live.keys().filter(|n| !kept.contains_key(*n)) {
+        std::fs::remove_file(mnt.path(name)).expect("unlink");
+    }
+    let gone = chunk_ids(&contents[0]);
+    let started = Instant::now();
+    loop {
+        ok(
+            &hive(&["gc", "--cluster", cluster.d(), "--wait"]),
+            "hive gc --wait",
+        );
+        // A chunk is gone once no holder has an intact shard of it.
+        let left: Vec<&String> = gone
+            .iter()
+            .filter(|id| {
+                let out = hive(&["inspect", "chunk", "--cluster", cluster.d(), id]);
+                text(&out).contains("intact (encoding")
+            })
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < SPACE_BACK_WITHIN,
+            "chunks of deleted content still stored after {SPACE_BACK_WITHIN:?}: {left:?}"
+        );
+    }
+    check(&kept);
+    println!(
+        "gc race: {} files written, {} live at the end, {} garbage collection rounds, content 0's {} chunks gone {:.1}s after its last file",
+        race.writes.into_inner(),
+        live.len(),
+        race.gc.done(),
+        gone.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Overwrites of the overwrite test.
+const OVERWRITES: u64 = 20;
+/// The size of the file it overwrites.
+const OVERWRITTEN: usize = 256 << 20;
+
+#[test]
+fn a_file_overwritten_20_times_takes_less_than_two_copies_after_gc() {
+    require_fuse();
+    let cluster = Cluster::with_args(
+        "mount-overwrite",
+        6,
+        (4, 2),
+        "1GiB",
+        &[],
+        &["--gc-grace", "5s"],
+    );
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let before = cluster.used();
+    let seed = |n: u64| SEED + 5000 + 100 * n;
+    let gc = Rounds::default();
+    let mut peak = 0;
+    std::thread::scope(|s| {
+        let _stop = StopOnDrop(&gc);
+        s.spawn(|| gc.run(&cluster));
+        for n in 0..OVERWRITES {
+            write_random(&mnt.path("big"), seed(n), OVERWRITTEN);
+            peak = peak.max(cluster.used());
+        }
+    });
+    // One copy with its parity: 256 MiB x (4 + 2) / 4.
+    let copy = OVERWRITTEN as u64 * 6 / 4;
+    let after = collect_until(&cluster, "used", before + 2 * copy, "20 overwrites");
+    println!(
+        "overwrite: {OVERWRITES} x {OVERWRITTEN} bytes; stores used {before} bytes before, at \
+         most {peak} while overwriting, {after} after garbage collection (one copy is {copy})"
+    );
+    drop(mnt);
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let back = std::fs::read(mnt.path("big")).expect("read back");
+    let last = seed(OVERWRITES - 1);
+    let expected: Vec<u8> = (0..OVERWRITTEN)
+        .step_by(16 << 20)
+        .enumerate()
+        .flat_map(|(n, _)| hive_testkit::random_bytes(last + n as u64, 16 << 20))
+        .collect();
+    assert!(
+        back == expected,
+        "the last version reads back whole (seed {SEED:#x})"
+    );
 }

@@ -24,13 +24,14 @@ use hive_client::chunk_io::ChunkStore;
 use hive_client::local_cluster::{self, Admin};
 use hive_client::status::{ClassHealth, summarize};
 use hive_codec::ClusterView;
-use hive_testkit::{Rng, random_bytes};
+use hive_testkit::Rng;
 use hive_wire::net::control::StatusMessage;
 use hive_wire::{ChunkId, NodeId};
 
 use crate::measure::Throughput;
 use crate::report::{Better, Line, Report};
 use crate::suites::cluster::{baseline, local, quantile};
+use crate::suites::load::{self, GIVE_UP, MIB, POLL, Until};
 
 const SUITE: &str = "repair";
 /// Nodes: two more than a 4+2 chunk's shards, so two can go out in turn.
@@ -44,8 +45,6 @@ const STORE_SIZE: &str = "4GiB";
 const CHUNKS: usize = 768;
 /// Bytes of each chunk.
 const CHUNK: usize = 1 << 20;
-/// Chunk puts in flight while filling the cluster.
-const FILL_PARALLELISM: usize = 8;
 /// Gets timed for each latency figure.
 const GETS: usize = 200;
 /// The node killed and marked out while foreground gets are timed (not the map
@@ -55,36 +54,24 @@ const FIRST_VICTIM: NodeId = NodeId(NODES);
 const VICTIM: NodeId = NodeId(NODES - 1);
 /// The node whose scrub is timed.
 const SCRUBBED: NodeId = NodeId(2);
-/// How long healing and scrubbing may take before the run gives up.
-const GIVE_UP: Duration = Duration::from_secs(900);
-/// How often the status is asked while waiting.
-const POLL: Duration = Duration::from_millis(200);
-/// Bytes per MiB, the unit of the rates.
-const MIB: f64 = (1 << 20) as f64;
 
-/// Where the cluster starts.
-pub struct Options {
-    /// The directory to start it in (sparse stores, up to ~2 GiB written each).
-    pub dir: std::path::PathBuf,
-}
-
-pub fn run(report: &mut Report, options: &Options) -> Result<()> {
-    let dir = options
-        .dir
-        .join(format!("hive-bench-repair-{}", std::process::id()));
-    let _cluster = local::LocalCluster::up_with(&dir, NODES, CLASS, STORE_SIZE)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
-    runtime.block_on(measure(report, &dir))
+/// Runs the suite on a cluster it starts under `dir` (sparse stores, up to ~2 GiB written each).
+pub fn run(report: &mut Report, dir: &Path) -> Result<()> {
+    let shape = (NODES, CLASS);
+    load::on_local_cluster(
+        dir,
+        SUITE,
+        shape,
+        STORE_SIZE,
+        local::NO_GC,
+        |dir| async move { measure(report, &dir).await },
+    )
 }
 
 async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     let (store, _) = local_cluster::connect(dir).await?;
     let admin = local_cluster::admin(dir)?;
-    let ids = fill(&store).await?;
+    let ids = load::fill(&store, CHUNKS, CHUNK).await?;
     store.settle(Duration::from_secs(30)).await;
     wait_whole(&admin).await?;
     let quiet = gets(&store, &ids, 1, None).await?;
@@ -119,19 +106,13 @@ async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     let bytes = rebuilt(&admin.status().await?).saturating_sub(before);
     // And the census agrees: every chunk whole again (outside the time).
     wait_repaired(&admin, &rounds).await?;
-    let file = dir.join("baseline.bin");
-    let baseline = baseline::write(&file, &random_bytes(7, bytes as usize))?;
-    let _ = std::fs::remove_file(&file);
-    report.add(Line::rate(
+    report.add(load::rate_against_write(
         SUITE,
         "repair_rate",
-        "MiB/s",
-        Throughput {
-            hive: bytes as f64 / MIB / took.as_secs_f64(),
-            baseline: bytes as f64 / MIB / baseline.as_secs_f64(),
-        },
-        "sequential write of as many bytes + fdatasync",
-    ));
+        dir,
+        bytes,
+        took,
+    )?);
     report.add(Line {
         suite: SUITE,
         name: "repair_fg_p99",
@@ -157,31 +138,6 @@ async fn out(admin: &Admin, dir: &Path, victim: NodeId) -> Result<Vec<(u64, u64)
     Ok(rounds)
 }
 
-/// Puts [`CHUNKS`] chunks of random bytes; their ids.
-async fn fill(store: &Arc<ChunkStore>) -> Result<Vec<ChunkId>> {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    let mut ids = Vec::with_capacity(CHUNKS);
-    let mut running = tokio::task::JoinSet::new();
-    for n in 0..CHUNKS as u64 {
-        if running.len() == FILL_PARALLELISM
-            && let Some(done) = running.join_next().await
-        {
-            ids.push(done??);
-        }
-        let store = store.clone();
-        running.spawn(async move {
-            let chunk = random_bytes(seed.wrapping_add(n), CHUNK);
-            anyhow::Ok(store.put(&chunk).await?)
-        });
-    }
-    while let Some(done) = running.join_next().await {
-        ids.push(done??);
-    }
-    Ok(ids)
-}
-
 /// Times [`GETS`] gets of chunks drawn from `ids` with `seed`, one after another, in
 /// seconds, sorted; with `until`, gets go on until it finishes, and only those that
 /// finished before it count.
@@ -189,38 +145,17 @@ async fn gets(
     store: &Arc<ChunkStore>,
     ids: &[ChunkId],
     seed: u64,
-    until: Option<std::pin::Pin<Box<dyn Future<Output = Result<()>> + '_>>>,
+    until: Option<Until<'_>>,
 ) -> Result<Vec<f64>> {
     let mut rng = Rng::new(seed);
-    let mut latencies = Vec::new();
-    let mut until = until;
-    loop {
+    load::timed(GETS, until, move |_| {
         let id = ids[rng.below(ids.len())];
-        let get = async {
-            let t = Instant::now();
+        async move {
             store.get(id).await?;
-            anyhow::Ok(t.elapsed())
-        };
-        match until.as_mut() {
-            None => {
-                latencies.push(get.await?.as_secs_f64());
-                if latencies.len() == GETS {
-                    break;
-                }
-            }
-            Some(done) => {
-                tokio::select! {
-                    took = get => latencies.push(took?.as_secs_f64()),
-                    finished = done => {
-                        finished?;
-                        break;
-                    }
-                }
-            }
+            Ok(())
         }
-    }
-    latencies.sort_by(f64::total_cmp);
-    Ok(latencies)
+    })
+    .await
 }
 
 /// One node's scrub pass at no limit against reading as many bytes of its store.

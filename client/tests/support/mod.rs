@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub const SEED: u64 = 0x5eed_0006;
 /// How long figures may take to be fresh in the status.
 pub const STATUS_WAIT: Duration = Duration::from_secs(60);
+/// How often a wait for fresh figures asks for the status.
+pub const STATUS_POLL: Duration = Duration::from_millis(250);
 /// A heartbeat interval and then some: a heartbeat this much younger than a moment was
 /// measured after it.
 pub const FRESH_MARGIN: Duration = Duration::from_millis(1500);
@@ -53,13 +55,7 @@ pub struct Cluster {
 impl Cluster {
     /// Six nodes, 4+2, with 1 GiB stores.
     pub fn up(name: &str) -> Self {
-        Self::with_stores(name, "1GiB")
-    }
-
-    /// Six nodes, 4+2, with stores of `size` (sparse files: only what is written takes
-    /// disk space).
-    pub fn with_stores(name: &str, size: &str) -> Self {
-        Self::with(name, 6, (4, 2), size, &[])
+        Self::with(name, 6, (4, 2), "1GiB", &[])
     }
 
     /// `nodes` nodes, class k + m, stores of `size`, the nodes started with `env`.
@@ -256,6 +252,9 @@ impl Cluster {
                 asked.elapsed() < STATUS_WAIT,
                 "no fresh heartbeats within {STATUS_WAIT:?}: {status}"
             );
+            // Each look is a new `hive` process and a new connection the node keeps
+            // until its idle timeout: look a few times a second, not as fast as it can.
+            std::thread::sleep(STATUS_POLL);
         }
     }
 

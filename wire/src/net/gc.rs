@@ -112,6 +112,10 @@ pub struct GcStatus {
     /// The highest round number given out since the node started (a round ordered
     /// with a higher number was lost with a restart).
     pub issued: u64,
+    /// Milliseconds since the last round finished.
+    pub last_age_ms: u64,
+    /// Milliseconds until the next round starts by itself.
+    pub next_in_ms: u64,
     /// The grace period, in milliseconds.
     pub grace_ms: u64,
     /// Time between rounds that start by themselves, in milliseconds.

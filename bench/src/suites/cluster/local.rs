@@ -17,6 +17,10 @@ pub const M: u8 = 2;
 /// Each node's store file (sparse): room for its share of the 1 GiB object and the
 /// latency puts, with space to spare.
 const STORE_SIZE: &str = "2GiB";
+/// `hive cluster up` arguments for a cluster whose chunks no file or object refers to
+/// (the suites put chunks through the library): no garbage collection round starts by
+/// itself while the suite runs.
+pub const NO_GC: &[&str] = &["--gc-interval", "7d"];
 /// The node holding the map authority, which must keep running.
 const AUTHORITY: NodeId = NodeId(1);
 /// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (USER_HZ, fixed at 100
@@ -68,12 +72,19 @@ impl LocalCluster {
     /// Starts a 6-node 4+2 cluster in `dir`, which must not exist yet; returns once
     /// every node is up in the authority's map (`hive cluster up` waits for that).
     pub fn up(dir: &Path) -> Result<Self> {
-        Self::up_with(dir, NODES, (K, M), STORE_SIZE)
+        Self::up_with(dir, NODES, (K, M), STORE_SIZE, NO_GC)
     }
 
     /// Starts a cluster of `nodes` nodes of class k + m with stores of `store_size` in
-    /// `dir`, as [`LocalCluster::up`] does.
-    pub fn up_with(dir: &Path, nodes: u64, (k, m): (u8, u8), store_size: &str) -> Result<Self> {
+    /// `dir`, with `extra` arguments for `hive cluster up`, as [`LocalCluster::up`]
+    /// does.
+    pub fn up_with(
+        dir: &Path,
+        nodes: u64,
+        (k, m): (u8, u8),
+        store_size: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
         let hive = hive_binary()?;
         if dir.exists() {
             bail!(
@@ -82,7 +93,7 @@ impl LocalCluster {
             );
         }
         let (nodes, k, m) = (nodes.to_string(), k.to_string(), m.to_string());
-        let args: [&std::ffi::OsStr; 12] = [
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "cluster".as_ref(),
             "up".as_ref(),
             "--dir".as_ref(),
@@ -96,6 +107,7 @@ impl LocalCluster {
             "--store-size".as_ref(),
             store_size.as_ref(),
         ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         let cluster = Self {
             hive,
             dir: dir.to_path_buf(),
