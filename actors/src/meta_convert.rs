@@ -1,10 +1,11 @@
 //! Namespace types to and from the metadata service's messages.
 
 use hive_meta::{
-    Attr, Errno, Extent, FileType, InodeId, Nanos, Op, RenameMode, VolumeRecord, XattrMode,
+    Attr, Errno, Extent, FileType, InodeId, Nanos, Op, RenameMode, Usage, VolumeRecord, XattrMode,
 };
 use hive_wire::net::meta::{
-    AttrMessage, EntryMessage, ExtentMessage, MetaOp, VolumeMessage, rename_mode, xattr_mode,
+    AttrMessage, EntryMessage, ExtentMessage, MetaOp, UsageMessage, VolumeMessage, rename_mode,
+    xattr_mode,
 };
 
 /// Attributes as they travel.
@@ -55,7 +56,7 @@ pub fn entry_message(entry: &(Vec<u8>, InodeId, FileType)) -> EntryMessage {
 }
 
 /// A volume as it travels.
-pub fn volume_message(name: &[u8], v: &VolumeRecord) -> VolumeMessage {
+pub fn volume_message(name: &[u8], v: &VolumeRecord, usage: &Usage) -> VolumeMessage {
     VolumeMessage {
         name: String::from_utf8_lossy(name).into_owned(),
         root: v.root.0,
@@ -64,6 +65,12 @@ pub fn volume_message(name: &[u8], v: &VolumeRecord) -> VolumeMessage {
         uid: v.uid,
         gid: v.gid,
         created: v.created.0,
+        usage: UsageMessage {
+            bytes: usage.bytes,
+            files: usage.files,
+            max_bytes: usage.max_bytes,
+            max_files: usage.max_files,
+        },
     }
 }
 
@@ -206,5 +213,14 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
         MetaOp::DeleteVolume { name, force } => Op::DeleteVolume { name, force },
         MetaOp::PutObject { id, len, chunks } => Op::PutObject { id, len, chunks },
         MetaOp::DeleteObject { id } => Op::DeleteObject { id },
+        MetaOp::SetQuota {
+            name,
+            max_bytes,
+            max_files,
+        } => Op::SetQuota {
+            name,
+            max_bytes,
+            max_files,
+        },
     })
 }

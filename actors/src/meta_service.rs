@@ -215,6 +215,7 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             | MetaOp::DeleteVolume { .. }
             | MetaOp::PutObject { .. }
             | MetaOp::DeleteObject { .. }
+            | MetaOp::SetQuota { .. }
             | MetaOp::RenewSession { .. }
             | MetaOp::EndSession { .. } => vec![],
         },
@@ -229,7 +230,8 @@ fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
             MetaOp::CreateVolume { .. }
             | MetaOp::DeleteVolume { .. }
             | MetaOp::PutObject { .. }
-            | MetaOp::DeleteObject { .. },
+            | MetaOp::DeleteObject { .. }
+            | MetaOp::SetQuota { .. },
         ) => {
             return Operation::Administer;
         }
@@ -253,19 +255,22 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
     };
     match asked.call {
         MetaCall::ListVolumes => {
-            let volumes = store.read(|ns| ns.volumes()).await?;
-            Ok(MetaReply::Volumes(
-                volumes
-                    .iter()
-                    .map(|(name, v)| volume_message(name, v))
-                    .collect(),
-            ))
+            let volumes = store
+                .read(|ns| {
+                    ns.volumes()?
+                        .iter()
+                        .map(|(name, v)| Ok(volume_message(name, v, &ns.usage(v.root)?)))
+                        .collect::<Result<Vec<_>, MetaError>>()
+                })
+                .await?;
+            Ok(MetaReply::Volumes(volumes))
         }
         MetaCall::Apply(
             op @ (MetaOp::CreateVolume { .. }
             | MetaOp::DeleteVolume { .. }
             | MetaOp::PutObject { .. }
-            | MetaOp::DeleteObject { .. }),
+            | MetaOp::DeleteObject { .. }
+            | MetaOp::SetQuota { .. }),
         ) => change(store, ctx, op).await,
         call => in_volume(store, ctx, &asked.volume, call).await,
     }
@@ -318,7 +323,11 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
     }
     let reply = match call {
         MetaCall::Apply(op) => return Ok(Checked::Change(op)),
-        MetaCall::Mount => MetaReply::Mounted(volume_message(volume_name.as_bytes(), &volume)),
+        MetaCall::Mount => MetaReply::Mounted(volume_message(
+            volume_name.as_bytes(),
+            &volume,
+            &ns.usage(volume.root)?,
+        )),
         MetaCall::GetAttr { ino } => ns
             .getattr(InodeId(ino))?
             .map_or_else(errno, |a| MetaReply::Attr(attr_message(&a))),

@@ -17,9 +17,13 @@ pub const EINVAL: i32 = 22;
 pub const EFBIG: i32 = 27;
 /// Result too large for the caller's buffer.
 pub const ERANGE: i32 = 34;
+/// No space left: the cluster cannot hold what fallocate asks for.
+pub const ENOSPC: i32 = 28;
 /// A name too long.
 pub const ENAMETOOLONG: i32 = 36;
 /// A directory (or volume) that is not empty.
 pub const ENOTEMPTY: i32 = 39;
 /// Operation not supported.
 pub const EOPNOTSUPP: i32 = 95;
+/// The volume's quota of bytes or files is reached.
+pub const EDQUOT: i32 = 122;

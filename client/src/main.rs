@@ -252,6 +252,51 @@ enum VolumeCommand {
         /// Its name.
         name: String,
     },
+    /// Sets a volume's quota. Past it, a change that adds bytes or files fails with
+    /// EDQUOT (through a mount, at the create, or at the close or fsync that stores the
+    /// bytes); what the volume holds is never touched, even below a new limit. A mount's
+    /// df shows the quota.
+    Set {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The most logical bytes (the sizes of its files and symlinks): like 10GiB, or
+        /// none (unchanged if not given).
+        #[arg(long, value_parser = limit_bytes)]
+        max_bytes: Option<u64>,
+        /// The most inodes (files, directories and the rest, its root included), or none
+        /// (unchanged if not given).
+        #[arg(long, value_parser = limit_count)]
+        max_files: Option<u64>,
+        /// Its name.
+        name: String,
+    },
+}
+
+/// A byte limit: a size like 10GiB, or none (0).
+fn limit_bytes(text: &str) -> Result<u64> {
+    if text == "none" {
+        return Ok(0);
+    }
+    let n = hive_wire::units::parse_bytes(text)?;
+    if n == 0 {
+        bail!("0 is no limit; say none");
+    }
+    Ok(n)
+}
+
+/// A count limit: a number, or none (0).
+fn limit_count(text: &str) -> Result<u64> {
+    if text == "none" {
+        return Ok(0);
+    }
+    let n: u64 = text
+        .parse()
+        .with_context(|| format!("{text:?} is not a number of files, or none"))?;
+    if n == 0 {
+        bail!("0 is no limit; say none");
+    }
+    Ok(n)
 }
 
 #[derive(Subcommand)]
@@ -496,20 +541,17 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Volume(VolumeCommand::List { cluster }) => {
-            output::println(&format!(
-                "{:<24} {:>6} {:>10} {:>6} {:>6}",
-                "NAME", "CLASS", "ROOT", "UID", "GID"
-            ));
-            for v in volumes::list(&cluster)? {
-                output::println(&format!(
-                    "{:<24} {:>6} {:>10} {:>6} {:>6}",
-                    v.name,
-                    format!("{}+{}", v.k, v.m),
-                    v.root,
-                    v.uid,
-                    v.gid
-                ));
-            }
+            output::print(&volumes::render_list(&volumes::list(&cluster)?));
+            Ok(())
+        }
+        Command::Volume(VolumeCommand::Set {
+            cluster,
+            max_bytes,
+            max_files,
+            name,
+        }) => {
+            let set = volumes::set_quota(&cluster, &name, max_bytes, max_files)?;
+            println!("volume {name:?}: {}", volumes::quota_text(&set));
             Ok(())
         }
         Command::Volume(VolumeCommand::Delete {

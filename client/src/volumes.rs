@@ -1,11 +1,11 @@
-//! `hive volume create|list|delete`: volume administration through the metadata
+//! `hive volume create|list|delete|set`: volume administration through the metadata
 //! service, as the cluster directory's admin identity.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use hive_codec::ErasureScheme;
-use hive_wire::net::meta::{MetaCall, MetaOp, MetaReply, VolumeMessage};
+use hive_wire::net::meta::{MetaCall, MetaOp, MetaReply, UsageMessage, VolumeMessage};
 
 use crate::errno;
 use crate::local_cluster;
@@ -69,4 +69,80 @@ pub fn delete(dir: &Path, name: &str, force: bool) -> Result<()> {
         MetaReply::Errno(e) => bail!("deleting volume {name:?} failed with errno {e}"),
         other => bail!("deleting volume {name:?}: unexpected answer {other:?}"),
     }
+}
+
+/// Sets volume `name`'s quota; a limit not given stays as it is (0: no limit). The
+/// usage and limits after.
+pub fn set_quota(
+    dir: &Path,
+    name: &str,
+    max_bytes: Option<u64>,
+    max_files: Option<u64>,
+) -> Result<UsageMessage> {
+    if max_bytes.is_none() && max_files.is_none() {
+        bail!("give --max-bytes, --max-files or both");
+    }
+    let Some(volume) = list(dir)?.into_iter().find(|v| v.name == name) else {
+        bail!("no volume named {name:?}");
+    };
+    let op = MetaOp::SetQuota {
+        name: name.as_bytes().to_vec(),
+        max_bytes: max_bytes.unwrap_or(volume.usage.max_bytes),
+        max_files: max_files.unwrap_or(volume.usage.max_files),
+    };
+    match call(dir, MetaCall::Apply(op))? {
+        MetaReply::Done => {}
+        MetaReply::Errno(errno::ENOENT) => bail!("no volume named {name:?}"),
+        MetaReply::Errno(e) => bail!("setting the quota of volume {name:?} failed with errno {e}"),
+        other => bail!("setting the quota of volume {name:?}: unexpected answer {other:?}"),
+    }
+    match list(dir)?.into_iter().find(|v| v.name == name) {
+        Some(v) => Ok(v.usage),
+        None => bail!("volume {name:?} went away meanwhile"),
+    }
+}
+
+/// A volume's usage against its quota, in words.
+pub fn quota_text(u: &UsageMessage) -> String {
+    let limit = |used: String, max: u64, shown: String| {
+        if max == 0 {
+            format!("{used} (no limit)")
+        } else {
+            format!("{used} of {shown}")
+        }
+    };
+    format!(
+        "{} bytes, {} files",
+        limit(
+            local_cluster::bytes(u.bytes),
+            u.max_bytes,
+            local_cluster::bytes(u.max_bytes)
+        ),
+        limit(u.files.to_string(), u.max_files, u.max_files.to_string())
+    )
+}
+
+/// `hive volume list`: a line per volume.
+pub fn render_list(volumes: &[VolumeMessage]) -> String {
+    let limit = |max: u64, shown: String| if max == 0 { "-".to_string() } else { shown };
+    let mut out = format!(
+        "{:<24} {:>6} {:>10} {:>6} {:>6} {:>11} {:>11} {:>9} {:>9}\n",
+        "NAME", "CLASS", "ROOT", "UID", "GID", "BYTES", "MAX BYTES", "FILES", "MAX FILES"
+    );
+    for v in volumes {
+        let u = &v.usage;
+        out += &format!(
+            "{:<24} {:>6} {:>10} {:>6} {:>6} {:>11} {:>11} {:>9} {:>9}\n",
+            v.name,
+            format!("{}+{}", v.k, v.m),
+            v.root,
+            v.uid,
+            v.gid,
+            local_cluster::bytes(u.bytes),
+            limit(u.max_bytes, local_cluster::bytes(u.max_bytes)),
+            u.files,
+            limit(u.max_files, u.max_files.to_string()),
+        );
+    }
+    out
 }

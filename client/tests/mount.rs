@@ -1321,3 +1321,81 @@ fn a_file_overwritten_20_times_takes_less_than_two_copies_after_gc() {
         "the last version reads back whole (seed {SEED:#x})"
     );
 }
+
+/// EDQUOT on Linux.
+const EDQUOT: i32 = 122;
+
+/// What df shows for the mount at `dir`: bytes in all, bytes free, inodes in all,
+/// inodes free.
+fn df(dir: &Path) -> (u64, u64, u64, u64) {
+    let fs = rustix::fs::statvfs(dir).expect("statvfs");
+    (
+        fs.f_blocks * fs.f_frsize,
+        fs.f_bavail * fs.f_frsize,
+        fs.f_files,
+        fs.f_ffree,
+    )
+}
+
+#[test]
+fn quotas_refuse_what_would_pass_them_and_df_shows_them() {
+    use std::os::fd::AsFd;
+    require_fuse();
+    let cluster = Cluster::up("mount-quota");
+    ok(
+        &hive(&["volume", "create", "--cluster", cluster.d(), "q"]),
+        "volume create",
+    );
+    let set = |args: &[&str]| {
+        let mut all = vec!["volume", "set", "--cluster", cluster.d()];
+        all.extend_from_slice(args);
+        all.push("q");
+        ok(&hive(&all), "volume set")
+    };
+    set(&["--max-bytes", "8MiB", "--max-files", "10"]);
+    let mnt = Mounted::new(&cluster, "q", "mnt");
+    // df and df -i show the quota and the use (the root is one inode).
+    assert_eq!(df(&mnt.dir), (8 << 20, 8 << 20, 10, 9));
+
+    // Bytes: 6 MiB fit; 4 MiB more do not, and fail at fsync with EDQUOT.
+    let kept = hive_testkit::random_bytes(SEED + 700, 6 << 20);
+    write_and_fsync(&mnt.path("kept"), &kept).expect("6 MiB fit");
+    let more = hive_testkit::random_bytes(SEED + 701, 4 << 20);
+    let refused = write_and_fsync(&mnt.path("more"), &more).expect_err("past the quota");
+    assert_eq!(refused.raw_os_error(), Some(EDQUOT), "{refused}");
+    assert_eq!(
+        df(&mnt.dir),
+        (8 << 20, 2 << 20, 10, 7),
+        "root, kept and more"
+    );
+    assert!(std::fs::read(mnt.path("kept")).expect("read") == kept);
+    // fallocate past the quota is refused, and past the cluster's space too.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.path("kept"))
+        .expect("open");
+    let flags = rustix::fs::FallocateFlags::empty();
+    let past = rustix::fs::fallocate(file.as_fd(), flags, 0, 9 << 20).expect_err("past quota");
+    assert_eq!(past.raw_os_error(), EDQUOT, "{past}");
+    set(&["--max-bytes", "none"]);
+    let huge = rustix::fs::fallocate(file.as_fd(), flags, 0, 1 << 40).expect_err("1 TiB");
+    assert_eq!(huge.raw_os_error(), 28, "ENOSPC: {huge}");
+    drop(file);
+    // With room made, the refused bytes, kept in the mount's buffer, are stored (by
+    // the retry, or at the latest by the unmount).
+    drop(mnt);
+    let mnt = Mounted::new(&cluster, "q", "mnt");
+    assert!(std::fs::read(mnt.path("more")).expect("read") == more);
+    assert!(std::fs::read(mnt.path("kept")).expect("read") == kept);
+
+    // Files: 10 inodes in all.
+    for n in 0..7 {
+        std::fs::write(mnt.path(&format!("f{n}")), b"x").expect("within the quota");
+    }
+    let refused = std::fs::write(mnt.path("f7"), b"x").expect_err("the 11th inode");
+    assert_eq!(refused.raw_os_error(), Some(EDQUOT), "{refused}");
+    let (_, _, files, free) = df(&mnt.dir);
+    assert_eq!((files, free), (10, 0), "10 inodes, none free");
+    std::fs::remove_file(mnt.path("f0")).expect("unlink");
+    std::fs::write(mnt.path("f7"), b"x").expect("room again");
+}

@@ -21,5 +21,6 @@ pub use constants::{
 pub use namespace::{Census, DEFAULT_K, DEFAULT_M, Durability, MetaError, Namespace};
 pub use records::VolumeRecord;
 pub use types::{
-    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, XattrMode,
+    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,
+    XattrMode,
 };

@@ -3,6 +3,7 @@
 //! whole when it fails with an [`Errno`] — so a replicated log can drive it unchanged.
 //! Reads run on a snapshot.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use fjall::{
@@ -17,13 +18,14 @@ use crate::constants::{
     MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
-    InodeRecord, NEXT_INO, VolumeRecord, decode_dirent, decode_extent, decode_extent_page,
-    decode_inode, decode_object, decode_volume, dirent_value, encode_extent_page, encode_inode,
-    encode_object, encode_volume, extent_page_key, held_key, inode_key, named_key, page_of,
-    session_key,
+    InodeRecord, NEXT_INO, QUOTAS_COUNTED, VolumeRecord, counted_bytes, decode_dirent,
+    decode_extent, decode_extent_page, decode_inode, decode_object, decode_quota, decode_volume,
+    dirent_value, encode_extent_page, encode_inode, encode_object, encode_quota, encode_volume,
+    extent_page_key, held_key, inode_key, named_key, page_of, session_key,
 };
 use crate::types::{
-    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, XattrMode,
+    Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,
+    XattrMode,
 };
 
 /// Memtable bound of the keyspaces read by prefix scans (extent pages, directory entries).
@@ -72,6 +74,8 @@ pub struct Census {
     pub held: u64,
     /// Objects.
     pub objects: u64,
+    /// Volumes' quota records (one a volume).
+    pub quotas: u64,
 }
 
 /// How an applied operation reaches stable storage.
@@ -97,6 +101,7 @@ struct Spaces {
     sessions: SingleWriterTxKeyspace,
     held: SingleWriterTxKeyspace,
     objects: SingleWriterTxKeyspace,
+    quotas: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -213,6 +218,7 @@ impl Namespace {
             sessions: db.keyspace("sessions", KeyspaceCreateOptions::default)?,
             held: db.keyspace("held", KeyspaceCreateOptions::default)?,
             objects: db.keyspace("objects", KeyspaceCreateOptions::default)?,
+            quotas: db.keyspace("quotas", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -251,7 +257,42 @@ impl Namespace {
         if namespace.db.keyspace_exists(V1_EXTENTS) {
             namespace.convert_v1_extents()?;
         }
+        if namespace.spaces.meta.get(QUOTAS_COUNTED)?.is_none() {
+            namespace.count_usage()?;
+        }
         Ok(namespace)
+    }
+
+    /// Counts every volume's usage from its inodes, in one transaction: a namespace
+    /// made before quotas (or just made) then keeps its counts with every change.
+    fn count_usage(&self) -> Result<(), MetaError> {
+        let mut tx = self.db.write_tx();
+        let mut usage: BTreeMap<InodeId, Usage> = BTreeMap::new();
+        for item in tx.iter(&self.spaces.inodes) {
+            let (key, value) = item.into_inner()?;
+            let ino = InodeId(u64::from_be_bytes(
+                key[..]
+                    .try_into()
+                    .map_err(|_| MetaError::Corrupt("an inode key".into()))?,
+            ));
+            let record = decode_inode(ino, &value)
+                .ok_or_else(|| MetaError::Corrupt(format!("the record of {ino}")))?;
+            let counted = usage.entry(record.volume).or_default();
+            counted.bytes += counted_bytes(&record.attr);
+            counted.files += 1;
+        }
+        for (root, counted) in usage {
+            let limits = read_usage(&tx, &self.spaces, root)?;
+            let record = Usage {
+                max_bytes: limits.max_bytes,
+                max_files: limits.max_files,
+                ..counted
+            };
+            tx.insert(&self.spaces.quotas, inode_key(root), encode_quota(&record));
+        }
+        tx.insert(&self.spaces.meta, QUOTAS_COUNTED, []);
+        tx.durability(Some(PersistMode::SyncAll)).commit()?;
+        Ok(())
     }
 
     /// Moves version 1 extent records (one per extent) into pages, in one transaction,
@@ -282,6 +323,7 @@ impl Namespace {
         let mut t = Tx {
             tx: &mut tx,
             s: &self.spaces,
+            deltas: BTreeMap::new(),
         };
         for (ino, extents) in files {
             t.write_pages(ino, &[], &paged(&extents));
@@ -297,8 +339,12 @@ impl Namespace {
             let mut t = Tx {
                 tx: &mut tx,
                 s: &self.spaces,
+                deltas: BTreeMap::new(),
             };
-            t.apply(ctx, op)?
+            match t.apply(ctx, op)? {
+                Ok(outcome) => t.settle_usage()?.map(|()| outcome),
+                Err(errno) => Err(errno),
+            }
         };
         match result {
             Ok(outcome) => {
@@ -398,6 +444,7 @@ impl Namespace {
             sessions: count(&self.spaces.sessions)?,
             held: count(&self.spaces.held)?,
             objects: count(&self.spaces.objects)?,
+            quotas: count(&self.spaces.quotas)?,
         })
     }
 
@@ -447,6 +494,11 @@ impl Namespace {
             }
         }
         Ok(set)
+    }
+
+    /// What the volume rooted at `root` holds, and its limits.
+    pub fn usage(&self, root: InodeId) -> Result<Usage, MetaError> {
+        read_usage(&self.db.read_tx(), &self.spaces, root)
     }
 
     /// The recorded objects: id and length, in id order.
@@ -729,6 +781,17 @@ const V1_EXTENTS: &str = "extents";
 struct Tx<'a, 'db> {
     tx: &'a mut SingleWriterWriteTx<'db>,
     s: &'a Spaces,
+    /// What the transaction changed in each volume's usage (by root): bytes, inodes.
+    deltas: BTreeMap<InodeId, (i128, i128)>,
+}
+
+/// A volume's usage record (zeros and no limits if it has none yet).
+fn read_usage(from: &impl Readable, s: &Spaces, root: InodeId) -> Result<Usage, MetaError> {
+    match from.get(&s.quotas, inode_key(root))? {
+        None => Ok(Usage::default()),
+        Some(bytes) => decode_quota(&bytes)
+            .ok_or_else(|| MetaError::Corrupt(format!("the quota record of volume root {root}"))),
+    }
 }
 
 impl Tx<'_, '_> {
@@ -770,15 +833,67 @@ impl Tx<'_, '_> {
         }
     }
 
-    fn put(&mut self, record: &InodeRecord) {
+    /// Writes an inode record, counting what it changes in its volume's usage.
+    fn put(&mut self, record: &InodeRecord) -> Result<(), MetaError> {
+        let old = read_inode(&*self.tx, self.s, record.attr.ino)?;
+        let (bytes, files) = old.map_or((0, 0), |o| (counted_bytes(&o.attr), 1));
+        self.count(record.volume, counted_bytes(&record.attr), 1);
+        self.uncount(record.volume, bytes, files);
         self.tx.insert(
             &self.s.inodes,
             inode_key(record.attr.ino),
             encode_inode(record),
         );
+        Ok(())
+    }
+
+    fn count(&mut self, volume: InodeId, bytes: u64, files: u64) {
+        let d = self.deltas.entry(volume).or_default();
+        d.0 += i128::from(bytes);
+        d.1 += i128::from(files);
+    }
+
+    fn uncount(&mut self, volume: InodeId, bytes: u64, files: u64) {
+        let d = self.deltas.entry(volume).or_default();
+        d.0 -= i128::from(bytes);
+        d.1 -= i128::from(files);
+    }
+
+    /// Applies the transaction's usage changes to each volume's record: EDQUOT if one
+    /// grew past its limit (the caller rolls everything back). A volume whose root is
+    /// gone loses its record.
+    fn settle_usage(&mut self) -> Applied<()> {
+        let deltas = std::mem::take(&mut self.deltas);
+        for (root, (bytes, files)) in deltas {
+            if (bytes, files) == (0, 0) {
+                continue;
+            }
+            if read_inode(&*self.tx, self.s, root)?.is_none() {
+                self.tx.remove(&self.s.quotas, inode_key(root));
+                continue;
+            }
+            let before = read_usage(&*self.tx, self.s, root)?;
+            let add = |used: u64, d: i128| {
+                u64::try_from((i128::from(used) + d).max(0)).unwrap_or(u64::MAX)
+            };
+            let after = Usage {
+                bytes: add(before.bytes, bytes),
+                files: add(before.files, files),
+                ..before
+            };
+            if before.exceeded_by(&after) {
+                return Ok(Err(Errno::DQuot));
+            }
+            self.tx
+                .insert(&self.s.quotas, inode_key(root), encode_quota(&after));
+        }
+        Ok(Ok(()))
     }
 
     fn drop_inode(&mut self, ino: InodeId) -> Result<(), MetaError> {
+        if let Some(old) = read_inode(&*self.tx, self.s, ino)? {
+            self.uncount(old.volume, counted_bytes(&old.attr), 1);
+        }
         self.tx.remove(&self.s.inodes, inode_key(ino));
         self.tx.remove(&self.s.symlinks, inode_key(ino));
         self.tx.remove(&self.s.inline, inode_key(ino));
@@ -940,8 +1055,8 @@ impl Tx<'_, '_> {
             dir.attr.nlink += 1;
         }
         Self::touch(&mut dir, ctx.now);
-        self.put(&dir);
-        self.put(&record);
+        self.put(&dir)?;
+        self.put(&record)?;
         self.link_entry(parent, name, ino, kind);
         Ok(Ok(record))
     }
@@ -956,7 +1071,7 @@ impl Tx<'_, '_> {
             // Still named elsewhere, or open: an open file with no name is an orphan
             // until its last release.
             node.attr.ctime = now;
-            self.put(&node);
+            self.put(&node)?;
         }
         Ok(Ok(()))
     }
@@ -1069,7 +1184,7 @@ impl Tx<'_, '_> {
             parent: root,
             volume: root,
         };
-        self.put(&record);
+        self.put(&record)?;
         let volume = VolumeRecord {
             root,
             k,
@@ -1236,8 +1351,8 @@ impl Tx<'_, '_> {
                 node.attr.nlink += 1;
                 node.attr.ctime = ctx.now;
                 Self::touch(&mut dir, ctx.now);
-                self.put(&node);
-                self.put(&dir);
+                self.put(&node)?;
+                self.put(&dir)?;
                 self.link_entry(*parent, name, *ino, node.attr.kind);
                 Ok(Ok(Outcome::Attr(node.attr)))
             }
@@ -1253,7 +1368,7 @@ impl Tx<'_, '_> {
                 self.unlink_entry(*parent, name);
                 errno!(self.release(child, ctx.now)?);
                 Self::touch(&mut dir, ctx.now);
-                self.put(&dir);
+                self.put(&dir)?;
                 Ok(Ok(Outcome::Done))
             }
             Op::Rmdir { parent, name } => {
@@ -1272,7 +1387,7 @@ impl Tx<'_, '_> {
                 self.drop_inode(child)?;
                 dir.attr.nlink -= 1;
                 Self::touch(&mut dir, ctx.now);
-                self.put(&dir);
+                self.put(&dir)?;
                 Ok(Ok(Outcome::Done))
             }
             Op::Rename {
@@ -1318,7 +1433,7 @@ impl Tx<'_, '_> {
                 node.attr.size = node.attr.size.max(end as u64);
                 node.attr.mtime = ctx.now;
                 node.attr.ctime = ctx.now;
-                self.put(&node);
+                self.put(&node)?;
                 Ok(Ok(Outcome::Attr(node.attr)))
             }
             Op::SetXattr {
@@ -1353,7 +1468,7 @@ impl Tx<'_, '_> {
                         if parsed.is_minimal() {
                             self.tx.remove(&self.s.xattrs, named_key(*ino, name));
                             node.attr.ctime = ctx.now;
-                            self.put(&node);
+                            self.put(&node)?;
                             return Ok(Ok(Outcome::Done));
                         }
                     }
@@ -1361,7 +1476,7 @@ impl Tx<'_, '_> {
                 }
                 self.tx.insert(&self.s.xattrs, named_key(*ino, name), value);
                 node.attr.ctime = ctx.now;
-                self.put(&node);
+                self.put(&node)?;
                 Ok(Ok(Outcome::Done))
             }
             Op::CreateVolume { name, k, m } => self.create_volume(ctx, name, *k, *m),
@@ -1372,6 +1487,25 @@ impl Tx<'_, '_> {
                 }
                 self.tx
                     .insert(&self.s.objects, id, encode_object(*len, chunks));
+                Ok(Ok(Outcome::Done))
+            }
+            Op::SetQuota {
+                name,
+                max_bytes,
+                max_files,
+            } => {
+                let Some(value) = self.tx.get(&self.s.volumes, name)? else {
+                    return Ok(Err(Errno::NoEnt));
+                };
+                let volume = decode_volume(&value)
+                    .ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))?;
+                let usage = Usage {
+                    max_bytes: *max_bytes,
+                    max_files: *max_files,
+                    ..read_usage(&*self.tx, self.s, volume.root)?
+                };
+                self.tx
+                    .insert(&self.s.quotas, inode_key(volume.root), encode_quota(&usage));
                 Ok(Ok(Outcome::Done))
             }
             Op::DeleteObject { id } => {
@@ -1472,7 +1606,7 @@ impl Tx<'_, '_> {
                 }
                 self.tx.remove(&self.s.xattrs, named_key(*ino, name));
                 node.attr.ctime = ctx.now;
-                self.put(&node);
+                self.put(&node)?;
                 Ok(Ok(Outcome::Done))
             }
             Op::SetAttr {
@@ -1537,7 +1671,7 @@ impl Tx<'_, '_> {
                     node.attr.mtime = *mtime;
                 }
                 node.attr.ctime = ctx.now;
-                self.put(&node);
+                self.put(&node)?;
                 Ok(Ok(Outcome::Attr(node.attr)))
             }
         }
@@ -1564,7 +1698,7 @@ impl Tx<'_, '_> {
         node.attr.size = node.attr.size.max(end);
         node.attr.mtime = ctx.now;
         node.attr.ctime = ctx.now;
-        self.put(&node);
+        self.put(&node)?;
         Ok(Ok(Outcome::Attr(node.attr)))
     }
 
@@ -1657,7 +1791,7 @@ impl Tx<'_, '_> {
                 self.drop_inode(target)?;
                 let mut dir = errno!(self.dir(to)?);
                 dir.attr.nlink -= 1;
-                self.put(&dir);
+                self.put(&dir)?;
             } else {
                 errno!(self.release(target, ctx.now)?);
             }
@@ -1670,16 +1804,16 @@ impl Tx<'_, '_> {
             node.parent = to;
             let mut old = errno!(self.dir(from)?);
             old.attr.nlink -= 1;
-            self.put(&old);
+            self.put(&old)?;
             let mut new = errno!(self.dir(to)?);
             new.attr.nlink += 1;
-            self.put(&new);
+            self.put(&new)?;
         }
-        self.put(&node);
+        self.put(&node)?;
         for dir in [from, to] {
             let mut d = errno!(self.dir(dir)?);
             Self::touch(&mut d, ctx.now);
-            self.put(&d);
+            self.put(&d)?;
         }
         Ok(Ok(Outcome::Done))
     }
@@ -1720,7 +1854,7 @@ impl Tx<'_, '_> {
             if kind == FileType::Dir {
                 node.parent = parent;
             }
-            self.put(&node);
+            self.put(&node)?;
         }
         for (dir, gain) in [(a_dir, a_gain), (b_dir, -a_gain)] {
             let mut d = errno!(self.dir(dir)?);
@@ -1730,7 +1864,7 @@ impl Tx<'_, '_> {
                 .checked_add_signed(i32::try_from(gain).expect("a gain of at most one"))
                 .expect("a directory keeps its own links");
             Self::touch(&mut d, ctx.now);
-            self.put(&d);
+            self.put(&d)?;
         }
         Ok(Ok(Outcome::Done))
     }

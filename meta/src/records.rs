@@ -15,10 +15,11 @@
 //! | `sessions` | session (u64 BE) | when it expires unless renewed (i64 ns LE) |
 //! | `held` | session (u64 BE), inode (u64 BE) | opens the session holds (u32 LE), present only when above 0 |
 //! | `objects` | object id (32 bytes) | [`OBJECT_VERSION`] (u8), length (u64), count (u32), then each chunk id (32 bytes): see [`encode_object`] |
-//! | `meta` | `next_ino` | the next inode number to give (u64 LE) |
+//! | `quotas` | a volume's root inode (u64 BE) | [`QUOTA_RECORD`] bytes: used bytes, used inodes, most bytes, most inodes (u64 LE each; a most of 0 is no limit) |
+//! | `meta` | `next_ino` | the next inode number to give (u64 LE); `quotas_counted`, present once every volume's usage was counted |
 
 use crate::constants::EXTENT_PAGE_SPAN;
-use crate::types::{Attr, Extent, FileType, InodeId, Nanos};
+use crate::types::{Attr, Extent, FileType, InodeId, Nanos, Usage};
 
 /// Version of the inode record format written: 2 added the device number.
 pub const INODE_VERSION: u8 = 2;
@@ -28,6 +29,46 @@ pub const INODE_RECORD: usize = 80;
 pub const INODE_RECORD_V1: usize = 72;
 /// The `meta` key of the inode counter.
 pub const NEXT_INO: &[u8] = b"next_ino";
+/// The `meta` key present once every volume's usage has been counted (a namespace made
+/// before quotas is counted once, at open).
+pub const QUOTAS_COUNTED: &[u8] = b"quotas_counted";
+/// Bytes of a quota record.
+pub const QUOTA_RECORD: usize = 32;
+
+/// A quota record: see the module's table.
+pub fn encode_quota(u: &Usage) -> [u8; QUOTA_RECORD] {
+    let mut out = [0u8; QUOTA_RECORD];
+    for (i, v) in [u.bytes, u.files, u.max_bytes, u.max_files]
+        .iter()
+        .enumerate()
+    {
+        out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Reads a quota record; `None` if the bytes are not one.
+pub fn decode_quota(bytes: &[u8]) -> Option<Usage> {
+    if bytes.len() != QUOTA_RECORD {
+        return None;
+    }
+    let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    Some(Usage {
+        bytes: word(0),
+        files: word(1),
+        max_bytes: word(2),
+        max_files: word(3),
+    })
+}
+
+/// What an inode counts against its volume's quota: its logical bytes (a file's or a
+/// symlink's size) and one inode.
+pub fn counted_bytes(attr: &Attr) -> u64 {
+    match attr.kind {
+        FileType::File | FileType::Symlink => attr.size,
+        _ => 0,
+    }
+}
 
 /// An inode record: the attributes and, for a directory, its parent.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -284,6 +325,14 @@ mod tests {
         let mut bad = bytes;
         bad[1] = 9;
         assert_eq!(decode_inode(InodeId(42), &bad), None);
+        let usage = Usage {
+            bytes: 1,
+            files: 2,
+            max_bytes: 3,
+            max_files: 4,
+        };
+        assert_eq!(decode_quota(&encode_quota(&usage)), Some(usage));
+        assert_eq!(decode_quota(&encode_quota(&usage)[1..]), None);
         let object = encode_object(9, &[[1; 32], [2; 32]]);
         assert_eq!(decode_object(&object), Some((9, vec![[1; 32], [2; 32]])));
         assert_eq!(decode_object(&object[..object.len() - 1]), None);

@@ -401,6 +401,40 @@ pub enum Op {
         /// The object id.
         id: [u8; 32],
     },
+    /// Sets a volume's quota: the most logical bytes (the sizes of its files and
+    /// symlinks) and inodes it may hold, 0 for no limit. A limit below what the volume
+    /// holds already is kept: nothing is removed, and changes that would add fail with
+    /// EDQUOT.
+    SetQuota {
+        /// The volume's name.
+        name: Vec<u8>,
+        /// The most bytes (0: no limit).
+        max_bytes: u64,
+        /// The most inodes (0: no limit).
+        max_files: u64,
+    },
+}
+
+/// What a volume holds against its quota.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Usage {
+    /// Logical bytes: the sizes of its files and symlinks.
+    pub bytes: u64,
+    /// Inodes, its root included.
+    pub files: u64,
+    /// The most bytes it may hold (0: no limit).
+    pub max_bytes: u64,
+    /// The most inodes it may hold (0: no limit).
+    pub max_files: u64,
+}
+
+impl Usage {
+    /// Whether `after` (this usage changed) breaks a limit in a direction it grew in.
+    pub fn exceeded_by(&self, after: &Usage) -> bool {
+        let over = |used: u64, before: u64, max: u64| max > 0 && used > before && used > max;
+        over(after.bytes, self.bytes, self.max_bytes)
+            || over(after.files, self.files, self.max_files)
+    }
 }
 
 /// What an applied operation gives back.
@@ -463,6 +497,9 @@ pub enum Errno {
     /// The file changed since the caller looked (a compaction lost its race).
     #[error("resource temporarily unavailable (EAGAIN)")]
     Again,
+    /// The change would take its volume past its quota of bytes or files.
+    #[error("disk quota exceeded (EDQUOT)")]
+    DQuot,
 }
 
 impl Errno {
@@ -485,6 +522,7 @@ impl Errno {
             Errno::XDev => 18,
             Errno::MFile => 24,
             Errno::Again => 11,
+            Errno::DQuot => 122,
         }
     }
 }

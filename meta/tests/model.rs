@@ -12,7 +12,7 @@ use hive_meta::{
     Attr, Census, Context, DEFAULT_VOLUME, Durability, EXTENT_PAGE_SPAN, Errno, Extent, FileType,
     InodeId, MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK,
     MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace, Nanos, Op, Outcome, RenameMode,
-    VolumeRecord, XattrMode,
+    Usage, VolumeRecord, XattrMode,
 };
 use proptest::prelude::*;
 
@@ -84,6 +84,7 @@ fn lay(extents: &mut Vec<Extent>, n: Extent) {
 }
 
 /// The namespace as plain maps.
+#[derive(Clone)]
 struct Model {
     nodes: BTreeMap<u64, Node>,
     next: u64,
@@ -92,6 +93,8 @@ struct Model {
     sessions: BTreeMap<u64, (i64, BTreeMap<u64, u32>)>,
     /// Objects: id to length.
     objects: BTreeMap<[u8; 32], u64>,
+    /// Quota limits by volume root: most bytes, most inodes (0: none).
+    quotas: BTreeMap<u64, (u64, u64)>,
 }
 
 fn valid(name: &[u8]) -> Result<(), Errno> {
@@ -125,7 +128,43 @@ impl Model {
             volumes: [(DEFAULT_VOLUME.to_vec(), default)].into(),
             sessions: BTreeMap::new(),
             objects: BTreeMap::new(),
+            quotas: BTreeMap::new(),
         }
+    }
+
+    /// What volume `root` holds, with its limits, as the namespace counts it.
+    fn usage(&self, root: u64) -> Usage {
+        let (max_bytes, max_files) = self.quotas.get(&root).copied().unwrap_or_default();
+        let mut usage = Usage {
+            max_bytes,
+            max_files,
+            ..Usage::default()
+        };
+        for node in self.nodes.values().filter(|n| n.volume == root) {
+            usage.files += 1;
+            if matches!(node.attr.kind, FileType::File | FileType::Symlink) {
+                usage.bytes += node.attr.size;
+            }
+        }
+        usage
+    }
+
+    /// [`Model::apply`], then the quotas: a change that takes a volume past a limit
+    /// in a direction it grew in is undone and fails with EDQUOT.
+    fn apply_with_quotas(&mut self, ctx: Context, op: &Op) -> Result<Outcome, Errno> {
+        let before = self.clone();
+        let outcome = self.apply(ctx, op)?;
+        let roots: Vec<u64> = before.volumes.values().map(|v| v.root.0).collect();
+        for root in roots {
+            if self.nodes.contains_key(&root) && before.usage(root).exceeded_by(&self.usage(root)) {
+                *self = before;
+                return Err(Errno::DQuot);
+            }
+        }
+        // A deleted volume's limits go with it.
+        let nodes = &self.nodes;
+        self.quotas.retain(|root, _| nodes.contains_key(root));
+        Ok(outcome)
     }
 
     /// Takes `n` opens of `ino` back (if it still exists); an orphan goes with its last.
@@ -652,6 +691,15 @@ impl Model {
                 self.objects.remove(id).ok_or(Errno::NoEnt)?;
                 Ok(Outcome::Done)
             }
+            Op::SetQuota {
+                name,
+                max_bytes,
+                max_files,
+            } => {
+                let root = self.volumes.get(name).ok_or(Errno::NoEnt)?.root.0;
+                self.quotas.insert(root, (*max_bytes, *max_files));
+                Ok(Outcome::Done)
+            }
             Op::RemoveXattr { ino, name } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
                 if name.is_empty() || name.contains(&0) {
@@ -865,6 +913,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0u64..9, prop::collection::vec(0u8..3, 0..3))
             .prop_map(|(id, len, chunks)| Op::PutObject { id: [id; 32], len, chunks: chunks.into_iter().map(|c| [c; 32]).collect() }),
         1 => (0u8..3).prop_map(|id| Op::DeleteObject { id: [id; 32] }),
+        2 => (volume_name(), prop::sample::select(vec![0u64, 100, 5000, 70_000]), prop::sample::select(vec![0u64, 2, 4, 8]))
+            .prop_map(|(name, max_bytes, max_files)| Op::SetQuota { name, max_bytes, max_files }),
     ]
 }
 
@@ -1016,6 +1066,7 @@ fn census(model: &Model) -> Census {
         .map(|(_, held)| held.len() as u64)
         .sum();
     c.objects = model.objects.len() as u64;
+    c.quotas = model.volumes.len() as u64;
     c
 }
 
@@ -1025,6 +1076,13 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
     assert_eq!(ns.volumes().expect("store"), volumes, "volumes");
     let objects: Vec<_> = model.objects.clone().into_iter().collect();
     assert_eq!(ns.objects().expect("store"), objects, "objects");
+    for (name, volume) in &model.volumes {
+        assert_eq!(
+            ns.usage(volume.root).expect("store"),
+            model.usage(volume.root.0),
+            "usage of volume {name:?}"
+        );
+    }
     assert_eq!(
         ns.census().expect("store"),
         census(model),
@@ -1114,7 +1172,7 @@ proptest! {
             let ctx = Context { uid: 1000, gid: 100, now: Nanos(n as i64 + 1), umask: 0o022 };
             let op = &current_ctime(&model, op.clone());
             let got = ns.apply(ctx, op).expect("the store works");
-            let expected = model.apply(ctx, op);
+            let expected = model.apply_with_quotas(ctx, op);
             prop_assert_eq!(&got, &expected, "operation {} ({:?})", n, op);
             same_tree(&ns, &model, model.next + 2);
         }

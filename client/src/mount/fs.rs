@@ -553,14 +553,14 @@ impl Filesystem for HiveFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.run(self.volume.statfs()) {
-            Ok((capacity, free)) => {
+            Ok(fs) => {
                 let block = u64::from(STATFS_BLOCK);
                 reply.statfs(
-                    capacity / block,
-                    free / block,
-                    free / block,
-                    0,
-                    0,
+                    fs.total / block,
+                    fs.free / block,
+                    fs.free / block,
+                    fs.files,
+                    fs.free_files,
                     STATFS_BLOCK,
                     NAME_MAX,
                     STATFS_BLOCK,

@@ -14,7 +14,7 @@ use hive_codec::Chunker;
 use hive_wire::net::control::ControlClient;
 use hive_wire::net::meta::{
     AttrMessage, EntryMessage, ExtentMessage, MetaCall, MetaClient, MetaOp, MetaReply,
-    kind as meta_kind,
+    UsageMessage, kind as meta_kind,
 };
 use tokio::sync::Semaphore;
 
@@ -25,6 +25,9 @@ use super::unsaved::Names;
 use crate::chunk_io::ChunkStore;
 
 pub use crate::errno;
+
+/// Free space counted as room for one more inode, where a volume has no inode quota.
+pub const INODE_SPACE: u64 = 4096;
 
 /// A failed call, as the FUSE layer answers it.
 #[derive(Debug)]
@@ -347,6 +350,12 @@ impl Volume {
     pub async fn allocate(&self, caller: Caller, ino: u64, end: u64) -> Result<()> {
         let attr = self.getattr(caller, ino).await?;
         if end > attr.size {
+            // What the cluster cannot hold now is refused (a quota is the metadata
+            // service's to enforce, with the size change).
+            let (_, free) = self.cluster_space().await?;
+            if end - attr.size > free {
+                return Err(FsError::Errno(errno::ENOSPC));
+            }
             self.setattr(caller, ino, None, None, None, Some(end), None, None)
                 .await?;
         }
@@ -491,9 +500,20 @@ impl Volume {
         self.apply(caller, op).await.map(|_| ())
     }
 
-    /// Capacity and free bytes for users of the volume: the up nodes' stores, divided
-    /// by the storage overhead (k + m) / k.
-    pub async fn statfs(&self) -> Result<(u64, u64)> {
+    /// What df shows: the volume's quota and usage where it has a quota, otherwise the
+    /// cluster's space divided by the class's overhead (k + m) / k; inodes likewise.
+    pub async fn statfs(&self) -> Result<StatFs> {
+        let volume = match self.call(SYSTEM, MetaCall::Mount).await? {
+            MetaReply::Mounted(volume) => volume,
+            other => return Err(unexpected(&other)),
+        };
+        let (capacity, free) = self.cluster_space().await?;
+        Ok(StatFs::of(&volume.usage, capacity, free))
+    }
+
+    /// The cluster's capacity and free space as this volume can use them: raw store
+    /// space divided by its class's overhead, (k + m) / k.
+    async fn cluster_space(&self) -> Result<(u64, u64)> {
         let status = self
             .control
             .status()
@@ -615,4 +635,83 @@ pub(super) fn unexpected(reply: &MetaReply) -> FsError {
             MetaReply::Volumes(_) => "volume list",
         }
     ))
+}
+
+/// What statfs reports, in bytes and inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    /// Bytes the volume may hold: its quota, or the cluster's capacity.
+    pub total: u64,
+    /// Bytes it may still take: under its quota and within the cluster's free space.
+    pub free: u64,
+    /// Inodes it may hold: its quota, or those it holds plus [`StatFs::free_files`].
+    pub files: u64,
+    /// Inodes it may still make: under its quota, or without one, one per 4 KiB of
+    /// free space.
+    pub free_files: u64,
+}
+
+impl StatFs {
+    /// The figures for a volume with `usage`, on a cluster with `capacity` bytes of
+    /// which `free` are free (both after the class's overhead).
+    pub fn of(usage: &UsageMessage, capacity: u64, free: u64) -> Self {
+        let (total, free) = if usage.max_bytes > 0 {
+            let left = usage.max_bytes.saturating_sub(usage.bytes);
+            (usage.max_bytes, left.min(free))
+        } else {
+            (capacity, free)
+        };
+        let (files, free_files) = if usage.max_files > 0 {
+            (usage.max_files, usage.max_files.saturating_sub(usage.files))
+        } else {
+            let free_files = free / INODE_SPACE;
+            (usage.files + free_files, free_files)
+        };
+        Self {
+            total,
+            free,
+            files,
+            free_files,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_shows_the_quota_or_else_the_cluster() {
+        let used = UsageMessage {
+            bytes: 6 << 20,
+            files: 3,
+            max_bytes: 0,
+            max_files: 0,
+        };
+        let gib = 1 << 30;
+        // No quota: the cluster's space; inodes, one per 4 KiB free.
+        let fs = StatFs::of(&used, 4 * gib, gib);
+        assert_eq!((fs.total, fs.free), (4 * gib, gib));
+        assert_eq!((fs.files, fs.free_files), (3 + gib / 4096, gib / 4096));
+        // A quota: its figures, and never more free than the cluster has.
+        let limited = UsageMessage {
+            max_bytes: 8 << 20,
+            max_files: 10,
+            ..used
+        };
+        let fs = StatFs::of(&limited, 4 * gib, gib);
+        assert_eq!(
+            (fs.total, fs.free, fs.files, fs.free_files),
+            (8 << 20, 2 << 20, 10, 7)
+        );
+        assert_eq!(StatFs::of(&limited, 4 * gib, 1 << 20).free, 1 << 20);
+        // Over a lowered quota: nothing free, nothing negative.
+        let over = UsageMessage {
+            max_bytes: 1 << 20,
+            max_files: 2,
+            ..used
+        };
+        let fs = StatFs::of(&over, 4 * gib, gib);
+        assert_eq!((fs.free, fs.free_files), (0, 0));
+    }
 }

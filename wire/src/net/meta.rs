@@ -26,7 +26,8 @@ pub struct Meta;
 
 impl MessageSet for Meta {
     const PROTOCOL: u16 = 4;
-    /// Version 3 added the object records (`PutObject`, `DeleteObject`).
+    /// Version 3 added the object records (`PutObject`, `DeleteObject`), quotas
+    /// (`SetQuota`) and each volume's usage.
     const VERSION: u16 = 3;
     const NAME: &'static str = "metadata";
 }
@@ -94,7 +95,8 @@ pub struct MetaRequest {
 /// What a request asks.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum MetaCall {
-    /// The volume's root and storage class. Answer: [`MetaReply::Mounted`].
+    /// The volume's root, storage class, usage and quota (a mount asks at start and
+    /// for statfs). Answer: [`MetaReply::Mounted`].
     Mount,
     /// An inode's attributes. Answer: [`MetaReply::Attr`].
     GetAttr {
@@ -340,6 +342,28 @@ pub enum MetaOp {
         /// The object id.
         id: [u8; 32],
     },
+    /// Sets a volume's quota (administrators only); 0 is no limit.
+    SetQuota {
+        /// The volume.
+        name: Vec<u8>,
+        /// The most logical bytes.
+        max_bytes: u64,
+        /// The most inodes.
+        max_files: u64,
+    },
+}
+
+/// What a volume holds against its quota.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UsageMessage {
+    /// Logical bytes: the sizes of its files and symlinks.
+    pub bytes: u64,
+    /// Inodes.
+    pub files: u64,
+    /// The most bytes (0: no limit).
+    pub max_bytes: u64,
+    /// The most inodes (0: no limit).
+    pub max_files: u64,
 }
 
 /// An inode's attributes; times in nanoseconds since the Unix epoch.
@@ -412,6 +436,8 @@ pub struct VolumeMessage {
     pub gid: u32,
     /// When it was created (nanoseconds since the Unix epoch).
     pub created: i64,
+    /// What it holds, and its quota.
+    pub usage: UsageMessage,
 }
 
 /// An answer.
