@@ -358,14 +358,21 @@ async fn only_nodes_delete_untouched_shards_and_reclaim_frees_their_space() {
     );
 
     // A node deletes all but the first chunk's shards, once they are untouched for
-    // twice the grace; a repeat deletes nothing.
+    // twice the grace; a repeat deletes nothing. Asked about an age longer than the
+    // store has been open, it cannot vouch for any, and keeps them all. (Which touches
+    // a store sees within an age is the store's tests' to check: here, under load,
+    // 50 ms windows pass in no time.)
     let (kept, gone) = names.split_at(6);
     let age = 2 * grace;
-    let fresh = node.delete(gone, age).await.expect("delete");
+    let filled = actor.stats().await.expect("stats");
+    let unsure = node
+        .delete(gone, Duration::from_secs(3600))
+        .await
+        .expect("delete");
     assert_eq!(
-        (fresh.deleted, fresh.touched),
+        (unsure.deleted, unsure.touched),
         (0, gone.len() as u32),
-        "{fresh:?}"
+        "{unsure:?}"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let (mut deleted, mut bytes) = (0, 0);
@@ -402,20 +409,17 @@ async fn only_nodes_delete_untouched_shards_and_reclaim_frees_their_space() {
             "{name} still stored"
         );
     }
-    let before = actor.stats().await.expect("stats");
-    assert!(before.garbage > 0, "{before:?}");
-
-    // The background reclaim compacts the emptied segments: garbage becomes free space.
+    // The background reclaim (which may have begun during the deletes) compacts the
+    // emptied segments: the space they took is free again.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let now = actor.stats().await.expect("stats");
-        if actor.reclaim_figures().0 > 0 && now.garbage < before.garbage / 2 {
-            assert!(now.free > before.free, "{before:?} -> {now:?}");
+        if actor.reclaim_figures().0 > 0 && now.free > filled.free {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "reclaim freed nothing in 60 s: {before:?} -> {now:?}, figures {:?}",
+            "reclaim freed nothing in 60 s: {filled:?} -> {now:?}, figures {:?}",
             actor.reclaim_figures()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
