@@ -82,3 +82,6 @@ pub const DEFAULT_GC_INTERVAL: std::time::Duration = std::time::Duration::from_s
 pub const GC_MARK_BUDGET: u64 = 128 << 20;
 /// Garbage collection rounds ordered and not started: one real, one dry run.
 pub const GC_QUEUED: usize = 2;
+/// How long past the grace after a down node returns garbage collection's next round
+/// comes (the node's touch filters then reach back far enough).
+pub const GC_AFTER_RETURN: std::time::Duration = std::time::Duration::from_secs(10);

@@ -33,7 +33,7 @@ use hive_wire::{ChunkId, NodeId, ShardName, bloom::ChunkBloom};
 use tokio::sync::{Notify, watch};
 
 use crate::MetaStore;
-use crate::constants::{GC_MARK_BUDGET, GC_QUEUED};
+use crate::constants::{GC_AFTER_RETURN, GC_MARK_BUDGET, GC_QUEUED};
 
 /// What the coordinator needs.
 pub struct GcArgs {
@@ -68,8 +68,20 @@ struct Rounds {
     last: Option<GcRound>,
     /// When `last` finished.
     finished: Option<Instant>,
-    /// When the next round starts by itself.
+    /// When the next periodic round starts by itself...
     due: Option<tokio::time::Instant>,
+    /// ...or this, if earlier (a node came back).
+    brought: Option<tokio::time::Instant>,
+}
+
+impl Rounds {
+    /// When the next round starts by itself.
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        match (self.due, self.brought) {
+            (Some(d), Some(b)) => Some(d.min(b)),
+            (d, b) => d.or(b),
+        }
+    }
 }
 
 impl Rounds {
@@ -126,7 +138,7 @@ impl Collector {
             last: rounds.last.clone(),
             issued: rounds.issued,
             last_age_ms: rounds.finished.map_or(0, |at| millis(at.elapsed())),
-            next_in_ms: rounds.due.map_or(0, |due| {
+            next_in_ms: rounds.next_due().map_or(0, |due| {
                 millis(due.saturating_duration_since(tokio::time::Instant::now()))
             }),
             grace_ms: millis(self.grace),
@@ -141,27 +153,45 @@ impl Collector {
         }
     }
 
-    /// Waits for an ordered round, or until `due` for a periodic one; makes it current.
+    /// Waits for an ordered round, or until the periodic one is due (at `due`, or
+    /// earlier if [`Collector::bring_forward`] says so); makes it current.
     async fn next_round(&self, due: tokio::time::Instant) {
         self.lock().due = Some(due);
         loop {
-            {
+            let due = {
                 let mut rounds = self.lock();
+                let due = rounds.next_due().unwrap_or(due);
+                let now = tokio::time::Instant::now();
                 let next = match rounds.queued.pop_front() {
                     Some(round) => Some(round),
-                    None if tokio::time::Instant::now() >= due => Some(rounds.new_round(false)),
+                    None if now >= due => Some(rounds.new_round(false)),
                     None => None,
                 };
                 if let Some(mut round) = next {
+                    // A round starting now serves what was brought forward to now.
+                    if rounds.brought.is_some_and(|b| b <= now) {
+                        rounds.brought = None;
+                    }
                     round.phase = phase::MARKING;
                     rounds.current = Some(round);
                     return;
                 }
-            }
+                due
+            };
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep_until(due) => {}
             }
+        }
+    }
+
+    /// Makes the next periodic round start by `at` at the latest.
+    pub fn bring_forward(&self, at: tokio::time::Instant) {
+        let mut rounds = self.lock();
+        if rounds.brought.is_none_or(|b| b > at) {
+            rounds.brought = Some(at);
+            drop(rounds);
+            self.wake.notify_one();
         }
     }
 
@@ -222,6 +252,11 @@ fn problem(round: &mut GcRound, why: String) {
 
 /// Runs rounds for as long as the node runs.
 pub async fn run(args: GcArgs, collector: Arc<Collector>) {
+    tokio::spawn(watch_returns(
+        args.map.clone(),
+        args.grace,
+        Arc::downgrade(&collector),
+    ));
     let mut due = tokio::time::Instant::now() + args.interval;
     loop {
         collector.next_round(due).await;
@@ -229,6 +264,40 @@ pub async fn run(args: GcArgs, collector: Arc<Collector>) {
         due = tokio::time::Instant::now() + args.interval;
         let outcome = round(&args, &collector, started).await;
         collector.finish(started, outcome);
+    }
+}
+
+/// Brings a round forward when a node that was down comes back: it kept its shards of
+/// what rounds collected meanwhile, and the census counts those chunks as short of
+/// shards until a round deletes them. The round comes once the node has been up for
+/// the grace (before that it cannot tell what was touched) and then some. Ends with
+/// the collector.
+fn watch_returns(
+    mut map: watch::Receiver<Arc<MapMessage>>,
+    grace: Duration,
+    collector: std::sync::Weak<Collector>,
+) -> impl Future<Output = ()> {
+    let down = |m: &MapMessage| -> std::collections::BTreeSet<u64> {
+        m.nodes
+            .iter()
+            .filter(|n| n.state == state::DOWN)
+            .map(|n| n.id)
+            .collect()
+    };
+    // The map as it is now, before the task first runs: a change made meanwhile is
+    // seen as a change.
+    let mut was_down = down(&map.borrow_and_update());
+    async move {
+        while map.changed().await.is_ok() {
+            let now_down = down(&map.borrow_and_update());
+            let Some(collector) = collector.upgrade() else {
+                return;
+            };
+            if was_down.iter().any(|n| !now_down.contains(n)) {
+                collector.bring_forward(tokio::time::Instant::now() + grace + GC_AFTER_RETURN);
+            }
+            was_down = now_down;
+        }
     }
 }
 
@@ -446,6 +515,42 @@ mod tests {
         collector.next_round(tokio::time::Instant::now()).await;
         let due = collector.status().current.expect("running");
         assert_eq!((due.round, due.dry_run), (2, false));
+    }
+
+    #[tokio::test]
+    async fn a_returning_node_brings_the_next_round_forward() {
+        let grace = Duration::from_millis(50);
+        let collector = Collector::new(grace, Duration::from_secs(3600));
+        let node = |id: u64, state: u8| hive_wire::net::control::MapNode {
+            id,
+            domain: 0,
+            weight: 1,
+            state,
+            joined: 1,
+            addr: format!("127.0.0.1:{id}"),
+        };
+        let map = |epoch, state| {
+            Arc::new(MapMessage {
+                epoch,
+                pg_bits: 0,
+                nodes: vec![node(1, state::UP), node(2, state)],
+                classes: vec![],
+                repair_rate: 0,
+            })
+        };
+        let (publish, watched) = watch::channel(map(1, state::DOWN));
+        tokio::spawn(watch_returns(watched, grace, Arc::downgrade(&collector)));
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let started = tokio::time::Instant::now();
+        publish.send(map(2, state::UP)).expect("watched");
+        // The round comes once the node has been up for the grace, and then some, and
+        // long before the hour.
+        tokio::time::timeout(Duration::from_secs(120), collector.next_round(far))
+            .await
+            .expect("the round was brought forward");
+        assert!(started.elapsed() >= grace + GC_AFTER_RETURN);
+        let round = collector.status().current.expect("running");
+        assert_eq!((round.round, round.dry_run), (1, false));
     }
 
     #[test]
