@@ -82,9 +82,7 @@ impl Rounds {
             (d, b) => d.or(b),
         }
     }
-}
 
-impl Rounds {
     fn new_round(&mut self, dry_run: bool) -> GcRound {
         self.issued += 1;
         GcRound {

@@ -621,13 +621,20 @@ fn cluster_client(dir: &Path, file: &ClusterFile) -> Result<Client> {
 /// The metadata service of the local cluster in `dir`, as its client identity (which
 /// mounts) or, with `admin`, as the admin identity (which manages volumes).
 pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {
+    let (client, addr, node) = meta_node(dir, admin)?;
+    Ok(MetaClient::new(client, addr, node))
+}
+
+/// A client (the admin's, or the cluster's client identity) and where the metadata
+/// node of the local cluster in `dir` is.
+fn meta_node(dir: &Path, admin: bool) -> Result<(Arc<Client>, SocketAddr, NodeId)> {
     let file = load(dir)?;
     let client = if admin {
         ClusterDir::open(dir)?.admin_client()?
     } else {
         cluster_client(dir, &file)?
     };
-    Ok(MetaClient::new(
+    Ok((
         Arc::new(client),
         file.node_addr(file.meta, "metadata node")?,
         NodeId(file.meta),
@@ -637,13 +644,8 @@ pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {
 /// The garbage collection service of the local cluster in `dir` (on the metadata
 /// node), reached as the administrator.
 pub fn gc_client(dir: &Path) -> Result<GcClient> {
-    let file = load(dir)?;
-    let client = ClusterDir::open(dir)?.admin_client()?;
-    Ok(GcClient::new(
-        Arc::new(client),
-        file.node_addr(file.meta, "metadata node")?,
-        NodeId(file.meta),
-    ))
+    let (client, addr, node) = meta_node(dir, true)?;
+    Ok(GcClient::new(client, addr, node))
 }
 
 /// The erasure scheme the local cluster in `dir` was made with.

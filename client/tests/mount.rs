@@ -1062,11 +1062,44 @@ const RACE_ROUNDS: u64 = 3;
 /// ...and files its writers write in each of those phases.
 const RACE_WRITES: u64 = 40;
 
+/// A count other threads wait on: each step wakes them.
+#[derive(Default)]
+struct Counter {
+    count: std::sync::Mutex<u64>,
+    stepped: std::sync::Condvar,
+}
+
+impl Counter {
+    fn step(&self) {
+        *self.count.lock().expect("count") += 1;
+        self.stepped.notify_all();
+    }
+
+    fn get(&self) -> u64 {
+        *self.count.lock().expect("count")
+    }
+
+    /// Waits until the count reaches `until`, or fails naming `what` after
+    /// [`SPACE_BACK_WITHIN`].
+    fn wait_for(&self, until: u64, what: &str) {
+        let count = self.count.lock().expect("count");
+        let (count, timeout) = self
+            .stepped
+            .wait_timeout_while(count, SPACE_BACK_WITHIN, |n| *n < until)
+            .expect("count");
+        assert!(
+            !timeout.timed_out(),
+            "{what}: {} of {until} within {SPACE_BACK_WITHIN:?}",
+            *count
+        );
+    }
+}
+
 /// Garbage collection rounds run one after another (`hive gc --wait`) until stopped.
 #[derive(Default)]
 struct Rounds {
     stop: std::sync::atomic::AtomicBool,
-    done: std::sync::atomic::AtomicU64,
+    done: Counter,
 }
 
 impl Rounds {
@@ -1077,7 +1110,7 @@ impl Rounds {
                 &hive(&["gc", "--cluster", cluster.d(), "--wait"]),
                 "hive gc --wait",
             );
-            self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.done.step();
         }
     }
 
@@ -1085,21 +1118,11 @@ impl Rounds {
         self.stop.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn done(&self) -> u64 {
-        self.done.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// Waits until `n` more rounds have finished.
     fn wait(&self, n: u64, what: &str) {
-        let until = self.done() + n;
-        let started = Instant::now();
-        while self.done() < until {
-            assert!(
-                started.elapsed() < SPACE_BACK_WITHIN,
-                "{what}: {n} garbage collection rounds did not finish within {SPACE_BACK_WITHIN:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let until = self.done.get() + n;
+        self.done
+            .wait_for(until, &format!("{what}: garbage collection rounds"));
     }
 }
 
@@ -1119,24 +1142,17 @@ impl Drop for StopOnDrop<'_> {
 struct Race {
     live: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     written: std::sync::Condvar,
-    writes: std::sync::atomic::AtomicU64,
+    writes: Counter,
     gc: Rounds,
 }
 
 impl Race {
     /// Waits for [`RACE_ROUNDS`] more rounds and [`RACE_WRITES`] more files written.
     fn phase(&self, what: &str) {
-        let writes = || self.writes.load(std::sync::atomic::Ordering::Relaxed);
-        let until = writes() + RACE_WRITES;
+        let until = self.writes.get() + RACE_WRITES;
         self.gc.wait(RACE_ROUNDS, what);
-        let started = Instant::now();
-        while writes() < until {
-            assert!(
-                started.elapsed() < SPACE_BACK_WITHIN,
-                "{what}: {RACE_WRITES} files not written within {SPACE_BACK_WITHIN:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.writes
+            .wait_for(until, &format!("{what}: files written"));
     }
 }
 
@@ -1179,8 +1195,7 @@ fn gc_racing_writers_deleters_and_a_killed_node_takes_only_garbage() {
                     let name = format!("w{w}-{n}");
                     write_and_fsync(&mnt.path(&name), &contents[c]).expect("write");
                     race.live.lock().expect("live").insert(name, c);
-                    race.writes
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    race.writes.step();
                     race.written.notify_one();
                     n += 1;
                 }
@@ -1263,9 +1278,9 @@ fn gc_racing_writers_deleters_and_a_killed_node_takes_only_garbage() {
     check(&kept);
     println!(
         "gc race: {} files written, {} live at the end, {} garbage collection rounds, content 0's {} chunks gone {:.1}s after its last file",
-        race.writes.into_inner(),
+        race.writes.get(),
         live.len(),
-        race.gc.done(),
+        race.gc.done.get(),
         gone.len(),
         started.elapsed().as_secs_f64()
     );
