@@ -299,16 +299,47 @@ fn watch_returns(
     }
 }
 
+/// What the mark found.
+struct Mark {
+    /// The chunks referenced.
+    set: ChunkBloom,
+    references: u64,
+    /// Bytes the references cover.
+    referenced_bytes: u64,
+    /// Bytes of the references that named a chunk first: the distinct chunks' share.
+    distinct_bytes: u64,
+}
+
+impl Mark {
+    fn new(references: u64) -> Self {
+        Self {
+            set: ChunkBloom::for_chunks(references, GC_MARK_BUDGET),
+            references,
+            referenced_bytes: 0,
+            distinct_bytes: 0,
+        }
+    }
+
+    fn add(&mut self, chunk: &[u8; 32], len: u64) {
+        let chunk = ChunkId(*chunk);
+        self.referenced_bytes += len;
+        if !self.set.contains(&chunk) {
+            self.distinct_bytes += len;
+            self.set.insert(&chunk);
+        }
+    }
+}
+
 /// One round: mark, then sweep every node not down.
 async fn round(args: &GcArgs, collector: &Collector, started: Instant) -> Result<(), String> {
-    let (mark, references) = args
+    let Mark {
+        set: mark,
+        references,
+        referenced_bytes,
+        distinct_bytes,
+    } = args
         .meta
-        .read(|ns| {
-            ns.mark(
-                |n| (ChunkBloom::for_chunks(n, GC_MARK_BUDGET), n),
-                |(set, _), chunk| set.insert(&ChunkId(*chunk)),
-            )
-        })
+        .read(|ns| ns.mark(Mark::new, Mark::add))
         .await
         .map_err(|e| format!("the mark failed: {}", e.message))?;
     let dry_run = collector.lock().current.as_ref().is_some_and(|r| r.dry_run);
@@ -329,6 +360,8 @@ async fn round(args: &GcArgs, collector: &Collector, started: Instant) -> Result
     collector.update(|r| {
         r.phase = phase::SWEEPING;
         r.references = references;
+        r.referenced_bytes = referenced_bytes;
+        r.distinct_bytes = distinct_bytes;
         r.mark_bytes = mark.memory_bytes();
         r.nodes = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
         for why in skipped {

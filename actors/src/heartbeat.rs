@@ -94,6 +94,7 @@ impl Actor for Heartbeater {
                 used: stats.used,
                 live: stats.live,
                 shards: stats.shards,
+                stream: stats.stream,
             },
             health,
         };

@@ -152,10 +152,10 @@ async fn drop_damaged(
 ) {
     state.damaged.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(
-        "scrub: shard {} is damaged (segment {} block {}: {}); dropped for repair",
+        "scrub: shard {} is damaged (segment {} offset {}: {}); dropped for repair",
         found.name,
         found.segment,
-        found.block,
+        found.offset,
         found.reason
     );
     if let Err(err) = store.drop_damaged(&found).await {

@@ -136,11 +136,11 @@ impl ShardActor {
                 };
                 for damaged in store.damaged_at_open() {
                     tracing::warn!(
-                        "store {}: shard {} damaged (segment {} block {}): {}",
+                        "store {}: shard {} damaged (segment {} offset {}): {}",
                         path.display(),
                         damaged.name,
                         damaged.segment,
-                        damaged.block,
+                        damaged.offset,
                         damaged.reason
                     );
                     let _ = scrub_args.damaged.try_send(damaged.name);

@@ -54,7 +54,7 @@ enum Suite {
     /// The shard store against raw O_DIRECT I/O through io_uring on the same file
     /// system: 1 MiB durable appends (vs write + fdatasync), 4 KiB random gets at depth
     /// 32 (vs random reads), 4 KiB puts from 64 writers (vs a write + fdatasync loop),
-    /// and index memory per entry (vs a 48-byte budget).
+    /// and index memory per entry (vs a 50-byte budget).
     Store {
         /// Directory for the store and raw files (up to a few GiB, sparse); put it on
         /// the drive you want measured.

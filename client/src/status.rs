@@ -176,6 +176,7 @@ pub fn render(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<String> {
         bytes(stored)
     );
     out += &render_gc(gc);
+    out += &render_savings(savings(status, gc).as_ref());
     out += "\n";
     out += &render_nodes(status, &view);
     Ok(out)
@@ -215,6 +216,64 @@ fn render_gc(gc: Option<&GcStatus>) -> String {
     }
     parts.push(format!("next by itself in {}", ago(gc.next_in_ms)));
     format!("gc:     {}\n", parts.join("; "))
+}
+
+/// What deduplication and compression save, from the last garbage collection round's
+/// mark and the stores' figures now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Savings {
+    /// The round whose mark counted the references.
+    pub round: u64,
+    /// Bytes files and objects hold, as written.
+    pub referenced: u64,
+    /// Bytes of their distinct chunks: what is left after deduplication.
+    pub distinct: u64,
+    /// Bytes of chunk streams the stores hold now, after compression and before
+    /// parity (garbage not yet collected included).
+    pub stored: u64,
+}
+
+impl Savings {
+    /// Bytes deduplication saves.
+    pub fn dedup(&self) -> u64 {
+        self.referenced.saturating_sub(self.distinct)
+    }
+
+    /// Bytes compression saves (none when the stores hold more, such as garbage).
+    pub fn compression(&self) -> u64 {
+        self.distinct.saturating_sub(self.stored)
+    }
+}
+
+/// The savings, if a round has marked the references since the metadata node started.
+pub fn savings(status: &StatusMessage, gc: Option<&GcStatus>) -> Option<Savings> {
+    let last = gc?.last.as_ref().filter(|r| r.phase == phase::DONE)?;
+    Some(Savings {
+        round: last.round,
+        referenced: last.referenced_bytes,
+        distinct: last.distinct_bytes,
+        stored: status.nodes.iter().map(|n| n.store.stream).sum(),
+    })
+}
+
+/// The savings on one line.
+fn render_savings(savings: Option<&Savings>) -> String {
+    let Some(s) = savings else {
+        return "saved:  not known until a garbage collection round has counted the references\n"
+            .to_string();
+    };
+    let ratio = |of: u64, to: u64| of as f64 / to.max(1) as f64;
+    format!(
+        "saved:  dedup {} ({} referenced, {} distinct: {:.2}x); compression {} ({} stored before parity: {:.2}x); as of gc round {}\n",
+        bytes(s.dedup()),
+        bytes(s.referenced),
+        bytes(s.distinct),
+        ratio(s.referenced, s.distinct),
+        bytes(s.compression()),
+        bytes(s.stored),
+        ratio(s.distinct, s.stored),
+        s.round
+    )
 }
 
 fn render_data(s: &Summary) -> String {
@@ -349,6 +408,7 @@ pub fn to_json(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<serde_js
                 "used": n.store.used,
                 "stored": n.store.live,
                 "shards": n.store.shards,
+                "stream": n.store.stream,
                 "heartbeat_age_ms": (n.heartbeat_age_ms != u64::MAX).then_some(n.heartbeat_age_ms),
                 "scrub": {
                     "passes": n.health.scrub.passes,
@@ -399,6 +459,14 @@ pub fn to_json(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<serde_js
             "shards_rebuilt": s.rebuilt.0, "bytes_rebuilt": s.rebuilt.1, "failed": s.failed,
         },
         "scrub": { "passes": s.scrub_passes, "damaged": s.damaged },
+        "saved": savings(status, gc).map(|s| serde_json::json!({
+            "round": s.round,
+            "referenced": s.referenced,
+            "distinct": s.distinct,
+            "stored": s.stored,
+            "dedup": s.dedup(),
+            "compression": s.compression(),
+        })),
         "gc": gc.map(|g| serde_json::json!({
             "last_round": g.last.as_ref().map(|r| r.round),
             "last_deleted_shards": g.last.as_ref().map(|r| r.deleted_shards),
@@ -533,5 +601,29 @@ mod tests {
             render_gc(Some(&gc)),
             "gc:     last round 3 done 2m ago, deleted 246 shards (75.0 MiB); next by itself in 8m\n"
         );
+    }
+
+    #[test]
+    fn the_savings_line_tells_dedup_from_compression() {
+        let savings = Savings {
+            round: 4,
+            referenced: 300 << 20,
+            distinct: 100 << 20,
+            stored: 40 << 20,
+        };
+        assert_eq!(savings.dedup(), 200 << 20);
+        assert_eq!(savings.compression(), 60 << 20);
+        assert_eq!(
+            render_savings(Some(&savings)),
+            "saved:  dedup 200.0 MiB (300.0 MiB referenced, 100.0 MiB distinct: 3.00x); compression 60.0 MiB (40.0 MiB stored before parity: 2.50x); as of gc round 4\n"
+        );
+        // Stores holding more than the references (garbage not yet collected) save
+        // nothing by compression, never a negative amount.
+        let garbage = Savings {
+            stored: 150 << 20,
+            ..savings
+        };
+        assert_eq!(garbage.compression(), 0);
+        assert!(render_savings(None).contains("not known until"));
     }
 }

@@ -453,11 +453,13 @@ impl Namespace {
     /// and every object's manifest and chunks, read from one snapshot, so a chunk
     /// referenced throughout the mark is seen however files change meanwhile. The
     /// references are counted first, from the same snapshot; `make(count)` makes the
-    /// set to hold them and `add` puts each in.
+    /// set to hold them and `add` puts each in, with the bytes the reference covers:
+    /// an extent's length; an object's length shared among its chunks (its manifest
+    /// covers none).
     pub fn mark<S>(
         &self,
         make: impl FnOnce(u64) -> S,
-        mut add: impl FnMut(&mut S, &[u8; 32]),
+        mut add: impl FnMut(&mut S, &[u8; 32], u64),
     ) -> Result<S, MetaError> {
         let snapshot = self.db.read_tx();
         let pages = || {
@@ -468,29 +470,28 @@ impl Namespace {
                     .ok_or_else(|| MetaError::Corrupt("an extent page".into()))
             })
         };
-        let objects = || {
-            snapshot
-                .iter(&self.spaces.objects)
-                .map(|item| object_entry(item).map(|(id, _, chunks)| (id, chunks)))
-        };
+        let objects = || snapshot.iter(&self.spaces.objects).map(object_entry);
         let mut count = 0u64;
         for page in pages() {
             count += page?.len() as u64;
         }
         for object in objects() {
-            count += 1 + object?.1.len() as u64;
+            count += 1 + object?.2.len() as u64;
         }
         let mut set = make(count);
         for page in pages() {
             for extent in page? {
-                add(&mut set, &extent.chunk);
+                add(&mut set, &extent.chunk, u64::from(extent.len));
             }
         }
         for object in objects() {
-            let (id, chunks) = object?;
-            add(&mut set, &id);
-            for chunk in &chunks {
-                add(&mut set, chunk);
+            let (id, len, chunks) = object?;
+            add(&mut set, &id, 0);
+            let count = chunks.len() as u64;
+            for (n, chunk) in (0..).zip(&chunks) {
+                // The length shared out evenly, so the shares sum to it.
+                let share = len * (n + 1) / count - len * n / count;
+                add(&mut set, chunk, share);
             }
         }
         Ok(set)

@@ -1561,11 +1561,12 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
         Err(Errno::NoEnt),
         "deleted already"
     );
-    let (counted, marked) = ns
+    let (counted, marked, bytes) = ns
         .mark(
-            |n| (n, std::collections::BTreeSet::new()),
-            |(_, set), chunk| {
+            |n| (n, std::collections::BTreeSet::new(), 0),
+            |(_, set, bytes), chunk, len| {
                 set.insert(chunk[0]);
+                *bytes += len;
             },
         )
         .expect("mark");
@@ -1577,6 +1578,10 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
         marked.into_iter().collect::<Vec<_>>(),
         vec![2, 21, 22, 50, 70, 71, 72, 99],
         "a (overwritten), c and object 70; b, a's old chunk and object 80 are garbage"
+    );
+    assert_eq!(
+        bytes, 800,
+        "six extents of 100 bytes and an object of 200 bytes"
     );
     drop(ns);
     let _ = std::fs::remove_dir_all(dir);

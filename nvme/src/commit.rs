@@ -41,10 +41,14 @@ pub(crate) enum DeleteOf {
     /// The one the index holds when the delete is planned, after every earlier batch
     /// (so after any move reclaim made of it meanwhile). Nothing, if none is.
     Current,
-    /// The record at `block` of `segment`'s life `life`, only if the index still holds
+    /// The record at byte `offset` of `segment`'s life `life`, only if the index still holds
     /// that very record when the delete is planned (a damaged record scrub found, or
     /// garbage collection's choice).
-    Exact { segment: u32, block: u32, life: u64 },
+    Exact {
+        segment: u32,
+        offset: u32,
+        life: u64,
+    },
     /// Reclaim carrying an earlier delete of the put in `segment`'s life `life`
     /// forward out of a segment it is freeing; the index is untouched.
     Carried { segment: u32, life: u64 },
@@ -71,9 +75,7 @@ impl Request {
     /// Bytes this request adds to a batch (a delete's share of a record, rounded up).
     fn cost(&self) -> usize {
         match &self.op {
-            Op::Put { data_len, .. } => {
-                RecordHeader::blocks_for(*data_len) as usize * BLOCK as usize
-            }
+            Op::Put { data_len, .. } => RecordHeader::len_for(*data_len) as usize,
             Op::Delete { .. } => DELETE_ENTRY_LEN,
         }
     }
@@ -149,31 +151,52 @@ impl Record {
 /// A run of consecutive records in one segment, written with one write.
 struct Span {
     segment: u32,
-    first_block: u32,
-    /// The block after the run's last record.
-    end_block: u32,
+    /// Byte offset of the run's first record.
+    start: u32,
+    /// The byte after the run's last record.
+    end: u32,
     /// Whether the run opens the segment (block 0, its header, is written with it).
     opens: bool,
 }
 
-/// A run of consecutive blocks in one segment, written with one write.
+impl Span {
+    /// Where the run's write starts: block 0 if it opens the segment, else the block
+    /// its first record starts in (written again, when an earlier commit's records
+    /// end in it).
+    fn write_start(&self) -> u32 {
+        if self.opens {
+            0
+        } else {
+            self.start - self.start % BLOCK as u32
+        }
+    }
+}
+
+/// Consecutive whole blocks of one segment, written with one write.
 struct Group {
     segment: u32,
-    first_block: u32,
+    /// Byte offset of the first block within the segment.
+    at: u32,
     buffer: DmaBuffer,
 }
 
 /// Lays out a put record in a buffer of its own: room for the header (filled when the
 /// record is placed), the shard, and zeroed padding to the block. Done when the put
-/// arrives, so the shard is copied once, into memory the device can write directly.
+/// arrives, so the shard is copied once, into memory the device can write directly (a
+/// record that starts a block and runs alone is written from it as it is).
 pub(crate) fn record_buffer(device: &Device, shard: &[u8]) -> DmaBuffer {
-    let len = RecordHeader::blocks_for(shard.len()) as usize * BLOCK as usize;
+    let len = buffer_len(shard.len());
     let mut buffer = device.buffer(len);
     let bytes = buffer.as_bytes_mut();
     bytes[..RECORD_HEADER_LEN].fill(0);
     bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + shard.len()].copy_from_slice(shard);
     bytes[RECORD_HEADER_LEN + shard.len()..].fill(0);
     buffer
+}
+
+/// Bytes of a put's record buffer: its record, padded to whole blocks.
+pub(crate) fn buffer_len(data_len: usize) -> usize {
+    (RecordHeader::len_for(data_len) as usize).next_multiple_of(BLOCK as usize)
 }
 
 async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>) {
@@ -189,7 +212,7 @@ async fn commit(state: &Rc<RefCell<State>>, device: &Device, batch: Vec<Request>
     }
     let mut result = Ok(());
     for group in groups {
-        let pos = state.borrow().offset(group.segment, group.first_block);
+        let pos = state.borrow().offset(group.segment, group.at);
         if let Err(err) = device.write(Rc::new(group.buffer), pos).await {
             result = Err(state.borrow_mut().poison("write", err));
             break;
@@ -255,22 +278,22 @@ fn resolve(s: &State, batch: Vec<Request>) -> Vec<Request> {
             let indexed = s
                 .index
                 .get(key)
-                .map(|at| (at.segment, at.block, s.life_of(&at)));
+                .map(|at| (at.segment, at.offset, s.life_of(&at)));
             let settled = match (*of, indexed) {
                 (DeleteOf::Carried { .. }, _) => Some(*of),
-                (DeleteOf::Current, Some((segment, block, life))) => Some(DeleteOf::Exact {
+                (DeleteOf::Current, Some((segment, offset, life))) => Some(DeleteOf::Exact {
                     segment,
-                    block,
+                    offset,
                     life,
                 }),
                 (
                     DeleteOf::Exact {
                         segment,
-                        block,
+                        offset,
                         life,
                     },
                     Some(now),
-                ) if (segment, block, life) == now => Some(*of),
+                ) if (segment, offset, life) == now => Some(*of),
                 // Nothing indexed, or no longer the record named: nothing to delete.
                 _ => None,
             };
@@ -349,126 +372,176 @@ fn plan(
     }
     unplaced.append(&mut puts);
 
-    let mut records = Vec::with_capacity(unplaced.len());
-    let mut summaries: Vec<(u32, u32, Vec<u8>)> = Vec::new();
-    let mut spans: Vec<Span> = Vec::new();
-    for mut record in unplaced {
-        let blocks = RecordHeader::blocks_for(record.data_len());
-        // Deletes and reclaim's moves may use the reserved segments; new puts may not.
-        let reserve = record
-            .requests
-            .iter()
-            .any(|r| !matches!(r.op, Op::Put { moves: None, .. }));
-        match s.place(blocks, reserve, record.kind, record.key()) {
-            Err(err) => {
-                for request in record.requests {
-                    request.answer(Err(err.clone()));
-                }
-            }
-            Ok(placed) => {
-                if let Some(summary) = &placed.sealed {
-                    let first = s.record_area();
-                    let blocks = s.sb.segment_blocks() - first;
-                    summaries.push((summary.segment, first, summary.encode(blocks)));
-                }
-                let end_block = placed.block + blocks;
-                match spans.last_mut() {
-                    Some(span)
-                        if !placed.opens_segment
-                            && span.segment == placed.segment
-                            && span.end_block == placed.block =>
-                    {
-                        span.end_block = end_block
-                    }
-                    _ => spans.push(Span {
-                        segment: placed.segment,
-                        first_block: placed.block,
-                        end_block,
-                        opens: placed.opens_segment,
-                    }),
-                }
-                record.seq = placed.seq;
-                record.at = Location {
-                    segment: placed.segment,
-                    block: placed.block,
-                    blocks,
-                    tag: record.key().1,
-                };
-                records.push(record);
-            }
-        }
-    }
+    // What earlier commits left in the head's last block, before placing moves on.
+    let resumed = s.tail.clone();
+    let Placement {
+        mut records,
+        spans,
+        summaries,
+    } = place_all(&mut s, unplaced);
     let mut buffers: Vec<Option<DmaBuffer>> = records
         .iter_mut()
         .map(|record| Some(seal_record(device, record)))
         .collect();
     let mut groups = Vec::with_capacity(spans.len() + summaries.len());
     let mut next = 0;
-    for Span {
-        segment,
-        first_block: first,
-        end_block: end,
-        opens,
-    } in spans
-    {
-        let mut count = 0;
-        while next + count < records.len()
-            && records[next + count].at.segment == segment
-            && records[next + count].at.block < end
-            && records[next + count].at.block >= first
-        {
-            count += 1;
-        }
-        if count == 1 && !opens {
-            // One record alone: its own buffer is written as it is.
-            groups.push(Group {
-                segment,
-                first_block: first,
+    for span in spans {
+        let count = records[next..]
+            .iter()
+            .take_while(|r| r.at.segment == span.segment && r.at.offset < span.end)
+            .count();
+        let group = if count == 1 && !span.opens && span.start.is_multiple_of(BLOCK as u32) {
+            // One record alone, starting a block: its own buffer is written as it is.
+            Group {
+                segment: span.segment,
+                at: span.start,
                 buffer: buffers[next]
                     .take()
                     .expect("invariant: each record buffer is used once"),
-            });
+            }
         } else {
-            let start_block = if opens { 0 } else { first };
-            let mut buffer = device.buffer(((end - start_block) as u64 * BLOCK) as usize);
-            let bytes = buffer.as_bytes_mut();
-            if opens {
-                let base_seq = s.segments[segment as usize]
-                    .base_seq
-                    .expect("invariant: a segment being written has a base sequence number");
-                bytes[..BLOCK as usize].fill(0);
-                SegmentHeader {
-                    store_id: s.sb.store_id,
-                    segment,
-                    base_seq,
-                }
-                .encode_into(bytes);
-            }
-            for (record, source) in records[next..next + count].iter().zip(&buffers[next..]) {
-                let source = source.as_ref().expect("invariant: unused record buffer");
-                let at = (record.at.block - start_block) as usize * BLOCK as usize;
-                bytes[at..at + source.len()].copy_from_slice(source.as_bytes());
-            }
-            groups.push(Group {
-                segment,
-                first_block: start_block,
-                buffer,
-            });
+            let run = &records[next..next + count];
+            gather(&s, device, &span, &resumed, run, &buffers[next..])
+        };
+        if s.head == Some(span.segment) {
+            // The records now end where this run does: keep its last, partly filled
+            // block for the next commit to write again.
+            let from = (span.end - span.end % BLOCK as u32 - group.at) as usize;
+            let to = (span.end - group.at) as usize;
+            s.tail = group.buffer.as_bytes()[from..to].to_vec();
         }
+        groups.push(group);
         next += count;
     }
     debug_assert_eq!(next, records.len(), "every record lies in a span");
-    // Summaries of the segments this batch filled, made durable with it.
-    for (segment, first, bytes) in summaries {
+    // Summaries of the segments this batch filled, made durable with it, in each
+    // segment's last blocks.
+    for (segment, bytes) in summaries {
         let mut buffer = device.buffer(bytes.len());
         buffer.as_bytes_mut().copy_from_slice(&bytes);
+        let at = s.sb.segment_size - u32::try_from(bytes.len()).expect("fits its segment");
         groups.push(Group {
             segment,
-            first_block: first,
+            at,
             buffer,
         });
     }
     (records, groups)
+}
+
+/// Where a batch's records went: the records placed, their runs, and the encoded
+/// summaries of the segments they filled, by segment.
+struct Placement {
+    records: Vec<Record>,
+    spans: Vec<Span>,
+    summaries: Vec<(u32, Vec<u8>)>,
+}
+
+/// Places each record at the head, in order, and groups them into runs of
+/// consecutive records (one write each); the summaries of the segments filled on the
+/// way. Records that find no room are answered `StoreFull` here.
+fn place_all(s: &mut State, unplaced: Vec<Record>) -> Placement {
+    let mut records = Vec::with_capacity(unplaced.len());
+    let mut summaries = Vec::new();
+    let mut spans: Vec<Span> = Vec::new();
+    for mut record in unplaced {
+        let len = RecordHeader::len_for(record.data_len());
+        // Deletes and reclaim's moves may use the reserved segments; new puts may not.
+        let reserve = record
+            .requests
+            .iter()
+            .any(|r| !matches!(r.op, Op::Put { moves: None, .. }));
+        let placed = match s.place(len, reserve, record.kind, record.key()) {
+            Ok(placed) => placed,
+            Err(err) => {
+                for request in record.requests {
+                    request.answer(Err(err.clone()));
+                }
+                continue;
+            }
+        };
+        if let Some(summary) = &placed.sealed {
+            summaries.push((summary.segment, summary.encode()));
+        }
+        let end = placed.offset + len;
+        match spans.last_mut() {
+            Some(span)
+                if !placed.opens_segment
+                    && span.segment == placed.segment
+                    && span.end == placed.offset =>
+            {
+                span.end = end
+            }
+            _ => spans.push(Span {
+                segment: placed.segment,
+                start: placed.offset,
+                end,
+                opens: placed.opens_segment,
+            }),
+        }
+        record.seq = placed.seq;
+        record.at = Location {
+            segment: placed.segment,
+            offset: placed.offset,
+            len,
+            tag: record.key().1,
+        };
+        records.push(record);
+    }
+    Placement {
+        records,
+        spans,
+        summaries,
+    }
+}
+
+/// Lays out one run in a buffer of whole blocks: the segment header if the run opens
+/// the segment, or else the bytes an earlier commit left in the run's first block,
+/// then the records, then zeros to the block.
+fn gather(
+    s: &State,
+    device: &Device,
+    span: &Span,
+    resumed: &[u8],
+    records: &[Record],
+    sources: &[Option<DmaBuffer>],
+) -> Group {
+    let start = span.write_start();
+    let end = span.end.next_multiple_of(BLOCK as u32);
+    let mut buffer = device.buffer((end - start) as usize);
+    let bytes = buffer.as_bytes_mut();
+    if span.opens {
+        let base_seq = s.segments[span.segment as usize]
+            .base_seq
+            .expect("invariant: a segment being written has a base sequence number");
+        bytes[..BLOCK as usize].fill(0);
+        SegmentHeader {
+            store_id: s.sb.store_id,
+            segment: span.segment,
+            base_seq,
+        }
+        .encode_into(bytes);
+    } else {
+        let kept = (span.start - start) as usize;
+        assert_eq!(
+            resumed.len(),
+            kept,
+            "invariant: the head's tail is the written part of its last block"
+        );
+        bytes[..kept].copy_from_slice(resumed);
+    }
+    for (record, source) in records.iter().zip(sources) {
+        let source = source.as_ref().expect("invariant: unused record buffer");
+        let at = (record.at.offset - start) as usize;
+        let len = record.at.len as usize;
+        bytes[at..at + len].copy_from_slice(&source.as_bytes()[..len]);
+    }
+    bytes[(span.end - start) as usize..].fill(0);
+    Group {
+        segment: span.segment,
+        at: start,
+        buffer,
+    }
 }
 
 /// Takes (a put) or builds (a delete) the record's buffer and writes its header.
@@ -488,7 +561,7 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
             Op::Delete { .. } => unreachable!("a put record holds a put"),
         },
         RecordKind::Delete => {
-            let mut buffer = device.buffer(at.blocks as usize * BLOCK as usize);
+            let mut buffer = device.buffer(buffer_len(data_len));
             let bytes = buffer.as_bytes_mut();
             bytes.fill(0);
             let data = &mut bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + data_len];
@@ -518,12 +591,12 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
         kind: record.kind,
         seq: record.seq,
         segment: at.segment,
-        block: at.block,
+        offset: at.offset,
         name: key,
         data_len: u32::try_from(data_len).expect("invariant: records are at most 16 MiB"),
         entries_checksum: checksum,
         entries,
-        blocks: at.blocks,
+        len: at.len,
     }
     .encode_into(buffer.as_bytes_mut());
     buffer

@@ -62,13 +62,10 @@ impl Device {
         Ok(())
     }
 
-    /// Reads `len` bytes at `pos` (both block-aligned); a short read is an error.
+    /// Reads `len` bytes at `pos`, in one read of the blocks that hold them (records
+    /// lie at any 16-byte offset); a short read is an error.
     pub(crate) async fn read(&self, pos: u64, len: usize) -> io::Result<ReadResult> {
-        let read = self
-            .file
-            .read_at_aligned(pos, len)
-            .await
-            .map_err(io_error)?;
+        let read = self.file.read_at(pos, len).await.map_err(io_error)?;
         if read.len() != len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -75,14 +75,14 @@ pub enum StoreError {
     #[error("refused to store an invalid shard: {0}")]
     InvalidShard(ShardError),
     /// A stored record failed verification when read.
-    #[error("corrupt record for shard {name} at segment {segment} block {block}: {reason}")]
+    #[error("corrupt record for shard {name} at segment {segment} offset {offset}: {reason}")]
     Corrupt {
         /// The shard asked for.
         name: ShardName,
         /// Where the index said the record is.
         segment: u32,
-        /// Block within that segment.
-        block: u32,
+        /// Byte offset within that segment.
+        offset: u32,
         /// What failed.
         reason: String,
     },

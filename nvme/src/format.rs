@@ -6,7 +6,7 @@
 use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
 use twox_hash::XxHash3_64;
 
-use crate::constants::BLOCK;
+use crate::constants::{BLOCK, RECORD_ALIGN};
 
 /// First bytes of each superblock copy.
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"HIVESTOR";
@@ -18,8 +18,12 @@ pub const RECORD_MAGIC: [u8; 4] = *b"HVRC";
 /// (k, m) to every shard name (record header, delete entry, summary entry), in bytes
 /// version 1 kept reserved. Version 3 holds shards of shard format 2 (with their
 /// stream hash) and keeps each put's encoding tag in its summary entry, in bytes
-/// version 2 kept reserved. Older stores are refused by version.
-pub const FORMAT_VERSION: u16 = 3;
+/// version 2 kept reserved. Version 4 packs records at 16-byte offsets instead of
+/// starting each on a 4 KiB block (record headers and summary entries give a byte
+/// offset and length), and writes each segment's summary after its records, sized to
+/// them, with its header in the segment's last block. Older stores are refused by
+/// version.
+pub const FORMAT_VERSION: u16 = 4;
 /// Bytes of a record header; the shard follows immediately.
 pub const RECORD_HEADER_LEN: usize = 88;
 
@@ -233,7 +237,8 @@ pub enum RecordKind {
 }
 
 /// The header at the start of every record. A put record's shard follows it directly;
-/// the record is padded to whole blocks.
+/// the record is padded to a multiple of [`RECORD_ALIGN`] bytes, and the next record
+/// starts right after it.
 ///
 /// | offset | width | field |
 /// |---:|---:|---|
@@ -243,20 +248,20 @@ pub enum RecordKind {
 /// | 7 | 1 | reserved, 0 |
 /// | 8 | 8 | sequence number, unique and increasing per store |
 /// | 16 | 4 | segment the record was written to |
-/// | 20 | 4 | block within that segment |
+/// | 20 | 4 | byte offset within that segment |
 /// | 24 | 32 | chunk id |
 /// | 56 | 1 | shard index |
 /// | 57 | 3 | reserved, 0 |
 /// | 60 | 4 | bytes after the header: the shard, or the delete entries |
 /// | 64 | 8 | delete: xxh3-64 of the entries; put: 0 |
 /// | 72 | 4 | delete: number of entries; put: 0 |
-/// | 76 | 4 | blocks the record spans |
+/// | 76 | 4 | bytes the record takes, padding included |
 /// | 80 | 8 | checksum of bytes 0..80 |
 ///
 /// A put's chunk id and index are its key; the shard follows and carries its own
 /// checksum, so the record checksum covers only the header. A delete record carries one
 /// or more [`DeleteEntry`]s (many deletes of one group commit share a record); its key
-/// fields are zero. The segment and block fields catch a misdirected write: a record read
+/// fields are zero. The segment and offset fields catch a misdirected write: a record read
 /// from anywhere but where it says it was written is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
@@ -266,8 +271,8 @@ pub struct RecordHeader {
     pub seq: u64,
     /// Segment written to.
     pub segment: u32,
-    /// Block within the segment.
-    pub block: u32,
+    /// Byte offset within the segment (a multiple of [`RECORD_ALIGN`]).
+    pub offset: u32,
     /// Key of a put: the shard's name ([`ShardName::NONE`] for a delete record).
     pub name: ShardName,
     /// Bytes after the header.
@@ -276,8 +281,8 @@ pub struct RecordHeader {
     pub entries_checksum: u64,
     /// Delete: number of entries.
     pub entries: u32,
-    /// Blocks the whole record spans.
-    pub blocks: u32,
+    /// Bytes the whole record takes, padding included.
+    pub len: u32,
 }
 
 /// One deleted shard in a delete record: 48 bytes.
@@ -361,10 +366,11 @@ pub fn entries_checksum(bytes: &[u8]) -> u64 {
 }
 
 impl RecordHeader {
-    /// Blocks a record with `data_len` bytes of shard spans.
-    pub fn blocks_for(data_len: usize) -> u32 {
-        u32::try_from((RECORD_HEADER_LEN + data_len).div_ceil(BLOCK as usize))
-            .expect("invariant: shards are at most 16 MiB")
+    /// Bytes a record with `data_len` bytes of shard takes: header, shard, and padding
+    /// to [`RECORD_ALIGN`].
+    pub fn len_for(data_len: usize) -> u32 {
+        let len = (RECORD_HEADER_LEN + data_len).next_multiple_of(RECORD_ALIGN as usize);
+        u32::try_from(len).expect("invariant: shards are at most 16 MiB")
     }
 
     /// Writes the header into the start of `block`.
@@ -379,7 +385,7 @@ impl RecordHeader {
         };
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
         b[16..20].copy_from_slice(&self.segment.to_le_bytes());
-        b[20..24].copy_from_slice(&self.block.to_le_bytes());
+        b[20..24].copy_from_slice(&self.offset.to_le_bytes());
         b[24..56].copy_from_slice(self.name.chunk.as_bytes());
         b[56] = self.name.index.get();
         b[57] = self.name.k;
@@ -387,7 +393,7 @@ impl RecordHeader {
         b[60..64].copy_from_slice(&self.data_len.to_le_bytes());
         b[64..72].copy_from_slice(&self.entries_checksum.to_le_bytes());
         b[72..76].copy_from_slice(&self.entries.to_le_bytes());
-        b[76..80].copy_from_slice(&self.blocks.to_le_bytes());
+        b[76..80].copy_from_slice(&self.len.to_le_bytes());
         let sum = checksum(&b[..80]);
         b[80..88].copy_from_slice(&sum.to_le_bytes());
     }
@@ -406,7 +412,7 @@ impl RecordHeader {
             kind,
             seq: u64_at(b, 8),
             segment: u32_at(b, 16),
-            block: u32_at(b, 20),
+            offset: u32_at(b, 20),
             name: ShardName {
                 chunk: ChunkId(id),
                 k: b[57],
@@ -416,15 +422,18 @@ impl RecordHeader {
             data_len: u32_at(b, 60),
             entries_checksum: u64_at(b, 64),
             entries: u32_at(b, 72),
-            blocks: u32_at(b, 76),
+            len: u32_at(b, 76),
         };
         if h.data_len > hive_wire::MAX_CHUNK_LEN + 2 * hive_wire::SHARD_HEADER_LEN as u32 {
             return Err(FormatError::Field("shard length exceeds the maximum"));
         }
-        if h.blocks != Self::blocks_for(h.data_len as usize) {
+        if h.len != Self::len_for(h.data_len as usize) {
             return Err(FormatError::Field(
-                "block count does not match the shard length",
+                "record length does not match the shard length",
             ));
+        }
+        if !h.offset.is_multiple_of(RECORD_ALIGN) {
+            return Err(FormatError::Field("record offset is not aligned"));
         }
         let entry_bytes = u64::from(h.entries) * DELETE_ENTRY_LEN as u64;
         if kind == RecordKind::Delete && entry_bytes != u64::from(h.data_len) {
@@ -446,21 +455,6 @@ pub const SUMMARY_HEADER_LEN: usize = 64;
 /// Bytes of one summary entry.
 pub const SUMMARY_ENTRY_LEN: usize = 56;
 
-/// Blocks at the end of every segment reserved for its summary: room for one entry per
-/// block the segment could hold records in (every record spans at least one block).
-pub fn summary_blocks(segment_blocks: u32) -> u32 {
-    let mut reserved = 1;
-    loop {
-        let records = u64::from(segment_blocks.saturating_sub(1 + reserved));
-        let bytes = SUMMARY_HEADER_LEN as u64 + records * SUMMARY_ENTRY_LEN as u64;
-        let needed = u32::try_from(bytes.div_ceil(BLOCK)).unwrap_or(u32::MAX);
-        if needed <= reserved {
-            return reserved;
-        }
-        reserved = needed;
-    }
-}
-
 /// One record of a sealed segment, as its summary lists it.
 ///
 /// | offset | width | field |
@@ -470,8 +464,8 @@ pub fn summary_blocks(segment_blocks: u32) -> u32 {
 /// | 33 | 1 | kind: 1 put, 2 delete |
 /// | 34 | 1 | k |
 /// | 35 | 1 | m |
-/// | 36 | 4 | block |
-/// | 40 | 4 | blocks |
+/// | 36 | 4 | byte offset |
+/// | 40 | 4 | bytes |
 /// | 44 | 4 | a put's encoding tag (see `hive_wire::EncodingTag`); a delete: 0 |
 /// | 48 | 8 | sequence number |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,10 +474,10 @@ pub struct SummaryEntry {
     pub kind: RecordKind,
     /// A put's name ([`ShardName::NONE`] for a delete record).
     pub name: ShardName,
-    /// First block of the record.
-    pub block: u32,
-    /// Blocks it spans.
-    pub blocks: u32,
+    /// Byte offset of the record within the segment.
+    pub offset: u32,
+    /// Bytes it takes.
+    pub len: u32,
     /// A put's encoding tag (0 for a delete record).
     pub tag: EncodingTag,
     /// Its sequence number.
@@ -491,8 +485,11 @@ pub struct SummaryEntry {
 }
 
 /// The list of a sealed segment's records, written in the segment's last
-/// [`summary_blocks`] blocks when the segment fills, so that opening the store reads
-/// one summary instead of every record.
+/// [`Summary::blocks_for`] blocks when the segment fills, so that opening the store
+/// reads one summary instead of every record. The entries (56 bytes each) fill the
+/// first blocks; the header is the start of the last block of the segment.
+///
+/// The header:
 ///
 /// | offset | width | field |
 /// |---:|---:|---|
@@ -502,11 +499,10 @@ pub struct SummaryEntry {
 /// | 8 | 4 | segment number |
 /// | 12 | 4 | number of entries |
 /// | 16 | 8 | base sequence number of the segment's life it describes |
-/// | 24 | 8 | blocks used by records (header included) |
+/// | 24 | 8 | bytes used by records (the segment header's block included) |
 /// | 32 | 8 | xxh3-64 of the entries |
 /// | 40 | 16 | store id |
 /// | 56 | 8 | checksum of bytes 0..56 |
-/// | 64 | 56 × n | entries |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// The store.
@@ -515,64 +511,88 @@ pub struct Summary {
     pub segment: u32,
     /// The life it describes.
     pub base_seq: u64,
-    /// Blocks used by records, the segment header included.
+    /// Bytes used by records, the segment header's block included.
     pub used: u32,
-    /// The records in block order.
+    /// The records in offset order.
     pub entries: Vec<SummaryEntry>,
 }
 
 impl Summary {
-    /// The summary as the bytes of `blocks` blocks.
-    pub fn encode(&self, blocks: u32) -> Vec<u8> {
-        let mut b = vec![0u8; blocks as usize * BLOCK as usize];
-        let end = SUMMARY_HEADER_LEN + self.entries.len() * SUMMARY_ENTRY_LEN;
-        assert!(end <= b.len(), "a summary fits its reserved blocks");
+    /// Blocks a summary of `entries` entries takes: the header's block, after the
+    /// blocks of its entries.
+    pub fn blocks_for(entries: usize) -> u32 {
+        let entry_bytes = (entries * SUMMARY_ENTRY_LEN) as u64;
+        u32::try_from(1 + entry_bytes.div_ceil(BLOCK)).unwrap_or(u32::MAX)
+    }
+
+    /// The summary as the bytes of [`Summary::blocks_for`] blocks, written at the end of
+    /// its segment: the entries from the first block on, the header in the last
+    /// block, so an open finds the header at a fixed place whatever the count.
+    pub fn encode(&self) -> Vec<u8> {
+        let blocks = Self::blocks_for(self.entries.len()) as usize;
+        let mut b = vec![0u8; blocks * BLOCK as usize];
+        let end = self.entries.len() * SUMMARY_ENTRY_LEN;
         for (e, out) in self
             .entries
             .iter()
-            .zip(b[SUMMARY_HEADER_LEN..end].chunks_exact_mut(SUMMARY_ENTRY_LEN))
+            .zip(b[..end].chunks_exact_mut(SUMMARY_ENTRY_LEN))
         {
             put_name_at(&e.name, out, 34);
             out[33] = match e.kind {
                 RecordKind::Put => 1,
                 RecordKind::Delete => 2,
             };
-            out[36..40].copy_from_slice(&e.block.to_le_bytes());
-            out[40..44].copy_from_slice(&e.blocks.to_le_bytes());
+            out[36..40].copy_from_slice(&e.offset.to_le_bytes());
+            out[40..44].copy_from_slice(&e.len.to_le_bytes());
             out[44..48].copy_from_slice(&e.tag.0.to_le_bytes());
             out[48..56].copy_from_slice(&e.seq.to_le_bytes());
         }
-        let entries_sum = checksum(&b[SUMMARY_HEADER_LEN..end]);
-        b[0..4].copy_from_slice(&SUMMARY_MAGIC);
-        b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        b[8..12].copy_from_slice(&self.segment.to_le_bytes());
+        let entries_sum = checksum(&b[..end]);
+        let h = &mut b[(blocks - 1) * BLOCK as usize..];
+        h[0..4].copy_from_slice(&SUMMARY_MAGIC);
+        h[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h[8..12].copy_from_slice(&self.segment.to_le_bytes());
         let count = u32::try_from(self.entries.len()).expect("invariant: bounded by blocks");
-        b[12..16].copy_from_slice(&count.to_le_bytes());
-        b[16..24].copy_from_slice(&self.base_seq.to_le_bytes());
-        b[24..32].copy_from_slice(&u64::from(self.used).to_le_bytes());
-        b[32..40].copy_from_slice(&entries_sum.to_le_bytes());
-        b[40..56].copy_from_slice(&self.store_id);
-        let sum = checksum(&b[..56]);
-        b[56..64].copy_from_slice(&sum.to_le_bytes());
+        h[12..16].copy_from_slice(&count.to_le_bytes());
+        h[16..24].copy_from_slice(&self.base_seq.to_le_bytes());
+        h[24..32].copy_from_slice(&u64::from(self.used).to_le_bytes());
+        h[32..40].copy_from_slice(&entries_sum.to_le_bytes());
+        h[40..56].copy_from_slice(&self.store_id);
+        let sum = checksum(&h[..56]);
+        h[56..64].copy_from_slice(&sum.to_le_bytes());
         b
     }
 
-    /// Reads a summary from the segment's reserved blocks.
+    /// Reads the header in a segment's last block: the blocks the whole summary takes,
+    /// to read them next.
+    pub fn blocks_of(last_block: &[u8]) -> Result<u32, FormatError> {
+        check(last_block, SUMMARY_HEADER_LEN, &SUMMARY_MAGIC)?;
+        Ok(Self::blocks_for(u32_at(last_block, 12) as usize))
+    }
+
+    /// Reads a summary from the blocks [`Summary::blocks_of`] named, the header's
+    /// block last.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
-        check(b, SUMMARY_HEADER_LEN, &SUMMARY_MAGIC)?;
-        let count = u32_at(b, 12) as usize;
-        let end = count
-            .checked_mul(SUMMARY_ENTRY_LEN)
-            .and_then(|n| n.checked_add(SUMMARY_HEADER_LEN))
-            .filter(|end| *end <= b.len())
-            .ok_or(FormatError::Field("summary entry count exceeds its blocks"))?;
-        if checksum(&b[SUMMARY_HEADER_LEN..end]) != u64_at(b, 32) {
+        let header_at = b
+            .len()
+            .checked_sub(BLOCK as usize)
+            .ok_or(FormatError::BadMagic)?;
+        let h = &b[header_at..];
+        check(h, SUMMARY_HEADER_LEN, &SUMMARY_MAGIC)?;
+        let count = u32_at(h, 12) as usize;
+        if Self::blocks_for(count) as usize * BLOCK as usize != b.len() {
+            return Err(FormatError::Field(
+                "summary entry count does not fit its blocks",
+            ));
+        }
+        let end = count * SUMMARY_ENTRY_LEN;
+        if checksum(&b[..end]) != u64_at(h, 32) {
             return Err(FormatError::Checksum);
         }
         let mut store_id = [0u8; 16];
-        store_id.copy_from_slice(&b[40..56]);
+        store_id.copy_from_slice(&h[40..56]);
         let mut entries = Vec::with_capacity(count);
-        for e in b[SUMMARY_HEADER_LEN..end].chunks_exact(SUMMARY_ENTRY_LEN) {
+        for e in b[..end].chunks_exact(SUMMARY_ENTRY_LEN) {
             let kind = match e[33] {
                 1 => RecordKind::Put,
                 2 => RecordKind::Delete,
@@ -581,18 +601,18 @@ impl Summary {
             entries.push(SummaryEntry {
                 kind,
                 name: name_at_k(e, 34),
-                block: u32_at(e, 36),
-                blocks: u32_at(e, 40),
+                offset: u32_at(e, 36),
+                len: u32_at(e, 40),
                 tag: EncodingTag(u32_at(e, 44)),
                 seq: u64_at(e, 48),
             });
         }
         Ok(Self {
             store_id,
-            segment: u32_at(b, 8),
-            base_seq: u64_at(b, 16),
-            used: u32::try_from(u64_at(b, 24))
-                .map_err(|_| FormatError::Field("summary used blocks out of range"))?,
+            segment: u32_at(h, 8),
+            base_seq: u64_at(h, 16),
+            used: u32::try_from(u64_at(h, 24))
+                .map_err(|_| FormatError::Field("summary used bytes out of range"))?,
             entries,
         })
     }
@@ -620,7 +640,7 @@ mod tests {
             kind: RecordKind::Put,
             seq: 7,
             segment: 3,
-            block: 12,
+            offset: 12 * 16,
             name: ShardName {
                 chunk: ChunkId([5; 32]),
                 k: 4,
@@ -630,7 +650,7 @@ mod tests {
             data_len: 5000,
             entries_checksum: 0,
             entries: 0,
-            blocks: RecordHeader::blocks_for(5000),
+            len: RecordHeader::len_for(5000),
         }
     }
 
@@ -649,7 +669,7 @@ mod tests {
         let rec = record();
         rec.encode_into(&mut block);
         assert_eq!(RecordHeader::decode(&block), Ok(rec));
-        assert_eq!(rec.blocks, 2);
+        assert_eq!(rec.len, 5088, "header and shard, to a multiple of 16");
         // A delete entry keeps the whole name, scheme included.
         let deleted = DeleteEntry {
             name: ShardName {
@@ -669,7 +689,7 @@ mod tests {
             data_len: DELETE_ENTRY_LEN as u32,
             entries_checksum: entries_checksum(&bytes),
             entries: 1,
-            blocks: RecordHeader::blocks_for(DELETE_ENTRY_LEN),
+            len: RecordHeader::len_for(DELETE_ENTRY_LEN),
             ..record()
         };
         assert_eq!(DeleteEntry::decode_all(&header, &bytes), Ok(vec![deleted]));
@@ -682,10 +702,8 @@ mod tests {
     }
 
     #[test]
-    fn summaries_round_trip_and_fit_their_reservation() {
-        for segment_blocks in [64, 256, 16384] {
-            let reserved = summary_blocks(segment_blocks);
-            let most = (segment_blocks - 1 - reserved) as usize;
+    fn summaries_round_trip_whatever_their_size() {
+        for count in [0, 1, 73, 74, 10_000] {
             let entry = SummaryEntry {
                 kind: RecordKind::Put,
                 name: ShardName {
@@ -694,8 +712,8 @@ mod tests {
                     m: 1,
                     index: ShardIndex(1),
                 },
-                block: 1,
-                blocks: 1,
+                offset: 4096,
+                len: 176,
                 tag: EncodingTag(0xdead_beef),
                 seq: 9,
             };
@@ -703,17 +721,18 @@ mod tests {
                 store_id: [4; 16],
                 segment: 2,
                 base_seq: 9,
-                used: 5,
-                entries: vec![entry; most],
+                used: 5 << 12,
+                entries: vec![entry; count],
             };
-            let bytes = summary.encode(reserved);
+            let bytes = summary.encode();
+            assert_eq!(bytes.len(), Summary::blocks_for(count) as usize * 4096);
+            let last = &bytes[bytes.len() - 4096..];
+            assert_eq!(Summary::blocks_of(last), Ok(Summary::blocks_for(count)));
             assert_eq!(Summary::decode(&bytes), Ok(summary));
         }
-        assert_eq!(summary_blocks(64), 1);
-        assert!(
-            summary_blocks(16384) < 16384 / 50,
-            "under 2% of a 64 MiB segment"
-        );
+        assert_eq!(Summary::blocks_for(0), 1);
+        assert_eq!(Summary::blocks_for(73), 2, "73 entries fill one block");
+        assert_eq!(Summary::blocks_for(74), 3);
     }
 
     #[test]
@@ -731,11 +750,7 @@ mod tests {
         ));
         let mut block = vec![0u8; 4096];
         assert_eq!(RecordHeader::decode(&block), Err(FormatError::BadMagic));
-        RecordHeader {
-            blocks: 9,
-            ..record()
-        }
-        .encode_into(&mut block);
+        RecordHeader { len: 9, ..record() }.encode_into(&mut block);
         assert!(matches!(
             RecordHeader::decode(&block),
             Err(FormatError::Field(_))
@@ -749,6 +764,7 @@ mod tests {
             let _ = SegmentHeader::decode(&bytes);
             let _ = RecordHeader::decode(&bytes);
             let _ = Summary::decode(&bytes);
+            let _ = Summary::blocks_of(&bytes);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The in-memory index: shard name (chunk, k, m, index) → where the record is and the
-//! shard's encoding tag, in 47 bytes an entry.
+//! shard's encoding tag, in 49 bytes an entry.
 //!
 //! Chunk ids are BLAKE3 hashes, so their first bytes are uniform: they pick one of 2^bits
 //! buckets, each an exactly-sized sorted array searched by binary search. No hash table
@@ -7,12 +7,13 @@
 //! its bucket's allocation.
 //!
 //! An entry packs the scheme and index into 16 bits (k - 1: 5 bits, m: 5 bits, index:
-//! 6 bits, in that order, so packed names sort as (k, m, index) do) and the block and
-//! block count into 40 bits (a segment holds at most 2^20 blocks, a record at most
-//! 4104): 32 + 2 + 4 + 5 + 4 bytes.
+//! 6 bits, in that order, so packed names sort as (k, m, index) do), the record's byte
+//! offset into 32 bits and its length, in units of `RECORD_ALIGN` (16) bytes, into 24
+//! (a record is at most 16 MiB and some headers): 32 + 2 + 4 + 7 + 4 bytes.
 
 use hive_wire::EncodingTag;
 
+use crate::constants::RECORD_ALIGN;
 use crate::state::{Key, Location};
 
 /// One entry, packed without padding.
@@ -22,8 +23,9 @@ struct Entry {
     /// (k - 1) << 11 | m << 6 | index.
     name: [u8; 2],
     segment: [u8; 4],
-    /// Block (24 bits) then blocks (16 bits), little-endian.
-    place: [u8; 5],
+    /// Byte offset (32 bits) then length in units of `RECORD_ALIGN` (24 bits),
+    /// little-endian.
+    place: [u8; 7],
     tag: [u8; 4],
 }
 
@@ -39,15 +41,14 @@ fn pack(key: &Key) -> Option<u16> {
 impl Entry {
     fn new(key: &Key, at: Location) -> Self {
         let name = pack(key).expect("invariant: only verified shards are indexed");
+        let units = at.len / RECORD_ALIGN;
         assert!(
-            at.block < 1 << 24,
-            "invariant: a segment holds at most 2^20 blocks"
+            units < 1 << 24 && at.len.is_multiple_of(RECORD_ALIGN),
+            "invariant: records are aligned and at most 16 MiB and some headers"
         );
-        let blocks =
-            u16::try_from(at.blocks).expect("invariant: a record spans at most 4104 blocks");
-        let mut place = [0u8; 5];
-        place[..3].copy_from_slice(&at.block.to_le_bytes()[..3]);
-        place[3..].copy_from_slice(&blocks.to_le_bytes());
+        let mut place = [0u8; 7];
+        place[..4].copy_from_slice(&at.offset.to_le_bytes());
+        place[4..].copy_from_slice(&units.to_le_bytes()[..3]);
         Self {
             id: key.chunk.0,
             name: name.to_be_bytes(),
@@ -79,8 +80,8 @@ impl Entry {
         let p = self.place;
         Location {
             segment: u32::from_le_bytes(self.segment),
-            block: u32::from_le_bytes([p[0], p[1], p[2], 0]),
-            blocks: u32::from(u16::from_le_bytes([p[3], p[4]])),
+            offset: u32::from_le_bytes([p[0], p[1], p[2], p[3]]),
+            len: u32::from_le_bytes([p[4], p[5], p[6], 0]) * RECORD_ALIGN,
             tag: EncodingTag(u32::from_le_bytes(self.tag)),
         }
     }
@@ -264,8 +265,8 @@ mod tests {
     fn at(n: u64) -> Location {
         Location {
             segment: n as u32,
-            block: (n * 3) as u32 % (1 << 20),
-            blocks: (n % 4000) as u32 + 1,
+            offset: (n * 3) as u32 * RECORD_ALIGN,
+            len: ((n % 4000) as u32 + 1) * RECORD_ALIGN,
             tag: EncodingTag((n * 7919) as u32),
         }
     }
@@ -333,14 +334,14 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_costs_at_most_48_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 47);
+    fn an_entry_costs_at_most_50_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 49);
         let mut index = Index::new();
         for n in 0..300_000 {
             index.insert(key(n), at(n));
             if n % 10_000 == 9_999 {
                 let per_entry = index.heap_bytes() as f64 / index.len() as f64;
-                assert!(per_entry <= 48.0, "{per_entry:.1} bytes per entry at {n}");
+                assert!(per_entry <= 50.0, "{per_entry:.1} bytes per entry at {n}");
             }
         }
     }

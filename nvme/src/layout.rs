@@ -14,7 +14,6 @@ use std::task::{Context, Poll, Waker};
 
 use hive_wire::ShardName;
 
-use crate::constants::BLOCK;
 use crate::error::StoreError;
 use crate::format::{RECORD_HEADER_LEN, RecordHeader};
 use crate::recovery::replay;
@@ -43,12 +42,12 @@ pub fn shards(path: &Path) -> Result<Vec<ShardLocation>, StoreError> {
     block_on(replay(&mut state, &read))?;
     let mut found = Vec::with_capacity(state.index.len());
     for (name, at) in state.index.iter() {
-        let record = state.offset(at.segment, at.block);
-        let header = read_at(&file, record, BLOCK as usize).map_err(io_err("reading", path))?;
+        let record = state.offset(at.segment, at.offset);
+        let header = read_at(&file, record, RECORD_HEADER_LEN).map_err(io_err("reading", path))?;
         let header = RecordHeader::decode(&header).map_err(|e| StoreError::Corrupt {
             name,
             segment: at.segment,
-            block: at.block,
+            offset: at.offset,
             reason: format!("record header: {e}"),
         })?;
         found.push(ShardLocation {

@@ -7,11 +7,12 @@ use std::io;
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::constants::{BLOCK, SCAN_WINDOW};
+use crate::constants::{BLOCK, RECORD_ALIGN, SCAN_WINDOW};
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::format::{
-    DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader, Summary, SummaryEntry,
+    DeleteEntry, RECORD_HEADER_LEN, RECORD_MAGIC, RecordHeader, RecordKind, SegmentHeader, Summary,
+    SummaryEntry,
 };
 use crate::state::{Key, Location, SegmentUse, State, Tombstone};
 use crate::store::{Damaged, io_err, verify_put};
@@ -32,7 +33,7 @@ struct Found {
 struct SegmentScan {
     /// The segment's current life, if it is in use.
     base_seq: Option<u64>,
-    /// Blocks used by records, header included.
+    /// Bytes used by records, the header's block included.
     used: u32,
     /// The records, for a summary if the segment has none yet.
     entries: Vec<SummaryEntry>,
@@ -115,14 +116,21 @@ async fn seal(state: &State, device: &Device, summaries: Vec<Summary>) -> Result
     if summaries.is_empty() {
         return Ok(());
     }
-    let first = state.record_area();
-    let blocks = state.sb.segment_blocks() - first;
     for summary in summaries {
-        let bytes = summary.encode(blocks);
+        let bytes = summary.encode();
+        // The writer placed every record so that its summary fits after it.
+        let at = u64::from(state.sb.segment_size) - bytes.len() as u64;
+        debug_assert!(
+            at >= u64::from(summary.used),
+            "a summary fits after its records"
+        );
         let mut buffer = device.buffer(bytes.len());
         buffer.as_bytes_mut().copy_from_slice(&bytes);
         device
-            .write(Rc::new(buffer), state.offset(summary.segment, first))
+            .write(
+                Rc::new(buffer),
+                state.sb.segment_offset(summary.segment) + at,
+            )
             .await
             .map_err(io_err("writing a segment summary to", &state.path))?;
     }
@@ -146,31 +154,42 @@ where
     G: std::future::Future<Output = io::Result<B>>,
     B: std::ops::Deref<Target = [u8]>,
 {
-    let read = |block: u32, blocks: u32| {
-        device_read(
-            state.offset(segment, block),
-            blocks as usize * BLOCK as usize,
-        )
-    };
-    let head = read(0, 1).await.map_err(io_err("reading", &state.path))?;
+    // Reads `len` bytes at byte `at` of the segment.
+    let read = |at: u32, len: u32| device_read(state.offset(segment, at), len as usize);
+    let size = state.sb.segment_size;
+    let head = read(0, BLOCK as u32)
+        .await
+        .map_err(io_err("reading", &state.path))?;
     let header = match SegmentHeader::decode(&head) {
         Ok(h) if h.store_id == state.sb.store_id && h.segment == segment => h,
         _ => return Ok(SegmentScan::default()),
     };
-    let area = state.record_area();
-    let tail = read(area, state.sb.segment_blocks() - area)
+    let last = read(size - BLOCK as u32, BLOCK as u32)
         .await
         .map_err(io_err("reading", &state.path))?;
-    match Summary::decode(&tail) {
-        Ok(summary)
-            if summary.store_id == state.sb.store_id
-                && summary.segment == segment
-                && summary.base_seq == header.base_seq
-                && summary.used <= area =>
-        {
-            from_summary(&read, &state.path, segment, summary, found, damaged).await
+    // The summary's size, from its header in the last block, if it fits the segment.
+    let summary_len = Summary::blocks_of(&last)
+        .ok()
+        .map(|blocks| u64::from(blocks) * BLOCK)
+        .filter(|len| *len <= u64::from(size) - BLOCK);
+    let summary = match summary_len {
+        Some(len) => {
+            let len = len as u32;
+            let bytes = read(size - len, len)
+                .await
+                .map_err(io_err("reading", &state.path))?;
+            Summary::decode(&bytes).ok().filter(|summary| {
+                summary.store_id == state.sb.store_id
+                    && summary.segment == segment
+                    && summary.base_seq == header.base_seq
+                    && summary.used <= size - len
+            })
         }
-        _ => scan_records(state, &read, segment, header, found, damaged).await,
+        None => None,
+    };
+    match summary {
+        Some(summary) => from_summary(&read, &state.path, segment, summary, found, damaged).await,
+        None => scan_records(state, &read, segment, header, found, damaged).await,
     }
 }
 
@@ -192,15 +211,15 @@ where
     for e in &summary.entries {
         let at = Location {
             segment,
-            block: e.block,
-            blocks: e.blocks,
+            offset: e.offset,
+            len: e.len,
             tag: e.tag,
         };
         let key = e.name;
         let deletes = match e.kind {
             RecordKind::Put => Vec::new(),
             RecordKind::Delete => {
-                let record = read(e.block, e.blocks)
+                let record = read(e.offset, e.len)
                     .await
                     .map_err(io_err("reading", path))?;
                 match RecordHeader::decode(&record)
@@ -211,7 +230,7 @@ where
                         damaged.push(Damaged {
                             name: key,
                             segment,
-                            block: e.block,
+                            offset: e.offset,
                             reason: format!("delete record: {reason}"),
                         });
                         continue;
@@ -235,11 +254,11 @@ where
     })
 }
 
-/// Blocks that fail to hold a record of the segment's current life, starting at
-/// `block`: a destroyed record header, a record whose contents fail verification, or
+/// Bytes that fail to hold a record of the segment's current life, starting at
+/// `offset`: a destroyed record header, a record whose contents fail verification, or
 /// the unwritten end of the segment.
 struct Gap {
-    block: u32,
+    offset: u32,
     /// The record whose header is intact but whose contents are not, if that is what
     /// starts the gap.
     name: Option<ShardName>,
@@ -252,26 +271,32 @@ impl Gap {
         let reason = match self.name {
             Some(_) => "record fails verification (found when the store was opened)".into(),
             None => format!(
-                "record header destroyed: blocks {}..{until} hold no readable record (found when the store was opened)",
-                self.block
+                "record header destroyed: bytes {}..{until} hold no readable record (found when the store was opened)",
+                self.offset
             ),
         };
         Damaged {
             name: self.name.unwrap_or(ShardName::NONE),
             segment,
-            block: self.block,
+            offset: self.offset,
             reason,
         }
     }
 }
 
-/// Reads a segment record by record. A block that holds no record header of the
-/// segment's current life (destroyed, torn or never written) starts a gap, and the
-/// scan looks for the next record at each following block (every record starts on a
-/// block and names its own segment, block and sequence number, so nothing else
-/// passes for one). A gap followed by an intact record is damage and is reported
-/// (with the shard's name when its header survived); a gap that runs to the end is the
-/// torn tail of an unacknowledged batch, or the segment's unwritten space. Neither is
+/// The end of the bytes a segment's records may take: its last block always holds a
+/// summary's header.
+fn records_end(state: &State) -> u32 {
+    state.sb.segment_size - BLOCK as u32
+}
+
+/// Reads a segment record by record. Bytes that hold no record header of the
+/// segment's current life (destroyed, torn or never written) start a gap, and the scan
+/// looks for the next record at each following [`RECORD_ALIGN`] offset (every record
+/// names its own segment, offset and sequence number, so nothing else passes for
+/// one). A gap followed by an intact record is damage and is reported (with the
+/// shard's name when its header survived); a gap that runs to the end is the torn
+/// tail of an unacknowledged batch, or the segment's unwritten space. Neither is
 /// indexed, so `has` never vouches for them.
 async fn scan_records<R, F, B>(
     state: &State,
@@ -286,31 +311,31 @@ where
     F: std::future::Future<Output = io::Result<B>>,
     B: std::ops::Deref<Target = [u8]>,
 {
-    let area = state.record_area();
-    let mut block = 1;
+    let limit = records_end(state);
+    let mut offset = BLOCK as u32;
     let mut entries = Vec::new();
     let mut gap: Option<Gap> = None;
-    // The block after the last intact record, and that record's sequence number.
-    let mut end = 1;
+    // The byte after the last intact record, and that record's sequence number.
+    let mut end = BLOCK as u32;
     let mut last_seq = None;
-    while block < area {
-        let Some(rec) = next_header(state, read, segment, &header, block, last_seq).await? else {
+    while offset < limit {
+        let Some(rec) = next_header(state, read, segment, &header, offset, last_seq).await? else {
             // Nothing of this life follows: the rest is a torn tail or unwritten.
             break;
         };
-        if rec.block != block {
-            // Found past a stretch of blocks with no record header.
-            gap.get_or_insert(Gap { block, name: None });
-            block = rec.block;
+        if rec.offset != offset {
+            // Found past a stretch of bytes with no record header.
+            gap.get_or_insert(Gap { offset, name: None });
+            offset = rec.offset;
         }
         let at = Location {
             segment,
-            block,
-            blocks: rec.blocks,
+            offset,
+            len: rec.len,
             tag: EncodingTag(0),
         };
         let key = rec.name;
-        let record = read(block, rec.blocks)
+        let record = read(offset, rec.len)
             .await
             .map_err(io_err("reading", &state.path))?;
         let (tag, deletes) = match rec.kind {
@@ -327,15 +352,15 @@ where
         };
         last_seq = Some(rec.seq);
         if let Some(before) = gap.take() {
-            damaged.push(before.damaged(segment, block));
+            damaged.push(before.damaged(segment, offset));
         }
         match tag {
             Some(tag) => {
                 entries.push(SummaryEntry {
                     kind: rec.kind,
                     name: rec.name,
-                    block,
-                    blocks: rec.blocks,
+                    offset,
+                    len: rec.len,
                     tag,
                     seq: rec.seq,
                 });
@@ -346,16 +371,16 @@ where
                     at: Location { tag, ..at },
                     deletes,
                 });
-                end = block + rec.blocks;
+                end = offset + rec.len;
             }
             None => {
                 gap = Some(Gap {
-                    block,
+                    offset,
                     name: Some(rec.name),
                 })
             }
         }
-        block += rec.blocks;
+        offset += rec.len;
     }
     Ok(SegmentScan {
         base_seq: Some(header.base_seq),
@@ -365,11 +390,11 @@ where
     })
 }
 
-/// The first record header of the segment's current life at or after `from`, reading
-/// [`SCAN_WINDOW`] blocks at a time; `None` if there is none before the summary. A
-/// header counts only if its checksum holds, it names this segment and the block it
-/// lies in, its sequence number belongs to this life and follows `after`, and the
-/// record fits the segment.
+/// The first record header of the segment's current life at or after byte `from`,
+/// reading [`SCAN_WINDOW`] bytes at a time; `None` if there is none before the
+/// summary. A header counts only if its checksum holds, it names this segment and the
+/// offset it lies at, its sequence number belongs to this life and follows `after`,
+/// and the record fits the segment.
 async fn next_header<R, F, B>(
     state: &State,
     read: &R,
@@ -383,35 +408,50 @@ where
     F: std::future::Future<Output = io::Result<B>>,
     B: std::ops::Deref<Target = [u8]>,
 {
-    let area = state.record_area();
-    let of_this_life = |bytes: &[u8], block: u32| {
+    let limit = records_end(state);
+    let header_len = RECORD_HEADER_LEN as u32;
+    let of_this_life = |bytes: &[u8], offset: u32| {
         RecordHeader::decode(bytes).ok().filter(|rec| {
             rec.seq >= header.base_seq
                 && after.is_none_or(|last| rec.seq > last)
-                && (rec.segment, rec.block) == (segment, block)
-                && rec.blocks >= 1
-                && rec.blocks <= area - block
+                && (rec.segment, rec.offset) == (segment, offset)
+                && rec.len >= header_len
+                && rec.len <= limit - offset
         })
     };
+    if from + header_len > limit {
+        return Ok(None);
+    }
     // The usual case: the next record starts right where the last one ended.
-    let first = read(from, 1)
+    let first = read(from, header_len)
         .await
         .map_err(io_err("reading", &state.path))?;
     if let Some(rec) = of_this_life(&first, from) {
         return Ok(Some(rec));
     }
-    let mut start = from + 1;
-    while start < area {
-        let blocks = (area - start).min(SCAN_WINDOW);
-        let window = read(start, blocks)
+    // Then every aligned offset after it; windows overlap by a header, so a header
+    // across a window's end is seen whole in the next one.
+    let mut start = from + RECORD_ALIGN;
+    while start + header_len <= limit {
+        let len = (limit - start).min(SCAN_WINDOW);
+        let window = read(start, len)
             .await
             .map_err(io_err("reading", &state.path))?;
-        for (i, bytes) in window.chunks_exact(BLOCK as usize).enumerate() {
-            if let Some(rec) = of_this_life(bytes, start + i as u32) {
+        let mut at = 0;
+        while at + header_len <= len {
+            let bytes = &window[at as usize..(at + header_len) as usize];
+            // Most offsets fail the magic: checked first, without decoding.
+            if bytes[..4] == RECORD_MAGIC
+                && let Some(rec) = of_this_life(bytes, start + at)
+            {
                 return Ok(Some(rec));
             }
+            at += RECORD_ALIGN;
         }
-        start += blocks;
+        if start + len >= limit {
+            break;
+        }
+        start += at;
     }
     Ok(None)
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use hive_wire::{EncodingTag, ShardName};
 
-use crate::constants::RESERVED_SEGMENTS;
+use crate::constants::{BLOCK, RESERVED_SEGMENTS};
 use crate::error::StoreError;
-use crate::format::{RecordKind, Summary, SummaryEntry, Superblock, summary_blocks};
+use crate::format::{RECORD_HEADER_LEN, RecordKind, Summary, SummaryEntry, Superblock};
 use crate::index::Index;
 
 /// What the index is keyed by.
@@ -19,8 +19,10 @@ pub(crate) type Key = ShardName;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Location {
     pub segment: u32,
-    pub block: u32,
-    pub blocks: u32,
+    /// Byte offset of the record within its segment.
+    pub offset: u32,
+    /// Bytes the record takes.
+    pub len: u32,
     /// The shard's encoding tag, answered to the dedup question without a read.
     pub tag: EncodingTag,
 }
@@ -40,9 +42,9 @@ pub(crate) struct Tombstone {
 pub(crate) struct SegmentUse {
     /// Sequence number of the first record of this life; `None` while free.
     pub base_seq: Option<u64>,
-    /// Blocks written, header included.
+    /// Bytes written: the header's block, then the records.
     pub used: u32,
-    /// Blocks of records the index points at.
+    /// Bytes of records the index points at.
     pub live: u32,
 }
 
@@ -57,19 +59,50 @@ pub(crate) struct State {
     pub head: Option<u32>,
     /// The records placed in the head's current life, for its summary.
     pub head_records: Vec<SummaryEntry>,
+    /// The head's last block as written so far, when records end inside it: the next
+    /// group commit writes that block again, these bytes first, so records pack
+    /// across commits instead of each commit starting a fresh block.
+    pub tail: Vec<u8>,
     pub next_seq: u64,
     pub poison: Option<(&'static str, Arc<io::Error>)>,
     /// Group commits made durable since open.
     pub commits: u64,
-    /// Shards indexed per storage class (k, m).
-    pub classes: std::collections::BTreeMap<(u8, u8), u64>,
+    /// Shards indexed per storage class (k, m), and their payload bytes.
+    pub classes: std::collections::BTreeMap<(u8, u8), ClassUse>,
+}
+
+/// The shards of one storage class a store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ClassUse {
+    pub shards: u64,
+    /// Bytes of their payloads (the record and shard headers left out, padding in).
+    pub payload: u64,
+}
+
+impl ClassUse {
+    /// The payload bytes of a record of `len` bytes.
+    fn payload_of(len: u32) -> u64 {
+        let headers = RECORD_HEADER_LEN + hive_wire::SHARD_HEADER_LEN;
+        u64::from(len).saturating_sub(headers as u64)
+    }
+
+    fn add(&mut self, at: &Location) {
+        self.shards += 1;
+        self.payload += Self::payload_of(at.len);
+    }
+
+    fn sub(&mut self, at: &Location) {
+        self.shards -= 1;
+        self.payload -= Self::payload_of(at.len);
+    }
 }
 
 /// Where the allocator put a record.
 pub(crate) struct Placed {
     pub seq: u64,
     pub segment: u32,
-    pub block: u32,
+    /// Byte offset within the segment.
+    pub offset: u32,
     /// The record opens a new life of its segment, so the segment header must be
     /// written (block 0) with it.
     pub opens_segment: bool,
@@ -88,6 +121,7 @@ impl State {
             tombstones: vec![Vec::new(); sb.segment_count as usize],
             head: None,
             head_records: Vec::new(),
+            tail: Vec::new(),
             next_seq: 1,
             poison: None,
             commits: 0,
@@ -111,49 +145,55 @@ impl State {
         StoreError::Poisoned { op, cause }
     }
 
-    /// Blocks of a segment that hold its header and records; the rest is its summary.
-    pub fn record_area(&self) -> u32 {
-        let blocks = self.sb.segment_blocks();
-        blocks - summary_blocks(blocks)
+    /// Bytes a segment's summary takes with `entries` entries.
+    fn summary_bytes(entries: usize) -> u64 {
+        u64::from(Summary::blocks_for(entries)) * BLOCK
     }
 
-    /// The largest record a segment can hold.
-    pub fn max_record_blocks(&self) -> u32 {
-        self.record_area() - 1
+    /// Whether a segment with `used` bytes and `entries` records has room for one more
+    /// record of `len` bytes, and then its summary.
+    fn fits(&self, used: u32, entries: usize, len: u32) -> bool {
+        u64::from(used) + u64::from(len) + Self::summary_bytes(entries + 1)
+            <= u64::from(self.sb.segment_size)
     }
 
-    /// Places a record of `blocks` blocks at the head, opening the lowest free segment
+    /// The largest record a segment can hold: all but the header's block and the
+    /// summary of that one record.
+    pub fn max_record_len(&self) -> u32 {
+        let most = u64::from(self.sb.segment_size) - BLOCK - Self::summary_bytes(1);
+        u32::try_from(most).expect("invariant: below the segment size")
+    }
+
+    /// Places a record of `len` bytes at the head, opening the lowest free segment
     /// when the head is full. Only `reserve` records (deletes, reclaim's moves) may open
     /// one of the last [`RESERVED_SEGMENTS`] free segments.
     pub fn place(
         &mut self,
-        blocks: u32,
+        len: u32,
         reserve: bool,
         kind: RecordKind,
         (key, tag): (Key, EncodingTag),
     ) -> Result<Placed, StoreError> {
-        debug_assert!(blocks <= self.max_record_blocks());
-        let area = self.record_area();
+        debug_assert!(len <= self.max_record_len());
         let seq = self.next_seq;
-        let entry = |block| SummaryEntry {
+        let entry = |offset| SummaryEntry {
             kind,
             name: key,
-            block,
-            blocks,
+            offset,
+            len,
             tag,
             seq,
         };
         if let Some(head) = self.head {
-            let used = &mut self.segments[head as usize];
-            if used.used + blocks <= area {
-                let block = used.used;
-                used.used += blocks;
+            let used = self.segments[head as usize].used;
+            if self.fits(used, self.head_records.len(), len) {
+                self.segments[head as usize].used += len;
                 self.next_seq += 1;
-                self.head_records.push(entry(block));
+                self.head_records.push(entry(used));
                 return Ok(Placed {
                     seq,
                     segment: head,
-                    block,
+                    offset: used,
                     opens_segment: false,
                     sealed: None,
                 });
@@ -167,13 +207,17 @@ impl State {
         let allowed = reserve || free_count > RESERVED_SEGMENTS;
         let free = self.segments.iter().position(|s| s.base_seq.is_none());
         let Some(free) = free.filter(|_| allowed) else {
-            let free_blocks = self
+            let free_bytes = self
                 .head
-                .map(|h| area - self.segments[h as usize].used)
+                .map(|h| {
+                    let room = u64::from(self.sb.segment_size)
+                        - Self::summary_bytes(self.head_records.len() + 1);
+                    room.saturating_sub(u64::from(self.segments[h as usize].used))
+                })
                 .unwrap_or(0);
             return Err(StoreError::StoreFull {
-                needed: u64::from(blocks) * crate::constants::BLOCK,
-                free_bytes: u64::from(free_blocks) * crate::constants::BLOCK,
+                needed: u64::from(len),
+                free_bytes,
             });
         };
         let segment = u32::try_from(free).expect("invariant: segment count is a u32");
@@ -186,19 +230,21 @@ impl State {
             used: self.segments[old as usize].used,
             entries: std::mem::take(&mut self.head_records),
         });
+        let first = BLOCK as u32;
         self.segments[free] = SegmentUse {
             base_seq: Some(seq),
-            used: 1 + blocks,
+            used: first + len,
             live: 0,
         };
         self.head = Some(segment);
         self.head_records.clear();
-        self.head_records.push(entry(1));
+        self.tail.clear();
+        self.head_records.push(entry(first));
         self.next_seq += 1;
         Ok(Placed {
             seq,
             segment,
-            block: 1,
+            offset: first,
             opens_segment: true,
             sealed,
         })
@@ -206,11 +252,13 @@ impl State {
 
     /// Makes a durable put visible.
     pub fn insert(&mut self, key: Key, at: Location) {
-        match self.index.insert(key, at) {
-            Some(old) => self.segments[old.segment as usize].live -= old.blocks,
-            None => *self.classes.entry((key.k, key.m)).or_default() += 1,
+        let class = self.classes.entry((key.k, key.m)).or_default();
+        if let Some(old) = self.index.insert(key, at) {
+            self.segments[old.segment as usize].live -= old.len;
+            class.sub(&old);
         }
-        self.segments[at.segment as usize].live += at.blocks;
+        class.add(&at);
+        self.segments[at.segment as usize].live += at.len;
     }
 
     /// Makes a durable delete visible: removes the put if it is still the one in
@@ -219,11 +267,11 @@ impl State {
         let current = self.segments[segment as usize].base_seq == Some(life);
         match self.index.get(key) {
             Some(at) if at.segment == segment && current => {
-                self.segments[at.segment as usize].live -= at.blocks;
+                self.segments[at.segment as usize].live -= at.len;
                 self.index.remove(key);
-                if let Some(n) = self.classes.get_mut(&(key.k, key.m)) {
-                    *n -= 1;
-                    if *n == 0 {
+                if let Some(class) = self.classes.get_mut(&(key.k, key.m)) {
+                    class.sub(&at);
+                    if class.shards == 0 {
                         self.classes.remove(&(key.k, key.m));
                     }
                 }
@@ -254,11 +302,12 @@ impl State {
         if self.head == Some(segment) {
             self.head = None;
             self.head_records.clear();
+            self.tail.clear();
         }
     }
 
-    /// Byte offset of a block.
-    pub fn offset(&self, segment: u32, block: u32) -> u64 {
-        self.sb.segment_offset(segment) + u64::from(block) * crate::constants::BLOCK
+    /// Byte offset on the device of byte `at` of `segment`.
+    pub fn offset(&self, segment: u32, at: u32) -> u64 {
+        self.sb.segment_offset(segment) + u64::from(at)
     }
 }

@@ -63,6 +63,10 @@ pub struct Stats {
     pub free: u64,
     /// Shards stored.
     pub shards: u64,
+    /// Bytes of chunk streams the shards hold, after compression and before parity:
+    /// their payloads (headers left out) times k / (k + m) of their class. What the
+    /// chunks would take stored once without erasure coding.
+    pub stream: u64,
     /// Group commits (one write per segment touched, one fdatasync) since open.
     pub commits: u64,
     /// Heap bytes of the in-memory index.
@@ -81,6 +85,7 @@ impl std::ops::Add for Stats {
             garbage: self.garbage + o.garbage,
             free: self.free + o.free,
             shards: self.shards + o.shards,
+            stream: self.stream + o.stream,
             commits: self.commits + o.commits,
             index_bytes: self.index_bytes + o.index_bytes,
         }
@@ -113,7 +118,7 @@ pub struct UntouchedDelete {
     pub deleted: u64,
     /// Shards kept: their chunk may have been touched within the age asked about.
     pub touched: u64,
-    /// Bytes the deleted shards took (whole blocks).
+    /// Bytes the deleted shards' records took.
     pub bytes: u64,
 }
 
@@ -162,8 +167,8 @@ pub struct Damaged {
     pub name: ShardName,
     /// Segment of the record.
     pub segment: u32,
-    /// Block of the record within the segment.
-    pub block: u32,
+    /// Byte offset of the record within the segment.
+    pub offset: u32,
     /// What failed.
     pub reason: String,
 }
@@ -243,13 +248,13 @@ impl Scrubber {
             Ok(()) => Ok(ScrubStep::Intact),
             Err(StoreError::Corrupt {
                 segment,
-                block,
+                offset,
                 reason,
                 ..
             }) => Ok(ScrubStep::Damaged(Damaged {
                 name: key,
                 segment,
-                block,
+                offset,
                 reason,
             })),
             Err(err) => Err(err),
@@ -259,7 +264,7 @@ impl Scrubber {
     /// Counts a record verified and waits as long as the rate asks.
     async fn account(&mut self, at: &Location) {
         self.checked += 1;
-        self.bytes += u64::from(at.blocks) * BLOCK;
+        self.bytes += u64::from(at.len);
         if self.bytes_per_second > 0 {
             let (since, base) = self.paced_from;
             let due = std::time::Duration::from_secs_f64(
@@ -457,11 +462,8 @@ impl Store {
     /// it comes. It covers the shards indexed when it was made.
     pub fn scrubber(&self, bytes_per_second: u64) -> Scrubber {
         let mut keys: Vec<(Key, Location)> = self.state.borrow().index.iter().collect();
-        keys.sort_unstable_by_key(|(_, at)| (at.segment, at.block));
-        let total = keys
-            .iter()
-            .map(|(_, at)| u64::from(at.blocks) * BLOCK)
-            .sum();
+        keys.sort_unstable_by_key(|(_, at)| (at.segment, at.offset));
+        let total = keys.iter().map(|(_, at)| u64::from(at.len)).sum();
         Scrubber {
             keys: keys.into_iter(),
             bytes_per_second,
@@ -489,7 +491,7 @@ impl Store {
         let stored = {
             let s = self.state.borrow();
             s.check_writable()?;
-            if RecordHeader::blocks_for(shard.len()) > s.max_record_blocks() {
+            if RecordHeader::len_for(shard.len()) > s.max_record_len() {
                 return Err(StoreError::TooLarge {
                     len: shard.len(),
                     segment_size: s.sb.segment_size,
@@ -529,7 +531,7 @@ impl Store {
     }
 
     /// Deletes many shards durably, sharing group commits and delete records (48 bytes
-    /// a shard instead of a block each); returns how many were stored.
+    /// a shard instead of a record each); returns how many were stored.
     pub async fn delete_many(&self, shards: &[ShardName]) -> Result<usize, StoreError> {
         let mut answers = Vec::new();
         for key in shards {
@@ -550,7 +552,7 @@ impl Store {
 
     /// Waits until a record of `len` shard bytes fits in [`QUEUED_BYTES`].
     async fn room_for(&self, len: usize) -> Result<glommio::sync::Permit<'_>, StoreError> {
-        let bytes = u64::from(RecordHeader::blocks_for(len)) * BLOCK;
+        let bytes = commit::buffer_len(len) as u64;
         self.queued
             .acquire_permit(bytes.min(QUEUED_BYTES))
             .await
@@ -575,7 +577,7 @@ impl Store {
     }
 
     /// Compacts every segment (but the one being written) whose live fraction (live
-    /// blocks over the blocks it can hold records in) is below `max_live_fraction` when
+    /// bytes over the bytes it can hold records in) is below `max_live_fraction` when
     /// called, emptiest first: see [`Store::reclaim_one`].
     pub async fn reclaim(&self, max_live_fraction: f64) -> Result<ReclaimReport, StoreError> {
         let mut report = ReclaimReport::default();
@@ -608,7 +610,7 @@ impl Store {
         s.check_writable()?;
         // Measured against the whole record area: a segment sealed early (every open
         // starts a fresh one) wastes its unwritten tail too.
-        let area = f64::from(s.max_record_blocks());
+        let area = f64::from(s.max_record_len());
         let mut candidates: Vec<(u32, u32)> = s
             .segments
             .iter()
@@ -663,7 +665,7 @@ impl Store {
             };
             // Moves go in windows of half the queue budget, each waited for before the
             // next, so reclaim never holds more room than puts can spare.
-            let bytes = u64::from(RecordHeader::blocks_for(shard.len())) * BLOCK;
+            let bytes = commit::buffer_len(shard.len()) as u64;
             if window + bytes > QUEUED_BYTES / 2 {
                 await_all(&mut answers).await?;
                 permits.clear();
@@ -777,10 +779,10 @@ impl Store {
                 if doomed.insert(*name) {
                     let of = DeleteOf::Exact {
                         segment: at.segment,
-                        block: at.block,
+                        offset: at.offset,
                         life: s.life_of(&at),
                     };
-                    chosen.push((*name, of, u64::from(at.blocks) * BLOCK));
+                    chosen.push((*name, of, u64::from(at.len)));
                 }
             }
         }
@@ -805,13 +807,14 @@ impl Store {
     pub async fn get(&self, name: ShardName) -> Result<Option<ReadResult>, StoreError> {
         match self.get_once(name).await {
             // Reclaim may have moved the record while it was read: look again once.
-            Err(StoreError::Corrupt { segment, block, .. })
-                if self
-                    .state
-                    .borrow()
-                    .index
-                    .get(&name)
-                    .is_some_and(|at| (at.segment, at.block) != (segment, block)) =>
+            Err(StoreError::Corrupt {
+                segment, offset, ..
+            }) if self
+                .state
+                .borrow()
+                .index
+                .get(&name)
+                .is_some_and(|at| (at.segment, at.offset) != (segment, offset)) =>
             {
                 self.get_once(name).await
             }
@@ -825,17 +828,17 @@ impl Store {
             let Some(at) = s.index.get(&key) else {
                 return Ok(None);
             };
-            (at, s.offset(at.segment, at.block), s.path.clone())
+            (at, s.offset(at.segment, at.offset), s.path.clone())
         };
         let record = self
             .device
-            .read(pos, at.blocks as usize * BLOCK as usize)
+            .read(pos, at.len as usize)
             .await
             .map_err(io_err("reading", &path))?;
         let corrupt = |reason: String| StoreError::Corrupt {
             name: key,
             segment: at.segment,
-            block: at.block,
+            offset: at.offset,
             reason,
         };
         let (start, len, _) = verify_put(&record, &key, &at).map_err(corrupt)?;
@@ -850,7 +853,7 @@ impl Store {
         s.index
             .iter_after(after.as_ref())
             .take(limit)
-            .map(|(key, at)| (key, u64::from(at.blocks) * BLOCK))
+            .map(|(key, at)| (key, u64::from(at.len)))
             .collect()
     }
 
@@ -915,20 +918,20 @@ impl Store {
         let target = {
             let s = self.state.borrow();
             match s.index.get(&damaged.name) {
-                Some(at) if (at.segment, at.block) == (damaged.segment, damaged.block) => {
-                    Some((at.segment, at.block, s.life_of(&at)))
+                Some(at) if (at.segment, at.offset) == (damaged.segment, damaged.offset) => {
+                    Some((at.segment, at.offset, s.life_of(&at)))
                 }
                 _ => None,
             }
         };
-        let Some((segment, block, life)) = target else {
+        let Some((segment, offset, life)) = target else {
             return Ok(false);
         };
         self.append(Op::Delete {
             key: damaged.name,
             of: DeleteOf::Exact {
                 segment,
-                block,
+                offset,
                 life,
             },
         })
@@ -939,16 +942,18 @@ impl Store {
     /// The storage classes (k, m) this store holds shards of, with their counts.
     pub fn classes(&self) -> Vec<((u8, u8), u64)> {
         let s = self.state.borrow();
-        s.classes.iter().map(|(class, n)| (*class, *n)).collect()
+        s.classes
+            .iter()
+            .map(|(class, n)| (*class, n.shards))
+            .collect()
     }
 
     /// Space accounting.
     pub fn stats(&self) -> Stats {
         let s = self.state.borrow();
-        let block = BLOCK;
         let capacity = u64::from(s.sb.segment_count) * u64::from(s.sb.segment_size);
-        let used: u64 = s.segments.iter().map(|g| u64::from(g.used) * block).sum();
-        let live: u64 = s.segments.iter().map(|g| u64::from(g.live) * block).sum();
+        let used: u64 = s.segments.iter().map(|g| u64::from(g.used)).sum();
+        let live: u64 = s.segments.iter().map(|g| u64::from(g.live)).sum();
         Stats {
             capacity,
             used,
@@ -956,6 +961,11 @@ impl Store {
             garbage: used.saturating_sub(live),
             free: capacity.saturating_sub(used),
             shards: s.index.len() as u64,
+            stream: s
+                .classes
+                .iter()
+                .map(|((k, m), class)| class.payload * u64::from(*k) / u64::from(k + m))
+                .sum(),
             commits: s.commits,
             index_bytes: s.index.heap_bytes(),
         }
@@ -982,7 +992,7 @@ impl Store {
             let at = s.index.get(&name).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotFound, "no such shard in the store")
             })?;
-            s.offset(at.segment, at.block) + offset
+            s.offset(at.segment, at.offset) + offset
         };
         self.device
             .faults
@@ -1026,13 +1036,13 @@ pub(crate) fn verify_put(
     at: &Location,
 ) -> Result<(usize, usize, EncodingTag), String> {
     let header = RecordHeader::decode(record).map_err(|e| format!("record header: {e}"))?;
-    if (header.segment, header.block) != (at.segment, at.block) {
+    if (header.segment, header.offset) != (at.segment, at.offset) {
         return Err(format!(
-            "record was written for segment {} block {} (misdirected write)",
-            header.segment, header.block
+            "record was written for segment {} offset {} (misdirected write)",
+            header.segment, header.offset
         ));
     }
-    if header.kind != RecordKind::Put || header.blocks != at.blocks {
+    if header.kind != RecordKind::Put || header.len != at.len {
         return Err("found another record where this one was written (lost write)".to_string());
     }
     if header.name != *key {

@@ -11,6 +11,9 @@
 //!   another 1 GiB of garbage, against the same puts with no collection (ratio =
 //!   baseline / ours).
 //!
+//! - `space_small_files`: the shard bytes a tree of small files takes, against each
+//!   file compressed alone with zstd (see `small_files`).
+//!
 //! `--rounds` and `--round-ms` do not apply: each figure is one run.
 
 use std::path::Path;
@@ -21,12 +24,12 @@ use anyhow::{Context, Result, bail, ensure};
 use hive_client::chunk_io::ChunkStore;
 use hive_client::local_cluster::{self, Admin};
 use hive_testkit::random_bytes;
-use hive_wire::net::control::StoreFigures;
 use hive_wire::net::gc::{GcClient, phase};
 
 use crate::report::{Better, Line, Report};
 use crate::suites::cluster::quantile;
 use crate::suites::load::{self, GIVE_UP, POLL, Until};
+use crate::suites::small_files;
 
 const SUITE: &str = "gc";
 /// Nodes: one per shard of a 4+2 chunk.
@@ -61,6 +64,8 @@ async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     let (store, _) = local_cluster::connect(dir).await?;
     let admin = local_cluster::admin(dir)?;
     let gc = local_cluster::gc_client(dir)?;
+    // The small-file tree first, while the stores hold nothing else that changes.
+    report.add(small_files::measure(SUITE, &store, &admin).await?);
     // A first run warms the connections and the stores; the second is the baseline.
     puts(&store, None).await?;
     let quiet = puts(&store, None).await?;
@@ -70,7 +75,9 @@ async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     let started = Instant::now();
     collect(&gc, &admin, &garbage).await?;
     let took = started.elapsed();
-    let freed = garbage.used.saturating_sub(stores(&admin).await?.0);
+    let freed = garbage
+        .used
+        .saturating_sub(load::store_use(&admin).await?.0);
     ensure!(freed > 0, "the round freed nothing");
     report.add(load::rate_against_write(
         SUITE,
@@ -113,14 +120,14 @@ struct Garbage {
 
 /// Puts [`GARBAGE_CHUNKS`] chunks nothing refers to and waits out the grace.
 async fn make_garbage(store: &Arc<ChunkStore>, admin: &Admin) -> Result<Garbage> {
-    let (used, live) = stores(admin).await?;
+    let (used, live) = load::store_use(admin).await?;
     load::fill(store, GARBAGE_CHUNKS, CHUNK).await?;
     store.settle(Duration::from_secs(30)).await;
     // The grace is a rule about time, not an event: the stores delete nothing written
     // more recently, and remember touches in windows of the grace, so a touch counts
     // for up to two graces.
     tokio::time::sleep(2 * GRACE + Duration::from_secs(1)).await;
-    let (used_after, live_after) = stores(admin).await?;
+    let (used_after, live_after) = load::store_use(admin).await?;
     let bytes = live_after.saturating_sub(live);
     ensure!(bytes > 0, "the garbage took no space");
     Ok(Garbage {
@@ -155,7 +162,7 @@ async fn collect(gc: &GcClient, admin: &Admin, garbage: &Garbage) -> Result<()> 
                 }
             }
         } else {
-            let (used, live) = stores(admin).await?;
+            let (used, live) = load::store_use(admin).await?;
             if used.saturating_sub(live) <= garbage.unreclaimed + slack {
                 return Ok(());
             }
@@ -183,14 +190,4 @@ async fn puts(store: &Arc<ChunkStore>, until: Option<Until<'_>>) -> Result<Vec<f
         }
     })
     .await
-}
-
-/// Bytes the stores use (live shards and garbage) and bytes of live shards, summed.
-async fn stores(admin: &Admin) -> Result<(u64, u64)> {
-    let status = admin.status().await?;
-    let figures: Vec<StoreFigures> = status.nodes.iter().map(|n| n.store).collect();
-    Ok((
-        figures.iter().map(|s| s.used).sum(),
-        figures.iter().map(|s| s.live).sum(),
-    ))
 }

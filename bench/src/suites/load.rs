@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use hive_client::chunk_io::ChunkStore;
+use hive_client::local_cluster::Admin;
 use hive_testkit::random_bytes;
 use hive_wire::ChunkId;
 
@@ -134,4 +135,12 @@ pub fn rate_against_write(
         },
         "sequential write of as many bytes + fdatasync",
     ))
+}
+
+/// Bytes the stores of a cluster use (live shards and garbage) and bytes of live
+/// shards, summed.
+pub async fn store_use(admin: &Admin) -> Result<(u64, u64)> {
+    let status = admin.status().await?;
+    let figures = status.nodes.iter().map(|n| n.store);
+    Ok(figures.fold((0, 0), |(used, live), s| (used + s.used, live + s.live)))
 }

@@ -4,4 +4,5 @@ pub mod gc;
 pub mod load;
 pub mod net;
 pub mod repair;
+pub mod small_files;
 pub mod store;

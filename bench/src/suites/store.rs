@@ -35,8 +35,9 @@ const PUT_TASKS: usize = 64;
 const PUTS_PER_TASK: usize = 16;
 /// Raw write + fdatasync pairs per round of the small-put baseline.
 const RAW_SYNCS_PER_ROUND: usize = 256;
-/// The index target: bytes per entry.
-const INDEX_BUDGET: f64 = 48.0;
+/// The index target: bytes per entry (49 bytes an entry since records lie at any
+/// 16-byte offset, plus the bucket table's share).
+const INDEX_BUDGET: f64 = 50.0;
 
 pub fn run(rounds: &Rounds, report: &mut Report, dir: &Path) -> Result<()> {
     let work = dir.join(format!("hive-bench-store-{}", std::process::id()));
@@ -128,7 +129,7 @@ async fn measure(rounds_n: u32, work: &Path) -> Result<Vec<Line>> {
         hive: per_entry,
         baseline: INDEX_BUDGET,
         better: Better::Lower,
-        against: "the 48-byte budget",
+        against: "the 50-byte budget",
     });
     Ok(lines)
 }
@@ -143,7 +144,7 @@ async fn seq_write(rounds: &Rounds, store: &Rc<Store>, raw: &Rc<DmaFile>) -> Res
         .collect();
     // The raw side writes what one of our appends writes: the shard plus its record
     // header, padded to whole blocks (1 MiB + 4 KiB), at advancing offsets.
-    let record = hive_nvme::format::RecordHeader::blocks_for(MIB) as usize * 4096;
+    let record = (hive_nvme::format::RecordHeader::len_for(MIB) as usize).next_multiple_of(4096);
     let mut buffer = raw.alloc_dma_buffer(record);
     buffer
         .as_bytes_mut()

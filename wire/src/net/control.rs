@@ -26,7 +26,8 @@ impl MessageSet for Control {
     /// Version 2 added the scheme (k, m) to owed shards. Version 3 added the storage
     /// classes and repair rate to the map, scrub and repair figures to heartbeats and
     /// status, and the orders `OP_NODE_OUT`, `OP_REPAIR_RATE` and `OP_SCRUB`.
-    const VERSION: u16 = 3;
+    /// Version 4 added the chunk stream bytes to a store's figures.
+    const VERSION: u16 = 4;
     const NAME: &'static str = "cluster control";
 }
 
@@ -74,6 +75,8 @@ pub struct StoreFigures {
     pub live: u64,
     /// Shards stored.
     pub shards: u64,
+    /// Bytes of chunk streams the shards hold (after compression, before parity).
+    pub stream: u64,
 }
 
 /// A storage class: k data + m parity shards per chunk.

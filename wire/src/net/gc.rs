@@ -17,7 +17,9 @@ pub struct Gc;
 
 impl MessageSet for Gc {
     const PROTOCOL: u16 = 5;
-    const VERSION: u16 = 1;
+    /// Version 2 added the bytes the mark's references cover, and of their distinct
+    /// chunks, to a round.
+    const VERSION: u16 = 2;
     const NAME: &'static str = "garbage collection";
 }
 
@@ -76,6 +78,12 @@ pub struct GcRound {
     pub references: u64,
     /// Memory the mark set takes, in bytes.
     pub mark_bytes: u64,
+    /// Bytes the references cover: what files and objects hold, as written.
+    pub referenced_bytes: u64,
+    /// Bytes of the distinct chunks among them (each chunk counted once, at its first
+    /// reference; a false positive of the mark leaves one out): what deduplication
+    /// left to store.
+    pub distinct_bytes: u64,
     /// Nodes to sweep: those up when the sweep began.
     pub nodes: u32,
     /// Nodes swept to the end.
