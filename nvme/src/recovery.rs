@@ -35,6 +35,8 @@ struct SegmentScan {
     base_seq: Option<u64>,
     /// Bytes used by records, the header's block included.
     used: u32,
+    /// Records in this life (those of a segment without a summary that verified).
+    records: u32,
     /// The records, for a summary if the segment has none yet.
     entries: Vec<SummaryEntry>,
     /// Whether a valid summary was read.
@@ -77,6 +79,7 @@ where
             state.segments[segment as usize] = SegmentUse {
                 base_seq: Some(base),
                 used: scan.used,
+                records: scan.records,
                 live: 0,
             };
             if !scan.summarized {
@@ -249,6 +252,7 @@ where
     Ok(SegmentScan {
         base_seq: Some(summary.base_seq),
         used: summary.used,
+        records: u32::try_from(summary.entries.len()).unwrap_or(u32::MAX),
         entries: Vec::new(),
         summarized: true,
     })
@@ -385,6 +389,7 @@ where
     Ok(SegmentScan {
         base_seq: Some(header.base_seq),
         used: end,
+        records: u32::try_from(entries.len()).unwrap_or(u32::MAX),
         entries,
         summarized: false,
     })

@@ -44,6 +44,8 @@ pub(crate) struct SegmentUse {
     pub base_seq: Option<u64>,
     /// Bytes written: the header's block, then the records.
     pub used: u32,
+    /// Records written in this life: its summary's entries.
+    pub records: u32,
     /// Bytes of records the index points at.
     pub live: u32,
 }
@@ -146,7 +148,7 @@ impl State {
     }
 
     /// Bytes a segment's summary takes with `entries` entries.
-    fn summary_bytes(entries: usize) -> u64 {
+    pub fn summary_bytes(entries: usize) -> u64 {
         u64::from(Summary::blocks_for(entries)) * BLOCK
     }
 
@@ -188,6 +190,7 @@ impl State {
             let used = self.segments[head as usize].used;
             if self.fits(used, self.head_records.len(), len) {
                 self.segments[head as usize].used += len;
+                self.segments[head as usize].records += 1;
                 self.next_seq += 1;
                 self.head_records.push(entry(used));
                 return Ok(Placed {
@@ -234,6 +237,7 @@ impl State {
         self.segments[free] = SegmentUse {
             base_seq: Some(seq),
             used: first + len,
+            records: 1,
             live: 0,
         };
         self.head = Some(segment);

@@ -53,7 +53,8 @@ impl FormatOptions {
 pub struct Stats {
     /// Bytes segments can hold.
     pub capacity: u64,
-    /// Bytes written in segments' current lives (live, garbage and headers).
+    /// Bytes written in segments' current lives (live, garbage and headers), and their
+    /// summaries (written, or to be written when the segment fills).
     pub used: u64,
     /// Bytes of records the index points at.
     pub live: u64,
@@ -952,7 +953,14 @@ impl Store {
     pub fn stats(&self) -> Stats {
         let s = self.state.borrow();
         let capacity = u64::from(s.sb.segment_count) * u64::from(s.sb.segment_size);
-        let used: u64 = s.segments.iter().map(|g| u64::from(g.used)).sum();
+        // A segment in use takes its header's block, its records, and the summary
+        // that is or will be written at its end.
+        let used: u64 = s
+            .segments
+            .iter()
+            .filter(|g| g.base_seq.is_some())
+            .map(|g| u64::from(g.used) + State::summary_bytes(g.records as usize))
+            .sum();
         let live: u64 = s.segments.iter().map(|g| u64::from(g.live)).sum();
         Stats {
             capacity,
