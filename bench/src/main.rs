@@ -94,8 +94,10 @@ enum Suite {
     /// Getting space back (6 nodes, 4+2, started here, 5 s grace): the rate a garbage
     /// collection round and reclaim free 1 GiB of unreferenced chunks (vs a local
     /// sequential write of as many bytes with fdatasync), and the p99 of 1 MiB chunk
-    /// puts while they do (vs with no collection). --rounds and --round-ms do not
-    /// apply. Needs the hive and hive-node binaries next to this one.
+    /// puts while they do (vs with no collection), and the space a tree of 3,000
+    /// small files takes on the stores (vs each file compressed alone with zstd -3,
+    /// times (k + m) / k). --rounds and --round-ms do not apply. Needs the hive and
+    /// hive-node binaries next to this one.
     Gc {
         /// Directory to start the cluster in (sparse stores, about 1 GiB written to
         /// each); put it on the drive you want measured.

@@ -1,7 +1,9 @@
 //! zstd compression that only keeps its result when it pays.
 
 use crate::config::CompressionConfig;
-use crate::constants::{PROBE_MIN_LEN, PROBE_WINDOW, PROBE_WINDOWS};
+use crate::constants::{
+    PROBE_MIN_LEN, PROBE_WINDOW, PROBE_WINDOWS, SMALL_CHUNK_LEN, SMALL_CHUNK_LEVEL,
+};
 use crate::error::CodecError;
 
 /// A reusable zstd context and the policy that decides whether a chunk is stored
@@ -9,6 +11,9 @@ use crate::error::CodecError;
 pub struct Compressor {
     config: CompressionConfig,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// The level `zstd` is set to now: the policy's, or at least
+    /// [`SMALL_CHUNK_LEVEL`] for a small chunk.
+    level: i32,
     /// The probe's sample of a chunk, and room for its compressed form.
     sample: Vec<u8>,
     sample_out: Vec<u8>,
@@ -26,6 +31,7 @@ impl Compressor {
         Ok(Self {
             config,
             zstd,
+            level: config.level,
             sample: Vec::with_capacity(PROBE_WINDOWS * PROBE_WINDOW),
             sample_out: vec![0; PROBE_WINDOWS * PROBE_WINDOW],
         })
@@ -54,6 +60,16 @@ impl Compressor {
         if room == 0 || self.zstd.is_none() {
             return None;
         }
+        let level = if chunk.len() < SMALL_CHUNK_LEN {
+            self.config.level.max(SMALL_CHUNK_LEVEL)
+        } else {
+            self.config.level
+        };
+        if level != self.level {
+            // A level zstd refuses leaves the chunk stored as it is.
+            self.zstd.as_mut()?.set_compression_level(level).ok()?;
+            self.level = level;
+        }
         if chunk.len() >= PROBE_MIN_LEN && !self.sample_pays(chunk) {
             return None;
         }
@@ -62,7 +78,8 @@ impl Compressor {
         zstd.compress_to_buffer(chunk, &mut out[..room]).ok()
     }
 
-    /// Whether a sample of `chunk` compresses by the configured fraction.
+    /// Whether a sample of `chunk` compresses by the configured fraction, at the level
+    /// set for the chunk.
     fn sample_pays(&mut self, chunk: &[u8]) -> bool {
         let stride = chunk.len() / PROBE_WINDOWS;
         debug_assert!(stride >= PROBE_WINDOW, "probe windows must not overlap");

@@ -25,7 +25,10 @@ pub const RECORD_MAGIC: [u8; 4] = *b"HVRC";
 /// version.
 pub const FORMAT_VERSION: u16 = 4;
 /// Bytes of a record header; the shard follows immediately.
-pub const RECORD_HEADER_LEN: usize = 88;
+pub const RECORD_HEADER_LEN: usize = 48;
+/// Bytes that decode any record's header: a put's header covers its shard's header
+/// too (the shard's name is there, not repeated in the record header).
+pub const RECORD_PROBE_LEN: usize = RECORD_HEADER_LEN + hive_wire::SHARD_HEADER_LEN;
 
 /// Why a block is not what it should be.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,20 +252,20 @@ pub enum RecordKind {
 /// | 8 | 8 | sequence number, unique and increasing per store |
 /// | 16 | 4 | segment the record was written to |
 /// | 20 | 4 | byte offset within that segment |
-/// | 24 | 32 | chunk id |
-/// | 56 | 1 | shard index |
-/// | 57 | 3 | reserved, 0 |
-/// | 60 | 4 | bytes after the header: the shard, or the delete entries |
-/// | 64 | 8 | delete: xxh3-64 of the entries; put: 0 |
-/// | 72 | 4 | delete: number of entries; put: 0 |
-/// | 76 | 4 | bytes the record takes, padding included |
-/// | 80 | 8 | checksum of bytes 0..80 |
+/// | 24 | 4 | bytes after the header: the shard, or the delete entries |
+/// | 28 | 4 | delete: number of entries; put: 0 |
+/// | 32 | 8 | delete: xxh3-64 of the entries; put: 0 |
+/// | 40 | 8 | checksum: xxh3-64 of bytes 0..40; a put's seeds xxh3-64 of its shard's header |
 ///
-/// A put's chunk id and index are its key; the shard follows and carries its own
-/// checksum, so the record checksum covers only the header. A delete record carries one
-/// or more [`DeleteEntry`]s (many deletes of one group commit share a record); its key
-/// fields are zero. The segment and offset fields catch a misdirected write: a record read
-/// from anywhere but where it says it was written is refused.
+/// A put's key is its shard's name, read from the shard's header (chunk id, index, k,
+/// m), which the record checksum covers with the record header: a put's checksum is
+/// `xxh3_64(shard header, seed = xxh3_64(bytes 0..40))`, so the name is as safe as
+/// the header without being written twice. The shard carries its own checksum over
+/// its header and payload. A delete record carries one or more [`DeleteEntry`]s (many
+/// deletes of one group commit share a record). The segment and offset fields catch a
+/// misdirected write: a record read from anywhere but where it says it was written is
+/// refused. The record's length is not stored: it is [`RecordHeader::len_for`] its
+/// data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
     /// Put or delete.
@@ -281,7 +284,7 @@ pub struct RecordHeader {
     pub entries_checksum: u64,
     /// Delete: number of entries.
     pub entries: u32,
-    /// Bytes the whole record takes, padding included.
+    /// Bytes the whole record takes, padding included (derived from `data_len`).
     pub len: u32,
 }
 
@@ -373,9 +376,10 @@ impl RecordHeader {
         u32::try_from(len).expect("invariant: shards are at most 16 MiB")
     }
 
-    /// Writes the header into the start of `block`.
-    pub fn encode_into(&self, block: &mut [u8]) {
-        let b = &mut block[..RECORD_HEADER_LEN];
+    /// Writes the header into the start of `record`, which holds the rest of the
+    /// record already (a put's checksum covers its shard's header).
+    pub fn encode_into(&self, record: &mut [u8]) {
+        let b = &mut record[..RECORD_HEADER_LEN];
         b.fill(0);
         b[0..4].copy_from_slice(&RECORD_MAGIC);
         b[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -386,52 +390,64 @@ impl RecordHeader {
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
         b[16..20].copy_from_slice(&self.segment.to_le_bytes());
         b[20..24].copy_from_slice(&self.offset.to_le_bytes());
-        b[24..56].copy_from_slice(self.name.chunk.as_bytes());
-        b[56] = self.name.index.get();
-        b[57] = self.name.k;
-        b[58] = self.name.m;
-        b[60..64].copy_from_slice(&self.data_len.to_le_bytes());
-        b[64..72].copy_from_slice(&self.entries_checksum.to_le_bytes());
-        b[72..76].copy_from_slice(&self.entries.to_le_bytes());
-        b[76..80].copy_from_slice(&self.len.to_le_bytes());
-        let sum = checksum(&b[..80]);
-        b[80..88].copy_from_slice(&sum.to_le_bytes());
+        b[24..28].copy_from_slice(&self.data_len.to_le_bytes());
+        b[28..32].copy_from_slice(&self.entries.to_le_bytes());
+        b[32..40].copy_from_slice(&self.entries_checksum.to_le_bytes());
+        let sum = Self::checksum(record, self.kind);
+        record[40..48].copy_from_slice(&sum.to_le_bytes());
     }
 
-    /// Reads a record header and checks its fields against each other.
+    /// The checksum of a record's header (and a put's shard header).
+    fn checksum(record: &[u8], kind: RecordKind) -> u64 {
+        let head = checksum(&record[..40]);
+        match kind {
+            RecordKind::Put => {
+                XxHash3_64::oneshot_with_seed(head, &record[RECORD_HEADER_LEN..RECORD_PROBE_LEN])
+            }
+            RecordKind::Delete => head,
+        }
+    }
+
+    /// Reads a record header (from at least [`RECORD_PROBE_LEN`] bytes for a put) and
+    /// checks its fields against each other.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
-        check(b, RECORD_HEADER_LEN, &RECORD_MAGIC)?;
+        if b.len() < RECORD_HEADER_LEN || b[..4] != RECORD_MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u16_at(b, 4);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::Version(version));
+        }
         let kind = match b[6] {
             1 => RecordKind::Put,
             2 => RecordKind::Delete,
             _ => return Err(FormatError::Field("unknown record kind")),
         };
-        let mut id = [0u8; 32];
-        id.copy_from_slice(&b[24..56]);
+        if kind == RecordKind::Put && b.len() < RECORD_PROBE_LEN {
+            return Err(FormatError::Field("a put record's shard header is cut off"));
+        }
+        if u64_at(b, 40) != Self::checksum(b, kind) {
+            return Err(FormatError::Checksum);
+        }
+        let name = match kind {
+            RecordKind::Put => name_at_k(&b[RECORD_HEADER_LEN + 8..], 33),
+            RecordKind::Delete => ShardName::NONE,
+        };
+        let data_len = u32_at(b, 24);
+        if data_len > hive_wire::MAX_CHUNK_LEN + 2 * hive_wire::SHARD_HEADER_LEN as u32 {
+            return Err(FormatError::Field("shard length exceeds the maximum"));
+        }
         let h = Self {
             kind,
             seq: u64_at(b, 8),
             segment: u32_at(b, 16),
             offset: u32_at(b, 20),
-            name: ShardName {
-                chunk: ChunkId(id),
-                k: b[57],
-                m: b[58],
-                index: ShardIndex(b[56]),
-            },
-            data_len: u32_at(b, 60),
-            entries_checksum: u64_at(b, 64),
-            entries: u32_at(b, 72),
-            len: u32_at(b, 76),
+            name,
+            data_len,
+            entries: u32_at(b, 28),
+            entries_checksum: u64_at(b, 32),
+            len: Self::len_for(data_len as usize),
         };
-        if h.data_len > hive_wire::MAX_CHUNK_LEN + 2 * hive_wire::SHARD_HEADER_LEN as u32 {
-            return Err(FormatError::Field("shard length exceeds the maximum"));
-        }
-        if h.len != Self::len_for(h.data_len as usize) {
-            return Err(FormatError::Field(
-                "record length does not match the shard length",
-            ));
-        }
         if !h.offset.is_multiple_of(RECORD_ALIGN) {
             return Err(FormatError::Field("record offset is not aligned"));
         }
@@ -441,8 +457,14 @@ impl RecordHeader {
                 "delete entry count does not match its length",
             ));
         }
-        if kind == RecordKind::Put && (h.entries != 0 || h.entries_checksum != 0) {
-            return Err(FormatError::Field("a put record carries no delete entries"));
+        if kind == RecordKind::Put
+            && (h.entries != 0
+                || h.entries_checksum != 0
+                || (h.data_len as usize) < hive_wire::SHARD_HEADER_LEN)
+        {
+            return Err(FormatError::Field(
+                "a put record holds a shard and no delete entries",
+            ));
         }
         Ok(h)
     }
@@ -667,9 +689,22 @@ mod tests {
         seg.encode_into(&mut block);
         assert_eq!(SegmentHeader::decode(&block), Ok(seg));
         let rec = record();
+        // A put's name is its shard's: chunk id at 8, index, k and m at 40..43 of the
+        // shard header that follows the record header.
+        let shard = &mut block[RECORD_HEADER_LEN..];
+        shard[8..40].copy_from_slice(&[5; 32]);
+        shard[40..43].copy_from_slice(&[2, 4, 2]);
         rec.encode_into(&mut block);
         assert_eq!(RecordHeader::decode(&block), Ok(rec));
-        assert_eq!(rec.len, 5088, "header and shard, to a multiple of 16");
+        assert_eq!(rec.len, 5056, "header and shard, to a multiple of 16");
+        // The record checksum covers the shard's name.
+        block[RECORD_HEADER_LEN + 9] ^= 1;
+        assert_eq!(RecordHeader::decode(&block), Err(FormatError::Checksum));
+        block[RECORD_HEADER_LEN + 9] ^= 1;
+        assert_eq!(
+            RecordHeader::decode(&block[..RECORD_PROBE_LEN - 1]),
+            Err(FormatError::Field("a put record's shard header is cut off"))
+        );
         // A delete entry keeps the whole name, scheme included.
         let deleted = DeleteEntry {
             name: ShardName {
@@ -696,8 +731,8 @@ mod tests {
         // A version 1 record (no scheme in its name) is refused, naming its version.
         rec.encode_into(&mut block);
         block[4..6].copy_from_slice(&1u16.to_le_bytes());
-        let sum = checksum(&block[..80]);
-        block[80..88].copy_from_slice(&sum.to_le_bytes());
+        let sum = RecordHeader::checksum(&block, RecordKind::Put);
+        block[40..48].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(RecordHeader::decode(&block), Err(FormatError::Version(1)));
     }
 
@@ -750,11 +785,26 @@ mod tests {
         ));
         let mut block = vec![0u8; 4096];
         assert_eq!(RecordHeader::decode(&block), Err(FormatError::BadMagic));
-        RecordHeader { len: 9, ..record() }.encode_into(&mut block);
-        assert!(matches!(
-            RecordHeader::decode(&block),
-            Err(FormatError::Field(_))
-        ));
+        for lie in [
+            RecordHeader {
+                offset: 9,
+                ..record()
+            },
+            RecordHeader {
+                data_len: 71,
+                ..record()
+            },
+            RecordHeader {
+                data_len: u32::MAX,
+                ..record()
+            },
+        ] {
+            lie.encode_into(&mut block);
+            assert!(
+                matches!(RecordHeader::decode(&block), Err(FormatError::Field(_))),
+                "{lie:?}"
+            );
+        }
     }
 
     proptest! {

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 use hive_wire::ShardName;
 
 use crate::error::StoreError;
-use crate::format::{RECORD_HEADER_LEN, RecordHeader};
+use crate::format::{RECORD_HEADER_LEN, RECORD_PROBE_LEN, RecordHeader};
 use crate::recovery::replay;
 use crate::state::State;
 use crate::store::{io_err, read_superblock};
@@ -43,7 +43,7 @@ pub fn shards(path: &Path) -> Result<Vec<ShardLocation>, StoreError> {
     let mut found = Vec::with_capacity(state.index.len());
     for (name, at) in state.index.iter() {
         let record = state.offset(at.segment, at.offset);
-        let header = read_at(&file, record, RECORD_HEADER_LEN).map_err(io_err("reading", path))?;
+        let header = read_at(&file, record, RECORD_PROBE_LEN).map_err(io_err("reading", path))?;
         let header = RecordHeader::decode(&header).map_err(|e| StoreError::Corrupt {
             name,
             segment: at.segment,

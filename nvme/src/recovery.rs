@@ -11,8 +11,8 @@ use crate::constants::{BLOCK, RECORD_ALIGN, SCAN_WINDOW};
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::format::{
-    DeleteEntry, RECORD_HEADER_LEN, RECORD_MAGIC, RecordHeader, RecordKind, SegmentHeader, Summary,
-    SummaryEntry,
+    DeleteEntry, RECORD_HEADER_LEN, RECORD_MAGIC, RECORD_PROBE_LEN, RecordHeader, RecordKind,
+    SegmentHeader, Summary, SummaryEntry,
 };
 use crate::state::{Key, Location, SegmentUse, State, Tombstone};
 use crate::store::{Damaged, io_err, verify_put};
@@ -415,6 +415,7 @@ where
 {
     let limit = records_end(state);
     let header_len = RECORD_HEADER_LEN as u32;
+    let probe = RECORD_PROBE_LEN as u32;
     let of_this_life = |bytes: &[u8], offset: u32| {
         RecordHeader::decode(bytes).ok().filter(|rec| {
             rec.seq >= header.base_seq
@@ -428,23 +429,25 @@ where
         return Ok(None);
     }
     // The usual case: the next record starts right where the last one ended.
-    let first = read(from, header_len)
+    let first = read(from, probe.min(limit - from))
         .await
         .map_err(io_err("reading", &state.path))?;
     if let Some(rec) = of_this_life(&first, from) {
         return Ok(Some(rec));
     }
-    // Then every aligned offset after it; windows overlap by a header, so a header
-    // across a window's end is seen whole in the next one.
+    // Then every aligned offset after it. Windows overlap by what decodes a header,
+    // so a header across a window's end is seen whole in the next one; the last
+    // window takes what is left.
     let mut start = from + RECORD_ALIGN;
     while start + header_len <= limit {
         let len = (limit - start).min(SCAN_WINDOW);
+        let last = start + len >= limit;
         let window = read(start, len)
             .await
             .map_err(io_err("reading", &state.path))?;
         let mut at = 0;
-        while at + header_len <= len {
-            let bytes = &window[at as usize..(at + header_len) as usize];
+        while at + header_len <= len && (last || at + probe <= len) {
+            let bytes = &window[at as usize..(at + probe).min(len) as usize];
             // Most offsets fail the magic: checked first, without decoding.
             if bytes[..4] == RECORD_MAGIC
                 && let Some(rec) = of_this_life(bytes, start + at)
@@ -453,7 +456,7 @@ where
             }
             at += RECORD_ALIGN;
         }
-        if start + len >= limit {
+        if last {
             break;
         }
         start += at;

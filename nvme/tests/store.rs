@@ -373,7 +373,7 @@ fn small_shards_pack_without_padding_across_commits_and_reopens() {
                 .collect();
             for task in tasks {
                 let item = task.await;
-                record_bytes += (88 + item.2.len() as u64).next_multiple_of(16);
+                record_bytes += u64::from(hive_nvme::format::RecordHeader::len_for(item.2.len()));
                 shards.push(item);
             }
         }

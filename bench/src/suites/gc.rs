@@ -77,7 +77,7 @@ async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     let took = started.elapsed();
     let freed = garbage
         .used
-        .saturating_sub(load::store_use(&admin).await?.0);
+        .saturating_sub(load::store_use_now(&admin).await?.0);
     ensure!(freed > 0, "the round freed nothing");
     report.add(load::rate_against_write(
         SUITE,
@@ -120,14 +120,14 @@ struct Garbage {
 
 /// Puts [`GARBAGE_CHUNKS`] chunks nothing refers to and waits out the grace.
 async fn make_garbage(store: &Arc<ChunkStore>, admin: &Admin) -> Result<Garbage> {
-    let (used, live) = load::store_use(admin).await?;
+    let (used, live) = load::store_use_now(admin).await?;
     load::fill(store, GARBAGE_CHUNKS, CHUNK).await?;
     store.settle(Duration::from_secs(30)).await;
     // The grace is a rule about time, not an event: the stores delete nothing written
     // more recently, and remember touches in windows of the grace, so a touch counts
     // for up to two graces.
     tokio::time::sleep(2 * GRACE + Duration::from_secs(1)).await;
-    let (used_after, live_after) = load::store_use(admin).await?;
+    let (used_after, live_after) = load::store_use_now(admin).await?;
     let bytes = live_after.saturating_sub(live);
     ensure!(bytes > 0, "the garbage took no space");
     Ok(Garbage {
@@ -162,7 +162,7 @@ async fn collect(gc: &GcClient, admin: &Admin, garbage: &Garbage) -> Result<()> 
                 }
             }
         } else {
-            let (used, live) = load::store_use(admin).await?;
+            let (used, live) = load::store_use_now(admin).await?;
             if used.saturating_sub(live) <= garbage.unreclaimed + slack {
                 return Ok(());
             }

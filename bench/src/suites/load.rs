@@ -137,10 +137,31 @@ pub fn rate_against_write(
     ))
 }
 
-/// Bytes the stores of a cluster use (live shards and garbage) and bytes of live
-/// shards, summed.
-pub async fn store_use(admin: &Admin) -> Result<(u64, u64)> {
-    let status = admin.status().await?;
+/// The nodes' used and live bytes in a status, summed.
+fn summed(status: &hive_wire::net::control::StatusMessage) -> (u64, u64) {
     let figures = status.nodes.iter().map(|n| n.store);
-    Ok(figures.fold((0, 0), |(used, live), s| (used + s.used, live + s.live)))
+    figures.fold((0, 0), |(used, live), s| (used + s.used, live + s.live))
+}
+
+/// Bytes the stores of a cluster use (live shards and garbage) and bytes of live
+/// shards, summed, as measured now: waits for a heartbeat from every node that has
+/// sent one, sent after this call began (a status read right after a round could
+/// otherwise show the stores as they were before it).
+pub async fn store_use_now(admin: &Admin) -> Result<(u64, u64)> {
+    let asked = Instant::now();
+    loop {
+        let status = admin.status().await?;
+        let fresh = status.nodes.iter().all(|n| {
+            n.heartbeat_age_ms == u64::MAX
+                || std::time::Duration::from_millis(n.heartbeat_age_ms) < asked.elapsed()
+        });
+        if fresh {
+            return Ok(summed(&status));
+        }
+        anyhow::ensure!(
+            asked.elapsed() < GIVE_UP,
+            "no fresh heartbeats within {GIVE_UP:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
