@@ -121,12 +121,14 @@ async fn seal(state: &State, device: &Device, summaries: Vec<Summary>) -> Result
     }
     for summary in summaries {
         let bytes = summary.encode();
-        // The writer placed every record so that its summary fits after it.
-        let at = u64::from(state.sb.segment_size) - bytes.len() as u64;
-        debug_assert!(
-            at >= u64::from(summary.used),
-            "a summary fits after its records"
-        );
+        // The writer placed every record so that its summary fits after it; a segment
+        // where it would not (never written so) is left to be scanned again.
+        let Some(at) = u64::from(state.sb.segment_size)
+            .checked_sub(bytes.len() as u64)
+            .filter(|at| *at >= u64::from(summary.used))
+        else {
+            continue;
+        };
         let mut buffer = device.buffer(bytes.len());
         buffer.as_bytes_mut().copy_from_slice(&bytes);
         device
