@@ -13,6 +13,8 @@ use crate::faults::Faults;
 /// One open device, used only by the executor that opened it.
 pub(crate) struct Device {
     file: DmaFile,
+    /// Reads issued since open.
+    reads: std::cell::Cell<u64>,
     #[cfg(feature = "faults")]
     pub(crate) faults: Rc<Faults>,
 }
@@ -33,6 +35,7 @@ impl Device {
             .map_err(io_error)?;
         Ok(Self {
             file,
+            reads: std::cell::Cell::new(0),
             #[cfg(feature = "faults")]
             faults: Rc::new(Faults::default()),
         })
@@ -65,6 +68,7 @@ impl Device {
     /// Reads `len` bytes at `pos`, in one read of the blocks that hold them (records
     /// lie at any 16-byte offset); a short read is an error.
     pub(crate) async fn read(&self, pos: u64, len: usize) -> io::Result<ReadResult> {
+        self.reads.set(self.reads.get() + 1);
         let read = self.file.read_at(pos, len).await.map_err(io_error)?;
         if read.len() != len {
             return Err(io::Error::new(
@@ -73,6 +77,11 @@ impl Device {
             ));
         }
         Ok(read)
+    }
+
+    /// Reads issued since open.
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads.get()
     }
 
     /// Makes every completed write durable.

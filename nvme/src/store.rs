@@ -70,6 +70,9 @@ pub struct Stats {
     pub stream: u64,
     /// Group commits (one write per segment touched, one fdatasync) since open.
     pub commits: u64,
+    /// Reads of the device since open (a get is one, whatever the record's size and
+    /// place).
+    pub reads: u64,
     /// Heap bytes of the in-memory index.
     pub index_bytes: u64,
 }
@@ -88,6 +91,7 @@ impl std::ops::Add for Stats {
             shards: self.shards + o.shards,
             stream: self.stream + o.stream,
             commits: self.commits + o.commits,
+            reads: self.reads + o.reads,
             index_bytes: self.index_bytes + o.index_bytes,
         }
     }
@@ -975,6 +979,7 @@ impl Store {
                 .map(|((k, m), class)| class.payload * u64::from(*k) / u64::from(k + m))
                 .sum(),
             commits: s.commits,
+            reads: self.device.reads(),
             index_bytes: s.index.heap_bytes(),
         }
     }

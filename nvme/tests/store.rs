@@ -48,10 +48,12 @@ fn put_get_delete_and_reopen() {
                 .expect("get")
                 .is_none()
         );
-        // Putting the same shard twice stores it once.
+        // Putting the same shard twice stores it once (reading the stored copy to
+        // compare).
         let before = store.stats();
         store.put(&shards[0].2).await.expect("put again");
-        assert_eq!(store.stats(), before);
+        let reads = before.reads + 1;
+        assert_eq!(store.stats(), hive_nvme::Stats { reads, ..before });
         store.close().await.expect("close");
 
         let store = open(&path).await;
@@ -344,9 +346,9 @@ fn the_offline_layout_finds_every_shard_on_the_device() {
 fn small_shards_pack_without_padding_across_commits_and_reopens() {
     // Thousands of small shards, most in commits of their own and some sharing one,
     // over several 256 KiB segments: each takes its record's bytes, not a 4 KiB
-    // block, and every one reads back before and after reopening (sealed segments
-    // from their summaries, the last one record by record, then from the summary the
-    // open wrote).
+    // block, and every one reads back, with one read of the device, before and after
+    // reopening (sealed segments from their summaries, the last one record by record,
+    // then from the summary the open wrote).
     let seed = 0x5a11;
     let dir = Scratch::new("pack");
     let path = dir.path("store");
@@ -395,11 +397,16 @@ fn small_shards_pack_without_padding_across_commits_and_reopens() {
         );
         let gone: Vec<_> = shards.iter().step_by(7).map(|s| name(s.0, s.1)).collect();
         assert_eq!(store.delete_many(&gone).await.expect("delete"), gone.len());
+        // Every get is one read of the device, wherever the record lies in its blocks.
         let check = |store: std::rc::Rc<Store>, when: &'static str| {
             let shards = &shards;
             async move {
                 for (i, (chunk, index, bytes)) in shards.iter().enumerate() {
+                    let reads = store.stats().reads;
                     let got = store.get(name(*chunk, *index)).await.expect("get");
+                    if i % 7 != 0 {
+                        assert_eq!(store.stats().reads, reads + 1, "{when}: shard {i}");
+                    }
                     if i % 7 == 0 {
                         assert!(got.is_none(), "seed {seed:#x} {when}: shard {i} deleted");
                     } else {
