@@ -379,6 +379,28 @@ fn plan(
         spans,
         summaries,
     } = place_all(&mut s, unplaced);
+    let groups = lay_out(&mut s, device, &mut records, spans, summaries, &resumed);
+    (records, groups)
+}
+
+/// Where a batch's records went: the records placed, their runs, and the encoded
+/// summaries of the segments they filled, by segment.
+struct Placement {
+    records: Vec<Record>,
+    spans: Vec<Span>,
+    summaries: Vec<(u32, Vec<u8>)>,
+}
+
+/// The writes of a placed batch: one per run of records (see [`gather`]), one per
+/// summary at its segment's end. Keeps the head's last partly filled block as its tail.
+fn lay_out(
+    s: &mut State,
+    device: &Device,
+    records: &mut [Record],
+    spans: Vec<Span>,
+    summaries: Vec<(u32, Vec<u8>)>,
+    resumed: &[u8],
+) -> Vec<Group> {
     let mut buffers: Vec<Option<DmaBuffer>> = records
         .iter_mut()
         .map(|record| Some(seal_record(device, record)))
@@ -401,7 +423,7 @@ fn plan(
             }
         } else {
             let run = &records[next..next + count];
-            gather(&s, device, &span, &resumed, run, &buffers[next..])
+            gather(s, device, &span, resumed, run, &buffers[next..])
         };
         if s.head == Some(span.segment) {
             // The records now end where this run does: keep its last, partly filled
@@ -426,15 +448,7 @@ fn plan(
             buffer,
         });
     }
-    (records, groups)
-}
-
-/// Where a batch's records went: the records placed, their runs, and the encoded
-/// summaries of the segments they filled, by segment.
-struct Placement {
-    records: Vec<Record>,
-    spans: Vec<Span>,
-    summaries: Vec<(u32, Vec<u8>)>,
+    groups
 }
 
 /// Places each record at the head, in order, and groups them into runs of
