@@ -610,7 +610,6 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
         data_len: u32::try_from(data_len).expect("invariant: records are at most 16 MiB"),
         entries_checksum: checksum,
         entries,
-        len: at.len,
     }
     .encode_into(buffer.as_bytes_mut());
     buffer

@@ -284,8 +284,6 @@ pub struct RecordHeader {
     pub entries_checksum: u64,
     /// Delete: number of entries.
     pub entries: u32,
-    /// Bytes the whole record takes, padding included (derived from `data_len`).
-    pub len: u32,
 }
 
 /// One deleted shard in a delete record: 48 bytes.
@@ -369,6 +367,11 @@ pub fn entries_checksum(bytes: &[u8]) -> u64 {
 }
 
 impl RecordHeader {
+    /// Bytes this record takes, padding included.
+    pub fn record_len(&self) -> u32 {
+        Self::len_for(self.data_len as usize)
+    }
+
     /// Bytes a record with `data_len` bytes of shard takes: header, shard, and padding
     /// to [`RECORD_ALIGN`].
     pub fn len_for(data_len: usize) -> u32 {
@@ -446,7 +449,6 @@ impl RecordHeader {
             data_len,
             entries: u32_at(b, 28),
             entries_checksum: u64_at(b, 32),
-            len: Self::len_for(data_len as usize),
         };
         if !h.offset.is_multiple_of(RECORD_ALIGN) {
             return Err(FormatError::Field("record offset is not aligned"));
@@ -672,7 +674,6 @@ mod tests {
             data_len: 5000,
             entries_checksum: 0,
             entries: 0,
-            len: RecordHeader::len_for(5000),
         }
     }
 
@@ -696,7 +697,11 @@ mod tests {
         shard[40..43].copy_from_slice(&[2, 4, 2]);
         rec.encode_into(&mut block);
         assert_eq!(RecordHeader::decode(&block), Ok(rec));
-        assert_eq!(rec.len, 5056, "header and shard, to a multiple of 16");
+        assert_eq!(
+            rec.record_len(),
+            5056,
+            "header and shard, to a multiple of 16"
+        );
         // The record checksum covers the shard's name.
         block[RECORD_HEADER_LEN + 9] ^= 1;
         assert_eq!(RecordHeader::decode(&block), Err(FormatError::Checksum));
@@ -724,7 +729,6 @@ mod tests {
             data_len: DELETE_ENTRY_LEN as u32,
             entries_checksum: entries_checksum(&bytes),
             entries: 1,
-            len: RecordHeader::len_for(DELETE_ENTRY_LEN),
             ..record()
         };
         assert_eq!(DeleteEntry::decode_all(&header, &bytes), Ok(vec![deleted]));

@@ -337,11 +337,11 @@ where
         let at = Location {
             segment,
             offset,
-            len: rec.len,
+            len: rec.record_len(),
             tag: EncodingTag(0),
         };
         let key = rec.name;
-        let record = read(offset, rec.len)
+        let record = read(offset, rec.record_len())
             .await
             .map_err(io_err("reading", &state.path))?;
         let (tag, deletes) = match rec.kind {
@@ -366,7 +366,7 @@ where
                     kind: rec.kind,
                     name: rec.name,
                     offset,
-                    len: rec.len,
+                    len: rec.record_len(),
                     tag,
                     seq: rec.seq,
                 });
@@ -377,7 +377,7 @@ where
                     at: Location { tag, ..at },
                     deletes,
                 });
-                end = offset + rec.len;
+                end = offset + rec.record_len();
             }
             None => {
                 gap = Some(Gap {
@@ -386,7 +386,7 @@ where
                 })
             }
         }
-        offset += rec.len;
+        offset += rec.record_len();
     }
     Ok(SegmentScan {
         base_seq: Some(header.base_seq),
@@ -423,8 +423,8 @@ where
             rec.seq >= header.base_seq
                 && after.is_none_or(|last| rec.seq > last)
                 && (rec.segment, rec.offset) == (segment, offset)
-                && rec.len >= header_len
-                && rec.len <= limit - offset
+                && rec.record_len() >= header_len
+                && rec.record_len() <= limit - offset
         })
     };
     if from + header_len > limit {

@@ -152,11 +152,12 @@ impl State {
         u64::from(Summary::blocks_for(entries)) * BLOCK
     }
 
-    /// Whether a segment with `used` bytes and `entries` records has room for one more
-    /// record of `len` bytes, and then its summary.
-    fn fits(&self, used: u32, entries: usize, len: u32) -> bool {
-        u64::from(used) + u64::from(len) + Self::summary_bytes(entries + 1)
-            <= u64::from(self.sb.segment_size)
+    /// Bytes segment `segment` still has for one more record, after the summary that
+    /// record would grow.
+    fn room(&self, segment: u32) -> u64 {
+        let g = &self.segments[segment as usize];
+        let summary = Self::summary_bytes(g.records as usize + 1);
+        (u64::from(self.sb.segment_size) - summary).saturating_sub(u64::from(g.used))
     }
 
     /// The largest record a segment can hold: all but the header's block and the
@@ -186,21 +187,22 @@ impl State {
             tag,
             seq,
         };
-        if let Some(head) = self.head {
-            let used = self.segments[head as usize].used;
-            if self.fits(used, self.head_records.len(), len) {
-                self.segments[head as usize].used += len;
-                self.segments[head as usize].records += 1;
-                self.next_seq += 1;
-                self.head_records.push(entry(used));
-                return Ok(Placed {
-                    seq,
-                    segment: head,
-                    offset: used,
-                    opens_segment: false,
-                    sealed: None,
-                });
-            }
+        if let Some(head) = self.head
+            && u64::from(len) <= self.room(head)
+        {
+            let g = &mut self.segments[head as usize];
+            let offset = g.used;
+            g.used += len;
+            g.records += 1;
+            self.next_seq += 1;
+            self.head_records.push(entry(offset));
+            return Ok(Placed {
+                seq,
+                segment: head,
+                offset,
+                opens_segment: false,
+                sealed: None,
+            });
         }
         let free_count = self
             .segments
@@ -210,14 +212,7 @@ impl State {
         let allowed = reserve || free_count > RESERVED_SEGMENTS;
         let free = self.segments.iter().position(|s| s.base_seq.is_none());
         let Some(free) = free.filter(|_| allowed) else {
-            let free_bytes = self
-                .head
-                .map(|h| {
-                    let room = u64::from(self.sb.segment_size)
-                        - Self::summary_bytes(self.head_records.len() + 1);
-                    room.saturating_sub(u64::from(self.segments[h as usize].used))
-                })
-                .unwrap_or(0);
+            let free_bytes = self.head.map(|h| self.room(h)).unwrap_or(0);
             return Err(StoreError::StoreFull {
                 needed: u64::from(len),
                 free_bytes,

@@ -1055,7 +1055,7 @@ pub(crate) fn verify_put(
             header.segment, header.offset
         ));
     }
-    if header.kind != RecordKind::Put || header.len != at.len {
+    if header.kind != RecordKind::Put || header.record_len() != at.len {
         return Err("found another record where this one was written (lost write)".to_string());
     }
     if header.name != *key {

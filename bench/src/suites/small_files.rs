@@ -3,8 +3,9 @@
 //! (each file cut by the default chunker, each chunk compressed when that pays and
 //! coded 4+2; files of 4 KiB or less too, which a mount would keep in the namespace
 //! instead). Ours: the growth of the space the stores use: records (their headers and
-//! alignment included), and the summary entries and segment headers that hold them. Baseline: the same files each compressed on its own with zstd level 3,
-//! times (k + m) / k. Ratio = baseline / ours.
+//! alignment included), and the summary entries and segment headers that hold them.
+//! Baseline: the same files each compressed on its own with zstd level 3, times
+//! (k + m) / k. Ratio = baseline / ours.
 //!
 //! The tree: [`FILES`] files whose sizes follow a log-normal law fitted to a real
 //! source tree (11,197 files, half of them under 4 KiB, 11.5 KiB on average), with
