@@ -2,11 +2,9 @@
 
 use hive_wire::{MAX_DATA_SHARDS, MAX_PARITY_SHARDS};
 
-/// Shard payloads are padded to a multiple of this many bytes: reed-solomon-simd needs
-/// an even length (it pads to its 64-byte SIMD blocks internally, in its own buffers).
-/// Padding to 64 here cost a small chunk 32 bytes a shard on average, about 190 bytes
-/// a chunk at 4+2, for no speed that could be measured.
-pub const SHARD_ALIGN: usize = 2;
+/// Shard payloads are padded to a multiple of this (the shard format's: its headers do
+/// not store the payload's length).
+pub use hive_wire::SHARD_ALIGN;
 
 /// Most shards a chunk can have (k + m at their maxima); sizes the decoder's fixed
 /// per-index table, so decoding allocates nothing per shard.

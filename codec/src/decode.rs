@@ -7,7 +7,6 @@
 //! are tried, up to [`MAX_DECODE_ATTEMPTS`], before the decode fails.
 
 use hive_wire::{ChunkId, ShardHeader, ShardIndex, ShardRef};
-use twox_hash::XxHash3_64;
 
 use crate::chunk_id::chunk_id;
 use crate::constants::{MAX_DECODE_ATTEMPTS, MAX_WIDTH};
@@ -240,7 +239,7 @@ impl ChunkDecoder {
             g.stream_len as usize,
             &by_index[..width],
         )?;
-        let actual = XxHash3_64::oneshot(stream);
+        let actual = hive_wire::stream_hash(stream);
         if actual != g.stream_hash {
             return Err(CodecError::StreamMismatch {
                 chunk: id,

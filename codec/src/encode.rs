@@ -122,7 +122,7 @@ impl ChunkEncoder {
             stream_len: u32::try_from(stream.len()).expect("invariant: stream <= chunk"),
             payload_len: u32::try_from(payloads.payload_len())
                 .expect("invariant: payload <= chunk + pad"),
-            stream_hash: twox_hash::XxHash3_64::oneshot(stream),
+            stream_hash: hive_wire::stream_hash(stream),
         };
         self.headers.clear();
         for index in 0..self.scheme.width() {

@@ -7,18 +7,9 @@
 
 use reed_solomon_simd::{EncoderResult, ReedSolomonDecoder, ReedSolomonEncoder};
 
-use crate::constants::SHARD_ALIGN;
-use crate::error::CodecError;
+pub use hive_wire::shard_payload_len;
 
-/// Payload length of each shard when a `stream_len`-byte stream is split into `k`:
-/// the share of each, rounded up to [`SHARD_ALIGN`], and never zero.
-pub fn shard_payload_len(stream_len: usize, k: u8) -> usize {
-    assert!(k >= 1, "k must be at least 1");
-    stream_len
-        .div_ceil(usize::from(k))
-        .next_multiple_of(SHARD_ALIGN)
-        .max(SHARD_ALIGN)
-}
+use crate::error::CodecError;
 
 /// Splits streams into payloads and computes parity, reusing its state.
 #[derive(Default)]

@@ -49,14 +49,14 @@ pub enum CodecError {
     },
     /// The rebuilt stream does not hash to the headers' `stream_hash`: some shard that
     /// passed its checksum holds the wrong payload.
-    #[error("chunk {chunk}: rebuilt stream hashes to {actual:016x}, headers say {expected:016x}")]
+    #[error("chunk {chunk}: rebuilt stream hashes to {actual:08x}, headers say {expected:08x}")]
     StreamMismatch {
         /// The chunk.
         chunk: ChunkId,
         /// The hash in the headers.
-        expected: u64,
+        expected: u32,
         /// The hash of what was rebuilt.
-        actual: u64,
+        actual: u32,
     },
     /// The shards verified but the stored stream is not valid zstd.
     #[error("chunk {chunk}: stored stream does not decompress: {source}")]

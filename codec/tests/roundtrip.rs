@@ -181,8 +181,8 @@ fn headers_that_lie_about_lengths_are_refused_not_trusted() {
     let mut bytes = chunk.shard_to_vec(0);
     let payload_len = bytes.len() - SHARD_HEADER_LEN;
     bytes[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
-    let checksum = hive_wire::shard_checksum(&bytes[..64], &bytes[SHARD_HEADER_LEN..]);
-    bytes[64..72].copy_from_slice(&checksum.to_le_bytes());
+    let checksum = hive_wire::shard_checksum(&bytes[..56], &bytes[SHARD_HEADER_LEN..]);
+    bytes[56..64].copy_from_slice(&checksum.to_le_bytes());
     let shard = ShardBytes::contiguous(&bytes, None);
     assert!(
         matches!(
@@ -277,8 +277,8 @@ fn forged(chunk: &hive_codec::EncodedChunk<'_>, i: usize) -> Vec<u8> {
     let mut bytes = chunk.shard_to_vec(i);
     let at = SHARD_HEADER_LEN + (bytes.len() - SHARD_HEADER_LEN) / 2;
     bytes[at] ^= 0x40;
-    let checksum = hive_wire::shard_checksum(&bytes[..64], &bytes[SHARD_HEADER_LEN..]);
-    bytes[64..72].copy_from_slice(&checksum.to_le_bytes());
+    let checksum = hive_wire::shard_checksum(&bytes[..56], &bytes[SHARD_HEADER_LEN..]);
+    bytes[56..64].copy_from_slice(&checksum.to_le_bytes());
     bytes
 }
 

@@ -12,8 +12,8 @@ use crate::constants::{BLOCK, DELETES_PER_RECORD, MAX_BATCH_BYTES, MAX_BATCH_REC
 use crate::device::Device;
 use crate::error::StoreError;
 use crate::format::{
-    DELETE_ENTRY_LEN, DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader,
-    entries_checksum,
+    DELETE_ENTRY_LEN, DELETE_HEAD_LEN, DeleteEntry, RECORD_HEADER_LEN, RecordHeader, RecordKind,
+    SegmentHeader, entries_checksum,
 };
 use crate::state::{Key, Location, State, Tombstone};
 use hive_wire::EncodingTag;
@@ -132,7 +132,7 @@ impl Record {
                 Op::Delete { .. } => unreachable!("a put record holds a put"),
             },
             (RecordKind::Put, _) => unreachable!("a put record holds one request"),
-            (RecordKind::Delete, requests) => requests.len() * DELETE_ENTRY_LEN,
+            (RecordKind::Delete, requests) => DELETE_HEAD_LEN + requests.len() * DELETE_ENTRY_LEN,
         }
     }
 }
@@ -578,7 +578,8 @@ fn seal_record(device: &Device, record: &mut Record) -> DmaBuffer {
             let mut buffer = device.buffer(buffer_len(data_len));
             let bytes = buffer.as_bytes_mut();
             bytes.fill(0);
-            let data = &mut bytes[RECORD_HEADER_LEN..RECORD_HEADER_LEN + data_len];
+            let data =
+                &mut bytes[RECORD_HEADER_LEN + DELETE_HEAD_LEN..RECORD_HEADER_LEN + data_len];
             for (request, slot) in record
                 .requests
                 .iter()

@@ -6,7 +6,7 @@
 use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
 use twox_hash::XxHash3_64;
 
-use crate::constants::{BLOCK, RECORD_ALIGN};
+use crate::constants::{BLOCK, DELETES_PER_RECORD, RECORD_ALIGN};
 
 /// First bytes of each superblock copy.
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"HIVESTOR";
@@ -21,13 +21,21 @@ pub const RECORD_MAGIC: [u8; 4] = *b"HVRC";
 /// version 2 kept reserved. Version 4 packs records at 16-byte offsets instead of
 /// starting each on a 4 KiB block (record headers and summary entries give a byte
 /// offset and length), and writes each segment's summary after its records, sized to
-/// them, with its header in the segment's last block. Older stores are refused by
-/// version.
-pub const FORMAT_VERSION: u16 = 4;
+/// them, with its header in the segment's last block. Version 5 holds shards of shard
+/// format 3 (64-byte headers), packs records at 8-byte offsets, and slims the record
+/// header (48 to 32 bytes: a put's length comes from its shard's header, a delete's
+/// count and checksum lead its data) and the summary entry (56 to 52 bytes: the
+/// sequence number is kept relative to the segment's life). Older stores are refused
+/// by version.
+pub const FORMAT_VERSION: u16 = 5;
 /// Bytes of a record header; the shard follows immediately.
-pub const RECORD_HEADER_LEN: usize = 48;
+pub const RECORD_HEADER_LEN: usize = 32;
+/// Bytes at the start of a delete record's data: the number of entries (4), reserved
+/// (4), and the xxh3-64 of the entries (8). The entries follow.
+pub const DELETE_HEAD_LEN: usize = 16;
 /// Bytes that decode any record's header: a put's header covers its shard's header
-/// too (the shard's name is there, not repeated in the record header).
+/// too (the shard's name and length are there, not repeated in the record header),
+/// and a delete's its head (which is shorter).
 pub const RECORD_PROBE_LEN: usize = RECORD_HEADER_LEN + hive_wire::SHARD_HEADER_LEN;
 
 /// Why a block is not what it should be.
@@ -252,20 +260,17 @@ pub enum RecordKind {
 /// | 8 | 8 | sequence number, unique and increasing per store |
 /// | 16 | 4 | segment the record was written to |
 /// | 20 | 4 | byte offset within that segment |
-/// | 24 | 4 | bytes after the header: the shard, or the delete entries |
-/// | 28 | 4 | delete: number of entries; put: 0 |
-/// | 32 | 8 | delete: xxh3-64 of the entries; put: 0 |
-/// | 40 | 8 | checksum: xxh3-64 of bytes 0..40; a put's seeds xxh3-64 of its shard's header |
+/// | 24 | 8 | checksum: xxh3-64 of the data's first bytes (a put's shard header, a delete's head), seeded with xxh3-64 of bytes 0..24 |
 ///
-/// A put's key is its shard's name, read from the shard's header (chunk id, index, k,
-/// m), which the record checksum covers with the record header: a put's checksum is
-/// `xxh3_64(shard header, seed = xxh3_64(bytes 0..40))`, so the name is as safe as
-/// the header without being written twice. The shard carries its own checksum over
-/// its header and payload. A delete record carries one or more [`DeleteEntry`]s (many
-/// deletes of one group commit share a record). The segment and offset fields catch a
-/// misdirected write: a record read from anywhere but where it says it was written is
-/// refused. The record's length is not stored: it is [`RecordHeader::len_for`] its
-/// data.
+/// A put's key and length are its shard's, read from the shard's header (chunk id,
+/// index, k, m; the stream's length), which the record checksum covers with the record
+/// header, so they are as safe as the header without being written twice. The shard
+/// carries its own checksum over its header and payload. A delete record's data starts
+/// with [`DELETE_HEAD_LEN`] bytes (number of entries, reserved, xxh3-64 of the
+/// entries), then one or more [`DeleteEntry`]s (many deletes of one group commit share
+/// a record). The segment and offset fields catch a misdirected write: a record read
+/// from anywhere but where it says it was written is refused. The record's length is
+/// not stored: it is [`RecordHeader::len_for`] its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
     /// Put or delete.
@@ -278,7 +283,8 @@ pub struct RecordHeader {
     pub offset: u32,
     /// Key of a put: the shard's name ([`ShardName::NONE`] for a delete record).
     pub name: ShardName,
-    /// Bytes after the header.
+    /// Bytes after the header (derived on decode: from a put's shard header, from a
+    /// delete's entry count).
     pub data_len: u32,
     /// Delete: checksum of the entries.
     pub entries_checksum: u64,
@@ -320,11 +326,12 @@ impl DeleteEntry {
         out[40..48].copy_from_slice(&self.target_life.to_le_bytes());
     }
 
-    /// Decodes the entries of a delete record whose header is `header`.
+    /// Decodes the entries of a delete record whose header is `header`, from the
+    /// record's data (its head, then the entries).
     pub fn decode_all(header: &RecordHeader, data: &[u8]) -> Result<Vec<Self>, FormatError> {
         let len = header.entries as usize * DELETE_ENTRY_LEN;
         let bytes = data
-            .get(..len)
+            .get(DELETE_HEAD_LEN..DELETE_HEAD_LEN + len)
             .ok_or(FormatError::Field("delete entries cut short"))?;
         if checksum(bytes) != header.entries_checksum {
             return Err(FormatError::Checksum);
@@ -379,8 +386,9 @@ impl RecordHeader {
         u32::try_from(len).expect("invariant: shards are at most 16 MiB")
     }
 
-    /// Writes the header into the start of `record`, which holds the rest of the
-    /// record already (a put's checksum covers its shard's header).
+    /// Writes the header (and a delete's head) into the start of `record`, which
+    /// holds the rest of the record already (a put's checksum covers its shard's
+    /// header, a delete's its entries' checksum).
     pub fn encode_into(&self, record: &mut [u8]) {
         let b = &mut record[..RECORD_HEADER_LEN];
         b.fill(0);
@@ -393,26 +401,33 @@ impl RecordHeader {
         b[8..16].copy_from_slice(&self.seq.to_le_bytes());
         b[16..20].copy_from_slice(&self.segment.to_le_bytes());
         b[20..24].copy_from_slice(&self.offset.to_le_bytes());
-        b[24..28].copy_from_slice(&self.data_len.to_le_bytes());
-        b[28..32].copy_from_slice(&self.entries.to_le_bytes());
-        b[32..40].copy_from_slice(&self.entries_checksum.to_le_bytes());
-        let sum = Self::checksum(record, self.kind);
-        record[40..48].copy_from_slice(&sum.to_le_bytes());
-    }
-
-    /// The checksum of a record's header (and a put's shard header).
-    fn checksum(record: &[u8], kind: RecordKind) -> u64 {
-        let head = checksum(&record[..40]);
-        match kind {
-            RecordKind::Put => {
-                XxHash3_64::oneshot_with_seed(head, &record[RECORD_HEADER_LEN..RECORD_PROBE_LEN])
-            }
-            RecordKind::Delete => head,
+        if self.kind == RecordKind::Delete {
+            let head = &mut record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + DELETE_HEAD_LEN];
+            head.fill(0);
+            head[0..4].copy_from_slice(&self.entries.to_le_bytes());
+            head[8..16].copy_from_slice(&self.entries_checksum.to_le_bytes());
         }
+        let sum = Self::checksum(record, self.kind);
+        record[24..32].copy_from_slice(&sum.to_le_bytes());
     }
 
-    /// Reads a record header (from at least [`RECORD_PROBE_LEN`] bytes for a put) and
-    /// checks its fields against each other.
+    /// The checksum of a record's header and the start of its data (a put's shard
+    /// header, a delete's head).
+    fn checksum(record: &[u8], kind: RecordKind) -> u64 {
+        let head = checksum(&record[..24]);
+        let covered = match kind {
+            RecordKind::Put => hive_wire::SHARD_HEADER_LEN,
+            RecordKind::Delete => DELETE_HEAD_LEN,
+        };
+        XxHash3_64::oneshot_with_seed(
+            head,
+            &record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + covered],
+        )
+    }
+
+    /// Reads a record header (from at least [`RECORD_PROBE_LEN`] bytes for a put,
+    /// [`RECORD_HEADER_LEN`] and [`DELETE_HEAD_LEN`] for a delete) and checks its
+    /// fields against each other.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
         if b.len() < RECORD_HEADER_LEN || b[..4] != RECORD_MAGIC {
             return Err(FormatError::BadMagic);
@@ -421,25 +436,29 @@ impl RecordHeader {
         if version != FORMAT_VERSION {
             return Err(FormatError::Version(version));
         }
-        let kind = match b[6] {
-            1 => RecordKind::Put,
-            2 => RecordKind::Delete,
+        let (kind, covered) = match b[6] {
+            1 => (RecordKind::Put, hive_wire::SHARD_HEADER_LEN),
+            2 => (RecordKind::Delete, DELETE_HEAD_LEN),
             _ => return Err(FormatError::Field("unknown record kind")),
         };
-        if kind == RecordKind::Put && b.len() < RECORD_PROBE_LEN {
-            return Err(FormatError::Field("a put record's shard header is cut off"));
+        if b.len() < RECORD_HEADER_LEN + covered {
+            return Err(FormatError::Field("a record's covered head is cut off"));
         }
-        if u64_at(b, 40) != Self::checksum(b, kind) {
+        if u64_at(b, 24) != Self::checksum(b, kind) {
             return Err(FormatError::Checksum);
         }
-        let name = match kind {
-            RecordKind::Put => name_at_k(&b[RECORD_HEADER_LEN + 8..], 33),
-            RecordKind::Delete => ShardName::NONE,
+        let data = &b[RECORD_HEADER_LEN..];
+        let (name, data_len, entries, entries_checksum) = match kind {
+            RecordKind::Put => (name_at_k(&data[8..], 33), Self::shard_len(data)?, 0, 0),
+            RecordKind::Delete => {
+                let entries = u32_at(data, 0);
+                if entries == 0 || entries as usize > DELETES_PER_RECORD {
+                    return Err(FormatError::Field("delete entry count out of range"));
+                }
+                let len = DELETE_HEAD_LEN + entries as usize * DELETE_ENTRY_LEN;
+                (ShardName::NONE, len as u32, entries, u64_at(data, 8))
+            }
         };
-        let data_len = u32_at(b, 24);
-        if data_len > hive_wire::MAX_CHUNK_LEN + 2 * hive_wire::SHARD_HEADER_LEN as u32 {
-            return Err(FormatError::Field("shard length exceeds the maximum"));
-        }
         let h = Self {
             kind,
             seq: u64_at(b, 8),
@@ -447,28 +466,25 @@ impl RecordHeader {
             offset: u32_at(b, 20),
             name,
             data_len,
-            entries: u32_at(b, 28),
-            entries_checksum: u64_at(b, 32),
+            entries,
+            entries_checksum,
         };
         if !h.offset.is_multiple_of(RECORD_ALIGN) {
             return Err(FormatError::Field("record offset is not aligned"));
         }
-        let entry_bytes = u64::from(h.entries) * DELETE_ENTRY_LEN as u64;
-        if kind == RecordKind::Delete && entry_bytes != u64::from(h.data_len) {
-            return Err(FormatError::Field(
-                "delete entry count does not match its length",
-            ));
-        }
-        if kind == RecordKind::Put
-            && (h.entries != 0
-                || h.entries_checksum != 0
-                || (h.data_len as usize) < hive_wire::SHARD_HEADER_LEN)
-        {
-            return Err(FormatError::Field(
-                "a put record holds a shard and no delete entries",
-            ));
-        }
         Ok(h)
+    }
+
+    /// A put's data length, from its shard's header: the header and the payload the
+    /// shard format derives from the stream's length and k.
+    fn shard_len(shard: &[u8]) -> Result<u32, FormatError> {
+        let (k, stream_len) = (shard[41], u32_at(shard, 48));
+        if !(1..=hive_wire::MAX_DATA_SHARDS).contains(&k) || stream_len > hive_wire::MAX_CHUNK_LEN {
+            return Err(FormatError::Field("a put's shard header is out of range"));
+        }
+        let len =
+            hive_wire::SHARD_HEADER_LEN + hive_wire::shard_payload_len(stream_len as usize, k);
+        Ok(len as u32)
     }
 }
 
@@ -477,7 +493,7 @@ pub const SUMMARY_MAGIC: [u8; 4] = *b"HVSM";
 /// Bytes of the summary header before its entries.
 pub const SUMMARY_HEADER_LEN: usize = 64;
 /// Bytes of one summary entry.
-pub const SUMMARY_ENTRY_LEN: usize = 56;
+pub const SUMMARY_ENTRY_LEN: usize = 52;
 
 /// One record of a sealed segment, as its summary lists it.
 ///
@@ -491,7 +507,11 @@ pub const SUMMARY_ENTRY_LEN: usize = 56;
 /// | 36 | 4 | byte offset |
 /// | 40 | 4 | bytes |
 /// | 44 | 4 | a put's encoding tag (see `hive_wire::EncodingTag`); a delete: 0 |
-/// | 48 | 8 | sequence number |
+/// | 48 | 4 | sequence number, less the base sequence number of the segment's life |
+///
+/// Every record of a life has a sequence number at or after the life's base, and each
+/// takes at least 96 bytes of a segment of at most 4 GiB, so the difference fits 32
+/// bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SummaryEntry {
     /// The record's kind.
@@ -510,7 +530,7 @@ pub struct SummaryEntry {
 
 /// The list of a sealed segment's records, written in the segment's last
 /// [`Summary::blocks_for`] blocks when the segment fills, so that opening the store
-/// reads one summary instead of every record. The entries (56 bytes each) fill the
+/// reads one summary instead of every record. The entries (52 bytes each) fill the
 /// first blocks; the header is the start of the last block of the segment.
 ///
 /// The header:
@@ -569,7 +589,12 @@ impl Summary {
             out[36..40].copy_from_slice(&e.offset.to_le_bytes());
             out[40..44].copy_from_slice(&e.len.to_le_bytes());
             out[44..48].copy_from_slice(&e.tag.0.to_le_bytes());
-            out[48..56].copy_from_slice(&e.seq.to_le_bytes());
+            let since = e
+                .seq
+                .checked_sub(self.base_seq)
+                .and_then(|d| u32::try_from(d).ok())
+                .expect("invariant: a life's records follow its base, within 2^32");
+            out[48..52].copy_from_slice(&since.to_le_bytes());
         }
         let entries_sum = checksum(&b[..end]);
         let h = &mut b[(blocks - 1) * BLOCK as usize..];
@@ -615,6 +640,7 @@ impl Summary {
         }
         let mut store_id = [0u8; 16];
         store_id.copy_from_slice(&h[40..56]);
+        let base_seq = u64_at(h, 16);
         let mut entries = Vec::with_capacity(count);
         for e in b[..end].chunks_exact(SUMMARY_ENTRY_LEN) {
             let kind = match e[33] {
@@ -628,13 +654,15 @@ impl Summary {
                 offset: u32_at(e, 36),
                 len: u32_at(e, 40),
                 tag: EncodingTag(u32_at(e, 44)),
-                seq: u64_at(e, 48),
+                seq: base_seq
+                    .checked_add(u64::from(u32_at(e, 48)))
+                    .ok_or(FormatError::Field("summary sequence number out of range"))?,
             });
         }
         Ok(Self {
             store_id,
             segment: u32_at(h, 8),
-            base_seq: u64_at(h, 16),
+            base_seq,
             used: u32::try_from(u64_at(h, 24))
                 .map_err(|_| FormatError::Field("summary used bytes out of range"))?,
             entries,
@@ -664,7 +692,7 @@ mod tests {
             kind: RecordKind::Put,
             seq: 7,
             segment: 3,
-            offset: 12 * 16,
+            offset: 12 * 8,
             name: ShardName {
                 chunk: ChunkId([5; 32]),
                 k: 4,
@@ -691,16 +719,18 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&block), Ok(seg));
         let rec = record();
         // A put's name is its shard's: chunk id at 8, index, k and m at 40..43 of the
-        // shard header that follows the record header.
+        // shard header that follows the record header; its length is the shard's
+        // header and the payload its stream's length (at 48) makes at k = 4.
         let shard = &mut block[RECORD_HEADER_LEN..];
         shard[8..40].copy_from_slice(&[5; 32]);
         shard[40..43].copy_from_slice(&[2, 4, 2]);
+        shard[48..52].copy_from_slice(&(4 * (5000 - 64) as u32).to_le_bytes());
         rec.encode_into(&mut block);
         assert_eq!(RecordHeader::decode(&block), Ok(rec));
         assert_eq!(
             rec.record_len(),
-            5056,
-            "header and shard, to a multiple of 16"
+            5032,
+            "header and shard, to a multiple of 8"
         );
         // The record checksum covers the shard's name.
         block[RECORD_HEADER_LEN + 9] ^= 1;
@@ -708,7 +738,7 @@ mod tests {
         block[RECORD_HEADER_LEN + 9] ^= 1;
         assert_eq!(
             RecordHeader::decode(&block[..RECORD_PROBE_LEN - 1]),
-            Err(FormatError::Field("a put record's shard header is cut off"))
+            Err(FormatError::Field("a record's covered head is cut off"))
         );
         // A delete entry keeps the whole name, scheme included.
         let deleted = DeleteEntry {
@@ -721,28 +751,36 @@ mod tests {
             target_segment: 8,
             target_life: 77,
         };
-        let mut bytes = vec![0u8; DELETE_ENTRY_LEN];
-        deleted.encode_into(&mut bytes);
+        let mut bytes = vec![0u8; RECORD_HEADER_LEN + DELETE_HEAD_LEN + DELETE_ENTRY_LEN];
+        deleted.encode_into(&mut bytes[RECORD_HEADER_LEN + DELETE_HEAD_LEN..]);
         let header = RecordHeader {
             kind: RecordKind::Delete,
             name: ShardName::NONE,
-            data_len: DELETE_ENTRY_LEN as u32,
-            entries_checksum: entries_checksum(&bytes),
+            data_len: (DELETE_HEAD_LEN + DELETE_ENTRY_LEN) as u32,
+            entries_checksum: entries_checksum(&bytes[RECORD_HEADER_LEN + DELETE_HEAD_LEN..]),
             entries: 1,
             ..record()
         };
-        assert_eq!(DeleteEntry::decode_all(&header, &bytes), Ok(vec![deleted]));
+        header.encode_into(&mut bytes);
+        assert_eq!(RecordHeader::decode(&bytes), Ok(header));
+        assert_eq!(
+            DeleteEntry::decode_all(&header, &bytes[RECORD_HEADER_LEN..]),
+            Ok(vec![deleted])
+        );
+        // The record checksum covers a delete's entry count.
+        bytes[RECORD_HEADER_LEN] ^= 2;
+        assert_eq!(RecordHeader::decode(&bytes), Err(FormatError::Checksum));
         // A version 1 record (no scheme in its name) is refused, naming its version.
         rec.encode_into(&mut block);
         block[4..6].copy_from_slice(&1u16.to_le_bytes());
         let sum = RecordHeader::checksum(&block, RecordKind::Put);
-        block[40..48].copy_from_slice(&sum.to_le_bytes());
+        block[24..32].copy_from_slice(&sum.to_le_bytes());
         assert_eq!(RecordHeader::decode(&block), Err(FormatError::Version(1)));
     }
 
     #[test]
     fn summaries_round_trip_whatever_their_size() {
-        for count in [0, 1, 73, 74, 10_000] {
+        for count in [0, 1, 78, 79, 10_000] {
             let entry = SummaryEntry {
                 kind: RecordKind::Put,
                 name: ShardName {
@@ -754,7 +792,7 @@ mod tests {
                 offset: 4096,
                 len: 176,
                 tag: EncodingTag(0xdead_beef),
-                seq: 9,
+                seq: 9 + u64::from(u32::MAX),
             };
             let summary = Summary {
                 store_id: [4; 16],
@@ -770,8 +808,8 @@ mod tests {
             assert_eq!(Summary::decode(&bytes), Ok(summary));
         }
         assert_eq!(Summary::blocks_for(0), 1);
-        assert_eq!(Summary::blocks_for(73), 2, "73 entries fill one block");
-        assert_eq!(Summary::blocks_for(74), 3);
+        assert_eq!(Summary::blocks_for(78), 2, "78 entries fill one block");
+        assert_eq!(Summary::blocks_for(79), 3);
     }
 
     #[test]
@@ -789,24 +827,31 @@ mod tests {
         ));
         let mut block = vec![0u8; 4096];
         assert_eq!(RecordHeader::decode(&block), Err(FormatError::BadMagic));
-        for lie in [
-            RecordHeader {
-                offset: 9,
-                ..record()
-            },
-            RecordHeader {
-                data_len: 71,
-                ..record()
-            },
-            RecordHeader {
-                data_len: u32::MAX,
-                ..record()
-            },
-        ] {
+        // A put whose shard header holds k = 0 has no length; one at an unaligned
+        // offset was never written by a store.
+        let unaligned = RecordHeader {
+            offset: 9,
+            ..record()
+        };
+        for (k, lie) in [(0, record()), (4, unaligned)] {
+            block[RECORD_HEADER_LEN + 41] = k;
             lie.encode_into(&mut block);
             assert!(
                 matches!(RecordHeader::decode(&block), Err(FormatError::Field(_))),
-                "{lie:?}"
+                "{lie:?} with k {k}"
+            );
+        }
+        // A delete counting no entries, or more than a record may hold.
+        for entries in [0, DELETES_PER_RECORD as u32 + 1] {
+            RecordHeader {
+                kind: RecordKind::Delete,
+                entries,
+                ..record()
+            }
+            .encode_into(&mut block);
+            assert!(
+                matches!(RecordHeader::decode(&block), Err(FormatError::Field(_))),
+                "{entries} entries"
             );
         }
     }

@@ -8,8 +8,8 @@
 //!
 //! An entry packs the scheme and index into 16 bits (k - 1: 5 bits, m: 5 bits, index:
 //! 6 bits, in that order, so packed names sort as (k, m, index) do), the record's byte
-//! offset into 32 bits and its length, in units of `RECORD_ALIGN` (16) bytes, into 24
-//! (a record is at most 16 MiB and some headers): 32 + 2 + 4 + 7 + 4 bytes.
+//! offset into 32 bits and its length, in units of `RECORD_ALIGN` (8) bytes, into 24
+//! (a record is at most 16 MiB and some headers, under 128 MiB): 32 + 2 + 4 + 7 + 4 bytes.
 
 use hive_wire::EncodingTag;
 

@@ -15,8 +15,9 @@ pub use census::ChunkSetDigest;
 pub use hex::{HexError, decode_hex, encode_hex};
 pub use ids::{ChunkId, Epoch, FailureDomain, NodeId, PgId, ShardIndex, ShardName};
 pub use shard::{
-    EncodingTag, MAX_CHUNK_LEN, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, SHARD_FORMAT_VERSION,
-    SHARD_HEADER_LEN, SHARD_MAGIC, ShardError, ShardHeader, ShardRef, shard_checksum,
+    EncodingTag, MAX_CHUNK_LEN, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, SHARD_ALIGN,
+    SHARD_FORMAT_VERSION, SHARD_HEADER_LEN, SHARD_MAGIC, ShardError, ShardHeader, ShardRef,
+    shard_checksum, shard_payload_len, stream_hash,
 };
 #[cfg(feature = "net")]
 pub mod net;

@@ -1,4 +1,4 @@
-//! The shard format: a 72-byte header followed by the shard's payload.
+//! The shard format: a 64-byte header followed by the shard's payload.
 //!
 //! The same bytes travel on the wire and land on disk, so a shard is verified by the
 //! same code wherever it is read. Every field is little-endian:
@@ -6,8 +6,8 @@
 //! | offset | width | field        | meaning                                                  |
 //! |-------:|------:|--------------|----------------------------------------------------------|
 //! |      0 |     4 | magic        | `HVSH`                                                   |
-//! |      4 |     2 | version      | format version, currently 2                              |
-//! |      6 |     2 | header_len   | 72 in version 2                                          |
+//! |      4 |     2 | version      | format version, currently 3                              |
+//! |      6 |     2 | reserved     | 0                                                        |
 //! |      8 |    32 | chunk_id     | BLAKE3 of the uncompressed chunk                         |
 //! |     40 |     1 | shard_index  | `0..k` data, `k..k+m` parity                             |
 //! |     41 |     1 | k            | data shards, 1..=32                                      |
@@ -15,14 +15,19 @@
 //! |     43 |     1 | flags        | bit 0: stream is zstd-compressed; other bits must be 0   |
 //! |     44 |     4 | chunk_len    | length of the uncompressed chunk                         |
 //! |     48 |     4 | stream_len   | length of the stored stream (compressed or not), before padding |
-//! |     52 |     4 | payload_len  | bytes of payload following the header                    |
-//! |     56 |     8 | stream_hash  | xxh3-64 of the stored stream (before padding)            |
-//! |     64 |     8 | checksum     | xxh3-64 of the payload, seeded with xxh3-64 of bytes 0..64 |
+//! |     52 |     4 | stream_hash  | low 32 bits of xxh3-64 of the stored stream (before padding) |
+//! |     56 |     8 | checksum     | xxh3-64 of the payload, seeded with xxh3-64 of bytes 0..56 |
+//!
+//! The payload's length is not stored: it is the stream's share of k shards, rounded up
+//! to [`SHARD_ALIGN`] ([`shard_payload_len`]).
 //!
 //! Every shard of one encoding of a chunk carries the same fields but its index, so
 //! shards of two encodings (another compressor's output, say) are told apart by their
-//! headers alone: `stream_hash` makes that exact. Version 2 added it; a version 1
-//! shard is refused by version.
+//! headers alone: `stream_hash` makes that all but exact, and a mix that slipped past
+//! it fails the chunk's BLAKE3 check after decoding. Version 2 stored the payload
+//! length, a header length and a 64-bit stream hash in a 72-byte header; version 3 left
+//! out what is derived or redundant, 8 bytes on every shard (48 a chunk at 4+2). An
+//! older shard is refused by version.
 
 use twox_hash::XxHash3_64;
 
@@ -31,9 +36,14 @@ use crate::ids::{ChunkId, ShardIndex, ShardName};
 /// First four bytes of every shard.
 pub const SHARD_MAGIC: [u8; 4] = *b"HVSH";
 /// The format version this build writes and reads.
-pub const SHARD_FORMAT_VERSION: u16 = 2;
-/// Bytes in a version-2 header.
-pub const SHARD_HEADER_LEN: usize = 72;
+pub const SHARD_FORMAT_VERSION: u16 = 3;
+/// Bytes in a version-3 header.
+pub const SHARD_HEADER_LEN: usize = 64;
+/// Shard payloads are padded to a multiple of this many bytes: reed-solomon-simd needs
+/// an even length (it pads to its 64-byte SIMD blocks internally, in its own buffers).
+/// Padding to 64 here cost a small chunk 32 bytes a shard on average, about 190 bytes
+/// a chunk at 4+2, for no speed that could be measured.
+pub const SHARD_ALIGN: usize = 2;
 /// Largest k: beyond 32 data shards the per-shard overhead outweighs any gain.
 pub const MAX_DATA_SHARDS: u8 = 32;
 /// Largest m: more parity than this is better served by more replicas of smaller groups.
@@ -42,9 +52,20 @@ pub const MAX_PARITY_SHARDS: u8 = 16;
 pub const MAX_CHUNK_LEN: u32 = 16 * 1024 * 1024;
 
 const FLAG_COMPRESSED: u8 = 0b0000_0001;
-const CHECKSUMMED_HEADER: usize = 64;
-/// Bytes 41..64 of a header: every field that names the encoding (all but the index).
-const ENCODING_FIELDS: std::ops::Range<usize> = 41..64;
+const CHECKSUMMED_HEADER: usize = 56;
+/// Bytes 41..56 of a header: every field that names the encoding of a chunk (all but
+/// the chunk id and the index).
+const ENCODING_FIELDS: std::ops::Range<usize> = 41..56;
+
+/// Payload length of each shard when a `stream_len`-byte stream is split into `k`:
+/// the share of each, rounded up to [`SHARD_ALIGN`], and never zero.
+pub fn shard_payload_len(stream_len: usize, k: u8) -> usize {
+    assert!(k >= 1, "k must be at least 1");
+    stream_len
+        .div_ceil(usize::from(k))
+        .next_multiple_of(SHARD_ALIGN)
+        .max(SHARD_ALIGN)
+}
 
 /// Why bytes are not a valid shard.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +77,7 @@ pub enum ShardError {
         len: usize,
     },
     /// A header buffer that is not exactly one header long.
-    #[error("shard header is {len} bytes; version 2 headers are exactly {SHARD_HEADER_LEN}")]
+    #[error("shard header is {len} bytes; version 3 headers are exactly {SHARD_HEADER_LEN}")]
     HeaderLength {
         /// Bytes given as the header.
         len: usize,
@@ -119,11 +140,12 @@ pub struct ShardHeader {
     pub chunk_len: u32,
     /// Length of the stored stream before it was padded and split into k shards.
     pub stream_len: u32,
-    /// Length of the payload; the same for every shard of a chunk.
+    /// Length of the payload; the same for every shard of a chunk, and always
+    /// [`shard_payload_len`] of `stream_len` and `k` (not stored: derived on decode).
     pub payload_len: u32,
-    /// xxh3-64 of the stored stream before padding: tells two encodings of one chunk
-    /// apart (see [`ShardHeader::encoding`]).
-    pub stream_hash: u64,
+    /// The low 32 bits of xxh3-64 of the stored stream before padding: tells two
+    /// encodings of one chunk apart (see [`ShardHeader::encoding`]).
+    pub stream_hash: u32,
 }
 
 /// Names one encoding of a chunk under one scheme: a 32-bit digest of every header
@@ -192,8 +214,10 @@ impl ShardHeader {
                 "k payloads are too short to hold the stream",
             ));
         }
-        if u64::from(self.payload_len) > u64::from(MAX_CHUNK_LEN) + 64 {
-            return Err(ShardError::InvalidField("payload_len exceeds the maximum"));
+        if self.payload_len as usize != shard_payload_len(self.stream_len as usize, self.k) {
+            return Err(ShardError::InvalidField(
+                "payload_len must be the stream's share of k shards",
+            ));
         }
         Ok(())
     }
@@ -211,7 +235,7 @@ impl ShardHeader {
         let mut out = [0u8; SHARD_HEADER_LEN];
         self.write_fields(&mut out);
         let checksum = shard_checksum(&out[..CHECKSUMMED_HEADER], payload);
-        out[64..72].copy_from_slice(&checksum.to_le_bytes());
+        out[56..64].copy_from_slice(&checksum.to_le_bytes());
         out
     }
 
@@ -219,7 +243,6 @@ impl ShardHeader {
     fn write_fields(&self, out: &mut [u8; SHARD_HEADER_LEN]) {
         out[0..4].copy_from_slice(&SHARD_MAGIC);
         out[4..6].copy_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
-        out[6..8].copy_from_slice(&(SHARD_HEADER_LEN as u16).to_le_bytes());
         out[8..40].copy_from_slice(self.chunk_id.as_bytes());
         out[40] = self.index.get();
         out[41] = self.k;
@@ -227,8 +250,7 @@ impl ShardHeader {
         out[43] = if self.compressed { FLAG_COMPRESSED } else { 0 };
         out[44..48].copy_from_slice(&self.chunk_len.to_le_bytes());
         out[48..52].copy_from_slice(&self.stream_len.to_le_bytes());
-        out[52..56].copy_from_slice(&self.payload_len.to_le_bytes());
-        out[56..64].copy_from_slice(&self.stream_hash.to_le_bytes());
+        out[52..56].copy_from_slice(&self.stream_hash.to_le_bytes());
     }
 
     fn decode_fields(bytes: &[u8; SHARD_HEADER_LEN]) -> Result<(Self, u64), ShardError> {
@@ -240,11 +262,17 @@ impl ShardHeader {
         if version != SHARD_FORMAT_VERSION {
             return Err(ShardError::UnsupportedVersion { found: version });
         }
-        if usize::from(u16::from_le_bytes(le_array(bytes, 6))) != SHARD_HEADER_LEN {
-            return Err(ShardError::InvalidField(
-                "header_len must be 72 in version 2",
-            ));
+        if le_array::<2>(bytes, 6) != [0, 0] {
+            return Err(ShardError::InvalidField("reserved header bytes are set"));
         }
+        let (k, stream_len) = (bytes[41], u32::from_le_bytes(le_array(bytes, 48)));
+        // Derived only from fields in range; out of range, validation refuses the
+        // header (after the checksum, so damage is reported as damage).
+        let payload_len = if (1..=MAX_DATA_SHARDS).contains(&k) && stream_len <= MAX_CHUNK_LEN {
+            shard_payload_len(stream_len as usize, k) as u32
+        } else {
+            0
+        };
         let flags = bytes[43];
         if flags & !FLAG_COMPRESSED != 0 {
             return Err(ShardError::InvalidField("reserved flag bits are set"));
@@ -252,15 +280,15 @@ impl ShardHeader {
         let header = Self {
             chunk_id: ChunkId(le_array(bytes, 8)),
             index: ShardIndex(bytes[40]),
-            k: bytes[41],
+            k,
             m: bytes[42],
             compressed: flags & FLAG_COMPRESSED != 0,
             chunk_len: u32::from_le_bytes(le_array(bytes, 44)),
-            stream_len: u32::from_le_bytes(le_array(bytes, 48)),
-            payload_len: u32::from_le_bytes(le_array(bytes, 52)),
-            stream_hash: u64::from_le_bytes(le_array(bytes, 56)),
+            stream_len,
+            payload_len,
+            stream_hash: u32::from_le_bytes(le_array(bytes, 52)),
         };
-        Ok((header, u64::from_le_bytes(le_array(bytes, 64))))
+        Ok((header, u64::from_le_bytes(le_array(bytes, 56))))
     }
 }
 
@@ -270,12 +298,17 @@ fn le_array<const N: usize>(bytes: &[u8; SHARD_HEADER_LEN], at: usize) -> [u8; N
     out
 }
 
-/// The checksum of a shard: xxh3-64 of the payload, seeded with xxh3-64 of the first 64
+/// The checksum of a shard: xxh3-64 of the payload, seeded with xxh3-64 of the first 56
 /// header bytes. Chaining two one-shot hashes covers header and payload without a
 /// streaming hasher's state, and lets the payload pass run the SIMD kernel the CPU has.
 pub fn shard_checksum(header_prefix: &[u8], payload: &[u8]) -> u64 {
     let seed = XxHash3_64::oneshot(header_prefix);
     XxHash3_64::oneshot_with_seed(seed, payload)
+}
+
+/// The hash a header keeps of its stream: the low 32 bits of xxh3-64 (uniform).
+pub fn stream_hash(stream: &[u8]) -> u32 {
+    XxHash3_64::oneshot(stream) as u32
 }
 
 /// A shard whose header and checksum have been verified, borrowing its payload.
@@ -303,7 +336,7 @@ impl<'a> ShardRef<'a> {
             .try_into()
             .map_err(|_| ShardError::HeaderLength { len: header.len() })?;
         let (fields, stored) = ShardHeader::decode_fields(header)?;
-        if payload.len() != fields.payload_len as usize {
+        if payload.len() != fields.payload_len as usize && fields.payload_len != 0 {
             return Err(ShardError::PayloadLength {
                 declared: fields.payload_len,
                 actual: payload.len(),
@@ -341,9 +374,10 @@ mod tests {
             m: 2,
             compressed: true,
             chunk_len: 1000,
-            stream_len: 250,
+            // A stream whose share of 4 shards is exactly this payload.
+            stream_len: u32::try_from(payload.len() * 4 - 6).expect("small test payload"),
             payload_len: u32::try_from(payload.len()).expect("small test payload"),
-            stream_hash: 0x1234_5678_9abc_def0,
+            stream_hash: 0x9abc_def0,
         }
     }
 
@@ -430,18 +464,20 @@ mod tests {
 
         #[test]
         fn arbitrary_headers_with_valid_magic_never_panic(
-            fields in proptest::collection::vec(any::<u8>(), 64),
-            payload in proptest::collection::vec(any::<u8>(), 0..100),
+            fields in proptest::collection::vec(any::<u8>(), 56),
+            stream_len in 0u32..1000,
         ) {
             // A well-formed prefix and checksum reach the field validation with any values.
             let mut header = [0u8; SHARD_HEADER_LEN];
-            header[..64].copy_from_slice(&fields);
+            header[..56].copy_from_slice(&fields);
             header[0..4].copy_from_slice(&SHARD_MAGIC);
             header[4..6].copy_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
-            header[6..8].copy_from_slice(&72u16.to_le_bytes());
-            header[52..56].copy_from_slice(&u32::try_from(payload.len()).expect("small").to_le_bytes());
-            let checksum = shard_checksum(&header[..64], &payload);
-            header[64..].copy_from_slice(&checksum.to_le_bytes());
+            header[6..8].fill(0);
+            header[48..52].copy_from_slice(&stream_len.to_le_bytes());
+            let k = header[41].max(1);
+            let payload = vec![0u8; shard_payload_len(stream_len as usize, k)];
+            let checksum = shard_checksum(&header[..56], &payload);
+            header[56..].copy_from_slice(&checksum.to_le_bytes());
             if let Ok(shard) = ShardRef::parse_split(&header, &payload) {
                 prop_assert!(shard.header.validate().is_ok());
             }
