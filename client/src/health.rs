@@ -70,13 +70,6 @@ pub fn repair(dir: &Path, rate: Option<u64>, wait: bool) -> Result<()> {
 /// Waits until every up node has finished a census round that began after now and has
 /// nothing queued, with a progress bar of shards rebuilt.
 async fn wait_for_repair(admin: &Admin) -> Result<()> {
-    let start = admin.status().await?;
-    let rounds_at_start: BTreeMap<u64, u64> = start
-        .nodes
-        .iter()
-        .map(|n| (n.id, n.health.repair.rounds))
-        .collect();
-    let rebuilt_at_start = summarize(&start).rebuilt.0;
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -84,14 +77,47 @@ async fn wait_for_repair(admin: &Admin) -> Result<()> {
         )
         .expect("invariant: a valid template"),
     );
+    let left = until_repaired(admin, |done, queued| {
+        bar.set_length(done + queued);
+        bar.set_position(done);
+        bar.set_message(format!("{queued} chunks queued"));
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "repair done: {} shards rebuilt; {} degraded and {} unreadable chunks left",
+        left.rebuilt, left.degraded, left.unreadable
+    );
+    Ok(())
+}
+
+/// What a finished repair did and left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repaired {
+    /// Shards rebuilt while it was waited for.
+    pub rebuilt: u64,
+    /// Chunks still missing shards but readable.
+    pub degraded: u64,
+    /// Chunks with fewer than k shards.
+    pub unreadable: u64,
+}
+
+/// Waits until every up node has finished a census round that began after now and has
+/// nothing queued; `progress(shards rebuilt, chunks queued)` after each look.
+pub async fn until_repaired(admin: &Admin, mut progress: impl FnMut(u64, u64)) -> Result<Repaired> {
+    let start = admin.status().await?;
+    let rounds_at_start: BTreeMap<u64, u64> = start
+        .nodes
+        .iter()
+        .map(|n| (n.id, n.health.repair.rounds))
+        .collect();
+    let rebuilt_at_start = summarize(&start).rebuilt.0;
     loop {
         let status = admin.status().await?;
         let view = ClusterView::from_message(&status.map)?;
         let s = summarize(&status);
         let done = s.rebuilt.0.saturating_sub(rebuilt_at_start);
-        bar.set_length(done + s.queued.0);
-        bar.set_position(done);
-        bar.set_message(format!("{} chunks queued", s.queued.0));
+        progress(done, s.queued.0);
         // Each up node must have finished two rounds: one may have begun before now.
         let settled = status
             .nodes
@@ -109,13 +135,11 @@ async fn wait_for_repair(admin: &Admin) -> Result<()> {
                 n.health.repair.rounds >= before + 2 && n.health.repair.queued == 0
             });
         if settled {
-            bar.finish_and_clear();
-            let unreadable: u64 = s.classes.iter().map(ClassHealth::unreadable).sum();
-            println!(
-                "repair done: {done} shards rebuilt; {} degraded and {unreadable} unreadable chunks left",
-                s.classes.iter().map(ClassHealth::degraded).sum::<u64>()
-            );
-            return Ok(());
+            return Ok(Repaired {
+                rebuilt: done,
+                degraded: s.classes.iter().map(ClassHealth::degraded).sum(),
+                unreadable: s.classes.iter().map(ClassHealth::unreadable).sum(),
+            });
         }
         tokio::time::sleep(WAIT_POLL).await;
     }

@@ -29,7 +29,7 @@ use hive_wire::units::format_duration;
 use hive_wire::{ChunkId, Epoch, FailureDomain, NodeId};
 use serde::{Deserialize, Serialize};
 
-use crate::chunk_io::ChunkStore;
+use crate::chunk_io::{BadShard, ChunkStore};
 use crate::cluster_dir::{ClusterDir, pem, write_new};
 use crate::object::{get_object_to, put_object_from};
 
@@ -53,6 +53,8 @@ const PG_BITS: u8 = 8;
 const LOCAL_CENSUS_INTERVAL: &str = "5s";
 /// Time between each store's looks for segments to reclaim on a local cluster's nodes.
 const LOCAL_RECLAIM_INTERVAL: &str = "5s";
+/// Each local node's store file, in its directory.
+const STORE_FILE: &str = "store.img";
 
 /// `cluster.toml`.
 #[derive(Serialize, Deserialize)]
@@ -206,7 +208,7 @@ fn node_config(
     // Six nodes share this machine's cores: one network thread each. A census every
     // few seconds: a local cluster is for trying failures out and seeing them healed.
     let mut config = format!(
-        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"store.img\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[reclaim]\ninterval = \"{LOCAL_RECLAIM_INTERVAL}\"\n\n[gc]\ngrace = \"{}\"\ninterval = \"{}\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
+        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"{STORE_FILE}\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[reclaim]\ninterval = \"{LOCAL_RECLAIM_INTERVAL}\"\n\n[gc]\ngrace = \"{}\"\ninterval = \"{}\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
         format_duration(gc.grace),
         format_duration(gc.interval),
         authority.addr,
@@ -238,15 +240,25 @@ fn spawn_node(binary: &Path, entry: &NodeEntry) -> Result<u32> {
     Ok(child.id())
 }
 
+/// Sends `signal` (as kill(1) names it: `-KILL`, `-STOP`, ...) to process `pid`.
+pub fn signal(signal: &str, pid: u32) -> Result<()> {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill {signal} {pid} failed ({status})");
+    }
+    Ok(())
+}
+
 /// Processes `up` started; stopped (SIGTERM) if `up` fails before it is emptied.
 struct Started(Vec<u32>);
 
 impl Drop for Started {
     fn drop(&mut self) {
         for pid in &self.0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
+            let _ = signal("-TERM", *pid);
         }
     }
 }
@@ -260,8 +272,32 @@ pub struct GcTimes {
     pub interval: Duration,
 }
 
-/// Starts a local cluster of `nodes` nodes with erasure scheme k + m in `dir`.
-pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str, gc: GcTimes) -> Result<()> {
+/// The shape of a local cluster to start, as `hive cluster up` and `hive-chaos run`
+/// take it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Shape {
+    /// Nodes to start.
+    #[arg(long, default_value_t = 6)]
+    pub nodes: u64,
+    /// Data shards per chunk.
+    #[arg(long, default_value_t = 4)]
+    pub k: u8,
+    /// Parity shards per chunk.
+    #[arg(long, default_value_t = 2)]
+    pub m: u8,
+    /// Size of each node's store file (sparse): like 1GiB or 512MiB.
+    #[arg(long, default_value = "1GiB")]
+    pub store_size: String,
+}
+
+/// Starts a local cluster of the given shape in `dir`.
+pub fn up(dir: &Path, shape: &Shape, gc: GcTimes) -> Result<()> {
+    let Shape {
+        nodes,
+        k,
+        m,
+        ref store_size,
+    } = *shape;
     let scheme = ErasureScheme::new(k, m)?;
     if nodes < scheme.width() as u64 {
         bail!(
@@ -432,20 +468,43 @@ pub fn up(dir: &Path, nodes: u64, k: u8, m: u8, store_size: &str, gc: GcTimes) -
 /// Starts the nodes of the local cluster in `dir` that are not running (all of them, or
 /// those in `only`), and waits until the map shows them up.
 pub fn start(dir: &Path, only: &[u64]) -> Result<()> {
+    let started = Instant::now();
+    let done = start_nodes(dir, only)?;
+    for (id, pid) in done.running {
+        println!("node {id} is already running (pid {pid})");
+    }
+    for id in &done.started {
+        println!("node {id} started");
+    }
+    println!(
+        "{} nodes up again in {:.1}s",
+        done.started.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What [`start_nodes`] found: the nodes it started, and those already running with
+/// their process ids.
+pub struct StartedNodes {
+    /// Started now.
+    pub started: Vec<NodeId>,
+    /// Running already.
+    pub running: Vec<(NodeId, u32)>,
+}
+
+/// What [`start`] does, saying nothing.
+pub fn start_nodes(dir: &Path, only: &[u64]) -> Result<StartedNodes> {
     let binary = node_binary()?;
     let mut file = load(dir)?;
-    let started = Instant::now();
     let mut ids = Vec::new();
+    let mut running = Vec::new();
     for entry in &mut file.nodes {
         if !only.is_empty() && !only.contains(&entry.id) {
             continue;
         }
         if entry.pid != 0 && alive(entry.pid) {
-            println!(
-                "node {} is already running (pid {})",
-                NodeId(entry.id),
-                entry.pid
-            );
+            running.push((NodeId(entry.id), entry.pid));
             continue;
         }
         entry.pid = spawn_node(&binary, entry)?;
@@ -459,15 +518,10 @@ pub fn start(dir: &Path, only: &[u64]) -> Result<()> {
     }
     file.save(dir)?;
     wait_healthy(dir, &file, &ids)?;
-    for id in &ids {
-        println!("node {} started", NodeId(*id));
-    }
-    println!(
-        "{} nodes up again in {:.1}s",
-        ids.len(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(StartedNodes {
+        started: ids.into_iter().map(NodeId).collect(),
+        running,
+    })
 }
 
 /// Waits until each node of `ids` logs that it listens, the map authority marks it up,
@@ -564,7 +618,7 @@ fn load(dir: &Path) -> Result<ClusterFile> {
 
 /// Whether `pid` is a running `hive-node` (not gone, not a zombie waiting to be reaped,
 /// not another program that reused the pid).
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }
@@ -589,11 +643,8 @@ pub fn down(dir: &Path) -> Result<()> {
     for node in &file.nodes {
         if alive(node.pid) {
             // SIGCONT too: a stopped (SIGSTOP) node would hold its SIGTERM forever.
-            for signal in ["-TERM", "-CONT"] {
-                Command::new("kill")
-                    .args([signal, &node.pid.to_string()])
-                    .status()
-                    .context("signalling a node")?;
+            for sig in ["-TERM", "-CONT"] {
+                signal(sig, node.pid).context("signalling a node")?;
             }
         }
     }
@@ -814,6 +865,26 @@ pub fn nodes(dir: &Path) -> Result<Vec<(NodeId, u32)>> {
         .collect())
 }
 
+/// The nodes of the local cluster in `dir` that host its control plane: the map
+/// authority and the metadata service (one node, or two).
+pub fn control_nodes(dir: &Path) -> Result<Vec<NodeId>> {
+    let file = load(dir)?;
+    let mut nodes = vec![NodeId(file.authority), NodeId(file.meta)];
+    nodes.dedup();
+    Ok(nodes)
+}
+
+/// The store file of node `node` of the local cluster in `dir`.
+pub fn store_file(dir: &Path, node: NodeId) -> Result<PathBuf> {
+    let file = load(dir)?;
+    let entry = file
+        .nodes
+        .iter()
+        .find(|n| n.id == node.0)
+        .with_context(|| format!("node {node} is not in {}", dir.display()))?;
+    Ok(entry.dir.join(STORE_FILE))
+}
+
 /// A chunk store on the current map of the local cluster in `dir`, with its erasure
 /// scheme, and a control client of its map authority.
 pub async fn connect(dir: &Path) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)> {
@@ -931,19 +1002,41 @@ pub fn put(dir: &Path, path: &Path) -> Result<ChunkId> {
             .await
             .with_context(|| format!("opening {}", path.display()))?;
         let (store, authority) = chunk_store(dir, &file).await?;
-        let stored = put_object_from(&store, &chunker, source).await;
+        let stored = put_recorded(&meta, &store, &chunker, source).await;
         report_owed(&store, &authority).await;
-        let (id, manifest) = stored.with_context(|| format!("storing {}", path.display()))?;
-        let op = MetaOp::PutObject {
-            id: id.0,
-            len: manifest.len,
-            chunks: manifest.chunks.iter().map(|(c, _)| c.0).collect(),
-        };
-        object_op(&meta, op)
-            .await
-            .with_context(|| format!("recording object {id} in the namespace"))?;
-        Ok(id)
+        stored.with_context(|| format!("storing {}", path.display()))
     })
+}
+
+/// Stores everything `source` yields as an object and records it in the namespace
+/// through `meta` (an admin client), so garbage collection keeps it until it is
+/// deleted; returns its id. The shards owed are left in `store` to report.
+pub async fn put_recorded<R: tokio::io::AsyncRead + Unpin>(
+    meta: &MetaClient,
+    store: &Arc<ChunkStore>,
+    chunker: &Chunker,
+    source: R,
+) -> Result<ChunkId> {
+    let (id, manifest) = put_object_from(store, chunker, source).await?;
+    let op = MetaOp::PutObject {
+        id: id.0,
+        len: manifest.len,
+        chunks: manifest.chunks.iter().map(|(c, _)| c.0).collect(),
+    };
+    object_op(meta, op)
+        .await
+        .with_context(|| format!("recording object {id} in the namespace"))?;
+    Ok(id)
+}
+
+/// Hands the damaged shards `store`'s reads have met since the last call to repair:
+/// reports them owed to the authority and hints their holders. Returns them.
+pub async fn report_bad(store: &ChunkStore, authority: &ControlClient) -> Vec<BadShard> {
+    let bad = store.take_bad();
+    let owed = bad.iter().map(|b| store.owed(b)).collect::<Vec<_>>();
+    send_owed(authority, &owed).await;
+    store.hint_owed(&owed).await;
+    bad
 }
 
 /// Deletes object `id`'s record: garbage collection then frees the chunks nothing else
@@ -988,19 +1081,12 @@ pub fn get(dir: &Path, id: ChunkId, out: &Path) -> Result<u64> {
             .await
             .with_context(|| format!("creating {}", partial.display()))?;
         let written = get_object_to(&store, id, &mut sink).await;
-        let bad = store.take_bad();
-        for shard in &bad {
+        for shard in report_bad(&store, &authority).await {
             eprintln!(
                 "warning: damaged shard {} of chunk {} on node {}: {} (read from other shards; owed to repair)",
                 shard.index, shard.chunk, shard.node, shard.reason
             );
         }
-        let owed = bad
-            .iter()
-            .map(|b| store.owed(b))
-            .collect::<Vec<_>>();
-        send_owed(&authority, &owed).await;
-        store.hint_owed(&owed).await;
         match written {
             Ok(n) if !special => {
                 sink.sync_all()

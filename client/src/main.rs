@@ -308,18 +308,8 @@ enum ClusterCommand {
         /// Directory for the cluster (must not hold one already).
         #[arg(long)]
         dir: PathBuf,
-        /// Nodes to start.
-        #[arg(long, default_value_t = 6)]
-        nodes: u64,
-        /// Data shards per chunk.
-        #[arg(long, default_value_t = 4)]
-        k: u8,
-        /// Parity shards per chunk.
-        #[arg(long, default_value_t = 2)]
-        m: u8,
-        /// Size of each node's store file (sparse): like 1GiB or 512MiB.
-        #[arg(long, default_value = "1GiB")]
-        store_size: String,
+        #[command(flatten)]
+        shape: local_cluster::Shape,
         /// Garbage collection's grace period ('[gc] grace'): a chunk written or
         /// deduplicated against this recently is never deleted. Short on a local
         /// cluster, so deleted data comes back as free space within a minute or so.
@@ -471,18 +461,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Cluster(ClusterCommand::Up {
             dir,
-            nodes,
-            k,
-            m,
-            store_size,
+            shape,
             gc_grace,
             gc_interval,
         }) => local_cluster::up(
             &dir,
-            nodes,
-            k,
-            m,
-            &store_size,
+            &shape,
             local_cluster::GcTimes {
                 grace: gc_grace,
                 interval: gc_interval,

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use hive_client::local_cluster::signal;
 use hive_wire::NodeId;
 
 /// Nodes of the cluster the suite starts: one per shard of a 4+2 chunk.
@@ -154,17 +155,6 @@ pub fn kill(dir: &Path, node: NodeId) -> Result<()> {
 /// A node stopped with SIGSTOP; continued (SIGCONT) when dropped, also on error paths.
 pub struct Paused {
     pid: u32,
-}
-
-fn signal(signal: &str, pid: u32) -> Result<()> {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .context("running kill")?;
-    if !status.success() {
-        bail!("kill {signal} {pid} failed ({status})");
-    }
-    Ok(())
 }
 
 impl Paused {

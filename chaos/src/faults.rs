@@ -1,0 +1,300 @@
+//! How each fault is produced on a local cluster, and healed: real signals to the
+//! nodes' processes, real bytes changed in their store files.
+//!
+//! - **Kill**: SIGKILL, then `hive cluster start`'s restart of those nodes (on their own
+//!   ports and stores), which returns once the map shows them up and following.
+//! - **Stop**: SIGSTOP (every thread stopped: a hung node whose connections stay open),
+//!   then SIGCONT and a wait until the authority has a fresh heartbeat from each.
+//! - **Bitrot**: shards found through the store's own format reader
+//!   (`hive_nvme::layout::shards`), damaged in the store file behind the node's back.
+//!   Not healed by the tool: reads must refuse the damage and repair replace it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hive_client::health::{Repaired, until_repaired};
+use hive_client::local_cluster::{self, signal};
+use hive_nvme::layout::{self, ShardLocation};
+use hive_testkit::Rng;
+use hive_wire::NodeId;
+use hive_wire::SHARD_HEADER_LEN;
+use hive_wire::net::control::state;
+use serde::Serialize;
+use tokio::runtime::Handle;
+
+use crate::schedule::{BITROT_SHARDS, FaultKind, Step};
+
+/// How long a node may take to exit after SIGKILL, to stop after SIGSTOP, or to send a
+/// fresh heartbeat after SIGCONT.
+pub const NODE_WAIT: Duration = Duration::from_secs(60);
+/// How often those waits look again.
+const POLL: Duration = Duration::from_millis(20);
+/// How often the wait for fresh heartbeats asks the authority.
+const STATUS_POLL: Duration = Duration::from_millis(250);
+/// A heartbeat at most this old counts as fresh (local nodes beat every second).
+const FRESH_HEARTBEAT: Duration = Duration::from_secs(2);
+/// How long repair may take to catch up after a fault is healed.
+pub const REPAIR_WAIT: Duration = Duration::from_secs(300);
+/// Tries at reading a live store's layout: a batch being written while it is read can
+/// make one try fail.
+const LAYOUT_TRIES: usize = 5;
+
+/// A way a shard is damaged on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Damage {
+    /// One bit of the payload flipped.
+    BitFlip,
+    /// Up to 4 KiB of the payload zeroed.
+    ZeroedBlock,
+    /// The record header zeroed: the record is no longer recognisable.
+    HeaderDestroyed,
+    /// The whole record zeroed: the shard is gone.
+    ShardErased,
+}
+
+const DAMAGES: [Damage; 4] = [
+    Damage::BitFlip,
+    Damage::ZeroedBlock,
+    Damage::HeaderDestroyed,
+    Damage::ShardErased,
+];
+
+/// The local cluster the faults are made on.
+pub struct Target {
+    dir: PathBuf,
+    runtime: Handle,
+}
+
+impl Target {
+    /// The local cluster in `dir`; `runtime` runs the status calls.
+    pub fn new(dir: &Path, runtime: Handle) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            runtime,
+        }
+    }
+
+    /// Every node of the cluster, with its process id (0: never started).
+    pub fn nodes(&self) -> Result<Vec<(NodeId, u32)>> {
+        local_cluster::nodes(&self.dir)
+    }
+
+    fn pid(&self, node: NodeId) -> Result<u32> {
+        self.nodes()?
+            .into_iter()
+            .find(|(id, _)| *id == node)
+            .map(|(_, pid)| pid)
+            .with_context(|| format!("the cluster has no node {node}"))
+    }
+
+    /// Produces `step`'s fault; what it did, in words.
+    pub fn inject(&self, step: &Step, rng: &mut Rng) -> Result<String> {
+        match step.kind {
+            FaultKind::Kill => {
+                for node in &step.nodes {
+                    let pid = self.pid(*node)?;
+                    signal("-KILL", pid)?;
+                    wait(&format!("node {node} to exit"), || {
+                        Ok(!local_cluster::alive(pid))
+                    })?;
+                }
+                Ok("SIGKILL".to_string())
+            }
+            FaultKind::Stop => {
+                for node in &step.nodes {
+                    let pid = self.pid(*node)?;
+                    signal("-STOP", pid)?;
+                    wait(&format!("node {node} to stop"), || stopped(pid))?;
+                }
+                Ok("SIGSTOP".to_string())
+            }
+            FaultKind::Bitrot => {
+                let mut done = Vec::new();
+                for node in &step.nodes {
+                    let store = local_cluster::store_file(&self.dir, *node)?;
+                    for damage in damage_shards(&store, BITROT_SHARDS, rng)? {
+                        done.push(format!("{node}:{damage:?}"));
+                    }
+                }
+                Ok(format!("damaged {}", done.join(" ")))
+            }
+        }
+    }
+
+    /// Heals `step`'s fault; returns once the nodes serve again.
+    pub fn heal(&self, step: &Step) -> Result<()> {
+        match step.kind {
+            FaultKind::Kill => {
+                let ids: Vec<u64> = step.nodes.iter().map(|n| n.0).collect();
+                local_cluster::start_nodes(&self.dir, &ids)?;
+                Ok(())
+            }
+            FaultKind::Stop => {
+                for node in &step.nodes {
+                    signal("-CONT", self.pid(*node)?)?;
+                }
+                self.wait_serving(&step.nodes)
+            }
+            FaultKind::Bitrot => Ok(()),
+        }
+    }
+
+    /// Starts every node that is not running and continues every stopped one; returns
+    /// the nodes that had died although no fault of the run was holding them down.
+    pub fn heal_all(&self, held: &[NodeId]) -> Result<Vec<NodeId>> {
+        let mut crashed = Vec::new();
+        for (node, pid) in self.nodes()? {
+            if local_cluster::alive(pid) {
+                signal("-CONT", pid)?;
+            } else if !held.contains(&node) {
+                crashed.push(node);
+            }
+        }
+        local_cluster::start_nodes(&self.dir, &[])?;
+        let all: Vec<NodeId> = self.nodes()?.into_iter().map(|(n, _)| n).collect();
+        self.wait_serving(&all)?;
+        Ok(crashed)
+    }
+
+    /// The administrator's handle, its endpoint on the runtime.
+    fn admin(&self) -> Result<local_cluster::Admin> {
+        let _entered = self.runtime.enter();
+        local_cluster::admin(&self.dir)
+    }
+
+    /// Waits until repair has caught up: every up node has finished a census round
+    /// begun after now with nothing left queued (within [`REPAIR_WAIT`]).
+    pub fn wait_repaired(&self) -> Result<Repaired> {
+        let admin = self.admin()?;
+        self.runtime
+            .block_on(async {
+                tokio::time::timeout(REPAIR_WAIT, until_repaired(&admin, |_, _| {})).await
+            })
+            .with_context(|| format!("repair did not catch up within {REPAIR_WAIT:?}"))?
+    }
+
+    /// Waits until the authority shows each of `nodes` up with a fresh heartbeat.
+    fn wait_serving(&self, nodes: &[NodeId]) -> Result<()> {
+        let admin = self.admin()?;
+        let deadline = Instant::now() + NODE_WAIT;
+        loop {
+            let status = self.runtime.block_on(admin.status());
+            let serving = status.as_ref().is_ok_and(|status| {
+                nodes.iter().all(|node| {
+                    let up = status
+                        .map
+                        .nodes
+                        .iter()
+                        .any(|n| n.id == node.0 && n.state == state::UP);
+                    let fresh = status.nodes.iter().any(|n| {
+                        n.id == node.0
+                            && Duration::from_millis(n.heartbeat_age_ms) <= FRESH_HEARTBEAT
+                    });
+                    up && fresh
+                })
+            });
+            if serving {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("nodes {nodes:?} were not serving again within {NODE_WAIT:?}: {status:?}");
+            }
+            std::thread::sleep(STATUS_POLL);
+        }
+    }
+}
+
+/// Waits until `done` holds, or fails naming `what` after [`NODE_WAIT`].
+fn wait(what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + NODE_WAIT;
+    while !done()? {
+        if Instant::now() > deadline {
+            bail!("waited {NODE_WAIT:?} for {what}");
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+/// Whether every thread of `pid` is stopped: SIGSTOP reaches each thread as it next
+/// runs, and a thread not yet stopped could still answer a request.
+fn stopped(pid: u32) -> Result<bool> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("listing the threads of process {pid}"))?;
+    Ok(tasks.filter_map(Result::ok).all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    }))
+}
+
+/// Damages `count` shards of the store file `store`, chosen by `rng`, each in one of
+/// the [`Damage`] ways in turn; returns what was done to each.
+pub fn damage_shards(store: &Path, count: usize, rng: &mut Rng) -> Result<Vec<Damage>> {
+    let mut shards = live_layout(store)?;
+    rng.shuffle(&mut shards);
+    shards.truncate(count);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(store)
+        .with_context(|| format!("opening {}", store.display()))?;
+    let mut done = Vec::with_capacity(shards.len());
+    for shard in &shards {
+        let damage = DAMAGES[rng.below(DAMAGES.len())];
+        damage_one(&file, shard, damage, rng)
+            .with_context(|| format!("damaging a shard in {}", store.display()))?;
+        done.push(damage);
+    }
+    file.sync_all()
+        .with_context(|| format!("syncing {}", store.display()))?;
+    Ok(done)
+}
+
+/// Every shard of the store file `store` and where it lies, read while its node may be
+/// writing.
+pub fn live_layout(store: &Path) -> Result<Vec<ShardLocation>> {
+    let mut last = None;
+    for _ in 0..LAYOUT_TRIES {
+        match layout::shards(store) {
+            Ok(shards) => return Ok(shards),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("no tries"), anyhow::Error::from))
+        .with_context(|| format!("reading the layout of {}", store.display()))
+}
+
+fn damage_one(file: &File, shard: &ShardLocation, damage: Damage, rng: &mut Rng) -> Result<()> {
+    let payload = shard.shard + SHARD_HEADER_LEN as u64;
+    let payload_len = shard.len.saturating_sub(SHARD_HEADER_LEN as u64).max(1);
+    match damage {
+        Damage::BitFlip => {
+            let at = payload + rng.below(payload_len as usize) as u64;
+            let mut byte = [0u8; 1];
+            file.read_exact_at(&mut byte, at)?;
+            byte[0] ^= 1 << rng.below(8);
+            file.write_all_at(&byte, at)?;
+        }
+        Damage::ZeroedBlock => {
+            file.write_all_at(&vec![0u8; payload_len.min(4096) as usize], payload)?;
+        }
+        Damage::HeaderDestroyed => {
+            file.write_all_at(
+                &vec![0u8; (shard.shard - shard.record) as usize],
+                shard.record,
+            )?;
+        }
+        Damage::ShardErased => {
+            let len = shard.shard + shard.len - shard.record;
+            file.write_all_at(&vec![0u8; len as usize], shard.record)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! One chaos run: the cluster (started here unless one is given), the workload on its
+//! runtime, the schedule's faults injected and healed one after another on this
+//! thread, then every fault healed, the checker, and the report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hive_client::local_cluster::{self, GcTimes, Shape};
+use hive_codec::{Chunker, ChunkerConfig};
+use hive_testkit::Rng;
+use hive_wire::NodeId;
+
+use crate::checker;
+use crate::faults::Target;
+use crate::ledger::{Entry, Ledger};
+use crate::report::{FaultEvent, Finding, Report, throughput};
+use crate::schedule::{FaultKind, Plan, Schedule};
+use crate::workload::{Clients, Workload};
+
+/// The ledger's file in the cluster's directory, unless another is named.
+pub const LEDGER_FILE: &str = "chaos-ledger.jsonl";
+/// Fault-free time at the start of a run (at most a quarter of it): the throughput
+/// the faults are compared with.
+pub const WARMUP: Duration = Duration::from_secs(10);
+/// Fault-free time after each fault is healed.
+pub const GAP: Duration = Duration::from_secs(3);
+/// How long the workload may take to finish its last writes and reads once told to.
+pub const STOP_WAIT: Duration = Duration::from_secs(120);
+/// Garbage collection of a cluster started here: as `hive cluster up` by default.
+const GC: GcTimes = GcTimes {
+    grace: Duration::from_secs(30),
+    interval: Duration::from_secs(600),
+};
+/// How often a wait looks whether the workload is done.
+const IDLE_STEP: Duration = Duration::from_millis(100);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The local cluster's directory; one is started there if it holds none.
+    pub cluster: PathBuf,
+    /// The shape of a cluster started here.
+    pub shape: Shape,
+    /// The faults.
+    pub schedule: Schedule,
+    /// Seeds the faults and the data.
+    pub seed: u64,
+    /// How long the workload runs.
+    pub duration: Duration,
+    /// Most writes.
+    pub ops: u64,
+    /// Where the ledger goes (default: [`LEDGER_FILE`] in the cluster's directory).
+    pub ledger: Option<PathBuf>,
+    /// Leave a cluster started here running.
+    pub keep: bool,
+}
+
+/// Runs `options`: the report, whether the run passed or not.
+pub fn run(options: &Options) -> Result<Report> {
+    let dir = &options.cluster;
+    let started_here = !dir.join("cluster.toml").exists();
+    if started_here {
+        eprintln!(
+            "hive-chaos: starting a {}-node {}+{} local cluster in {}",
+            options.shape.nodes,
+            options.shape.k,
+            options.shape.m,
+            dir.display()
+        );
+        local_cluster::up(dir, &options.shape, GC)?;
+    }
+    // Stopped however the run ends, a panic included.
+    let _stopper = (started_here && !options.keep).then(|| Stopper(dir));
+    run_on(options)
+}
+
+/// Stops the local cluster in its directory when dropped.
+struct Stopper<'a>(&'a Path);
+
+impl Drop for Stopper<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = local_cluster::down(self.0) {
+            eprintln!("hive-chaos: stopping the cluster: {e:#}");
+        }
+    }
+}
+
+fn run_on(options: &Options) -> Result<Report> {
+    let dir = &options.cluster;
+    let runtime = local_cluster::runtime()?;
+    let scheme = local_cluster::scheme(dir)?;
+    let (k, m) = (scheme.k(), scheme.m());
+    let target = Target::new(dir, runtime.handle().clone());
+    let all = target.nodes()?;
+    let control = local_cluster::control_nodes(dir)?;
+    // The control plane's node is not a fault target of these schedules: losing it is
+    // a metadata crash, which needs a replicated control plane to survive.
+    let candidates: Vec<NodeId> = all
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !control.contains(n))
+        .collect();
+    let clients = runtime.block_on(connect(dir))?;
+    let ledger_path = options
+        .ledger
+        .clone()
+        .unwrap_or_else(|| dir.join(LEDGER_FILE));
+    let workload = Workload::new(options.seed, options.ops, Ledger::create(&ledger_path)?);
+    let mut tasks = {
+        let _entered = runtime.enter();
+        workload.spawn(&clients)
+    };
+    let plan = Plan::new(options.schedule, options.seed, &candidates, m);
+    let faults = inject_all(&target, &workload, plan, options);
+    let end_ms = workload.now_ms();
+    workload.stop();
+    let stopped = runtime.block_on(async {
+        tokio::time::timeout(STOP_WAIT, async {
+            while let Some(task) = tasks.join_next().await {
+                task.context("a workload task")??;
+            }
+            anyhow::Ok(())
+        })
+        .await
+    });
+    workload.sync_ledger()?;
+    let crashed = target.heal_all(&[])?;
+    let healed = Instant::now();
+    let repaired = target.wait_repaired()?;
+    let full_health_s = healed.elapsed().as_secs_f64();
+    let faults = faults?;
+    stopped.with_context(|| format!("the workload did not stop within {STOP_WAIT:?}"))??;
+    let entries = workload.entries();
+    eprintln!(
+        "hive-chaos: faults healed; checking {} ledger entries",
+        entries.len()
+    );
+    let outcome = runtime.block_on(checker::check(&clients.store, &entries))?;
+    let held: Vec<(u64, u64)> = faults
+        .iter()
+        .filter(|f| f.kind != FaultKind::Bitrot)
+        .map(|f| ((f.at_s * 1000.0) as u64, (f.healed_s * 1000.0) as u64))
+        .collect();
+    let (free, during) = throughput(&entries, &held, end_ms);
+    let (reads, read_errors) = workload.reads();
+    let acked: Vec<_> = entries.iter().filter(|e| e.refused.is_none()).collect();
+    let mut corrupt_entries = workload.wrong_reads();
+    corrupt_entries.extend(outcome.corrupt);
+    let mut report = Report {
+        schedule: options.schedule,
+        seed: options.seed,
+        nodes: all.len(),
+        k,
+        m,
+        duration_s: end_ms as f64 / 1000.0,
+        acked: acked.len() as u64,
+        acked_bytes: acked.iter().map(|e| e.len).sum(),
+        refused: (entries.len() - acked.len()) as u64,
+        acked_beyond_m: acked_beyond_m(&entries, &faults, usize::from(m)),
+        reads,
+        read_errors,
+        verified: outcome.verified,
+        verified_bytes: outcome.bytes,
+        lost: 0,
+        corrupt_returned: 0,
+        lost_entries: outcome.lost,
+        corrupt_entries,
+        crashed_nodes: crashed.iter().map(|n| n.0).collect(),
+        full_health_s,
+        unreadable_chunks: repaired.unreadable,
+        throughput_fault_free: free,
+        throughput_during_faults: during,
+        throughput_share: free.zip(during).map(|(f, d)| d / f),
+        faults,
+        passed: false,
+    };
+    report.judge();
+    Ok(report)
+}
+
+async fn connect(dir: &Path) -> Result<Clients> {
+    let (store, authority) = local_cluster::connect(dir).await?;
+    Ok(Clients {
+        store,
+        authority,
+        meta: Arc::new(local_cluster::meta_client(dir, true)?),
+        chunker: Arc::new(Chunker::new(ChunkerConfig::default())?),
+    })
+}
+
+/// Injects the plan's faults one after another, each held and healed, until the
+/// run's time or writes are spent; the faults made.
+fn inject_all(
+    target: &Target,
+    workload: &Workload,
+    plan: Plan,
+    options: &Options,
+) -> Result<Vec<FaultEvent>> {
+    let started = Instant::now();
+    let done = || started.elapsed() >= options.duration || workload.writes_done();
+    let mut rng = Rng::new(options.seed ^ 0x6661_756c_7473);
+    let mut events = Vec::new();
+    idle(WARMUP.min(options.duration / 4), &done);
+    for step in plan {
+        if done() || started.elapsed() + step.hold >= options.duration {
+            break;
+        }
+        let detail = target.inject(&step, &mut rng)?;
+        let at = workload.now_ms();
+        eprintln!(
+            "hive-chaos: {:>6.1}s {:?} nodes {:?}: {detail}",
+            at as f64 / 1000.0,
+            step.kind,
+            step.nodes
+        );
+        // A held fault is held for its time, whatever the workload does.
+        std::thread::sleep(step.hold);
+        let healing = workload.now_ms();
+        target.heal(&step)?;
+        let healed = workload.now_ms();
+        // The next fault comes only once repair has caught up: a chunk written while
+        // m nodes were down lacks those m shards until then, and another fault would
+        // be more than m for it.
+        let repaired = match step.kind {
+            FaultKind::Kill | FaultKind::Stop => Some(target.wait_repaired()?),
+            FaultKind::Bitrot => None,
+        };
+        events.push(FaultEvent {
+            kind: step.kind,
+            nodes: step.nodes.iter().map(|n| n.0).collect(),
+            at_s: at as f64 / 1000.0,
+            healing_s: healing as f64 / 1000.0,
+            healed_s: healed as f64 / 1000.0,
+            repaired_s: repaired.map(|_| workload.now_ms() as f64 / 1000.0),
+            rebuilt: repaired.map_or(0, |r| r.rebuilt),
+            detail,
+        });
+        idle(GAP, &done);
+    }
+    while !done() {
+        std::thread::sleep(IDLE_STEP);
+    }
+    Ok(events)
+}
+
+/// Waits `d`, or less if `done` comes true.
+fn idle(d: Duration, done: &impl Fn() -> bool) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !done() {
+        std::thread::sleep(IDLE_STEP);
+    }
+}
+
+/// Writes acknowledged although more than `m` nodes were down for the whole of the
+/// write: from after the fault was in place to before its healing began.
+fn acked_beyond_m(entries: &[Entry], faults: &[FaultEvent], m: usize) -> Vec<Finding> {
+    let windows: Vec<(u64, u64)> = faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::Kill && f.nodes.len() > m)
+        .map(|f| ((f.at_s * 1000.0) as u64, (f.healing_s * 1000.0) as u64))
+        .collect();
+    entries
+        .iter()
+        .filter(|e| e.refused.is_none())
+        .filter(|e| {
+            windows
+                .iter()
+                .any(|(from, to)| e.started_ms >= *from && e.answered_ms <= *to)
+        })
+        .map(|e| Finding {
+            op: e.op,
+            object: e.object.clone().unwrap_or_default(),
+            reason: format!(
+                "acknowledged at {:.1}s, started at {:.1}s, while more than {m} nodes were down",
+                e.answered_ms as f64 / 1000.0,
+                e.started_ms as f64 / 1000.0
+            ),
+        })
+        .collect()
+}

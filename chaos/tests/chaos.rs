@@ -1,0 +1,272 @@
+//! Short seeded chaos runs against real local clusters (six `hive-node` processes,
+//! 4+2, on loopback), and the checker proved against losses planted on purpose.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use hive_wire::ChunkId;
+
+/// The seed of every run here; printed in failures.
+const SEED: u64 = 0x5eed_c4a0;
+/// How long each fault run's workload goes on: room for two or three faults.
+const DURATION: &str = "45s";
+
+/// One cluster at a time: the machine has two cores.
+static MACHINE: Mutex<()> = Mutex::new(());
+
+fn machine() -> std::sync::MutexGuard<'static, ()> {
+    MACHINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hive-chaos-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn chaos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hive-chaos"))
+        .args(args)
+        .output()
+        .expect("run hive-chaos")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `schedule` on a cluster of its own; the JSON report and the output.
+fn run(name: &str, schedule: &str, extra: &[&str]) -> (serde_json::Value, String) {
+    let dir = dir(name);
+    let json = dir.with_extension("json");
+    let seed = SEED.to_string();
+    let out = chaos(
+        &[
+            "run",
+            "--cluster",
+            dir.to_str().expect("utf-8"),
+            "--schedule",
+            schedule,
+            "--seed",
+            &seed,
+            "--json",
+            json.to_str().expect("utf-8"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
+    );
+    let output = text(&out);
+    let report = std::fs::read(&json)
+        .unwrap_or_else(|e| panic!("no report from {schedule} (seed {SEED:#x}): {e}\n{output}"));
+    let report: serde_json::Value = serde_json::from_slice(&report).expect("the report is JSON");
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{schedule} (seed {SEED:#x}) failed to run: {output}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&json);
+    (report, output)
+}
+
+fn assert_nothing_lost(schedule: &str, report: &serde_json::Value, output: &str) {
+    assert_eq!(report["lost"], 0, "{schedule} (seed {SEED:#x}): {output}");
+    assert_eq!(report["corrupt_returned"], 0, "{schedule}: {output}");
+    if report["refused"] == 0 {
+        // With nothing refused, no chunk may be left without k shards.
+        assert_eq!(report["unreadable_chunks"], 0, "{schedule}: {output}");
+    }
+    assert_eq!(report["passed"], true, "{schedule}: {output}");
+    assert!(
+        report["verified"].as_u64() == report["acked"].as_u64()
+            && report["acked"].as_u64() > Some(10),
+        "{schedule}: every acknowledged write is read back: {output}"
+    );
+}
+
+#[test]
+fn kill_m_loses_nothing_and_heals() {
+    let _machine = machine();
+    let (report, output) = run("kill-m", "kill-m", &["--duration", DURATION]);
+    assert_nothing_lost("kill-m", &report, &output);
+    let faults = report["faults"].as_array().expect("faults");
+    assert!(!faults.is_empty(), "a fault was injected: {output}");
+    for fault in faults {
+        assert_eq!(fault["nodes"].as_array().map(Vec::len), Some(2), "{fault}");
+        assert!(fault["repaired_s"].as_f64().is_some(), "{fault}");
+    }
+    assert_eq!(
+        report["read_errors"], 0,
+        "with m down every read succeeds: {output}"
+    );
+}
+
+#[test]
+fn stop_m_loses_nothing() {
+    let _machine = machine();
+    let (report, output) = run("stop-m", "stop-m", &["--duration", DURATION]);
+    assert_nothing_lost("stop-m", &report, &output);
+    assert!(
+        !report["faults"].as_array().expect("faults").is_empty(),
+        "{output}"
+    );
+}
+
+#[test]
+fn bitrot_on_m_nodes_is_never_returned() {
+    let _machine = machine();
+    let (report, output) = run("bitrot", "bitrot", &["--duration", DURATION]);
+    assert_nothing_lost("bitrot", &report, &output);
+    let damaged = report["faults"]
+        .as_array()
+        .expect("faults")
+        .iter()
+        .map(|f| f["detail"].as_str().expect("detail").matches(':').count())
+        .sum::<usize>();
+    assert!(damaged >= 8, "shards were damaged: {output}");
+}
+
+#[test]
+fn kill_beyond_m_refuses_writes_and_loses_nothing_acknowledged() {
+    let _machine = machine();
+    let (report, output) = run("beyond", "kill-beyond-m", &["--duration", "40s"]);
+    assert_nothing_lost("kill-beyond-m", &report, &output);
+    assert!(
+        report["refused"].as_u64() > Some(0),
+        "writes are refused while m + 1 nodes are down: {output}"
+    );
+    assert_eq!(
+        report["acked_beyond_m"].as_array().map(Vec::len),
+        Some(0),
+        "{output}"
+    );
+}
+
+/// Destroys every shard of `chunk` in the stores of `nodes` of the cluster in `dir`,
+/// behind their backs; how many.
+fn destroy(dir: &Path, nodes: &[u64], chunk: ChunkId) -> usize {
+    use std::os::unix::fs::FileExt;
+    let mut destroyed = 0;
+    for node in nodes {
+        let store = dir.join(format!("node-{node}/store.img"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&store)
+            .expect("the store file");
+        for shard in hive_nvme::layout::shards(&store).expect("the store's layout") {
+            if shard.name.chunk == chunk {
+                let len = shard.shard + shard.len - shard.record;
+                file.write_all_at(&vec![0u8; len as usize], shard.record)
+                    .expect("zero the record");
+                destroyed += 1;
+            }
+        }
+        file.sync_all().expect("sync");
+    }
+    destroyed
+}
+
+#[test]
+fn the_checker_names_a_planted_loss_and_a_wrong_read() {
+    let _machine = machine();
+    let dir = dir("checker");
+    let d = dir.to_str().expect("utf-8");
+    let seed = SEED.to_string();
+    let out = chaos(&[
+        "run",
+        "--cluster",
+        d,
+        "--schedule",
+        "none",
+        "--seed",
+        &seed,
+        "--duration",
+        "20s",
+        "--ops",
+        "12",
+        "--keep",
+    ]);
+    let stopper = Stopper(dir.clone());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ledger = dir.join("chaos-ledger.jsonl");
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&ledger)
+        .expect("the ledger")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a ledger line"))
+        .collect();
+    assert_eq!(entries.len(), 12, "{entries:?}");
+    let clean = chaos(&["check", "--cluster", d]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean));
+
+    // A loss: one entry's object manifest destroyed on m + 1 = 3 of its holders.
+    let victim = &entries[5];
+    let id: ChunkId = victim["object"]
+        .as_str()
+        .expect("acknowledged")
+        .parse()
+        .expect("an id");
+    assert!(destroy(&dir, &[2, 3, 4], id) >= 3, "three shards destroyed");
+    let lost = chaos(&["check", "--cluster", d]);
+    let said = text(&lost);
+    assert_eq!(
+        lost.status.code(),
+        Some(1),
+        "the checker fails loudly: {said}"
+    );
+    assert!(said.contains("lost: 1"), "{said}");
+    assert!(
+        said.contains(&format!("write {} (object {id})", victim["op"])),
+        "the loss is named: {said}"
+    );
+
+    // A wrong read: the ledger says another entry was other bytes than the cluster
+    // returns.
+    let mut forged = entries.clone();
+    forged[8]["blake3"] = serde_json::Value::String("00".repeat(32));
+    let forged_path = dir.join("forged.jsonl");
+    std::fs::write(
+        &forged_path,
+        forged.iter().map(|e| format!("{e}\n")).collect::<String>(),
+    )
+    .expect("write the forged ledger");
+    let wrong = chaos(&[
+        "check",
+        "--cluster",
+        d,
+        "--ledger",
+        forged_path.to_str().expect("utf-8"),
+    ]);
+    let said = text(&wrong);
+    assert_eq!(wrong.status.code(), Some(1), "{said}");
+    assert!(said.contains("corrupt_returned: 1"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "write {} (object {})",
+            forged[8]["op"],
+            forged[8]["object"].as_str().expect("id")
+        )),
+        "the wrong read is named: {said}"
+    );
+    drop(stopper);
+}
+
+/// Stops the local cluster in a directory when dropped, and removes it unless the test
+/// failed.
+struct Stopper(PathBuf);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        let down = hive_client::local_cluster::down(&self.0);
+        if !std::thread::panicking() {
+            down.expect("cluster down");
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
