@@ -1,5 +1,6 @@
-//! The checker: once the faults are healed, every acknowledged write in the ledger is
-//! read back whole and compared with what was written, by length and BLAKE3.
+//! The checker: once the faults are healed, every acknowledged write in the ledger that
+//! was not deleted is read back whole and compared with what was written, by length and
+//! BLAKE3.
 //!
 //! An entry that cannot be read within [`CHECK_ATTEMPTS`] tries is **lost**; one that
 //! reads back as other bytes is **corrupt** (the cluster handed wrong bytes to a
@@ -16,7 +17,7 @@ use hive_wire::ChunkId;
 
 use serde::Serialize;
 
-use crate::ledger::Entry;
+use crate::ledger::{self, Entry, Line};
 use crate::report::{Finding, render_findings};
 
 /// Tries at reading an entry before it counts as lost.
@@ -59,14 +60,10 @@ enum Verdict {
     Corrupt(String),
 }
 
-/// Reads back every acknowledged entry of `entries` through `store`.
-pub async fn check(store: &Arc<ChunkStore>, entries: &[Entry]) -> Result<Outcome> {
-    let mut acked = Vec::new();
-    for entry in entries {
-        if let Some(id) = entry.acked()? {
-            acked.push((entry.clone(), id));
-        }
-    }
+/// Reads back every acknowledged write of `lines` that no delete touched, through
+/// `store`.
+pub async fn check(store: &Arc<ChunkStore>, lines: &[Line]) -> Result<Outcome> {
+    let acked = ledger::live(lines)?;
     let mut outcome = Outcome::default();
     let mut running = tokio::task::JoinSet::new();
     let mut queue = acked.into_iter();

@@ -1,6 +1,7 @@
 //! The ledger: one JSON line for every write the workload finished, acknowledged or
-//! refused, appended as the answer arrives. The checker reads it back; a run that dies
-//! half-way still leaves what it had been told.
+//! refused, and for every delete of an object written, appended as the answer arrives.
+//! The checker reads it back; a run that dies half-way still leaves what it had been
+//! told.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -9,6 +10,30 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use hive_wire::ChunkId;
 use serde::{Deserialize, Serialize};
+
+/// One line of the ledger.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "line", rename_all = "kebab-case")]
+pub enum Line {
+    /// A write.
+    Write(Entry),
+    /// A delete of an object an earlier line wrote.
+    Delete(Deletion),
+}
+
+/// One finished delete: from its start on, the object need not read back (a delete
+/// that failed may still have been applied).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// The write whose object was deleted.
+    pub op: u64,
+    /// The object's id (hex).
+    pub object: String,
+    /// Milliseconds from the run's start to the delete's start.
+    pub started_ms: u64,
+    /// Why it failed; absent when the metadata service applied it.
+    pub refused: Option<String>,
+}
 
 /// One finished write.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -68,9 +93,9 @@ impl Ledger {
         })
     }
 
-    /// Appends one entry as one line, in one write.
-    pub fn append(&mut self, entry: &Entry) -> Result<()> {
-        let mut line = serde_json::to_vec(entry)?;
+    /// Appends one line, in one write.
+    pub fn append(&mut self, line: &Line) -> Result<()> {
+        let mut line = serde_json::to_vec(line)?;
         line.push(b'\n');
         self.file
             .write_all(&line)
@@ -85,8 +110,8 @@ impl Ledger {
     }
 }
 
-/// Every entry of the ledger at `path`, in the order written.
-pub fn read(path: &Path) -> Result<Vec<Entry>> {
+/// Every line of the ledger at `path`, in the order written.
+pub fn read(path: &Path) -> Result<Vec<Line>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the ledger {}", path.display()))?;
     text.lines()
@@ -94,7 +119,28 @@ pub fn read(path: &Path) -> Result<Vec<Entry>> {
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
             serde_json::from_str(line)
-                .with_context(|| format!("{} line {}: not a ledger entry", path.display(), n + 1))
+                .with_context(|| format!("{} line {}: not a ledger line", path.display(), n + 1))
         })
         .collect()
+}
+
+/// The acknowledged writes of `lines` that no delete touched: what must read back.
+pub fn live(lines: &[Line]) -> Result<Vec<(Entry, ChunkId)>> {
+    let deleted: std::collections::HashSet<u64> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Delete(d) => Some(d.op),
+            Line::Write(_) => None,
+        })
+        .collect();
+    let mut live = Vec::new();
+    for line in lines {
+        if let Line::Write(entry) = line
+            && !deleted.contains(&entry.op)
+            && let Some(id) = entry.acked()?
+        {
+            live.push((entry.clone(), id));
+        }
+    }
+    Ok(live)
 }

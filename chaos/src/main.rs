@@ -64,6 +64,10 @@ enum Command {
         /// Most writes the workload makes (at most 1,000,000).
         #[arg(long, default_value_t = 100_000)]
         ops: u64,
+        /// Bytes of objects the workload keeps, like 512MiB: past it the oldest are
+        /// deleted [default: a fifth of the cluster's space after its class's overhead].
+        #[arg(long, value_parser = bytes)]
+        live_bytes: Option<u64>,
         /// Where the ledger goes [default: chaos-ledger.jsonl in the cluster's directory].
         #[arg(long)]
         ledger: Option<PathBuf>,
@@ -100,6 +104,10 @@ fn duration(text: &str) -> Result<Duration> {
     Ok(d)
 }
 
+fn bytes(text: &str) -> Result<u64> {
+    Ok(hive_wire::units::parse_bytes(text)?)
+}
+
 fn main() -> ExitCode {
     match execute(Cli::parse().command) {
         Ok(true) => ExitCode::SUCCESS,
@@ -120,6 +128,7 @@ fn execute(command: Command) -> Result<bool> {
             seed,
             duration,
             ops,
+            live_bytes,
             ledger,
             json,
             keep,
@@ -134,6 +143,7 @@ fn execute(command: Command) -> Result<bool> {
                 seed,
                 duration,
                 ops,
+                live_bytes,
                 ledger,
                 keep,
             })?;
@@ -149,11 +159,11 @@ fn execute(command: Command) -> Result<bool> {
             json,
         } => {
             let path = ledger.unwrap_or_else(|| cluster.join(LEDGER_FILE));
-            let entries = ledger::read(&path)?;
+            let lines = ledger::read(&path)?;
             let runtime = local_cluster::runtime()?;
             let outcome = runtime.block_on(async {
                 let (store, _) = local_cluster::connect(&cluster).await?;
-                checker::check(&store, &entries).await
+                checker::check(&store, &lines).await
             })?;
             print!("{}", outcome.render());
             if let Some(path) = json {

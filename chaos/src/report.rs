@@ -66,6 +66,10 @@ pub struct Report {
     pub acked_bytes: u64,
     /// Writes the cluster refused.
     pub refused: u64,
+    /// Objects deleted to keep within the budget (not checked afterwards).
+    pub deleted: u64,
+    /// Garbage collection rounds ordered during the run.
+    pub gc_rounds: u64,
     /// Writes acknowledged although more than m nodes were down from their start to
     /// their answer (`kill-beyond-m`): must be none.
     pub acked_beyond_m: Vec<Finding>,
@@ -154,10 +158,12 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "writes: {} acknowledged ({}), {} refused",
+            "writes: {} acknowledged ({}), {} refused; {} deleted, {} garbage collection rounds",
             self.acked,
             bytes(self.acked_bytes),
-            self.refused
+            self.refused,
+            self.deleted,
+            self.gc_rounds
         );
         let _ = writeln!(
             out,
@@ -166,7 +172,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "checked: {} acknowledged writes read back exactly ({})",
+            "checked: {} acknowledged writes not deleted read back exactly ({})",
             self.verified,
             bytes(self.verified_bytes)
         );
@@ -181,7 +187,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "full health {:.1}s after the last fault was healed ({} chunks unreadable)",
+            "full health {:.1}s after the last fault was healed; the census counts {} chunks with fewer than k shards (garbage of deleted and refused writes included)",
             self.full_health_s, self.unreadable_chunks
         );
         if !self.crashed_nodes.is_empty() {

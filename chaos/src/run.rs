@@ -14,7 +14,7 @@ use hive_wire::NodeId;
 
 use crate::checker;
 use crate::faults::Target;
-use crate::ledger::{Entry, Ledger};
+use crate::ledger::{Entry, Ledger, Line};
 use crate::report::{FaultEvent, Finding, Report, throughput};
 use crate::schedule::{FaultKind, Plan, Schedule};
 use crate::workload::{Clients, Workload};
@@ -33,6 +33,9 @@ const GC: GcTimes = GcTimes {
     grace: Duration::from_secs(30),
     interval: Duration::from_secs(600),
 };
+/// The objects a run keeps take at most this share of the cluster's space (after the
+/// class's overhead): room for the garbage between collection rounds, and for repair.
+const LIVE_SHARE: u64 = 5;
 /// How often a wait looks whether the workload is done.
 const IDLE_STEP: Duration = Duration::from_millis(100);
 
@@ -51,6 +54,8 @@ pub struct Options {
     pub duration: Duration,
     /// Most writes.
     pub ops: u64,
+    /// Bytes of objects kept (default: a [`LIVE_SHARE`]th of the cluster's space).
+    pub live_bytes: Option<u64>,
     /// Where the ledger goes (default: [`LEDGER_FILE`] in the cluster's directory).
     pub ledger: Option<PathBuf>,
     /// Leave a cluster started here running.
@@ -102,12 +107,20 @@ fn run_on(options: &Options) -> Result<Report> {
         .map(|(n, _)| *n)
         .filter(|n| !control.contains(n))
         .collect();
-    let clients = runtime.block_on(connect(dir))?;
+    let (clients, capacity) = runtime.block_on(connect(dir))?;
+    let budget = options
+        .live_bytes
+        .unwrap_or(capacity / u64::from(k + m) * u64::from(k) / LIVE_SHARE);
     let ledger_path = options
         .ledger
         .clone()
         .unwrap_or_else(|| dir.join(LEDGER_FILE));
-    let workload = Workload::new(options.seed, options.ops, Ledger::create(&ledger_path)?);
+    let workload = Workload::new(
+        options.seed,
+        options.ops,
+        budget,
+        Ledger::create(&ledger_path)?,
+    );
     let mut tasks = {
         let _entered = runtime.enter();
         workload.spawn(&clients)
@@ -132,12 +145,20 @@ fn run_on(options: &Options) -> Result<Report> {
     let full_health_s = healed.elapsed().as_secs_f64();
     let faults = faults?;
     stopped.with_context(|| format!("the workload did not stop within {STOP_WAIT:?}"))??;
-    let entries = workload.entries();
+    let lines = workload.lines();
+    let entries: Vec<Entry> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Write(e) => Some(e.clone()),
+            Line::Delete(_) => None,
+        })
+        .collect();
+    let deleted = lines.len() - entries.len();
     eprintln!(
-        "hive-chaos: faults healed; checking {} ledger entries",
-        entries.len()
+        "hive-chaos: faults healed; checking the {} writes of the ledger not deleted",
+        entries.len() - deleted
     );
-    let outcome = runtime.block_on(checker::check(&clients.store, &entries))?;
+    let outcome = runtime.block_on(checker::check(&clients.store, &lines))?;
     let held: Vec<(u64, u64)> = faults
         .iter()
         .filter(|f| f.kind != FaultKind::Bitrot)
@@ -158,6 +179,8 @@ fn run_on(options: &Options) -> Result<Report> {
         acked: acked.len() as u64,
         acked_bytes: acked.iter().map(|e| e.len).sum(),
         refused: (entries.len() - acked.len()) as u64,
+        deleted: deleted as u64,
+        gc_rounds: workload.gc_rounds(),
         acked_beyond_m: acked_beyond_m(&entries, &faults, usize::from(m)),
         reads,
         read_errors,
@@ -180,14 +203,19 @@ fn run_on(options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-async fn connect(dir: &Path) -> Result<Clients> {
+/// The workload's clients, and the cluster's raw capacity.
+async fn connect(dir: &Path) -> Result<(Clients, u64)> {
     let (store, authority) = local_cluster::connect(dir).await?;
-    Ok(Clients {
+    let status = local_cluster::admin(dir)?.status().await?;
+    let capacity = status.nodes.iter().map(|n| n.store.capacity).sum();
+    let clients = Clients {
         store,
         authority,
         meta: Arc::new(local_cluster::meta_client(dir, true)?),
+        gc: Arc::new(local_cluster::gc_client(dir)?),
         chunker: Arc::new(Chunker::new(ChunkerConfig::default())?),
-    })
+    };
+    Ok((clients, capacity))
 }
 
 /// Injects the plan's faults one after another, each held and healed, until the

@@ -6,7 +6,13 @@
 //! records it, so garbage collection keeps it). Its bytes are made from the run's seed
 //! and the write's number: sizes spread evenly on a log scale between [`MIN_OBJECT`] and
 //! [`MAX_OBJECT`], half of them text that compresses, half random bytes.
+//!
+//! The objects kept stay within a budget of bytes: past it, the oldest is deleted
+//! (once no reader is reading it), and a garbage collection round is ordered every
+//! [`GC_EVERY`], so a long run neither fills the stores nor leaves garbage collection
+//! out of the faults.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,16 +20,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use hive_client::chunk_io::ChunkStore;
-use hive_client::local_cluster::{put_recorded, report_bad, report_owed};
+use hive_client::local_cluster::{delete_recorded, put_recorded, report_bad, report_owed};
 use hive_client::object::get_object;
 use hive_codec::Chunker;
 use hive_testkit::{Rng, random_bytes, text_bytes};
 use hive_wire::ChunkId;
 use hive_wire::net::control::ControlClient;
+use hive_wire::net::gc::GcClient;
 use hive_wire::net::meta::MetaClient;
 use tokio::sync::Notify;
 
-use crate::ledger::{Entry, Ledger};
+use crate::ledger::{Deletion, Entry, Ledger, Line};
 use crate::report::Finding;
 
 /// Smallest object written.
@@ -40,6 +47,11 @@ pub const MAX_OPS: u64 = 1_000_000;
 pub const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// How long a reader with nothing to read waits for a write before it looks again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How often a garbage collection round is ordered (when none is running).
+pub const GC_EVERY: Duration = Duration::from_secs(15);
+/// How long a delete waits for the readers of its object to finish before it looks
+/// again.
+const READ_WAIT: Duration = Duration::from_millis(200);
 
 /// The bytes of write `op` of the run with `seed`.
 pub fn content(seed: u64, op: u64) -> Vec<u8> {
@@ -61,6 +73,14 @@ struct Acked {
     op: u64,
     id: ChunkId,
     hash: blake3::Hash,
+    len: u64,
+}
+
+/// The acknowledged objects kept, oldest first, and their bytes.
+#[derive(Default)]
+struct Live {
+    objects: VecDeque<Acked>,
+    bytes: u64,
 }
 
 /// What the writers and readers share, and what they found.
@@ -70,11 +90,14 @@ pub struct Workload {
     started: Instant,
     stop: AtomicBool,
     next_op: AtomicU64,
+    budget: u64,
     ledger: Mutex<Ledger>,
-    entries: Mutex<Vec<Entry>>,
-    acked: Mutex<Vec<Acked>>,
+    lines: Mutex<Vec<Line>>,
+    live: Mutex<Live>,
+    reading: Mutex<HashMap<u64, u32>>,
     fresh: Notify,
     halt: Notify,
+    gc_rounds: AtomicU64,
     reads: AtomicU64,
     read_errors: AtomicU64,
     wrong: Mutex<Vec<Finding>>,
@@ -89,25 +112,31 @@ pub struct Clients {
     pub authority: Arc<ControlClient>,
     /// The metadata service, as the administrator (objects are recorded there).
     pub meta: Arc<MetaClient>,
+    /// Garbage collection, on the metadata node.
+    pub gc: Arc<GcClient>,
     /// Cuts objects into chunks.
     pub chunker: Arc<Chunker>,
 }
 
 impl Workload {
-    /// A workload of at most `ops` writes (capped at [`MAX_OPS`]) from `seed`, its
-    /// clock started now, its answers appended to `ledger`.
-    pub fn new(seed: u64, ops: u64, ledger: Ledger) -> Arc<Self> {
+    /// A workload of at most `ops` writes (capped at [`MAX_OPS`]) from `seed` that
+    /// keeps at most `budget` bytes of objects, its clock started now, its answers
+    /// appended to `ledger`.
+    pub fn new(seed: u64, ops: u64, budget: u64, ledger: Ledger) -> Arc<Self> {
         Arc::new(Self {
             seed,
             ops: ops.min(MAX_OPS),
             started: Instant::now(),
             stop: AtomicBool::new(false),
             next_op: AtomicU64::new(0),
+            budget,
             ledger: Mutex::new(ledger),
-            entries: Mutex::new(Vec::new()),
-            acked: Mutex::new(Vec::new()),
+            lines: Mutex::new(Vec::new()),
+            live: Mutex::new(Live::default()),
+            reading: Mutex::new(HashMap::new()),
             fresh: Notify::new(),
             halt: Notify::new(),
+            gc_rounds: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             read_errors: AtomicU64::new(0),
             wrong: Mutex::new(Vec::new()),
@@ -129,6 +158,7 @@ impl Workload {
             tasks.spawn(self.clone().reader(clients.clone(), n as u64));
         }
         tasks.spawn(self.clone().reporter(clients.clone()));
+        tasks.spawn(self.clone().collector(clients.clone()));
         tasks
     }
 
@@ -144,9 +174,20 @@ impl Workload {
         self.next_op.load(Ordering::SeqCst) >= self.ops
     }
 
-    /// The ledger's entries so far, in the order answered.
-    pub fn entries(&self) -> Vec<Entry> {
-        lock(&self.entries).clone()
+    /// The ledger's lines so far, in the order answered.
+    pub fn lines(&self) -> Vec<Line> {
+        lock(&self.lines).clone()
+    }
+
+    /// Garbage collection rounds ordered.
+    pub fn gc_rounds(&self) -> u64 {
+        self.gc_rounds.load(Ordering::SeqCst)
+    }
+
+    fn record(&self, line: Line) -> Result<()> {
+        lock(&self.ledger).append(&line)?;
+        lock(&self.lines).push(line);
+        Ok(())
     }
 
     /// Reads made, and reads that failed (during faults they may).
@@ -187,29 +228,82 @@ impl Workload {
                 answered_ms: self.now_ms(),
                 refused: result.as_ref().err().map(|e| format!("{e:#}")),
             };
-            lock(&self.ledger).append(&entry)?;
-            lock(&self.entries).push(entry);
+            let len = entry.len;
+            self.record(Line::Write(entry))?;
             if let Ok(id) = result {
-                lock(&self.acked).push(Acked { op, id, hash });
+                {
+                    let mut live = lock(&self.live);
+                    live.objects.push_back(Acked { op, id, hash, len });
+                    live.bytes += len;
+                }
                 self.fresh.notify_waiters();
+                self.trim(&clients).await?;
             }
         }
         Ok(())
+    }
+
+    /// Deletes the oldest objects while those kept are over the budget.
+    async fn trim(&self, clients: &Clients) -> Result<()> {
+        loop {
+            let oldest = {
+                let mut live = lock(&self.live);
+                if live.bytes <= self.budget {
+                    return Ok(());
+                }
+                let oldest = live.objects.pop_front();
+                if let Some(o) = &oldest {
+                    live.bytes -= o.len;
+                }
+                oldest
+            };
+            let Some(oldest) = oldest else {
+                return Ok(());
+            };
+            // No reader picks it any more; those reading it finish first, or their
+            // read could race garbage collection.
+            while lock(&self.reading).contains_key(&oldest.op) {
+                tokio::time::sleep(READ_WAIT).await;
+            }
+            let started_ms = self.now_ms();
+            let deleted = delete_recorded(&clients.meta, oldest.id).await;
+            self.record(Line::Delete(Deletion {
+                op: oldest.op,
+                object: oldest.id.to_string(),
+                started_ms,
+                refused: deleted.err().map(|e| format!("{e:#}")),
+            }))?;
+        }
     }
 
     async fn reader(self: Arc<Self>, clients: Clients, n: u64) -> Result<()> {
         let mut rng = Rng::new(self.seed ^ 0x7265_6164_6572 ^ n);
         while !self.stop.load(Ordering::SeqCst) {
             let pick = {
-                let acked = lock(&self.acked);
-                (!acked.is_empty()).then(|| acked[rng.below(acked.len())])
+                let live = lock(&self.live);
+                let pick =
+                    (!live.objects.is_empty()).then(|| live.objects[rng.below(live.objects.len())]);
+                if let Some(p) = &pick {
+                    *lock(&self.reading).entry(p.op).or_default() += 1;
+                }
+                pick
             };
             let Some(acked) = pick else {
                 let _ = tokio::time::timeout(IDLE_WAIT, self.fresh.notified()).await;
                 continue;
             };
             self.reads.fetch_add(1, Ordering::SeqCst);
-            match get_object(&clients.store, acked.id).await {
+            let read = get_object(&clients.store, acked.id).await;
+            {
+                let mut reading = lock(&self.reading);
+                if let Some(n) = reading.get_mut(&acked.op) {
+                    *n -= 1;
+                    if *n == 0 {
+                        reading.remove(&acked.op);
+                    }
+                }
+            }
+            match read {
                 Ok(bytes) if blake3::hash(&bytes) == acked.hash => {}
                 Ok(bytes) => lock(&self.wrong).push(Finding {
                     op: acked.op,
@@ -241,6 +335,25 @@ impl Workload {
             }
             let _ = tokio::time::timeout(REPORT_EVERY, self.halt.notified()).await;
         }
+    }
+}
+
+impl Workload {
+    /// Orders a garbage collection round every [`GC_EVERY`] unless one is running.
+    async fn collector(self: Arc<Self>, clients: Clients) -> Result<()> {
+        while !self.stop.load(Ordering::SeqCst) {
+            let _ = tokio::time::timeout(GC_EVERY, self.halt.notified()).await;
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            // The metadata node may be busy or briefly unreachable; the next tick tries
+            // again.
+            let idle = clients.gc.status().await.is_ok_and(|s| s.current.is_none());
+            if idle && clients.gc.start(false).await.is_ok() {
+                self.gc_rounds.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1042,11 +1042,13 @@ pub async fn report_bad(store: &ChunkStore, authority: &ControlClient) -> Vec<Ba
 /// Deletes object `id`'s record: garbage collection then frees the chunks nothing else
 /// uses.
 pub fn delete_object(dir: &Path, id: ChunkId) -> Result<()> {
-    runtime()?
-        .block_on(async {
-            let meta = meta_client(dir, true)?;
-            object_op(&meta, MetaOp::DeleteObject { id: id.0 }).await
-        })
+    runtime()?.block_on(async { delete_recorded(&meta_client(dir, true)?, id).await })
+}
+
+/// Deletes object `id`'s record through `meta` (an admin client).
+pub async fn delete_recorded(meta: &MetaClient, id: ChunkId) -> Result<()> {
+    object_op(meta, MetaOp::DeleteObject { id: id.0 })
+        .await
         .with_context(|| format!("deleting object {id}"))
 }
 
