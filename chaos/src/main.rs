@@ -20,7 +20,18 @@ const SCHEDULES: &str = "Schedules (--schedule):
                  own format reader; reads must refuse the damage, repair replaces it
   kill-beyond-m  SIGKILL m + 1 nodes once for 12 s: writes must be refused, and
                  everything acknowledged before must read back once they return
+  random         kills, stops and bitrot in a seeded mix, each on one to m of the same
+                 m victims (no chunk ever has more than m bad shards)
   none           no faults: the workload and the checker alone
+
+A schedule file (--schedule-file) lists steps run in order, and again from the first
+unless repeat = false:
+
+  repeat = true
+  [[step]]
+  fault = \"kill\"     # kill, stop or bitrot
+  nodes = 2          # how many nodes, drawn by the seed; more than m needs beyond_m = true
+  hold = \"5s\"
 
 Faults hit the nodes other than the map authority and the metadata node (node 1 of a
 local cluster), at most m at once unless the schedule says otherwise. The same seed
@@ -55,6 +66,9 @@ enum Command {
         /// The faults.
         #[arg(long, value_enum, default_value_t = Schedule::KillM)]
         schedule: Schedule,
+        /// A TOML file of steps to use instead of a named schedule (see below).
+        #[arg(long, conflicts_with = "schedule")]
+        schedule_file: Option<PathBuf>,
         /// Seeds the faults and the data (default: from the clock; printed either way).
         #[arg(long)]
         seed: Option<u64>,
@@ -125,6 +139,7 @@ fn execute(command: Command) -> Result<bool> {
         Command::Run {
             cluster,
             schedule,
+            schedule_file,
             seed,
             duration,
             ops,
@@ -135,11 +150,12 @@ fn execute(command: Command) -> Result<bool> {
             shape,
         } => {
             let seed = seed.unwrap_or_else(clock_seed);
-            eprintln!("hive-chaos: schedule {schedule:?}, seed {seed}");
+            eprintln!("hive-chaos: seed {seed}");
             let report = run(&Options {
                 cluster,
                 shape,
                 schedule,
+                schedule_file,
                 seed,
                 duration,
                 ops,

@@ -16,7 +16,7 @@ use crate::checker;
 use crate::faults::Target;
 use crate::ledger::{Entry, Ledger, Line};
 use crate::report::{FaultEvent, Finding, Report, throughput};
-use crate::schedule::{FaultKind, Plan, Schedule};
+use crate::schedule::{FaultKind, Plan, Schedule, ScheduleFile};
 use crate::workload::{Clients, Workload};
 
 /// The ledger's file in the cluster's directory, unless another is named.
@@ -48,6 +48,8 @@ pub struct Options {
     pub shape: Shape,
     /// The faults.
     pub schedule: Schedule,
+    /// A schedule file whose steps are used instead.
+    pub schedule_file: Option<PathBuf>,
     /// Seeds the faults and the data.
     pub seed: u64,
     /// How long the workload runs.
@@ -125,7 +127,21 @@ fn run_on(options: &Options) -> Result<Report> {
         let _entered = runtime.enter();
         workload.spawn(&clients)
     };
-    let plan = Plan::new(options.schedule, options.seed, &candidates, m);
+    let (plan, schedule) = match &options.schedule_file {
+        Some(path) => (
+            Plan::from_file(
+                ScheduleFile::load(path, candidates.len(), m)?,
+                options.seed,
+                &candidates,
+                m,
+            ),
+            format!("file {}", path.display()),
+        ),
+        None => (
+            Plan::new(options.schedule, options.seed, &candidates, m),
+            options.schedule.name().to_string(),
+        ),
+    };
     let faults = inject_all(&target, &workload, plan, options);
     let end_ms = workload.now_ms();
     workload.stop();
@@ -170,7 +186,7 @@ fn run_on(options: &Options) -> Result<Report> {
     let mut corrupt_entries = workload.wrong_reads();
     corrupt_entries.extend(outcome.corrupt);
     let mut report = Report {
-        schedule: options.schedule,
+        schedule,
         seed: options.seed,
         nodes: all.len(),
         k,

@@ -1,11 +1,33 @@
-//! The named schedules, and the plan of faults each makes from a seed: the same seed
-//! gives the same faults on the same nodes with the same hold times, step after step.
+//! The named schedules, schedules written in a TOML file, and the plan of faults each
+//! makes from a seed: the same seed gives the same faults on the same nodes with the
+//! same hold times, step after step.
+//!
+//! A schedule file lists steps, run in order (and again from the first when
+//! `repeat`, the default, is true):
+//!
+//! ```toml
+//! repeat = true        # start over after the last step (default)
+//! beyond_m = false     # allow steps on more than m nodes (default false)
+//!
+//! [[step]]
+//! fault = "kill"       # kill, stop or bitrot
+//! nodes = 2            # how many nodes, drawn by the seed
+//! hold = "5s"          # how long before it is healed
+//!
+//! [[step]]
+//! fault = "stop"
+//! nodes = 1
+//! hold = "10s"
+//! ```
 
 use std::time::Duration;
 
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
 use hive_testkit::Rng;
 use hive_wire::NodeId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Shortest time a fault is held before it is healed.
 pub const HOLD_MIN: Duration = Duration::from_secs(3);
@@ -35,10 +57,27 @@ pub enum Schedule {
     /// SIGKILL m + 1 nodes once: writes must be refused, not acknowledged, and
     /// everything acknowledged before must read back once they return.
     KillBeyondM,
+    /// Kills, stops and bitrot in a seeded mix, each on one to m of the same m
+    /// victims, so no chunk ever has more than m bad shards whatever repair has done.
+    Random,
+}
+
+impl Schedule {
+    /// The name `--schedule` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::None => "none",
+            Schedule::KillM => "kill-m",
+            Schedule::StopM => "stop-m",
+            Schedule::Bitrot => "bitrot",
+            Schedule::KillBeyondM => "kill-beyond-m",
+            Schedule::Random => "random",
+        }
+    }
 }
 
 /// What one step does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// SIGKILL, then restart.
@@ -60,9 +99,86 @@ pub struct Step {
     pub hold: Duration,
 }
 
+/// A schedule file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default = "yes")]
+    repeat: bool,
+    #[serde(default)]
+    beyond_m: bool,
+    step: Vec<FileStep>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStep {
+    fault: FaultKind,
+    nodes: usize,
+    hold: String,
+}
+
+/// The steps of a schedule file, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleFile {
+    /// Start over after the last step.
+    pub repeat: bool,
+    /// Each step: the fault, how many nodes, the hold.
+    pub steps: Vec<(FaultKind, usize, Duration)>,
+}
+
+impl ScheduleFile {
+    /// Reads and checks the schedule file at `path` for `candidates` fault targets and
+    /// a class with `m` parity shards.
+    pub fn load(path: &Path, candidates: usize, m: u8) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the schedule {}", path.display()))?;
+        Self::parse(&text, candidates, m)
+            .with_context(|| format!("in the schedule {}", path.display()))
+    }
+
+    /// Checks a schedule file's text (see the module's documentation).
+    pub fn parse(text: &str, candidates: usize, m: u8) -> Result<Self> {
+        let spec: FileSpec = toml::from_str(text)?;
+        if spec.step.is_empty() {
+            bail!("no [[step]]: a schedule needs at least one");
+        }
+        let mut steps = Vec::with_capacity(spec.step.len());
+        for (n, step) in spec.step.iter().enumerate() {
+            let at = format!("step {}", n + 1);
+            let hold = hive_wire::units::parse_duration(&step.hold)
+                .with_context(|| format!("{at}: hold {:?}", step.hold))?;
+            if hold.is_zero() {
+                bail!("{at}: hold must be longer than 0");
+            }
+            if step.nodes == 0 || step.nodes > candidates {
+                bail!(
+                    "{at}: nodes must be 1 to {candidates} (the nodes other than the control plane's)"
+                );
+            }
+            if step.nodes > usize::from(m) && !spec.beyond_m {
+                bail!(
+                    "{at}: {} nodes is more than m = {m}; set beyond_m = true to mean it",
+                    step.nodes
+                );
+            }
+            steps.push((step.fault, step.nodes, hold));
+        }
+        Ok(Self {
+            repeat: spec.repeat,
+            steps,
+        })
+    }
+}
+
 /// The steps a schedule makes, one after another, from its seed.
 pub struct Plan {
     schedule: Schedule,
+    file: Option<ScheduleFile>,
     rng: Rng,
     candidates: Vec<NodeId>,
     m: usize,
@@ -75,17 +191,27 @@ impl Plan {
     pub fn new(schedule: Schedule, seed: u64, candidates: &[NodeId], m: u8) -> Self {
         let mut rng = Rng::new(seed);
         let mut candidates = candidates.to_vec();
-        if schedule == Schedule::Bitrot {
-            // The same m victims all run long: at most m holders of any chunk are damaged.
+        if matches!(schedule, Schedule::Bitrot | Schedule::Random) {
+            // The same m victims all run long: damage stays until repair finds it, so
+            // at most m holders of any chunk are ever hit.
             rng.shuffle(&mut candidates);
             candidates.truncate(usize::from(m));
         }
         Self {
             schedule,
+            file: None,
             rng,
             candidates,
             m: usize::from(m),
             steps: 0,
+        }
+    }
+
+    /// The plan of a schedule file's steps over `candidates`.
+    pub fn from_file(file: ScheduleFile, seed: u64, candidates: &[NodeId], m: u8) -> Self {
+        Self {
+            file: Some(file),
+            ..Self::new(Schedule::None, seed, candidates, m)
         }
     }
 
@@ -108,6 +234,19 @@ impl Iterator for Plan {
     type Item = Step;
 
     fn next(&mut self) -> Option<Step> {
+        if let Some(file) = &self.file {
+            let len = file.steps.len();
+            if self.steps >= len && !file.repeat {
+                return None;
+            }
+            let (kind, n, hold) = file.steps[self.steps % len];
+            self.steps += 1;
+            return Some(Step {
+                kind,
+                nodes: self.draw(n),
+                hold,
+            });
+        }
         let step = match self.schedule {
             Schedule::None => return None,
             Schedule::KillBeyondM if self.steps > 0 => return None,
@@ -131,6 +270,16 @@ impl Iterator for Plan {
                 nodes: self.candidates.clone(),
                 hold: self.hold(),
             },
+            Schedule::Random => {
+                let kinds = [FaultKind::Kill, FaultKind::Stop, FaultKind::Bitrot];
+                let kind = kinds[self.rng.below(kinds.len())];
+                let n = 1 + self.rng.below(self.candidates.len().max(1));
+                Step {
+                    kind,
+                    nodes: self.draw(n),
+                    hold: self.hold(),
+                }
+            }
         };
         self.steps += 1;
         Some(step)
@@ -147,13 +296,63 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_plan() {
-        for schedule in [Schedule::KillM, Schedule::StopM, Schedule::Bitrot] {
+        for schedule in [
+            Schedule::KillM,
+            Schedule::StopM,
+            Schedule::Bitrot,
+            Schedule::Random,
+        ] {
             let a: Vec<Step> = Plan::new(schedule, 7, &nodes(), 2).take(20).collect();
             let b: Vec<Step> = Plan::new(schedule, 7, &nodes(), 2).take(20).collect();
             assert_eq!(a, b, "{schedule:?}");
             let c: Vec<Step> = Plan::new(schedule, 8, &nodes(), 2).take(20).collect();
             assert_ne!(a, c, "{schedule:?}: another seed, another plan");
         }
+    }
+
+    #[test]
+    fn schedule_files_are_checked_and_followed() {
+        let text = "repeat = false\n[[step]]\nfault = \"kill\"\nnodes = 2\nhold = \"5s\"\n[[step]]\nfault = \"bitrot\"\nnodes = 1\nhold = \"1s\"\n";
+        let file = ScheduleFile::parse(text, 5, 2).expect("a valid schedule");
+        let steps: Vec<Step> = Plan::from_file(file, 9, &nodes(), 2).collect();
+        assert_eq!(steps.len(), 2, "no repeat: {steps:?}");
+        assert_eq!(steps[0].kind, FaultKind::Kill);
+        assert_eq!(steps[0].nodes.len(), 2);
+        assert_eq!(steps[0].hold, Duration::from_secs(5));
+        assert_eq!(steps[1].kind, FaultKind::Bitrot);
+        let repeating = ScheduleFile::parse(&text.replace("false", "true"), 5, 2).expect("valid");
+        assert_eq!(
+            Plan::from_file(repeating, 9, &nodes(), 2).take(7).count(),
+            7
+        );
+        for (bad, why) in [
+            (
+                "[[step]]\nfault = \"kill\"\nnodes = 3\nhold = \"5s\"\n",
+                "more than m",
+            ),
+            (
+                "[[step]]\nfault = \"kill\"\nnodes = 0\nhold = \"5s\"\n",
+                "nodes must be",
+            ),
+            (
+                "[[step]]\nfault = \"kill\"\nnodes = 1\nhold = \"0s\"\n",
+                "longer than 0",
+            ),
+            (
+                "[[step]]\nfault = \"melt\"\nnodes = 1\nhold = \"1s\"\n",
+                "unknown variant",
+            ),
+            ("repeat = true\n", "step"),
+            (
+                "[[step]]\nfault = \"kill\"\nnodes = 1\nhold = \"1s\"\nspeed = 2\n",
+                "unknown field",
+            ),
+        ] {
+            let err = ScheduleFile::parse(bad, 5, 2).expect_err(bad);
+            assert!(format!("{err:#}").contains(why), "{bad}: {err:#}");
+        }
+        let beyond = "beyond_m = true\n[[step]]\nfault = \"kill\"\nnodes = 3\nhold = \"5s\"\n";
+        assert!(ScheduleFile::parse(beyond, 5, 2).is_ok());
     }
 
     #[test]
@@ -171,6 +370,18 @@ mod tests {
             bitrot.windows(2).all(|w| w[0].nodes == w[1].nodes),
             "bitrot keeps to the same m victims: {bitrot:?}"
         );
+        let random: Vec<Step> = Plan::new(Schedule::Random, 3, &nodes(), 2)
+            .take(60)
+            .collect();
+        let victims: std::collections::BTreeSet<NodeId> =
+            random.iter().flat_map(|s| s.nodes.clone()).collect();
+        assert_eq!(victims.len(), 2, "random keeps to m victims: {random:?}");
+        for kind in [FaultKind::Kill, FaultKind::Stop, FaultKind::Bitrot] {
+            assert!(
+                random.iter().any(|s| s.kind == kind),
+                "{kind:?} in {random:?}"
+            );
+        }
         let beyond: Vec<Step> = Plan::new(Schedule::KillBeyondM, 3, &nodes(), 2).collect();
         assert_eq!(beyond.len(), 1);
         assert_eq!(beyond[0].nodes.len(), 3, "m + 1 nodes");

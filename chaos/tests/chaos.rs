@@ -150,6 +150,21 @@ fn bitrot_on_m_nodes_is_never_returned() {
 }
 
 #[test]
+fn a_random_mix_loses_nothing() {
+    let _machine = machine();
+    let (report, output) = run("random", "random", &["--duration", DURATION]);
+    assert_nothing_lost("random", &report, &output);
+    let faults = report["faults"].as_array().expect("faults");
+    assert!(faults.len() >= 2, "{output}");
+    let victims: std::collections::BTreeSet<u64> = faults
+        .iter()
+        .flat_map(|f| f["nodes"].as_array().expect("nodes").iter())
+        .map(|n| n.as_u64().expect("a node id"))
+        .collect();
+    assert!(victims.len() <= 2, "at most m victims: {output}");
+}
+
+#[test]
 fn kill_beyond_m_refuses_writes_and_loses_nothing_acknowledged() {
     let _machine = machine();
     let (report, output) = run("beyond", "kill-beyond-m", &["--duration", "40s"]);
