@@ -8,20 +8,27 @@
 //! - **Bitrot**: shards found through the store's own format reader
 //!   (`hive_nvme::layout::shards`), damaged in the store file behind the node's back.
 //!   Not healed by the tool: reads must refuse the damage and repair replace it.
+//! - **Fill**: shards of random chunks nothing refers to, put straight to the node's
+//!   shard service until its store refuses one as full. Healed by the cluster too:
+//!   garbage collection deletes them once they are older than its grace, reclaim frees
+//!   their segments, and the tool waits until the store has room again.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use hive_client::health::{Repaired, until_repaired};
 use hive_client::local_cluster::{self, signal};
+use hive_codec::{ChunkEncoder, CompressionConfig, chunk_id};
 use hive_nvme::layout::{self, ShardLocation};
-use hive_testkit::Rng;
+use hive_testkit::{Rng, random_bytes};
 use hive_wire::NodeId;
 use hive_wire::SHARD_HEADER_LEN;
-use hive_wire::net::control::state;
+use hive_wire::net::control::{StoreFigures, state};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
@@ -36,6 +43,15 @@ const POLL: Duration = Duration::from_millis(20);
 const STATUS_POLL: Duration = Duration::from_millis(250);
 /// A heartbeat at most this old counts as fresh (local nodes beat every second).
 const FRESH_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Bytes of each chunk a fill makes (its shard at 4+2: 2 MiB).
+const FILL_CHUNK: usize = 8 << 20;
+/// Fill shards in flight at once, so the store's group commit takes several.
+const FILL_IN_FLIGHT: usize = 8;
+/// A filled store has room again once this share of it is free.
+const ROOM_AGAIN: u64 = 10;
+/// How long a filled store may take to have room again: the collection grace, a round
+/// and reclaim.
+pub const ROOM_WAIT: Duration = Duration::from_secs(300);
 /// How long repair may take to catch up after a fault is healed.
 pub const REPAIR_WAIT: Duration = Duration::from_secs(300);
 /// Tries at reading a live store's layout: a batch being written while it is read can
@@ -112,6 +128,18 @@ impl Target {
                 }
                 Ok("SIGSTOP".to_string())
             }
+            FaultKind::Fill => {
+                let mut done = Vec::new();
+                for node in &step.nodes {
+                    let capacity = self.figures(*node)?.capacity;
+                    let (shards, bytes) = self.runtime.block_on(self.fill(*node, capacity, rng))?;
+                    done.push(format!(
+                        "{node}: {shards} shards ({}) until full",
+                        local_cluster::bytes(bytes)
+                    ));
+                }
+                Ok(format!("filled {}", done.join(", ")))
+            }
             FaultKind::Bitrot => {
                 let mut done = Vec::new();
                 for node in &step.nodes {
@@ -139,8 +167,82 @@ impl Target {
                 }
                 self.wait_serving(&step.nodes)
             }
+            FaultKind::Fill => self.wait_room(&step.nodes),
             FaultKind::Bitrot => Ok(()),
         }
+    }
+
+    /// Puts shards of random chunks nothing refers to on `node` (whose store holds
+    /// `capacity` bytes) until its store refuses one as full; how many, and their
+    /// bytes.
+    async fn fill(&self, node: NodeId, capacity: u64, rng: &mut Rng) -> Result<(u64, u64)> {
+        let client = Arc::new(local_cluster::shard_client(&self.dir, node)?);
+        let mut encoder =
+            ChunkEncoder::new(local_cluster::scheme(&self.dir)?, CompressionConfig::off())?;
+        let (mut shards, mut bytes, mut full) = (0u64, 0u64, false);
+        let mut in_flight = tokio::task::JoinSet::new();
+        while !full || !in_flight.is_empty() {
+            if !full && in_flight.len() < FILL_IN_FLIGHT {
+                let chunk = random_bytes(rng.next_u64(), FILL_CHUNK);
+                let shard = encoder.encode(chunk_id(&chunk), &chunk)?.shard_to_vec(0);
+                let client = client.clone();
+                in_flight.spawn(async move {
+                    let len = shard.len() as u64;
+                    (len, client.put(Bytes::from(shard)).await)
+                });
+                continue;
+            }
+            let Some(done) = in_flight.join_next().await else {
+                break;
+            };
+            match done? {
+                (len, Ok(())) => {
+                    shards += 1;
+                    bytes += len;
+                }
+                (_, Err(e)) if e.to_string().contains("store full") => full = true,
+                (_, Err(e)) => return Err(e).with_context(|| format!("filling node {node}")),
+            }
+            if bytes > capacity {
+                bail!(
+                    "node {node} took more than its capacity ({capacity} bytes) without refusing"
+                );
+            }
+        }
+        Ok((shards, bytes))
+    }
+
+    /// Node `node`'s store figures as the authority last heard them.
+    fn figures(&self, node: NodeId) -> Result<StoreFigures> {
+        let status = self.runtime.block_on(self.admin()?.status())?;
+        status
+            .nodes
+            .iter()
+            .find(|n| n.id == node.0)
+            .map(|n| n.store)
+            .with_context(|| format!("the status has no node {node}"))
+    }
+
+    /// Waits until the stores of `nodes` have a [`ROOM_AGAIN`]th of their space free.
+    fn wait_room(&self, nodes: &[NodeId]) -> Result<()> {
+        let deadline = Instant::now() + ROOM_WAIT;
+        for node in nodes {
+            loop {
+                let f = self.figures(*node)?;
+                if f.capacity.saturating_sub(f.used) >= f.capacity / ROOM_AGAIN {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "node {node}'s store had no room again within {ROOM_WAIT:?} ({} of {} used)",
+                        f.used,
+                        f.capacity
+                    );
+                }
+                std::thread::sleep(STATUS_POLL);
+            }
+        }
+        Ok(())
     }
 
     /// Starts every node that is not running and continues every stopped one; returns

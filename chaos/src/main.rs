@@ -20,6 +20,9 @@ const SCHEDULES: &str = "Schedules (--schedule):
                  own format reader; reads must refuse the damage, repair replaces it
   kill-beyond-m  SIGKILL m + 1 nodes once for 12 s: writes must be refused, and
                  everything acknowledged before must read back once they return
+  full-disk      fill the stores of m nodes with shards nothing refers to until they
+                 refuse more (store full), hold, then wait until garbage collection
+                 and reclaim have freed them
   random         kills, stops and bitrot in a seeded mix, each on one to m of the same
                  m victims (no chunk ever has more than m bad shards)
   none           no faults: the workload and the checker alone
@@ -29,7 +32,7 @@ unless repeat = false:
 
   repeat = true
   [[step]]
-  fault = \"kill\"     # kill, stop or bitrot
+  fault = \"kill\"     # kill, stop, bitrot or fill
   nodes = 2          # how many nodes, drawn by the seed; more than m needs beyond_m = true
   hold = \"5s\"
 

@@ -268,7 +268,7 @@ fn inject_all(
         // m nodes were down lacks those m shards until then, and another fault would
         // be more than m for it.
         let repaired = match step.kind {
-            FaultKind::Kill | FaultKind::Stop => Some(target.wait_repaired()?),
+            FaultKind::Kill | FaultKind::Stop | FaultKind::Fill => Some(target.wait_repaired()?),
             FaultKind::Bitrot => None,
         };
         events.push(FaultEvent {

@@ -10,7 +10,7 @@
 //! beyond_m = false     # allow steps on more than m nodes (default false)
 //!
 //! [[step]]
-//! fault = "kill"       # kill, stop or bitrot
+//! fault = "kill"       # kill, stop, bitrot or fill
 //! nodes = 2            # how many nodes, drawn by the seed
 //! hold = "5s"          # how long before it is healed
 //!
@@ -57,6 +57,10 @@ pub enum Schedule {
     /// SIGKILL m + 1 nodes once: writes must be refused, not acknowledged, and
     /// everything acknowledged before must read back once they return.
     KillBeyondM,
+    /// Fill the stores of m nodes with shards nothing refers to until they refuse
+    /// more (StoreFull), hold, then wait until garbage collection and reclaim have
+    /// freed them.
+    FullDisk,
     /// Kills, stops and bitrot in a seeded mix, each on one to m of the same m
     /// victims, so no chunk ever has more than m bad shards whatever repair has done.
     Random,
@@ -71,6 +75,7 @@ impl Schedule {
             Schedule::StopM => "stop-m",
             Schedule::Bitrot => "bitrot",
             Schedule::KillBeyondM => "kill-beyond-m",
+            Schedule::FullDisk => "full-disk",
             Schedule::Random => "random",
         }
     }
@@ -86,6 +91,9 @@ pub enum FaultKind {
     Stop,
     /// Damage shards on disk (not healed by the tool: the cluster must cope).
     Bitrot,
+    /// Fill the store with unreferenced shards until it is full; healed by garbage
+    /// collection and reclaim.
+    Fill,
 }
 
 /// One step of a plan.
@@ -265,6 +273,11 @@ impl Iterator for Plan {
                 nodes: self.draw(self.m),
                 hold: self.hold(),
             },
+            Schedule::FullDisk => Step {
+                kind: FaultKind::Fill,
+                nodes: self.draw(self.m),
+                hold: self.hold(),
+            },
             Schedule::Bitrot => Step {
                 kind: FaultKind::Bitrot,
                 nodes: self.candidates.clone(),
@@ -357,7 +370,12 @@ mod tests {
 
     #[test]
     fn at_most_m_nodes_are_hit_at_once_unless_the_schedule_says_otherwise() {
-        for schedule in [Schedule::KillM, Schedule::StopM, Schedule::Bitrot] {
+        for schedule in [
+            Schedule::KillM,
+            Schedule::StopM,
+            Schedule::Bitrot,
+            Schedule::FullDisk,
+        ] {
             for step in Plan::new(schedule, 3, &nodes(), 2).take(50) {
                 assert_eq!(step.nodes.len(), 2, "{schedule:?}: {step:?}");
                 assert!((HOLD_MIN..=HOLD_MAX).contains(&step.hold), "{step:?}");

@@ -10,7 +10,7 @@ use hive_wire::ChunkId;
 /// The seed of every run here; printed in failures.
 const SEED: u64 = 0x5eed_c4a0;
 /// How long each fault run's workload goes on: room for two or three faults.
-const DURATION: &str = "45s";
+const DURATION: &str = "35s";
 
 /// One cluster at a time: the machine has two cores.
 static MACHINE: Mutex<()> = Mutex::new(());
@@ -147,6 +147,24 @@ fn bitrot_on_m_nodes_is_never_returned() {
         .map(|f| f["detail"].as_str().expect("detail").matches(':').count())
         .sum::<usize>();
     assert!(damaged >= 8, "shards were damaged: {output}");
+}
+
+#[test]
+fn full_disks_refuse_and_come_back_through_garbage_collection() {
+    let _machine = machine();
+    let (report, output) = run("full-disk", "full-disk", &["--duration", DURATION]);
+    assert_nothing_lost("full-disk", &report, &output);
+    let faults = report["faults"].as_array().expect("faults");
+    assert!(!faults.is_empty(), "{output}");
+    for fault in faults {
+        assert!(
+            fault["detail"]
+                .as_str()
+                .is_some_and(|d| d.matches("until full").count() == 2),
+            "two stores filled: {output}"
+        );
+        assert!(fault["repaired_s"].as_f64().is_some(), "{fault}");
+    }
 }
 
 #[test]

@@ -24,6 +24,7 @@ use hive_wire::net::enroll::enroll;
 use hive_wire::net::gc::GcClient;
 use hive_wire::net::meta::{MetaCall, MetaClient, MetaOp, MetaReply};
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
+use hive_wire::net::shard_service::ShardClient;
 use hive_wire::net::{Client, Identity, JoinToken, Role, Validity};
 use hive_wire::units::format_duration;
 use hive_wire::{ChunkId, Epoch, FailureDomain, NodeId};
@@ -863,6 +864,18 @@ pub fn nodes(dir: &Path) -> Result<Vec<(NodeId, u32)>> {
         .iter()
         .map(|n| (NodeId(n.id), n.pid))
         .collect())
+}
+
+/// A client of node `node`'s shard service in the local cluster in `dir`, as the
+/// administrator; call on a tokio runtime (its endpoint lives there).
+pub fn shard_client(dir: &Path, node: NodeId) -> Result<ShardClient> {
+    let file = load(dir)?;
+    let client = Arc::new(ClusterDir::open(dir)?.admin_client()?);
+    Ok(ShardClient::new(
+        client,
+        file.node_addr(node.0, "node")?,
+        node,
+    ))
 }
 
 /// The nodes of the local cluster in `dir` that host its control plane: the map

@@ -169,7 +169,10 @@ impl State {
 
     /// Places a record of `len` bytes at the head, opening the lowest free segment
     /// when the head is full. Only `reserve` records (deletes, reclaim's moves) may open
-    /// one of the last [`RESERVED_SEGMENTS`] free segments.
+    /// one of the last [`RESERVED_SEGMENTS`] free segments, or write to a head opened
+    /// from them: a put may use the head only while that many segments are still free,
+    /// or puts would fill the reserve as soon as a delete opened it, and a full store
+    /// could then never write the deletes that empty it.
     pub fn place(
         &mut self,
         len: u32,
@@ -187,8 +190,14 @@ impl State {
             tag,
             seq,
         };
+        let free_count = self
+            .segments
+            .iter()
+            .filter(|s| s.base_seq.is_none())
+            .count();
         if let Some(head) = self.head
             && u64::from(len) <= self.room(head)
+            && (reserve || free_count >= RESERVED_SEGMENTS)
         {
             let g = &mut self.segments[head as usize];
             let offset = g.used;
@@ -204,11 +213,6 @@ impl State {
                 sealed: None,
             });
         }
-        let free_count = self
-            .segments
-            .iter()
-            .filter(|s| s.base_seq.is_none())
-            .count();
         let allowed = reserve || free_count > RESERVED_SEGMENTS;
         let free = self.segments.iter().position(|s| s.base_seq.is_none());
         let Some(free) = free.filter(|_| allowed) else {

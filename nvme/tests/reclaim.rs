@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Scratch, format, name, open, run, shard};
+use hive_nvme::StoreError;
 use hive_testkit::Rng;
 use hive_wire::{ChunkId, ShardIndex};
 
@@ -121,6 +122,46 @@ fn deletes_survive_the_reclaim_of_their_own_segment() {
             &b.2[..]
         );
         assert_eq!(store.stats().shards, 1);
+    });
+}
+
+/// Found by hive-chaos (full-disk): a delete opened the reserved segment, puts then
+/// filled it, and the store could write no delete or reclaim move again.
+#[test]
+fn puts_never_take_the_room_kept_for_deletes() {
+    let dir = Scratch::new("reserve");
+    let path = dir.path("store");
+    format(&path, (1 << 20) + 6 * (256 << 10), 256 << 10);
+    run(move || async move {
+        let store = open(&path).await;
+        let mut items = Vec::new();
+        for n in 0.. {
+            let item = shard(n, 30_000);
+            if store.put(&item.2).await.is_err() {
+                break;
+            }
+            items.push(item);
+        }
+        // Deletes open the reserve; puts keep asking for room meanwhile.
+        let (gone, kept) = items.split_at(items.len() - 3);
+        for (n, (chunk, index, _)) in gone.iter().enumerate() {
+            store
+                .delete(name(*chunk, *index))
+                .await
+                .unwrap_or_else(|e| panic!("delete {n} of {} on a full store: {e}", gone.len()));
+            let err = store
+                .put(&shard(10_000 + n as u64, 30_000).2)
+                .await
+                .expect_err("a put while only the reserve is left");
+            assert!(matches!(err, StoreError::StoreFull { .. }), "{err}");
+        }
+        let report = store.reclaim(0.5).await.expect("reclaim");
+        assert!(report.segments_freed >= 1, "{report:?}");
+        store.put(&shard(999, 30_000).2).await.expect("room again");
+        for (chunk, index, bytes) in kept {
+            let back = store.get(name(*chunk, *index)).await.expect("get");
+            assert_eq!(back.as_deref(), Some(&bytes[..]));
+        }
     });
 }
 
