@@ -99,12 +99,20 @@ impl Target {
         local_cluster::nodes(&self.dir)
     }
 
+    /// The process id of running node `node`: a node not running (its recorded pid
+    /// gone, or reused by another program) is an error, never a signal to whatever
+    /// has that pid now.
     fn pid(&self, node: NodeId) -> Result<u32> {
-        self.nodes()?
+        let pid = self
+            .nodes()?
             .into_iter()
             .find(|(id, _)| *id == node)
             .map(|(_, pid)| pid)
-            .with_context(|| format!("the cluster has no node {node}"))
+            .with_context(|| format!("the cluster has no node {node}"))?;
+        if !local_cluster::alive(pid) {
+            bail!("node {node} is not running (pid {pid} in cluster.toml)");
+        }
+        Ok(pid)
     }
 
     /// Produces `step`'s fault; what it did, in words.
@@ -245,14 +253,15 @@ impl Target {
         Ok(())
     }
 
-    /// Starts every node that is not running and continues every stopped one; returns
-    /// the nodes that had died although no fault of the run was holding them down.
-    pub fn heal_all(&self, held: &[NodeId]) -> Result<Vec<NodeId>> {
+    /// Starts every node that is not running and continues every stopped one, once
+    /// every fault of the run is over; returns the nodes that were not running, which
+    /// had died by themselves unless a fault failed to heal.
+    pub fn heal_all(&self) -> Result<Vec<NodeId>> {
         let mut crashed = Vec::new();
         for (node, pid) in self.nodes()? {
             if local_cluster::alive(pid) {
                 signal("-CONT", pid)?;
-            } else if !held.contains(&node) {
+            } else {
                 crashed.push(node);
             }
         }

@@ -109,6 +109,8 @@ fn run_on(options: &Options) -> Result<Report> {
         .map(|(n, _)| *n)
         .filter(|n| !control.contains(n))
         .collect();
+    // A schedule file is checked before anything starts.
+    let (plan, schedule) = plan(options, &candidates, m)?;
     let (clients, capacity) = runtime.block_on(connect(dir))?;
     let budget = options
         .live_bytes
@@ -123,45 +125,24 @@ fn run_on(options: &Options) -> Result<Report> {
         budget,
         Ledger::create(&ledger_path)?,
     );
-    let mut tasks = {
+    let tasks = {
         let _entered = runtime.enter();
         workload.spawn(&clients)
     };
-    let (plan, schedule) = match &options.schedule_file {
-        Some(path) => (
-            Plan::from_file(
-                ScheduleFile::load(path, candidates.len(), m)?,
-                options.seed,
-                &candidates,
-                m,
-            ),
-            format!("file {}", path.display()),
-        ),
-        None => (
-            Plan::new(options.schedule, options.seed, &candidates, m),
-            options.schedule.name().to_string(),
-        ),
-    };
     let faults = inject_all(&target, &workload, plan, options);
     let end_ms = workload.now_ms();
-    workload.stop();
-    let stopped = runtime.block_on(async {
-        tokio::time::timeout(STOP_WAIT, async {
-            while let Some(task) = tasks.join_next().await {
-                task.context("a workload task")??;
-            }
-            anyhow::Ok(())
-        })
-        .await
-    });
-    workload.sync_ledger()?;
-    let crashed = target.heal_all(&[])?;
+    let crashed = wind_down(&runtime, &target, &workload, tasks, faults.as_ref().err())?;
+    let faults = faults?;
     let healed = Instant::now();
     let repaired = target.wait_repaired()?;
     let full_health_s = healed.elapsed().as_secs_f64();
-    let faults = faults?;
-    stopped.with_context(|| format!("the workload did not stop within {STOP_WAIT:?}"))??;
     let lines = workload.lines();
+    let live = crate::ledger::live(&lines)?;
+    eprintln!(
+        "hive-chaos: faults healed; checking the {} acknowledged writes not deleted",
+        live.len()
+    );
+    let outcome = runtime.block_on(checker::check(&clients.store, &lines))?;
     let entries: Vec<Entry> = lines
         .iter()
         .filter_map(|l| match l {
@@ -169,22 +150,21 @@ fn run_on(options: &Options) -> Result<Report> {
             Line::Delete(_) => None,
         })
         .collect();
-    let deleted = lines.len() - entries.len();
-    eprintln!(
-        "hive-chaos: faults healed; checking the {} writes of the ledger not deleted",
-        entries.len() - deleted
-    );
-    let outcome = runtime.block_on(checker::check(&clients.store, &lines))?;
     let held: Vec<(u64, u64)> = faults
         .iter()
         .filter(|f| f.kind != FaultKind::Bitrot)
-        .map(|f| ((f.at_s * 1000.0) as u64, (f.healed_s * 1000.0) as u64))
+        .map(|f| (ms(f.at_s), ms(f.healed_s)))
         .collect();
     let (free, during) = throughput(&entries, &held, end_ms);
     let (reads, read_errors) = workload.reads();
     let acked: Vec<_> = entries.iter().filter(|e| e.refused.is_none()).collect();
+    // A write read back wrong during the run and by the checker is one finding.
     let mut corrupt_entries = workload.wrong_reads();
-    corrupt_entries.extend(outcome.corrupt);
+    for finding in outcome.corrupt {
+        if !corrupt_entries.iter().any(|f| f.op == finding.op) {
+            corrupt_entries.push(finding);
+        }
+    }
     let mut report = Report {
         schedule,
         seed: options.seed,
@@ -195,9 +175,9 @@ fn run_on(options: &Options) -> Result<Report> {
         acked: acked.len() as u64,
         acked_bytes: acked.iter().map(|e| e.len).sum(),
         refused: (entries.len() - acked.len()) as u64,
-        deleted: deleted as u64,
+        deleted: (lines.len() - entries.len()) as u64,
         gc_rounds: workload.gc_rounds(),
-        acked_beyond_m: acked_beyond_m(&entries, &faults, usize::from(m)),
+        acked_beyond_m: acked_beyond_m(&entries, &faults, all.len(), k),
         reads,
         read_errors,
         verified: outcome.verified,
@@ -217,6 +197,61 @@ fn run_on(options: &Options) -> Result<Report> {
     };
     report.judge();
     Ok(report)
+}
+
+/// The plan of the run's schedule, and the schedule's name.
+fn plan(options: &Options, candidates: &[NodeId], m: u8) -> Result<(Plan, String)> {
+    Ok(match &options.schedule_file {
+        Some(path) => (
+            Plan::from_file(
+                ScheduleFile::load(path, candidates.len(), m)?,
+                options.seed,
+                candidates,
+                m,
+            ),
+            format!("file {}", path.display()),
+        ),
+        None => (
+            Plan::new(options.schedule, options.seed, candidates, m),
+            options.schedule.name().to_string(),
+        ),
+    })
+}
+
+/// Ends the run's faults and workload, whatever happened: every node back first (a
+/// failed injection may have left some down or stopped), then the workload stopped
+/// and its ledger synced. The nodes that had died by themselves.
+fn wind_down(
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    workload: &Workload,
+    mut tasks: tokio::task::JoinSet<Result<()>>,
+    failed: Option<&anyhow::Error>,
+) -> Result<Vec<NodeId>> {
+    if let Some(e) = failed {
+        eprintln!("hive-chaos: a fault failed ({e:#}); healing every node");
+    }
+    let healed = target.heal_all();
+    workload.stop();
+    let stopped = runtime.block_on(async {
+        tokio::time::timeout(STOP_WAIT, async {
+            while let Some(task) = tasks.join_next().await {
+                task.context("a workload task")??;
+            }
+            anyhow::Ok(())
+        })
+        .await
+    });
+    let synced = workload.sync_ledger();
+    let crashed = healed?;
+    stopped.with_context(|| format!("the workload did not stop within {STOP_WAIT:?}"))??;
+    synced?;
+    Ok(crashed)
+}
+
+/// Seconds from a report back to milliseconds, as they were measured.
+fn ms(seconds: f64) -> u64 {
+    (seconds * 1000.0).round() as u64
 }
 
 /// The workload's clients, and the cluster's raw capacity.
@@ -297,13 +332,15 @@ fn idle(d: Duration, done: &impl Fn() -> bool) {
     }
 }
 
-/// Writes acknowledged although more than `m` nodes were down for the whole of the
-/// write: from after the fault was in place to before its healing began.
-fn acked_beyond_m(entries: &[Entry], faults: &[FaultEvent], m: usize) -> Vec<Finding> {
+/// Writes acknowledged although fewer than `k` of the cluster's `nodes` were up for
+/// the whole of the write: from after the fault was in place to before its healing
+/// began. (With more than k + m nodes, m + 1 down can leave k up for a chunk, and its
+/// write is rightly acknowledged.)
+fn acked_beyond_m(entries: &[Entry], faults: &[FaultEvent], nodes: usize, k: u8) -> Vec<Finding> {
     let windows: Vec<(u64, u64)> = faults
         .iter()
-        .filter(|f| f.kind == FaultKind::Kill && f.nodes.len() > m)
-        .map(|f| ((f.at_s * 1000.0) as u64, (f.healing_s * 1000.0) as u64))
+        .filter(|f| f.kind == FaultKind::Kill && nodes - f.nodes.len() < usize::from(k))
+        .map(|f| (ms(f.at_s), ms(f.healing_s)))
         .collect();
     entries
         .iter()
@@ -317,7 +354,7 @@ fn acked_beyond_m(entries: &[Entry], faults: &[FaultEvent], m: usize) -> Vec<Fin
             op: e.op,
             object: e.object.clone().unwrap_or_default(),
             reason: format!(
-                "acknowledged at {:.1}s, started at {:.1}s, while more than {m} nodes were down",
+                "acknowledged at {:.1}s, started at {:.1}s, while fewer than {k} nodes were up",
                 e.answered_ms as f64 / 1000.0,
                 e.started_ms as f64 / 1000.0
             ),

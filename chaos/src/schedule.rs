@@ -135,6 +135,8 @@ struct FileStep {
 pub struct ScheduleFile {
     /// Start over after the last step.
     pub repeat: bool,
+    /// Steps may hit more than m nodes.
+    pub beyond_m: bool,
     /// Each step: the fault, how many nodes, the hold.
     pub steps: Vec<(FaultKind, usize, Duration)>,
 }
@@ -178,6 +180,7 @@ impl ScheduleFile {
         }
         Ok(Self {
             repeat: spec.repeat,
+            beyond_m: spec.beyond_m,
             steps,
         })
     }
@@ -197,9 +200,28 @@ impl Plan {
     /// The plan of `schedule` over `candidates` (the nodes faults may hit) for a class
     /// with `m` parity shards.
     pub fn new(schedule: Schedule, seed: u64, candidates: &[NodeId], m: u8) -> Self {
+        let fixed = matches!(schedule, Schedule::Bitrot | Schedule::Random);
+        Self::with(schedule, None, seed, candidates, m, fixed)
+    }
+
+    /// The plan of a schedule file's steps over `candidates`. A file with bitrot keeps
+    /// to m victims for the run, as `random` does, unless it says `beyond_m`.
+    pub fn from_file(file: ScheduleFile, seed: u64, candidates: &[NodeId], m: u8) -> Self {
+        let fixed = !file.beyond_m && file.steps.iter().any(|s| s.0 == FaultKind::Bitrot);
+        Self::with(Schedule::None, Some(file), seed, candidates, m, fixed)
+    }
+
+    fn with(
+        schedule: Schedule,
+        file: Option<ScheduleFile>,
+        seed: u64,
+        candidates: &[NodeId],
+        m: u8,
+        fixed_victims: bool,
+    ) -> Self {
         let mut rng = Rng::new(seed);
         let mut candidates = candidates.to_vec();
-        if matches!(schedule, Schedule::Bitrot | Schedule::Random) {
+        if fixed_victims {
             // The same m victims all run long: damage stays until repair finds it, so
             // at most m holders of any chunk are ever hit.
             rng.shuffle(&mut candidates);
@@ -207,19 +229,11 @@ impl Plan {
         }
         Self {
             schedule,
-            file: None,
+            file,
             rng,
             candidates,
             m: usize::from(m),
             steps: 0,
-        }
-    }
-
-    /// The plan of a schedule file's steps over `candidates`.
-    pub fn from_file(file: ScheduleFile, seed: u64, candidates: &[NodeId], m: u8) -> Self {
-        Self {
-            file: Some(file),
-            ..Self::new(Schedule::None, seed, candidates, m)
         }
     }
 
@@ -334,10 +348,13 @@ mod tests {
         assert_eq!(steps[0].hold, Duration::from_secs(5));
         assert_eq!(steps[1].kind, FaultKind::Bitrot);
         let repeating = ScheduleFile::parse(&text.replace("false", "true"), 5, 2).expect("valid");
-        assert_eq!(
-            Plan::from_file(repeating, 9, &nodes(), 2).take(7).count(),
-            7
-        );
+        let steps: Vec<Step> = Plan::from_file(repeating, 9, &nodes(), 2)
+            .take(40)
+            .collect();
+        assert_eq!(steps.len(), 40);
+        let victims: std::collections::BTreeSet<NodeId> =
+            steps.iter().flat_map(|s| s.nodes.clone()).collect();
+        assert_eq!(victims.len(), 2, "with bitrot, m victims: {steps:?}");
         for (bad, why) in [
             (
                 "[[step]]\nfault = \"kill\"\nnodes = 3\nhold = \"5s\"\n",

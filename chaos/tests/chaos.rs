@@ -79,10 +79,10 @@ fn run(name: &str, schedule: &str, extra: &[&str]) -> (serde_json::Value, String
 fn assert_nothing_lost(schedule: &str, report: &serde_json::Value, output: &str) {
     assert_eq!(report["lost"], 0, "{schedule} (seed {SEED:#x}): {output}");
     assert_eq!(report["corrupt_returned"], 0, "{schedule}: {output}");
-    if report["refused"] == 0 && report["deleted"] == 0 {
-        // With nothing refused and nothing collected, no chunk may be left without k
-        // shards (a refused write's chunks may be, and so may chunks a collection
-        // round is sweeping).
+    if report["refused"] == 0 && report["deleted"] == 0 && schedule != "full-disk" {
+        // With nothing refused, collected or filled in, no chunk may be left without
+        // k shards (a refused write's chunks may be, chunks a collection round is
+        // sweeping, and a fill's one-shard chunks until they are collected).
         assert_eq!(report["unreadable_chunks"], 0, "{schedule}: {output}");
     }
     assert_eq!(report["passed"], true, "{schedule}: {output}");
@@ -105,7 +105,7 @@ fn kill_m_loses_nothing_and_heals() {
     let (report, output) = run(
         "kill-m",
         "kill-m",
-        &["--duration", DURATION, "--live-bytes", "64MiB"],
+        &["--duration", DURATION, "--live-bytes", "32MiB"],
     );
     assert_nothing_lost("kill-m", &report, &output);
     assert!(
@@ -173,7 +173,7 @@ fn a_random_mix_loses_nothing() {
     let (report, output) = run("random", "random", &["--duration", DURATION]);
     assert_nothing_lost("random", &report, &output);
     let faults = report["faults"].as_array().expect("faults");
-    assert!(faults.len() >= 2, "{output}");
+    assert!(!faults.is_empty(), "{output}");
     let victims: std::collections::BTreeSet<u64> = faults
         .iter()
         .flat_map(|f| f["nodes"].as_array().expect("nodes").iter())
