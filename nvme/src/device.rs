@@ -1,5 +1,5 @@
 //! The block device or file under a store: O_DIRECT reads and writes through glommio
-//! (io_uring), plus the fault hooks tests and hive-chaos use.
+//! (io_uring), plus the fault hooks the tests use.
 
 use std::io;
 use std::path::Path;

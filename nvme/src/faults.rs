@@ -1,4 +1,5 @@
-//! Fault hooks (cargo feature `faults`): each is armed by a test or by hive-chaos and
+//! Fault hooks (cargo feature `faults`): each is armed by a test (a running node has no
+//! way to arm them yet, so hive-chaos cannot make a node's fsync fail) and
 //! fires on the next write or sync of the store's device.
 
 use std::cell::{Cell, RefCell};
