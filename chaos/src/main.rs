@@ -75,7 +75,8 @@ enum Command {
         /// Seeds the faults and the data (default: from the clock; printed either way).
         #[arg(long)]
         seed: Option<u64>,
-        /// How long the workload runs, like 60s or 30m.
+        /// How long the workload runs, like 60s or 30m (it ends sooner once --ops writes
+        /// are made: a long run at 40 MiB/s wants --ops 200000 or more).
         #[arg(long, default_value = "60s", value_parser = duration)]
         duration: Duration,
         /// Most writes the workload makes (at most 1,000,000).
