@@ -12,6 +12,11 @@
 //!   shard service until its store refuses one as full. Healed by the cluster too:
 //!   garbage collection deletes them once they are older than its grace, reclaim frees
 //!   their segments, and the tool waits until the store has room again.
+//! - **Flaky**: the fault proxy ([`crate::proxy`]) delays, jitters, drops, duplicates
+//!   and reorders every packet to and from the nodes, with drawn amounts
+//!   ([`flaky_rules`]); healed by clearing the rules and a wait for fresh heartbeats.
+//! - **Partition**: the proxy blocks the nodes' packets to and from everyone, only the
+//!   clients, or only the other nodes (drawn: [`partition_rules`]); healed the same way.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -32,6 +37,7 @@ use hive_wire::net::control::{StoreFigures, state};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
+use crate::proxy::{Impairment, Proxy, Rule, Side};
 use crate::schedule::{BITROT_SHARDS, FaultKind, Step};
 
 /// How long a node may take to exit after SIGKILL, to stop after SIGSTOP, or to send a
@@ -79,19 +85,92 @@ const DAMAGES: [Damage; 4] = [
     Damage::ShardErased,
 ];
 
+/// Longest delay a flaky network adds to each packet.
+pub const FLAKY_DELAY_MAX: Duration = Duration::from_millis(80);
+/// Highest share of packets a flaky network drops (QUIC sends them again).
+pub const FLAKY_LOSS_MAX: f64 = 0.10;
+/// Highest share of packets a flaky network sends twice.
+pub const FLAKY_DUPLICATE_MAX: f64 = 0.05;
+/// Highest share of packets a flaky network reorders.
+pub const FLAKY_REORDER_MAX: f64 = 0.20;
+
+/// The rules of a flaky network for `nodes`: one impairment drawn from `rng` (delay up
+/// to [`FLAKY_DELAY_MAX`] with up to half as much jitter, and loss, duplication and
+/// reordering up to their maxima) on their packets both ways, with everyone.
+pub fn flaky_rules(nodes: &[NodeId], rng: &mut Rng) -> (Vec<Rule>, String) {
+    let mut share = |max: f64| max * rng.below(1001) as f64 / 1000.0;
+    let delay = Duration::from_secs_f64(share(FLAKY_DELAY_MAX.as_secs_f64()));
+    let impairment = Impairment {
+        delay,
+        jitter: Duration::from_secs_f64(share(delay.as_secs_f64() / 2.0)),
+        loss: share(FLAKY_LOSS_MAX),
+        duplicate: share(FLAKY_DUPLICATE_MAX),
+        reorder: share(FLAKY_REORDER_MAX),
+    };
+    let rules = Rule::both_ways(Side::nodes(nodes), Side::any(), impairment).to_vec();
+    (rules, format!("{impairment}, both ways with everyone"))
+}
+
+/// Whom a partition cuts the nodes off from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Everyone else: clients and the other nodes (the victims still reach each other).
+    Everyone,
+    /// The clients only: the nodes still talk among themselves.
+    Clients,
+    /// The other nodes only: clients still reach them.
+    OtherNodes,
+}
+
+const CUTS: [Cut; 3] = [Cut::Everyone, Cut::Clients, Cut::OtherNodes];
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cut::Everyone => "everyone else",
+            Cut::Clients => "the clients",
+            Cut::OtherNodes => "the other nodes",
+        })
+    }
+}
+
+/// The rules of a partition of `nodes`, whom from drawn by `rng`.
+pub fn partition_rules(nodes: &[NodeId], rng: &mut Rng) -> (Vec<Rule>, Cut) {
+    let cut = CUTS[rng.below(CUTS.len())];
+    let others = match cut {
+        Cut::Everyone => Side::all_but(nodes),
+        Cut::Clients => Side::clients(),
+        Cut::OtherNodes => Side::other_nodes(nodes),
+    };
+    let rules = Rule::both_ways(Side::nodes(nodes), others, Impairment::block()).to_vec();
+    (rules, cut)
+}
+
 /// The local cluster the faults are made on.
 pub struct Target {
     dir: PathBuf,
     runtime: Handle,
+    /// The fault proxy the cluster is reached through, if it is.
+    proxy: Option<Arc<Proxy>>,
 }
 
 impl Target {
-    /// The local cluster in `dir`; `runtime` runs the status calls.
-    pub fn new(dir: &Path, runtime: Handle) -> Self {
+    /// The local cluster in `dir`, reached through `proxy` if one is given; `runtime`
+    /// runs the status calls.
+    pub fn new(dir: &Path, runtime: Handle, proxy: Option<Arc<Proxy>>) -> Self {
         Self {
             dir: dir.to_path_buf(),
             runtime,
+            proxy,
         }
+    }
+
+    /// The fault proxy, for a network fault.
+    fn proxy(&self) -> Result<&Proxy> {
+        self.proxy.as_deref().context(
+            "network faults need the fault proxy, which stands only in front of a cluster \
+             the run starts itself: give --cluster a directory without one",
+        )
     }
 
     /// Every node of the cluster, with its process id (0: never started).
@@ -158,6 +237,18 @@ impl Target {
                 }
                 Ok(format!("damaged {}", done.join(" ")))
             }
+            FaultKind::Flaky => {
+                let proxy = self.proxy()?;
+                let (rules, detail) = flaky_rules(&step.nodes, rng);
+                proxy.set_rules(rules);
+                Ok(detail)
+            }
+            FaultKind::Partition => {
+                let proxy = self.proxy()?;
+                let (rules, cut) = partition_rules(&step.nodes, rng);
+                proxy.set_rules(rules);
+                Ok(format!("cut off from {cut}"))
+            }
         }
     }
 
@@ -177,6 +268,10 @@ impl Target {
             }
             FaultKind::Fill => self.wait_room(&step.nodes),
             FaultKind::Bitrot => Ok(()),
+            FaultKind::Flaky | FaultKind::Partition => {
+                self.proxy()?.clear();
+                self.wait_serving(&step.nodes)
+            }
         }
     }
 
@@ -257,6 +352,9 @@ impl Target {
     /// every fault of the run is over; returns the nodes that were not running, which
     /// had died by themselves unless a fault failed to heal.
     pub fn heal_all(&self) -> Result<Vec<NodeId>> {
+        if let Some(proxy) = &self.proxy {
+            proxy.clear();
+        }
         let mut crashed = Vec::new();
         for (node, pid) in self.nodes()? {
             if local_cluster::alive(pid) {

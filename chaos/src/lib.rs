@@ -14,6 +14,7 @@
 pub mod checker;
 pub mod faults;
 pub mod ledger;
+pub mod proxy;
 pub mod report;
 pub mod run;
 pub mod schedule;

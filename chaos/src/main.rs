@@ -3,12 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use hive_chaos::run::{LEDGER_FILE, Options, run};
-use hive_chaos::schedule::Schedule;
 use hive_chaos::{checker, ledger};
 use hive_client::local_cluster;
 
@@ -23,8 +21,14 @@ const SCHEDULES: &str = "Schedules (--schedule):
   full-disk      fill the stores of m nodes with shards nothing refers to until they
                  refuse more (store full), hold, then wait until garbage collection
                  and reclaim have freed them
-  random         kills, stops and bitrot in a seeded mix, each on one to m of the same
-                 m victims (no chunk ever has more than m bad shards)
+  flaky-network  the packets of m nodes, both ways and with everyone, delayed (up to
+                 80 ms, with jitter), dropped (up to 10 %), duplicated (up to 5 %) and
+                 reordered (up to 20 %), amounts drawn each step; hold, then let pass
+  partition      cut m nodes off from everyone, from the clients only, or from the
+                 other nodes only (drawn each step); hold, then let pass
+  random         kills, stops, bitrot, flaky networks and partitions in a seeded mix,
+                 each on one to m of the same m victims (no chunk ever has more than
+                 m bad shards)
   none           no faults: the workload and the checker alone
 
 A schedule file (--schedule-file) lists steps run in order, and again from the first
@@ -32,9 +36,14 @@ unless repeat = false:
 
   repeat = true
   [[step]]
-  fault = \"kill\"     # kill, stop, bitrot or fill
+  fault = \"kill\"     # kill, stop, bitrot, fill, flaky or partition
   nodes = 2          # how many nodes, drawn by the seed; more than m needs beyond_m = true
   hold = \"5s\"
+
+Network faults act on real packets: a run whose schedule has them starts its cluster
+behind the fault proxy, a UDP relay that every QUIC packet between nodes, and between
+clients and nodes, passes through (so it needs a --cluster directory without a
+cluster, and cannot --keep it).
 
 Faults hit the nodes other than the map authority and the metadata node (node 1 of a
 local cluster), at most m at once unless the schedule says otherwise. The same seed
@@ -62,42 +71,11 @@ enum Command {
     /// heals them, checks every acknowledged write, and reports.
     #[command(after_help = SCHEDULES)]
     Run {
-        /// The local cluster's directory; a cluster is started there (and stopped at the
-        /// end, unless --keep) if it holds none.
-        #[arg(long)]
-        cluster: PathBuf,
-        /// The faults.
-        #[arg(long, value_enum, default_value_t = Schedule::KillM)]
-        schedule: Schedule,
-        /// A TOML file of steps to use instead of a named schedule (see below).
-        #[arg(long, conflicts_with = "schedule")]
-        schedule_file: Option<PathBuf>,
-        /// Seeds the faults and the data (default: from the clock; printed either way).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// How long the workload runs, like 60s or 30m (it ends sooner once --ops writes
-        /// are made: a long run at 40 MiB/s wants --ops 200000 or more).
-        #[arg(long, default_value = "60s", value_parser = duration)]
-        duration: Duration,
-        /// Most writes the workload makes (at most 1,000,000).
-        #[arg(long, default_value_t = 100_000)]
-        ops: u64,
-        /// Bytes of objects the workload keeps, like 512MiB: past it the oldest are
-        /// deleted [default: a fifth of the cluster's space after its class's overhead].
-        #[arg(long, value_parser = bytes)]
-        live_bytes: Option<u64>,
-        /// Where the ledger goes [default: chaos-ledger.jsonl in the cluster's directory].
-        #[arg(long)]
-        ledger: Option<PathBuf>,
+        #[command(flatten)]
+        options: Options,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Leave a cluster this run started running at the end.
-        #[arg(long)]
-        keep: bool,
-        /// The shape of a cluster started here.
-        #[command(flatten)]
-        shape: local_cluster::Shape,
     },
     /// Reads back every acknowledged write of a ledger and reports what was lost or
     /// read back wrong (exit status 1 if anything was).
@@ -114,18 +92,6 @@ enum Command {
     },
 }
 
-fn duration(text: &str) -> Result<Duration> {
-    let d = hive_wire::units::parse_duration(text)?;
-    if d.is_zero() {
-        bail!("must be longer than 0");
-    }
-    Ok(d)
-}
-
-fn bytes(text: &str) -> Result<u64> {
-    Ok(hive_wire::units::parse_bytes(text)?)
-}
-
 fn main() -> ExitCode {
     match execute(Cli::parse().command) {
         Ok(true) => ExitCode::SUCCESS,
@@ -140,33 +106,10 @@ fn main() -> ExitCode {
 /// Runs the command; whether it found everything as it should be.
 fn execute(command: Command) -> Result<bool> {
     match command {
-        Command::Run {
-            cluster,
-            schedule,
-            schedule_file,
-            seed,
-            duration,
-            ops,
-            live_bytes,
-            ledger,
-            json,
-            keep,
-            shape,
-        } => {
-            let seed = seed.unwrap_or_else(clock_seed);
+        Command::Run { options, json } => {
+            let seed = options.seed();
             eprintln!("hive-chaos: seed {seed}");
-            let report = run(&Options {
-                cluster,
-                shape,
-                schedule,
-                schedule_file,
-                seed,
-                duration,
-                ops,
-                live_bytes,
-                ledger,
-                keep,
-            })?;
+            let report = run(&options, seed)?;
             print!("{}", report.render());
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
@@ -192,11 +135,4 @@ fn execute(command: Command) -> Result<bool> {
             Ok(outcome.lost.is_empty() && outcome.corrupt.is_empty())
         }
     }
-}
-
-/// A seed from the clock, for runs that name none.
-fn clock_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }

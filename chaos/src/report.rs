@@ -8,6 +8,7 @@ use hive_client::local_cluster::bytes;
 use serde::Serialize;
 
 use crate::ledger::Entry;
+use crate::proxy::Counts;
 use crate::schedule::FaultKind;
 
 /// One entry the run found wrong.
@@ -106,6 +107,8 @@ pub struct Report {
     pub throughput_during_faults: Option<f64>,
     /// The second as a share of the first.
     pub throughput_share: Option<f64>,
+    /// What the fault proxy did, when the cluster was behind it.
+    pub network: Option<Counts>,
     /// Nothing lost, nothing wrong returned, nothing acknowledged beyond m, no node
     /// crashed by itself.
     pub passed: bool,
@@ -188,6 +191,13 @@ impl Report {
                 out,
                 "nodes that died by themselves: {:?}",
                 self.crashed_nodes
+            );
+        }
+        if let Some(n) = &self.network {
+            let _ = writeln!(
+                out,
+                "fault proxy: {} packets relayed, {} dropped by faults, {} duplicated, {} held back, {} lost to full queues",
+                n.sent, n.dropped, n.duplicated, n.delayed, n.overflowed
             );
         }
         let mib = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} MiB/s"));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use hive_client::local_cluster::{self, GcTimes, Shape};
 use hive_codec::{Chunker, ChunkerConfig};
 use hive_testkit::Rng;
@@ -15,6 +15,7 @@ use hive_wire::NodeId;
 use crate::checker;
 use crate::faults::Target;
 use crate::ledger::{Entry, Ledger, Line};
+use crate::proxy::Proxy;
 use crate::report::{FaultEvent, Finding, Report, throughput};
 use crate::schedule::{FaultKind, Plan, Schedule, ScheduleFile};
 use crate::workload::{Clients, Workload};
@@ -39,48 +40,122 @@ const LIVE_SHARE: u64 = 5;
 /// How often a wait looks whether the workload is done.
 const IDLE_STEP: Duration = Duration::from_millis(100);
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// What to run (the options of `hive-chaos run`).
+#[derive(clap::Args, Debug, Clone)]
 pub struct Options {
-    /// The local cluster's directory; one is started there if it holds none.
+    /// The local cluster's directory; a cluster is started there (and stopped at the
+    /// end, unless --keep) if it holds none.
+    #[arg(long)]
     pub cluster: PathBuf,
-    /// The shape of a cluster started here.
-    pub shape: Shape,
     /// The faults.
+    #[arg(long, value_enum, default_value_t = Schedule::KillM)]
     pub schedule: Schedule,
-    /// A schedule file whose steps are used instead.
+    /// A TOML file of steps to use instead of a named schedule (see below).
+    #[arg(long, conflicts_with = "schedule")]
     pub schedule_file: Option<PathBuf>,
-    /// Seeds the faults and the data.
-    pub seed: u64,
-    /// How long the workload runs.
+    /// Seeds the faults and the data (default: from the clock; printed either way).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// How long the workload runs, like 60s or 30m (it ends sooner once --ops writes
+    /// are made: a long run at 40 MiB/s wants --ops 200000 or more).
+    #[arg(long, default_value = "60s", value_parser = positive_duration)]
     pub duration: Duration,
-    /// Most writes.
+    /// Most writes the workload makes (at most 1,000,000).
+    #[arg(long, default_value_t = 100_000)]
     pub ops: u64,
-    /// Bytes of objects kept (default: a [`LIVE_SHARE`]th of the cluster's space).
+    /// Bytes of objects the workload keeps, like 512MiB: past it the oldest are
+    /// deleted [default: a fifth of the cluster's space after its class's overhead].
+    #[arg(long, value_parser = bytes)]
     pub live_bytes: Option<u64>,
-    /// Where the ledger goes (default: [`LEDGER_FILE`] in the cluster's directory).
+    /// Where the ledger goes [default: chaos-ledger.jsonl in the cluster's directory].
+    #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// Leave a cluster started here running.
+    /// Leave a cluster this run started running at the end (not one behind the fault
+    /// proxy, which ends with the run).
+    #[arg(long)]
     pub keep: bool,
+    /// The shape of a cluster started here.
+    #[command(flatten)]
+    pub shape: Shape,
 }
 
-/// Runs `options`: the report, whether the run passed or not.
-pub fn run(options: &Options) -> Result<Report> {
+fn positive_duration(text: &str) -> Result<Duration> {
+    let d = hive_wire::units::parse_duration(text)?;
+    if d.is_zero() {
+        bail!("must be longer than 0");
+    }
+    Ok(d)
+}
+
+fn bytes(text: &str) -> Result<u64> {
+    Ok(hive_wire::units::parse_bytes(text)?)
+}
+
+impl Options {
+    /// The seed: the one given, or one from the clock.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        })
+    }
+
+    /// Whether the schedule has network faults, which need the fault proxy; a
+    /// schedule file is read for it (and checked in full once the cluster is known).
+    fn needs_proxy(&self) -> Result<bool> {
+        Ok(match &self.schedule_file {
+            Some(path) => ScheduleFile::load(
+                path,
+                self.shape.nodes.saturating_sub(1) as usize,
+                self.shape.m,
+            )?
+            .needs_proxy(),
+            None => self.schedule.needs_proxy(),
+        })
+    }
+}
+
+/// Runs `options` with `seed`: the report, whether the run passed or not. A cluster
+/// started here for a schedule with network faults is started behind the fault proxy
+/// ([`crate::proxy`]), which runs as long as the run does.
+pub fn run(options: &Options, seed: u64) -> Result<Report> {
     let dir = &options.cluster;
+    let runtime = local_cluster::runtime()?;
     let started_here = !dir.join("cluster.toml").exists();
+    let mut proxy = None;
     if started_here {
+        let behind_proxy = options.needs_proxy()?;
+        if behind_proxy && options.keep {
+            bail!(
+                "--keep: this schedule's network faults need a cluster behind the fault \
+                 proxy, which ends with the run; such a cluster cannot be kept"
+            );
+        }
         eprintln!(
-            "hive-chaos: starting a {}-node {}+{} local cluster in {}",
+            "hive-chaos: starting a {}-node {}+{} local cluster in {}{}",
             options.shape.nodes,
             options.shape.k,
             options.shape.m,
-            dir.display()
+            dir.display(),
+            if behind_proxy {
+                ", behind the fault proxy"
+            } else {
+                ""
+            }
         );
-        local_cluster::up(dir, &options.shape, GC)?;
+        if behind_proxy {
+            let mut relay = Proxy::new(runtime.handle().clone(), seed);
+            local_cluster::up_relayed(dir, &options.shape, GC, Some(&mut relay))?;
+            proxy = Some(Arc::new(relay));
+        } else {
+            local_cluster::up(dir, &options.shape, GC)?;
+        }
     }
-    // Stopped however the run ends, a panic included.
+    // Stopped however the run ends, a panic included, before the proxy and the
+    // runtime go.
     let _stopper = (started_here && !options.keep).then(|| Stopper(dir));
-    run_on(options)
+    run_on(options, seed, &runtime, proxy)
 }
 
 /// Stops the local cluster in its directory when dropped.
@@ -94,12 +169,16 @@ impl Drop for Stopper<'_> {
     }
 }
 
-fn run_on(options: &Options) -> Result<Report> {
+fn run_on(
+    options: &Options,
+    seed: u64,
+    runtime: &tokio::runtime::Runtime,
+    proxy: Option<Arc<Proxy>>,
+) -> Result<Report> {
     let dir = &options.cluster;
-    let runtime = local_cluster::runtime()?;
     let scheme = local_cluster::scheme(dir)?;
     let (k, m) = (scheme.k(), scheme.m());
-    let target = Target::new(dir, runtime.handle().clone());
+    let target = Target::new(dir, runtime.handle().clone(), proxy.clone());
     let all = target.nodes()?;
     let control = local_cluster::control_nodes(dir)?;
     // The control plane's node is not a fault target of these schedules: losing it is
@@ -110,7 +189,13 @@ fn run_on(options: &Options) -> Result<Report> {
         .filter(|n| !control.contains(n))
         .collect();
     // A schedule file is checked before anything starts.
-    let (plan, schedule) = plan(options, &candidates, m)?;
+    let (plan, schedule, network) = plan(options, seed, &candidates, m)?;
+    if network && proxy.is_none() {
+        bail!(
+            "{schedule}: network faults need the fault proxy, which stands only in front of \
+             a cluster the run starts itself: give --cluster a directory without one"
+        );
+    }
     let (clients, capacity) = runtime.block_on(connect(dir))?;
     let budget = options
         .live_bytes
@@ -119,19 +204,14 @@ fn run_on(options: &Options) -> Result<Report> {
         .ledger
         .clone()
         .unwrap_or_else(|| dir.join(LEDGER_FILE));
-    let workload = Workload::new(
-        options.seed,
-        options.ops,
-        budget,
-        Ledger::create(&ledger_path)?,
-    );
+    let workload = Workload::new(seed, options.ops, budget, Ledger::create(&ledger_path)?);
     let tasks = {
         let _entered = runtime.enter();
         workload.spawn(&clients)
     };
-    let faults = inject_all(&target, &workload, plan, options);
+    let faults = inject_all(&target, &workload, plan, options, seed);
     let end_ms = workload.now_ms();
-    let crashed = wind_down(&runtime, &target, &workload, tasks, faults.as_ref().err())?;
+    let crashed = wind_down(runtime, &target, &workload, tasks, faults.as_ref().err())?;
     let faults = faults?;
     let healed = Instant::now();
     let repaired = target.wait_repaired()?;
@@ -167,7 +247,7 @@ fn run_on(options: &Options) -> Result<Report> {
     }
     let mut report = Report {
         schedule,
-        seed: options.seed,
+        seed,
         nodes: all.len(),
         k,
         m,
@@ -193,27 +273,35 @@ fn run_on(options: &Options) -> Result<Report> {
         throughput_during_faults: during,
         throughput_share: free.zip(during).map(|(f, d)| d / f),
         faults,
+        network: proxy.map(|p| p.counts()),
         passed: false,
     };
     report.judge();
     Ok(report)
 }
 
-/// The plan of the run's schedule, and the schedule's name.
-fn plan(options: &Options, candidates: &[NodeId], m: u8) -> Result<(Plan, String)> {
+/// The plan of the run's schedule, the schedule's name, and whether it has network
+/// faults.
+fn plan(
+    options: &Options,
+    seed: u64,
+    candidates: &[NodeId],
+    m: u8,
+) -> Result<(Plan, String, bool)> {
     Ok(match &options.schedule_file {
-        Some(path) => (
-            Plan::from_file(
-                ScheduleFile::load(path, candidates.len(), m)?,
-                options.seed,
-                candidates,
-                m,
-            ),
-            format!("file {}", path.display()),
-        ),
+        Some(path) => {
+            let file = ScheduleFile::load(path, candidates.len(), m)?;
+            let network = file.needs_proxy();
+            (
+                Plan::from_file(file, seed, candidates, m),
+                format!("file {}", path.display()),
+                network,
+            )
+        }
         None => (
-            Plan::new(options.schedule, options.seed, candidates, m),
+            Plan::new(options.schedule, seed, candidates, m),
             options.schedule.name().to_string(),
+            options.schedule.needs_proxy(),
         ),
     })
 }
@@ -276,10 +364,11 @@ fn inject_all(
     workload: &Workload,
     plan: Plan,
     options: &Options,
+    seed: u64,
 ) -> Result<Vec<FaultEvent>> {
     let started = Instant::now();
     let done = || started.elapsed() >= options.duration || workload.writes_done();
-    let mut rng = Rng::new(options.seed ^ 0x6661_756c_7473);
+    let mut rng = Rng::new(seed ^ 0x6661_756c_7473);
     let mut events = Vec::new();
     idle(WARMUP.min(options.duration / 4), &done);
     for step in plan {
@@ -303,8 +392,8 @@ fn inject_all(
         // m nodes were down lacks those m shards until then, and another fault would
         // be more than m for it.
         let repaired = match step.kind {
-            FaultKind::Kill | FaultKind::Stop | FaultKind::Fill => Some(target.wait_repaired()?),
             FaultKind::Bitrot => None,
+            _ => Some(target.wait_repaired()?),
         };
         events.push(FaultEvent {
             kind: step.kind,

@@ -10,7 +10,7 @@
 //! beyond_m = false     # allow steps on more than m nodes (default false)
 //!
 //! [[step]]
-//! fault = "kill"       # kill, stop, bitrot or fill
+//! fault = "kill"       # kill, stop, bitrot, fill, flaky or partition
 //! nodes = 2            # how many nodes, drawn by the seed
 //! hold = "5s"          # how long before it is healed
 //!
@@ -61,8 +61,15 @@ pub enum Schedule {
     /// more (StoreFull), hold, then wait until garbage collection and reclaim have
     /// freed them.
     FullDisk,
-    /// Kills, stops and bitrot in a seeded mix, each on one to m of the same m
-    /// victims, so no chunk ever has more than m bad shards whatever repair has done.
+    /// Make the network of m nodes flaky (delay, jitter, loss, duplication and
+    /// reordering of their packets, both ways, with everyone), hold, heal.
+    FlakyNetwork,
+    /// Partition m nodes: from everyone, from the clients only, or from the other
+    /// nodes only (drawn each step), hold, heal.
+    Partition,
+    /// Kills, stops, bitrot, flaky networks and partitions in a seeded mix, each on
+    /// one to m of the same m victims, so no chunk ever has more than m bad shards
+    /// whatever repair has done.
     Random,
 }
 
@@ -76,8 +83,18 @@ impl Schedule {
             Schedule::Bitrot => "bitrot",
             Schedule::KillBeyondM => "kill-beyond-m",
             Schedule::FullDisk => "full-disk",
+            Schedule::FlakyNetwork => "flaky-network",
+            Schedule::Partition => "partition",
             Schedule::Random => "random",
         }
+    }
+
+    /// Whether its faults include network ones, made by the fault proxy.
+    pub fn needs_proxy(self) -> bool {
+        matches!(
+            self,
+            Schedule::FlakyNetwork | Schedule::Partition | Schedule::Random
+        )
     }
 }
 
@@ -94,6 +111,19 @@ pub enum FaultKind {
     /// Fill the store with unreferenced shards until it is full; healed by garbage
     /// collection and reclaim.
     Fill,
+    /// Delay, jitter, drop, duplicate and reorder the nodes' packets (the fault
+    /// proxy), then let them pass again.
+    Flaky,
+    /// Block the nodes' packets to and from everyone, the clients or the other nodes
+    /// (the fault proxy), then let them pass again.
+    Partition,
+}
+
+impl FaultKind {
+    /// Whether the fault proxy makes it.
+    pub fn is_network(self) -> bool {
+        matches!(self, FaultKind::Flaky | FaultKind::Partition)
+    }
 }
 
 /// One step of a plan.
@@ -183,6 +213,11 @@ impl ScheduleFile {
             beyond_m: spec.beyond_m,
             steps,
         })
+    }
+
+    /// Whether a step is a network fault, made by the fault proxy.
+    pub fn needs_proxy(&self) -> bool {
+        self.steps.iter().any(|s| s.0.is_network())
     }
 }
 
@@ -297,8 +332,24 @@ impl Iterator for Plan {
                 nodes: self.candidates.clone(),
                 hold: self.hold(),
             },
+            Schedule::FlakyNetwork => Step {
+                kind: FaultKind::Flaky,
+                nodes: self.draw(self.m),
+                hold: self.hold(),
+            },
+            Schedule::Partition => Step {
+                kind: FaultKind::Partition,
+                nodes: self.draw(self.m),
+                hold: self.hold(),
+            },
             Schedule::Random => {
-                let kinds = [FaultKind::Kill, FaultKind::Stop, FaultKind::Bitrot];
+                let kinds = [
+                    FaultKind::Kill,
+                    FaultKind::Stop,
+                    FaultKind::Bitrot,
+                    FaultKind::Flaky,
+                    FaultKind::Partition,
+                ];
                 let kind = kinds[self.rng.below(kinds.len())];
                 let n = 1 + self.rng.below(self.candidates.len().max(1));
                 Step {
@@ -327,6 +378,8 @@ mod tests {
             Schedule::KillM,
             Schedule::StopM,
             Schedule::Bitrot,
+            Schedule::FlakyNetwork,
+            Schedule::Partition,
             Schedule::Random,
         ] {
             let a: Vec<Step> = Plan::new(schedule, 7, &nodes(), 2).take(20).collect();
@@ -382,7 +435,16 @@ mod tests {
             assert!(format!("{err:#}").contains(why), "{bad}: {err:#}");
         }
         let beyond = "beyond_m = true\n[[step]]\nfault = \"kill\"\nnodes = 3\nhold = \"5s\"\n";
-        assert!(ScheduleFile::parse(beyond, 5, 2).is_ok());
+        assert!(
+            !ScheduleFile::parse(beyond, 5, 2)
+                .expect("valid")
+                .needs_proxy()
+        );
+        for fault in ["flaky", "partition"] {
+            let net = format!("[[step]]\nfault = \"{fault}\"\nnodes = 2\nhold = \"5s\"\n");
+            let net = ScheduleFile::parse(&net, 5, 2).expect(fault);
+            assert!(net.needs_proxy(), "{fault} is made by the proxy");
+        }
     }
 
     #[test]
@@ -392,6 +454,8 @@ mod tests {
             Schedule::StopM,
             Schedule::Bitrot,
             Schedule::FullDisk,
+            Schedule::FlakyNetwork,
+            Schedule::Partition,
         ] {
             for step in Plan::new(schedule, 3, &nodes(), 2).take(50) {
                 assert_eq!(step.nodes.len(), 2, "{schedule:?}: {step:?}");
@@ -411,7 +475,13 @@ mod tests {
         let victims: std::collections::BTreeSet<NodeId> =
             random.iter().flat_map(|s| s.nodes.clone()).collect();
         assert_eq!(victims.len(), 2, "random keeps to m victims: {random:?}");
-        for kind in [FaultKind::Kill, FaultKind::Stop, FaultKind::Bitrot] {
+        for kind in [
+            FaultKind::Kill,
+            FaultKind::Stop,
+            FaultKind::Bitrot,
+            FaultKind::Flaky,
+            FaultKind::Partition,
+        ] {
             assert!(
                 random.iter().any(|s| s.kind == kind),
                 "{kind:?} in {random:?}"

@@ -76,6 +76,24 @@ fn run(name: &str, schedule: &str, extra: &[&str]) -> (serde_json::Value, String
     (report, output)
 }
 
+/// Runs `schedule` for [`DURATION`] on a cluster of its own and checks nothing was
+/// lost and a fault was made; the report, the output and the faults.
+fn run_faults(
+    name: &str,
+    schedule: &str,
+    extra: &[&str],
+) -> (serde_json::Value, String, Vec<serde_json::Value>) {
+    let args: Vec<&str> = ["--duration", DURATION]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let (report, output) = run(name, schedule, &args);
+    assert_nothing_lost(schedule, &report, &output);
+    let faults = report["faults"].as_array().expect("faults").clone();
+    assert!(!faults.is_empty(), "a fault was injected: {output}");
+    (report, output, faults)
+}
+
 fn assert_nothing_lost(schedule: &str, report: &serde_json::Value, output: &str) {
     assert_eq!(report["lost"], 0, "{schedule} (seed {SEED:#x}): {output}");
     assert_eq!(report["corrupt_returned"], 0, "{schedule}: {output}");
@@ -102,19 +120,12 @@ fn kill_m_loses_nothing_and_heals() {
     let _machine = machine();
     // Few objects kept: most are deleted again, and garbage collection rounds run while
     // nodes die.
-    let (report, output) = run(
-        "kill-m",
-        "kill-m",
-        &["--duration", DURATION, "--live-bytes", "32MiB"],
-    );
-    assert_nothing_lost("kill-m", &report, &output);
+    let (report, output, faults) = run_faults("kill-m", "kill-m", &["--live-bytes", "32MiB"]);
     assert!(
         report["deleted"].as_u64() > Some(10) && report["gc_rounds"].as_u64() > Some(0),
         "objects were deleted and collected during the faults: {output}"
     );
-    let faults = report["faults"].as_array().expect("faults");
-    assert!(!faults.is_empty(), "a fault was injected: {output}");
-    for fault in faults {
+    for fault in &faults {
         assert_eq!(fault["nodes"].as_array().map(Vec::len), Some(2), "{fault}");
         assert!(fault["repaired_s"].as_f64().is_some(), "{fault}");
     }
@@ -127,22 +138,14 @@ fn kill_m_loses_nothing_and_heals() {
 #[test]
 fn stop_m_loses_nothing() {
     let _machine = machine();
-    let (report, output) = run("stop-m", "stop-m", &["--duration", DURATION]);
-    assert_nothing_lost("stop-m", &report, &output);
-    assert!(
-        !report["faults"].as_array().expect("faults").is_empty(),
-        "{output}"
-    );
+    run_faults("stop-m", "stop-m", &[]);
 }
 
 #[test]
 fn bitrot_on_m_nodes_is_never_returned() {
     let _machine = machine();
-    let (report, output) = run("bitrot", "bitrot", &["--duration", DURATION]);
-    assert_nothing_lost("bitrot", &report, &output);
-    let damaged = report["faults"]
-        .as_array()
-        .expect("faults")
+    let (_, output, faults) = run_faults("bitrot", "bitrot", &[]);
+    let damaged = faults
         .iter()
         .map(|f| f["detail"].as_str().expect("detail").matches(':').count())
         .sum::<usize>();
@@ -152,10 +155,7 @@ fn bitrot_on_m_nodes_is_never_returned() {
 #[test]
 fn full_disks_refuse_and_come_back_through_garbage_collection() {
     let _machine = machine();
-    let (report, output) = run("full-disk", "full-disk", &["--duration", DURATION]);
-    assert_nothing_lost("full-disk", &report, &output);
-    let faults = report["faults"].as_array().expect("faults");
-    assert!(!faults.is_empty(), "{output}");
+    let (_, output, faults) = run_faults("full-disk", "full-disk", &[]);
     for fault in faults {
         assert!(
             fault["detail"]
@@ -168,12 +168,43 @@ fn full_disks_refuse_and_come_back_through_garbage_collection() {
 }
 
 #[test]
+fn a_flaky_network_loses_nothing() {
+    let _machine = machine();
+    let (report, output, faults) = run_faults("flaky", "flaky-network", &[]);
+    for fault in faults {
+        assert_eq!(fault["nodes"].as_array().map(Vec::len), Some(2), "{fault}");
+        assert!(fault["repaired_s"].as_f64().is_some(), "{fault}");
+    }
+    let network = &report["network"];
+    assert!(
+        network["delayed"].as_u64() > Some(0) && network["dropped"].as_u64() > Some(0),
+        "the proxy delayed and dropped packets: {output}"
+    );
+}
+
+#[test]
+fn a_partition_of_m_nodes_loses_nothing() {
+    let _machine = machine();
+    let (report, output, faults) = run_faults("partition", "partition", &[]);
+    for fault in faults {
+        assert!(
+            fault["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("cut off from")),
+            "{fault}"
+        );
+        assert!(fault["repaired_s"].as_f64().is_some(), "{fault}");
+    }
+    assert!(
+        report["network"]["dropped"].as_u64() > Some(0),
+        "the partition dropped packets: {output}"
+    );
+}
+
+#[test]
 fn a_random_mix_loses_nothing() {
     let _machine = machine();
-    let (report, output) = run("random", "random", &["--duration", DURATION]);
-    assert_nothing_lost("random", &report, &output);
-    let faults = report["faults"].as_array().expect("faults");
-    assert!(!faults.is_empty(), "{output}");
+    let (_, output, faults) = run_faults("random", "random", &[]);
     let victims: std::collections::BTreeSet<u64> = faults
         .iter()
         .flat_map(|f| f["nodes"].as_array().expect("nodes").iter())
@@ -244,6 +275,26 @@ fn the_checker_names_a_planted_loss_and_a_wrong_read() {
     ]);
     let stopper = Stopper(dir.clone());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Network faults need the fault proxy, which only a cluster the run starts has.
+    let refused = chaos(&["run", "--cluster", d, "--schedule", "partition"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("network faults need the fault proxy"),
+        "{}",
+        text(&refused)
+    );
+    let elsewhere = dir.with_extension("kept");
+    let kept = chaos(&[
+        "run",
+        "--cluster",
+        elsewhere.to_str().expect("utf-8"),
+        "--schedule",
+        "flaky-network",
+        "--keep",
+    ]);
+    assert_eq!(kept.status.code(), Some(2), "{}", text(&kept));
+    assert!(text(&kept).contains("cannot be kept"), "{}", text(&kept));
+    assert!(!elsewhere.exists(), "nothing was started");
     let ledger = dir.join("chaos-ledger.jsonl");
     let entries: Vec<serde_json::Value> = std::fs::read_to_string(&ledger)
         .expect("the ledger")

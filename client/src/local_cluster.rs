@@ -195,11 +195,11 @@ fn free_ports(n: u64) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
-/// The configuration of local node `n` (its id comes from its certificate). The
-/// authority also hosts enrollment on `enroll_port`.
+/// The configuration of a local node listening on `listen` and reached at `addr` (its
+/// id comes from its certificate). The authority also hosts enrollment on
+/// `enroll_port`.
 fn node_config(
-    n: u64,
-    port: u16,
+    (listen, addr): (SocketAddr, SocketAddr),
     authority: &NodeEntry,
     enroll_port: u16,
     store_size: &str,
@@ -209,13 +209,16 @@ fn node_config(
     // Six nodes share this machine's cores: one network thread each. A census every
     // few seconds: a local cluster is for trying failures out and seeing them healed.
     let mut config = format!(
-        "network_threads = 1\nlisten = \"127.0.0.1:{port}\"\n\n[[store]]\npath = \"{STORE_FILE}\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[reclaim]\ninterval = \"{LOCAL_RECLAIM_INTERVAL}\"\n\n[gc]\ngrace = \"{}\"\ninterval = \"{}\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
+        "network_threads = 1\nlisten = \"{listen}\"\n\n[[store]]\npath = \"{STORE_FILE}\"\nsize = \"{store_size}\"\nsegment_size = \"16MiB\"\n\n[reclaim]\ninterval = \"{LOCAL_RECLAIM_INTERVAL}\"\n\n[gc]\ngrace = \"{}\"\ninterval = \"{}\"\n\n[tls]\nca = \"../ca.pem\"\ncert = \"node.pem\"\nkey = \"node.key\"\nrevoked = \"../revoked\"\n\n[cluster]\nauthority = \"{}\"\nauthority_id = {}\ncensus_interval = \"{LOCAL_CENSUS_INTERVAL}\"\n",
         format_duration(gc.grace),
         format_duration(gc.interval),
         authority.addr,
         authority.id
     );
-    if n == authority.id {
+    if addr != listen {
+        config.push_str(&format!("advertise = \"{addr}\"\n"));
+    }
+    if addr == authority.addr {
         // The authority also hosts the metadata service.
         config.push_str(&format!(
             "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n\n[meta]\npath = \"meta\"\nk = {k}\nm = {m}\n"
@@ -291,8 +294,31 @@ pub struct Shape {
     pub store_size: String,
 }
 
+/// Something that stands between a local cluster's nodes and everyone who reaches them
+/// (the chaos tool's fault proxy): each node listens on an address of its own and is
+/// reached at another, which the relay forwards to it.
+pub trait Relay {
+    /// The address node `id` listens on, with `port` (free on 127.0.0.1). Its
+    /// connections to other nodes leave from the same IP address.
+    fn listen(&self, id: u64, port: u16) -> SocketAddr;
+    /// Starts relaying to node `id`, which listens on `listen`; the address the others
+    /// reach it at (what the map, the other nodes and `cluster.toml` say).
+    fn front(&mut self, id: u64, listen: SocketAddr) -> Result<SocketAddr>;
+}
+
 /// Starts a local cluster of the given shape in `dir`.
 pub fn up(dir: &Path, shape: &Shape, gc: GcTimes) -> Result<()> {
+    up_relayed(dir, shape, gc, None)
+}
+
+/// [`up`], the nodes reached through `relay` if one is given. Such a cluster can be
+/// reached only while the relay runs.
+pub fn up_relayed(
+    dir: &Path,
+    shape: &Shape,
+    gc: GcTimes,
+    mut relay: Option<&mut dyn Relay>,
+) -> Result<()> {
     let Shape {
         nodes,
         k,
@@ -315,16 +341,27 @@ pub fn up(dir: &Path, shape: &Shape, gc: GcTimes) -> Result<()> {
     let ports = free_ports(2 * nodes + 1)?;
     let (ports, metrics_ports) = ports.split_at(nodes as usize + 1);
     let enroll_at = SocketAddr::from(([127, 0, 0, 1], ports[0]));
-    let mut entries: Vec<NodeEntry> = (1..=nodes)
-        .zip(ports[1..].iter().zip(metrics_ports))
-        .map(|(n, (port, metrics))| NodeEntry {
+    // Where each node listens, and where it is reached (the same without a relay).
+    let mut listens = Vec::new();
+    let mut entries = Vec::new();
+    for (n, (port, metrics)) in (1..=nodes).zip(ports[1..].iter().zip(metrics_ports)) {
+        let listen = match &relay {
+            Some(relay) => relay.listen(n, *port),
+            None => SocketAddr::from(([127, 0, 0, 1], *port)),
+        };
+        let addr = match &mut relay {
+            Some(relay) => relay.front(n, listen)?,
+            None => listen,
+        };
+        listens.push(listen);
+        entries.push(NodeEntry {
             id: n,
-            addr: SocketAddr::from(([127, 0, 0, 1], *port)),
+            addr,
             pid: 0,
             dir: dir.join(format!("node-{n}")),
             metrics: Some(SocketAddr::from(([127, 0, 0, 1], *metrics))),
-        })
-        .collect();
+        });
+    }
     let authority = NodeEntry {
         pid: 0,
         dir: PathBuf::new(),
@@ -332,11 +369,10 @@ pub fn up(dir: &Path, shape: &Shape, gc: GcTimes) -> Result<()> {
     };
     // Nodes started before a failure are stopped again.
     let mut started_pids = Started(Vec::new());
-    for entry in &mut entries {
+    for (entry, listen) in entries.iter_mut().zip(listens) {
         std::fs::create_dir_all(&entry.dir)?;
         let mut config = node_config(
-            entry.id,
-            entry.addr.port(),
+            (listen, entry.addr),
             &authority,
             enroll_at.port(),
             store_size,

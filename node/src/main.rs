@@ -434,7 +434,13 @@ async fn serve(
                     "cluster.advertise: required when listen is {local} (others cannot reach an unspecified address)"
                 );
             }
-            let client = Arc::new(Client::new(&ca, Some(&me))?);
+            // Connections to peers leave from the address the node listens on (any
+            // address, when it listens on all).
+            let client = Arc::new(if local.ip().is_unspecified() {
+                Client::new(&ca, Some(&me))?
+            } else {
+                Client::from_address(local.ip(), &ca, &me)?
+            });
             if let Some((gc, meta)) = collector {
                 tracing::info!(
                     "garbage collection every {:?}, grace {:?}",

@@ -519,11 +519,25 @@ pub struct Client {
 impl Client {
     /// A client that trusts `ca` and proves itself with `me` (or with nothing).
     pub fn new(ca: &CertificateDer<'static>, me: Option<&Credentials>) -> Result<Self, RpcError> {
-        Self::with_config(client_config(ca, me)?)
+        Self::with_config(client_config(ca, me)?, [0, 0, 0, 0].into())
     }
 
-    fn with_config(config: quinn::ClientConfig) -> Result<Self, RpcError> {
-        let mut endpoint = endpoint(SocketAddr::from(([0, 0, 0, 0], 0)), None)?;
+    /// A client whose packets leave from `source` (a port of its own on that address):
+    /// a node's connections come from the address it listens on, so its peers, and
+    /// anything standing between them, see one address per node.
+    pub fn from_address(
+        source: std::net::IpAddr,
+        ca: &CertificateDer<'static>,
+        me: &Credentials,
+    ) -> Result<Self, RpcError> {
+        Self::with_config(client_config(ca, Some(me))?, source)
+    }
+
+    fn with_config(
+        config: quinn::ClientConfig,
+        source: std::net::IpAddr,
+    ) -> Result<Self, RpcError> {
+        let mut endpoint = endpoint(SocketAddr::new(source, 0), None)?;
         endpoint.set_default_client_config(config);
         Ok(Self { endpoint })
     }
@@ -542,7 +556,7 @@ impl Client {
     /// A client with no certificate that trusts only a server whose chain holds the CA
     /// with fingerprint `pin`: the joiner's side of enrollment.
     pub fn pinned(pin: super::pki::Fingerprint) -> Result<Self, RpcError> {
-        Self::with_config(super::tls::pinned_client_config(pin)?)
+        Self::with_config(super::tls::pinned_client_config(pin)?, [0, 0, 0, 0].into())
     }
 
     /// Connects to `addr`, which must present the certificate of `node` (or of any node
