@@ -30,6 +30,8 @@ pub use control_service::{Authority, control_service, route};
 pub use heartbeat::{FollowerArgs, HeartbeatArgs, Heartbeater, MapFollower};
 pub use meta_service::{MetaStore, meta_service};
 pub use repairer::{RepairArgs, RepairState, run as run_repairer};
+#[cfg(feature = "faults")]
+pub use shard_actor::ArmedFault;
 pub use shard_actor::{
     ActorError, DamageHints, ScrubArgs, ShardActor, ShardActorThread, damage_channel,
 };

@@ -61,11 +61,19 @@ impl ReclaimState {
     }
 }
 
-/// Runs until cancelled, or until the store stops taking writes.
-pub async fn run(store: Rc<Store>, args: SpaceArgs, state: Arc<ReclaimState>) {
+/// Runs until cancelled, or until the store stops taking writes (a failed write or
+/// sync raises `poison`).
+pub async fn run(
+    store: Rc<Store>,
+    args: SpaceArgs,
+    state: Arc<ReclaimState>,
+    poison: crate::shard_actor::PoisonAlarm,
+) {
     loop {
         glommio::timer::sleep(args.interval).await;
-        if let Err(err) = pass(&store, &args, &state).await {
+        let result = pass(&store, &args, &state).await;
+        crate::shard_actor::raise_if_poisoned(&poison, &result);
+        if let Err(err) = result {
             if matches!(err, StoreError::Poisoned { .. } | StoreError::Closed) {
                 tracing::error!("reclaim stops: {err}");
                 return;

@@ -30,6 +30,35 @@ enum Command {
     Classes(Reply<Vec<((u8, u8), u64)>>),
     Delete(Vec<ShardName>, Duration, Reply<UntouchedDelete>),
     Scan(Option<ShardName>, usize, Reply<Vec<(ShardName, u64)>>),
+    #[cfg(feature = "faults")]
+    Arm(ArmedFault, Reply<()>),
+}
+
+/// A fault a chaos build arms in a running store (feature `faults`).
+#[cfg(feature = "faults")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArmedFault {
+    /// The next write to the device fails with EIO.
+    FailNextWrite,
+    /// The next fdatasync of the device fails with EIO.
+    FailNextSync,
+}
+
+/// Why the store refuses writes, once it does: set the first time a write or sync
+/// fails (the store is poisoned). The node stops on it (fail-stop).
+pub(crate) type PoisonAlarm = Arc<tokio::sync::watch::Sender<Option<String>>>;
+
+/// Raises `alarm` if `result` says the store is poisoned.
+pub(crate) fn raise_if_poisoned<T>(alarm: &PoisonAlarm, result: &Result<T, StoreError>) {
+    if let Err(err @ StoreError::Poisoned { .. }) = result {
+        alarm.send_if_modified(|reason| {
+            let first = reason.is_none();
+            if first {
+                *reason = Some(err.to_string());
+            }
+            first
+        });
+    }
 }
 
 /// Damaged shards named by scrub or found at open, for the repairer.
@@ -90,6 +119,7 @@ pub struct ShardActor {
     mailbox: flume::Sender<Command>,
     scrub: Arc<ScrubState>,
     reclaim: Arc<ReclaimState>,
+    poison: PoisonAlarm,
 }
 
 /// The actor's thread, to join when it stops.
@@ -121,6 +151,8 @@ impl ShardActor {
         let figures = scrub_state.clone();
         let reclaim_state = Arc::new(ReclaimState::default());
         let reclaimed = reclaim_state.clone();
+        let poison = PoisonAlarm::new(tokio::sync::watch::Sender::new(None));
+        let alarm = poison.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{node}"))
             .spawn(move || async move {
@@ -153,11 +185,15 @@ impl ShardActor {
                     scrub_args.orders,
                     scrub_args.damaged,
                 ));
-                let reclaiming =
-                    glommio::spawn_local(reclaim::run(store.clone(), space_args, reclaimed));
+                let reclaiming = glommio::spawn_local(reclaim::run(
+                    store.clone(),
+                    space_args,
+                    reclaimed,
+                    alarm.clone(),
+                ));
                 while let Ok(command) = inbox.recv_async().await {
                     let store = store.clone();
-                    glommio::spawn_local(serve(store, command)).detach();
+                    glommio::spawn_local(serve(store, command, alarm.clone())).detach();
                 }
                 // Every handle is gone: stop the scrub and reclaim, let in-flight
                 // requests finish, then close.
@@ -177,6 +213,7 @@ impl ShardActor {
                     mailbox,
                     scrub: scrub_state,
                     reclaim: reclaim_state,
+                    poison,
                 },
                 thread,
             )),
@@ -273,13 +310,27 @@ impl ShardActor {
     pub fn reclaim_figures(&self) -> (u64, u64) {
         self.reclaim.figures()
     }
+
+    /// Why the store refuses writes, once a write or sync of it has failed (`None`
+    /// until then): watch it to stop the node.
+    pub fn poisoned(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.poison.subscribe()
+    }
+
+    /// Arms `fault` on the store (a chaos build).
+    #[cfg(feature = "faults")]
+    pub async fn arm(&self, fault: ArmedFault) -> Result<(), ActorError> {
+        self.ask(|reply| Command::Arm(fault, reply)).await
+    }
 }
 
-async fn serve(store: std::rc::Rc<Store>, command: Command) {
+async fn serve(store: std::rc::Rc<Store>, command: Command, poison: PoisonAlarm) {
     // A caller that stopped waiting has dropped its receiver; nothing to do then.
     match command {
         Command::Put(shard, reply) => {
-            let _ = reply.send(store.put(&shard).await);
+            let result = store.put(&shard).await;
+            raise_if_poisoned(&poison, &result);
+            let _ = reply.send(result);
         }
         Command::Get(name, reply) => {
             // The read buffer belongs to this executor; the caller gets a copy.
@@ -308,7 +359,17 @@ async fn serve(store: std::rc::Rc<Store>, command: Command) {
             let _ = reply.send(Ok(store.scan(after, limit)));
         }
         Command::Delete(names, age, reply) => {
-            let _ = reply.send(store.delete_untouched(&names, age).await);
+            let result = store.delete_untouched(&names, age).await;
+            raise_if_poisoned(&poison, &result);
+            let _ = reply.send(result);
+        }
+        #[cfg(feature = "faults")]
+        Command::Arm(fault, reply) => {
+            match fault {
+                ArmedFault::FailNextWrite => store.faults().fail_next_write(),
+                ArmedFault::FailNextSync => store.faults().fail_next_sync(),
+            }
+            let _ = reply.send(Ok(()));
         }
     }
 }

@@ -46,6 +46,39 @@ impl Shards {
         self
     }
 
+    /// Resolves with why, once any of the stores refuses writes after a failed write
+    /// or sync (never, if none does): the node stops on it (fail-stop).
+    pub fn poisoned(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let watches: Vec<_> = self.actors.iter().map(ShardActor::poisoned).collect();
+        async move {
+            let mut waits = tokio::task::JoinSet::new();
+            for mut watch in watches {
+                waits.spawn(async move {
+                    watch
+                        .wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|reason| reason.clone())
+                });
+            }
+            while let Some(done) = waits.join_next().await {
+                if let Ok(Some(reason)) = done {
+                    return reason;
+                }
+            }
+            std::future::pending().await
+        }
+    }
+
+    /// Arms `fault` on every store (a chaos build).
+    #[cfg(feature = "faults")]
+    pub async fn arm(&self, fault: crate::shard_actor::ArmedFault) -> Result<(), ActorError> {
+        for actor in self.actors.iter() {
+            actor.arm(fault).await?;
+        }
+        Ok(())
+    }
+
     /// Passes a hint on to the repairer; a full channel drops it (the census finds the
     /// shard anyway).
     pub fn hint(&self, name: ShardName) {

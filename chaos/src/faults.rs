@@ -15,6 +15,10 @@
 //! - **Flaky**: the fault proxy ([`crate::proxy`]) delays, jitters, drops, duplicates
 //!   and reorders every packet to and from the nodes, with drawn amounts
 //!   ([`flaky_rules`]); healed by clearing the rules and a wait for fresh heartbeats.
+//! - **DiskError**: SIGUSR1 (the next fdatasync fails) or SIGUSR2 (the next write
+//!   fails) to a hive-node built with fault hooks (`--features faults`), which arms
+//!   them on every store; the node's next write poisons the store and the node must
+//!   stop itself (fail-stop) within [`NODE_WAIT`]. Healed like a kill: restarted.
 //! - **Partition**: the proxy blocks the nodes' packets to and from everyone, only the
 //!   clients, or only the other nodes (drawn: [`partition_rules`]); healed the same way.
 
@@ -93,6 +97,28 @@ pub const FLAKY_LOSS_MAX: f64 = 0.10;
 pub const FLAKY_DUPLICATE_MAX: f64 = 0.05;
 /// Highest share of packets a flaky network reorders.
 pub const FLAKY_REORDER_MAX: f64 = 0.20;
+
+/// What `hive-node --version` says in a build with fault hooks.
+const FAULT_HOOKS: &str = "with fault hooks";
+
+/// Fails, saying how to get one, unless the cluster's `hive-node` is built with fault
+/// hooks: to any other build, the signals that arm them are fatal, and a node killed by
+/// one would look like a node that stopped itself.
+pub fn check_fault_hooks() -> Result<()> {
+    let binary = local_cluster::node_binary()?;
+    let out = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", binary.display()))?;
+    if !String::from_utf8_lossy(&out.stdout).contains(FAULT_HOOKS) {
+        bail!(
+            "disk errors need a hive-node built with fault hooks, and {} is not one; \
+             build it with 'cargo build -p hive-node --features faults' (never for production)",
+            binary.display()
+        );
+    }
+    Ok(())
+}
 
 /// The rules of a flaky network for `nodes`: one impairment drawn from `rng` (delay up
 /// to [`FLAKY_DELAY_MAX`] with up to half as much jitter, and loss, duplication and
@@ -237,6 +263,24 @@ impl Target {
                 }
                 Ok(format!("damaged {}", done.join(" ")))
             }
+            FaultKind::DiskError => {
+                let mut done = Vec::new();
+                for node in &step.nodes {
+                    let pid = self.pid(*node)?;
+                    let (arm, what) = if rng.below(2) == 0 {
+                        ("-USR1", "fdatasync")
+                    } else {
+                        ("-USR2", "write")
+                    };
+                    signal(arm, pid)?;
+                    wait(
+                        &format!("node {node} to stop itself after its next {what} failed"),
+                        || Ok(!local_cluster::alive(pid)),
+                    )?;
+                    done.push(format!("{node}: {what}"));
+                }
+                Ok(format!("next {} failed; stopped itself", done.join(", ")))
+            }
             FaultKind::Flaky => {
                 let proxy = self.proxy()?;
                 let (rules, detail) = flaky_rules(&step.nodes, rng);
@@ -255,7 +299,7 @@ impl Target {
     /// Heals `step`'s fault; returns once the nodes serve again.
     pub fn heal(&self, step: &Step) -> Result<()> {
         match step.kind {
-            FaultKind::Kill => {
+            FaultKind::Kill | FaultKind::DiskError => {
                 let ids: Vec<u64> = step.nodes.iter().map(|n| n.0).collect();
                 local_cluster::start_nodes(&self.dir, &ids)?;
                 Ok(())

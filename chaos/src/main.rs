@@ -26,6 +26,9 @@ const SCHEDULES: &str = "Schedules (--schedule):
                  reordered (up to 20 %), amounts drawn each step; hold, then let pass
   partition      cut m nodes off from everyone, from the clients only, or from the
                  other nodes only (drawn each step); hold, then let pass
+  disk-error     make the next fdatasync or write of m nodes' stores fail (drawn each
+                 step; needs a hive-node built with --features faults, never for
+                 production): each node must stop itself (fail-stop); restart them
   random         kills, stops, bitrot, flaky networks and partitions in a seeded mix,
                  each on one to m of the same m victims (no chunk ever has more than
                  m bad shards)
@@ -36,7 +39,7 @@ unless repeat = false:
 
   repeat = true
   [[step]]
-  fault = \"kill\"     # kill, stop, bitrot, fill, flaky or partition
+  fault = \"kill\"     # kill, stop, bitrot, fill, flaky, partition or disk-error
   nodes = 2          # how many nodes, drawn by the seed; more than m needs beyond_m = true
   hold = \"5s\"
 

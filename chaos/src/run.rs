@@ -189,7 +189,10 @@ fn run_on(
         .filter(|n| !control.contains(n))
         .collect();
     // A schedule file is checked before anything starts.
-    let (plan, schedule, network) = plan(options, seed, &candidates, m)?;
+    let (plan, schedule, (network, hooks)) = plan(options, seed, &candidates, m)?;
+    if hooks {
+        crate::faults::check_fault_hooks()?;
+    }
     if network && proxy.is_none() {
         bail!(
             "{schedule}: network faults need the fault proxy, which stands only in front of \
@@ -281,27 +284,30 @@ fn run_on(
 }
 
 /// The plan of the run's schedule, the schedule's name, and whether it has network
-/// faults.
+/// faults and faults that need a hive-node with fault hooks.
 fn plan(
     options: &Options,
     seed: u64,
     candidates: &[NodeId],
     m: u8,
-) -> Result<(Plan, String, bool)> {
+) -> Result<(Plan, String, (bool, bool))> {
     Ok(match &options.schedule_file {
         Some(path) => {
             let file = ScheduleFile::load(path, candidates.len(), m)?;
-            let network = file.needs_proxy();
+            let needs = (file.needs_proxy(), file.needs_fault_hooks());
             (
                 Plan::from_file(file, seed, candidates, m),
                 format!("file {}", path.display()),
-                network,
+                needs,
             )
         }
         None => (
             Plan::new(options.schedule, seed, candidates, m),
             options.schedule.name().to_string(),
-            options.schedule.needs_proxy(),
+            (
+                options.schedule.needs_proxy(),
+                options.schedule == Schedule::DiskError,
+            ),
         ),
     })
 }

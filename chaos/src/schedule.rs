@@ -10,7 +10,7 @@
 //! beyond_m = false     # allow steps on more than m nodes (default false)
 //!
 //! [[step]]
-//! fault = "kill"       # kill, stop, bitrot, fill, flaky or partition
+//! fault = "kill"       # kill, stop, bitrot, fill, flaky, partition or disk-error
 //! nodes = 2            # how many nodes, drawn by the seed
 //! hold = "5s"          # how long before it is healed
 //!
@@ -67,6 +67,9 @@ pub enum Schedule {
     /// Partition m nodes: from everyone, from the clients only, or from the other
     /// nodes only (drawn each step), hold, heal.
     Partition,
+    /// Make the next write or fdatasync of m nodes' stores fail (a hive-node built
+    /// with fault hooks): each must stop itself (fail-stop); restart them.
+    DiskError,
     /// Kills, stops, bitrot, flaky networks and partitions in a seeded mix, each on
     /// one to m of the same m victims, so no chunk ever has more than m bad shards
     /// whatever repair has done.
@@ -85,6 +88,7 @@ impl Schedule {
             Schedule::FullDisk => "full-disk",
             Schedule::FlakyNetwork => "flaky-network",
             Schedule::Partition => "partition",
+            Schedule::DiskError => "disk-error",
             Schedule::Random => "random",
         }
     }
@@ -117,6 +121,9 @@ pub enum FaultKind {
     /// Block the nodes' packets to and from everyone, the clients or the other nodes
     /// (the fault proxy), then let them pass again.
     Partition,
+    /// Make the next write or fdatasync of the nodes' stores fail (fault hooks): each
+    /// node must stop itself; then restart.
+    DiskError,
 }
 
 impl FaultKind {
@@ -218,6 +225,11 @@ impl ScheduleFile {
     /// Whether a step is a network fault, made by the fault proxy.
     pub fn needs_proxy(&self) -> bool {
         self.steps.iter().any(|s| s.0.is_network())
+    }
+
+    /// Whether a step needs a hive-node built with fault hooks.
+    pub fn needs_fault_hooks(&self) -> bool {
+        self.steps.iter().any(|s| s.0 == FaultKind::DiskError)
     }
 }
 
@@ -342,6 +354,11 @@ impl Iterator for Plan {
                 nodes: self.draw(self.m),
                 hold: self.hold(),
             },
+            Schedule::DiskError => Step {
+                kind: FaultKind::DiskError,
+                nodes: self.draw(self.m),
+                hold: self.hold(),
+            },
             Schedule::Random => {
                 let kinds = [
                     FaultKind::Kill,
@@ -380,6 +397,7 @@ mod tests {
             Schedule::Bitrot,
             Schedule::FlakyNetwork,
             Schedule::Partition,
+            Schedule::DiskError,
             Schedule::Random,
         ] {
             let a: Vec<Step> = Plan::new(schedule, 7, &nodes(), 2).take(20).collect();
@@ -444,7 +462,11 @@ mod tests {
             let net = format!("[[step]]\nfault = \"{fault}\"\nnodes = 2\nhold = \"5s\"\n");
             let net = ScheduleFile::parse(&net, 5, 2).expect(fault);
             assert!(net.needs_proxy(), "{fault} is made by the proxy");
+            assert!(!net.needs_fault_hooks());
         }
+        let disk = "[[step]]\nfault = \"disk-error\"\nnodes = 1\nhold = \"5s\"\n";
+        let disk = ScheduleFile::parse(disk, 5, 2).expect("disk-error");
+        assert!(disk.needs_fault_hooks() && !disk.needs_proxy());
     }
 
     #[test]
@@ -456,6 +478,7 @@ mod tests {
             Schedule::FullDisk,
             Schedule::FlakyNetwork,
             Schedule::Partition,
+            Schedule::DiskError,
         ] {
             for step in Plan::new(schedule, 3, &nodes(), 2).take(50) {
                 assert_eq!(step.nodes.len(), 2, "{schedule:?}: {step:?}");

@@ -202,6 +202,21 @@ fn a_partition_of_m_nodes_loses_nothing() {
 }
 
 #[test]
+fn failed_syncs_and_writes_stop_their_nodes_and_lose_nothing() {
+    let _machine = machine();
+    let (_, output, faults) = run_faults("disk-error", "disk-error", &[]);
+    for fault in &faults {
+        assert!(
+            fault["detail"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("stopped itself")),
+            "each node stopped itself (fail-stop): {output}"
+        );
+        assert!(fault["repaired_s"].as_f64().is_some(), "{fault}");
+    }
+}
+
+#[test]
 fn a_random_mix_loses_nothing() {
     let _machine = machine();
     let (_, output, faults) = run_faults("random", "random", &[]);

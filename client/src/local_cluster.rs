@@ -109,7 +109,9 @@ impl ClusterFile {
     }
 }
 
-fn node_binary() -> Result<PathBuf> {
+/// The `hive-node` executable local clusters run: `HIVE_NODE_BIN`, or the one next to
+/// this program.
+pub fn node_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("HIVE_NODE_BIN") {
         return Ok(PathBuf::from(path));
     }

@@ -45,8 +45,14 @@ const DRAIN_GRACE: Duration = Duration::from_secs(30);
 const REVOCATION_RELOAD: Duration = Duration::from_secs(2);
 
 /// Runs a HiveFS storage node.
+/// The version `--version` prints; a chaos build says it has the fault hooks.
+#[cfg(not(feature = "faults"))]
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(feature = "faults")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (with fault hooks)");
+
 #[derive(Parser)]
-#[command(name = "hive-node", version)]
+#[command(name = "hive-node", version = VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -298,8 +304,7 @@ fn credentials(config: &Config) -> Result<(CertificateDer<'static>, Credentials,
 
 fn run(path: &Path) -> Result<()> {
     tracing::info!(
-        "hive-node starting (version {}) with {}",
-        env!("CARGO_PKG_VERSION"),
+        "hive-node starting (version {VERSION}) with {}",
         path.display()
     );
     let config = Config::load(path)?;
@@ -525,22 +530,36 @@ async fn serve(
             None
         }
     };
+    // A store that refuses writes after a failed write or sync stops the node: its
+    // unsynced writes may be lost, and it must not go on answering as if whole.
+    let poisoned = actor.poisoned();
+    tokio::pin!(poisoned);
+    #[cfg(feature = "faults")]
+    tokio::spawn(arm_on_signals(actor.clone()));
     drop(actor);
+    let fail_stop = |reason: String| {
+        tracing::error!("{reason}: the node drains and stops (fail-stop)");
+        anyhow::anyhow!(
+            "{reason}: stopping the node (fail-stop); check the device, then start the node \
+             again (its store replays what was durable)"
+        )
+    };
     let failed = match supervisor {
         Some((supervisor, handle)) => {
             let mut handle = handle;
             let outcome = tokio::select! {
                 signal = wait_for_signal() => { signal?; None }
                 _ = &mut handle => Some(anyhow::anyhow!("the control actors stopped; see the log above")),
+                reason = &mut poisoned => Some(fail_stop(reason)),
             };
             supervisor.stop(None);
             let _ = handle.await;
             outcome
         }
-        None => {
-            wait_for_signal().await?;
-            None
-        }
+        None => tokio::select! {
+            signal = wait_for_signal() => { signal?; None }
+            reason = &mut poisoned => Some(fail_stop(reason)),
+        },
     };
     tracing::info!("draining");
     if let Some(enrollment) = &enrollment {
@@ -583,6 +602,26 @@ async fn watch_revocations(path: PathBuf, live: Revocations) {
                 tracing::warn!("revocation: list {} unreadable: {err}", path.display());
             }
             Err(err) => tracing::warn!("revocation: reading {}: {err}", path.display()),
+        }
+    }
+}
+
+/// A chaos build's fault hooks, armed by signals: SIGUSR1 makes every store's next
+/// fdatasync fail, SIGUSR2 its next write.
+#[cfg(feature = "faults")]
+async fn arm_on_signals(shards: Shards) -> Result<()> {
+    use hive_actors::ArmedFault;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut usr1 = signal(SignalKind::user_defined1()).context("listening for SIGUSR1")?;
+    let mut usr2 = signal(SignalKind::user_defined2()).context("listening for SIGUSR2")?;
+    loop {
+        let fault = tokio::select! {
+            _ = usr1.recv() => ArmedFault::FailNextSync,
+            _ = usr2.recv() => ArmedFault::FailNextWrite,
+        };
+        match shards.arm(fault).await {
+            Ok(()) => tracing::warn!("fault hooks: {fault:?} armed on every store"),
+            Err(err) => tracing::warn!("fault hooks: arming {fault:?}: {err}"),
         }
     }
 }

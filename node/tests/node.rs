@@ -80,19 +80,29 @@ fn start(c: &Cluster) -> (Child, SocketAddr, mpsc::Receiver<String>) {
     (child, addr, rx)
 }
 
-/// Sends SIGTERM and waits for the exit status.
-fn stop(mut child: Child) -> std::process::ExitStatus {
+/// Sends `signal` (`-TERM`, ...) to the node.
+fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
-    assert!(status.success());
+    assert!(status.success(), "kill {signal}");
+}
+
+/// Waits (at most [`WAIT`]) for the node to exit; its exit status.
+fn exited(mut child: Child, why: &str) -> std::process::ExitStatus {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait().expect("wait"));
     });
     rx.recv_timeout(WAIT)
-        .expect("hive-node exits after SIGTERM")
+        .unwrap_or_else(|_| panic!("hive-node did not exit {why} within {WAIT:?}"))
+}
+
+/// Sends SIGTERM and waits for the exit status.
+fn stop(child: Child) -> std::process::ExitStatus {
+    signal(&child, "-TERM");
+    exited(child, "after SIGTERM")
 }
 
 async fn connect(c: &Cluster, addr: SocketAddr) -> (Client, Connection) {
@@ -111,9 +121,8 @@ async fn connect(c: &Cluster, addr: SocketAddr) -> (Client, Connection) {
     (client, connection)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
-    let c = cluster("serve", NODE);
+/// Formats the node's stores.
+fn format(c: &Cluster) {
     let formatted = hive_node(&["format"], &c.dir.join("node.toml"))
         .output()
         .expect("format");
@@ -122,8 +131,11 @@ async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
         "{}",
         String::from_utf8_lossy(&formatted.stderr)
     );
+}
 
-    let data = random_bytes(1, 300_000);
+/// The six shards of a 4+2 chunk of seeded data, and its id.
+fn shards_of(seed: u64) -> (hive_wire::ChunkId, Vec<Vec<u8>>) {
+    let data = random_bytes(seed, 300_000);
     let id = chunk_id(&data);
     let mut encoder = ChunkEncoder::new(
         ErasureScheme::new(4, 2).expect("4+2"),
@@ -131,15 +143,44 @@ async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
     )
     .expect("encoder");
     let chunk = encoder.encode(id, &data).expect("encode");
-    let shards: Vec<Vec<u8>> = (0..6).map(|i| chunk.shard_to_vec(i)).collect();
+    (id, (0..6).map(|i| chunk.shard_to_vec(i)).collect())
+}
+
+async fn put(connection: &Connection, shard: &[u8]) -> Result<(), String> {
+    let request =
+        message::request::<ShardService>(OP_PUT, Bytes::new(), Bytes::copy_from_slice(shard));
+    connection
+        .call(request, WAIT)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Shard `index` of chunk `id`, if the node has it.
+async fn get(connection: &Connection, id: hive_wire::ChunkId, index: u8) -> Option<Bytes> {
+    let key = message::encode(&ShardKey::new(hive_wire::ShardName {
+        chunk: id,
+        k: 4,
+        m: 2,
+        index: ShardIndex(index),
+    }));
+    let request = message::request::<ShardService>(OP_GET, key, Bytes::new());
+    let answer = connection.call(request, WAIT).await.expect("get");
+    let found: Found = message::decode("Found", &answer.message).expect("Found");
+    found.present.then_some(answer.body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
+    let c = cluster("serve", NODE);
+    format(&c);
+    let (id, shards) = shards_of(1);
 
     let (child, addr, _log) = start(&c);
     {
         let (_client, connection) = connect(&c, addr).await;
         for shard in &shards {
-            let request =
-                message::request::<ShardService>(OP_PUT, Bytes::new(), Bytes::from(shard.clone()));
-            connection.call(request, WAIT).await.expect("put");
+            put(&connection, shard).await.expect("put");
         }
     }
     let status = stop(child);
@@ -152,18 +193,69 @@ async fn a_node_serves_shards_and_stops_cleanly_on_sigterm() {
     {
         let (_client, connection) = connect(&c, addr).await;
         for (i, shard) in shards.iter().enumerate() {
-            let key = message::encode(&ShardKey::new(hive_wire::ShardName {
-                chunk: id,
-                k: 4,
-                m: 2,
-                index: ShardIndex(i as u8),
-            }));
-            let request = message::request::<ShardService>(OP_GET, key, Bytes::new());
-            let answer = connection.call(request, WAIT).await.expect("get");
-            let found: Found = message::decode("Found", &answer.message).expect("Found");
-            assert!(found.present, "shard {i} lost across a restart");
-            assert_eq!(&answer.body[..], &shard[..]);
+            let found = get(&connection, id, i as u8).await;
+            let found = found.unwrap_or_else(|| panic!("shard {i} lost across a restart"));
+            assert_eq!(&found[..], &shard[..]);
         }
+    }
+    assert!(stop(child).success());
+    let _ = std::fs::remove_dir_all(&c.dir);
+}
+
+/// Waits for a log line containing `text`.
+#[cfg(feature = "faults")]
+fn wait_log(log: &mpsc::Receiver<String>, text: &str) -> String {
+    loop {
+        let line = log
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no log line with {text:?} within {WAIT:?}"));
+        if line.contains(text) {
+            return line;
+        }
+    }
+}
+
+#[cfg(feature = "faults")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_stops_the_node_and_a_restart_serves_what_was_acknowledged() {
+    let c = cluster("fail-stop", NODE);
+    format(&c);
+    let (id, shards) = shards_of(2);
+    let (child, addr, log) = start(&c);
+    {
+        let (_client, connection) = connect(&c, addr).await;
+        for shard in &shards[..4] {
+            put(&connection, shard).await.expect("put");
+        }
+        // A chaos build's hook: every store's next fdatasync fails.
+        signal(&child, "-USR1");
+        wait_log(&log, "FailNextSync armed");
+        let refused = put(&connection, &shards[4]).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("fdatasync")),
+            "a put whose sync failed is refused, saying why: {refused:?}"
+        );
+    }
+    let said = wait_log(&log, "fail-stop");
+    assert!(said.contains("fdatasync"), "{said}");
+    let status = exited(child, "after its store's fdatasync failed");
+    assert!(!status.success(), "a fail-stop is a failure: {status}");
+
+    let (child, addr, _log) = start(&c);
+    {
+        let (_client, connection) = connect(&c, addr).await;
+        for (i, shard) in shards[..4].iter().enumerate() {
+            let found = get(&connection, id, i as u8).await;
+            let found = found.unwrap_or_else(|| panic!("acknowledged shard {i} lost"));
+            assert_eq!(&found[..], &shard[..]);
+        }
+        put(&connection, &shards[4])
+            .await
+            .expect("the reopened store takes writes");
+        assert_eq!(
+            get(&connection, id, 4).await.as_deref(),
+            Some(&shards[4][..])
+        );
     }
     assert!(stop(child).success());
     let _ = std::fs::remove_dir_all(&c.dir);

@@ -1,5 +1,5 @@
-//! Fault hooks (cargo feature `faults`): each is armed by a test (a running node has no
-//! way to arm them yet, so hive-chaos cannot make a node's fsync fail) and
+//! Fault hooks (cargo feature `faults`): each is armed by a test, or in a running chaos
+//! build of the node by a signal (a failed next write or sync, for hive-chaos), and
 //! fires on the next write or sync of the store's device.
 
 use std::cell::{Cell, RefCell};
