@@ -19,6 +19,8 @@
 //!   fails) to a hive-node built with fault hooks (`--features faults`), which arms
 //!   them on every store; the node's next write poisons the store and the node must
 //!   stop itself (fail-stop) within [`NODE_WAIT`]. Healed like a kill: restarted.
+//! - **KillMount**: SIGKILL to the `hive mount` process the file workload writes
+//!   through; healed by clearing the dead mount (`umount -l`) and mounting again.
 //! - **Partition**: the proxy blocks the nodes' packets to and from everyone, only the
 //!   clients, or only the other nodes (drawn: [`partition_rules`]); healed the same way.
 
@@ -41,6 +43,7 @@ use hive_wire::net::control::{StoreFigures, state};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
+use crate::files::Mount;
 use crate::proxy::{Impairment, Proxy, Rule, Side};
 use crate::schedule::{BITROT_SHARDS, FaultKind, Step};
 
@@ -178,6 +181,8 @@ pub struct Target {
     runtime: Handle,
     /// The fault proxy the cluster is reached through, if it is.
     proxy: Option<Arc<Proxy>>,
+    /// The mount the file workload writes through, if there is one.
+    mount: Option<Arc<Mount>>,
 }
 
 impl Target {
@@ -188,7 +193,21 @@ impl Target {
             dir: dir.to_path_buf(),
             runtime,
             proxy,
+            mount: None,
         }
+    }
+
+    /// The same, with the file workload's mount as a fault target.
+    pub fn with_mount(mut self, mount: Option<Arc<Mount>>) -> Self {
+        self.mount = mount;
+        self
+    }
+
+    /// The mount, for a mount fault.
+    fn mount(&self) -> Result<&Mount> {
+        self.mount
+            .as_deref()
+            .context("killing the mount needs the file workload's mount: leave out --no-mount")
     }
 
     /// The fault proxy, for a network fault.
@@ -281,6 +300,10 @@ impl Target {
                 }
                 Ok(format!("next {} failed; stopped itself", done.join(", ")))
             }
+            FaultKind::KillMount => {
+                self.mount()?.kill()?;
+                Ok("SIGKILL to the mount process".to_string())
+            }
             FaultKind::Flaky => {
                 let proxy = self.proxy()?;
                 let (rules, detail) = flaky_rules(&step.nodes, rng);
@@ -316,6 +339,7 @@ impl Target {
                 self.proxy()?.clear();
                 self.wait_serving(&step.nodes)
             }
+            FaultKind::KillMount => self.mount()?.remount(),
         }
     }
 
@@ -398,6 +422,11 @@ impl Target {
     pub fn heal_all(&self) -> Result<Vec<NodeId>> {
         if let Some(proxy) = &self.proxy {
             proxy.clear();
+        }
+        if let Some(mount) = &self.mount
+            && !mount.alive()
+        {
+            mount.remount()?;
         }
         let mut crashed = Vec::new();
         for (node, pid) in self.nodes()? {

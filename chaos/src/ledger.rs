@@ -1,5 +1,6 @@
 //! The ledger: one JSON line for every write the workload finished, acknowledged or
-//! refused, and for every delete of an object written, appended as the answer arrives.
+//! refused, for every delete of an object written, and for every file op the mount
+//! answered, appended as the answer arrives.
 //! The checker reads it back; a run that dies half-way still leaves what it had been
 //! told.
 
@@ -19,6 +20,8 @@ pub enum Line {
     Write(Entry),
     /// A delete of an object an earlier line wrote.
     Delete(Deletion),
+    /// A file op through the mount (see [`crate::files`]).
+    File(crate::files::FileOp),
 }
 
 /// One finished delete: from its start on, the object need not read back (a delete
@@ -130,7 +133,7 @@ pub fn live(lines: &[Line]) -> Result<Vec<(Entry, ChunkId)>> {
         .iter()
         .filter_map(|l| match l {
             Line::Delete(d) => Some(d.op),
-            Line::Write(_) => None,
+            _ => None,
         })
         .collect();
     let mut live = Vec::new();

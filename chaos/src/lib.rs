@@ -7,12 +7,15 @@
 //! - [`faults`]: how each fault is produced on a local cluster's real processes and
 //!   store files, and healed.
 //! - [`workload`]: the writers and the readers that verify while the faults happen.
+//! - [`files`]: the file workload through a FUSE mount, and its checker.
+//! - [`proxy`]: the UDP fault proxy the network faults are made with.
 //! - [`checker`]: reads every ledger entry back once the faults are healed.
 //! - [`report`]: what a run tells, as text and JSON.
 //! - [`run`]: puts them together.
 
 pub mod checker;
 pub mod faults;
+pub mod files;
 pub mod ledger;
 pub mod proxy;
 pub mod report;

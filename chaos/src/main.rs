@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use hive_chaos::run::{LEDGER_FILE, Options, run};
-use hive_chaos::{checker, ledger};
+use hive_chaos::{checker, files, ledger};
 use hive_client::local_cluster;
 
 const SCHEDULES: &str = "Schedules (--schedule):
@@ -29,9 +29,11 @@ const SCHEDULES: &str = "Schedules (--schedule):
   disk-error     make the next fdatasync or write of m nodes' stores fail (drawn each
                  step; needs a hive-node built with --features faults, never for
                  production): each node must stop itself (fail-stop); restart them
-  random         kills, stops, bitrot, flaky networks and partitions in a seeded mix,
-                 each on one to m of the same m victims (no chunk ever has more than
-                 m bad shards)
+  kill-mount     SIGKILL the mount process the file workload writes through, hold,
+                 mount again: every file fsynced before must read back
+  random         kills, stops, bitrot, flaky networks, partitions and mount kills in a
+                 seeded mix, each on one to m of the same m victims (no chunk ever has
+                 more than m bad shards)
   none           no faults: the workload and the checker alone
 
 A schedule file (--schedule-file) lists steps run in order, and again from the first
@@ -39,8 +41,9 @@ unless repeat = false:
 
   repeat = true
   [[step]]
-  fault = \"kill\"     # kill, stop, bitrot, fill, flaky, partition or disk-error
+  fault = \"kill\"     # kill, stop, bitrot, fill, flaky, partition, disk-error, kill-mount
   nodes = 2          # how many nodes, drawn by the seed; more than m needs beyond_m = true
+                     # (none for kill-mount)
   hold = \"5s\"
 
 Network faults act on real packets: a run whose schedule has them starts its cluster
@@ -55,9 +58,13 @@ gives the same faults on the same nodes at the same steps, and the same data.
 The workload writes objects (1 KiB to 4 MiB, half text, half random) through the
 client library and records each answer in a ledger (one JSON line per write:
 object id, length, BLAKE3, times, or why it was refused), while a reader reads
-acknowledged objects back. After the run every fault is healed and the checker reads
-every acknowledged write back. The run fails (exit status 1) if any was lost or read
-back wrong, if a write was acknowledged while more than m nodes were down, or if a
+acknowledged objects back. A file writer works through a FUSE mount of the default
+volume (unless --no-mount): it creates, overwrites, appends to, truncates, rewrites,
+renames and unlinks files, and records each change once fsync returned, and each
+rename and unlink once it returned. After the run every fault is healed and the
+checker reads every acknowledged write back, and every file at its last name (names
+renamed away or unlinked must be gone). The run fails (exit status 1) if any was lost or read
+back wrong (a fsynced file included), if a write was acknowledged while more than m nodes were down, or if a
 node died by itself.";
 
 /// Break a local HiveFS cluster on purpose and prove that nothing acknowledged was lost.
@@ -132,10 +139,23 @@ fn execute(command: Command) -> Result<bool> {
                 checker::check(&store, &lines).await
             })?;
             print!("{}", outcome.render());
+            // Files are read through a mount of their own, if the ledger has any.
+            let files = if lines.iter().any(|l| matches!(l, ledger::Line::File(_))) {
+                let mount = files::Mount::start(&cluster)?;
+                let checked = files::check(mount.dir(), &lines);
+                mount.unmount()?;
+                print!("{}", checked.render());
+                Some(checked)
+            } else {
+                None
+            };
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&outcome)?)?;
+                let both = serde_json::json!({ "objects": outcome, "files": files });
+                std::fs::write(&path, serde_json::to_vec_pretty(&both)?)?;
             }
-            Ok(outcome.lost.is_empty() && outcome.corrupt.is_empty())
+            Ok(outcome.lost.is_empty()
+                && outcome.corrupt.is_empty()
+                && files.is_none_or(|f| f.lost.is_empty() && f.corrupt.is_empty()))
         }
     }
 }

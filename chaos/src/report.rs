@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use hive_client::local_cluster::bytes;
 use serde::Serialize;
 
+use crate::files::FileOutcome;
 use crate::ledger::Entry;
 use crate::proxy::Counts;
 use crate::schedule::FaultKind;
@@ -109,16 +110,33 @@ pub struct Report {
     pub throughput_share: Option<f64>,
     /// What the fault proxy did, when the cluster was behind it.
     pub network: Option<Counts>,
+    /// The file workload through the mount, unless it was left out.
+    pub files: Option<FilesReport>,
     /// Nothing lost, nothing wrong returned, nothing acknowledged beyond m, no node
     /// crashed by itself.
     pub passed: bool,
 }
 
+/// The file workload's part of a report.
+#[derive(Serialize, Debug, Clone)]
+pub struct FilesReport {
+    /// File ops the mount answered.
+    pub ops: u64,
+    /// File ops that failed (their files unsettled until written whole again).
+    pub failed: u64,
+    /// What the file checker found.
+    pub outcome: FileOutcome,
+}
+
 impl Report {
     /// Whether the run showed nothing wrong.
     pub fn judge(&mut self) {
-        self.lost = self.lost_entries.len() as u64;
-        self.corrupt_returned = self.corrupt_entries.len() as u64;
+        let (files_lost, files_corrupt) = self
+            .files
+            .as_ref()
+            .map_or((0, 0), |f| (f.outcome.lost.len(), f.outcome.corrupt.len()));
+        self.lost = (self.lost_entries.len() + files_lost) as u64;
+        self.corrupt_returned = (self.corrupt_entries.len() + files_corrupt) as u64;
         self.passed = self.lost == 0
             && self.corrupt_returned == 0
             && self.acked_beyond_m.is_empty()
@@ -144,10 +162,10 @@ impl Report {
             });
             let _ = writeln!(
                 out,
-                "  {:>6.1}s to {:>6.1}s  {:<6} nodes {:?}  {}{repaired}",
+                "  {:>6.1}s to {:>6.1}s  {:<10} nodes {:?}  {}{repaired}",
                 f.at_s,
                 f.healed_s,
-                format!("{:?}", f.kind).to_lowercase(),
+                f.kind.name(),
                 f.nodes,
                 f.detail
             );
@@ -174,6 +192,14 @@ impl Report {
         );
         render_findings(&mut out, "lost", &self.lost_entries);
         render_findings(&mut out, "corrupt_returned", &self.corrupt_entries);
+        if let Some(files) = &self.files {
+            let _ = writeln!(
+                out,
+                "files through the mount: {} ops answered, {} failed",
+                files.ops, files.failed
+            );
+            out.push_str(&files.outcome.render());
+        }
         if !self.acked_beyond_m.is_empty() {
             render_findings(
                 &mut out,

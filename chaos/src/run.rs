@@ -14,9 +14,10 @@ use hive_wire::NodeId;
 
 use crate::checker;
 use crate::faults::Target;
+use crate::files::{Files, Mount};
 use crate::ledger::{Entry, Ledger, Line};
 use crate::proxy::Proxy;
-use crate::report::{FaultEvent, Finding, Report, throughput};
+use crate::report::{FaultEvent, FilesReport, Finding, Report, throughput};
 use crate::schedule::{FaultKind, Plan, Schedule, ScheduleFile};
 use crate::workload::{Clients, Workload};
 
@@ -74,6 +75,9 @@ pub struct Options {
     /// proxy, which ends with the run).
     #[arg(long)]
     pub keep: bool,
+    /// Leave out the file workload (and its FUSE mount): objects only.
+    #[arg(long)]
+    pub no_mount: bool,
     /// The shape of a cluster started here.
     #[command(flatten)]
     pub shape: Shape,
@@ -178,7 +182,7 @@ fn run_on(
     let dir = &options.cluster;
     let scheme = local_cluster::scheme(dir)?;
     let (k, m) = (scheme.k(), scheme.m());
-    let target = Target::new(dir, runtime.handle().clone(), proxy.clone());
+    let mut target = Target::new(dir, runtime.handle().clone(), proxy.clone());
     let all = target.nodes()?;
     let control = local_cluster::control_nodes(dir)?;
     // The control plane's node is not a fault target of these schedules: losing it is
@@ -189,11 +193,14 @@ fn run_on(
         .filter(|n| !control.contains(n))
         .collect();
     // A schedule file is checked before anything starts.
-    let (plan, schedule, (network, hooks)) = plan(options, seed, &candidates, m)?;
-    if hooks {
+    let (plan, schedule, needs) = plan(options, seed, &candidates, m)?;
+    if needs.hooks {
         crate::faults::check_fault_hooks()?;
     }
-    if network && proxy.is_none() {
+    if needs.mount && options.no_mount {
+        bail!("{schedule} kills the mount: leave out --no-mount");
+    }
+    if needs.network && proxy.is_none() {
         bail!(
             "{schedule}: network faults need the fault proxy, which stands only in front of \
              a cluster the run starts itself: give --cluster a directory without one"
@@ -208,13 +215,35 @@ fn run_on(
         .clone()
         .unwrap_or_else(|| dir.join(LEDGER_FILE));
     let workload = Workload::new(seed, options.ops, budget, Ledger::create(&ledger_path)?);
+    // The file workload's mount, unmounted however the run ends (before the cluster
+    // is stopped).
+    let mount = if options.no_mount {
+        None
+    } else {
+        Some(Mount::start(dir)?)
+    };
+    let _unmount = mount.clone().map(Unmount);
+    target = target.with_mount(mount.clone());
+    let files = mount
+        .as_ref()
+        .map(|m| Files::new(seed, m.dir(), workload.started()));
     let tasks = {
         let _entered = runtime.enter();
         workload.spawn(&clients)
     };
+    let writer = files.as_ref().map(|f| {
+        let (files, workload) = (f.clone(), workload.clone());
+        std::thread::spawn(move || files.run(&|line| workload.record(line)))
+    });
     let faults = inject_all(&target, &workload, plan, options, seed);
     let end_ms = workload.now_ms();
-    let crashed = wind_down(runtime, &target, &workload, tasks, faults.as_ref().err())?;
+    let crashed = wind_down(
+        runtime,
+        &target,
+        (&workload, tasks),
+        (files.as_deref(), writer),
+        faults.as_ref().err(),
+    )?;
     let faults = faults?;
     let healed = Instant::now();
     let repaired = target.wait_repaired()?;
@@ -226,16 +255,26 @@ fn run_on(
         live.len()
     );
     let outcome = runtime.block_on(checker::check(&clients.store, &lines))?;
+    let file_outcome = mount.as_ref().map(|m| {
+        let outcome = crate::files::check(m.dir(), &lines);
+        let (ops, failed) = files.as_ref().map_or((0, 0), |f| f.counts());
+        FilesReport {
+            ops,
+            failed,
+            outcome,
+        }
+    });
     let entries: Vec<Entry> = lines
         .iter()
         .filter_map(|l| match l {
             Line::Write(e) => Some(e.clone()),
-            Line::Delete(_) => None,
+            _ => None,
         })
         .collect();
     let held: Vec<(u64, u64)> = faults
         .iter()
-        .filter(|f| f.kind != FaultKind::Bitrot)
+        // Faults that leave the object writers alone are not held against them.
+        .filter(|f| !matches!(f.kind, FaultKind::Bitrot | FaultKind::KillMount))
         .map(|f| (ms(f.at_s), ms(f.healed_s)))
         .collect();
     let (free, during) = throughput(&entries, &held, end_ms);
@@ -258,7 +297,10 @@ fn run_on(
         acked: acked.len() as u64,
         acked_bytes: acked.iter().map(|e| e.len).sum(),
         refused: (entries.len() - acked.len()) as u64,
-        deleted: (lines.len() - entries.len()) as u64,
+        deleted: lines
+            .iter()
+            .filter(|l| matches!(l, Line::Delete(_)))
+            .count() as u64,
         gc_rounds: workload.gc_rounds(),
         acked_beyond_m: acked_beyond_m(&entries, &faults, all.len(), k),
         reads,
@@ -277,24 +319,38 @@ fn run_on(
         throughput_share: free.zip(during).map(|(f, d)| d / f),
         faults,
         network: proxy.map(|p| p.counts()),
+        files: file_outcome,
         passed: false,
     };
     report.judge();
     Ok(report)
 }
 
-/// The plan of the run's schedule, the schedule's name, and whether it has network
-/// faults and faults that need a hive-node with fault hooks.
+/// What a schedule's faults need besides the cluster.
+struct Needs {
+    /// The fault proxy.
+    network: bool,
+    /// A hive-node with fault hooks.
+    hooks: bool,
+    /// The file workload's mount.
+    mount: bool,
+}
+
+/// The plan of the run's schedule, the schedule's name, and what its faults need.
 fn plan(
     options: &Options,
     seed: u64,
     candidates: &[NodeId],
     m: u8,
-) -> Result<(Plan, String, (bool, bool))> {
+) -> Result<(Plan, String, Needs)> {
     Ok(match &options.schedule_file {
         Some(path) => {
             let file = ScheduleFile::load(path, candidates.len(), m)?;
-            let needs = (file.needs_proxy(), file.needs_fault_hooks());
+            let needs = Needs {
+                network: file.needs_proxy(),
+                hooks: file.needs_fault_hooks(),
+                mount: file.needs_mount(),
+            };
             (
                 Plan::from_file(file, seed, candidates, m),
                 format!("file {}", path.display()),
@@ -304,12 +360,27 @@ fn plan(
         None => (
             Plan::new(options.schedule, seed, candidates, m),
             options.schedule.name().to_string(),
-            (
-                options.schedule.needs_proxy(),
-                options.schedule == Schedule::DiskError,
-            ),
+            Needs {
+                network: options.schedule.needs_proxy(),
+                hooks: options.schedule == Schedule::DiskError,
+                mount: options.schedule.needs_mount(),
+            },
         ),
     })
+}
+
+/// The file writer's thread.
+type FileWriter = std::thread::JoinHandle<Result<()>>;
+
+/// Unmounts the file workload's mount when dropped, before the cluster is stopped.
+struct Unmount(Arc<Mount>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.unmount() {
+            eprintln!("hive-chaos: unmounting {}: {e:#}", self.0.dir().display());
+        }
+    }
 }
 
 /// Ends the run's faults and workload, whatever happened: every node back first (a
@@ -318,8 +389,8 @@ fn plan(
 fn wind_down(
     runtime: &tokio::runtime::Runtime,
     target: &Target,
-    workload: &Workload,
-    mut tasks: tokio::task::JoinSet<Result<()>>,
+    (workload, mut tasks): (&Workload, tokio::task::JoinSet<Result<()>>),
+    (files, writer): (Option<&Files>, Option<FileWriter>),
     failed: Option<&anyhow::Error>,
 ) -> Result<Vec<NodeId>> {
     if let Some(e) = failed {
@@ -327,6 +398,21 @@ fn wind_down(
     }
     let healed = target.heal_all();
     workload.stop();
+    if let Some(files) = files {
+        files.stop();
+    }
+    let written = writer.map(|writer| {
+        let until = Instant::now() + STOP_WAIT;
+        while !writer.is_finished() && Instant::now() < until {
+            std::thread::sleep(IDLE_STEP);
+        }
+        if !writer.is_finished() {
+            anyhow::bail!("the file writer did not stop within {STOP_WAIT:?}");
+        }
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the file writer panicked"))?
+    });
     let stopped = runtime.block_on(async {
         tokio::time::timeout(STOP_WAIT, async {
             while let Some(task) = tasks.join_next().await {
@@ -339,6 +425,7 @@ fn wind_down(
     let synced = workload.sync_ledger();
     let crashed = healed?;
     stopped.with_context(|| format!("the workload did not stop within {STOP_WAIT:?}"))??;
+    written.transpose().context("the file workload")?;
     synced?;
     Ok(crashed)
 }
@@ -384,10 +471,10 @@ fn inject_all(
         let detail = target.inject(&step, &mut rng)?;
         let at = workload.now_ms();
         eprintln!(
-            "hive-chaos: {:>6.1}s {:?} nodes {:?}: {detail}",
+            "hive-chaos: {:>6.1}s {} nodes {:?}: {detail}",
             at as f64 / 1000.0,
-            step.kind,
-            step.nodes
+            step.kind.name(),
+            step.nodes.iter().map(|n| n.0).collect::<Vec<_>>()
         );
         // A held fault is held for its time, whatever the workload does.
         std::thread::sleep(step.hold);

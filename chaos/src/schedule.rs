@@ -10,7 +10,8 @@
 //! beyond_m = false     # allow steps on more than m nodes (default false)
 //!
 //! [[step]]
-//! fault = "kill"       # kill, stop, bitrot, fill, flaky, partition or disk-error
+//! fault = "kill"       # kill, stop, bitrot, fill, flaky, partition, disk-error or
+//!                      # kill-mount (nodes = 0 for kill-mount)
 //! nodes = 2            # how many nodes, drawn by the seed
 //! hold = "5s"          # how long before it is healed
 //!
@@ -70,6 +71,9 @@ pub enum Schedule {
     /// Make the next write or fdatasync of m nodes' stores fail (a hive-node built
     /// with fault hooks): each must stop itself (fail-stop); restart them.
     DiskError,
+    /// SIGKILL the mount process while files are written through it, hold, mount
+    /// again: everything fsynced before must read back.
+    KillMount,
     /// Kills, stops, bitrot, flaky networks and partitions in a seeded mix, each on
     /// one to m of the same m victims, so no chunk ever has more than m bad shards
     /// whatever repair has done.
@@ -89,8 +93,14 @@ impl Schedule {
             Schedule::FlakyNetwork => "flaky-network",
             Schedule::Partition => "partition",
             Schedule::DiskError => "disk-error",
+            Schedule::KillMount => "kill-mount",
             Schedule::Random => "random",
         }
+    }
+
+    /// Whether it kills the mount.
+    pub fn needs_mount(self) -> bool {
+        matches!(self, Schedule::KillMount | Schedule::Random)
     }
 
     /// Whether its faults include network ones, made by the fault proxy.
@@ -124,9 +134,25 @@ pub enum FaultKind {
     /// Make the next write or fdatasync of the nodes' stores fail (fault hooks): each
     /// node must stop itself; then restart.
     DiskError,
+    /// SIGKILL the mount process (no node), then mount again.
+    KillMount,
 }
 
 impl FaultKind {
+    /// Its name, as schedule files and reports write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Stop => "stop",
+            FaultKind::Bitrot => "bitrot",
+            FaultKind::Fill => "fill",
+            FaultKind::Flaky => "flaky",
+            FaultKind::Partition => "partition",
+            FaultKind::DiskError => "disk-error",
+            FaultKind::KillMount => "kill-mount",
+        }
+    }
+
     /// Whether the fault proxy makes it.
     pub fn is_network(self) -> bool {
         matches!(self, FaultKind::Flaky | FaultKind::Partition)
@@ -163,6 +189,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 struct FileStep {
     fault: FaultKind,
+    #[serde(default)]
     nodes: usize,
     hold: String,
 }
@@ -202,7 +229,11 @@ impl ScheduleFile {
             if hold.is_zero() {
                 bail!("{at}: hold must be longer than 0");
             }
-            if step.nodes == 0 || step.nodes > candidates {
+            if step.fault == FaultKind::KillMount {
+                if step.nodes != 0 {
+                    bail!("{at}: kill-mount hits the mount, no node: nodes = 0, or leave it out");
+                }
+            } else if step.nodes == 0 || step.nodes > candidates {
                 bail!(
                     "{at}: nodes must be 1 to {candidates} (the nodes other than the control plane's)"
                 );
@@ -225,6 +256,11 @@ impl ScheduleFile {
     /// Whether a step is a network fault, made by the fault proxy.
     pub fn needs_proxy(&self) -> bool {
         self.steps.iter().any(|s| s.0.is_network())
+    }
+
+    /// Whether a step kills the mount.
+    pub fn needs_mount(&self) -> bool {
+        self.steps.iter().any(|s| s.0 == FaultKind::KillMount)
     }
 
     /// Whether a step needs a hive-node built with fault hooks.
@@ -359,6 +395,11 @@ impl Iterator for Plan {
                 nodes: self.draw(self.m),
                 hold: self.hold(),
             },
+            Schedule::KillMount => Step {
+                kind: FaultKind::KillMount,
+                nodes: Vec::new(),
+                hold: self.hold(),
+            },
             Schedule::Random => {
                 let kinds = [
                     FaultKind::Kill,
@@ -366,12 +407,18 @@ impl Iterator for Plan {
                     FaultKind::Bitrot,
                     FaultKind::Flaky,
                     FaultKind::Partition,
+                    FaultKind::KillMount,
                 ];
                 let kind = kinds[self.rng.below(kinds.len())];
                 let n = 1 + self.rng.below(self.candidates.len().max(1));
+                let nodes = self.draw(n);
                 Step {
                     kind,
-                    nodes: self.draw(n),
+                    nodes: if kind == FaultKind::KillMount {
+                        Vec::new()
+                    } else {
+                        nodes
+                    },
                     hold: self.hold(),
                 }
             }
@@ -398,6 +445,7 @@ mod tests {
             Schedule::FlakyNetwork,
             Schedule::Partition,
             Schedule::DiskError,
+            Schedule::KillMount,
             Schedule::Random,
         ] {
             let a: Vec<Step> = Plan::new(schedule, 7, &nodes(), 2).take(20).collect();
@@ -466,7 +514,15 @@ mod tests {
         }
         let disk = "[[step]]\nfault = \"disk-error\"\nnodes = 1\nhold = \"5s\"\n";
         let disk = ScheduleFile::parse(disk, 5, 2).expect("disk-error");
-        assert!(disk.needs_fault_hooks() && !disk.needs_proxy());
+        assert!(disk.needs_fault_hooks() && !disk.needs_proxy() && !disk.needs_mount());
+        let mount = "[[step]]\nfault = \"kill-mount\"\nhold = \"5s\"\n";
+        let mount = ScheduleFile::parse(mount, 5, 2).expect("kill-mount");
+        assert!(mount.needs_mount());
+        let steps: Vec<Step> = Plan::from_file(mount, 1, &nodes(), 2).take(3).collect();
+        assert!(steps.iter().all(|s| s.nodes.is_empty()), "{steps:?}");
+        let bad = "[[step]]\nfault = \"kill-mount\"\nnodes = 1\nhold = \"5s\"\n";
+        let err = ScheduleFile::parse(bad, 5, 2).expect_err("kill-mount with nodes");
+        assert!(format!("{err:#}").contains("no node"), "{err:#}");
     }
 
     #[test]
@@ -504,6 +560,7 @@ mod tests {
             FaultKind::Bitrot,
             FaultKind::Flaky,
             FaultKind::Partition,
+            FaultKind::KillMount,
         ] {
             assert!(
                 random.iter().any(|s| s.kind == kind),

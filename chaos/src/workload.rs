@@ -143,6 +143,11 @@ impl Workload {
         })
     }
 
+    /// When the workload started: the run's clock.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Milliseconds since the workload started.
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -184,7 +189,8 @@ impl Workload {
         self.gc_rounds.load(Ordering::SeqCst)
     }
 
-    fn record(&self, line: Line) -> Result<()> {
+    /// Appends `line` to the ledger.
+    pub fn record(&self, line: Line) -> Result<()> {
         lock(&self.ledger).append(&line)?;
         lock(&self.lines).push(line);
         Ok(())

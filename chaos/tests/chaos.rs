@@ -217,6 +217,22 @@ fn failed_syncs_and_writes_stop_their_nodes_and_lose_nothing() {
 }
 
 #[test]
+fn a_killed_mount_loses_nothing_fsynced() {
+    let _machine = machine();
+    let (report, output, _) = run_faults("kill-mount", "kill-mount", &[]);
+    let files = &report["files"];
+    assert!(
+        files["failed"].as_u64() > Some(0),
+        "file ops failed while the mount was dead: {output}"
+    );
+    let checked = &files["outcome"];
+    assert!(
+        checked["verified"].as_u64() > Some(0) && checked["gone"].as_u64() > Some(0),
+        "files were read back and names found gone: {output}"
+    );
+}
+
+#[test]
 fn a_random_mix_loses_nothing() {
     let _machine = machine();
     let (_, output, faults) = run_faults("random", "random", &[]);
@@ -311,10 +327,19 @@ fn the_checker_names_a_planted_loss_and_a_wrong_read() {
     assert!(text(&kept).contains("cannot be kept"), "{}", text(&kept));
     assert!(!elsewhere.exists(), "nothing was started");
     let ledger = dir.join("chaos-ledger.jsonl");
-    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&ledger)
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&ledger)
         .expect("the ledger")
         .lines()
         .map(|l| serde_json::from_str(l).expect("a ledger line"))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["line"] == "file"),
+        "the file workload wrote through the mount"
+    );
+    let entries: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["line"] == "write")
+        .cloned()
         .collect();
     assert_eq!(entries.len(), 12, "{entries:?}");
     let clean = chaos(&["check", "--cluster", d]);
@@ -368,6 +393,56 @@ fn the_checker_names_a_planted_loss_and_a_wrong_read() {
             forged[8]["object"].as_str().expect("id")
         )),
         "the wrong read is named: {said}"
+    );
+
+    // Files: one whose last line says it was fsynced with other bytes than it holds,
+    // and one fsynced that is not there at all.
+    let last_synced = {
+        let mut last = std::collections::BTreeMap::new();
+        for l in lines.iter().filter(|l| l["line"] == "file") {
+            last.insert(l["path"].as_str().expect("path"), l.clone());
+        }
+        last.into_values()
+            .find(|l| l["change"] == "synced")
+            .expect("a file the run left fsynced")
+    };
+    let mut wrong_file = last_synced.clone();
+    wrong_file["n"] = 900_001.into();
+    wrong_file["blake3"] = "00".repeat(32).into();
+    let mut missing = last_synced.clone();
+    missing["n"] = 900_002.into();
+    missing["path"] = "chaos-files/nowhere".into();
+    let forged_files = dir.join("forged-files.jsonl");
+    std::fs::write(
+        &forged_files,
+        lines
+            .iter()
+            .chain([&wrong_file, &missing])
+            .map(|e| format!("{e}\n"))
+            .collect::<String>(),
+    )
+    .expect("write the forged ledger");
+    let files = chaos(&[
+        "check",
+        "--cluster",
+        d,
+        "--ledger",
+        forged_files.to_str().expect("utf-8"),
+    ]);
+    let said = text(&files);
+    assert_eq!(files.status.code(), Some(1), "{said}");
+    assert!(said.contains("lost (files): 1"), "{said}");
+    assert!(
+        said.contains("chaos-files/nowhere (file op 900002)"),
+        "{said}"
+    );
+    assert!(said.contains("corrupt_returned (files): 1"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{} (file op 900001)",
+            last_synced["path"].as_str().expect("path")
+        )),
+        "the wrong file is named: {said}"
     );
     drop(stopper);
 }
