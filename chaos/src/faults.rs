@@ -1,7 +1,7 @@
 //! How each fault is produced on a local cluster, and healed: real signals to the
 //! nodes' processes, real bytes changed in their store files.
 //!
-//! - **Kill**: SIGKILL, then `hive cluster start`'s restart of those nodes (on their own
+//! - **Kill**: SIGKILL (one step in [`TERM_SHARE`] SIGTERM, which drains), then `hive cluster start`'s restart of those nodes (on their own
 //!   ports and stores), which returns once the map shows them up and following.
 //! - **Stop**: SIGSTOP (every thread stopped: a hung node whose connections stay open),
 //!   then SIGCONT and a wait until the authority has a fresh heartbeat from each.
@@ -100,6 +100,9 @@ pub const FLAKY_LOSS_MAX: f64 = 0.10;
 pub const FLAKY_DUPLICATE_MAX: f64 = 0.05;
 /// Highest share of packets a flaky network reorders.
 pub const FLAKY_REORDER_MAX: f64 = 0.20;
+
+/// One kill step in this many sends SIGTERM (a drained stop) instead of SIGKILL.
+pub const TERM_SHARE: usize = 4;
 
 /// What `hive-node --version` says in a build with fault hooks.
 const FAULT_HOOKS: &str = "with fault hooks";
@@ -243,14 +246,21 @@ impl Target {
     pub fn inject(&self, step: &Step, rng: &mut Rng) -> Result<String> {
         match step.kind {
             FaultKind::Kill => {
+                // Mostly a crash; one step in TERM_SHARE an operator's stop, which
+                // drains first.
+                let (sig, name) = if rng.below(TERM_SHARE) == 0 {
+                    ("-TERM", "SIGTERM")
+                } else {
+                    ("-KILL", "SIGKILL")
+                };
                 for node in &step.nodes {
                     let pid = self.pid(*node)?;
-                    signal("-KILL", pid)?;
+                    signal(sig, pid)?;
                     wait(&format!("node {node} to exit"), || {
                         Ok(!local_cluster::alive(pid))
                     })?;
                 }
-                Ok("SIGKILL".to_string())
+                Ok(name.to_string())
             }
             FaultKind::Stop => {
                 for node in &step.nodes {

@@ -19,11 +19,12 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -48,6 +49,8 @@ const MOUNT_POLL: Duration = Duration::from_millis(50);
 pub const MOUNT_DIR: &str = "chaos-mount";
 /// The writer's directory on the mount.
 const WRITER_DIR: &str = "chaos-files";
+/// What an op on a dead FUSE mount fails with.
+const ENOTCONN: i32 = 107;
 
 /// One file op the mount answered, as the ledger records it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -261,6 +264,14 @@ struct Slot {
 pub struct Files {
     seed: u64,
     dir: PathBuf,
+    /// The device of the directory the mount point is in: a directory on it is not
+    /// on the mount.
+    outer: u64,
+    /// The writer's directory, opened on the mount the writer works through now, and
+    /// the path that reaches into it (`/proc/self/fd/N`). Every op goes through it, so
+    /// once that mount dies every op fails (ENOTCONN); none ever reaches the bare
+    /// directory a dead mount leaves until the next mount covers it.
+    here: Mutex<Option<(std::fs::File, PathBuf)>>,
     started: Instant,
     stop: AtomicBool,
     ops: AtomicU64,
@@ -268,17 +279,50 @@ pub struct Files {
 }
 
 impl Files {
-    /// The writer for the mount at `mount` (its files under [`WRITER_DIR`]), drawing
-    /// from `seed`, its clock from `started`.
-    pub fn new(seed: u64, mount: &Path, started: Instant) -> Arc<Self> {
-        Arc::new(Self {
+    /// The writer for the mount at `mount`, which is up (its files under
+    /// [`WRITER_DIR`], made now), drawing from `seed`, its clock from `started`.
+    pub fn new(seed: u64, mount: &Path, started: Instant) -> Result<Arc<Self>> {
+        let parent = mount.parent().unwrap_or(Path::new("/"));
+        let outer = std::fs::metadata(parent)
+            .with_context(|| format!("looking at {}", parent.display()))?
+            .dev();
+        // On the mount, which is up (it may be there from an earlier run).
+        let dir = mount.join(WRITER_DIR);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Arc::new(Self {
             seed,
-            dir: mount.join(WRITER_DIR),
+            dir,
+            outer,
+            here: Mutex::new(None),
             started,
             stop: AtomicBool::new(false),
             ops: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-        })
+        }))
+    }
+
+    /// Opens the writer's directory on the mount, unless it is open; whether it is.
+    /// Not while no mount covers the mount point (it would be the bare directory).
+    fn attach(&self) -> bool {
+        let mut here = self.here.lock().unwrap_or_else(|e| e.into_inner());
+        if here.is_some() {
+            return true;
+        }
+        let opened = (|| {
+            let dir = std::fs::File::open(&self.dir)?;
+            Ok::<_, std::io::Error>((dir.metadata()?.dev() != self.outer).then_some(dir))
+        })();
+        if let Ok(Some(dir)) = opened {
+            let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            *here = Some((dir, path));
+            return true;
+        }
+        false
+    }
+
+    /// Forgets the directory of a mount that died, so the next op opens the next one.
+    fn detach(&self) {
+        *self.here.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Tells the writer to stop after its current op.
@@ -301,14 +345,11 @@ impl Files {
         let mut rng = Rng::new(self.seed ^ 0x0066_696c_6573);
         let mut slots: Vec<Slot> = (0..FILE_SLOTS).map(|_| Slot::default()).collect();
         let mut n = 0u64;
-        // The directory may exist from an earlier run's mount of the same volume.
         while !self.stop.load(Ordering::SeqCst) {
-            match std::fs::create_dir_all(&self.dir) {
-                Ok(()) => break,
-                Err(_) => std::thread::sleep(FAILED_OP_WAIT),
+            if !self.attach() {
+                std::thread::sleep(FAILED_OP_WAIT);
+                continue;
             }
-        }
-        while !self.stop.load(Ordering::SeqCst) {
             let i = rng.below(FILE_SLOTS);
             n += 1;
             let ok = self.step(&mut slots[i], i, n, &mut rng, record)?;
@@ -317,7 +358,7 @@ impl Files {
             }
         }
         for (i, slot) in slots.iter_mut().enumerate() {
-            if !slot.unsettled.is_empty() {
+            if !slot.unsettled.is_empty() && self.attach() {
                 n += 1;
                 self.rewrite(slot, i, n, &mut rng, record)?;
             }
@@ -329,8 +370,14 @@ impl Files {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// `name` in the writer's directory on the mount it is attached to (on none: a
+    /// path that fails).
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        let here = self.here.lock().unwrap_or_else(|e| e.into_inner());
+        match &*here {
+            Some((_, dir)) => dir.join(name),
+            None => PathBuf::from("/proc/self/fd/-1").join(name),
+        }
     }
 
     /// One op on `slot`; whether it succeeded.
@@ -414,7 +461,7 @@ impl Files {
                 Ok(true)
             }
             Err(e) => {
-                slot.unsettled.push(name.to_string());
+                unsettle(slot, name);
                 self.unsettled(n, name, &e, record)?;
                 Ok(false)
             }
@@ -446,8 +493,10 @@ impl Files {
                 Ok(true)
             }
             Err(e) => {
-                slot.unsettled.push(name.to_string());
-                slot.unsettled.extend(to);
+                unsettle(slot, name);
+                if let Some(to) = &to {
+                    unsettle(slot, to);
+                }
                 self.unsettled(n, name, &e, record)?;
                 Ok(false)
             }
@@ -538,10 +587,20 @@ impl Files {
         record: &Record<'_>,
     ) -> Result<()> {
         self.failed.fetch_add(1, Ordering::SeqCst);
+        if error.raw_os_error() == Some(ENOTCONN) {
+            self.detach();
+        }
         let change = FileChange::Unsettled {
             error: error.to_string(),
         };
         record(Line::File(self.op(n, name, change)))
+    }
+}
+
+/// Adds `name` to the names `slot` may have, once.
+fn unsettle(slot: &mut Slot, name: &str) {
+    if !slot.unsettled.iter().any(|n| n == name) {
+        slot.unsettled.push(name.to_string());
     }
 }
 
@@ -756,6 +815,22 @@ mod tests {
             len,
             blake3: blake3.into(),
         }
+    }
+
+    #[test]
+    fn the_writer_never_works_in_a_bare_mount_point() {
+        // No mount covers this directory: it is the bare directory a dead mount leaves
+        // until the next one is made, and an unlink there would find nothing.
+        let dir = std::env::temp_dir().join(format!("hive-chaos-bare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let files = Files::new(1, &dir, Instant::now()).expect("files");
+        assert!(!files.attach(), "a directory not on a mount is never used");
+        assert!(
+            files.path("x").starts_with("/proc/self/fd/-1"),
+            "unattached, every path fails"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use hive_chaos::{checker, files, ledger};
 use hive_client::local_cluster;
 
 const SCHEDULES: &str = "Schedules (--schedule):
-  kill-m         SIGKILL m nodes, hold 3-8 s, restart them; again until the time is up
+  kill-m         SIGKILL m nodes (one step in four SIGTERM, which drains), hold 3-8 s,
+                 restart them; again until the time is up
   stop-m         SIGSTOP m nodes (hung: connections open, nothing answers), hold, SIGCONT
   bitrot         damage shards in the store files of m nodes (bit flips, zeroed blocks,
                  destroyed record headers, erased records), found through the store's

@@ -72,6 +72,9 @@ pub struct Report {
     pub deleted: u64,
     /// Garbage collection rounds ordered during the run.
     pub gc_rounds: u64,
+    /// Shards of acknowledged writes that did not reach their nodes (down, stopped,
+    /// cut off or full) and were handed to repair as owed.
+    pub shards_owed: u64,
     /// Writes acknowledged although more than m nodes were down from their start to
     /// their answer (`kill-beyond-m`): must be none.
     pub acked_beyond_m: Vec<Finding>,
@@ -172,10 +175,11 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "writes: {} acknowledged ({}), {} refused; {} deleted, {} garbage collection rounds",
+            "writes: {} acknowledged ({}), {} refused; {} shards owed to repair; {} deleted, {} garbage collection rounds",
             self.acked,
             bytes(self.acked_bytes),
             self.refused,
+            self.shards_owed,
             self.deleted,
             self.gc_rounds
         );

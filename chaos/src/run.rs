@@ -226,7 +226,8 @@ fn run_on(
     target = target.with_mount(mount.clone());
     let files = mount
         .as_ref()
-        .map(|m| Files::new(seed, m.dir(), workload.started()));
+        .map(|m| Files::new(seed, m.dir(), workload.started()))
+        .transpose()?;
     let tasks = {
         let _entered = runtime.enter();
         workload.spawn(&clients)
@@ -302,6 +303,7 @@ fn run_on(
             .filter(|l| matches!(l, Line::Delete(_)))
             .count() as u64,
         gc_rounds: workload.gc_rounds(),
+        shards_owed: workload.owed(),
         acked_beyond_m: acked_beyond_m(&entries, &faults, all.len(), k),
         reads,
         read_errors,

@@ -98,6 +98,7 @@ pub struct Workload {
     fresh: Notify,
     halt: Notify,
     gc_rounds: AtomicU64,
+    owed: AtomicU64,
     reads: AtomicU64,
     read_errors: AtomicU64,
     wrong: Mutex<Vec<Finding>>,
@@ -137,6 +138,7 @@ impl Workload {
             fresh: Notify::new(),
             halt: Notify::new(),
             gc_rounds: AtomicU64::new(0),
+            owed: AtomicU64::new(0),
             reads: AtomicU64::new(0),
             read_errors: AtomicU64::new(0),
             wrong: Mutex::new(Vec::new()),
@@ -187,6 +189,12 @@ impl Workload {
     /// Garbage collection rounds ordered.
     pub fn gc_rounds(&self) -> u64 {
         self.gc_rounds.load(Ordering::SeqCst)
+    }
+
+    /// Shards of acknowledged writes that did not reach their nodes and were handed
+    /// to repair as owed.
+    pub fn owed(&self) -> u64 {
+        self.owed.load(Ordering::SeqCst)
     }
 
     /// Appends `line` to the ledger.
@@ -342,7 +350,8 @@ impl Workload {
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             report_bad(&clients.store, &clients.authority).await;
-            report_owed(&clients.store, &clients.authority).await;
+            let owed = report_owed(&clients.store, &clients.authority).await;
+            self.owed.fetch_add(owed as u64, Ordering::SeqCst);
             if stopping {
                 return Ok(());
             }

@@ -1019,17 +1019,22 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Waits for shard writes still running after their chunks' ACKs (at most
 /// [`SETTLE_GRACE`]) and reports the shards owed to the map authority.
-pub async fn report_owed(store: &ChunkStore, authority: &ControlClient) {
+/// Returns how many were owed.
+pub async fn report_owed(store: &ChunkStore, authority: &ControlClient) -> usize {
     let owed = store.settle(SETTLE_GRACE).await;
     if owed.is_empty() {
-        return;
+        return 0;
     }
-    eprintln!(
-        "{} shards could not be stored on their nodes and are owed to repair",
-        owed.len()
-    );
     send_owed(authority, &owed).await;
     store.hint_owed(&owed).await;
+    owed.len()
+}
+
+/// Says how many shards [`report_owed`] handed to repair, if any.
+pub fn say_owed(owed: usize) {
+    if owed > 0 {
+        eprintln!("{owed} shards could not be stored on their nodes and are owed to repair");
+    }
 }
 
 /// Reports `owed` shards to the map authority, in batches that fit a request.
@@ -1054,7 +1059,7 @@ pub fn put(dir: &Path, path: &Path) -> Result<ChunkId> {
             .with_context(|| format!("opening {}", path.display()))?;
         let (store, authority) = chunk_store(dir, &file).await?;
         let stored = put_recorded(&meta, &store, &chunker, source).await;
-        report_owed(&store, &authority).await;
+        say_owed(report_owed(&store, &authority).await);
         stored.with_context(|| format!("storing {}", path.display()))
     })
 }

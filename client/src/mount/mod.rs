@@ -352,7 +352,7 @@ fn serve(args: &MountArgs) -> Result<()> {
     }
     // Shards still being written after their chunks' ACKs: waited for a moment, and
     // those that did not make it reported to the map authority as owed to repair.
-    runtime.block_on(local_cluster::report_owed(&chunks, &control));
+    local_cluster::say_owed(runtime.block_on(local_cluster::report_owed(&chunks, &control)));
     let report: String = lost.iter().map(|l| format!("{l}\n")).collect();
     if !lost.is_empty() {
         eprint!(
