@@ -66,7 +66,8 @@ rename and unlink once it returned. After the run every fault is healed and the
 checker reads every acknowledged write back, and every file at its last name (names
 renamed away or unlinked must be gone). The run fails (exit status 1) if any was lost or read
 back wrong (a fsynced file included), if a write was acknowledged while more than m nodes were down, or if a
-node died by itself.";
+node died by itself. Ctrl-C (SIGINT) or SIGTERM ends a run early: the fault held is
+healed, and what was done is checked and reported; a second one exits at once.";
 
 /// Break a local HiveFS cluster on purpose and prove that nothing acknowledged was lost.
 #[derive(Parser)]

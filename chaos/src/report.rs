@@ -115,6 +115,8 @@ pub struct Report {
     pub network: Option<Counts>,
     /// The file workload through the mount, unless it was left out.
     pub files: Option<FilesReport>,
+    /// The run was ended early by SIGINT or SIGTERM (what it did was still checked).
+    pub interrupted: bool,
     /// Nothing lost, nothing wrong returned, nothing acknowledged beyond m, no node
     /// crashed by itself.
     pub passed: bool,
@@ -151,8 +153,18 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "hive-chaos: schedule {}, seed {}, {} nodes {}+{}, {:.1} s",
-            self.schedule, self.seed, self.nodes, self.k, self.m, self.duration_s
+            "hive-chaos: schedule {}, seed {}, {} nodes {}+{}, {:.1} s{}",
+            self.schedule,
+            self.seed,
+            self.nodes,
+            self.k,
+            self.m,
+            self.duration_s,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(out, "faults: {}", self.faults.len());
         for f in &self.faults {

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -126,6 +127,7 @@ impl Options {
 pub fn run(options: &Options, seed: u64) -> Result<Report> {
     let dir = &options.cluster;
     let runtime = local_cluster::runtime()?;
+    let interrupted = watch_interrupts(&runtime);
     let started_here = !dir.join("cluster.toml").exists();
     let mut proxy = None;
     if started_here {
@@ -159,7 +161,41 @@ pub fn run(options: &Options, seed: u64) -> Result<Report> {
     // Stopped however the run ends, a panic included, before the proxy and the
     // runtime go.
     let _stopper = (started_here && !options.keep).then(|| Stopper(dir));
-    run_on(options, seed, &runtime, proxy)
+    run_on(options, seed, &runtime, (proxy, &interrupted))
+}
+
+/// Set by the first SIGINT or SIGTERM: the run stops injecting, heals every fault, and
+/// checks and reports what it has. A second one exits at once, leaving everything as
+/// it is.
+fn watch_interrupts(runtime: &tokio::runtime::Runtime) -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    runtime.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            eprintln!("hive-chaos: cannot watch for SIGINT and SIGTERM; an interrupt ends the run at once");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if set.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "hive-chaos: interrupted again: exiting now; the cluster and the mount are left as they are"
+                );
+                std::process::exit(130);
+            }
+            eprintln!(
+                "hive-chaos: interrupted: healing every fault, then checking and reporting (interrupt again to exit at once)"
+            );
+        }
+    });
+    flag
 }
 
 /// Stops the local cluster in its directory when dropped.
@@ -177,7 +213,7 @@ fn run_on(
     options: &Options,
     seed: u64,
     runtime: &tokio::runtime::Runtime,
-    proxy: Option<Arc<Proxy>>,
+    (proxy, interrupted): (Option<Arc<Proxy>>, &AtomicBool),
 ) -> Result<Report> {
     let dir = &options.cluster;
     let scheme = local_cluster::scheme(dir)?;
@@ -236,7 +272,7 @@ fn run_on(
         let (files, workload) = (f.clone(), workload.clone());
         std::thread::spawn(move || files.run(&|line| workload.record(line)))
     });
-    let faults = inject_all(&target, &workload, plan, options, seed);
+    let faults = inject_all(&target, &workload, plan, (options, seed), interrupted);
     let end_ms = workload.now_ms();
     let crashed = wind_down(
         runtime,
@@ -322,6 +358,7 @@ fn run_on(
         faults,
         network: proxy.map(|p| p.counts()),
         files: file_outcome,
+        interrupted: interrupted.load(Ordering::SeqCst),
         passed: false,
     };
     report.judge();
@@ -458,11 +495,15 @@ fn inject_all(
     target: &Target,
     workload: &Workload,
     plan: Plan,
-    options: &Options,
-    seed: u64,
+    (options, seed): (&Options, u64),
+    interrupted: &AtomicBool,
 ) -> Result<Vec<FaultEvent>> {
     let started = Instant::now();
-    let done = || started.elapsed() >= options.duration || workload.writes_done();
+    let done = || {
+        started.elapsed() >= options.duration
+            || workload.writes_done()
+            || interrupted.load(Ordering::SeqCst)
+    };
     let mut rng = Rng::new(seed ^ 0x6661_756c_7473);
     let mut events = Vec::new();
     idle(WARMUP.min(options.duration / 4), &done);
@@ -478,8 +519,9 @@ fn inject_all(
             step.kind.name(),
             step.nodes.iter().map(|n| n.0).collect::<Vec<_>>()
         );
-        // A held fault is held for its time, whatever the workload does.
-        std::thread::sleep(step.hold);
+        // A held fault is held for its time, whatever the workload does (an interrupt
+        // heals it sooner).
+        idle(step.hold, &|| interrupted.load(Ordering::SeqCst));
         let healing = workload.now_ms();
         target.heal(&step)?;
         let healed = workload.now_ms();

@@ -260,6 +260,87 @@ fn kill_beyond_m_refuses_writes_and_loses_nothing_acknowledged() {
     );
 }
 
+#[test]
+fn an_interrupt_heals_checks_reports_and_stops_the_cluster() {
+    use std::io::{BufRead, BufReader};
+    let _machine = machine();
+    let dir = dir("interrupt");
+    let json = dir.with_extension("json");
+    let seed = SEED.to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hive-chaos"))
+        .args([
+            "run",
+            "--cluster",
+            dir.to_str().expect("utf-8"),
+            "--schedule",
+            "kill-m",
+            "--seed",
+            &seed,
+            "--duration",
+            "10m",
+            "--json",
+            json.to_str().expect("utf-8"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run hive-chaos");
+    let mut said = Vec::new();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // Interrupted while its first fault is held.
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        let fault = line.contains(" kill nodes ");
+        said.push(line);
+        if fault {
+            break;
+        }
+    }
+    assert!(
+        said.last().is_some_and(|l| l.contains(" kill nodes ")),
+        "a fault was injected: {said:?}"
+    );
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    // Healing, the checker and stopping the cluster take a while; not for ever.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let _ = tx.send((rest, child.wait().expect("wait")));
+    });
+    let (rest, status) = rx
+        .recv_timeout(std::time::Duration::from_secs(600))
+        .unwrap_or_else(|_| panic!("hive-chaos did not end within 600 s of SIGINT: {said:?}"));
+    said.extend(rest);
+    let said = said.join("\n");
+    assert_eq!(status.code(), Some(0), "{said}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the report")).expect("JSON");
+    assert_eq!(report["interrupted"], true, "{said}");
+    assert_nothing_lost("kill-m", &report, &said);
+    assert!(
+        report["duration_s"].as_f64() < Some(300.0),
+        "the run ended early: {said}"
+    );
+    let nodes = hive_client::local_cluster::nodes(&dir).expect("the cluster's nodes");
+    assert!(
+        nodes
+            .iter()
+            .all(|(_, pid)| !hive_client::local_cluster::alive(*pid)),
+        "the cluster the run started is stopped: {said}"
+    );
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("/proc/mounts");
+    assert!(
+        !mounts.contains(dir.to_str().expect("utf-8")),
+        "the mount is gone: {said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&json);
+}
+
 /// Destroys every shard of `chunk` in the stores of `nodes` of the cluster in `dir`,
 /// behind their backs; how many.
 fn destroy(dir: &Path, nodes: &[u64], chunk: ChunkId) -> usize {
