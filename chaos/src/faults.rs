@@ -409,11 +409,15 @@ impl Target {
         let deadline = Instant::now() + ROOM_WAIT;
         for node in nodes {
             loop {
-                let f = self.figures(*node)?;
-                if f.capacity.saturating_sub(f.used) >= f.capacity / ROOM_AGAIN {
+                // A status call that fails (a busy authority) is tried again.
+                let figures = self.figures(*node);
+                if let Ok(f) = &figures
+                    && f.capacity.saturating_sub(f.used) >= f.capacity / ROOM_AGAIN
+                {
                     break;
                 }
                 if Instant::now() > deadline {
+                    let f = figures?;
                     bail!(
                         "node {node}'s store had no room again within {ROOM_WAIT:?} ({} of {} used)",
                         f.used,

@@ -16,6 +16,27 @@ use crate::status::{ClassHealth, rate, render_repair, summarize};
 
 /// How often `--wait` looks at the status.
 const WAIT_POLL: Duration = Duration::from_millis(500);
+/// Status calls a wait makes in a row before it gives up: a busy authority may miss a
+/// deadline or two, and one miss must not end a wait that has minutes to run.
+const STATUS_TRIES: u32 = 10;
+
+/// The cluster's status, asked again (every [`WAIT_POLL`]) after a failed call, up to
+/// [`STATUS_TRIES`] calls.
+async fn status_retrying(admin: &Admin) -> Result<hive_wire::net::control::StatusMessage> {
+    let mut tries = 1;
+    loop {
+        match admin.status().await {
+            Ok(status) => return Ok(status),
+            Err(e) if tries >= STATUS_TRIES => {
+                return Err(e.context(format!("{STATUS_TRIES} tries in a row failed")));
+            }
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(WAIT_POLL).await;
+            }
+        }
+    }
+}
 
 /// A rate given on the command line, in bytes per second: `64MiB`, `500KiB`, `1GiB`,
 /// a plain number of bytes, or `unlimited` (0).
@@ -105,7 +126,7 @@ pub struct Repaired {
 /// Waits until every up node has finished a census round that began after now and has
 /// nothing queued; `progress(shards rebuilt, chunks queued)` after each look.
 pub async fn until_repaired(admin: &Admin, mut progress: impl FnMut(u64, u64)) -> Result<Repaired> {
-    let start = admin.status().await?;
+    let start = status_retrying(admin).await?;
     let rounds_at_start: BTreeMap<u64, u64> = start
         .nodes
         .iter()
@@ -113,7 +134,7 @@ pub async fn until_repaired(admin: &Admin, mut progress: impl FnMut(u64, u64)) -
         .collect();
     let rebuilt_at_start = summarize(&start).rebuilt.0;
     loop {
-        let status = admin.status().await?;
+        let status = status_retrying(admin).await?;
         let view = ClusterView::from_message(&status.map)?;
         let s = summarize(&status);
         let done = s.rebuilt.0.saturating_sub(rebuilt_at_start);
@@ -200,7 +221,7 @@ async fn wait_for_scrub(admin: &Admin, tickets: &BTreeMap<u64, u64>) -> Result<(
     );
     let started = Instant::now();
     loop {
-        let status = admin.status().await?;
+        let status = status_retrying(admin).await?;
         let view = ClusterView::from_message(&status.map)?;
         let ordered: Vec<&NodeStatus> = status
             .nodes
