@@ -522,12 +522,16 @@ fn stopped(pid: u32) -> Result<bool> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
         .with_context(|| format!("listing the threads of process {pid}"))?;
     Ok(tasks.filter_map(Result::ok).all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state == "T" || state == "t")
-        })
+        state(&task.path().join("stat")).is_some_and(|state| state == "T" || state == "t")
     }))
+}
+
+/// The state letter (R, S, T, Z, ...) of the process or thread whose `stat` file is
+/// `stat`, if it exists.
+pub fn state(stat: &Path) -> Option<String> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().next().map(str::to_string)
 }
 
 /// Damages `count` shards of the store file `store`, chosen by `rng`, each in one of

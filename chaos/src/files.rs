@@ -121,11 +121,8 @@ fn hive_binary() -> Result<PathBuf> {
 /// Whether process `pid` runs (exists, and is not a zombie).
 fn running(pid: u32) -> bool {
     pid != 0
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .is_some_and(|state| state != "Z" && state != "X")
-        })
+        && crate::faults::state(Path::new(&format!("/proc/{pid}/stat")))
+            .is_some_and(|state| state != "Z" && state != "X")
 }
 
 fn is_mounted(dir: &Path) -> bool {

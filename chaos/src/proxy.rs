@@ -356,19 +356,8 @@ pub struct Proxy {
     shared: Arc<Shared>,
     runtime: Handle,
     seed: u64,
-    fronts: Vec<Front>,
-}
-
-/// A node reached through the proxy.
-#[derive(Debug, Clone)]
-pub struct Front {
-    /// The node.
-    pub node: NodeId,
-    /// Where the proxy takes its packets.
-    pub front: SocketAddr,
-    /// Where the node listens.
-    pub listen: SocketAddr,
-    task: tokio::task::AbortHandle,
+    /// Each front's task (its sessions and delay line end with it).
+    fronts: Vec<tokio::task::AbortHandle>,
 }
 
 impl Proxy {
@@ -416,18 +405,8 @@ impl Proxy {
                 self.seed ^ node.0.rotate_left(17),
             ))
             .abort_handle();
-        self.fronts.push(Front {
-            node,
-            front,
-            listen,
-            task,
-        });
+        self.fronts.push(task);
         Ok(front)
-    }
-
-    /// The fronts, in the order they were added.
-    pub fn fronts(&self) -> &[Front] {
-        &self.fronts
     }
 
     /// Replaces the rules (the first that matches a packet applies).
@@ -458,7 +437,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         for front in &self.fronts {
-            front.task.abort();
+            front.abort();
         }
     }
 }

@@ -360,39 +360,26 @@ impl Iterator for Plan {
                 nodes: self.draw(self.m + 1),
                 hold: BEYOND_HOLD,
             },
-            Schedule::KillM => Step {
-                kind: FaultKind::Kill,
-                nodes: self.draw(self.m),
-                hold: self.hold(),
-            },
-            Schedule::StopM => Step {
-                kind: FaultKind::Stop,
-                nodes: self.draw(self.m),
-                hold: self.hold(),
-            },
-            Schedule::FullDisk => Step {
-                kind: FaultKind::Fill,
+            Schedule::KillM
+            | Schedule::StopM
+            | Schedule::FullDisk
+            | Schedule::FlakyNetwork
+            | Schedule::Partition
+            | Schedule::DiskError => Step {
+                kind: match self.schedule {
+                    Schedule::KillM => FaultKind::Kill,
+                    Schedule::StopM => FaultKind::Stop,
+                    Schedule::FullDisk => FaultKind::Fill,
+                    Schedule::FlakyNetwork => FaultKind::Flaky,
+                    Schedule::Partition => FaultKind::Partition,
+                    _ => FaultKind::DiskError,
+                },
                 nodes: self.draw(self.m),
                 hold: self.hold(),
             },
             Schedule::Bitrot => Step {
                 kind: FaultKind::Bitrot,
                 nodes: self.candidates.clone(),
-                hold: self.hold(),
-            },
-            Schedule::FlakyNetwork => Step {
-                kind: FaultKind::Flaky,
-                nodes: self.draw(self.m),
-                hold: self.hold(),
-            },
-            Schedule::Partition => Step {
-                kind: FaultKind::Partition,
-                nodes: self.draw(self.m),
-                hold: self.hold(),
-            },
-            Schedule::DiskError => Step {
-                kind: FaultKind::DiskError,
-                nodes: self.draw(self.m),
                 hold: self.hold(),
             },
             Schedule::KillMount => Step {
