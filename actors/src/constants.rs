@@ -85,3 +85,16 @@ pub const GC_QUEUED: usize = 2;
 /// How long past the grace after a down node returns garbage collection's next round
 /// comes (the node's touch filters then reach back far enough).
 pub const GC_AFTER_RETURN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often the metadata node tells every node the room it keeps for reservations
+/// (fallocate), besides right after each reservation: a restarted node keeps none
+/// until then.
+pub const RESERVE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+/// Reservations waiting for the metadata node to tell the nodes (each a fallocate).
+pub const RESERVE_ORDERS: usize = 64;
+/// Each node keeps its weight's share of the reserved shard bytes and this much more,
+/// in percent: a reserved range's chunks fall on the nodes unevenly.
+pub const RESERVE_MARGIN_PERCENT: u64 = 25;
+/// And room for this many more bytes (a few of the largest shards), while anything is
+/// reserved.
+pub const RESERVE_SPARE: u64 = 16 << 20;

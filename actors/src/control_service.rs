@@ -1,7 +1,9 @@
 //! The control service. The map authority serves all of it: heartbeats, the map (with
 //! watches that wait for a newer epoch), status and owed-shard reports. Every other
 //! node serves the map it follows (so clients can learn the map while the authority is
-//! unreachable) and refuses the rest, naming the authority.
+//! unreachable) and refuses the rest, naming the authority. Every node also takes an
+//! administrator's scrub order and the metadata node's word on the room it keeps for
+//! reservations.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +14,8 @@ use hive_wire::NodeId;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{
     Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, OP_HEARTBEAT,
-    OP_MAP, OP_NODE_OUT, OP_OWED, OP_REPAIR_RATE, OP_SCRUB, OP_STATUS, OwedReport, RepairRate,
-    ScrubOrder, ScrubTicket,
+    OP_MAP, OP_NODE_OUT, OP_OWED, OP_REPAIR_RATE, OP_RESERVE, OP_SCRUB, OP_STATUS, OwedReport,
+    RepairRate, Reserve, ScrubOrder, ScrubTicket,
 };
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
@@ -57,12 +59,23 @@ pub fn control_service(
                 .acquire_owned()
                 .await
                 .map_err(|_| Refusal::new(code::UNAVAILABLE, "the node is stopping"))?;
-            if request.op == OP_SCRUB {
-                return scrub(&shards, &peer, &request);
+            match request.op {
+                OP_SCRUB => return scrub(&shards, &peer, &request),
+                OP_RESERVE => return reserve(&shards, &peer, &request),
+                _ => {}
             }
             handle(&authority, published, &peer, request).await
         })
     })
+}
+
+/// The metadata node's word on the room this node keeps for reservations.
+fn reserve(shards: &Shards, peer: &Peer, request: &Request) -> Result<Response, Refusal> {
+    check_version::<Control>(request)?;
+    authorise(peer, Operation::NodeInternal)?;
+    let order: Reserve = message::decode("Reserve", &request.message).map_err(bad)?;
+    shards.keep_for_reservations(order.bytes);
+    Ok(Response::default())
 }
 
 /// An administrator's order to scrub this node's stores now.

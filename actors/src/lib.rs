@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod reclaim;
 pub mod repair_plan;
 mod repairer;
+pub mod reserve;
 pub mod scrub;
 mod shard_actor;
 mod shard_service;

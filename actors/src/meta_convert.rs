@@ -56,7 +56,13 @@ pub fn entry_message(entry: &(Vec<u8>, InodeId, FileType)) -> EntryMessage {
 }
 
 /// A volume as it travels.
-pub fn volume_message(name: &[u8], v: &VolumeRecord, usage: &Usage) -> VolumeMessage {
+/// A volume as it travels; `reserved` is the sum of every file's reserve.
+pub fn volume_message(
+    name: &[u8],
+    v: &VolumeRecord,
+    usage: &Usage,
+    reserved: u64,
+) -> VolumeMessage {
     VolumeMessage {
         name: String::from_utf8_lossy(name).into_owned(),
         root: v.root.0,
@@ -71,6 +77,7 @@ pub fn volume_message(name: &[u8], v: &VolumeRecord, usage: &Usage) -> VolumeMes
             max_bytes: usage.max_bytes,
             max_files: usage.max_files,
         },
+        reserved,
     }
 }
 
@@ -158,6 +165,11 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
             size,
             atime: atime.map(Nanos),
             mtime: mtime.map(Nanos),
+        },
+        MetaOp::Allocate { ino, end, room } => Op::Allocate {
+            ino: InodeId(ino),
+            end,
+            room,
         },
         MetaOp::CommitExtents { ino, extents } => Op::CommitExtents {
             ino: InodeId(ino),

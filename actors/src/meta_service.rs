@@ -6,7 +6,7 @@
 //! callers is answered (group commit). Reads run on snapshots, off the async threads.
 //! A failed sync poisons the service: every later change is refused, saying why.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::constants::{META_BATCH, META_INFLIGHT, META_QUEUE};
 use crate::meta_convert::{attr_message, entry_message, extent_message, op_from, volume_message};
+use crate::reserve::Reservations;
 
 /// One change waiting for the writer.
 struct Change {
@@ -31,6 +32,8 @@ struct Change {
 pub struct MetaStore {
     namespace: Arc<Namespace>,
     changes: flume::Sender<Change>,
+    /// Where reservations are made known to the nodes, once the node has a cluster.
+    reservations: OnceLock<Reservations>,
 }
 
 impl MetaStore {
@@ -43,7 +46,16 @@ impl MetaStore {
         std::thread::Builder::new()
             .name("meta-writer".into())
             .spawn(move || write_loop(&writer, &queue))?;
-        Ok(Arc::new(Self { namespace, changes }))
+        Ok(Arc::new(Self {
+            namespace,
+            changes,
+            reservations: OnceLock::new(),
+        }))
+    }
+
+    /// Makes reservations known to the nodes through `reservations` from now on (once).
+    pub(crate) fn keep_reservations(&self, reservations: Reservations) {
+        let _ = self.reservations.set(reservations);
     }
 
     /// Applies `op` for `ctx`, durably, in arrival order with every other change.
@@ -205,6 +217,7 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             MetaOp::Rename { from, to, .. } => vec![*from, *to],
             MetaOp::SetAttr { ino, .. }
             | MetaOp::CommitExtents { ino, .. }
+            | MetaOp::Allocate { ino, .. }
             | MetaOp::ReplaceExtents { ino, .. }
             | MetaOp::WriteInline { ino, .. }
             | MetaOp::SetXattr { ino, .. }
@@ -259,7 +272,9 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
                 .read(|ns| {
                     ns.volumes()?
                         .iter()
-                        .map(|(name, v)| Ok(volume_message(name, v, &ns.usage(v.root)?)))
+                        .map(|(name, v)| {
+                            Ok(volume_message(name, v, &ns.usage(v.root)?, ns.reserved()?))
+                        })
                         .collect::<Result<Vec<_>, MetaError>>()
                 })
                 .await?;
@@ -327,6 +342,7 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
             volume_name.as_bytes(),
             &volume,
             &ns.usage(volume.root)?,
+            ns.reserved()?,
         )),
         MetaCall::GetAttr { ino } => ns
             .getattr(InodeId(ino))?
@@ -341,11 +357,13 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
             .readlink(InodeId(ino))?
             .map_or_else(errno, MetaReply::Bytes),
         MetaCall::Content { ino } => {
+            let reserved = ns.reserve(InodeId(ino))?;
             ns.content(InodeId(ino))?
                 .map_or_else(errno, |(attr, inline, extents)| MetaReply::Content {
                     attr: attr_message(&attr),
                     inline,
                     extents: extents.iter().map(extent_message).collect(),
+                    reserved,
                 })
         }
         MetaCall::GetXattr { ino, name } => match ns.xattrs(InodeId(ino))? {
@@ -366,11 +384,30 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
 
 /// Applies the change `op` asks for, or refuses a malformed one with its errno.
 async fn change(store: &MetaStore, ctx: Context, op: MetaOp) -> Result<MetaReply, Refusal> {
-    match op_from(op) {
-        Ok(op) => Ok(reply_of(store.apply(ctx, op).await?)),
-        Err(e) => Ok(errno(e)),
+    let op = match op_from(op) {
+        Ok(op) => op,
+        Err(e) => return Ok(errno(e)),
+    };
+    if !matches!(op, Op::Allocate { .. }) {
+        return Ok(reply_of(store.apply(ctx, op).await?));
     }
+    // A reservation is held once the nodes keep room for it: told before the answer.
+    let Some(reservations) = store.reservations.get() else {
+        return Ok(MetaReply::Errno(EOPNOTSUPP));
+    };
+    let result = store.apply(ctx, op).await?;
+    if result.is_ok()
+        && let Err(e) = reservations.tell().await
+    {
+        // The reservation is recorded; the nodes not told now (down, or unreachable)
+        // are told at the keeper's next refresh.
+        tracing::warn!("fallocate: {e}");
+    }
+    Ok(reply_of(result))
 }
+
+/// Operation not supported (Linux): reservations without a cluster to hold them.
+const EOPNOTSUPP: i32 = 95;
 
 fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {
     match result {

@@ -21,7 +21,7 @@ use crate::scrub::{self, ScrubOrders, ScrubState};
 type Reply<T> = flume::Sender<Result<T, StoreError>>;
 
 enum Command {
-    Put(Bytes, Reply<()>),
+    Put(Bytes, u64, Reply<()>),
     Get(ShardName, Reply<Option<Bytes>>),
     Has(ShardName, Reply<Option<EncodingTag>>),
     Stats(Reply<Stats>),
@@ -238,7 +238,13 @@ impl ShardActor {
 
     /// Stores a shard; returns when it is durable.
     pub async fn put(&self, shard: Bytes) -> Result<(), ActorError> {
-        self.ask(|reply| Command::Put(shard, reply)).await
+        self.put_keeping(shard, 0).await
+    }
+
+    /// [`ShardActor::put`], refused if storing the shard would leave less than `keep`
+    /// bytes free (see `Store::put_keeping`).
+    pub async fn put_keeping(&self, shard: Bytes, keep: u64) -> Result<(), ActorError> {
+        self.ask(|reply| Command::Put(shard, keep, reply)).await
     }
 
     /// Reads a verified shard.
@@ -327,8 +333,8 @@ impl ShardActor {
 async fn serve(store: std::rc::Rc<Store>, command: Command, poison: PoisonAlarm) {
     // A caller that stopped waiting has dropped its receiver; nothing to do then.
     match command {
-        Command::Put(shard, reply) => {
-            let result = store.put(&shard).await;
+        Command::Put(shard, keep, reply) => {
+            let result = store.put_keeping(&shard, keep).await;
             raise_if_poisoned(&poison, &result);
             let _ = reply.send(result);
         }

@@ -7,14 +7,15 @@ use bytes::Bytes;
 use hive_codec::MAX_PG_BITS;
 use hive_nvme::GroupKey;
 use hive_wire::ChunkId;
+use hive_wire::net::Role;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
 use hive_wire::net::shard_service::{
     DeleteQuery, DeleteReply, DigestQuery, DigestReply, Found, GroupDigest, GroupShards, ListQuery,
     MAX_DELETE_BATCH, MAX_DIGEST_GROUPS, MAX_LIST_PAGE, MAX_SCAN_PAGE, OP_DELETE, OP_DIGESTS,
-    OP_GET, OP_HAS, OP_HINT, OP_LIST, OP_PUT, OP_SCAN, ScanQuery, ShardKey, ShardService,
-    encode_scan,
+    OP_GET, OP_HAS, OP_HINT, OP_LIST, OP_PUT, OP_SCAN, PutOptions, ScanQuery, ShardKey,
+    ShardService, encode_scan,
 };
 
 use crate::metrics::ShardMetrics;
@@ -62,6 +63,7 @@ fn outcome_name(code: u16) -> &'static str {
         code::REVOKED => "revoked",
         code::UNAVAILABLE => "unavailable",
         code::DAMAGED => "damaged",
+        code::FULL => "full",
         _ => "internal",
     }
 }
@@ -74,6 +76,9 @@ fn refuse(err: ActorError) -> Refusal {
         ActorError::Store(e @ hive_nvme::StoreError::Corrupt { .. }) => {
             Refusal::new(code::DAMAGED, e.to_string())
         }
+        ActorError::Store(
+            e @ (hive_nvme::StoreError::StoreFull { .. } | hive_nvme::StoreError::Reserved { .. }),
+        ) => Refusal::new(code::FULL, e.to_string()),
         other => Refusal::new(code::INTERNAL, other.to_string()),
     }
 }
@@ -113,7 +118,18 @@ async fn handle(actor: &Shards, peer: &Peer, request: Request) -> Result<Respons
     };
     match request.op {
         OP_PUT => {
-            actor.put(request.body.clone()).await.map_err(refuse)?;
+            // Repair (from a node) restores what was stored already: it may use the
+            // room kept for reservations, like a write into a reserved range.
+            let options: PutOptions = if request.message.is_empty() {
+                PutOptions::default()
+            } else {
+                message::decode("PutOptions", &request.message).map_err(bad)?
+            };
+            let from_node = peer.identity.is_some_and(|i| i.role == Role::Node);
+            actor
+                .put_as(request.body.clone(), options.reserved || from_node)
+                .await
+                .map_err(refuse)?;
             Ok(Response::default())
         }
         OP_GET => {

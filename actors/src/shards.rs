@@ -3,6 +3,7 @@
 //! placement groups without any lock between them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use hive_nvme::{GroupKey, Stats, UntouchedDelete};
@@ -21,6 +22,9 @@ pub struct Shards {
     scrub_orders: Arc<crate::scrub::ScrubOrders>,
     /// Where hints of shards to rebuild go (the repairer), if anywhere.
     hints: Option<flume::Sender<ShardName>>,
+    /// Bytes the node keeps free for reservations, across its stores (see
+    /// [`Shards::keep_for_reservations`]).
+    reserve: Arc<AtomicU64>,
 }
 
 impl Shards {
@@ -36,6 +40,7 @@ impl Shards {
             actors: actors.into(),
             scrub_orders,
             hints: None,
+            reserve: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -107,6 +112,29 @@ impl Shards {
     /// Stores a shard in its chunk's store; returns when it is durable. A shard too
     /// short to name its chunk goes to the first store, which refuses it.
     pub async fn put(&self, shard: Bytes) -> Result<(), ActorError> {
+        self.put_as(shard, false).await
+    }
+
+    /// Sets the bytes the node keeps free for reservations (fallocate), as the
+    /// metadata node says: split evenly among its stores.
+    pub fn keep_for_reservations(&self, bytes: u64) {
+        let was = self.reserve.swap(bytes, Ordering::Relaxed);
+        if was != bytes {
+            tracing::info!("keeping {bytes} bytes for reservations (was {was})");
+        }
+    }
+
+    /// Stores a shard; one that does not draw on a reservation (`reserved` false) is
+    /// refused if it would leave its store less free space than its part of the room
+    /// kept for reservations.
+    pub async fn put_as(&self, shard: Bytes, reserved: bool) -> Result<(), ActorError> {
+        let keep = if reserved {
+            0
+        } else {
+            self.reserve
+                .load(Ordering::Relaxed)
+                .div_ceil(self.actors.len() as u64)
+        };
         let actor = match shard.get(CHUNK_ID_AT..CHUNK_ID_AT + ChunkId::LEN) {
             Some(id) => {
                 let mut bytes = [0u8; ChunkId::LEN];
@@ -115,7 +143,7 @@ impl Shards {
             }
             None => &self.actors[0],
         };
-        actor.put(shard).await
+        actor.put_keeping(shard, keep).await
     }
 
     /// Reads a verified shard.

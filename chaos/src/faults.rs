@@ -381,7 +381,7 @@ impl Target {
                     shards += 1;
                     bytes += len;
                 }
-                (_, Err(e)) if e.to_string().contains("store full") => full = true,
+                (_, Err(e)) if e.is_full() => full = true,
                 (_, Err(e)) => return Err(e).with_context(|| format!("filling node {node}")),
             }
             if bytes > capacity {

@@ -17,7 +17,7 @@ use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, OwedShard};
 use hive_wire::net::message;
 use hive_wire::net::rpc::code;
 use hive_wire::net::shard_service::{
-    Found, OP_GET, OP_HAS, OP_HINT, OP_PUT, ShardKey, ShardService,
+    Found, OP_GET, OP_HAS, OP_HINT, OP_PUT, PutOptions, ShardKey, ShardService,
 };
 use hive_wire::net::{Client, Connection, Identity, RpcError};
 use hive_wire::{ChunkId, EncodingTag, NodeId, ShardIndex, ShardName};
@@ -57,6 +57,21 @@ pub enum ChunkError {
         /// k + m.
         width: usize,
         /// What went wrong with the others.
+        causes: String,
+    },
+    /// Holders refused their shards for lack of room: the cluster is out of space
+    /// (without them the write would have been acknowledged).
+    #[error(
+        "chunk {chunk} not stored: no space left ({full} of {width} holders are full; {causes})"
+    )]
+    NoSpace {
+        /// The chunk.
+        chunk: ChunkId,
+        /// Holders that answered that they have no room.
+        full: usize,
+        /// k + m.
+        width: usize,
+        /// What went wrong with each shard that failed.
         causes: String,
     },
     /// Fewer intact shards reachable than a read needs.
@@ -447,6 +462,16 @@ impl ChunkStore {
     /// Writes `data` as one chunk and returns its id once k shards are durable. A chunk
     /// k of whose holders have intact shards of one encoding is not sent again (dedup).
     pub async fn put(self: &Arc<Self>, data: &[u8]) -> Result<ChunkId, ChunkError> {
+        self.put_as(data, false).await
+    }
+
+    /// [`ChunkStore::put`]; a chunk `reserved` is part of a write into a reserved range
+    /// (fallocate) and may use the room nodes keep for reservations.
+    pub async fn put_as(
+        self: &Arc<Self>,
+        data: &[u8],
+        reserved: bool,
+    ) -> Result<ChunkId, ChunkError> {
         let id = chunk_id(data);
         let view = self.view();
         let holders = self.place(&view, &id)?;
@@ -466,17 +491,20 @@ impl ChunkStore {
                 continue;
             }
             tokio::spawn(async move {
-                let result = me.send_shard(node, shard).await;
+                let result = me.send_shard(node, shard, reserved).await;
                 let _ = tx.send((i, node, result)).await;
             });
         }
         drop(tx);
         let mut quorum = WriteQuorum::new(self.scheme.k(), self.scheme.m());
-        let mut causes = Vec::new();
+        let (mut causes, mut full) = (Vec::new(), 0);
         while let Some((i, node, result)) = rx.recv().await {
             let outcome = match result {
                 Ok(()) => quorum.on_shard_durable(shard_index(i)),
                 Err(err) => {
+                    if err.is_full() {
+                        full += 1;
+                    }
                     causes.push(format!("shard {i} on node {node}: {err}"));
                     quorum.on_shard_failed(shard_index(i))
                 }
@@ -513,6 +541,16 @@ impl ChunkStore {
                     return Ok(id);
                 }
                 Some(WriteOutcome::Failed {
+                    needed, available, ..
+                }) if available + full >= needed => {
+                    return Err(ChunkError::NoSpace {
+                        chunk: id,
+                        full,
+                        width: self.scheme.width(),
+                        causes: causes.join("; "),
+                    });
+                }
+                Some(WriteOutcome::Failed {
                     durable,
                     needed,
                     available,
@@ -532,8 +570,13 @@ impl ChunkStore {
         unreachable!("a quorum decides once every shard has answered")
     }
 
-    async fn send_shard(&self, node: NodeId, shard: Bytes) -> Result<(), RpcError> {
-        let request = message::request::<ShardService>(OP_PUT, Bytes::new(), shard);
+    async fn send_shard(&self, node: NodeId, shard: Bytes, reserved: bool) -> Result<(), RpcError> {
+        let options = if reserved {
+            message::encode(&PutOptions { reserved })
+        } else {
+            Bytes::new()
+        };
+        let request = message::request::<ShardService>(OP_PUT, options, shard);
         self.call(node, request, SHARD_DEADLINE).await.map(|_| ())
     }
 

@@ -17,7 +17,7 @@ pub const EINVAL: i32 = 22;
 pub const EFBIG: i32 = 27;
 /// Result too large for the caller's buffer.
 pub const ERANGE: i32 = 34;
-/// No space left: the cluster cannot hold what fallocate asks for.
+/// No space left: the cluster cannot hold what a write or fallocate asks for.
 pub const ENOSPC: i32 = 28;
 /// A name too long.
 pub const ENAMETOOLONG: i32 = 36;

@@ -220,6 +220,7 @@ pub fn inspect_file(dir: &Path, volume: &str, path: &str) -> Result<()> {
                 attr,
                 inline,
                 extents,
+                ..
             } => (attr, inline, extents),
             MetaReply::Errno(e) => bail!("{path}: {}", errno_text(e)),
             other => bail!("{path}: unexpected answer {other:?}"),

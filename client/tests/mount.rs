@@ -1415,6 +1415,100 @@ fn quotas_refuse_what_would_pass_them_and_df_shows_them() {
     std::fs::write(mnt.path("f7"), b"x").expect("room again");
 }
 
+/// ENOSPC on Linux.
+const ENOSPC: i32 = 28;
+
+#[test]
+fn fallocate_holds_its_room_against_other_writers() {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileExt;
+    require_fuse();
+    let cluster = Cluster::with("mount-reserve", 6, (4, 2), "256MiB", &[]);
+    let mnt = Mounted::new(&cluster, "default", "mnt");
+    let (_, free, _, _) = df(&mnt.dir);
+    // Two fifths of what df says is free, reserved.
+    let held_len = free * 2 / 5 / (1 << 20) * (1 << 20);
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(mnt.path("held"))
+        .expect("create held");
+    let flags = rustix::fs::FallocateFlags::empty();
+    rustix::fs::fallocate(held.as_fd(), flags, 0, held_len).expect("fallocate");
+    assert_eq!(held.metadata().expect("stat").len(), held_len);
+    // df no longer counts the reserved room as free.
+    let (_, left, _, _) = df(&mnt.dir);
+    assert!(
+        left.abs_diff(free - held_len) <= 1 << 20,
+        "df shows {left} free after reserving {held_len} of {free}"
+    );
+    // What is left is less than what was reserved: a second reservation that large
+    // is refused.
+    let other = std::fs::File::create(mnt.path("other")).expect("create other");
+    let refused = rustix::fs::fallocate(other.as_fd(), flags, 0, free - held_len / 2)
+        .expect_err("past what is left");
+    assert_eq!(refused.raw_os_error(), ENOSPC, "{refused}");
+    drop(other);
+
+    // Another writer fills the cluster: it gets ENOSPC (not EIO) before it reaches
+    // the reserved room, and keeps what it had fsynced.
+    const PIECE: usize = 8 << 20;
+    let mut filler = std::fs::File::create(mnt.path("filler")).expect("create filler");
+    let mut stored = 0u64;
+    let refused = loop {
+        assert!(
+            stored <= free,
+            "the filler wrote {stored} of {free} bytes free"
+        );
+        let piece = hive_testkit::random_bytes(SEED + 800 + stored / PIECE as u64, PIECE);
+        match filler.write_all(&piece).and_then(|()| filler.sync_all()) {
+            Ok(()) => stored += PIECE as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused.raw_os_error(), Some(ENOSPC), "{refused}");
+    assert!(
+        stored >= free / 2 - held_len,
+        "the filler stored {stored} bytes beside {held_len} reserved of {free} free"
+    );
+    // Its refused bytes are dropped (they would be tried again otherwise).
+    filler.set_len(stored).expect("cut the refused piece");
+    drop(filler);
+
+    // The reserved range takes every byte it was promised.
+    for (n, at) in (0..held_len).step_by(PIECE).enumerate() {
+        let len = PIECE.min((held_len - at) as usize);
+        let piece = hive_testkit::random_bytes(SEED + 900 + n as u64, len);
+        held.write_all_at(&piece, at)
+            .expect("write into the reserved range");
+    }
+    held.sync_all().expect("the reserved range is stored");
+    drop(held);
+
+    let back = std::fs::read(mnt.path("held")).expect("read held");
+    assert_eq!(back.len() as u64, held_len);
+    for (n, at) in (0..held_len).step_by(PIECE).enumerate() {
+        let len = PIECE.min((held_len - at) as usize);
+        let expected = hive_testkit::random_bytes(SEED + 900 + n as u64, len);
+        assert!(
+            back[at as usize..at as usize + len] == expected[..],
+            "held piece {n} reads back (seed {SEED:#x})"
+        );
+    }
+    let back = std::fs::read(mnt.path("filler")).expect("read filler");
+    assert_eq!(back.len() as u64, stored);
+    for (n, piece) in back.chunks(PIECE).enumerate() {
+        let expected = hive_testkit::random_bytes(SEED + 800 + n as u64, PIECE);
+        assert!(
+            piece == expected,
+            "filler piece {n} reads back (seed {SEED:#x})"
+        );
+    }
+}
+
 #[test]
 fn status_tells_dedup_savings_from_compression_savings() {
     require_fuse();

@@ -18,7 +18,7 @@ use crate::constants::{
     MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
-    InodeRecord, NEXT_INO, QUOTAS_COUNTED, VolumeRecord, counted_bytes, decode_dirent,
+    InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, VolumeRecord, counted_bytes, decode_dirent,
     decode_extent, decode_extent_page, decode_inode, decode_object, decode_quota, decode_volume,
     dirent_value, encode_extent_page, encode_inode, encode_object, encode_quota, encode_volume,
     extent_page_key, held_key, inode_key, named_key, page_of, session_key,
@@ -76,6 +76,8 @@ pub struct Census {
     pub objects: u64,
     /// Volumes' quota records (one a volume).
     pub quotas: u64,
+    /// Files holding a reserve.
+    pub reserves: u64,
 }
 
 /// How an applied operation reaches stable storage.
@@ -102,6 +104,7 @@ struct Spaces {
     held: SingleWriterTxKeyspace,
     objects: SingleWriterTxKeyspace,
     quotas: SingleWriterTxKeyspace,
+    reserves: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
 }
 
@@ -219,6 +222,7 @@ impl Namespace {
             held: db.keyspace("held", KeyspaceCreateOptions::default)?,
             objects: db.keyspace("objects", KeyspaceCreateOptions::default)?,
             quotas: db.keyspace("quotas", KeyspaceCreateOptions::default)?,
+            reserves: db.keyspace("reserves", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -445,6 +449,7 @@ impl Namespace {
             held: count(&self.spaces.held)?,
             objects: count(&self.spaces.objects)?,
             quotas: count(&self.spaces.quotas)?,
+            reserves: count(&self.spaces.reserves)?,
         })
     }
 
@@ -563,6 +568,23 @@ impl Namespace {
             .unwrap_or_default();
         let extents = read_extents(&snapshot, &self.spaces, ino, node.attr.size)?;
         Ok(Ok((node.attr, inline, extents)))
+    }
+
+    /// The bytes of file `ino` reserved by fallocate and not yet written.
+    pub fn reserve(&self, ino: InodeId) -> Result<u64, MetaError> {
+        let snapshot = self.db.read_tx();
+        read_u64(
+            &snapshot,
+            &self.spaces.reserves,
+            &inode_key(ino),
+            "a file's reserve",
+        )
+    }
+
+    /// The sum of every file's reserve: logical bytes the cluster must keep room for.
+    pub fn reserved(&self) -> Result<u64, MetaError> {
+        let snapshot = self.db.read_tx();
+        read_u64(&snapshot, &self.spaces.meta, RESERVED, "the reserved sum")
     }
 
     /// The root of the volume `ino` belongs to.
@@ -786,6 +808,23 @@ struct Tx<'a, 'db> {
     deltas: BTreeMap<InodeId, (i128, i128)>,
 }
 
+/// A u64 (little-endian) record, 0 if absent.
+fn read_u64(
+    from: &impl Readable,
+    space: &SingleWriterTxKeyspace,
+    key: &[u8],
+    what: &str,
+) -> Result<u64, MetaError> {
+    match from.get(space, key)? {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .as_ref()
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| MetaError::Corrupt(what.to_string())),
+    }
+}
+
 /// A volume's usage record (zeros and no limits if it has none yet).
 fn read_usage(from: &impl Readable, s: &Spaces, root: InodeId) -> Result<Usage, MetaError> {
     match from.get(&s.quotas, inode_key(root))? {
@@ -895,6 +934,7 @@ impl Tx<'_, '_> {
         if let Some(old) = read_inode(&*self.tx, self.s, ino)? {
             self.uncount(old.volume, counted_bytes(&old.attr), 1);
         }
+        self.set_reserve(ino, 0)?;
         self.tx.remove(&self.s.inodes, inode_key(ino));
         self.tx.remove(&self.s.symlinks, inode_key(ino));
         self.tx.remove(&self.s.inline, inode_key(ino));
@@ -968,6 +1008,54 @@ impl Tx<'_, '_> {
         self.tx
             .insert(&self.s.meta, NEXT_INO, (next + 1).to_le_bytes());
         Ok(InodeId(next))
+    }
+
+    /// The bytes of file `ino` reserved by fallocate and not yet written.
+    fn reserve(&self, ino: InodeId) -> Result<u64, MetaError> {
+        read_u64(
+            &*self.tx,
+            &self.s.reserves,
+            &inode_key(ino),
+            "a file's reserve",
+        )
+    }
+
+    /// Sets file `ino`'s reserve to `bytes`, and the sum of every reserve with it.
+    fn set_reserve(&mut self, ino: InodeId, bytes: u64) -> Result<(), MetaError> {
+        let was = self.reserve(ino)?;
+        if was == bytes {
+            return Ok(());
+        }
+        let total = read_u64(&*self.tx, &self.s.meta, RESERVED, "the reserved sum")?;
+        let total = (total + bytes).saturating_sub(was);
+        self.tx.insert(&self.s.meta, RESERVED, total.to_le_bytes());
+        if bytes == 0 {
+            self.tx.remove(&self.s.reserves, inode_key(ino));
+        } else {
+            self.tx
+                .insert(&self.s.reserves, inode_key(ino), bytes.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// Grows file `ino` to `end` and reserves what it grows by: see `Op::Allocate`.
+    fn allocate(&mut self, ctx: Context, ino: InodeId, end: u64, room: u64) -> Applied<Outcome> {
+        let mut node = errno!(self.file(ino)?);
+        if end <= node.attr.size {
+            return Ok(Ok(Outcome::Attr(node.attr)));
+        }
+        let grow = end - node.attr.size;
+        let held = read_u64(&*self.tx, &self.s.meta, RESERVED, "the reserved sum")?;
+        if grow > room.saturating_sub(held) {
+            return Ok(Err(Errno::NoSpc));
+        }
+        let reserve = self.reserve(ino)?;
+        self.set_reserve(ino, reserve.saturating_add(grow))?;
+        node.attr.size = end;
+        node.attr.mtime = ctx.now;
+        node.attr.ctime = ctx.now;
+        self.put(&node)?;
+        Ok(Ok(Outcome::Attr(node.attr)))
     }
 
     /// Marks a directory changed (an entry added or removed) at `now`.
@@ -1399,6 +1487,7 @@ impl Tx<'_, '_> {
                 mode,
             } => self.rename(ctx, *from, from_name, *to, to_name, *mode),
             Op::CommitExtents { ino, extents } => self.commit_extents(ctx, *ino, extents),
+            Op::Allocate { ino, end, room } => self.allocate(ctx, *ino, *end, *room),
             Op::ReplaceExtents {
                 ino,
                 ctime,
@@ -1645,6 +1734,8 @@ impl Tx<'_, '_> {
                             }
                             node.attr.size = *size;
                             node.attr.mtime = ctx.now;
+                            let reserve = self.reserve(*ino)?;
+                            self.set_reserve(*ino, reserve.min(*size))?;
                         }
                     }
                 }
@@ -1695,6 +1786,9 @@ impl Tx<'_, '_> {
         let merged = overlay(&old, &sorted);
         self.write_pages(ino, &old, &merged);
         self.tx.remove(&self.s.inline, inode_key(ino));
+        let written: u64 = sorted.iter().map(|e| u64::from(e.len)).sum();
+        let reserve = self.reserve(ino)?;
+        self.set_reserve(ino, reserve.saturating_sub(written))?;
         let end = sorted.last().map_or(0, Extent::end);
         node.attr.size = node.attr.size.max(end);
         node.attr.mtime = ctx.now;

@@ -16,7 +16,8 @@
 //! | `held` | session (u64 BE), inode (u64 BE) | opens the session holds (u32 LE), present only when above 0 |
 //! | `objects` | object id (32 bytes) | [`OBJECT_VERSION`] (u8), length (u64), count (u32), then each chunk id (32 bytes): see [`encode_object`] |
 //! | `quotas` | a volume's root inode (u64 BE) | [`QUOTA_RECORD`] bytes: used bytes, used inodes, most bytes, most inodes (u64 LE each; a most of 0 is no limit) |
-//! | `meta` | `next_ino` | the next inode number to give (u64 LE); `quotas_counted`, present once every volume's usage was counted |
+//! | `reserves` | inode (u64 BE) | bytes of the file reserved by fallocate and not yet written (u64 LE), present only when above 0 |
+//! | `meta` | `next_ino` | the next inode number to give (u64 LE); `quotas_counted`, present once every volume's usage was counted; `reserved`, the sum of every file's reserve (u64 LE) |
 
 use crate::constants::EXTENT_PAGE_SPAN;
 use crate::types::{Attr, Extent, FileType, InodeId, Nanos, Usage};
@@ -32,6 +33,8 @@ pub const NEXT_INO: &[u8] = b"next_ino";
 /// The `meta` key present once every volume's usage has been counted (a namespace made
 /// before quotas is counted once, at open).
 pub const QUOTAS_COUNTED: &[u8] = b"quotas_counted";
+/// The `meta` key of the sum of every file's reserve.
+pub const RESERVED: &[u8] = b"reserved";
 /// Bytes of a quota record.
 pub const QUOTA_RECORD: usize = 32;
 

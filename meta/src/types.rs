@@ -283,6 +283,21 @@ pub enum Op {
         /// Modification time.
         mtime: Option<Nanos>,
     },
+    /// Grows a regular file to `end` bytes (fallocate without a mode) and reserves
+    /// the bytes it grows by: they count against the cluster's room until writes
+    /// commit extents over them (each committed extent draws its length), the file is
+    /// cut below them or removed. ENOSPC when more than `room` less every reservation
+    /// already held; EDQUOT past the volume's byte quota. A file already `end` bytes
+    /// long is left as it is.
+    Allocate {
+        /// The file.
+        ino: InodeId,
+        /// Its length after.
+        end: u64,
+        /// Logical bytes the cluster can take now, as the caller measured it (reserved
+        /// bytes included): an input, so that replaying the operation decides alike.
+        room: u64,
+    },
     /// Makes `extents` part of a regular file's content, over whatever was there (what
     /// they overlap is cut away), and grows the file to their end. A file's inline data,
     /// if any, is dropped: the caller moves it into the extents when a file outgrows
@@ -500,6 +515,9 @@ pub enum Errno {
     /// The change would take its volume past its quota of bytes or files.
     #[error("disk quota exceeded (EDQUOT)")]
     DQuot,
+    /// The cluster cannot take what is asked (a reservation).
+    #[error("no space left on device (ENOSPC)")]
+    NoSpc,
 }
 
 impl Errno {
@@ -523,6 +541,7 @@ impl Errno {
             Errno::MFile => 24,
             Errno::Again => 11,
             Errno::DQuot => 122,
+            Errno::NoSpc => 28,
         }
     }
 }

@@ -28,6 +28,8 @@ struct Node {
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     volume: u64,
     opens: u32,
+    /// Bytes reserved by fallocate and not yet written.
+    reserve: u64,
 }
 
 impl Node {
@@ -37,6 +39,7 @@ impl Node {
             parent,
             volume,
             opens: 0,
+            reserve: 0,
             entries: BTreeMap::new(),
             target: target.to_vec(),
             extents: Vec::new(),
@@ -434,6 +437,7 @@ impl Model {
                         _ => {
                             node.attr.size = *size;
                             node.attr.mtime = ctx.now;
+                            node.reserve = node.reserve.min(*size);
                             node.extents.retain(|e| e.offset < *size);
                             for e in &mut node.extents {
                                 e.len = (e.end().min(*size) - e.offset) as u32;
@@ -473,10 +477,26 @@ impl Model {
                 for e in extents {
                     lay(&mut node.extents, *e);
                     node.attr.size = node.attr.size.max(e.end());
+                    node.reserve = node.reserve.saturating_sub(u64::from(e.len));
                 }
                 node.inline.clear();
                 node.attr.mtime = ctx.now;
                 node.attr.ctime = ctx.now;
+                Ok(Outcome::Attr(node.attr))
+            }
+            Op::Allocate { ino, end, room } => {
+                let held: u64 = self.nodes.values().map(|n| n.reserve).sum();
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                if *end > node.attr.size {
+                    let grow = end - node.attr.size;
+                    if grow > room.saturating_sub(held) {
+                        return Err(Errno::NoSpc);
+                    }
+                    node.reserve += grow;
+                    node.attr.size = *end;
+                    node.attr.mtime = ctx.now;
+                    node.attr.ctime = ctx.now;
+                }
                 Ok(Outcome::Attr(node.attr))
             }
             Op::ReplaceExtents {
@@ -892,6 +912,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (ino(), prop::option::of(mode), prop::option::of(size()), prop::option::of(0u32..3))
             .prop_map(|(ino, mode, size, uid)| Op::SetAttr { ino, mode, uid, gid: None, size, atime: None, mtime: None }),
         4 => (ino(), prop::collection::vec(extent(), 0..4)).prop_map(|(ino, extents)| Op::CommitExtents { ino, extents }),
+        2 => (ino(), size(), prop::sample::select(vec![0u64, 3000, 30_000, u64::MAX]))
+            .prop_map(|(ino, end, room)| Op::Allocate { ino, end, room }),
         // A ctime of -1 stands for the file's ctime when the operation runs (see
         // `current_ctime`); others are operation numbers that rarely match.
         3 => (ino(), prop::sample::select(vec![-1i64, -1, 0, 5]), prop::collection::vec(extent(), 0..3))
@@ -1067,6 +1089,7 @@ fn census(model: &Model) -> Census {
         .sum();
     c.objects = model.objects.len() as u64;
     c.quotas = model.volumes.len() as u64;
+    c.reserves = model.nodes.values().filter(|n| n.reserve > 0).count() as u64;
     c
 }
 
@@ -1088,6 +1111,8 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
         census(model),
         "records left behind or missing"
     );
+    let held: u64 = model.nodes.values().map(|n| n.reserve).sum();
+    assert_eq!(ns.reserved().expect("store"), held, "the reserved sum");
     for ino in 1..upto {
         let stored = ns.getattr(InodeId(ino)).expect("store");
         match model.nodes.get(&ino) {
@@ -1125,6 +1150,11 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
                             ns.inline(InodeId(ino)).expect("store"),
                             Ok(node.inline.clone()),
                             "inline data of inode {ino}"
+                        );
+                        assert_eq!(
+                            ns.reserve(InodeId(ino)).expect("store"),
+                            node.reserve,
+                            "reserve of inode {ino}"
                         );
                     }
                     // Special files have nothing beyond their attributes.

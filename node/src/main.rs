@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use hive_actors::constants::{HEARTBEAT_TIMEOUT, SESSION_TICK};
 use hive_actors::gc::{Collector, GcArgs, gc_service};
+use hive_actors::reserve::ReserveArgs;
 use hive_actors::{
     Authority, AuthorityArgs, Child, DamageHints, FollowerArgs, HeartbeatArgs, MetaStore,
     NodeSupervisor, RepairArgs, RepairState, ScrubArgs, ShardActor, Shards, control_service,
@@ -446,6 +447,13 @@ async fn serve(
             } else {
                 Client::from_address(local.ip(), &ca, &me)?
             });
+            if let Some((_, meta)) = &collector {
+                hive_actors::reserve::start(ReserveArgs {
+                    client: client.clone(),
+                    map: node_map.clone(),
+                    meta: meta.clone(),
+                });
+            }
             if let Some((gc, meta)) = collector {
                 tracing::info!(
                     "garbage collection every {:?}, grace {:?}",

@@ -63,6 +63,19 @@ pub enum StoreError {
         /// Bytes left in the segment being written.
         free_bytes: u64,
     },
+    /// The record fits, but would leave less free space than the store keeps for
+    /// reservations (fallocate), and does not draw on one.
+    #[error(
+        "no room: a {needed}-byte record would leave less than the {kept} bytes kept for reservations ({free} bytes free)"
+    )]
+    Reserved {
+        /// Bytes the record needs.
+        needed: u64,
+        /// Bytes free in the store.
+        free: u64,
+        /// Bytes the store keeps for reservations.
+        kept: u64,
+    },
     /// A shard bigger than a segment can hold.
     #[error("a {len}-byte shard does not fit in a segment of {segment_size} bytes")]
     TooLarge {

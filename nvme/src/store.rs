@@ -488,6 +488,12 @@ impl Store {
     /// shard that is already present, intact and of the same encoding is a no-op; one
     /// whose stored copy is damaged or of another encoding replaces it.
     pub async fn put(&self, shard: &[u8]) -> Result<(), StoreError> {
+        self.put_keeping(shard, 0).await
+    }
+
+    /// [`Store::put`], refused with [`StoreError::Reserved`] if storing the shard anew
+    /// would leave less than `keep` bytes free (the room kept for reservations).
+    pub async fn put_keeping(&self, shard: &[u8], keep: u64) -> Result<(), StoreError> {
         let parsed = ShardRef::parse(shard).map_err(StoreError::InvalidShard)?;
         let key = parsed.header.name();
         let tag = parsed.header.encoding();
@@ -507,6 +513,16 @@ impl Store {
         // A copy being deleted by garbage collection is not kept: this put writes anew.
         if stored && self.holds_intact(key, shard).await? && !self.doomed.borrow().contains(&key) {
             return Ok(());
+        }
+        if keep > 0 {
+            let (needed, free) = (commit::buffer_len(shard.len()) as u64, self.stats().free);
+            if free < needed.saturating_add(keep) {
+                return Err(StoreError::Reserved {
+                    needed,
+                    free,
+                    kept: keep,
+                });
+            }
         }
         let _room = self.room_for(shard.len()).await?;
         self.append(Op::Put {

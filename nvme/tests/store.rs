@@ -201,6 +201,47 @@ fn a_full_store_says_so_and_stays_consistent() {
 }
 
 #[test]
+fn puts_not_drawing_on_a_reservation_leave_the_kept_room_alone() {
+    let dir = Scratch::new("kept");
+    let path = dir.path("store");
+    format(&path, (1 << 20) + 8 * (256 << 10), 256 << 10);
+    run(move || async move {
+        let store = open(&path).await;
+        let keep = 3 * (256 << 10);
+        let mut refused = None;
+        for seed in 0..1000 {
+            let (_, _, bytes) = shard(seed, 40_000);
+            if let Err(err) = store.put_keeping(&bytes, keep).await {
+                refused = Some(err);
+                break;
+            }
+        }
+        let err = refused.expect("refused before the store fills");
+        assert!(matches!(err, StoreError::Reserved { .. }), "{err}");
+        assert!(err.to_string().contains("kept for reservations"), "{err}");
+        let free = store.stats().free;
+        assert!(free >= keep, "{free} bytes free, {keep} kept");
+        // A put drawing on the reservation takes the kept room, up to a full store.
+        let mut drawn = 0;
+        for seed in 1000..2000 {
+            let (chunk, index, bytes) = shard(seed, 40_000);
+            match store.put(&bytes).await {
+                Ok(()) => {
+                    drawn += 1;
+                    let got = store.get(name(chunk, index)).await.expect("get");
+                    assert_eq!(got.as_deref(), Some(&bytes[..]));
+                }
+                Err(err) => {
+                    assert!(matches!(err, StoreError::StoreFull { .. }), "{err}");
+                    break;
+                }
+            }
+        }
+        assert!(drawn >= 10, "{drawn} shards stored in the kept room");
+    });
+}
+
+#[test]
 fn shards_larger_than_a_segment_are_refused() {
     let dir = Scratch::new("too-large");
     let path = dir.path("store");

@@ -53,7 +53,7 @@ impl Volume {
             return Ok(false);
         }
         let (data, _) = self.assemble(ino, &content, 0, size).await?;
-        let extents = self.put_ranges(&[(0, Bytes::from(data))]).await?;
+        let extents = self.put_ranges(&[(0, Bytes::from(data))], false).await?;
         let op = MetaOp::ReplaceExtents {
             ino,
             ctime: content.attr.ctime,

@@ -48,6 +48,25 @@ impl FsError {
     }
 }
 
+impl From<crate::chunk_io::ChunkError> for FsError {
+    /// A cluster out of space is ENOSPC (logged like EIO, with its cause); any other
+    /// failure to store a chunk is EIO.
+    fn from(e: crate::chunk_io::ChunkError) -> Self {
+        match e {
+            crate::chunk_io::ChunkError::NoSpace { .. } => {
+                eprintln!("hive mount: no space: {e}");
+                FsError::Errno(errno::ENOSPC)
+            }
+            other => FsError::Io(other.to_string()),
+        }
+    }
+}
+
+/// Of the cluster's free space (in logical bytes), the part fallocate may reserve, in
+/// percent: the rest absorbs the headers of the reserved range's shards and how
+/// unevenly its chunks fall on the nodes.
+pub const ALLOCATABLE_PERCENT: u64 = 90;
+
 /// Who makes a call.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
@@ -119,6 +138,10 @@ pub struct Volume {
     pub(super) compactions: Arc<Semaphore>,
     /// Names seen, for naming files whose bytes could not be stored (see `unsaved`).
     pub(super) names: Names,
+    /// Bytes of each file reserved by fallocate and not yet written, as this mount
+    /// last learned them: writes to such a file may use the room nodes keep for
+    /// reservations (see [`Volume::reserved`]).
+    reserves: Mutex<HashMap<u64, u64>>,
 }
 
 impl Volume {
@@ -151,7 +174,38 @@ impl Volume {
             buffered: AtomicU64::new(0),
             compactions: Arc::new(Semaphore::new(COMPACTIONS)),
             names: Names::default(),
+            reserves: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether file `ino` has bytes reserved (as this mount knows).
+    pub(super) fn reserved(&self, ino: u64) -> bool {
+        self.lock_reserves().contains_key(&ino)
+    }
+
+    /// Notes that `bytes` of file `ino` were written: they came out of its reserve.
+    pub(super) fn drew(&self, ino: u64, bytes: u64) {
+        let mut reserves = self.lock_reserves();
+        if let Some(left) = reserves.get_mut(&ino) {
+            *left = left.saturating_sub(bytes);
+            if *left == 0 {
+                reserves.remove(&ino);
+            }
+        }
+    }
+
+    /// Notes file `ino`'s reserve as the metadata service gave it.
+    fn learned_reserve(&self, ino: u64, bytes: u64) {
+        let mut reserves = self.lock_reserves();
+        if bytes == 0 {
+            reserves.remove(&ino);
+        } else {
+            reserves.insert(ino, bytes);
+        }
+    }
+
+    fn lock_reserves(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.reserves.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The volume's root inode.
@@ -275,6 +329,14 @@ impl Volume {
         self.commit(ino, &mut file, true).await?;
         file.content = None;
         let attr = self.attr_call(caller, MetaCall::Apply(op)).await;
+        if attr.is_ok() {
+            // The namespace keeps no more reserved than the file's new length.
+            let mut reserves = self.lock_reserves();
+            if let Some(left) = reserves.get_mut(&ino) {
+                *left = (*left).min(size);
+            }
+            reserves.retain(|_, left| *left > 0);
+        }
         self.forget_if_idle(ino, &file);
         attr
     }
@@ -345,20 +407,26 @@ impl Volume {
         Ok(attr)
     }
 
-    /// Makes sure `ino` is at least `end` bytes long (fallocate without a mode: space
-    /// is not reserved ahead, the file only grows).
+    /// Makes sure `ino` is at least `end` bytes long and reserves the bytes it grows
+    /// by (fallocate without a mode): ENOSPC if the cluster cannot keep room for them
+    /// beside every other reservation, EDQUOT past the volume's byte quota.
     pub async fn allocate(&self, caller: Caller, ino: u64, end: u64) -> Result<()> {
-        let attr = self.getattr(caller, ino).await?;
-        if end > attr.size {
-            // What the cluster cannot hold now is refused (a quota is the metadata
-            // service's to enforce, with the size change).
-            let (_, free) = self.cluster_space().await?;
-            if end - attr.size > free {
-                return Err(FsError::Errno(errno::ENOSPC));
-            }
-            self.setattr(caller, ino, None, None, None, Some(end), None, None)
-                .await?;
+        let state = self.state_or_new(ino);
+        let mut file = state.lock().await;
+        // What is buffered lands first, so the reserve counts from the stored size.
+        self.commit(ino, &mut file, true).await?;
+        // Not `getattr`: it takes the file's lock, held here.
+        let attr = self.attr_call(caller, MetaCall::GetAttr { ino }).await?;
+        if end <= attr.size {
+            return Ok(());
         }
+        let (_, free) = self.cluster_space().await?;
+        let room = free / 100 * ALLOCATABLE_PERCENT;
+        let op = MetaOp::Allocate { ino, end, room };
+        self.attr_call(caller, MetaCall::Apply(op)).await?;
+        file.content = None;
+        // The content names the reserve, and this mount notes it.
+        self.content(ino, &mut file).await?;
         Ok(())
     }
 
@@ -508,6 +576,8 @@ impl Volume {
             other => return Err(unexpected(&other)),
         };
         let (capacity, free) = self.cluster_space().await?;
+        // Room kept for reservations is not free for anyone else.
+        let free = free.saturating_sub(volume.reserved);
         Ok(StatFs::of(&volume.usage, capacity, free))
     }
 
@@ -597,11 +667,15 @@ impl Volume {
                 attr,
                 inline,
                 extents,
-            } => Ok(Content {
-                attr,
-                inline: Arc::new(inline),
-                extents: Arc::new(extents),
-            }),
+                reserved,
+            } => {
+                self.learned_reserve(ino, reserved);
+                Ok(Content {
+                    attr,
+                    inline: Arc::new(inline),
+                    extents: Arc::new(extents),
+                })
+            }
             other => Err(unexpected(&other)),
         }
     }

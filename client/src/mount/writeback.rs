@@ -138,21 +138,28 @@ impl Volume {
     }
 
     /// Puts `ranges` and commits their extents.
+    /// Puts `ranges` and commits their extents. A file with bytes reserved writes into
+    /// the room nodes keep for reservations, and each commit draws on its reserve.
     async fn put_and_commit(&self, ino: u64, ranges: &[(u64, Bytes)]) -> Result<()> {
-        let extents = self.put_ranges(ranges).await?;
+        let extents = self.put_ranges(ranges, self.reserved(ino)).await?;
         for batch in extents.chunks(EXTENTS_PER_COMMIT) {
             let op = MetaOp::CommitExtents {
                 ino,
                 extents: batch.to_vec(),
             };
             self.apply(SYSTEM, op).await?;
+            self.drew(ino, batch.iter().map(|e| u64::from(e.len)).sum());
         }
         Ok(())
     }
 
-    /// Cuts `ranges` into chunks, puts them (up to [`COMMIT_PARALLELISM`] at once) and
-    /// returns their extents.
-    pub(super) async fn put_ranges(&self, ranges: &[(u64, Bytes)]) -> Result<Vec<ExtentMessage>> {
+    /// Cuts `ranges` into chunks, puts them (up to [`COMMIT_PARALLELISM`] at once;
+    /// `reserved`: as part of a write into a reserved range) and returns their extents.
+    pub(super) async fn put_ranges(
+        &self,
+        ranges: &[(u64, Bytes)],
+        reserved: bool,
+    ) -> Result<Vec<ExtentMessage>> {
         let mut pieces = Vec::new();
         for (offset, data) in ranges {
             let mut at = 0usize;
@@ -172,7 +179,7 @@ impl Volume {
                 let chunks = self.chunks.clone();
                 let cache = self.cache.clone();
                 running.spawn(async move {
-                    let id = chunks.put(&bytes).await?;
+                    let id = chunks.put_as(&bytes, reserved).await?;
                     // A copy of its own: a slice would keep the whole written range
                     // alive and the cache's bound would not hold.
                     cache.insert(id, Bytes::copy_from_slice(&bytes));
@@ -190,7 +197,7 @@ impl Volume {
             };
             let extent = done
                 .map_err(|e| FsError::Io(format!("chunk put task: {e}")))?
-                .map_err(|e| FsError::Io(e.to_string()))?;
+                .map_err(FsError::from)?;
             extents.push(extent);
         }
         extents.sort_by_key(|e| e.offset);

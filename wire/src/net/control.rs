@@ -26,8 +26,9 @@ impl MessageSet for Control {
     /// Version 2 added the scheme (k, m) to owed shards. Version 3 added the storage
     /// classes and repair rate to the map, scrub and repair figures to heartbeats and
     /// status, and the orders `OP_NODE_OUT`, `OP_REPAIR_RATE` and `OP_SCRUB`.
-    /// Version 4 added the chunk stream bytes to a store's figures.
-    const VERSION: u16 = 4;
+    /// Version 4 added the chunk stream bytes to a store's figures. Version 5 added
+    /// `OP_RESERVE`.
+    const VERSION: u16 = 5;
     const NAME: &'static str = "cluster control";
 }
 
@@ -53,6 +54,18 @@ pub const OP_REPAIR_RATE: u16 = 6;
 /// Starts a scrub pass over every store of the node asked, now. Message:
 /// [`ScrubOrder`]; answer: [`ScrubTicket`]. Administrators only, any node.
 pub const OP_SCRUB: u16 = 7;
+/// The room a node keeps for reservations (fallocate): a shard put not drawing on a
+/// reservation is refused (`code::FULL`) once it would leave the node less free space
+/// than this. Message: [`Reserve`]; answer: none. Nodes only (the metadata node sends
+/// it, to every node).
+pub const OP_RESERVE: u16 = 8;
+
+/// The room a node keeps for reservations, in bytes of shards, across its stores.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserve {
+    /// Bytes.
+    pub bytes: u64,
+}
 
 /// Node states as they travel: see `NodeState` in the codec.
 pub mod state {
@@ -336,6 +349,13 @@ impl ControlClient {
             > + Deserialize<T, rkyv::rancor::Strategy<rkyv::de::Pool, rkyv::rancor::Error>>,
     {
         super::message::decode(what, bytes).map_err(|e| RpcError::Connection(e.to_string()))
+    }
+
+    /// Tells the node the room it keeps for reservations (nodes only).
+    pub async fn reserve(&self, bytes: u64) -> Result<(), RpcError> {
+        self.call(OP_RESERVE, encode(&Reserve { bytes }), CONTROL_DEADLINE)
+            .await
+            .map(|_| ())
     }
 
     /// Sends a heartbeat (nodes only); answers the current epoch.

@@ -27,8 +27,9 @@ pub struct Meta;
 impl MessageSet for Meta {
     const PROTOCOL: u16 = 4;
     /// Version 3 added the object records (`PutObject`, `DeleteObject`), quotas
-    /// (`SetQuota`) and each volume's usage.
-    const VERSION: u16 = 3;
+    /// (`SetQuota`) and each volume's usage. Version 4 added `Allocate`, a file's
+    /// reserve to its content and the reserved sum to a volume.
+    const VERSION: u16 = 4;
     const NAME: &'static str = "metadata";
 }
 
@@ -241,6 +242,16 @@ pub enum MetaOp {
         /// Modification time.
         mtime: Option<i64>,
     },
+    /// Grows a file to `end` bytes and reserves what it grows by (fallocate): see the
+    /// namespace's `Op::Allocate`.
+    Allocate {
+        /// The file.
+        ino: u64,
+        /// Its length after.
+        end: u64,
+        /// Logical bytes the cluster can take now, as the caller measured it.
+        room: u64,
+    },
     /// Lays extents over a file's content.
     CommitExtents {
         /// The file.
@@ -438,6 +449,9 @@ pub struct VolumeMessage {
     pub created: i64,
     /// What it holds, and its quota.
     pub usage: UsageMessage,
+    /// Bytes reserved by fallocate in every volume and not yet written: room the
+    /// cluster keeps, which df does not count as free.
+    pub reserved: u64,
 }
 
 /// An answer.
@@ -465,6 +479,8 @@ pub enum MetaReply {
         inline: Vec<u8>,
         /// Its extents, by offset.
         extents: Vec<ExtentMessage>,
+        /// Its bytes reserved by fallocate and not yet written.
+        reserved: u64,
     },
     /// The volumes.
     Volumes(Vec<VolumeMessage>),

@@ -57,6 +57,9 @@ pub mod code {
     /// The stored data asked for failed verification (a damaged shard): ask another
     /// holder, and repair this one.
     pub const DAMAGED: u16 = 7;
+    /// The server has no room for it (a full store, or room held for reservations):
+    /// the cluster is out of space, not out of nodes.
+    pub const FULL: u16 = 8;
 }
 
 /// A caller, as the server knows it.
@@ -145,6 +148,13 @@ pub enum RpcError {
     /// A TLS configuration problem.
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+impl RpcError {
+    /// Whether the server refused for lack of room (`code::FULL`).
+    pub fn is_full(&self) -> bool {
+        matches!(self, RpcError::Remote(r) if r.code == code::FULL)
+    }
 }
 
 /// Handles requests: given the caller and the request, the response or a refusal.

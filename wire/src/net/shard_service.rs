@@ -19,8 +19,17 @@ impl MessageSet for ShardService {
     const NAME: &'static str = "shard service";
 }
 
-/// Store the shard in the body (durable when answered). Message: none.
+/// Store the shard in the body (durable when answered). Message: none, or
+/// [`PutOptions`]. A full node refuses it with `code::FULL`.
 pub const OP_PUT: u16 = 1;
+
+/// How a shard is put.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PutOptions {
+    /// The shard is part of a write into a reserved range (fallocate): it may use the
+    /// room the node keeps for reservations.
+    pub reserved: bool,
+}
 /// Fetch a shard. Message: [`ShardKey`]; answer: [`Found`], the shard in the body.
 pub const OP_GET: u16 = 2;
 /// Whether a shard is stored (the dedup question). Message: [`ShardKey`]; answer:
