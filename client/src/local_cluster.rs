@@ -676,32 +676,46 @@ pub fn alive(pid: u32) -> bool {
     is_node && !matches!(state, Some('Z' | 'X') | None)
 }
 
-/// Stops every node of the local cluster in `dir` (SIGTERM, then waits for each).
+/// Stops every node of the local cluster in `dir`: SIGTERM to each, then waits for
+/// all. A node still running after [`NODE_WAIT`] is killed (SIGKILL: what it
+/// acknowledged is durable already). Every node is seen to, whatever fails on
+/// another; the failures are named together at the end.
 pub fn down(dir: &Path) -> Result<()> {
     let file = load(dir)?;
+    let mut problems = Vec::new();
     for node in &file.nodes {
         if alive(node.pid) {
             // SIGCONT too: a stopped (SIGSTOP) node would hold its SIGTERM forever.
             for sig in ["-TERM", "-CONT"] {
-                signal(sig, node.pid).context("signalling a node")?;
+                if let Err(e) = signal(sig, node.pid) {
+                    problems.push(format!("node {}: {e:#}", NodeId(node.id)));
+                }
             }
         }
     }
     let deadline = Instant::now() + NODE_WAIT;
     for node in &file.nodes {
-        while alive(node.pid) {
-            if Instant::now() > deadline {
-                bail!(
-                    "node {} (pid {}) did not stop within {NODE_WAIT:?}",
-                    NodeId(node.id),
-                    node.pid
-                );
-            }
+        while alive(node.pid) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
-        println!("node {} stopped", NodeId(node.id));
+        if !alive(node.pid) {
+            println!("node {} stopped", NodeId(node.id));
+            continue;
+        }
+        let killed = signal("-KILL", node.pid)
+            .map(|()| "killed".to_string())
+            .unwrap_or_else(|e| format!("and could not be killed: {e:#}"));
+        problems.push(format!(
+            "node {} (pid {}) did not stop within {NODE_WAIT:?}: {killed}",
+            NodeId(node.id),
+            node.pid
+        ));
     }
-    Ok(())
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("; "))
+    }
 }
 
 fn cluster_client(dir: &Path, file: &ClusterFile) -> Result<Client> {
