@@ -216,9 +216,14 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
             ino: InodeId(ino),
             session,
         },
-        MetaOp::RenewSession { session, ttl_ms } => Op::RenewSession {
+        MetaOp::RenewSession {
+            session,
+            ttl_ms,
+            start,
+        } => Op::RenewSession {
             session,
             ttl: Nanos(i64::try_from(ttl_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+            start,
         },
         MetaOp::EndSession { session } => Op::EndSession { session },
         MetaOp::CreateVolume { name, k, m } => Op::CreateVolume { name, k, m },

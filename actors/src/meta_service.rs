@@ -72,12 +72,25 @@ impl MetaStore {
     }
 
     /// Ends client sessions whose time is up, looking every `period`: what a crashed
-    /// client held open is released (an unlinked file it had open goes).
+    /// client held open is released (an unlinked file it had open goes). First every
+    /// session gets its whole lease again from now (`Op::ResumeSessions`): while the
+    /// service was away no client could renew, and none loses its session for that.
     pub fn expire_sessions(
         self: Arc<Self>,
         period: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            let ctx = Context {
+                uid: 0,
+                gid: 0,
+                now: now(),
+                umask: 0,
+            };
+            if let Err(e) = self.apply(ctx, Op::ResumeSessions).await {
+                // Nothing expires until they were resumed.
+                tracing::error!("resuming the sessions failed: {}", e.message);
+                return;
+            }
             let mut ticker = tokio::time::interval(period);
             loop {
                 ticker.tick().await;

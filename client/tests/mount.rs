@@ -99,6 +99,15 @@ impl Mounted {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// What the mount process has logged so far.
+    fn log(&self, cluster: &Cluster) -> String {
+        let name: String = (self.dir.to_str().expect("utf-8").chars())
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        std::fs::read_to_string(cluster.path(&format!("mounts/{name}.log")))
+            .expect("the mount's log")
+    }
 }
 
 impl Drop for Mounted {
@@ -690,6 +699,96 @@ fn crashes_lose_nothing_fsynced_and_renames_stay_whole() {
     }
 }
 
+/// Whether inode `ino` of the default volume still exists, asked of the metadata
+/// service directly (not through a mount's cache); waits while the service is away.
+fn inode_exists(cluster: &Cluster, ino: u64) -> bool {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let _entered = runtime.enter();
+    let meta = hive_client::local_cluster::meta_client(&cluster.dir, false).expect("meta");
+    let since = Instant::now();
+    loop {
+        match runtime.block_on(meta.call("default", 0, 0, MetaCall::GetAttr { ino })) {
+            Ok(MetaReply::Errno(2)) => return false,
+            Ok(MetaReply::Attr(_)) => return true,
+            other => assert!(
+                since.elapsed() < RECOVER_WITHIN,
+                "the metadata service did not answer: {other:?}"
+            ),
+        }
+    }
+}
+
+/// The lease of the session test's mount, and how long its outages last: longer.
+const LEASE_SECONDS: u64 = 3;
+const OUTAGE: Duration = Duration::from_secs(2 * LEASE_SECONDS);
+
+#[test]
+fn sessions_outlive_a_metadata_outage_and_an_expired_one_is_told() {
+    require_fuse();
+    let cluster = Cluster::up("mount-session");
+    let lease = LEASE_SECONDS.to_string();
+    let mnt = Mounted::with(&cluster, "default", "mnt", &["--lease-seconds", &lease]);
+    std::fs::write(mnt.path("orphan"), b"held open").expect("orphan");
+    let held = std::fs::File::open(mnt.path("orphan")).expect("open");
+    let orphan = held.metadata().expect("stat").ino();
+    std::fs::remove_file(mnt.path("orphan")).expect("unlink while open");
+
+    // The metadata node is away for longer than the lease, so the mount cannot renew:
+    // when the node is back, every session gets its lease again, and the mount's
+    // renewals keep the orphan it holds.
+    cluster.signal("-KILL", &[1]);
+    std::thread::sleep(OUTAGE);
+    ok(
+        &hive(&["cluster", "start", "--dir", cluster.d(), "--node", "1"]),
+        "restart node 1",
+    );
+    assert!(
+        inode_exists(&cluster, orphan),
+        "the orphan went at the restart"
+    );
+    std::thread::sleep(OUTAGE);
+    assert!(
+        inode_exists(&cluster, orphan),
+        "the orphan went though the mount renews its session"
+    );
+
+    // The mount itself goes silent for longer than its lease: its session really
+    // expires and the orphan goes. Woken, the mount is told, says so, starts its
+    // session again, and works on.
+    // Signalled from here, not by a `kill` process: its exec would close this
+    // process's descriptors of the mount, which waits on the stopped mount.
+    let pid = rustix::process::Pid::from_raw(mnt.pid.parse().expect("a pid")).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP the mount");
+    let since = Instant::now();
+    while inode_exists(&cluster, orphan) {
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "the silent mount's session did not expire"
+        );
+    }
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT the mount");
+    let since = Instant::now();
+    while !mnt.log(&cluster).contains("session started again") {
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "the mount did not say its session ended: {}",
+            mnt.log(&cluster)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = mnt.log(&cluster);
+    assert!(
+        log.contains("the cluster ended this mount's session"),
+        "{log}"
+    );
+    drop(held);
+    std::fs::write(mnt.path("after"), b"still works").expect("write after");
+    assert_eq!(
+        std::fs::read(mnt.path("after")).expect("read after"),
+        b"still works"
+    );
+}
+
 #[test]
 fn fragmented_files_are_compacted_after_close() {
     require_fuse();
@@ -929,16 +1028,7 @@ fn an_unmount_names_the_files_whose_bytes_it_could_not_store() {
         said.contains("LOST: 1048576 bytes written to /reports/q3.bin"),
         "{said}"
     );
-    let log = std::fs::read_to_string(cluster.path(&format!(
-        "mounts/{}.log",
-        mnt.dir
-            .to_str()
-            .expect("utf-8")
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect::<String>()
-    )))
-    .expect("the mount's log");
+    let log = mnt.log(&cluster);
     assert!(log.contains("/reports/q3.bin"), "{log}");
 }
 

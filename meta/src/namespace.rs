@@ -19,9 +19,10 @@ use crate::constants::{
 };
 use crate::records::{
     InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, VolumeRecord, counted_bytes, decode_dirent,
-    decode_extent, decode_extent_page, decode_inode, decode_object, decode_quota, decode_volume,
-    dirent_value, encode_extent_page, encode_inode, encode_object, encode_quota, encode_volume,
-    extent_page_key, held_key, inode_key, named_key, page_of, session_key,
+    decode_extent, decode_extent_page, decode_inode, decode_object, decode_quota, decode_session,
+    decode_volume, dirent_value, encode_extent_page, encode_inode, encode_object, encode_quota,
+    encode_session, encode_volume, extent_page_key, held_key, inode_key, named_key, page_of,
+    session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,
@@ -610,13 +611,8 @@ impl Namespace {
     pub fn sessions_expired(&self, now: Nanos) -> Result<bool, MetaError> {
         let snapshot = self.db.read_tx();
         for item in snapshot.iter(&self.spaces.sessions) {
-            let (_, value) = item.into_inner()?;
-            let until = i64::from_le_bytes(
-                value
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| MetaError::Corrupt("a session record".into()))?,
-            );
+            let (key, value) = item.into_inner()?;
+            let (until, _) = session_record(&key, &value)?;
             if until <= now.0 {
                 return Ok(true);
             }
@@ -806,6 +802,15 @@ struct Tx<'a, 'db> {
     s: &'a Spaces,
     /// What the transaction changed in each volume's usage (by root): bytes, inodes.
     deltas: BTreeMap<InodeId, (i128, i128)>,
+}
+
+/// A session's id, when it expires and its ttl, from its record.
+fn session_record(key: &[u8], value: &[u8]) -> Result<(i64, i64), MetaError> {
+    let session = key
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| MetaError::Corrupt("a session key".into()))?;
+    decode_session(value).ok_or_else(|| MetaError::Corrupt(format!("session {session}")))
 }
 
 /// A u64 (little-endian) record, 0 if absent.
@@ -1642,13 +1647,36 @@ impl Tx<'_, '_> {
                 self.release_opens(*ino, 1)?;
                 Ok(Ok(Outcome::Done))
             }
-            Op::RenewSession { session, ttl } => {
+            Op::RenewSession {
+                session,
+                ttl,
+                start,
+            } => {
                 if *session == 0 || ttl.0 < 0 {
                     return Ok(Err(Errno::Inval));
                 }
+                let key = session_key(*session);
+                if !start && !self.tx.contains_key(&self.s.sessions, key)? {
+                    return Ok(Err(Errno::NoEnt));
+                }
                 let until = ctx.now.0.saturating_add(ttl.0);
                 self.tx
-                    .insert(&self.s.sessions, session_key(*session), until.to_le_bytes());
+                    .insert(&self.s.sessions, key, encode_session(until, ttl.0));
+                Ok(Ok(Outcome::Done))
+            }
+            Op::ResumeSessions => {
+                let mut resumed = Vec::new();
+                for item in self.tx.iter(&self.s.sessions) {
+                    let (key, value) = item.into_inner()?;
+                    let (until, ttl) = session_record(&key, &value)?;
+                    let at_least = ctx.now.0.saturating_add(ttl);
+                    if until < at_least {
+                        resumed.push((key, encode_session(at_least, ttl)));
+                    }
+                }
+                for (key, value) in resumed {
+                    self.tx.insert(&self.s.sessions, key, value);
+                }
                 Ok(Ok(Outcome::Done))
             }
             Op::EndSession { session } => {
@@ -1665,19 +1693,10 @@ impl Tx<'_, '_> {
                 let mut expired = Vec::new();
                 for item in self.tx.iter(&self.s.sessions) {
                     let (key, value) = item.into_inner()?;
-                    let session = u64::from_be_bytes(
-                        key.as_ref()
-                            .try_into()
-                            .map_err(|_| MetaError::Corrupt("a session key".into()))?,
-                    );
-                    let until = i64::from_le_bytes(
-                        value
-                            .as_ref()
-                            .try_into()
-                            .map_err(|_| MetaError::Corrupt(format!("session {session}")))?,
-                    );
+                    let (until, _) = session_record(&key, &value)?;
                     if until <= ctx.now.0 {
-                        expired.push(session);
+                        let id = key.as_ref().try_into().map(u64::from_be_bytes);
+                        expired.push(id.expect("checked by session_record"));
                     }
                 }
                 for session in expired {

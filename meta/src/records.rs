@@ -12,7 +12,7 @@
 //! | `xattrs` | inode (u64 BE), name | value |
 //! | `volumes` | name | [`VOLUME_RECORD`] bytes: see [`encode_volume`] |
 //! | `opens` | inode (u64 BE) | opens not yet released (u32 LE), present only when above 0 |
-//! | `sessions` | session (u64 BE) | when it expires unless renewed (i64 ns LE) |
+//! | `sessions` | session (u64 BE) | when it expires unless renewed (i64 ns LE), its ttl (i64 ns LE); 8-byte records written before the ttl are read with [`LEGACY_SESSION_TTL`] |
 //! | `held` | session (u64 BE), inode (u64 BE) | opens the session holds (u32 LE), present only when above 0 |
 //! | `objects` | object id (32 bytes) | [`OBJECT_VERSION`] (u8), length (u64), count (u32), then each chunk id (32 bytes): see [`encode_object`] |
 //! | `quotas` | a volume's root inode (u64 BE) | [`QUOTA_RECORD`] bytes: used bytes, used inodes, most bytes, most inodes (u64 LE each; a most of 0 is no limit) |
@@ -83,6 +83,37 @@ pub struct InodeRecord {
     pub parent: InodeId,
     /// The root of the volume the inode belongs to.
     pub volume: InodeId,
+}
+
+/// Bytes of a session record: when it expires unless renewed (i64 ns LE), and its
+/// ttl (i64 ns LE).
+pub const SESSION_RECORD: usize = 16;
+/// The ttl of a session record written before records had one (8 bytes): the
+/// mount's default lease.
+pub const LEGACY_SESSION_TTL: i64 = 60_000_000_000;
+
+/// A session record: see [`SESSION_RECORD`].
+pub fn encode_session(until: i64, ttl: i64) -> [u8; SESSION_RECORD] {
+    let mut out = [0u8; SESSION_RECORD];
+    out[..8].copy_from_slice(&until.to_le_bytes());
+    out[8..].copy_from_slice(&ttl.to_le_bytes());
+    out
+}
+
+/// Reads a session record (when it expires, its ttl), or one written before records
+/// had a ttl; `None` if the bytes are neither.
+pub fn decode_session(bytes: &[u8]) -> Option<(i64, i64)> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_le_bytes)
+    };
+    match bytes.len() {
+        8 => Some((word(0)?, LEGACY_SESSION_TTL)),
+        SESSION_RECORD => Some((word(0)?, word(8)?)),
+        _ => None,
+    }
 }
 
 /// The key of a client session: its id (u64 BE).

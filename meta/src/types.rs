@@ -377,14 +377,22 @@ pub enum Op {
         /// The session that opened it (0: none).
         session: u64,
     },
-    /// Starts or extends a client's session: it lives until `ttl` after now unless
-    /// renewed.
+    /// Extends a client's session, or with `start` starts it: it lives until `ttl`
+    /// after now unless renewed. Without `start`, a session that is gone (it expired,
+    /// or ended) is ENOENT: its opens were released, and the client must be told, not
+    /// quietly given a new, empty session.
     RenewSession {
         /// The session (not 0).
         session: u64,
         /// How long it lives from now.
         ttl: Nanos,
+        /// Start it if it does not exist.
+        start: bool,
     },
+    /// Gives every session at least its whole ttl again from now: after the service
+    /// was away (a restart, a new leader), no client loses its session before it had
+    /// one lease to renew it.
+    ResumeSessions,
     /// Ends a session: every open it holds is released.
     EndSession {
         /// The session.

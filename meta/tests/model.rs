@@ -94,6 +94,8 @@ struct Model {
     volumes: BTreeMap<Vec<u8>, VolumeRecord>,
     /// Client sessions: when each expires, and the opens it holds per inode.
     sessions: BTreeMap<u64, (i64, BTreeMap<u64, u32>)>,
+    /// Each session's ttl.
+    ttls: BTreeMap<u64, i64>,
     /// Objects: id to length.
     objects: BTreeMap<[u8; 32], u64>,
     /// Quota limits by volume root: most bytes, most inodes (0: none).
@@ -130,6 +132,7 @@ impl Model {
             next: 2,
             volumes: [(DEFAULT_VOLUME.to_vec(), default)].into(),
             sessions: BTreeMap::new(),
+            ttls: BTreeMap::new(),
             objects: BTreeMap::new(),
             quotas: BTreeMap::new(),
         }
@@ -182,6 +185,7 @@ impl Model {
     }
 
     fn end_session(&mut self, session: u64) {
+        self.ttls.remove(&session);
         let (_, held) = self
             .sessions
             .remove(&session)
@@ -676,12 +680,27 @@ impl Model {
                 self.release_opens(ino.0, 1);
                 Ok(Outcome::Done)
             }
-            Op::RenewSession { session, ttl } => {
+            Op::RenewSession {
+                session,
+                ttl,
+                start,
+            } => {
                 if *session == 0 || ttl.0 < 0 {
                     return Err(Errno::Inval);
                 }
+                if !start && !self.sessions.contains_key(session) {
+                    return Err(Errno::NoEnt);
+                }
                 let until = ctx.now.0.saturating_add(ttl.0);
                 self.sessions.entry(*session).or_default().0 = until;
+                self.ttls.insert(*session, ttl.0);
+                Ok(Outcome::Done)
+            }
+            Op::ResumeSessions => {
+                for (session, (until, _)) in &mut self.sessions {
+                    let ttl = self.ttls[session];
+                    *until = (*until).max(ctx.now.0.saturating_add(ttl));
+                }
                 Ok(Outcome::Done)
             }
             Op::EndSession { session } => {
@@ -929,7 +948,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (volume_name(), any::<bool>()).prop_map(|(name, force)| Op::DeleteVolume { name, force }),
         3 => (ino(), 0u64..3).prop_map(|(ino, session)| Op::Open { ino, session }),
         3 => (ino(), 0u64..3).prop_map(|(ino, session)| Op::Release { ino, session }),
-        1 => (0u64..3, 0i64..10).prop_map(|(session, ttl)| Op::RenewSession { session, ttl: Nanos(ttl) }),
+        1 => (0u64..3, 0i64..10, any::<bool>()).prop_map(|(session, ttl, start)| Op::RenewSession { session, ttl: Nanos(ttl), start }),
+        1 => Just(Op::ResumeSessions),
         1 => (0u64..3).prop_map(|session| Op::EndSession { session }),
         1 => Just(Op::ExpireSessions),
         1 => (0u8..3, 0u64..9, prop::collection::vec(0u8..3, 0..3))

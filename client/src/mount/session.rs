@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hive_wire::net::meta::MetaOp;
+use hive_wire::net::meta::{MetaCall, MetaOp};
 
-use super::volume::{Result, SYSTEM, Volume};
+use super::volume::{FsError, Result, SYSTEM, Volume};
+use crate::errno;
 
 /// How long the metadata service keeps a silent mount's opens by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -25,33 +26,98 @@ pub fn new_session_id() -> std::io::Result<u64> {
 }
 
 impl Volume {
-    async fn renew(&self) -> Result<()> {
+    /// Renews the session (or with `start` starts it), answered within a renewal
+    /// period: a call stuck on a lost connection (the metadata node restarted) must
+    /// not outlast the lease the next attempt could save, and its timeout drops that
+    /// connection for every later call.
+    async fn renew(&self, start: bool) -> Result<()> {
         let op = MetaOp::RenewSession {
             session: self.session,
             ttl_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
+            start,
         };
-        self.apply(SYSTEM, op).await.map(|_| ())
+        let within = self.lease / RENEWALS_PER_LEASE;
+        self.call_within(SYSTEM, MetaCall::Apply(op), within)
+            .await
+            .map(|_| ())
     }
 
     /// Starts the session and keeps renewing it in the background.
     pub async fn start_session(self: &Arc<Self>) -> Result<()> {
-        self.renew().await?;
+        self.renew(true).await?;
         let volume = Arc::downgrade(self);
         let every = self.lease / RENEWALS_PER_LEASE;
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
+            let mut failing = false;
             loop {
                 ticker.tick().await;
                 let Some(volume) = volume.upgrade() else {
                     return;
                 };
-                if let Err(e) = volume.renew().await {
-                    eprintln!("hive mount: renewing the session failed (will retry): {e:?}");
+                // Connecting counts too: within one renewal period.
+                let renewed = match tokio::time::timeout(every, volume.renew(false)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(FsError::Io(format!("no answer within {every:?}"))),
+                };
+                match renewed {
+                    Ok(()) if failing => {
+                        eprintln!("hive mount: the session is renewed again");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(FsError::Errno(errno::ENOENT)) => volume.session_lost().await,
+                    Err(e) if !failing => {
+                        eprintln!("hive mount: renewing the session failed (will retry): {e:?}");
+                        failing = true;
+                    }
+                    Err(_) => {}
                 }
             }
         });
         Ok(())
+    }
+
+    /// The cluster ended this mount's session (not renewed within its lease): every
+    /// open it held was released, and a file unlinked while open here may be gone.
+    /// Says so, starts the session again and opens again what is open here.
+    async fn session_lost(&self) {
+        eprintln!(
+            "hive mount: the cluster ended this mount's session (not renewed within its lease of {:?}): the opens it held were released",
+            self.lease
+        );
+        if let Err(e) = self.renew(true).await {
+            eprintln!("hive mount: starting the session again failed (will retry): {e:?}");
+            return;
+        }
+        let (mut reopened, mut lost) = (0u32, Vec::new());
+        for (ino, state) in self.known_files() {
+            let handles = state.lock().await.handles;
+            for _ in 0..handles {
+                let op = MetaOp::Open {
+                    ino,
+                    session: self.session,
+                };
+                if let Err(e) = self.apply(SYSTEM, op).await {
+                    lost.push(format!("inode {ino} ({e:?})"));
+                    break;
+                }
+                reopened += 1;
+            }
+        }
+        eprintln!(
+            "hive mount: session started again; {reopened} opens made again{}",
+            if lost.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; files gone meanwhile (unlinked while open here): {}",
+                    lost.join(", ")
+                )
+            }
+        );
     }
 
     /// Ends the session (a clean unmount): its opens are released at once.

@@ -13,8 +13,8 @@ use std::time::Duration;
 use hive_codec::Chunker;
 use hive_wire::net::control::ControlClient;
 use hive_wire::net::meta::{
-    AttrMessage, EntryMessage, ExtentMessage, MetaCall, MetaClient, MetaOp, MetaReply,
-    UsageMessage, kind as meta_kind,
+    AttrMessage, EntryMessage, ExtentMessage, META_DEADLINE, MetaCall, MetaClient, MetaOp,
+    MetaReply, UsageMessage, kind as meta_kind,
 };
 use tokio::sync::Semaphore;
 
@@ -214,11 +214,18 @@ impl Volume {
     }
 
     pub(super) async fn call(&self, caller: Caller, call: MetaCall) -> Result<MetaReply> {
-        match self
-            .meta
-            .call_with_umask(&self.name, caller.uid, caller.gid, caller.umask, call)
-            .await
-        {
+        self.call_within(caller, call, META_DEADLINE).await
+    }
+
+    /// [`Volume::call`], answered within `deadline` (a timeout drops the connection).
+    pub(super) async fn call_within(
+        &self,
+        caller: Caller,
+        call: MetaCall,
+        deadline: Duration,
+    ) -> Result<MetaReply> {
+        let who = (caller.uid, caller.gid, caller.umask);
+        match self.meta.call_within(&self.name, who, call, deadline).await {
             Ok(MetaReply::Errno(e)) => Err(FsError::Errno(e)),
             Ok(reply) => Ok(reply),
             Err(e) => Err(FsError::Io(format!("metadata service: {e}"))),
@@ -246,6 +253,16 @@ impl Volume {
 
     /// Every file the mount keeps state for.
     pub(super) fn files_snapshot(&self) -> Vec<(u64, Arc<tokio::sync::Mutex<FileState>>)> {
+        self.files
+            .lock()
+            .expect("invariant: the file table lock is never poisoned")
+            .iter()
+            .map(|(ino, state)| (*ino, state.clone()))
+            .collect()
+    }
+
+    /// Every file this mount keeps state for.
+    pub(super) fn known_files(&self) -> Vec<(u64, Arc<tokio::sync::Mutex<FileState>>)> {
         self.files
             .lock()
             .expect("invariant: the file table lock is never poisoned")

@@ -28,7 +28,8 @@ impl MessageSet for Meta {
     const PROTOCOL: u16 = 4;
     /// Version 3 added the object records (`PutObject`, `DeleteObject`), quotas
     /// (`SetQuota`) and each volume's usage. Version 4 added `Allocate`, a file's
-    /// reserve to its content and the reserved sum to a volume.
+    /// reserve to its content, the reserved sum to a volume, and `start` to
+    /// `RenewSession`.
     const VERSION: u16 = 4;
     const NAME: &'static str = "metadata";
 }
@@ -309,12 +310,15 @@ pub enum MetaOp {
         /// The session that opened it (0: none).
         session: u64,
     },
-    /// Starts or extends a client's session (which holds its opens).
+    /// Extends a client's session (which holds its opens), or with `start` starts it.
+    /// Without `start`, a session that is gone (expired) is ENOENT.
     RenewSession {
         /// A random id the client chose (not 0).
         session: u64,
         /// How long it lives from now, in milliseconds.
         ttl_ms: u64,
+        /// Start it if it does not exist.
+        start: bool,
     },
     /// Ends a session, releasing its opens (a clean unmount).
     EndSession {
@@ -525,6 +529,20 @@ impl MetaClient {
         umask: u16,
         call: MetaCall,
     ) -> Result<MetaReply, RpcError> {
+        self.call_within(volume, (uid, gid, umask), call, META_DEADLINE)
+            .await
+    }
+
+    /// A call for caller (uid, gid, umask) answered within `deadline`, or failed: a
+    /// call that must not wait as long as others (a session's renewal). A timeout
+    /// drops the connection, so the next call connects afresh.
+    pub async fn call_within(
+        &self,
+        volume: &str,
+        (uid, gid, umask): (u32, u32, u16),
+        call: MetaCall,
+        deadline: Duration,
+    ) -> Result<MetaReply, RpcError> {
         let message = MetaRequest {
             volume: volume.to_string(),
             uid,
@@ -533,7 +551,7 @@ impl MetaClient {
             call,
         };
         let request = request::<Meta>(OP_CALL, Bytes::new(), encode(&message));
-        let answer = self.link.call(request, META_DEADLINE).await?;
+        let answer = self.link.call(request, deadline).await?;
         decode("MetaReply", &answer.body).map_err(|e| RpcError::Connection(e.to_string()))
     }
 }
