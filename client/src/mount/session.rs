@@ -93,7 +93,7 @@ impl Volume {
             return;
         }
         let (mut reopened, mut lost) = (0u32, Vec::new());
-        for (ino, state) in self.known_files() {
+        for (ino, state) in self.files_snapshot() {
             let handles = state.lock().await.handles;
             for _ in 0..handles {
                 let op = MetaOp::Open {

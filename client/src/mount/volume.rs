@@ -261,16 +261,6 @@ impl Volume {
             .collect()
     }
 
-    /// Every file this mount keeps state for.
-    pub(super) fn known_files(&self) -> Vec<(u64, Arc<tokio::sync::Mutex<FileState>>)> {
-        self.files
-            .lock()
-            .expect("invariant: the file table lock is never poisoned")
-            .iter()
-            .map(|(ino, state)| (*ino, state.clone()))
-            .collect()
-    }
-
     pub(super) fn state_or_new(&self, ino: u64) -> Arc<tokio::sync::Mutex<FileState>> {
         self.files
             .lock()
