@@ -55,7 +55,6 @@ pub fn entry_message(entry: &(Vec<u8>, InodeId, FileType)) -> EntryMessage {
     }
 }
 
-/// A volume as it travels.
 /// A volume as it travels; `reserved` is the sum of every file's reserve.
 pub fn volume_message(
     name: &[u8],

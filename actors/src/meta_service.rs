@@ -283,11 +283,10 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
         MetaCall::ListVolumes => {
             let volumes = store
                 .read(|ns| {
+                    let reserved = ns.reserved()?;
                     ns.volumes()?
                         .iter()
-                        .map(|(name, v)| {
-                            Ok(volume_message(name, v, &ns.usage(v.root)?, ns.reserved()?))
-                        })
+                        .map(|(name, v)| Ok(volume_message(name, v, &ns.usage(v.root)?, reserved)))
                         .collect::<Result<Vec<_>, MetaError>>()
                 })
                 .await?;
@@ -406,7 +405,7 @@ async fn change(store: &MetaStore, ctx: Context, op: MetaOp) -> Result<MetaReply
     }
     // A reservation is held once the nodes keep room for it: told before the answer.
     let Some(reservations) = store.reservations.get() else {
-        return Ok(MetaReply::Errno(EOPNOTSUPP));
+        return Ok(errno(Errno::OpNotSupp));
     };
     let result = store.apply(ctx, op).await?;
     if result.is_ok()
@@ -418,9 +417,6 @@ async fn change(store: &MetaStore, ctx: Context, op: MetaOp) -> Result<MetaReply
     }
     Ok(reply_of(result))
 }
-
-/// Operation not supported (Linux): reservations without a cluster to hold them.
-const EOPNOTSUPP: i32 = 95;
 
 fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {
     match result {

@@ -4,11 +4,12 @@
 //! and every [`RESERVE_REFRESH`]. A node then refuses a shard put that does not draw on
 //! a reservation once it would leave less free space than its share (`code::FULL`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use hive_wire::NodeId;
 use hive_wire::net::Client;
-use hive_wire::net::control::{ControlClient, MapMessage, state};
+use hive_wire::net::control::{ControlClient, MapMessage, MapNode, state};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::MetaStore;
@@ -56,6 +57,8 @@ pub fn start(args: ReserveArgs) {
 
 async fn run(args: ReserveArgs, mut queue: mpsc::Receiver<Order>) {
     let mut told = None;
+    // What each node was last told, where it said it heard.
+    let mut holding = HashMap::new();
     loop {
         let order = tokio::select! {
             order = queue.recv() => match order {
@@ -64,7 +67,7 @@ async fn run(args: ReserveArgs, mut queue: mpsc::Receiver<Order>) {
             },
             () = tokio::time::sleep(RESERVE_REFRESH) => None,
         };
-        let result = tell(&args).await;
+        let result = tell(&args, &mut holding, order.is_none()).await;
         match (&result, order) {
             (_, Some(order)) => {
                 let _ = order.send(result.clone().map(|_| ()));
@@ -81,8 +84,15 @@ async fn run(args: ReserveArgs, mut queue: mpsc::Receiver<Order>) {
     }
 }
 
-/// Tells each node that is not down or out its room; the reserved shard bytes.
-async fn tell(args: &ReserveArgs) -> Result<u64, String> {
+/// Tells each node that is not down or out its room; the reserved shard bytes. A
+/// `refresh` leaves out the nodes already told they keep nothing, when they still keep
+/// nothing: a node that restarted keeps nothing too. `holding` is what each node was
+/// last told.
+async fn tell(
+    args: &ReserveArgs,
+    holding: &mut HashMap<NodeId, u64>,
+    refresh: bool,
+) -> Result<u64, String> {
     let (reserved, overhead) = args
         .meta
         .read(|ns| {
@@ -100,21 +110,27 @@ async fn tell(args: &ReserveArgs) -> Result<u64, String> {
     let shard_bytes = scale(reserved, overhead.0, overhead.1);
     let map = args.map.borrow().clone();
     let mut calls = tokio::task::JoinSet::new();
-    for (node, bytes) in rooms(&map, shard_bytes) {
-        let Some(entry) = map.nodes.iter().find(|n| n.id == node.0) else {
+    for (entry, bytes) in rooms(&map, shard_bytes) {
+        let node = NodeId(entry.id);
+        if refresh && bytes == 0 && holding.get(&node) == Some(&0) {
             continue;
-        };
+        }
         let Ok(addr) = entry.addr.parse() else {
             continue;
         };
         let peer = ControlClient::new(args.client.clone(), addr, node);
-        calls.spawn(async move { (node, peer.reserve(bytes).await) });
+        calls.spawn(async move { (node, bytes, peer.reserve(bytes).await) });
     }
     let mut failed = Vec::new();
     while let Some(done) = calls.join_next().await {
         match done {
-            Ok((_, Ok(()))) => {}
-            Ok((node, Err(e))) => failed.push(format!("node {node}: {e}")),
+            Ok((node, bytes, Ok(()))) => {
+                holding.insert(node, bytes);
+            }
+            Ok((node, _, Err(e))) => {
+                holding.remove(&node);
+                failed.push(format!("node {node}: {e}"));
+            }
             Err(e) => failed.push(format!("a call failed: {e}")),
         }
     }
@@ -137,11 +153,11 @@ fn scale(bytes: u64, num: u64, den: u64) -> u64 {
 /// The room each node that is not down or out keeps for `shard_bytes` of reserved
 /// shards: its weight's share of them, [`RESERVE_MARGIN_PERCENT`] more, and
 /// [`RESERVE_SPARE`]; nothing when nothing is reserved.
-pub fn rooms(map: &MapMessage, shard_bytes: u64) -> Vec<(NodeId, u64)> {
+pub fn rooms(map: &MapMessage, shard_bytes: u64) -> Vec<(&MapNode, u64)> {
     let serving: Vec<_> = map.nodes.iter().filter(|n| n.state == state::UP).collect();
     let total: u64 = serving.iter().map(|n| u64::from(n.weight)).sum();
     serving
-        .iter()
+        .into_iter()
         .map(|n| {
             let room = if shard_bytes == 0 || total == 0 {
                 0
@@ -149,15 +165,13 @@ pub fn rooms(map: &MapMessage, shard_bytes: u64) -> Vec<(NodeId, u64)> {
                 let share = scale(shard_bytes, u64::from(n.weight), total);
                 scale(share, 100 + RESERVE_MARGIN_PERCENT, 100).saturating_add(RESERVE_SPARE)
             };
-            (NodeId(n.id), room)
+            (n, room)
         })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use hive_wire::net::control::MapNode;
-
     use super::*;
 
     fn node(id: u64, weight: u32, state: u8) -> MapNode {
@@ -189,7 +203,9 @@ mod tests {
             node(3, 1, state::DOWN),
             node(4, 1, state::OUT),
         ]);
-        let rooms = rooms(&m, 400 << 20);
+        let rooms: Vec<_> = (rooms(&m, 400 << 20).into_iter())
+            .map(|(n, room)| (NodeId(n.id), room))
+            .collect();
         assert_eq!(
             rooms,
             vec![

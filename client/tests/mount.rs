@@ -108,6 +108,20 @@ impl Mounted {
         std::fs::read_to_string(cluster.path(&format!("mounts/{name}.log")))
             .expect("the mount's log")
     }
+
+    /// Waits until the mount has logged `text`; fails saying `what` after
+    /// `RECOVER_WITHIN`.
+    fn wait_for_log(&self, cluster: &Cluster, text: &str, what: &str) {
+        let since = Instant::now();
+        while !self.log(cluster).contains(text) {
+            assert!(
+                since.elapsed() < RECOVER_WITHIN,
+                "{what}: {}",
+                self.log(cluster)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
 
 impl Drop for Mounted {
@@ -718,7 +732,8 @@ fn inode_exists(cluster: &Cluster, ino: u64) -> bool {
     }
 }
 
-/// The lease of the session test's mount, and how long its outages last: longer.
+/// The lease of the session test's mount, and how long the metadata node's outage
+/// lasts: longer (the fault's length, not a wait for an event).
 const LEASE_SECONDS: u64 = 3;
 const OUTAGE: Duration = Duration::from_secs(2 * LEASE_SECONDS);
 
@@ -746,7 +761,11 @@ fn sessions_outlive_a_metadata_outage_and_an_expired_one_is_told() {
         inode_exists(&cluster, orphan),
         "the orphan went at the restart"
     );
-    std::thread::sleep(OUTAGE);
+    mnt.wait_for_log(
+        &cluster,
+        "the session is renewed again",
+        "the mount did not renew its session after the restart",
+    );
     assert!(
         inode_exists(&cluster, orphan),
         "the orphan went though the mount renews its session"
@@ -767,15 +786,11 @@ fn sessions_outlive_a_metadata_outage_and_an_expired_one_is_told() {
         );
     }
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).expect("SIGCONT the mount");
-    let since = Instant::now();
-    while !mnt.log(&cluster).contains("session started again") {
-        assert!(
-            since.elapsed() < RECOVER_WITHIN,
-            "the mount did not say its session ended: {}",
-            mnt.log(&cluster)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    mnt.wait_for_log(
+        &cluster,
+        "session started again",
+        "the mount did not say its session ended",
+    );
     let log = mnt.log(&cluster);
     assert!(
         log.contains("the cluster ended this mount's session"),

@@ -573,19 +573,12 @@ impl Namespace {
 
     /// The bytes of file `ino` reserved by fallocate and not yet written.
     pub fn reserve(&self, ino: InodeId) -> Result<u64, MetaError> {
-        let snapshot = self.db.read_tx();
-        read_u64(
-            &snapshot,
-            &self.spaces.reserves,
-            &inode_key(ino),
-            "a file's reserve",
-        )
+        read_reserve(&self.db.read_tx(), &self.spaces, ino)
     }
 
     /// The sum of every file's reserve: logical bytes the cluster must keep room for.
     pub fn reserved(&self) -> Result<u64, MetaError> {
-        let snapshot = self.db.read_tx();
-        read_u64(&snapshot, &self.spaces.meta, RESERVED, "the reserved sum")
+        read_reserved(&self.db.read_tx(), &self.spaces)
     }
 
     /// The root of the volume `ino` belongs to.
@@ -612,7 +605,7 @@ impl Namespace {
         let snapshot = self.db.read_tx();
         for item in snapshot.iter(&self.spaces.sessions) {
             let (key, value) = item.into_inner()?;
-            let (until, _) = session_record(&key, &value)?;
+            let (_, until, _) = session_record(&key, &value)?;
             if until <= now.0 {
                 return Ok(true);
             }
@@ -805,12 +798,24 @@ struct Tx<'a, 'db> {
 }
 
 /// A session's id, when it expires and its ttl, from its record.
-fn session_record(key: &[u8], value: &[u8]) -> Result<(i64, i64), MetaError> {
+fn session_record(key: &[u8], value: &[u8]) -> Result<(u64, i64, i64), MetaError> {
     let session = key
         .try_into()
         .map(u64::from_be_bytes)
         .map_err(|_| MetaError::Corrupt("a session key".into()))?;
-    decode_session(value).ok_or_else(|| MetaError::Corrupt(format!("session {session}")))
+    let (until, ttl) =
+        decode_session(value).ok_or_else(|| MetaError::Corrupt(format!("session {session}")))?;
+    Ok((session, until, ttl))
+}
+
+/// The bytes of file `ino` reserved by fallocate and not yet written.
+fn read_reserve(from: &impl Readable, s: &Spaces, ino: InodeId) -> Result<u64, MetaError> {
+    read_u64(from, &s.reserves, &inode_key(ino), "a file's reserve")
+}
+
+/// The sum of every file's reserve.
+fn read_reserved(from: &impl Readable, s: &Spaces) -> Result<u64, MetaError> {
+    read_u64(from, &s.meta, RESERVED, "the reserved sum")
 }
 
 /// A u64 (little-endian) record, 0 if absent.
@@ -939,7 +944,7 @@ impl Tx<'_, '_> {
         if let Some(old) = read_inode(&*self.tx, self.s, ino)? {
             self.uncount(old.volume, counted_bytes(&old.attr), 1);
         }
-        self.set_reserve(ino, 0)?;
+        self.change_reserve(ino, |_| 0)?;
         self.tx.remove(&self.s.inodes, inode_key(ino));
         self.tx.remove(&self.s.symlinks, inode_key(ino));
         self.tx.remove(&self.s.inline, inode_key(ino));
@@ -1015,24 +1020,19 @@ impl Tx<'_, '_> {
         Ok(InodeId(next))
     }
 
-    /// The bytes of file `ino` reserved by fallocate and not yet written.
-    fn reserve(&self, ino: InodeId) -> Result<u64, MetaError> {
-        read_u64(
-            &*self.tx,
-            &self.s.reserves,
-            &inode_key(ino),
-            "a file's reserve",
-        )
-    }
-
-    /// Sets file `ino`'s reserve to `bytes`, and the sum of every reserve with it.
-    fn set_reserve(&mut self, ino: InodeId, bytes: u64) -> Result<(), MetaError> {
-        let was = self.reserve(ino)?;
+    /// Changes file `ino`'s reserve to `to(what it is)`, and the sum of every reserve
+    /// with it.
+    fn change_reserve(
+        &mut self,
+        ino: InodeId,
+        to: impl FnOnce(u64) -> u64,
+    ) -> Result<(), MetaError> {
+        let was = read_reserve(&*self.tx, self.s, ino)?;
+        let bytes = to(was);
         if was == bytes {
             return Ok(());
         }
-        let total = read_u64(&*self.tx, &self.s.meta, RESERVED, "the reserved sum")?;
-        let total = (total + bytes).saturating_sub(was);
+        let total = (read_reserved(&*self.tx, self.s)? + bytes).saturating_sub(was);
         self.tx.insert(&self.s.meta, RESERVED, total.to_le_bytes());
         if bytes == 0 {
             self.tx.remove(&self.s.reserves, inode_key(ino));
@@ -1050,12 +1050,10 @@ impl Tx<'_, '_> {
             return Ok(Ok(Outcome::Attr(node.attr)));
         }
         let grow = end - node.attr.size;
-        let held = read_u64(&*self.tx, &self.s.meta, RESERVED, "the reserved sum")?;
-        if grow > room.saturating_sub(held) {
+        if grow > room.saturating_sub(read_reserved(&*self.tx, self.s)?) {
             return Ok(Err(Errno::NoSpc));
         }
-        let reserve = self.reserve(ino)?;
-        self.set_reserve(ino, reserve.saturating_add(grow))?;
+        self.change_reserve(ino, |reserve| reserve.saturating_add(grow))?;
         node.attr.size = end;
         node.attr.mtime = ctx.now;
         node.attr.ctime = ctx.now;
@@ -1668,7 +1666,7 @@ impl Tx<'_, '_> {
                 let mut resumed = Vec::new();
                 for item in self.tx.iter(&self.s.sessions) {
                     let (key, value) = item.into_inner()?;
-                    let (until, ttl) = session_record(&key, &value)?;
+                    let (_, until, ttl) = session_record(&key, &value)?;
                     let at_least = ctx.now.0.saturating_add(ttl);
                     if until < at_least {
                         resumed.push((key, encode_session(at_least, ttl)));
@@ -1693,10 +1691,9 @@ impl Tx<'_, '_> {
                 let mut expired = Vec::new();
                 for item in self.tx.iter(&self.s.sessions) {
                     let (key, value) = item.into_inner()?;
-                    let (until, _) = session_record(&key, &value)?;
+                    let (session, until, _) = session_record(&key, &value)?;
                     if until <= ctx.now.0 {
-                        let id = key.as_ref().try_into().map(u64::from_be_bytes);
-                        expired.push(id.expect("checked by session_record"));
+                        expired.push(session);
                     }
                 }
                 for session in expired {
@@ -1753,8 +1750,7 @@ impl Tx<'_, '_> {
                             }
                             node.attr.size = *size;
                             node.attr.mtime = ctx.now;
-                            let reserve = self.reserve(*ino)?;
-                            self.set_reserve(*ino, reserve.min(*size))?;
+                            self.change_reserve(*ino, |reserve| reserve.min(*size))?;
                         }
                     }
                 }
@@ -1806,8 +1802,7 @@ impl Tx<'_, '_> {
         self.write_pages(ino, &old, &merged);
         self.tx.remove(&self.s.inline, inode_key(ino));
         let written: u64 = sorted.iter().map(|e| u64::from(e.len)).sum();
-        let reserve = self.reserve(ino)?;
-        self.set_reserve(ino, reserve.saturating_sub(written))?;
+        self.change_reserve(ino, |reserve| reserve.saturating_sub(written))?;
         let end = sorted.last().map_or(0, Extent::end);
         node.attr.size = node.attr.size.max(end);
         node.attr.mtime = ctx.now;

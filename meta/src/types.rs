@@ -526,6 +526,9 @@ pub enum Errno {
     /// The cluster cannot take what is asked (a reservation).
     #[error("no space left on device (ENOSPC)")]
     NoSpc,
+    /// The service cannot do it here (a reservation without a cluster to hold it).
+    #[error("operation not supported (EOPNOTSUPP)")]
+    OpNotSupp,
 }
 
 impl Errno {
@@ -550,6 +553,7 @@ impl Errno {
             Errno::Again => 11,
             Errno::DQuot => 122,
             Errno::NoSpc => 28,
+            Errno::OpNotSupp => 95,
         }
     }
 }

@@ -36,17 +36,21 @@ impl Volume {
             ttl_ms: u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX),
             start,
         };
-        let within = self.lease / RENEWALS_PER_LEASE;
-        self.call_within(SYSTEM, MetaCall::Apply(op), within)
+        self.call_within(SYSTEM, MetaCall::Apply(op), self.renewal_period())
             .await
             .map(|_| ())
+    }
+
+    /// Time between renewals, and the most one may take.
+    fn renewal_period(&self) -> Duration {
+        self.lease / RENEWALS_PER_LEASE
     }
 
     /// Starts the session and keeps renewing it in the background.
     pub async fn start_session(self: &Arc<Self>) -> Result<()> {
         self.renew(true).await?;
         let volume = Arc::downgrade(self);
-        let every = self.lease / RENEWALS_PER_LEASE;
+        let every = self.renewal_period();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

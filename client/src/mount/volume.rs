@@ -180,32 +180,23 @@ impl Volume {
 
     /// Whether file `ino` has bytes reserved (as this mount knows).
     pub(super) fn reserved(&self, ino: u64) -> bool {
-        self.lock_reserves().contains_key(&ino)
+        let reserves = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
+        reserves.contains_key(&ino)
     }
 
     /// Notes that `bytes` of file `ino` were written: they came out of its reserve.
     pub(super) fn drew(&self, ino: u64, bytes: u64) {
-        let mut reserves = self.lock_reserves();
-        if let Some(left) = reserves.get_mut(&ino) {
-            *left = left.saturating_sub(bytes);
-            if *left == 0 {
-                reserves.remove(&ino);
-            }
-        }
+        self.note_reserve(ino, |left| left.saturating_sub(bytes));
     }
 
-    /// Notes file `ino`'s reserve as the metadata service gave it.
-    fn learned_reserve(&self, ino: u64, bytes: u64) {
-        let mut reserves = self.lock_reserves();
-        if bytes == 0 {
-            reserves.remove(&ino);
-        } else {
-            reserves.insert(ino, bytes);
-        }
-    }
-
-    fn lock_reserves(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
-        self.reserves.lock().unwrap_or_else(|e| e.into_inner())
+    /// Changes this mount's note of file `ino`'s reserve to `to(what it was)`, as the
+    /// namespace changes the reserve (a file with none is not noted).
+    fn note_reserve(&self, ino: u64, to: impl FnOnce(u64) -> u64) {
+        let mut reserves = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
+        match to(reserves.get(&ino).copied().unwrap_or(0)) {
+            0 => reserves.remove(&ino),
+            bytes => reserves.insert(ino, bytes),
+        };
     }
 
     /// The volume's root inode.
@@ -338,11 +329,7 @@ impl Volume {
         let attr = self.attr_call(caller, MetaCall::Apply(op)).await;
         if attr.is_ok() {
             // The namespace keeps no more reserved than the file's new length.
-            let mut reserves = self.lock_reserves();
-            if let Some(left) = reserves.get_mut(&ino) {
-                *left = (*left).min(size);
-            }
-            reserves.retain(|_, left| *left > 0);
+            self.note_reserve(ino, |left| left.min(size));
         }
         self.forget_if_idle(ino, &file);
         attr
@@ -432,8 +419,7 @@ impl Volume {
         let op = MetaOp::Allocate { ino, end, room };
         self.attr_call(caller, MetaCall::Apply(op)).await?;
         file.content = None;
-        // The content names the reserve, and this mount notes it.
-        self.content(ino, &mut file).await?;
+        self.note_reserve(ino, |left| left.saturating_add(end - attr.size));
         Ok(())
     }
 
@@ -676,7 +662,7 @@ impl Volume {
                 extents,
                 reserved,
             } => {
-                self.learned_reserve(ino, reserved);
+                self.note_reserve(ino, |_| reserved);
                 Ok(Content {
                     attr,
                     inline: Arc::new(inline),

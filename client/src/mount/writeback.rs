@@ -137,7 +137,6 @@ impl Volume {
         Ok(())
     }
 
-    /// Puts `ranges` and commits their extents.
     /// Puts `ranges` and commits their extents. A file with bytes reserved writes into
     /// the room nodes keep for reservations, and each commit draws on its reserve.
     async fn put_and_commit(&self, ino: u64, ranges: &[(u64, Bytes)]) -> Result<()> {
