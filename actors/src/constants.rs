@@ -98,3 +98,31 @@ pub const RESERVE_MARGIN_PERCENT: u64 = 25;
 /// And room for this many more bytes (a few of the largest shards), while anything is
 /// reserved.
 pub const RESERVE_SPARE: u64 = 16 << 20;
+
+/// How often the metadata group's leader heartbeats its followers.
+pub const GROUP_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(200);
+/// A follower that hears no leader for a random time in [`GROUP_ELECTION_MIN`,
+/// [`GROUP_ELECTION_MAX`]] (after the leader's lease, which is the maximum) stands for
+/// election: well above the heartbeat, so a loaded machine does not flap leaders, and
+/// low enough that a dead leader is replaced in a few seconds.
+pub const GROUP_ELECTION_MIN: std::time::Duration = std::time::Duration::from_millis(800);
+/// See [`GROUP_ELECTION_MIN`].
+pub const GROUP_ELECTION_MAX: std::time::Duration = std::time::Duration::from_millis(1600);
+/// How long the group may take to commit a change (or confirm a read) before the
+/// caller is told that a majority is unreachable.
+pub const GROUP_COMMIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Log entries between two snapshots of the namespace.
+pub const GROUP_SNAPSHOT_EVERY: u64 = 20_000;
+/// Entries kept before a snapshot, so a follower a little behind catches up from the
+/// log instead of a whole snapshot.
+pub const GROUP_KEEP_LOGS: u64 = 2_000;
+/// The bytes of a snapshot sent in one message.
+pub const GROUP_SNAPSHOT_CHUNK: u64 = 1 << 20;
+/// The largest replication message or log entry a replica decodes (below the frame's
+/// body limit).
+pub const GROUP_MESSAGE_MAX: u64 = 16 << 20;
+/// The pause between probes of the other replicas while a group is being formed.
+pub const GROUP_PROBE_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long `hive meta add` waits for a new replica to catch up before it is made a
+/// voter (a snapshot of a large namespace takes a while to send).
+pub const GROUP_JOIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);

@@ -10,6 +10,7 @@ pub mod census;
 pub mod constants;
 mod control_service;
 pub mod gc;
+pub mod group;
 mod heartbeat;
 pub mod map_file;
 pub mod membership;

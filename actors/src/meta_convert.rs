@@ -1,11 +1,12 @@
 //! Namespace types to and from the metadata service's messages.
 
 use hive_meta::{
-    Attr, Errno, Extent, FileType, InodeId, Nanos, Op, RenameMode, Usage, VolumeRecord, XattrMode,
+    Attr, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage, VolumeRecord,
+    XattrMode,
 };
 use hive_wire::net::meta::{
-    AttrMessage, EntryMessage, ExtentMessage, MetaOp, UsageMessage, VolumeMessage, rename_mode,
-    xattr_mode,
+    AttrMessage, EntryMessage, ExtentMessage, MetaOp, MetaReply, UsageMessage, VolumeMessage,
+    rename_mode, xattr_mode,
 };
 
 /// Attributes as they travel.
@@ -239,4 +240,13 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
             max_files,
         },
     })
+}
+
+/// The answer to a change that was applied with `result`.
+pub(crate) fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {
+    match result {
+        Ok(Outcome::Attr(attr)) => MetaReply::Attr(attr_message(&attr)),
+        Ok(Outcome::Done) => MetaReply::Done,
+        Err(e) => MetaReply::Errno(e.code()),
+    }
 }

@@ -1,56 +1,101 @@
-//! The metadata service: the namespace (`hive_meta::Namespace`) served over the RPC
-//! transport to mounts and to volume administration.
+//! The metadata service: the namespace (`hive_meta::Namespace`), replicated by the
+//! metadata group (`crate::group`), served over the RPC transport to mounts and to
+//! volume administration.
 //!
-//! Changes go through one writer thread that applies them in arrival order, each as its
-//! own transaction, and makes a whole batch durable with one sync before any of its
-//! callers is answered (group commit). Reads run on snapshots, off the async threads.
-//! A failed sync poisons the service: every later change is refused, saying why.
+//! Changes go through the group's log: stamped with the leader's clock and the caller,
+//! committed on a majority (each replica syncs its log before it counts), applied on
+//! every replica, answered with what they did. Reads are answered by the leader after
+//! a read barrier, on snapshots, off the async threads. A replica that does not lead
+//! answers `NotLeader` with the leader it knows.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hive_meta::{Context, Errno, InodeId, MetaError, Namespace, Nanos, Op, Outcome};
+use hive_meta::{Context, Errno, InodeId, MetaError, Namespace, Nanos};
 use hive_wire::net::auth::{Access, Operation, authorise};
 use hive_wire::net::message::{self, check_version};
-use hive_wire::net::meta::{Meta, MetaCall, MetaOp, MetaReply, MetaRequest, OP_CALL};
+use hive_wire::net::meta::{
+    Change, LoggedChange, Meta, MetaCall, MetaOp, MetaReply, MetaRequest, OP_CALL, OnceMessage,
+};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
-use crate::constants::{META_BATCH, META_INFLIGHT, META_QUEUE};
+use crate::constants::META_INFLIGHT;
+use crate::group::{Group, GroupError};
 use crate::meta_convert::{attr_message, entry_message, extent_message, op_from, volume_message};
 use crate::reserve::Reservations;
 
-/// One change waiting for the writer.
-struct Change {
-    ctx: Context,
-    op: Op,
-    done: oneshot::Sender<Result<Result<Outcome, Errno>, String>>,
+/// Why a request was not answered here.
+enum Denied {
+    /// Another replica leads: the client asks it.
+    NotLeader(Option<u64>, Option<String>),
+    /// Refused, saying why.
+    Refused(Refusal),
 }
 
-/// The namespace with its writer thread.
+impl From<Refusal> for Denied {
+    fn from(r: Refusal) -> Self {
+        Self::Refused(r)
+    }
+}
+
+impl From<GroupError> for Denied {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::NotLeader(leader, addr) => Self::NotLeader(leader, addr),
+            GroupError::Failed(why) => Self::Refused(Refusal::new(code::UNAVAILABLE, why)),
+            GroupError::Refused(why) => Self::Refused(Refusal::new(code::BAD_REQUEST, why)),
+        }
+    }
+}
+
+impl Denied {
+    /// The denial as a refusal (for callers inside the node, which do not redirect).
+    fn refusal(self) -> Refusal {
+        match self {
+            Self::Refused(r) => r,
+            Self::NotLeader(leader, _) => Refusal::new(
+                code::UNAVAILABLE,
+                match leader {
+                    Some(id) => {
+                        format!("this replica does not lead the metadata group; node {id} does")
+                    }
+                    None => "the metadata group has no leader now".to_string(),
+                },
+            ),
+        }
+    }
+}
+
+/// The namespace as one replica of the metadata group serves it.
 pub struct MetaStore {
     namespace: Arc<Namespace>,
-    changes: flume::Sender<Change>,
+    group: Arc<Group>,
     /// Where reservations are made known to the nodes, once the node has a cluster.
     reservations: OnceLock<Reservations>,
 }
 
 impl MetaStore {
-    /// Serves `namespace` (opened with `Durability::Buffered`: the writer syncs each
-    /// batch); starts its writer thread.
-    pub fn start(namespace: Namespace) -> std::io::Result<Arc<Self>> {
-        let namespace = Arc::new(namespace);
-        let (changes, queue) = flume::bounded(META_QUEUE);
-        let writer = namespace.clone();
-        std::thread::Builder::new()
-            .name("meta-writer".into())
-            .spawn(move || write_loop(&writer, &queue))?;
-        Ok(Arc::new(Self {
+    /// Serves `namespace` (opened with `Durability::Buffered`: the group's log is what
+    /// makes a change durable), the state machine of replica `group`.
+    pub fn new(namespace: Arc<Namespace>, group: Arc<Group>) -> Arc<Self> {
+        Arc::new(Self {
             namespace,
-            changes,
+            group,
             reservations: OnceLock::new(),
-        }))
+        })
+    }
+
+    /// The replica.
+    pub fn group(&self) -> &Arc<Group> {
+        &self.group
+    }
+
+    /// Whether this replica leads the group now (only the leader runs garbage
+    /// collection, tells the nodes their reservations and expires sessions).
+    pub fn leading(&self) -> bool {
+        self.group.leading().is_some()
     }
 
     /// Makes reservations known to the nodes through `reservations` from now on (once).
@@ -58,45 +103,54 @@ impl MetaStore {
         let _ = self.reservations.set(reservations);
     }
 
-    /// Applies `op` for `ctx`, durably, in arrival order with every other change.
-    async fn apply(&self, ctx: Context, op: Op) -> Result<Result<Outcome, Errno>, Refusal> {
-        let (done, answer) = oneshot::channel();
-        self.changes
-            .send_async(Change { ctx, op, done })
-            .await
-            .map_err(|_| Refusal::new(code::UNAVAILABLE, "the metadata writer has stopped"))?;
-        answer
-            .await
-            .map_err(|_| Refusal::new(code::UNAVAILABLE, "the metadata writer has stopped"))?
-            .map_err(|e| Refusal::new(code::INTERNAL, e))
+    /// Commits `change` for `ctx` through the group; the answer it was applied with.
+    async fn commit(
+        &self,
+        ctx: Context,
+        change: Change,
+        once: Option<OnceMessage>,
+    ) -> Result<MetaReply, Denied> {
+        let logged = LoggedChange {
+            uid: ctx.uid,
+            gid: ctx.gid,
+            umask: ctx.umask,
+            now: ctx.now.0,
+            change,
+            once,
+        };
+        let answer = self.group.write(&logged).await?;
+        message::decode("MetaReply", &answer)
+            .map_err(|e| Denied::Refused(Refusal::new(code::INTERNAL, e.to_string())))
     }
 
-    /// Ends client sessions whose time is up, looking every `period`: what a crashed
-    /// client held open is released (an unlinked file it had open goes). First every
-    /// session gets its whole lease again from now (`Op::ResumeSessions`): while the
-    /// service was away no client could renew, and none loses its session for that.
+    /// Ends client sessions whose time is up, looking every `period`, while this
+    /// replica leads: what a crashed client held open is released (an unlinked file it
+    /// had open goes). Each time it starts to lead, every session first gets its whole
+    /// lease again from now (`ResumeSessions`): while no leader served (an outage, an
+    /// election) no client could renew, and none loses its session for that.
     pub fn expire_sessions(
         self: Arc<Self>,
         period: std::time::Duration,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let ctx = Context {
-                uid: 0,
-                gid: 0,
-                now: now(),
-                umask: 0,
-            };
-            if let Err(e) = self.apply(ctx, Op::ResumeSessions).await {
-                // Nothing expires until they were resumed.
-                tracing::error!("resuming the sessions failed: {}", e.message);
-                return;
-            }
             let mut ticker = tokio::time::interval(period);
+            let mut resumed_in = None;
             loop {
                 ticker.tick().await;
-                let at = now();
-                // A read first: the writer (and its sync) only when something expired.
-                match self.read(move |ns| ns.sessions_expired(at)).await {
+                let Some(term) = self.group.leading() else {
+                    continue;
+                };
+                let ctx = service_context(now());
+                if resumed_in != Some(term) {
+                    match self.commit(ctx, Change::ResumeSessions, None).await {
+                        Ok(_) => resumed_in = Some(term),
+                        // Nothing expires until they were resumed.
+                        Err(e) => tracing::warn!("resuming the sessions: {}", e.refusal().message),
+                    }
+                    continue;
+                }
+                // A read first: the log only when something expired.
+                match self.read(move |ns| ns.sessions_expired(ctx.now)).await {
                     Ok(false) => continue,
                     Ok(true) => {}
                     Err(e) => {
@@ -104,68 +158,62 @@ impl MetaStore {
                         continue;
                     }
                 }
-                let ctx = Context {
-                    uid: 0,
-                    gid: 0,
-                    now: at,
-                    umask: 0,
-                };
-                if let Err(e) = self.apply(ctx, Op::ExpireSessions).await {
-                    tracing::warn!("expiring sessions: {}", e.message);
+                if let Err(e) = self.commit(ctx, Change::ExpireSessions, None).await {
+                    tracing::warn!("expiring sessions: {}", e.refusal().message);
                 }
             }
         })
     }
 
-    /// Runs a read on a blocking thread.
+    /// Runs a read on a blocking thread, linearizably: only on the leader, after a
+    /// read barrier.
     pub(crate) async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Namespace) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, Refusal> {
+        self.read_here(f).await.map_err(Denied::refusal)
+    }
+
+    /// A linearizable read (see [`MetaStore::read`]).
+    async fn read_here<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Namespace) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, Denied> {
+        self.group.read_barrier().await?;
+        self.read_local(f).await
+    }
+
+    /// A read of this replica's state if it leads, without a barrier: what a change
+    /// checks before it is committed (the commit confirms the leadership).
+    async fn read_leading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Namespace) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, Denied> {
+        if self.group.leading().is_none() {
+            return Err(self.group.redirect().into());
+        }
+        self.read_local(f).await
+    }
+
+    async fn read_local<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Namespace) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, Denied> {
         let namespace = self.namespace.clone();
-        tokio::task::spawn_blocking(move || f(&namespace))
+        Ok(tokio::task::spawn_blocking(move || f(&namespace))
             .await
             .map_err(|e| Refusal::new(code::INTERNAL, format!("metadata read failed: {e}")))?
-            .map_err(|e| Refusal::new(code::INTERNAL, e.to_string()))
+            .map_err(|e| Refusal::new(code::INTERNAL, e.to_string()))?)
     }
 }
 
-/// The writer: takes what is queued (up to [`META_BATCH`]), applies it, syncs once,
-/// answers. After a failed sync it answers every change with the failure and stops.
-fn write_loop(namespace: &Namespace, queue: &flume::Receiver<Change>) {
-    let mut batch = Vec::with_capacity(META_BATCH);
-    while let Ok(first) = queue.recv() {
-        batch.push(first);
-        while batch.len() < META_BATCH {
-            match queue.try_recv() {
-                Ok(change) => batch.push(change),
-                Err(_) => break,
-            }
-        }
-        let results: Vec<_> = batch
-            .iter()
-            .map(|c| namespace.apply(c.ctx, &c.op))
-            .collect();
-        let synced = namespace.persist();
-        let failed = synced
-            .as_ref()
-            .err()
-            .map(|e| format!("the metadata store failed to sync and refuses all changes: {e}"));
-        for (change, result) in batch.drain(..).zip(results) {
-            let answer = match (&failed, result) {
-                (Some(why), _) => Err(why.clone()),
-                (None, Ok(result)) => Ok(result),
-                (None, Err(e)) => Err(e.to_string()),
-            };
-            let _ = change.done.send(answer);
-        }
-        if let Some(why) = failed {
-            tracing::error!("{why}");
-            while let Ok(change) = queue.recv() {
-                let _ = change.done.send(Err(why.clone()));
-            }
-            return;
-        }
+/// The caller of the service's own changes: root, at `now`.
+fn service_context(now: Nanos) -> Context {
+    Context {
+        uid: 0,
+        gid: 0,
+        now,
+        umask: 0,
     }
 }
 
@@ -211,7 +259,11 @@ fn errno(e: Errno) -> MetaReply {
 /// The inodes a call names, which must all be in the caller's volume.
 fn inodes_of(call: &MetaCall) -> Vec<u64> {
     match call {
-        MetaCall::Mount | MetaCall::ListVolumes => vec![],
+        MetaCall::Mount
+        | MetaCall::ListVolumes
+        | MetaCall::Group
+        | MetaCall::AddMember { .. }
+        | MetaCall::RemoveMember { .. } => vec![],
         MetaCall::GetAttr { ino }
         | MetaCall::ReadDir { ino }
         | MetaCall::ReadLink { ino }
@@ -252,6 +304,9 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
 fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
     let access = match call {
         MetaCall::ListVolumes
+        | MetaCall::Group
+        | MetaCall::AddMember { .. }
+        | MetaCall::RemoveMember { .. }
         | MetaCall::Apply(
             MetaOp::CreateVolume { .. }
             | MetaOp::DeleteVolume { .. }
@@ -273,6 +328,14 @@ fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
 
 async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<MetaReply, Refusal> {
     authorise(peer, operation_of(&asked.call, &asked.volume))?;
+    match answer(store, asked).await {
+        Ok(reply) => Ok(reply),
+        Err(Denied::NotLeader(leader, addr)) => Ok(MetaReply::NotLeader { leader, addr }),
+        Err(Denied::Refused(refusal)) => Err(refusal),
+    }
+}
+
+async fn answer(store: &MetaStore, asked: MetaRequest) -> Result<MetaReply, Denied> {
     let ctx = Context {
         uid: asked.uid,
         gid: asked.gid,
@@ -282,7 +345,7 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
     match asked.call {
         MetaCall::ListVolumes => {
             let volumes = store
-                .read(|ns| {
+                .read_here(|ns| {
                     let reserved = ns.reserved()?;
                     ns.volumes()?
                         .iter()
@@ -292,14 +355,31 @@ async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<Me
                 .await?;
             Ok(MetaReply::Volumes(volumes))
         }
+        MetaCall::Group => {
+            // The leader knows how far each member is: a follower that knows the
+            // leader sends the caller there; without a leader, it answers itself.
+            let state = store.group.state();
+            match state.leader {
+                Some(leader) if leader != state.replica => Err(store.group.redirect().into()),
+                _ => Ok(MetaReply::Group(state)),
+            }
+        }
+        MetaCall::AddMember { node, addr } => {
+            store.group.add_member(node, addr).await?;
+            Ok(MetaReply::Group(store.group.state()))
+        }
+        MetaCall::RemoveMember { node } => {
+            store.group.remove_member(node).await?;
+            Ok(MetaReply::Group(store.group.state()))
+        }
         MetaCall::Apply(
             op @ (MetaOp::CreateVolume { .. }
             | MetaOp::DeleteVolume { .. }
             | MetaOp::PutObject { .. }
             | MetaOp::DeleteObject { .. }
             | MetaOp::SetQuota { .. }),
-        ) => change(store, ctx, op).await,
-        call => in_volume(store, ctx, &asked.volume, call).await,
+        ) => change(store, ctx, op, asked.once).await,
+        call => in_volume(store, ctx, &asked.volume, call, asked.once).await,
     }
 }
 
@@ -320,18 +400,26 @@ async fn in_volume(
     ctx: Context,
     volume_name: &str,
     call: MetaCall,
-) -> Result<MetaReply, Refusal> {
+    once: Option<OnceMessage>,
+) -> Result<MetaReply, Denied> {
     let name = volume_name.to_string();
-    let checked = store
-        .read(move |ns| check_and_read(ns, &name, call))
-        .await?;
+    let is_change = matches!(call, MetaCall::Apply(_));
+    let check = move |ns: &Namespace| check_and_read(ns, &name, call);
+    // A change's checks (the volume, which an inode never leaves) read the leader's
+    // own state, which holds every change answered; the commit then confirms it
+    // leads. A read needs the barrier.
+    let checked = if is_change {
+        store.read_leading(check).await?
+    } else {
+        store.read_here(check).await?
+    };
     match checked {
         Checked::Reply(reply) => Ok(reply),
-        Checked::Outside(ino) => Err(Refusal::new(
+        Checked::Outside(ino) => Err(Denied::Refused(Refusal::new(
             code::FORBIDDEN,
             format!("inode {ino} is not in volume {volume_name:?}"),
-        )),
-        Checked::Change(op) => change(store, ctx, op).await,
+        ))),
+        Checked::Change(op) => change(store, ctx, op, once).await,
     }
 }
 
@@ -388,40 +476,40 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
         MetaCall::ListXattr { ino } => ns.xattrs(InodeId(ino))?.map_or_else(errno, |all| {
             MetaReply::Names(all.into_iter().map(|(n, _)| n).collect())
         }),
-        // Volume administration is answered by `handle`, never inside a volume.
-        MetaCall::ListVolumes => errno(Errno::Inval),
+        // Administration is answered by `answer`, never inside a volume.
+        MetaCall::ListVolumes
+        | MetaCall::Group
+        | MetaCall::AddMember { .. }
+        | MetaCall::RemoveMember { .. } => errno(Errno::Inval),
     };
     Ok(Checked::Reply(reply))
 }
 
 /// Applies the change `op` asks for, or refuses a malformed one with its errno.
-async fn change(store: &MetaStore, ctx: Context, op: MetaOp) -> Result<MetaReply, Refusal> {
-    let op = match op_from(op) {
-        Ok(op) => op,
-        Err(e) => return Ok(errno(e)),
-    };
-    if !matches!(op, Op::Allocate { .. }) {
-        return Ok(reply_of(store.apply(ctx, op).await?));
+async fn change(
+    store: &MetaStore,
+    ctx: Context,
+    op: MetaOp,
+    once: Option<OnceMessage>,
+) -> Result<MetaReply, Denied> {
+    if let Err(e) = op_from(op.clone()) {
+        return Ok(errno(e));
+    }
+    let allocate = matches!(op, MetaOp::Allocate { .. });
+    if !allocate {
+        return store.commit(ctx, Change::Client(op), once).await;
     }
     // A reservation is held once the nodes keep room for it: told before the answer.
     let Some(reservations) = store.reservations.get() else {
         return Ok(errno(Errno::OpNotSupp));
     };
-    let result = store.apply(ctx, op).await?;
-    if result.is_ok()
+    let result = store.commit(ctx, Change::Client(op), once).await?;
+    if !matches!(result, MetaReply::Errno(_))
         && let Err(e) = reservations.tell().await
     {
         // The reservation is recorded; the nodes not told now (down, or unreachable)
         // are told at the keeper's next refresh.
         tracing::warn!("fallocate: {e}");
     }
-    Ok(reply_of(result))
-}
-
-fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {
-    match result {
-        Ok(Outcome::Attr(attr)) => MetaReply::Attr(attr_message(&attr)),
-        Ok(Outcome::Done) => MetaReply::Done,
-        Err(e) => errno(e),
-    }
+    Ok(result)
 }

@@ -67,6 +67,10 @@ async fn run(args: ReserveArgs, mut queue: mpsc::Receiver<Order>) {
             },
             () = tokio::time::sleep(RESERVE_REFRESH) => None,
         };
+        // Only the group's leader speaks for the namespace; an order comes from it.
+        if order.is_none() && !args.meta.leading() {
+            continue;
+        }
         let result = tell(&args, &mut holding, order.is_none()).await;
         match (&result, order) {
             (_, Some(order)) => {

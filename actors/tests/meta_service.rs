@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hive_actors::group::Group;
 use hive_actors::{MetaStore, meta_service};
 use hive_meta::{Durability, Namespace};
 use hive_wire::NodeId;
@@ -31,11 +32,15 @@ struct Setup {
 }
 
 impl Setup {
-    fn start(name: &str) -> Self {
+    async fn start(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("hive-meta-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let namespace = Namespace::open(&dir, Durability::Buffered).expect("namespace");
-        let store = MetaStore::start(namespace).expect("writer");
+        let namespace = Arc::new(Namespace::open(&dir, Durability::Buffered).expect("namespace"));
+        let alone = [(NODE.0, "127.0.0.1:1".to_string())].into();
+        let group = Group::start(NODE.0, &dir.join("group"), namespace.clone(), alone)
+            .await
+            .expect("group");
+        let store = MetaStore::new(namespace, group);
         let ca = ClusterCa::create("test").expect("ca");
         let validity = Validity::starting_now(Duration::from_secs(3600));
         let (cert, key) = ca
@@ -91,7 +96,7 @@ fn attr_ino(reply: MetaReply) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_confine_callers_to_their_volumes() {
-    let setup = Setup::start("grants");
+    let setup = Setup::start("grants").await;
     let admin = setup.client(Role::Admin, 1, &[]);
     let photos = setup.client(Role::Client, 2, &["photos"]);
     let everything = setup.client(Role::Client, 3, &[ALL_VOLUMES]);
@@ -264,7 +269,7 @@ async fn grants_confine_callers_to_their_volumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_and_the_service_goes_on() {
-    let setup = Setup::start("malformed");
+    let setup = Setup::start("malformed").await;
     let key = rcgen::KeyPair::generate().expect("key");
     let cert = setup
         .ca

@@ -12,6 +12,7 @@ pub mod gc;
 pub mod health;
 pub mod inspect;
 pub mod local_cluster;
+pub mod meta_group;
 pub mod mount;
 pub mod object;
 pub mod output;

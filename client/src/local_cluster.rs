@@ -54,6 +54,8 @@ const PG_BITS: u8 = 8;
 const LOCAL_CENSUS_INTERVAL: &str = "5s";
 /// Time between each store's looks for segments to reclaim on a local cluster's nodes.
 const LOCAL_RECLAIM_INTERVAL: &str = "5s";
+/// The most replicas a metadata group has (each change waits for a majority).
+const MAX_META_REPLICAS: u64 = 5;
 /// Each local node's store file, in its directory.
 const STORE_FILE: &str = "store.img";
 
@@ -67,9 +69,12 @@ struct ClusterFile {
     client_key: PathBuf,
     /// The map authority's node id; its address is that node's.
     authority: u64,
-    /// The node hosting the metadata service.
+    /// The node hosting the metadata service (the first replica of its group).
     #[serde(default = "first_node")]
     meta: u64,
+    /// Every replica of the metadata group (empty: `meta` alone).
+    #[serde(default)]
+    meta_replicas: Vec<u64>,
     nodes: Vec<NodeEntry>,
 }
 
@@ -95,6 +100,18 @@ impl ClusterFile {
             .find(|n| n.id == id)
             .map(|n| n.addr)
             .with_context(|| format!("cluster.toml: {what} {id} is not among its nodes"))
+    }
+
+    /// The metadata group's replicas, with their addresses.
+    fn meta_group(&self) -> Result<Vec<(NodeId, SocketAddr)>> {
+        let ids = if self.meta_replicas.is_empty() {
+            vec![self.meta]
+        } else {
+            self.meta_replicas.clone()
+        };
+        ids.iter()
+            .map(|id| Ok((NodeId(*id), self.node_addr(*id, "metadata replica")?)))
+            .collect()
     }
 
     fn authority_addr(&self) -> Result<SocketAddr> {
@@ -205,7 +222,6 @@ fn node_config(
     authority: &NodeEntry,
     enroll_port: u16,
     store_size: &str,
-    (k, m): (u8, u8),
     gc: GcTimes,
 ) -> String {
     // Six nodes share this machine's cores: one network thread each. A census every
@@ -221,12 +237,24 @@ fn node_config(
         config.push_str(&format!("advertise = \"{addr}\"\n"));
     }
     if addr == authority.addr {
-        // The authority also hosts the metadata service.
         config.push_str(&format!(
-            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n\n[meta]\npath = \"meta\"\nk = {k}\nm = {m}\n"
+            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n"
         ));
     }
     config
+}
+
+/// The `[meta]` section of a replica of the metadata group `replicas` (a default
+/// volume of class k + m).
+fn meta_section(replicas: &[&NodeEntry], (k, m): (u8, u8)) -> String {
+    let members: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("{} = \"{}\"", r.id, r.addr))
+        .collect();
+    format!(
+        "\n[meta]\npath = \"meta\"\nk = {k}\nm = {m}\nreplicas = {{ {} }}\n",
+        members.join(", ")
+    )
 }
 
 /// Starts local node `entry` (its configuration and store exist); returns its pid.
@@ -294,6 +322,27 @@ pub struct Shape {
     /// Size of each node's store file (sparse): like 1GiB or 512MiB.
     #[arg(long, default_value = "1GiB")]
     pub store_size: String,
+    /// Replicas of the metadata group (nodes 1, 2, ...): each change is committed on a
+    /// majority of them, so 3 survive the loss of one. Default: 3 with 3 or more
+    /// nodes, else 1.
+    #[arg(long)]
+    pub meta_replicas: Option<u64>,
+}
+
+impl Shape {
+    /// The metadata group's replicas: the first nodes.
+    fn meta_replicas(&self) -> Result<u64> {
+        let n = self
+            .meta_replicas
+            .unwrap_or(if self.nodes >= 3 { 3 } else { 1 });
+        if n == 0 || n > self.nodes || n > MAX_META_REPLICAS {
+            bail!(
+                "--meta-replicas {n}: between 1 and {} (the nodes, at most {MAX_META_REPLICAS})",
+                self.nodes.min(MAX_META_REPLICAS)
+            );
+        }
+        Ok(n)
+    }
 }
 
 /// Something that stands between a local cluster's nodes and everyone who reaches them
@@ -326,7 +375,9 @@ pub fn up_relayed(
         k,
         m,
         ref store_size,
+        ..
     } = *shape;
+    let meta_replicas = shape.meta_replicas()?;
     let scheme = ErasureScheme::new(k, m)?;
     if nodes < scheme.width() as u64 {
         bail!(
@@ -369,6 +420,9 @@ pub fn up_relayed(
         dir: PathBuf::new(),
         ..entries[0]
     };
+    let replicas: Vec<&NodeEntry> = entries.iter().take(meta_replicas as usize).collect();
+    let meta = meta_section(&replicas, (k, m));
+    let replica_ids: Vec<u64> = replicas.iter().map(|r| r.id).collect();
     // Nodes started before a failure are stopped again.
     let mut started_pids = Started(Vec::new());
     for (entry, listen) in entries.iter_mut().zip(listens) {
@@ -378,9 +432,11 @@ pub fn up_relayed(
             &authority,
             enroll_at.port(),
             store_size,
-            (k, m),
             gc,
         );
+        if replica_ids.contains(&entry.id) {
+            config.push_str(&meta);
+        }
         if let Some(metrics) = entry.metrics {
             config.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
         }
@@ -481,11 +537,13 @@ pub fn up_relayed(
         client_key: "client.key".into(),
         authority: 1,
         meta: 1,
+        meta_replicas: replica_ids,
         nodes: entries,
     };
     file.save(dir)?;
     let ids: Vec<u64> = file.nodes.iter().map(|n| n.id).collect();
     wait_healthy(dir, &file, &ids)?;
+    wait_meta_leader(dir, &file)?;
     started_pids.0.clear();
     for node in &file.nodes {
         println!(
@@ -557,6 +615,9 @@ pub fn start_nodes(dir: &Path, only: &[u64]) -> Result<StartedNodes> {
     }
     file.save(dir)?;
     wait_healthy(dir, &file, &ids)?;
+    if file.meta_group()?.iter().any(|(id, _)| ids.contains(&id.0)) {
+        wait_meta_leader(dir, &file)?;
+    }
     Ok(StartedNodes {
         started: ids.into_iter().map(NodeId).collect(),
         running,
@@ -582,6 +643,36 @@ fn wait_healthy(dir: &Path, file: &ClusterFile, ids: &[u64]) -> Result<()> {
         .with_context(|| format!("node {}", NodeId(entry.id)))?;
     }
     Ok(())
+}
+
+/// Waits until the metadata group has a leader that has applied what it found (its
+/// first answer to a read), within [`NODE_WAIT`].
+fn wait_meta_leader(dir: &Path, file: &ClusterFile) -> Result<()> {
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
+    let client = Arc::new(cluster_client(dir, file)?);
+    let meta = MetaClient::group(client, &file.meta_group()?);
+    let deadline = Instant::now() + NODE_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer =
+            runtime.block_on(meta.call_within("default", (0, 0, 0), MetaCall::Mount, left));
+        match answer {
+            Ok(MetaReply::Mounted(_) | MetaReply::Errno(_)) => return Ok(()),
+            Ok(other) => bail!("the metadata group answered a mount with {other:?}"),
+            // A refusal is an answer too: the group serves.
+            Err(hive_wire::net::RpcError::Remote(r))
+                if r.code != hive_wire::net::rpc::code::UNAVAILABLE =>
+            {
+                return Ok(());
+            }
+            Err(e) if left.is_zero() => bail!(
+                "the metadata group did not serve within {NODE_WAIT:?} ({e}); see the node logs in {}",
+                dir.display()
+            ),
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
 }
 
 /// Waits until the map authority shows every node of `ids` up.
@@ -718,6 +809,61 @@ pub fn down(dir: &Path) -> Result<()> {
     }
 }
 
+/// Makes node `node` of the local cluster in `dir` able to hold a replica of the
+/// metadata group (a `[meta]` section naming the group's replicas and itself, so it
+/// never forms a group of its own), restarting it if it ran without one. Returns its
+/// address.
+pub fn prepare_meta_replica(dir: &Path, node: u64) -> Result<SocketAddr> {
+    let file = load(dir)?;
+    let entry = file
+        .nodes
+        .iter()
+        .find(|n| n.id == node)
+        .with_context(|| format!("the cluster has no node {node}"))?;
+    let config_path = entry.dir.join("node.toml");
+    let config = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    if config.lines().any(|l| l.trim() == "[meta]") {
+        return Ok(entry.addr);
+    }
+    let mut members: Vec<&NodeEntry> = file
+        .meta_group()?
+        .iter()
+        .filter_map(|(id, _)| file.nodes.iter().find(|n| n.id == id.0))
+        .collect();
+    members.push(entry);
+    let updated = config + &meta_section(&members, (file.k, file.m));
+    hive_wire::files::replace(&config_path, updated.as_bytes())
+        .with_context(|| format!("replacing {}", config_path.display()))?;
+    if entry.pid != 0 && alive(entry.pid) {
+        signal("-TERM", entry.pid)?;
+        let deadline = Instant::now() + NODE_WAIT;
+        while alive(entry.pid) && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        if alive(entry.pid) {
+            bail!(
+                "node {} did not stop within {NODE_WAIT:?} to take up its replica",
+                NodeId(node)
+            );
+        }
+    }
+    start_nodes(dir, &[node])?;
+    Ok(entry.addr)
+}
+
+/// Records the metadata group's replicas in `dir`'s `cluster.toml` (what clients ask).
+pub fn set_meta_replicas(dir: &Path, replicas: &[u64]) -> Result<()> {
+    let mut file = load(dir)?;
+    file.meta_replicas = replicas.to_vec();
+    if let Some(first) = replicas.first()
+        && !replicas.contains(&file.meta)
+    {
+        file.meta = *first;
+    }
+    file.save(dir)
+}
+
 fn cluster_client(dir: &Path, file: &ClusterFile) -> Result<Client> {
     ClusterDir::open(dir)?.client(&file.client_cert, &file.client_key)
 }
@@ -725,8 +871,13 @@ fn cluster_client(dir: &Path, file: &ClusterFile) -> Result<Client> {
 /// The metadata service of the local cluster in `dir`, as its client identity (which
 /// mounts) or, with `admin`, as the admin identity (which manages volumes).
 pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {
-    let (client, addr, node) = meta_node(dir, admin)?;
-    Ok(MetaClient::new(client, addr, node))
+    let file = load(dir)?;
+    let client = if admin {
+        ClusterDir::open(dir)?.admin_client()?
+    } else {
+        cluster_client(dir, &file)?
+    };
+    Ok(MetaClient::group(Arc::new(client), &file.meta_group()?))
 }
 
 /// A client (the admin's, or the cluster's client identity) and where the metadata
@@ -931,10 +1082,12 @@ pub fn shard_client(dir: &Path, node: NodeId) -> Result<ShardClient> {
 }
 
 /// The nodes of the local cluster in `dir` that host its control plane: the map
-/// authority and the metadata service (one node, or two).
+/// authority and the metadata group's replicas.
 pub fn control_nodes(dir: &Path) -> Result<Vec<NodeId>> {
     let file = load(dir)?;
-    let mut nodes = vec![NodeId(file.authority), NodeId(file.meta)];
+    let mut nodes = vec![NodeId(file.authority)];
+    nodes.extend(file.meta_group()?.into_iter().map(|(id, _)| id));
+    nodes.sort();
     nodes.dedup();
     Ok(nodes)
 }
@@ -963,11 +1116,7 @@ pub async fn connect(dir: &Path) -> Result<(Arc<ChunkStore>, Arc<ControlClient>)
 pub fn connect_mount(dir: &Path) -> Result<(MetaClient, Connector)> {
     let file = load(dir)?;
     let client = Arc::new(cluster_client(dir, &file)?);
-    let meta = MetaClient::new(
-        client.clone(),
-        file.node_addr(file.meta, "metadata node")?,
-        NodeId(file.meta),
-    );
+    let meta = MetaClient::group(client.clone(), &file.meta_group()?);
     Ok((meta, Connector { file, client }))
 }
 

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use hive_wire::net::{Identity, JoinToken, Role, TokenKey};
 
 use hive_client::cluster_dir::ClusterDir;
-use hive_client::{gc, health, inspect, local_cluster, mount, output, status, volumes};
+use hive_client::{gc, health, inspect, local_cluster, meta_group, mount, output, status, volumes};
 use hive_wire::NodeId;
 
 /// Runs and manages a HiveFS cluster.
@@ -133,6 +133,11 @@ enum Command {
     /// Volumes: named trees of one cluster, each mounted on its own.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// The metadata group: the replicas (Raft) that hold the namespace. Each change is
+    /// committed on a majority of them, so a group of 3 survives the loss of one, and
+    /// of 5 the loss of two.
+    #[command(subcommand)]
+    Meta(MetaCommand),
     /// Mounts a volume on MOUNTPOINT through FUSE. Returns once the mount is ready and
     /// serves it from a background process (its log is in CLUSTER/mounts/); with
     /// --foreground it stays attached (for systemd). Files written there are cut into
@@ -212,6 +217,38 @@ enum InspectCommand {
         volume: String,
         /// Its path from the volume's root, like photos/2024/a.jpg.
         path: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MetaCommand {
+    /// Shows the group: its leader, term, and each member's log index and lag.
+    Status {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adds node NODE to the group. The node is given a replica (restarted with one if
+    /// it had none), catches up from a snapshot and the log as a learner, and then
+    /// votes. Returns once it votes.
+    Add {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The node (its number, as `hive status` lists it).
+        node: u64,
+    },
+    /// Removes node NODE from the group: it stops voting and receiving changes (its
+    /// files stay on the node). The last voting member cannot be removed.
+    Remove {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The node.
+        node: u64,
     },
 }
 
@@ -522,6 +559,27 @@ fn run(cli: Cli) -> Result<()> {
         }) => {
             volumes::create(&cluster, &name, k, m)?;
             println!("created volume {name:?}");
+            Ok(())
+        }
+        Command::Meta(MetaCommand::Status { cluster, json }) => {
+            let group = meta_group::status(&cluster)?;
+            if json {
+                output::println(&meta_group::to_json(&group).to_string());
+            } else {
+                output::print(&meta_group::render(&group));
+            }
+            Ok(())
+        }
+        Command::Meta(MetaCommand::Add { cluster, node }) => {
+            let group = meta_group::add(&cluster, node)?;
+            println!("node {} votes in the metadata group", NodeId(node));
+            output::print(&meta_group::render(&group));
+            Ok(())
+        }
+        Command::Meta(MetaCommand::Remove { cluster, node }) => {
+            let group = meta_group::remove(&cluster, node)?;
+            println!("node {} left the metadata group", NodeId(node));
+            output::print(&meta_group::render(&group));
             Ok(())
         }
         Command::Volume(VolumeCommand::List { cluster }) => {

@@ -492,10 +492,27 @@ pub fn status(dir: &Path, json: bool) -> Result<()> {
         };
         anyhow::Ok((status, gc))
     })?;
+    // Best effort too: the data's health stands without the metadata group's.
+    let group = crate::meta_group::status(dir);
     if json {
-        crate::output::println(&to_json(&status, gc.as_ref())?.to_string());
+        let mut value = to_json(&status, gc.as_ref())?;
+        value["meta"] = match &group {
+            Ok(g) => crate::meta_group::to_json(g),
+            Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
+        };
+        crate::output::println(&value.to_string());
     } else {
-        crate::output::print(&render(&status, gc.as_ref())?);
+        let mut out = render(&status, gc.as_ref())?;
+        let meta = match &group {
+            Ok(g) => crate::meta_group::render(g),
+            Err(e) => format!("meta:   unknown ({e:#})\n"),
+        };
+        // The group's lines after the cluster summary, before the node table.
+        match out.find("\n\n") {
+            Some(at) => out.insert_str(at + 1, &meta),
+            None => out.push_str(&meta),
+        }
+        crate::output::print(&out);
     }
     Ok(())
 }

@@ -10,6 +10,7 @@
 
 pub mod acl;
 pub mod constants;
+pub mod log;
 mod namespace;
 pub mod records;
 mod types;
@@ -18,7 +19,7 @@ pub use constants::{
     DEFAULT_VOLUME, EXTENT_PAGE_SPAN, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE, MAX_INLINE, MAX_K,
     MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE,
 };
-pub use namespace::{Census, DEFAULT_K, DEFAULT_M, Durability, MetaError, Namespace};
+pub use namespace::{Census, DEFAULT_K, DEFAULT_M, Durability, Logged, MetaError, Namespace, Once};
 pub use records::VolumeRecord;
 pub use types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,

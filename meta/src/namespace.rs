@@ -18,11 +18,11 @@ use crate::constants::{
     MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
-    InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, VolumeRecord, counted_bytes, decode_dirent,
-    decode_extent, decode_extent_page, decode_inode, decode_object, decode_quota, decode_session,
-    decode_volume, dirent_value, encode_extent_page, encode_inode, encode_object, encode_quota,
-    encode_session, encode_volume, extent_page_key, held_key, inode_key, named_key, page_of,
-    session_key,
+    APPLIED, InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, VolumeRecord, counted_bytes,
+    decode_dirent, decode_extent, decode_extent_page, decode_inode, decode_object, decode_quota,
+    decode_session, decode_volume, dirent_value, encode_extent_page, encode_inode, encode_object,
+    encode_quota, encode_session, encode_volume, extent_page_key, held_key, inode_key, named_key,
+    page_of, session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,
@@ -106,7 +106,54 @@ struct Spaces {
     objects: SingleWriterTxKeyspace,
     quotas: SingleWriterTxKeyspace,
     reserves: SingleWriterTxKeyspace,
+    replies: SingleWriterTxKeyspace,
     meta: SingleWriterTxKeyspace,
+}
+
+impl Spaces {
+    /// Every keyspace with its name, in a fixed order (what a snapshot carries).
+    fn all(&self) -> [(&'static str, &SingleWriterTxKeyspace); 15] {
+        [
+            ("inodes", &self.inodes),
+            ("dirents", &self.dirents),
+            ("symlinks", &self.symlinks),
+            ("extent_pages", &self.extents),
+            ("inline", &self.inline),
+            ("xattrs", &self.xattrs),
+            ("volumes", &self.volumes),
+            ("opens", &self.opens),
+            ("sessions", &self.sessions),
+            ("held", &self.held),
+            ("objects", &self.objects),
+            ("quotas", &self.quotas),
+            ("reserves", &self.reserves),
+            ("replies", &self.replies),
+            ("meta", &self.meta),
+        ]
+    }
+}
+
+/// A change that a client may send again (after a timeout, or to a new leader): its
+/// session, its sequence number in that session, and the lowest sequence number whose
+/// answer the client still waits for. The answer is remembered until the client has
+/// it, so the change is applied once however often it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Once {
+    /// The client's session.
+    pub session: u64,
+    /// This change's number in the session.
+    pub seq: u64,
+    /// Every change numbered below this has been answered to the client.
+    pub acked: u64,
+}
+
+/// What [`Namespace::apply_logged`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Logged {
+    /// Applied now, with this result.
+    Applied(Result<Outcome, Errno>),
+    /// Applied before (the same [`Once`]): the answer given then.
+    Repeated(Vec<u8>),
 }
 
 /// A namespace: one filesystem tree.
@@ -224,6 +271,7 @@ impl Namespace {
             objects: db.keyspace("objects", KeyspaceCreateOptions::default)?,
             quotas: db.keyspace("quotas", KeyspaceCreateOptions::default)?,
             reserves: db.keyspace("reserves", KeyspaceCreateOptions::default)?,
+            replies: db.keyspace("replies", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("meta", KeyspaceCreateOptions::default)?,
         };
         let namespace = Self {
@@ -339,25 +387,148 @@ impl Namespace {
 
     /// Applies `op` for `ctx` as one transaction.
     pub fn apply(&self, ctx: Context, op: &Op) -> Applied<Outcome> {
+        let tx = self.db.write_tx();
+        self.apply_in(tx, ctx, op)
+    }
+
+    /// Applies `op` for `ctx` as the log entry `stamp` names (what a replicated log's
+    /// state machine does), in one transaction that also records `stamp` (read back by
+    /// [`Namespace::stamp`]), so after a crash the namespace and the record of what it
+    /// has applied agree. An operation that fails with an errno changes nothing but
+    /// the stamp. With `once`, a change already applied for the same session and
+    /// sequence is not applied again: the answer `answer` made of its result then is
+    /// given back; answers the client no longer waits for are forgotten.
+    pub fn apply_logged(
+        &self,
+        ctx: Context,
+        op: &Op,
+        stamp: &[u8],
+        once: Option<Once>,
+        answer: impl FnOnce(&Result<Outcome, Errno>) -> Vec<u8>,
+    ) -> Result<Logged, MetaError> {
         let mut tx = self.db.write_tx();
-        let result = {
-            let mut t = Tx {
-                tx: &mut tx,
-                s: &self.spaces,
-                deltas: BTreeMap::new(),
-            };
-            match t.apply(ctx, op)? {
-                Ok(outcome) => t.settle_usage()?.map(|()| outcome),
-                Err(errno) => Err(errno),
+        if let Some(once) = once
+            && let Some(given) = tx.get(&self.spaces.replies, reply_key(once.session, once.seq))?
+        {
+            tx.insert(&self.spaces.meta, APPLIED, stamp);
+            tx.durability(self.mode()).commit()?;
+            return Ok(Logged::Repeated(given.to_vec()));
+        }
+        let result = self.run(&mut tx, ctx, op)?;
+        if result.is_err() {
+            // The errno rolls the operation back; its stamp and answer are recorded.
+            tx.rollback();
+            tx = self.db.write_tx();
+        }
+        tx.insert(&self.spaces.meta, APPLIED, stamp);
+        if let Some(once) = once {
+            let mut answered = Vec::new();
+            for item in tx.range(
+                &self.spaces.replies,
+                reply_key(once.session, 0)..reply_key(once.session, once.acked),
+            ) {
+                answered.push(item.key()?);
             }
-        };
-        match result {
+            for key in answered {
+                tx.remove(&self.spaces.replies, key);
+            }
+            tx.insert(
+                &self.spaces.replies,
+                reply_key(once.session, once.seq),
+                answer(&result),
+            );
+        }
+        tx.durability(self.mode()).commit()?;
+        Ok(Logged::Applied(result))
+    }
+
+    /// Records `stamp` alone: a log entry that changes nothing in the namespace (a
+    /// leader's first entry, a membership change).
+    pub fn set_stamp(&self, stamp: &[u8]) -> Result<(), MetaError> {
+        let mut tx = self.db.write_tx();
+        tx.insert(&self.spaces.meta, APPLIED, stamp);
+        tx.durability(self.mode()).commit()?;
+        Ok(())
+    }
+
+    /// The stamp of the last log entry applied, if any was.
+    pub fn stamp(&self) -> Result<Option<Vec<u8>>, MetaError> {
+        Ok(self.spaces.meta.get(APPLIED)?.map(|v| v.to_vec()))
+    }
+
+    /// Every record of the namespace, from one snapshot, as bytes that
+    /// [`Namespace::import`] takes: a replica's snapshot for another replica. Per
+    /// keyspace, in a fixed order: its name's length (u8) and name, its record count
+    /// (u64), then each record's key length (u32), key, value length (u32), value
+    /// (little-endian). Held in memory whole. With it, the stamp it holds (from the
+    /// same snapshot).
+    pub fn export(&self) -> Result<(Vec<u8>, Option<Vec<u8>>), MetaError> {
+        let snapshot = self.db.read_tx();
+        let stamp = snapshot
+            .get(&self.spaces.meta, APPLIED)?
+            .map(|v| v.to_vec());
+        let mut out = Vec::new();
+        for (name, space) in self.spaces.all() {
+            out.push(name.len() as u8);
+            out.extend_from_slice(name.as_bytes());
+            let count_at = out.len();
+            out.extend_from_slice(&0u64.to_le_bytes());
+            let mut count = 0u64;
+            for item in snapshot.iter(space) {
+                let (key, value) = item.into_inner()?;
+                for part in [&key[..], &value[..]] {
+                    let len = u32::try_from(part.len())
+                        .map_err(|_| MetaError::Corrupt("a record over 4 GiB".into()))?;
+                    out.extend_from_slice(&len.to_le_bytes());
+                    out.extend_from_slice(part);
+                }
+                count += 1;
+            }
+            out[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+        }
+        Ok((out, stamp))
+    }
+
+    /// Replaces every record of the namespace with those of `snapshot` (made by
+    /// [`Namespace::export`]), in one synced transaction; a malformed snapshot is
+    /// refused whole and changes nothing.
+    pub fn import(&self, snapshot: &[u8]) -> Result<(), MetaError> {
+        let records = parse_export(snapshot)
+            .ok_or_else(|| MetaError::Corrupt("a namespace snapshot".into()))?;
+        let spaces = self.spaces.all();
+        let mut tx = self.db.write_tx();
+        for (_, space) in spaces {
+            let mut keys = Vec::new();
+            for item in tx.iter(space) {
+                keys.push(item.key()?);
+            }
+            for key in keys {
+                tx.remove(space, key);
+            }
+        }
+        for (name, key, value) in records {
+            let (_, space) = spaces
+                .iter()
+                .find(|(n, _)| *n == name)
+                .ok_or_else(|| MetaError::Corrupt(format!("a snapshot keyspace {name:?}")))?;
+            tx.insert(space, key, value);
+        }
+        tx.durability(Some(PersistMode::SyncAll)).commit()?;
+        Ok(())
+    }
+
+    fn mode(&self) -> Option<PersistMode> {
+        match self.durability {
+            Durability::EveryOp => Some(PersistMode::SyncData),
+            Durability::Buffered => None,
+        }
+    }
+
+    /// Applies `op` in `tx` and commits it, or rolls it back on an errno.
+    fn apply_in(&self, mut tx: SingleWriterWriteTx<'_>, ctx: Context, op: &Op) -> Applied<Outcome> {
+        match self.run(&mut tx, ctx, op)? {
             Ok(outcome) => {
-                let mode = match self.durability {
-                    Durability::EveryOp => Some(PersistMode::SyncData),
-                    Durability::Buffered => None,
-                };
-                tx.durability(mode).commit()?;
+                tx.durability(self.mode()).commit()?;
                 Ok(Ok(outcome))
             }
             Err(errno) => {
@@ -365,6 +536,19 @@ impl Namespace {
                 Ok(Err(errno))
             }
         }
+    }
+
+    /// Applies `op` in `tx`, which the caller commits, or rolls back on an errno.
+    fn run(&self, tx: &mut SingleWriterWriteTx<'_>, ctx: Context, op: &Op) -> Applied<Outcome> {
+        let mut t = Tx {
+            tx,
+            s: &self.spaces,
+            deltas: BTreeMap::new(),
+        };
+        Ok(match t.apply(ctx, op)? {
+            Ok(outcome) => t.settle_usage()?.map(|()| outcome),
+            Err(errno) => Err(errno),
+        })
     }
 
     /// The attributes of `ino`.
@@ -795,6 +979,42 @@ struct Tx<'a, 'db> {
     s: &'a Spaces,
     /// What the transaction changed in each volume's usage (by root): bytes, inodes.
     deltas: BTreeMap<InodeId, (i128, i128)>,
+}
+
+/// The key of a remembered answer: session, then sequence number (u64 BE each).
+fn reply_key(session: u64, seq: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&session.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// One record of an exported namespace: its keyspace, key and value.
+type ExportedRecord = (String, Vec<u8>, Vec<u8>);
+
+/// The records of an exported namespace; `None` if malformed.
+fn parse_export(mut bytes: &[u8]) -> Option<Vec<ExportedRecord>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = bytes.split_at_checked(n)?;
+        *bytes = rest;
+        Some(head)
+    }
+    let mut records = Vec::new();
+    while !bytes.is_empty() {
+        let len = usize::from(*take(&mut bytes, 1)?.first()?);
+        let name = String::from_utf8(take(&mut bytes, len)?.to_vec()).ok()?;
+        let count = u64::from_le_bytes(take(&mut bytes, 8)?.try_into().ok()?);
+        for _ in 0..count {
+            let mut part = || -> Option<Vec<u8>> {
+                let len = u32::from_le_bytes(take(&mut bytes, 4)?.try_into().ok()?);
+                Some(take(&mut bytes, usize::try_from(len).ok()?)?.to_vec())
+            };
+            let key = part()?;
+            let value = part()?;
+            records.push((name.clone(), key, value));
+        }
+    }
+    Some(records)
 }
 
 /// A session's id, when it expires and its ttl, from its record.
@@ -1234,6 +1454,13 @@ impl Tx<'_, '_> {
             self.release_opens(ino, n)?;
         }
         self.tx.remove(&self.s.sessions, session_key(session));
+        let mut answers = Vec::new();
+        for item in self.tx.prefix(&self.s.replies, session_key(session)) {
+            answers.push(item.key()?);
+        }
+        for key in answers {
+            self.tx.remove(&self.s.replies, key);
+        }
         Ok(())
     }
 

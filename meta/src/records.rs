@@ -35,6 +35,8 @@ pub const NEXT_INO: &[u8] = b"next_ino";
 pub const QUOTAS_COUNTED: &[u8] = b"quotas_counted";
 /// The `meta` key of the sum of every file's reserve.
 pub const RESERVED: &[u8] = b"reserved";
+/// `meta` key: the replicated log's stamp of the last entry applied.
+pub const APPLIED: &[u8] = b"applied";
 /// Bytes of a quota record.
 pub const QUOTA_RECORD: usize = 32;
 

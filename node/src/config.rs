@@ -61,8 +61,13 @@
 //! ids = "ids.toml"          # the last ids given, per role
 //! used_tokens = "used-tokens"   # optional: join tokens already used (default: beside ids)
 //!
-//! [meta]                    # optional: host the metadata service (one node per cluster)
+//! [meta]                    # optional: host the metadata service (one node, or each
+//!                           #   replica of the metadata group)
 //! path = "meta"             # the namespace's directory (created if missing)
+//! replicas = { 1 = "10.0.0.1:7000", 2 = "10.0.0.2:7000", 3 = "10.0.0.3:7000" }
+//!                           # optional: the metadata group to form (node id = address,
+//!                           # at most 5); the lowest id forms it once every replica
+//!                           # answers. Without it, this node alone.
 //! k = 4                     # storage class of the default volume, when the namespace
 //! m = 2                     #   is made (default 4+2; later changes do nothing)
 //! ```
@@ -129,6 +134,7 @@ struct RawMeta {
     path: PathBuf,
     k: Option<u8>,
     m: Option<u8>,
+    replicas: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,7 +305,13 @@ pub struct MetaConfig {
     pub path: PathBuf,
     /// Data and parity shards of the default volume, used when the namespace is made.
     pub class: (u8, u8),
+    /// The replicas of the metadata group to form (node id → address), if it was
+    /// never formed; empty for a group of this node alone.
+    pub replicas: std::collections::BTreeMap<u64, String>,
 }
+
+/// The most replicas a metadata group has: each change waits for a majority.
+pub const MAX_META_REPLICAS: usize = 5;
 
 fn meta_config(raw: &RawMeta, resolve: impl Fn(&Path) -> PathBuf) -> Result<MetaConfig> {
     let k = raw.k.unwrap_or(hive_meta::DEFAULT_K);
@@ -311,9 +323,27 @@ fn meta_config(raw: &RawMeta, resolve: impl Fn(&Path) -> PathBuf) -> Result<Meta
             hive_meta::MAX_M
         );
     }
+    let mut replicas = std::collections::BTreeMap::new();
+    for (id, addr) in raw.replicas.iter().flatten() {
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .with_context(|| format!("meta.replicas: {id:?} is not a node id"))?;
+        addr.parse::<SocketAddr>()
+            .with_context(|| format!("meta.replicas: replica {id}'s address {addr:?}"))?;
+        replicas.insert(id, addr.clone());
+    }
+    if replicas.len() > MAX_META_REPLICAS {
+        bail!(
+            "meta.replicas: {} replicas; a metadata group has at most {MAX_META_REPLICAS}",
+            replicas.len()
+        );
+    }
     Ok(MetaConfig {
         path: resolve(&raw.path),
         class: (k, m),
+        replicas,
     })
 }
 

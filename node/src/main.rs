@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use hive_actors::constants::{HEARTBEAT_TIMEOUT, SESSION_TICK};
 use hive_actors::gc::{Collector, GcArgs, gc_service};
+use hive_actors::group::Group;
 use hive_actors::reserve::ReserveArgs;
 use hive_actors::{
     Authority, AuthorityArgs, Child, DamageHints, FollowerArgs, HeartbeatArgs, MetaStore,
@@ -27,7 +28,7 @@ use hive_wire::net::control::{Control, ControlClient, MapMessage};
 use hive_wire::net::enroll::{Enroller, enroll};
 use hive_wire::net::gc::Gc;
 use hive_wire::net::message::MessageSet;
-use hive_wire::net::meta::Meta;
+use hive_wire::net::meta::{Meta, MetaRaft};
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
 use hive_wire::net::rustls_pki_types::CertificateDer;
 use hive_wire::net::rustls_pki_types::pem::PemObject;
@@ -38,7 +39,7 @@ use hive_wire::net::{ClusterCa, TokenKey, TokenLedger};
 use std::net::SocketAddr;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, MetaConfig};
 
 /// How long a node waits, on SIGTERM, for requests in flight to be answered.
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
@@ -101,11 +102,26 @@ fn init_logging() {
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The Raft library narrates every election and startup at info: its warnings and
+    // errors only, unless asked for debug or more.
+    let raft_level = if level >= tracing::Level::DEBUG {
+        level
+    } else {
+        level.min(tracing::Level::WARN)
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(level)
+        .with_target("openraft", raft_level);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
+        .with(filter)
         .init();
 }
 
@@ -354,6 +370,37 @@ fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Opens the namespace and starts this node's replica of the metadata group.
+async fn start_meta(meta: &MetaConfig, node: NodeId, config: &Config) -> Result<Arc<MetaStore>> {
+    let path = &meta.path;
+    let namespace = Namespace::open_with_class(path, Durability::Buffered, meta.class)
+        .with_context(|| format!("meta.path: opening the namespace in {}", path.display()))?;
+    let mut replicas = meta.replicas.clone();
+    if replicas.is_empty() {
+        let addr = config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.advertise)
+            .unwrap_or(config.listen);
+        replicas.insert(node.0, addr.to_string());
+    }
+    if !replicas.contains_key(&node.0) {
+        bail!(
+            "meta.replicas: names {:?} but not this node ({node})",
+            replicas.keys().collect::<Vec<_>>()
+        );
+    }
+    // The group's log and snapshot live in the namespace's directory (fjall reads
+    // only its own folders there), so the directory is the replica's whole state.
+    let namespace = Arc::new(namespace);
+    let group = Group::start(node.0, &path.join("group"), namespace.clone(), replicas)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let store = MetaStore::new(namespace, group);
+    tracing::info!("metadata service on {}", path.display());
+    Ok(store)
+}
+
 /// Serves until a signal (or until the control actors give up), then drains.
 async fn serve(
     config: Config,
@@ -416,13 +463,10 @@ async fn serve(
     // Garbage collection runs where the namespace is.
     let mut collector = None;
     if let Some(meta) = &config.meta {
-        let path = &meta.path;
-        let namespace = Namespace::open_with_class(path, Durability::Buffered, meta.class)
-            .with_context(|| format!("meta.path: opening the namespace in {}", path.display()))?;
-        let store = MetaStore::start(namespace).context("starting the metadata writer")?;
+        let store = start_meta(meta, node, &config).await?;
         store.clone().expire_sessions(SESSION_TICK);
         routes.push((Meta::PROTOCOL, meta_service(store.clone())));
-        tracing::info!("metadata service on {}", path.display());
+        routes.push((MetaRaft::PROTOCOL, store.group().service()));
         let gc = Collector::new(config.space.grace, config.gc_interval);
         routes.push((Gc::PROTOCOL, gc_service(gc.clone())));
         collector = Some((gc, store));
@@ -448,6 +492,7 @@ async fn serve(
                 Client::from_address(local.ip(), &ca, &me)?
             });
             if let Some((_, meta)) = &collector {
+                meta.group().connect_through(client.clone());
                 hive_actors::reserve::start(ReserveArgs {
                     client: client.clone(),
                     map: node_map.clone(),

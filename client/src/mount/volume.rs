@@ -160,6 +160,9 @@ impl Volume {
             chunks,
             control,
         } = services;
+        // Changes are numbered in the session, so one sent again (after a timeout,
+        // or to a new leader of the metadata group) is applied once.
+        meta.set_session(session);
         Self {
             session,
             lease,
@@ -698,8 +701,10 @@ pub(super) fn unexpected(reply: &MetaReply) -> FsError {
             MetaReply::Entries(_) => "listing",
             MetaReply::Bytes(_) => "byte string",
             MetaReply::Names(_) => "name list",
-            MetaReply::Content { .. } => "content",
             MetaReply::Volumes(_) => "volume list",
+            MetaReply::NotLeader { .. } => "redirect",
+            MetaReply::Group(_) => "metadata group",
+            MetaReply::Content { .. } => "content",
         }
     ))
 }

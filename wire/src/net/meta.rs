@@ -29,13 +29,34 @@ impl MessageSet for Meta {
     /// Version 3 added the object records (`PutObject`, `DeleteObject`), quotas
     /// (`SetQuota`) and each volume's usage. Version 4 added `Allocate`, a file's
     /// reserve to its content, the reserved sum to a volume, and `start` to
-    /// `RenewSession`.
-    const VERSION: u16 = 4;
+    /// `RenewSession`. Version 5 added `once` to a request and `NotLeader` to the
+    /// answers (a replicated metadata group).
+    const VERSION: u16 = 5;
     const NAME: &'static str = "metadata";
 }
 
 /// The one operation: body [`MetaRequest`], answer body [`MetaReply`].
 pub const OP_CALL: u16 = 1;
+
+/// The metadata group's replication messages (Raft), between node identities only.
+/// Bodies are the replication layer's own encoding.
+pub struct MetaRaft;
+
+impl MessageSet for MetaRaft {
+    const PROTOCOL: u16 = 6;
+    const VERSION: u16 = 1;
+    const NAME: &'static str = "metadata replication";
+}
+
+/// Raft: append entries (also the leader's heartbeat).
+pub const OP_APPEND: u16 = 1;
+/// Raft: ask for a vote.
+pub const OP_VOTE: u16 = 2;
+/// Raft: a chunk of a snapshot.
+pub const OP_SNAPSHOT: u16 = 3;
+/// Whether the replica holds any replicated state (a vote or a log): a group is
+/// formed only among replicas that hold none.
+pub const OP_PROBE: u16 = 4;
 
 /// How long a metadata call may take before the caller gives up (and a mount answers
 /// EIO): long enough for a busy service, short enough that nothing hangs.
@@ -92,6 +113,50 @@ pub struct MetaRequest {
     pub umask: u16,
     /// What to do.
     pub call: MetaCall,
+    /// For a change: its place in the caller's session, so a change sent again (after
+    /// a timeout, or to a new leader) is applied once.
+    pub once: Option<OnceMessage>,
+}
+
+/// A change's place in its client's session (see the namespace's `Once`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnceMessage {
+    /// The client's session.
+    pub session: u64,
+    /// This change's number in the session.
+    pub seq: u64,
+    /// Every change numbered below this has been answered to the client.
+    pub acked: u64,
+}
+
+/// A change as the replicated metadata log carries it: who asked, when (the leader's
+/// clock, stamped once, so every replica applies the same), and what.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LoggedChange {
+    /// The caller's user.
+    pub uid: u32,
+    /// The caller's group.
+    pub gid: u32,
+    /// The caller's umask.
+    pub umask: u16,
+    /// When (nanoseconds since the Unix epoch).
+    pub now: i64,
+    /// What.
+    pub change: Change,
+    /// The change's place in its client's session, if the client gave one.
+    pub once: Option<OnceMessage>,
+}
+
+/// What a logged change does.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A client's change.
+    Client(MetaOp),
+    /// The service's: every session gets its whole lease again (a new leader's first
+    /// change, and a restarted service's).
+    ResumeSessions,
+    /// The service's: sessions whose time is up end.
+    ExpireSessions,
 }
 
 /// What a request asks.
@@ -144,6 +209,54 @@ pub enum MetaCall {
     ListVolumes,
     /// A change. Answer: [`MetaReply::Attr`] or [`MetaReply::Done`].
     Apply(MetaOp),
+    /// The metadata group as the replica asked sees it (administrators only; any
+    /// replica answers). Answer: [`MetaReply::Group`].
+    Group,
+    /// Adds node `node`, reached at `addr`, to the metadata group: it catches up as a
+    /// learner (from a snapshot, then the log), then votes (administrators only).
+    /// Answer: [`MetaReply::Group`] once it votes.
+    AddMember {
+        /// The node.
+        node: u64,
+        /// Where the other replicas reach it.
+        addr: String,
+    },
+    /// Removes node `node` from the metadata group (administrators only). Answer:
+    /// [`MetaReply::Group`] once it is out.
+    RemoveMember {
+        /// The node.
+        node: u64,
+    },
+}
+
+/// A member of the metadata group.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MemberMessage {
+    /// Its node id.
+    pub node: u64,
+    /// Where the others reach it.
+    pub addr: String,
+    /// Whether it votes (a learner catching up does not).
+    pub voter: bool,
+    /// The last log index the leader knows it holds (known by the leader only).
+    pub matched: Option<u64>,
+}
+
+/// The metadata group as one replica sees it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupMessage {
+    /// The replica that answered.
+    pub replica: u64,
+    /// The leader, if one is known.
+    pub leader: Option<u64>,
+    /// The current term (election round).
+    pub term: u64,
+    /// The answering replica's last log index.
+    pub last_log: Option<u64>,
+    /// The last index it applied.
+    pub applied: Option<u64>,
+    /// Every member.
+    pub members: Vec<MemberMessage>,
 }
 
 /// A change to the namespace, applied as one transaction (see the namespace's `Op`).
@@ -488,24 +601,116 @@ pub enum MetaReply {
     },
     /// The volumes.
     Volumes(Vec<VolumeMessage>),
+    /// The metadata group.
+    Group(GroupMessage),
+    /// This replica does not lead the metadata group: ask `leader` at `addr` (both
+    /// unknown during an election). Nothing was done.
+    NotLeader {
+        /// The leader's node id, if known.
+        leader: Option<u64>,
+        /// Its address, if known.
+        addr: Option<String>,
+    },
 }
 
-/// A client of the metadata service on one node.
+/// How long one attempt at a metadata call waits on one replica of a group before it
+/// tries another (a killed leader answers nothing; its connection only times out).
+pub const META_ATTEMPT: Duration = Duration::from_secs(2);
+
+/// The pause before asking the replicas again once none knew a leader (an election).
+pub const META_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// A client of the metadata service: one node, or the replicas of a metadata group.
+/// A call goes to the replica believed to lead, follows its redirect when it does not
+/// (`NotLeader`), and tries the others when it does not answer, until the call's
+/// deadline. Changes carry their place in the client's session (once it has one), so
+/// one sent twice is applied once.
 pub struct MetaClient {
-    link: Link,
+    client: Arc<Client>,
+    /// The replicas known, by node id.
+    replicas: std::sync::Mutex<Vec<Arc<Link>>>,
+    /// The index in `replicas` of the one believed to lead.
+    leader: std::sync::atomic::AtomicUsize,
+    /// The session changes are numbered in (0: none, changes are sent as they are).
+    session: std::sync::atomic::AtomicU64,
+    /// The next change's number.
+    next_seq: std::sync::atomic::AtomicU64,
+    /// Numbers of the changes not answered yet.
+    pending: std::sync::Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl MetaClient {
     /// Talks to node `node` at `addr` through `client`.
     pub fn new(client: Arc<Client>, addr: SocketAddr, node: NodeId) -> Self {
+        Self::group(client, &[(node, addr)])
+    }
+
+    /// Talks to the metadata group whose replicas are `replicas` (at least one).
+    pub fn group(client: Arc<Client>, replicas: &[(NodeId, SocketAddr)]) -> Self {
+        let links = replicas
+            .iter()
+            .map(|(node, addr)| Arc::new(Link::new(client.clone(), *addr, Identity::node(*node))))
+            .collect();
         Self {
-            link: Link::new(client, addr, Identity::node(node)),
+            client,
+            replicas: std::sync::Mutex::new(links),
+            leader: Default::default(),
+            session: Default::default(),
+            next_seq: std::sync::atomic::AtomicU64::new(1),
+            pending: Default::default(),
         }
     }
 
-    /// The service's address.
+    /// Numbers every later change in `session` (a mount's), so the group applies
+    /// each once however often it is sent.
+    pub fn set_session(&self, session: u64) {
+        self.session
+            .store(session, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The address of the replica believed to lead.
     pub fn addr(&self) -> SocketAddr {
-        self.link.addr()
+        self.current().1.addr()
+    }
+
+    fn replicas(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Link>>> {
+        self.replicas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replica believed to lead, with its index and how many are known.
+    fn current(&self) -> (usize, Arc<Link>, usize) {
+        let replicas = self.replicas();
+        let i = self.leader.load(std::sync::atomic::Ordering::Relaxed) % replicas.len();
+        (i, replicas[i].clone(), replicas.len())
+    }
+
+    /// Believes `leader` (at `addr`, if it is new here) leads; false if it is unknown
+    /// and no address came with it.
+    fn follow(&self, leader: u64, addr: Option<&str>) -> bool {
+        let mut replicas = self.replicas();
+        let node = Identity::node(NodeId(leader));
+        let i = match replicas.iter().position(|l| l.node() == node) {
+            Some(i) => i,
+            None => {
+                let Some(addr) = addr.and_then(|a| a.parse().ok()) else {
+                    return false;
+                };
+                replicas.push(Arc::new(Link::new(self.client.clone(), addr, node)));
+                replicas.len() - 1
+            }
+        };
+        self.leader.store(i, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
+    /// Moves on from replica `i`, which failed.
+    fn next_after(&self, i: usize) {
+        let _ = self.leader.compare_exchange(
+            i,
+            i + 1,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Sends `call` for `uid`:`gid` in `volume`; the answer, an errno among them.
@@ -543,15 +748,101 @@ impl MetaClient {
         call: MetaCall,
         deadline: Duration,
     ) -> Result<MetaReply, RpcError> {
+        let numbered = self.number(&call);
         let message = MetaRequest {
             volume: volume.to_string(),
             uid,
             gid,
             umask,
             call,
+            once: numbered.as_ref().map(|n| n.once),
         };
         let request = request::<Meta>(OP_CALL, Bytes::new(), encode(&message));
-        let answer = self.link.call(request, deadline).await?;
-        decode("MetaReply", &answer.body).map_err(|e| RpcError::Connection(e.to_string()))
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let (i, link, known) = self.current();
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            // One replica: it alone can answer, so it has the whole deadline.
+            let attempt = if known == 1 {
+                left
+            } else {
+                left.min(META_ATTEMPT)
+            };
+            let failed = match link.call(request.clone(), attempt).await {
+                Ok(answer) => match decode("MetaReply", &answer.body)
+                    .map_err(|e| RpcError::Connection(e.to_string()))?
+                {
+                    MetaReply::NotLeader {
+                        leader: Some(leader),
+                        addr,
+                    } if leader != link.node().id && self.follow(leader, addr.as_deref()) => {
+                        continue;
+                    }
+                    MetaReply::NotLeader { .. } => RpcError::Remote(super::rpc::Refusal::new(
+                        super::rpc::code::UNAVAILABLE,
+                        "the metadata group has no leader",
+                    )),
+                    reply => return Ok(reply),
+                },
+                Err(e) if retryable(&e) => e,
+                Err(e) => return Err(e),
+            };
+            if tokio::time::Instant::now() >= until {
+                return Err(failed);
+            }
+            self.next_after(i);
+            // A timeout waited already; anything else (no leader yet, a refused or
+            // lost connection) pauses before the next attempt.
+            if !matches!(failed, RpcError::Timeout(_)) {
+                tokio::time::sleep(META_RETRY_PAUSE.min(until - tokio::time::Instant::now())).await;
+            }
+        }
+    }
+
+    /// A change's number in the session, if the client has one; released when the
+    /// returned guard drops (the change answered or given up).
+    fn number(&self, call: &MetaCall) -> Option<Numbered<'_>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let session = self.session.load(Relaxed);
+        if session == 0 || !matches!(call, MetaCall::Apply(_)) {
+            return None;
+        }
+        let seq = self.next_seq.fetch_add(1, Relaxed);
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.insert(seq);
+        let acked = pending.first().copied().unwrap_or(seq);
+        Some(Numbered {
+            client: self,
+            once: OnceMessage {
+                session,
+                seq,
+                acked,
+            },
+        })
+    }
+}
+
+/// A numbered change not yet answered.
+struct Numbered<'a> {
+    client: &'a MetaClient,
+    once: OnceMessage,
+}
+
+impl Drop for Numbered<'_> {
+    fn drop(&mut self) {
+        self.client
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.once.seq);
+    }
+}
+
+/// Whether another replica (or the same, later) may answer what `e` stopped.
+fn retryable(e: &RpcError) -> bool {
+    match e {
+        RpcError::Timeout(_) | RpcError::Connection(_) | RpcError::Reset => true,
+        RpcError::Remote(refusal) => refusal.code == super::rpc::code::UNAVAILABLE,
+        _ => false,
     }
 }

@@ -1,0 +1,204 @@
+//! The metadata group's messages over the project's QUIC transport (mutual TLS): the
+//! client side openraft sends through, and the service that hands what arrives to the
+//! local replica. Only node identities may speak it.
+
+use std::sync::{Arc, OnceLock};
+
+use bincode::Options;
+use bytes::Bytes;
+use hive_wire::NodeId as WireNodeId;
+use hive_wire::net::Client;
+use hive_wire::net::message::{check_version, request};
+use hive_wire::net::meta::{MetaRaft, OP_APPEND, OP_PROBE, OP_SNAPSHOT, OP_VOTE};
+use hive_wire::net::pki::{Identity, Role};
+use hive_wire::net::rpc::{Handler, Link, Peer, Refusal, Request, Response, RpcError, code};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{GroupTypes, codec};
+use crate::group::store::LogStore;
+
+type NodeId = u64;
+
+/// Where openraft's messages leave from: this node's endpoint, known once the node's
+/// server is bound (until then every peer is unreachable).
+#[derive(Clone, Default)]
+pub struct Peers {
+    client: Arc<OnceLock<Arc<Client>>>,
+}
+
+impl Peers {
+    /// Sends through `client` from now on.
+    pub fn connect_through(&self, client: Arc<Client>) {
+        let _ = self.client.set(client);
+    }
+
+    /// A link to replica `id` at `addr`, if the endpoint is ready and `addr` parses.
+    pub(crate) fn link(&self, id: NodeId, addr: &str) -> Result<Link, String> {
+        let client = self
+            .client
+            .get()
+            .ok_or_else(|| "this node's endpoint is not ready yet".to_string())?;
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("replica {id}'s address {addr:?}: {e}"))?;
+        Ok(Link::new(
+            client.clone(),
+            addr,
+            Identity::node(WireNodeId(id)),
+        ))
+    }
+}
+
+impl RaftNetworkFactory<GroupTypes> for Peers {
+    type Network = PeerLink;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerLink {
+        PeerLink {
+            target,
+            link: self.link(target, &node.addr),
+        }
+    }
+}
+
+/// The link to one replica.
+pub struct PeerLink {
+    target: NodeId,
+    link: Result<Link, String>,
+}
+
+/// Why sending failed, as openraft takes it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct SendError(String);
+
+impl PeerLink {
+    /// Sends `op` with `message`; the peer's answer: its result, or its Raft error.
+    async fn send<Q: Serialize, A: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
+        &self,
+        op: u16,
+        message: &Q,
+        option: &RPCOption,
+    ) -> Result<A, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        let link = self
+            .link
+            .as_ref()
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&SendError(e.clone()))))?;
+        let body = codec()
+            .serialize(message)
+            .map_err(|e| RPCError::Network(NetworkError::new(&SendError(e.to_string()))))?;
+        let asked = request::<MetaRaft>(op, Bytes::new(), Bytes::from(body));
+        let answer = link
+            .call(asked, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                RpcError::Remote(_) => RPCError::Network(NetworkError::new(&e)),
+                e => RPCError::Unreachable(Unreachable::new(&e)),
+            })?;
+        let result: Result<A, RaftError<NodeId, E>> = codec()
+            .deserialize(&answer.body)
+            .map_err(|e| RPCError::Network(NetworkError::new(&SendError(e.to_string()))))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<GroupTypes> for PeerLink {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<GroupTypes>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.send(OP_APPEND, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<GroupTypes>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.send(OP_SNAPSHOT, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.send(OP_VOTE, &rpc, &option).await
+    }
+}
+
+/// Asks replica `link` whether it holds no replicated state.
+pub(crate) async fn probe(link: &Link) -> Result<bool, RpcError> {
+    let asked = request::<MetaRaft>(OP_PROBE, Bytes::new(), Bytes::new());
+    let answer = link.call(asked, super::GROUP_PROBE_DEADLINE).await?;
+    codec()
+        .deserialize(&answer.body)
+        .map_err(|e| RpcError::Connection(format!("a probe answer: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+    codec()
+        .deserialize(body)
+        .map_err(|e| Refusal::new(code::BAD_REQUEST, format!("a replication message: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response, Refusal> {
+    let body = codec()
+        .serialize(value)
+        .map_err(|e| Refusal::new(code::INTERNAL, e.to_string()))?;
+    Ok(Response {
+        message: Bytes::new(),
+        body: Bytes::from(body),
+    })
+}
+
+/// Serves the group's messages to the local replica `raft`.
+pub fn group_service(raft: Raft<GroupTypes>, log: LogStore) -> Handler {
+    Arc::new(move |peer: Peer, request: Request| {
+        let (raft, log) = (raft.clone(), log.clone());
+        Box::pin(async move {
+            check_version::<MetaRaft>(&request)?;
+            if !matches!(
+                peer.identity,
+                Some(Identity {
+                    role: Role::Node,
+                    ..
+                })
+            ) {
+                return Err(Refusal::new(
+                    code::FORBIDDEN,
+                    "metadata replication is between nodes only",
+                ));
+            }
+            match request.op {
+                OP_APPEND => encode(&raft.append_entries(decode(&request.body)?).await),
+                OP_VOTE => encode(&raft.vote(decode(&request.body)?).await),
+                OP_SNAPSHOT => encode(&raft.install_snapshot(decode(&request.body)?).await),
+                OP_PROBE => {
+                    let blank = tokio::task::spawn_blocking(move || log.is_blank())
+                        .await
+                        .map_err(|e| Refusal::new(code::INTERNAL, e.to_string()))?
+                        .map_err(|e| Refusal::new(code::INTERNAL, e.to_string()))?;
+                    encode(&blank)
+                }
+                op => Err(Refusal::new(
+                    code::BAD_REQUEST,
+                    format!("unknown replication operation {op}"),
+                )),
+            }
+        })
+    })
+}
