@@ -262,6 +262,7 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
         MetaCall::Mount
         | MetaCall::ListVolumes
         | MetaCall::Group
+        | MetaCall::Digest
         | MetaCall::AddMember { .. }
         | MetaCall::RemoveMember { .. } => vec![],
         MetaCall::GetAttr { ino }
@@ -305,6 +306,7 @@ fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
     let access = match call {
         MetaCall::ListVolumes
         | MetaCall::Group
+        | MetaCall::Digest
         | MetaCall::AddMember { .. }
         | MetaCall::RemoveMember { .. }
         | MetaCall::Apply(
@@ -363,6 +365,22 @@ async fn answer(store: &MetaStore, asked: MetaRequest) -> Result<MetaReply, Deni
                 Some(leader) if leader != state.replica => Err(store.group.redirect().into()),
                 _ => Ok(MetaReply::Group(state)),
             }
+        }
+        MetaCall::Digest => {
+            // This replica's own state, whoever leads: what replicas compare.
+            let (digest, applied) = store
+                .read_local(|ns| {
+                    let (records, stamp) = ns.state()?;
+                    Ok((hive_codec::chunk_id(&records).0, stamp))
+                })
+                .await?;
+            Ok(MetaReply::Digest {
+                replica: store.group.state().replica,
+                applied: applied
+                    .as_deref()
+                    .and_then(crate::group::store::applied_index),
+                digest,
+            })
         }
         MetaCall::AddMember { node, addr } => {
             store.group.add_member(node, addr).await?;
@@ -479,6 +497,7 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
         // Administration is answered by `answer`, never inside a volume.
         MetaCall::ListVolumes
         | MetaCall::Group
+        | MetaCall::Digest
         | MetaCall::AddMember { .. }
         | MetaCall::RemoveMember { .. } => errno(Errno::Inval),
     };

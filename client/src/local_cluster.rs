@@ -868,6 +868,17 @@ fn cluster_client(dir: &Path, file: &ClusterFile) -> Result<Client> {
     ClusterDir::open(dir)?.client(&file.client_cert, &file.client_key)
 }
 
+/// A client of each replica of the metadata group alone (as the admin), by node.
+pub fn meta_replicas(dir: &Path) -> Result<Vec<(NodeId, MetaClient)>> {
+    let file = load(dir)?;
+    let client = Arc::new(ClusterDir::open(dir)?.admin_client()?);
+    Ok(file
+        .meta_group()?
+        .into_iter()
+        .map(|(node, addr)| (node, MetaClient::new(client.clone(), addr, node)))
+        .collect())
+}
+
 /// The metadata service of the local cluster in `dir`, as its client identity (which
 /// mounts) or, with `admin`, as the admin identity (which manages volumes).
 pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {

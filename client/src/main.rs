@@ -241,6 +241,17 @@ enum MetaCommand {
         /// The node (its number, as `hive status` lists it).
         node: u64,
     },
+    /// Asks each replica for the last log index it applied and a digest of its
+    /// namespace; replicas that applied the same index must agree (exit status 1 if
+    /// any do not).
+    Check {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Removes node NODE from the group: it stops voting and receiving changes (its
     /// files stay on the node). The last voting member cannot be removed.
     Remove {
@@ -567,6 +578,19 @@ fn run(cli: Cli) -> Result<()> {
                 output::println(&meta_group::to_json(&group).to_string());
             } else {
                 output::print(&meta_group::render(&group));
+            }
+            Ok(())
+        }
+        Command::Meta(MetaCommand::Check { cluster, json }) => {
+            let digests = meta_group::digests(&cluster)?;
+            if json {
+                output::println(&meta_group::digests_json(&digests).to_string());
+            } else {
+                output::print(&meta_group::render_digests(&digests));
+            }
+            let differ = meta_group::disagreements(&digests);
+            if !differ.is_empty() {
+                anyhow::bail!("replicas that applied the same entries differ: {differ:?}");
             }
             Ok(())
         }

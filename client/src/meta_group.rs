@@ -125,3 +125,79 @@ pub fn to_json(group: &GroupMessage) -> serde_json::Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+/// One replica's answer to a digest request.
+pub struct ReplicaDigest {
+    /// The replica.
+    pub node: u64,
+    /// The last log index it applied, and the digest of its namespace; or why it did
+    /// not answer.
+    pub state: Result<(Option<u64>, [u8; 32]), String>,
+}
+
+/// Asks each replica of the group for the digest of its namespace.
+pub fn digests(dir: &Path) -> Result<Vec<ReplicaDigest>> {
+    let runtime = local_cluster::runtime()?;
+    let _entered = runtime.enter();
+    let mut out = Vec::new();
+    for (node, meta) in local_cluster::meta_replicas(dir)? {
+        let answer =
+            runtime.block_on(meta.call_within("", (0, 0, 0), MetaCall::Digest, STATUS_DEADLINE));
+        let state = match answer {
+            Ok(MetaReply::Digest {
+                applied, digest, ..
+            }) => Ok((applied, digest)),
+            Ok(other) => Err(format!("answered {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        out.push(ReplicaDigest {
+            node: node.0,
+            state,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether replicas that applied the same index have the same namespace; the pairs
+/// that differ otherwise.
+pub fn disagreements(digests: &[ReplicaDigest]) -> Vec<(u64, u64)> {
+    let mut differ = Vec::new();
+    for (i, a) in digests.iter().enumerate() {
+        for b in &digests[i + 1..] {
+            if let (Ok((ia, da)), Ok((ib, db))) = (&a.state, &b.state)
+                && ia == ib
+                && da != db
+            {
+                differ.push((a.node, b.node));
+            }
+        }
+    }
+    differ
+}
+
+/// The digests as text: one line a replica.
+pub fn render_digests(digests: &[ReplicaDigest]) -> String {
+    let mut out = String::new();
+    for d in digests {
+        out += &match &d.state {
+            Ok((applied, digest)) => format!(
+                "{} applied {} digest {}\n",
+                NodeId(d.node),
+                applied.map_or("-".to_string(), |i| i.to_string()),
+                hive_wire::ChunkId(*digest)
+            ),
+            Err(e) => format!("{} did not answer: {e}\n", NodeId(d.node)),
+        };
+    }
+    out
+}
+
+/// The digests as JSON.
+pub fn digests_json(digests: &[ReplicaDigest]) -> serde_json::Value {
+    serde_json::json!(digests.iter().map(|d| match &d.state {
+        Ok((applied, digest)) => serde_json::json!({
+            "id": d.node, "applied": applied, "digest": hive_wire::ChunkId(*digest).to_string(),
+        }),
+        Err(e) => serde_json::json!({ "id": d.node, "error": e }),
+    }).collect::<Vec<_>>())
+}

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use hive_wire::net::meta::{MetaCall, MetaReply};
 
 mod support;
-use support::{Cluster, SEED, hive, ok, text};
+use support::mounted::Mounted;
+use support::{Cluster, RECOVER_WITHIN, SEED, hive, ok, text};
 
 /// fsx runs in CI: seeds × operations each.
 const FSX_SEEDS: u64 = 10;
@@ -31,8 +32,6 @@ const FUSE_SKIPS: &[(&str, &str)] = &[(
 /// How long a call may hang on a stopped metadata node before the mount answers EIO:
 /// the metadata deadline (15 s) with slack for a loaded machine.
 const EIO_WITHIN: Duration = Duration::from_secs(60);
-/// How long a killed or stopped node may take to serve again.
-const RECOVER_WITHIN: Duration = Duration::from_secs(120);
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,75 +62,6 @@ fn require_fuse() {
         Some(0),
         "these tests mount volumes and must run as root"
     );
-}
-
-/// A mounted volume, unmounted when dropped.
-struct Mounted {
-    dir: PathBuf,
-    /// The process serving it.
-    pid: String,
-}
-
-impl Mounted {
-    fn new(cluster: &Cluster, volume: &str, name: &str) -> Self {
-        Self::with(cluster, volume, name, &[])
-    }
-
-    /// A mount with `extra` arguments for `hive mount`.
-    fn with(cluster: &Cluster, volume: &str, name: &str, extra: &[&str]) -> Self {
-        let dir = cluster.path(name);
-        std::fs::create_dir_all(&dir).expect("mount point");
-        let mut args = vec!["mount", "--cluster", cluster.d(), "--volume", volume];
-        args.extend_from_slice(extra);
-        args.push(dir.to_str().expect("utf-8"));
-        let out = hive(&args);
-        let said = ok(&out, "hive mount");
-        // "mounted SOURCE on DIR (pid N, log FILE)"
-        let pid = said
-            .split("(pid ")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .unwrap_or_else(|| panic!("hive mount names its process: {said}"))
-            .to_string();
-        Self { dir, pid }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// What the mount process has logged so far.
-    fn log(&self, cluster: &Cluster) -> String {
-        let name: String = (self.dir.to_str().expect("utf-8").chars())
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        std::fs::read_to_string(cluster.path(&format!("mounts/{name}.log")))
-            .expect("the mount's log")
-    }
-
-    /// Waits until the mount has logged `text`; fails saying `what` after
-    /// `RECOVER_WITHIN`.
-    fn wait_for_log(&self, cluster: &Cluster, text: &str, what: &str) {
-        let since = Instant::now();
-        while !self.log(cluster).contains(text) {
-            assert!(
-                since.elapsed() < RECOVER_WITHIN,
-                "{what}: {}",
-                self.log(cluster)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let out = hive(&["umount", self.dir.to_str().expect("utf-8")]);
-        if !out.status.success() {
-            // A dead or busy mount: detach it so the test's cleanup can go on.
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
 }
 
 fn sh(script: &str, dir: &Path) -> std::process::Output {

@@ -463,6 +463,16 @@ impl Namespace {
     /// (little-endian). Held in memory whole. With it, the stamp it holds (from the
     /// same snapshot).
     pub fn export(&self) -> Result<(Vec<u8>, Option<Vec<u8>>), MetaError> {
+        self.export_records(true)
+    }
+
+    /// What must be the same on every replica that applied the same log: the export
+    /// without the stamp, and the stamp apart.
+    pub fn state(&self) -> Result<(Vec<u8>, Option<Vec<u8>>), MetaError> {
+        self.export_records(false)
+    }
+
+    fn export_records(&self, with_stamp: bool) -> Result<(Vec<u8>, Option<Vec<u8>>), MetaError> {
         let snapshot = self.db.read_tx();
         let stamp = snapshot
             .get(&self.spaces.meta, APPLIED)?
@@ -476,6 +486,9 @@ impl Namespace {
             let mut count = 0u64;
             for item in snapshot.iter(space) {
                 let (key, value) = item.into_inner()?;
+                if !with_stamp && name == "meta" && &key[..] == APPLIED {
+                    continue;
+                }
                 for part in [&key[..], &value[..]] {
                     let len = u32::try_from(part.len())
                         .map_err(|_| MetaError::Corrupt("a record over 4 GiB".into()))?;

@@ -462,6 +462,8 @@ async fn serve(
     ];
     // Garbage collection runs where the namespace is.
     let mut collector = None;
+    // Resolves if this node's metadata replica stops for good.
+    let mut replica = None;
     if let Some(meta) = &config.meta {
         let store = start_meta(meta, node, &config).await?;
         store.clone().expire_sessions(SESSION_TICK);
@@ -469,6 +471,7 @@ async fn serve(
         routes.push((MetaRaft::PROTOCOL, store.group().service()));
         let gc = Collector::new(config.space.grace, config.gc_interval);
         routes.push((Gc::PROTOCOL, gc_service(gc.clone())));
+        replica = Some(store.group().stopped());
         collector = Some((gc, store));
     }
     let handler = route(routes);
@@ -585,7 +588,16 @@ async fn serve(
     };
     // A store that refuses writes after a failed write or sync stops the node: its
     // unsynced writes may be lost, and it must not go on answering as if whole.
-    let poisoned = actor.poisoned();
+    let store_poisoned = actor.poisoned();
+    let poisoned = async move {
+        match replica {
+            Some(replica) => tokio::select! {
+                reason = store_poisoned => reason,
+                reason = replica => reason,
+            },
+            None => store_poisoned.await,
+        }
+    };
     tokio::pin!(poisoned);
     #[cfg(feature = "faults")]
     tokio::spawn(arm_on_signals(actor.clone()));

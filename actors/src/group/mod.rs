@@ -259,7 +259,7 @@ impl Group {
             .await
             .map_err(|_| {
                 GroupError::Failed(format!(
-                    "the metadata group did not commit the change within {GROUP_COMMIT_DEADLINE:?}: most of its replicas are unreachable (it is applied once they return)"
+                    "the metadata group did not commit the change within {GROUP_COMMIT_DEADLINE:?}: a majority of its replicas is unreachable (the change is applied if they return)"
                 ))
             })?;
         match written {
@@ -276,13 +276,35 @@ impl Group {
             .await
             .map_err(|_| {
                 GroupError::Failed(format!(
-                    "the metadata group's leader could not reach a majority within {GROUP_COMMIT_DEADLINE:?}"
+                    "the metadata group's leader could not confirm it leads within {GROUP_COMMIT_DEADLINE:?}: a majority of its replicas is unreachable"
                 ))
             })?;
         match checked {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(f.into()),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(GroupError::Failed(format!(
+                    "the metadata group's leader could not confirm it leads: a majority of its replicas is unreachable ({e})"
+                )))
+            }
             Err(e) => Err(GroupError::Failed(format!("the metadata group: {e}"))),
+        }
+    }
+
+    /// Resolves once this replica has stopped for good (its log or state machine
+    /// failed, or the Raft core did), saying why: the node then stops too
+    /// (fail-stop), rather than serve without its replica.
+    pub fn stopped(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let mut metrics = self.raft.metrics();
+        async move {
+            loop {
+                if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                    return format!("the metadata replica stopped: {fatal}");
+                }
+                if metrics.changed().await.is_err() {
+                    return "the metadata replica stopped".to_string();
+                }
+            }
         }
     }
 

@@ -247,6 +247,14 @@ struct Stamp {
     membership: Membership,
 }
 
+/// The log index a namespace's stamp records as applied last.
+pub fn applied_index(stamp: &[u8]) -> Option<u64> {
+    decode::<Stamp>("the applied stamp", stamp)
+        .ok()?
+        .applied
+        .map(|l| l.index)
+}
+
 /// A snapshot as kept on disk: its meta, then the namespace's export.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {

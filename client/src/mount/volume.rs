@@ -704,6 +704,7 @@ pub(super) fn unexpected(reply: &MetaReply) -> FsError {
             MetaReply::Volumes(_) => "volume list",
             MetaReply::NotLeader { .. } => "redirect",
             MetaReply::Group(_) => "metadata group",
+            MetaReply::Digest { .. } => "digest",
             MetaReply::Content { .. } => "content",
         }
     ))

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+pub mod mounted;
+
+/// How long a killed or stopped node may take to serve again.
+pub const RECOVER_WITHIN: Duration = Duration::from_secs(120);
 /// Seed of every sample file; printed in failures.
 pub const SEED: u64 = 0x5eed_0006;
 /// How long figures may take to be fresh in the status.

@@ -221,6 +221,10 @@ pub enum MetaCall {
         /// Where the other replicas reach it.
         addr: String,
     },
+    /// The replica asked: the last log index it applied and a digest of its namespace
+    /// (administrators only; never redirected). Replicas that applied the same index
+    /// must have the same digest. Answer: [`MetaReply::Digest`].
+    Digest,
     /// Removes node `node` from the metadata group (administrators only). Answer:
     /// [`MetaReply::Group`] once it is out.
     RemoveMember {
@@ -603,6 +607,15 @@ pub enum MetaReply {
     Volumes(Vec<VolumeMessage>),
     /// The metadata group.
     Group(GroupMessage),
+    /// One replica's namespace in brief.
+    Digest {
+        /// The replica.
+        replica: u64,
+        /// The last log index it applied.
+        applied: Option<u64>,
+        /// The BLAKE3 hash of its namespace's records (all but the applied stamp).
+        digest: [u8; 32],
+    },
     /// This replica does not lead the metadata group: ask `leader` at `addr` (both
     /// unknown during an election). Nothing was done.
     NotLeader {
@@ -759,6 +772,8 @@ impl MetaClient {
         };
         let request = request::<Meta>(OP_CALL, Bytes::new(), encode(&message));
         let until = tokio::time::Instant::now() + deadline;
+        // A replica's refusal says more than a later timeout: the caller is told it.
+        let mut refused = None;
         loop {
             let (i, link, known) = self.current();
             let left = until.saturating_duration_since(tokio::time::Instant::now());
@@ -788,7 +803,13 @@ impl MetaClient {
                 Err(e) => return Err(e),
             };
             if tokio::time::Instant::now() >= until {
-                return Err(failed);
+                return Err(match (failed, refused) {
+                    (RpcError::Timeout(_), Some(refusal)) => refusal,
+                    (failed, _) => failed,
+                });
+            }
+            if let RpcError::Remote(refusal) = &failed {
+                refused = Some(RpcError::Remote(refusal.clone()));
             }
             self.next_after(i);
             // A timeout waited already; anything else (no leader yet, a refused or

@@ -1,0 +1,331 @@
+//! The replicated metadata group, with real node processes on loopback and a real FUSE
+//! mount: the leader killed under a workload, a follower killed and brought back, a
+//! replica that lost its files rebuilt, and a group without a majority refusing
+//! clearly and serving again once one replica returns.
+//!
+//! Needs root and /dev/fuse.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hive_testkit::Rng;
+
+mod support;
+use support::mounted::Mounted;
+use support::{Cluster, RECOVER_WITHIN, SEED, hive, ok, text};
+
+/// How long one operation may wait across the death of the metadata group's leader:
+/// an election (a few seconds) and the client's move to the new leader, with room for
+/// a loaded machine. An operation that takes longer failed the test.
+const FAILOVER_WITHIN: Duration = Duration::from_secs(45);
+/// Operations the workload makes between two faults.
+const OPS_BETWEEN_FAULTS: u64 = 60;
+
+fn require_fuse() {
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "these tests mount through FUSE and /dev/fuse is missing: load the fuse module"
+    );
+}
+
+/// The group as `hive meta status --json` shows it.
+fn group(c: &Cluster) -> serde_json::Value {
+    let out = ok(
+        &hive(&["meta", "status", "--cluster", c.d(), "--json"]),
+        "meta status",
+    );
+    serde_json::from_str(&out).expect("meta status is JSON")
+}
+
+/// Waits until the group has a leader and every member holds its whole log; the
+/// leader.
+fn settled(c: &Cluster, members: usize) -> u64 {
+    let since = Instant::now();
+    loop {
+        let g = group(c);
+        let last = g["last_log"].as_u64();
+        let all = g["members"].as_array().expect("members");
+        if let Some(leader) = g["leader"].as_u64()
+            && all.len() == members
+            && all.iter().all(|m| m["matched"].as_u64() == last)
+        {
+            return leader;
+        }
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "the metadata group did not settle within {RECOVER_WITHIN:?}: {g}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A workload through the mount that keeps a ledger of what must exist: files created
+/// exclusively (a create applied twice would fail with EEXIST), renamed (twice:
+/// ENOENT), removed (twice: ENOENT), directories made; every operation must succeed.
+struct Workload {
+    done: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(BTreeMap<String, Vec<u8>>, Duration)>,
+}
+
+impl Workload {
+    fn start(root: &Path, seed: u64) -> Self {
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, s, root) = (done.clone(), stop.clone(), root.to_path_buf());
+        let thread = std::thread::spawn(move || run_workload(&root, seed, &d, &s));
+        Self { done, stop, thread }
+    }
+
+    /// Waits until `n` more operations have completed.
+    fn wait_more(&self, n: u64, what: &str) {
+        let target = self.done.load(Ordering::SeqCst) + n;
+        let since = Instant::now();
+        while self.done.load(Ordering::SeqCst) < target {
+            assert!(
+                !self.thread.is_finished(),
+                "the workload stopped early {what} (seed {SEED:#x})"
+            );
+            assert!(
+                since.elapsed() < RECOVER_WITHIN,
+                "the workload made no progress {what} within {RECOVER_WITHIN:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn finish(self) -> (BTreeMap<String, Vec<u8>>, Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+fn run_workload(
+    root: &Path,
+    seed: u64,
+    done: &AtomicU64,
+    stop: &AtomicBool,
+) -> (BTreeMap<String, Vec<u8>>, Duration) {
+    use std::io::Write;
+    let mut rng = Rng::new(seed);
+    let mut ledger: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut slowest = Duration::ZERO;
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let started = Instant::now();
+        let names: Vec<String> = ledger.keys().cloned().collect();
+        let pick = rng.below(10);
+        let what = if names.is_empty() || pick < 5 {
+            let name = format!("f{n}");
+            let content = hive_testkit::text_bytes(seed ^ n, 1 + rng.below(2000));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(root.join(&name))
+                .unwrap_or_else(|e| panic!("op {n}: create {name}: {e} (seed {seed:#x})"));
+            file.write_all(&content)
+                .and_then(|()| file.sync_all())
+                .unwrap_or_else(|e| panic!("op {n}: write {name}: {e} (seed {seed:#x})"));
+            ledger.insert(name.clone(), content);
+            format!("create {name}")
+        } else if pick < 8 {
+            let from = &names[rng.below(names.len())];
+            let to = format!("r{n}");
+            std::fs::rename(root.join(from), root.join(&to))
+                .unwrap_or_else(|e| panic!("op {n}: rename {from} {to}: {e} (seed {seed:#x})"));
+            let content = ledger.remove(from).expect("in the ledger");
+            ledger.insert(to.clone(), content);
+            format!("rename {from}")
+        } else {
+            let name = &names[rng.below(names.len())];
+            std::fs::remove_file(root.join(name))
+                .unwrap_or_else(|e| panic!("op {n}: unlink {name}: {e} (seed {seed:#x})"));
+            ledger.remove(name);
+            format!("unlink {name}")
+        };
+        let took = started.elapsed();
+        assert!(
+            took < FAILOVER_WITHIN,
+            "op {n} ({what}) took {took:?} (seed {seed:#x})"
+        );
+        slowest = slowest.max(took);
+        done.fetch_add(1, Ordering::SeqCst);
+    }
+    (ledger, slowest)
+}
+
+/// Checks that the tree under `root` is exactly `ledger`.
+fn check_tree(root: &Path, ledger: &BTreeMap<String, Vec<u8>>) {
+    let mut found: Vec<String> = std::fs::read_dir(root)
+        .expect("list the mount")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let expected: Vec<String> = ledger.keys().cloned().collect();
+    assert_eq!(
+        found, expected,
+        "the tree differs from the ledger (seed {SEED:#x})"
+    );
+    for (name, content) in ledger {
+        let read = std::fs::read(root.join(name)).expect("read back");
+        assert!(read == *content, "{name} differs (seed {SEED:#x})");
+    }
+}
+
+#[test]
+fn the_mount_rides_out_the_metadata_leaders_death_and_no_change_is_lost_or_doubled() {
+    require_fuse();
+    let c = Cluster::with("meta-failover", 4, (2, 1), "256MiB", &[]);
+    let leader = settled(&c, 3);
+    let mount = Mounted::new(&c, "default", "mnt");
+    let work = Workload::start(&mount.dir, SEED);
+    work.wait_more(OPS_BETWEEN_FAULTS, "before any fault");
+    // The first leader (the node that formed the group), then the one that took over.
+    let mut leader = leader;
+    for round in 0..2 {
+        c.signal("-KILL", &[leader]);
+        work.wait_more(
+            OPS_BETWEEN_FAULTS,
+            &format!("after the leader (node {leader}) was killed, round {round}"),
+        );
+        ok(
+            &hive(&["cluster", "start", "--dir", c.d()]),
+            "start the killed node",
+        );
+        leader = settled(&c, 3);
+        work.wait_more(OPS_BETWEEN_FAULTS, "after the node returned");
+    }
+    let (ledger, slowest) = work.finish();
+    eprintln!("slowest operation across two failovers: {slowest:?}");
+    check_tree(&mount.dir, &ledger);
+    // The tree stays whole for a mount started afresh.
+    drop(mount);
+    let again = Mounted::new(&c, "default", "again");
+    check_tree(&again.dir, &ledger);
+}
+
+/// Waits until every replica has applied the same entries and has the same namespace
+/// (`hive meta check`).
+fn replicas_agree(c: &Cluster) {
+    let since = Instant::now();
+    loop {
+        let out = hive(&["meta", "check", "--cluster", c.d(), "--json"]);
+        assert!(out.status.success(), "replicas differ: {}", text(&out));
+        let replicas: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("meta check is JSON");
+        let all = replicas.as_array().expect("replicas");
+        let first = &all[0];
+        if all.len() == 3
+            && first["error"].is_null()
+            && all
+                .iter()
+                .all(|r| r["applied"] == first["applied"] && r["digest"] == first["digest"])
+        {
+            return;
+        }
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "the replicas did not agree within {RECOVER_WITHIN:?}: {replicas}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_follower_catches_up_and_a_replica_that_lost_its_files_is_rebuilt_identical() {
+    require_fuse();
+    let c = Cluster::with("meta-rebuild", 4, (2, 1), "256MiB", &[]);
+    let leader = settled(&c, 3);
+    // A follower that is not the map authority (node 1).
+    let follower = [2, 3]
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("a follower");
+    let mount = Mounted::new(&c, "default", "mnt");
+    let write = |from: u64, to: u64| {
+        for i in from..to {
+            std::fs::write(mount.path(&format!("f{i}")), format!("file {i}")).expect("write");
+        }
+    };
+    write(0, 50);
+    c.signal("-KILL", &[follower]);
+    write(50, 100);
+    ok(
+        &hive(&["cluster", "start", "--dir", c.d()]),
+        "start the follower",
+    );
+    settled(&c, 3);
+    // Its whole metadata directory lost: it comes back empty and is rebuilt from the
+    // others (a snapshot, then the log), never started afresh.
+    c.signal("-TERM", &[follower]);
+    let pid = c.pid(follower);
+    let since = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "node {follower} did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let meta = c.path(&format!("node-{follower}/meta"));
+    std::fs::remove_dir_all(&meta).expect("delete the replica's metadata directory");
+    write(100, 120);
+    ok(
+        &hive(&["cluster", "start", "--dir", c.d()]),
+        "start the emptied follower",
+    );
+    settled(&c, 3);
+    write(120, 140);
+    settled(&c, 3);
+    for i in 0..140 {
+        assert_eq!(
+            std::fs::read_to_string(mount.path(&format!("f{i}"))).expect("read"),
+            format!("file {i}")
+        );
+    }
+    settled(&c, 3);
+    replicas_agree(&c);
+}
+
+#[test]
+fn without_a_majority_changes_fail_clearly_and_service_resumes_when_one_replica_returns() {
+    require_fuse();
+    let c = Cluster::with("meta-majority", 4, (2, 1), "256MiB", &[]);
+    let leader = settled(&c, 3);
+    let mount = Mounted::new(&c, "default", "mnt");
+    std::fs::create_dir(mount.path("before")).expect("mkdir before");
+    let others: Vec<u64> = (1..=3).filter(|n| *n != leader).collect();
+    c.signal("-KILL", &others);
+    let refused = std::fs::create_dir(mount.path("during"));
+    let err = refused.expect_err("a change without a majority is refused");
+    assert_eq!(err.raw_os_error(), Some(5), "EIO: {err}");
+    let log = mount.log(&c);
+    assert!(
+        log.contains("a majority of its replicas is unreachable"),
+        "the mount's log says why: {log}"
+    );
+    // One replica back: a majority again.
+    ok(
+        &hive(&[
+            "cluster",
+            "start",
+            "--dir",
+            c.d(),
+            "--node",
+            &others[0].to_string(),
+        ]),
+        "start one replica",
+    );
+    std::fs::create_dir(mount.path("after")).expect("mkdir after one replica returned");
+    assert!(mount.path("before").is_dir());
+    assert!(mount.path("after").is_dir());
+    let out = hive(&["meta", "status", "--cluster", c.d()]);
+    assert!(out.status.success(), "{}", text(&out));
+}
