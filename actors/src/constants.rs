@@ -100,14 +100,14 @@ pub const RESERVE_MARGIN_PERCENT: u64 = 25;
 pub const RESERVE_SPARE: u64 = 16 << 20;
 
 /// How often the metadata group's leader heartbeats its followers.
-pub const GROUP_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(200);
+pub const GROUP_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(150);
 /// A follower that hears no leader for a random time in [`GROUP_ELECTION_MIN`,
 /// [`GROUP_ELECTION_MAX`]] (after the leader's lease, which is the maximum) stands for
 /// election: well above the heartbeat, so a loaded machine does not flap leaders, and
 /// low enough that a dead leader is replaced in a few seconds.
-pub const GROUP_ELECTION_MIN: std::time::Duration = std::time::Duration::from_millis(800);
+pub const GROUP_ELECTION_MIN: std::time::Duration = std::time::Duration::from_millis(500);
 /// See [`GROUP_ELECTION_MIN`].
-pub const GROUP_ELECTION_MAX: std::time::Duration = std::time::Duration::from_millis(1600);
+pub const GROUP_ELECTION_MAX: std::time::Duration = std::time::Duration::from_millis(1000);
 /// How long the group may take to commit a change (or confirm a read) before the
 /// caller is told that a majority is unreachable.
 pub const GROUP_COMMIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -126,3 +126,8 @@ pub const GROUP_PROBE_PAUSE: std::time::Duration = std::time::Duration::from_mil
 /// How long `hive meta add` waits for a new replica to catch up before it is made a
 /// voter (a snapshot of a large namespace takes a while to send).
 pub const GROUP_JOIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long after a majority accepted an append the leader answers reads from its own
+/// state without asking again: well inside [`GROUP_ELECTION_MAX`] (how long each of
+/// those followers refuses to vote for another), the rest a margin for timers and
+/// clock rates that differ between nodes.
+pub const GROUP_LEASE: std::time::Duration = std::time::Duration::from_millis(600);

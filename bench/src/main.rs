@@ -91,6 +91,16 @@ enum Suite {
         #[arg(long, default_value_os_t = suites::store::default_dir())]
         dir: std::path::PathBuf,
     },
+    /// The replicated metadata group through a FUSE mount (two clusters of 4 nodes,
+    /// 2+1, started here one after the other): empty files created per second with 3
+    /// metadata replicas (vs the same with 1), and seconds from killing the group's
+    /// leader until a create succeeds again (vs a 5 s target). Needs root, /dev/fuse,
+    /// and the hive and hive-node binaries next to this one.
+    Meta {
+        /// Directory to start the clusters in.
+        #[arg(long, default_value_os_t = suites::store::default_dir())]
+        dir: std::path::PathBuf,
+    },
     /// Getting space back (6 nodes, 4+2, started here, 5 s grace): the rate a garbage
     /// collection round and reclaim free 1 GiB of unreferenced chunks (vs a local
     /// sequential write of as many bytes with fdatasync), and the p99 of 1 MiB chunk
@@ -119,6 +129,7 @@ fn main() -> ExitCode {
         }
         Suite::Repair { dir } => suites::repair::run(&mut report, &dir),
         Suite::Gc { dir } => suites::gc::run(&mut report, &dir),
+        Suite::Meta { dir } => suites::meta::run(&mut report, &dir),
     };
     report.finish();
     let _ = std::io::stdout().flush();

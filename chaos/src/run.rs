@@ -483,7 +483,7 @@ async fn connect(dir: &Path) -> Result<(Clients, u64)> {
         store,
         authority,
         meta: Arc::new(local_cluster::meta_client(dir, true)?),
-        gc: Arc::new(local_cluster::gc_client(dir)?),
+        gc: Arc::new(local_cluster::gc_client(dir).await?),
         chunker: Arc::new(Chunker::new(ChunkerConfig::default())?),
     };
     Ok((clients, capacity))

@@ -14,7 +14,7 @@ const WAIT_POLL: Duration = Duration::from_millis(500);
 /// `hive gc [--dry-run] [--wait]`.
 pub fn gc(dir: &Path, dry_run: bool, wait: bool) -> Result<()> {
     local_cluster::runtime()?.block_on(async {
-        let gc = local_cluster::gc_client(dir)?;
+        let gc = local_cluster::gc_client(dir).await?;
         let asking = || {
             format!(
                 "asking the metadata node ({}) for garbage collection",

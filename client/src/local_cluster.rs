@@ -56,6 +56,8 @@ const LOCAL_CENSUS_INTERVAL: &str = "5s";
 const LOCAL_RECLAIM_INTERVAL: &str = "5s";
 /// The most replicas a metadata group has (each change waits for a majority).
 const MAX_META_REPLICAS: u64 = 5;
+/// How long a tool waits to learn the metadata group's leader.
+const LEADER_DEADLINE: Duration = Duration::from_secs(5);
 /// Each local node's store file, in its directory.
 const STORE_FILE: &str = "store.img";
 
@@ -891,26 +893,27 @@ pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {
     Ok(MetaClient::group(Arc::new(client), &file.meta_group()?))
 }
 
-/// A client (the admin's, or the cluster's client identity) and where the metadata
-/// node of the local cluster in `dir` is.
-fn meta_node(dir: &Path, admin: bool) -> Result<(Arc<Client>, SocketAddr, NodeId)> {
+/// The garbage collection service of the local cluster in `dir`, reached as the
+/// administrator: on the metadata group's leader (the only replica that runs rounds),
+/// or on the first replica while no leader is known.
+pub async fn gc_client(dir: &Path) -> Result<GcClient> {
     let file = load(dir)?;
-    let client = if admin {
-        ClusterDir::open(dir)?.admin_client()?
-    } else {
-        cluster_client(dir, &file)?
+    let client = Arc::new(ClusterDir::open(dir)?.admin_client()?);
+    let group = file.meta_group()?;
+    let meta = MetaClient::group(client.clone(), &group);
+    let leader = match meta
+        .call_within("", (0, 0, 0), MetaCall::Group, LEADER_DEADLINE)
+        .await
+    {
+        Ok(MetaReply::Group(g)) => g.leader,
+        _ => None,
     };
-    Ok((
-        Arc::new(client),
-        file.node_addr(file.meta, "metadata node")?,
-        NodeId(file.meta),
-    ))
-}
-
-/// The garbage collection service of the local cluster in `dir` (on the metadata
-/// node), reached as the administrator.
-pub fn gc_client(dir: &Path) -> Result<GcClient> {
-    let (client, addr, node) = meta_node(dir, true)?;
+    let (node, addr) = group
+        .iter()
+        .find(|(id, _)| Some(id.0) == leader)
+        .or(group.first())
+        .copied()
+        .context("cluster.toml names no metadata replica")?;
     Ok(GcClient::new(client, addr, node))
 }
 

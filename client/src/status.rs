@@ -486,7 +486,7 @@ pub fn status(dir: &Path, json: bool) -> Result<()> {
         let admin = local_cluster::admin(dir)?;
         let status = admin.status().await?;
         // Best effort: the status stands without it.
-        let gc = match local_cluster::gc_client(dir) {
+        let gc = match local_cluster::gc_client(dir).await {
             Ok(client) => client.status().await.ok(),
             Err(_) => None,
         };

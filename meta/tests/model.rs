@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hive_meta::acl::{self, Acl};
 use hive_meta::{
     Attr, Census, Context, DEFAULT_VOLUME, Durability, EXTENT_PAGE_SPAN, Errno, Extent, FileType,
-    InodeId, MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_SYMLINK,
-    MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace, Nanos, Op, Outcome, RenameMode,
-    Usage, VolumeRecord, XattrMode,
+    InodeId, Logged, MAX_EXTENTS_PER_COMMIT, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME,
+    MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, Namespace, Nanos, Once, Op,
+    Outcome, RenameMode, Usage, VolumeRecord, XattrMode,
 };
 use proptest::prelude::*;
 
@@ -1208,6 +1208,10 @@ fn current_ctime(model: &Model, op: Op) -> Op {
     }
 }
 
+/// The client session the model test's changes are numbered in (none of its own
+/// sessions: they are drawn from a small set).
+const MODEL_SESSION: u64 = u64::MAX;
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
@@ -1221,7 +1225,18 @@ proptest! {
         for (n, op) in ops.iter().enumerate() {
             let ctx = Context { uid: 1000, gid: 100, now: Nanos(n as i64 + 1), umask: 0o022 };
             let op = &current_ctime(&model, op.clone());
-            let got = ns.apply(ctx, op).expect("the store works");
+            // The replicated state machine's path: stamped with the entry, numbered in
+            // a client session (each answer forgotten once the next is given).
+            let stamp = (n as u64).to_le_bytes();
+            let once = Once { session: MODEL_SESSION, seq: n as u64, acked: n as u64 };
+            let got = match ns
+                .apply_logged(ctx, op, &stamp, Some(once), |_| Vec::new())
+                .expect("the store works")
+            {
+                Logged::Applied(result) => result,
+                Logged::Repeated(_) => panic!("operation {n} was taken for a repeat"),
+            };
+            prop_assert_eq!(ns.stamp().expect("stamp"), Some(stamp.to_vec()));
             let expected = model.apply_with_quotas(ctx, op);
             prop_assert_eq!(&got, &expected, "operation {} ({:?})", n, op);
             same_tree(&ns, &model, model.next + 2);

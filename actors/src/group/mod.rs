@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::constants::{
     GROUP_COMMIT_DEADLINE, GROUP_ELECTION_MAX, GROUP_ELECTION_MIN, GROUP_HEARTBEAT,
-    GROUP_JOIN_DEADLINE, GROUP_KEEP_LOGS, GROUP_MESSAGE_MAX, GROUP_PROBE_PAUSE,
+    GROUP_JOIN_DEADLINE, GROUP_KEEP_LOGS, GROUP_LEASE, GROUP_MESSAGE_MAX, GROUP_PROBE_PAUSE,
     GROUP_SNAPSHOT_CHUNK, GROUP_SNAPSHOT_EVERY,
 };
 use network::Peers;
@@ -271,7 +271,12 @@ impl Group {
 
     /// Returns once this replica may answer a read linearizably: it leads, a majority
     /// still follows it, and it has applied every change committed before the call.
+    /// Within its lease that is known without a message (see [`Group::leased`]);
+    /// otherwise a read-index round confirms it (heartbeats a majority answers).
     pub async fn read_barrier(&self) -> Result<(), GroupError> {
+        if self.leased() {
+            return Ok(());
+        }
         let checked = tokio::time::timeout(GROUP_COMMIT_DEADLINE, self.raft.ensure_linearizable())
             .await
             .map_err(|_| {
@@ -306,6 +311,46 @@ impl Group {
                 }
             }
         }
+    }
+
+    /// Whether this replica holds the leader's lease now: it leads; it has applied an
+    /// entry of its own term (so every change committed before it took over is
+    /// applied here, and every change it answered is); and a majority of the voters
+    /// (itself among them) accepted its leadership in appends sent less than
+    /// [`GROUP_LEASE`] ago. Each of those followers refuses to vote for [`GROUP_ELECTION_MAX`]
+    /// after it received the append, so no other leader can exist until then: a read
+    /// answered from this replica's state misses no committed change. Joint
+    /// memberships (a change under way) take the read-index round instead.
+    fn leased(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader
+            || m.last_applied
+                .is_none_or(|l| l.leader_id.term != m.current_term)
+        {
+            return false;
+        }
+        let membership = m.membership_config.membership();
+        if membership.get_joint_config().len() != 1 {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let mut accepted: Vec<std::time::Instant> = membership
+            .voter_ids()
+            .map(|id| {
+                if id == self.id {
+                    Some(now)
+                } else {
+                    self.peers.acks().accepted(id, &m.vote)
+                }
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        let quorum = accepted.len() / 2 + 1;
+        if accepted.len() < quorum || accepted.is_empty() {
+            return false;
+        }
+        accepted.sort_unstable_by(|a, b| b.cmp(a));
+        now.duration_since(accepted[quorum - 1]) < GROUP_LEASE
     }
 
     /// Whether this replica leads now, and in which term.

@@ -20,9 +20,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Raft};
+use openraft::{BasicNode, Raft, Vote};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::time::Instant;
 
 use super::{GroupTypes, codec};
 use crate::group::store::LogStore;
@@ -30,13 +31,50 @@ use crate::group::store::LogStore;
 type NodeId = u64;
 
 /// Where openraft's messages leave from: this node's endpoint, known once the node's
-/// server is bound (until then every peer is unreachable).
+/// server is bound (until then every peer is unreachable). Also what the leader's
+/// lease is made of: when each follower last accepted its leadership.
 #[derive(Clone, Default)]
 pub struct Peers {
     client: Arc<OnceLock<Arc<Client>>>,
+    acks: Acks,
+}
+
+/// For each replica, the leadership (vote) it last accepted in an append (a heartbeat
+/// too) and when that append was sent: it promised then not to vote for anyone else
+/// for a lease from when it received it, which is later.
+#[derive(Clone, Default)]
+pub struct Acks(Arc<std::sync::Mutex<std::collections::HashMap<NodeId, Accepted>>>);
+
+/// A leadership a replica accepted, and when the append that carried it was sent.
+type Accepted = (Vote<NodeId>, Instant);
+
+impl Acks {
+    fn record(&self, target: NodeId, vote: Vote<NodeId>, sent: Instant) {
+        let mut acks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let newer = acks
+            .get(&target)
+            .is_none_or(|(v, at)| *v != vote || *at < sent);
+        if newer {
+            acks.insert(target, (vote, sent));
+        }
+    }
+
+    /// When replica `target` last accepted leadership `vote` (the send time of that
+    /// append), if it did.
+    pub fn accepted(&self, target: NodeId, vote: &Vote<NodeId>) -> Option<Instant> {
+        let acks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        acks.get(&target)
+            .filter(|(v, _)| v == vote)
+            .map(|(_, at)| *at)
+    }
 }
 
 impl Peers {
+    /// When each replica last accepted a leadership.
+    pub fn acks(&self) -> &Acks {
+        &self.acks
+    }
+
     /// Sends through `client` from now on.
     pub fn connect_through(&self, client: Arc<Client>) {
         let _ = self.client.set(client);
@@ -66,6 +104,7 @@ impl RaftNetworkFactory<GroupTypes> for Peers {
         PeerLink {
             target,
             link: self.link(target, &node.addr),
+            acks: self.acks.clone(),
         }
     }
 }
@@ -74,6 +113,7 @@ impl RaftNetworkFactory<GroupTypes> for Peers {
 pub struct PeerLink {
     target: NodeId,
     link: Result<Link, String>,
+    acks: Acks,
 }
 
 /// Why sending failed, as openraft takes it.
@@ -117,7 +157,12 @@ impl RaftNetwork<GroupTypes> for PeerLink {
         rpc: AppendEntriesRequest<GroupTypes>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.send(OP_APPEND, &rpc, &option).await
+        let (vote, sent) = (rpc.vote, Instant::now());
+        let answer = self.send(OP_APPEND, &rpc, &option).await?;
+        if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
+            self.acks.record(self.target, vote, sent);
+        }
+        Ok(answer)
     }
 
     async fn install_snapshot(

@@ -63,7 +63,7 @@ pub fn run(report: &mut Report, dir: &Path) -> Result<()> {
 async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     let (store, _) = local_cluster::connect(dir).await?;
     let admin = local_cluster::admin(dir)?;
-    let gc = local_cluster::gc_client(dir)?;
+    let gc = local_cluster::gc_client(dir).await?;
     // The small-file tree first, while the stores hold nothing else that changes.
     report.add(small_files::measure(SUITE, &store, &admin).await?);
     // A first run warms the connections and the stores; the second is the baseline.

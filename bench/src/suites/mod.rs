@@ -2,6 +2,7 @@ pub mod cluster;
 pub mod codec;
 pub mod gc;
 pub mod load;
+pub mod meta;
 pub mod net;
 pub mod repair;
 pub mod small_files;

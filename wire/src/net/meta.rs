@@ -774,6 +774,9 @@ impl MetaClient {
         let until = tokio::time::Instant::now() + deadline;
         // A replica's refusal says more than a later timeout: the caller is told it.
         let mut refused = None;
+        // The replica that last failed to answer: its followers may still name it as
+        // the leader until they elect another, and are not followed back to it.
+        let mut silent = None;
         loop {
             let (i, link, known) = self.current();
             let left = until.saturating_duration_since(tokio::time::Instant::now());
@@ -790,7 +793,10 @@ impl MetaClient {
                     MetaReply::NotLeader {
                         leader: Some(leader),
                         addr,
-                    } if leader != link.node().id && self.follow(leader, addr.as_deref()) => {
+                    } if leader != link.node().id
+                        && Some(leader) != silent
+                        && self.follow(leader, addr.as_deref()) =>
+                    {
                         continue;
                     }
                     MetaReply::NotLeader { .. } => RpcError::Remote(super::rpc::Refusal::new(
@@ -799,7 +805,12 @@ impl MetaClient {
                     )),
                     reply => return Ok(reply),
                 },
-                Err(e) if retryable(&e) => e,
+                Err(e) if retryable(&e) => {
+                    if !matches!(e, RpcError::Remote(_)) {
+                        silent = Some(link.node().id);
+                    }
+                    e
+                }
                 Err(e) => return Err(e),
             };
             if tokio::time::Instant::now() >= until {

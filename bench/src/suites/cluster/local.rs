@@ -36,7 +36,7 @@ pub struct LocalCluster {
 }
 
 /// The `hive` tool built next to this executable.
-fn hive_binary() -> Result<PathBuf> {
+pub fn hive_binary() -> Result<PathBuf> {
     let me = std::env::current_exe().context("finding the hive-bench executable")?;
     let hive = me.with_file_name("hive");
     if !hive.exists() {
@@ -50,7 +50,7 @@ fn hive_binary() -> Result<PathBuf> {
 
 /// Runs `hive` with `args`, its output captured (the report owns stdout); fails with
 /// its error output if it fails.
-fn run_hive(hive: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+pub fn run_hive(hive: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
     let out = Command::new(hive)
         .args(args)
         .output()
