@@ -23,11 +23,6 @@ pub const OWED_KEPT: usize = 65_536;
 pub const MAX_RESTARTS: usize = 5;
 /// See [`MAX_RESTARTS`].
 pub const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
-/// Metadata changes waiting for the writer; a full queue makes callers wait.
-pub const META_QUEUE: usize = 1024;
-/// Metadata changes applied and synced together: one sync per batch (fjall does about
-/// 9k synced transactions a second here; batches lift that to the apply rate).
-pub const META_BATCH: usize = 256;
 /// Metadata requests a node serves at once.
 pub const META_INFLIGHT: usize = 512;
 /// How often the metadata service looks for client sessions whose time is up.

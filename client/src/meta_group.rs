@@ -11,7 +11,7 @@ use hive_wire::net::meta::{GroupMessage, MetaCall, MetaReply};
 use crate::local_cluster;
 
 /// How long `hive status` waits for the group's state.
-const STATUS_DEADLINE: Duration = Duration::from_secs(5);
+const STATUS_DEADLINE: Duration = Duration::from_secs(3);
 /// How long a membership change may take: a new replica catches up first (the
 /// group gives it two minutes).
 const CHANGE_DEADLINE: Duration = Duration::from_secs(150);

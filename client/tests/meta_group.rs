@@ -23,6 +23,8 @@ use support::{Cluster, RECOVER_WITHIN, SEED, hive, ok, text};
 const FAILOVER_WITHIN: Duration = Duration::from_secs(45);
 /// Operations the workload makes between two faults.
 const OPS_BETWEEN_FAULTS: u64 = 60;
+/// Replicas killed one after another in the crash loop.
+const CRASH_ROUNDS: usize = 4;
 
 fn require_fuse() {
     assert!(
@@ -71,12 +73,30 @@ struct Workload {
     thread: std::thread::JoinHandle<(BTreeMap<String, Vec<u8>>, Duration)>,
 }
 
+/// Of every 10 operations: how many create, how many rename (the rest unlink).
+#[derive(Clone, Copy)]
+struct Mix {
+    creates: usize,
+    renames: usize,
+}
+
+/// Mostly creates: the tree grows.
+const GROWING: Mix = Mix {
+    creates: 5,
+    renames: 3,
+};
+/// Mostly renames.
+const RENAMING: Mix = Mix {
+    creates: 3,
+    renames: 6,
+};
+
 impl Workload {
-    fn start(root: &Path, seed: u64) -> Self {
+    fn start(root: &Path, seed: u64, mix: Mix) -> Self {
         let done = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (d, s, root) = (done.clone(), stop.clone(), root.to_path_buf());
-        let thread = std::thread::spawn(move || run_workload(&root, seed, &d, &s));
+        let thread = std::thread::spawn(move || run_workload(&root, (seed, mix), &d, &s));
         Self { done, stop, thread }
     }
 
@@ -108,7 +128,7 @@ impl Workload {
 
 fn run_workload(
     root: &Path,
-    seed: u64,
+    (seed, mix): (u64, Mix),
     done: &AtomicU64,
     stop: &AtomicBool,
 ) -> (BTreeMap<String, Vec<u8>>, Duration) {
@@ -122,7 +142,7 @@ fn run_workload(
         let started = Instant::now();
         let names: Vec<String> = ledger.keys().cloned().collect();
         let pick = rng.below(10);
-        let what = if names.is_empty() || pick < 5 {
+        let what = if names.is_empty() || pick < mix.creates {
             let name = format!("f{n}");
             let content = hive_testkit::text_bytes(seed ^ n, 1 + rng.below(2000));
             let mut file = std::fs::OpenOptions::new()
@@ -135,7 +155,7 @@ fn run_workload(
                 .unwrap_or_else(|e| panic!("op {n}: write {name}: {e} (seed {seed:#x})"));
             ledger.insert(name.clone(), content);
             format!("create {name}")
-        } else if pick < 8 {
+        } else if pick < mix.creates + mix.renames {
             let from = &names[rng.below(names.len())];
             let to = format!("r{n}");
             std::fs::rename(root.join(from), root.join(&to))
@@ -185,7 +205,7 @@ fn the_mount_rides_out_the_metadata_leaders_death_and_no_change_is_lost_or_doubl
     let c = Cluster::with("meta-failover", 4, (2, 1), "256MiB", &[]);
     let leader = settled(&c, 3);
     let mount = Mounted::new(&c, "default", "mnt");
-    let work = Workload::start(&mount.dir, SEED);
+    let work = Workload::start(&mount.dir, SEED, GROWING);
     work.wait_more(OPS_BETWEEN_FAULTS, "before any fault");
     // The first leader (the node that formed the group), then the one that took over.
     let mut leader = leader;
@@ -209,6 +229,34 @@ fn the_mount_rides_out_the_metadata_leaders_death_and_no_change_is_lost_or_doubl
     drop(mount);
     let again = Mounted::new(&c, "default", "again");
     check_tree(&again.dir, &ledger);
+}
+
+#[test]
+fn a_crash_loop_of_random_replicas_under_renames_keeps_every_change_once() {
+    require_fuse();
+    let c = Cluster::with("meta-crash-loop", 4, (2, 1), "256MiB", &[]);
+    settled(&c, 3);
+    let mount = Mounted::new(&c, "default", "mnt");
+    let seed = SEED ^ 0xc4a5;
+    let work = Workload::start(&mount.dir, seed, RENAMING);
+    let mut rng = Rng::new(seed);
+    for round in 0..CRASH_ROUNDS {
+        work.wait_more(OPS_BETWEEN_FAULTS / 2, &format!("before crash {round}"));
+        let victim = 1 + rng.below(3) as u64;
+        c.signal("-KILL", &[victim]);
+        work.wait_more(
+            OPS_BETWEEN_FAULTS / 2,
+            &format!("after crash {round} (node {victim}, seed {seed:#x})"),
+        );
+        ok(
+            &hive(&["cluster", "start", "--dir", c.d()]),
+            "start the killed replica",
+        );
+        settled(&c, 3);
+    }
+    let (ledger, _) = work.finish();
+    check_tree(&mount.dir, &ledger);
+    replicas_agree(&c);
 }
 
 /// Waits until every replica has applied the same entries and has the same namespace

@@ -483,17 +483,17 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
     ok(&hive(&["umount", d.to_str().expect("utf-8")]), "umount");
     assert!(mounted(&d).is_none(), "unmounted");
 
-    // A stopped metadata node: a call answers EIO within the deadline, and the mount
-    // works again once the node is back.
-    cluster.signal("-STOP", &[1]);
+    // A majority of the metadata replicas stopped (nodes 1 and 2 of 1, 2, 3): a call
+    // answers EIO within the deadline, and the mount works again once they are back.
+    cluster.signal("-STOP", &[1, 2]);
     let asked = Instant::now();
     let stat = std::fs::metadata(a.path("not-there-yet"));
     let waited = asked.elapsed();
-    cluster.signal("-CONT", &[1]);
+    cluster.signal("-CONT", &[1, 2]);
     assert_eq!(
         stat.err().and_then(|e| e.raw_os_error()),
         Some(5),
-        "EIO while the metadata node is stopped"
+        "EIO while a majority of the metadata replicas is stopped"
     );
     assert!(waited < EIO_WITHIN, "EIO took {waited:?}");
     let back = Instant::now();
@@ -920,7 +920,16 @@ fn write_and_fsync(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[test]
 fn a_failed_write_leaves_nothing_unreadable_and_unsaved_bytes_are_named() {
     require_fuse();
-    let cluster = Cluster::up("mount-rewrite");
+    // The metadata on node 1 alone: the test kills nodes 2 and 3 below, which would
+    // take a majority of a 3-replica group with them.
+    let cluster = Cluster::with_args(
+        "mount-rewrite",
+        6,
+        (4, 2),
+        "1GiB",
+        &[],
+        &["--meta-replicas", "1"],
+    );
     let data = hive_testkit::random_bytes(SEED + 70, 6 << 20);
     let mnt = Mounted::new(&cluster, "default", "mnt");
 
