@@ -141,7 +141,7 @@ impl Spaces {
 pub struct Once {
     /// The client's session.
     pub session: u64,
-    /// This change's number in the session.
+    /// This change's number in the session, from 1 (a 0 is taken for no number).
     pub seq: u64,
     /// Every change numbered below this has been answered to the client.
     pub acked: u64,
@@ -406,6 +406,8 @@ impl Namespace {
         once: Option<Once>,
         answer: impl FnOnce(&Result<Outcome, Errno>) -> Vec<u8>,
     ) -> Result<Logged, MetaError> {
+        // Sequence 0 is the session's low mark, never a change's number.
+        let once = once.filter(|o| o.seq > 0);
         let mut tx = self.db.write_tx();
         if let Some(once) = once
             && let Some(given) = tx.get(&self.spaces.replies, reply_key(once.session, once.seq))?
@@ -422,15 +424,24 @@ impl Namespace {
         }
         tx.insert(&self.spaces.meta, APPLIED, stamp);
         if let Some(once) = once {
-            let mut answered = Vec::new();
-            for item in tx.range(
-                &self.spaces.replies,
-                reply_key(once.session, 0)..reply_key(once.session, once.acked),
-            ) {
-                answered.push(item.key()?);
+            // Point removals from the session's low mark (key sequence 0) up to what
+            // the client has: a range scan would walk every answer removed before
+            // (their tombstones), over and over.
+            let low_key = reply_key(once.session, 0);
+            let low = match tx.get(&self.spaces.replies, low_key)? {
+                Some(v) => v
+                    .as_ref()
+                    .try_into()
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| MetaError::Corrupt("a session's answer mark".into()))?,
+                None => 1,
+            };
+            let to = once.acked.min(low.saturating_add(MAX_ANSWERS_FORGOTTEN));
+            for seq in low.max(1)..to {
+                tx.remove(&self.spaces.replies, reply_key(once.session, seq));
             }
-            for key in answered {
-                tx.remove(&self.spaces.replies, key);
+            if to > low {
+                tx.insert(&self.spaces.replies, low_key, to.to_le_bytes());
             }
             tx.insert(
                 &self.spaces.replies,
@@ -994,7 +1005,13 @@ struct Tx<'a, 'db> {
     deltas: BTreeMap<InodeId, (i128, i128)>,
 }
 
+/// Answers forgotten in one change at most (the rest with the next ones): a client
+/// whose acknowledged mark leaps does not make one change do unbounded work.
+const MAX_ANSWERS_FORGOTTEN: u64 = 4096;
+
 /// The key of a remembered answer: session, then sequence number (u64 BE each).
+/// Sequence 0 holds the session's low mark: the lowest sequence whose answer may
+/// still be kept.
 fn reply_key(session: u64, seq: u64) -> [u8; 16] {
     let mut key = [0; 16];
     key[..8].copy_from_slice(&session.to_be_bytes());

@@ -1228,7 +1228,7 @@ proptest! {
             // The replicated state machine's path: stamped with the entry, numbered in
             // a client session (each answer forgotten once the next is given).
             let stamp = (n as u64).to_le_bytes();
-            let once = Once { session: MODEL_SESSION, seq: n as u64, acked: n as u64 };
+            let once = Once { session: MODEL_SESSION, seq: n as u64 + 1, acked: n as u64 + 1 };
             let got = match ns
                 .apply_logged(ctx, op, &stamp, Some(once), |_| Vec::new())
                 .expect("the store works")

@@ -231,9 +231,16 @@ impl RaftLogStorage<GroupTypes> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let bytes = encode(&log_id).map_err(|e| StorageIOError::write_logs(io_error(e)))?;
-        let log = self.log.clone();
+        let store = self.clone();
         blocking(
-            move || log.purge_through(log_id.index, PURGED, &bytes),
+            move || {
+                let from = store
+                    .state::<LogId<NodeId>>(PURGED)?
+                    .map_or(0, |l| l.index + 1);
+                store
+                    .log
+                    .purge_through((from, log_id.index), PURGED, &bytes)
+            },
             |e| StorageIOError::write_logs(io_error(e)).into(),
         )
         .await
