@@ -126,3 +126,8 @@ pub const GROUP_JOIN_DEADLINE: std::time::Duration = std::time::Duration::from_s
 /// those followers refuses to vote for another), the rest a margin for timers and
 /// clock rates that differ between nodes.
 pub const GROUP_LEASE: std::time::Duration = std::time::Duration::from_millis(600);
+/// How long the leader may take to confirm a read (a read-index round) before it
+/// refuses it, saying a majority is unreachable: inside a client's attempt on one
+/// replica (`META_ATTEMPT`), so the client hears the reason rather than a timeout.
+pub const GROUP_READ_DEADLINE: std::time::Duration =
+    std::time::Duration::from_millis(hive_wire::net::meta::META_ATTEMPT.as_millis() as u64 * 3 / 4);

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::constants::{
     GROUP_COMMIT_DEADLINE, GROUP_ELECTION_MAX, GROUP_ELECTION_MIN, GROUP_HEARTBEAT,
     GROUP_JOIN_DEADLINE, GROUP_KEEP_LOGS, GROUP_LEASE, GROUP_MESSAGE_MAX, GROUP_PROBE_PAUSE,
-    GROUP_SNAPSHOT_CHUNK, GROUP_SNAPSHOT_EVERY,
+    GROUP_READ_DEADLINE, GROUP_SNAPSHOT_CHUNK, GROUP_SNAPSHOT_EVERY,
 };
 use network::Peers;
 use store::{LogStore, Machine};
@@ -277,11 +277,11 @@ impl Group {
         if self.leased() {
             return Ok(());
         }
-        let checked = tokio::time::timeout(GROUP_COMMIT_DEADLINE, self.raft.ensure_linearizable())
+        let checked = tokio::time::timeout(GROUP_READ_DEADLINE, self.raft.ensure_linearizable())
             .await
             .map_err(|_| {
                 GroupError::Failed(format!(
-                    "the metadata group's leader could not confirm it leads within {GROUP_COMMIT_DEADLINE:?}: a majority of its replicas is unreachable"
+                    "the metadata group's leader could not confirm it leads within {GROUP_READ_DEADLINE:?}: a majority of its replicas is unreachable"
                 ))
             })?;
         match checked {

@@ -816,6 +816,9 @@ impl MetaClient {
             if tokio::time::Instant::now() >= until {
                 return Err(match (failed, refused) {
                     (RpcError::Timeout(_), Some(refusal)) => refusal,
+                    (RpcError::Timeout(_), None) if known > 1 => RpcError::Connection(format!(
+                        "no replica of the metadata group answered within {deadline:?}: its leader, or a majority of its replicas is unreachable"
+                    )),
                     (failed, _) => failed,
                 });
             }
