@@ -786,7 +786,12 @@ impl MetaClient {
             } else {
                 left.min(META_ATTEMPT)
             };
-            let failed = match link.call(request.clone(), attempt).await {
+            // The attempt bounds the connect too (a dead node's connect would take
+            // `CONNECT_DEADLINE`).
+            let answered = tokio::time::timeout(attempt, link.call(request.clone(), attempt))
+                .await
+                .unwrap_or(Err(RpcError::Timeout(attempt)));
+            let failed = match answered {
                 Ok(answer) => match decode("MetaReply", &answer.body)
                     .map_err(|e| RpcError::Connection(e.to_string()))?
                 {
