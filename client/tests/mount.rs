@@ -678,14 +678,14 @@ fn sessions_outlive_a_metadata_outage_and_an_expired_one_is_told() {
     let orphan = held.metadata().expect("stat").ino();
     std::fs::remove_file(mnt.path("orphan")).expect("unlink while open");
 
-    // The metadata node is away for longer than the lease, so the mount cannot renew:
-    // when the node is back, every session gets its lease again, and the mount's
-    // renewals keep the orphan it holds.
-    cluster.signal("-KILL", &[1]);
+    // The whole metadata group (nodes 1, 2 and 3) is away for longer than the lease,
+    // so the mount cannot renew: when it is back, its new leader gives every session
+    // its lease again, and the mount's renewals keep the orphan it holds.
+    cluster.signal("-KILL", &[1, 2, 3]);
     std::thread::sleep(OUTAGE);
     ok(
-        &hive(&["cluster", "start", "--dir", cluster.d(), "--node", "1"]),
-        "restart node 1",
+        &hive(&["cluster", "start", "--dir", cluster.d()]),
+        "restart the metadata group",
     );
     assert!(
         inode_exists(&cluster, orphan),
