@@ -15,7 +15,7 @@ use hive_testkit::Rng;
 
 mod support;
 use support::mounted::Mounted;
-use support::{Cluster, RECOVER_WITHIN, SEED, hive, ok, text};
+use support::{Cluster, RECOVER_WITHIN, SEED, STATUS_POLL, hive, ok, text};
 
 /// How long one operation may wait across the death of the metadata group's leader:
 /// an election (a few seconds) and the client's move to the new leader, with room for
@@ -60,7 +60,7 @@ fn settled(c: &Cluster, members: usize) -> u64 {
             since.elapsed() < RECOVER_WITHIN,
             "the metadata group did not settle within {RECOVER_WITHIN:?}: {g}"
         );
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(STATUS_POLL);
     }
 }
 
@@ -282,7 +282,7 @@ fn replicas_agree(c: &Cluster) {
             since.elapsed() < RECOVER_WITHIN,
             "the replicas did not agree within {RECOVER_WITHIN:?}: {replicas}"
         );
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(STATUS_POLL);
     }
 }
 
