@@ -25,6 +25,8 @@ pub const MAX_RESTARTS: usize = 5;
 pub const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 /// Metadata requests a node serves at once.
 pub const META_INFLIGHT: usize = 512;
+/// A metadata call that takes this long is logged (a warning), with how it ended.
+pub const SLOW_META_CALL: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often the metadata service looks for client sessions whose time is up.
 pub const SESSION_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// The slowest a background scrub reads (1 MiB/s): a small store is still verified

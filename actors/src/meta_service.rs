@@ -21,7 +21,7 @@ use hive_wire::net::meta::{
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
 use tokio::sync::Semaphore;
 
-use crate::constants::META_INFLIGHT;
+use crate::constants::{META_INFLIGHT, SLOW_META_CALL};
 use crate::group::{Group, GroupError};
 use crate::meta_convert::{attr_message, entry_message, extent_message, op_from, volume_message};
 use crate::reserve::Reservations;
@@ -96,6 +96,15 @@ impl MetaStore {
     /// collection, tells the nodes their reservations and expires sessions).
     pub fn leading(&self) -> bool {
         self.group.leading().is_some()
+    }
+
+    /// Nothing if this replica leads the group; otherwise a refusal naming the
+    /// leader, for a service that runs on the leader only.
+    pub fn refuse_unless_leading(&self) -> Result<(), Refusal> {
+        if self.leading() {
+            return Ok(());
+        }
+        Err(Denied::from(self.group.redirect()).refusal())
     }
 
     /// Makes reservations known to the nodes through `reservations` from now on (once).
@@ -330,10 +339,32 @@ fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
 
 async fn handle(store: &MetaStore, peer: &Peer, asked: MetaRequest) -> Result<MetaReply, Refusal> {
     authorise(peer, operation_of(&asked.call, &asked.volume))?;
-    match answer(store, asked).await {
+    let started = std::time::Instant::now();
+    let what = call_name(&asked.call);
+    let answered = answer(store, asked).await;
+    let took = started.elapsed();
+    if took >= SLOW_META_CALL {
+        let how = match &answered {
+            Ok(_) => "answered".to_string(),
+            Err(Denied::NotLeader(..)) => "sent elsewhere".to_string(),
+            Err(Denied::Refused(r)) => format!("refused: {}", r.message),
+        };
+        tracing::warn!("metadata: a {what} call took {took:.1?} ({how})");
+    }
+    match answered {
         Ok(reply) => Ok(reply),
         Err(Denied::NotLeader(leader, addr)) => Ok(MetaReply::NotLeader { leader, addr }),
         Err(Denied::Refused(refusal)) => Err(refusal),
+    }
+}
+
+/// A call's kind, for the log.
+fn call_name(call: &MetaCall) -> &'static str {
+    match call {
+        MetaCall::Apply(_) => "change",
+        MetaCall::Group | MetaCall::Digest => "group state",
+        MetaCall::AddMember { .. } | MetaCall::RemoveMember { .. } => "membership",
+        _ => "read or session",
     }
 }
 

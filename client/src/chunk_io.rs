@@ -633,10 +633,20 @@ impl ChunkStore {
     ) -> Option<Option<EncodingTag>> {
         let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
         let request = message::request::<ShardService>(OP_HAS, key, Bytes::new());
-        let answer = tokio::time::timeout(HAS_DEADLINE, self.call(node, request, HAS_DEADLINE))
-            .await
-            .ok()?
-            .ok()?;
+        let answer = match tokio::time::timeout(
+            HAS_DEADLINE,
+            self.call(node, request, HAS_DEADLINE),
+        )
+        .await
+        {
+            Ok(answer) => answer.ok()?,
+            Err(_) => {
+                // No answer in time: the connection may be to a node that died (see
+                // `Link::call_within`); the next call makes a new one.
+                self.forget(node).await;
+                return None;
+            }
+        };
         message::decode::<Found>("Found", &answer.message)
             .ok()
             .map(|f| f.present.then_some(EncodingTag(f.tag)))

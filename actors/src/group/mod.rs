@@ -334,19 +334,21 @@ impl Group {
             return false;
         }
         let now = std::time::Instant::now();
+        let voters = membership.voter_ids().count();
+        // A voter that never accepted an append of this term (a dead one) is left
+        // out: the lease needs a majority, not every voter.
         let mut accepted: Vec<std::time::Instant> = membership
             .voter_ids()
-            .map(|id| {
+            .filter_map(|id| {
                 if id == self.id {
                     Some(now)
                 } else {
                     self.peers.acks().accepted(id, &m.vote)
                 }
             })
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default();
-        let quorum = accepted.len() / 2 + 1;
-        if accepted.len() < quorum || accepted.is_empty() {
+            .collect();
+        let quorum = voters / 2 + 1;
+        if voters == 0 || accepted.len() < quorum {
             return false;
         }
         accepted.sort_unstable_by(|a, b| b.cmp(a));

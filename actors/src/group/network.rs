@@ -137,8 +137,10 @@ impl PeerLink {
             .serialize(message)
             .map_err(|e| RPCError::Network(NetworkError::new(&SendError(e.to_string()))))?;
         let asked = request::<MetaRaft>(op, Bytes::new(), Bytes::from(body));
+        // Openraft cancels the call at its hard limit; an unanswered call lets the
+        // link give up a connection gone silent (a replica that restarted).
         let answer = link
-            .call(asked, option.hard_ttl())
+            .call_within(asked, option.hard_ttl())
             .await
             .map_err(|e| match e {
                 RpcError::Remote(_) => RPCError::Network(NetworkError::new(&e)),

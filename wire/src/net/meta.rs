@@ -716,11 +716,13 @@ impl MetaClient {
         true
     }
 
-    /// Moves on from replica `i`, which failed.
+    /// Moves on from replica `i`, which failed (unless another call moved on already).
+    /// The index stays below the number of replicas, so the comparison with `i` (which
+    /// [`MetaClient::current`] took modulo that number) holds after a wrap too.
     fn next_after(&self, i: usize) {
         let _ = self.leader.compare_exchange(
             i,
-            i + 1,
+            (i + 1) % self.replicas().len(),
             std::sync::atomic::Ordering::Relaxed,
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -787,10 +789,9 @@ impl MetaClient {
                 left.min(META_ATTEMPT)
             };
             // The attempt bounds the connect too (a dead node's connect would take
-            // `CONNECT_DEADLINE`).
-            let answered = tokio::time::timeout(attempt, link.call(request.clone(), attempt))
-                .await
-                .unwrap_or(Err(RpcError::Timeout(attempt)));
+            // `CONNECT_DEADLINE`), and a timed-out attempt leaves no connection behind
+            // to be used again.
+            let answered = link.call_within(request.clone(), attempt).await;
             let failed = match answered {
                 Ok(answer) => match decode("MetaReply", &answer.body)
                     .map_err(|e| RpcError::Connection(e.to_string()))?
@@ -884,5 +885,50 @@ fn retryable(e: &RpcError) -> bool {
         RpcError::Timeout(_) | RpcError::Connection(_) | RpcError::Reset => true,
         RpcError::Remote(refusal) => refusal.code == super::rpc::code::UNAVAILABLE,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{ClusterCa, Credentials, Role, Validity};
+
+    /// The replica an attempt goes to, which then fails.
+    fn visit(client: &MetaClient) -> u64 {
+        let (i, link, _) = client.current();
+        client.next_after(i);
+        link.node().id
+    }
+
+    #[tokio::test]
+    async fn moving_on_from_failed_replicas_cycles_through_every_one_again_and_again() {
+        let ca = ClusterCa::create("test").expect("ca");
+        let who = Identity {
+            role: Role::Admin,
+            id: 1,
+        };
+        let (cert, key) = ca
+            .issue_with_key(who, Validity::starting_now(Duration::from_secs(3600)))
+            .expect("cert");
+        let client = Client::new(ca.cert(), Some(&Credentials::new(cert, &key))).expect("client");
+        let replicas: Vec<(NodeId, SocketAddr)> = (1..=3)
+            .map(|n| {
+                (
+                    NodeId(n),
+                    SocketAddr::from(([127, 0, 0, 1], 9000 + n as u16)),
+                )
+            })
+            .collect();
+        let meta = MetaClient::group(Arc::new(client), &replicas);
+        let visited: Vec<u64> = (0..8).map(|_| visit(&meta)).collect();
+        assert_eq!(
+            visited,
+            [1, 2, 3, 1, 2, 3, 1, 2],
+            "past the last replica, the first"
+        );
+        // A redirect to the last replica, which then fails: the first comes next.
+        assert!(meta.follow(3, None));
+        let visited: Vec<u64> = (0..4).map(|_| visit(&meta)).collect();
+        assert_eq!(visited, [3, 1, 2, 3]);
     }
 }

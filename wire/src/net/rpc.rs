@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rustls::pki_types::CertificateDer;
@@ -689,13 +689,46 @@ fn explain(err: &quinn::ConnectionError) -> RpcError {
 /// wait for its idle timeout.
 pub const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 
+/// A link's connection that has answered nothing for this long when a call on it
+/// times out is given up: its node may have died, and QUIC backs its retransmissions
+/// off further and further, so a request sent on it after the node restarts may not
+/// reach the new process for many seconds. A connection that answers other calls
+/// meanwhile is kept (a slow answer is not a dead node).
+pub const LINK_SILENCE: Duration = Duration::from_secs(1);
+
 /// One node's service as a client sees it: a connection made on first use and made
-/// again after a transport failure (a refusal keeps it).
+/// again after a transport failure (a refusal keeps it), or after a call timed out on
+/// a connection silent for [`LINK_SILENCE`].
 pub struct Link {
     client: Arc<Client>,
     addr: SocketAddr,
     node: Identity,
     connection: tokio::sync::Mutex<Option<Connection>>,
+    /// When the connection last answered (or was made).
+    heard: std::sync::Mutex<Instant>,
+}
+
+/// A call under way on a link: if it ends without an answer (timed out, or cancelled
+/// by its caller's own timeout), the link's connection is given up if it has been
+/// silent for [`LINK_SILENCE`].
+struct Unanswered<'a> {
+    link: &'a Link,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let heard = *self.link.heard.lock().unwrap_or_else(|e| e.into_inner());
+        // A connect under way holds the slot: it makes a new connection anyway.
+        if heard.elapsed() >= LINK_SILENCE
+            && let Ok(mut slot) = self.link.connection.try_lock()
+        {
+            slot.take();
+        }
+    }
 }
 
 impl Link {
@@ -706,7 +739,12 @@ impl Link {
             addr,
             node,
             connection: tokio::sync::Mutex::new(None),
+            heard: std::sync::Mutex::new(Instant::now()),
         }
+    }
+
+    fn hear(&self) {
+        *self.heard.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
     /// The node's address.
@@ -726,7 +764,10 @@ impl Link {
     pub async fn call(&self, request: Request, deadline: Duration) -> Result<Response, RpcError> {
         let (connection, reused) = self.connection().await?;
         match connection.call(request.clone(), deadline).await {
-            Ok(answer) => Ok(answer),
+            Ok(answer) => {
+                self.hear();
+                Ok(answer)
+            }
             Err(RpcError::Reset) if reused => {
                 self.connection.lock().await.take();
                 let (fresh, _) = self.connection().await?;
@@ -736,12 +777,33 @@ impl Link {
         }
     }
 
-    /// Drops the connection after a transport failure (a refusal keeps it).
+    /// [`Link::call`] with the connect counted in `deadline` too. A call that ends
+    /// unanswered (timed out here, or cancelled by the caller) gives the connection up
+    /// if it has been silent for [`LINK_SILENCE`].
+    pub async fn call_within(
+        &self,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<Response, RpcError> {
+        let mut pending = Unanswered {
+            link: self,
+            answered: false,
+        };
+        let answer = tokio::time::timeout(deadline, self.call(request, deadline))
+            .await
+            .unwrap_or(Err(RpcError::Timeout(deadline)));
+        pending.answered = !matches!(answer, Err(RpcError::Timeout(_)));
+        answer
+    }
+
+    /// Drops the connection after a transport failure (a refusal keeps it); notes an
+    /// answer.
     async fn settle(&self, result: Result<Response, RpcError>) -> Result<Response, RpcError> {
-        if let Err(err) = &result
-            && !matches!(err, RpcError::Remote(_))
-        {
-            self.connection.lock().await.take();
+        match &result {
+            Ok(_) | Err(RpcError::Remote(_)) => self.hear(),
+            Err(_) => {
+                self.connection.lock().await.take();
+            }
         }
         result
     }
@@ -766,6 +828,7 @@ impl Link {
                 ))
             })??;
         *slot = Some(c.clone());
+        self.hear();
         Ok((c, false))
     }
 }
