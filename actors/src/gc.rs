@@ -193,6 +193,12 @@ impl Collector {
         }
     }
 
+    /// Drops the running round without a trace: a periodic round on a replica that
+    /// does not lead.
+    fn pass(&self) {
+        self.lock().current = None;
+    }
+
     /// Ends the running round with `outcome`.
     fn finish(&self, started: Instant, outcome: Result<(), String>) {
         let mut rounds = self.lock();
@@ -260,6 +266,12 @@ pub async fn run(args: GcArgs, collector: Arc<Collector>) {
         collector.next_round(due).await;
         let started = Instant::now();
         due = tokio::time::Instant::now() + args.interval;
+        if !args.meta.leading() {
+            // Rounds run on the metadata group's leader; a replica that does not lead
+            // lets its periodic round pass.
+            collector.pass();
+            continue;
+        }
         let outcome = round(&args, &collector, started).await;
         collector.finish(started, outcome);
     }
@@ -469,14 +481,17 @@ impl Sweep<'_> {
 }
 
 /// Serves the garbage collection protocol: orders and status, administrators only.
-pub fn gc_service(collector: Arc<Collector>) -> Handler {
+pub fn gc_service(collector: Arc<Collector>, meta: Arc<MetaStore>) -> Handler {
     Arc::new(move |peer: Peer, request: Request| {
-        let collector = collector.clone();
+        let (collector, meta) = (collector.clone(), meta.clone());
         Box::pin(async move {
             check_version::<Gc>(&request)?;
             authorise(&peer, Operation::Administer)?;
             let message = match request.op {
                 OP_GC_START => {
+                    // Rounds run on the metadata group's leader: an order taken here
+                    // would fail at its mark.
+                    meta.refuse_unless_leading()?;
                     let order: GcOrder = message::decode("GcOrder", &request.message)
                         .map_err(|e| Refusal::new(code::BAD_REQUEST, e.to_string()))?;
                     let round = collector.order(order.dry_run);

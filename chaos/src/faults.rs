@@ -23,6 +23,10 @@
 //!   through; healed by clearing the dead mount (`umount -l`) and mounting again.
 //! - **Partition**: the proxy blocks the nodes' packets to and from everyone, only the
 //!   clients, or only the other nodes (drawn: [`partition_rules`]); healed the same way.
+//! - **MetaKill**: SIGKILL to whichever replica leads the metadata group when the step
+//!   starts (asked of the group, `hive meta status`); healed by restarting it and
+//!   waiting until the group has a leader again and every member holds the log as it
+//!   stood when the restart began ([`Target::wait_meta_caught_up`]).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -34,6 +38,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use hive_client::health::{Repaired, until_repaired};
 use hive_client::local_cluster::{self, signal};
+use hive_client::meta_group;
 use hive_codec::{ChunkEncoder, CompressionConfig, chunk_id};
 use hive_nvme::layout::{self, ShardLocation};
 use hive_testkit::{Rng, random_bytes};
@@ -45,6 +50,7 @@ use tokio::runtime::Handle;
 
 use crate::files::Mount;
 use crate::proxy::{Impairment, Proxy, Rule, Side};
+use crate::report::MetaAgreement;
 use crate::schedule::{BITROT_SHARDS, FaultKind, Step};
 
 /// How long a node may take to exit after SIGKILL, to stop after SIGSTOP, or to send a
@@ -242,9 +248,20 @@ impl Target {
         Ok(pid)
     }
 
-    /// Produces `step`'s fault; what it did, in words.
-    pub fn inject(&self, step: &Step, rng: &mut Rng) -> Result<String> {
+    /// Produces `step`'s fault; what it did, in words. A fault whose node is found
+    /// when it starts (the metadata group's leader) records that node in `step`.
+    pub fn inject(&self, step: &mut Step, rng: &mut Rng) -> Result<String> {
         match step.kind {
+            FaultKind::MetaKill => {
+                let (leader, term) = self.meta_leader()?;
+                let pid = self.pid(leader)?;
+                signal("-KILL", pid)?;
+                wait(&format!("node {leader} to exit"), || {
+                    Ok(!local_cluster::alive(pid))
+                })?;
+                step.nodes = vec![leader];
+                Ok(format!("SIGKILL to the metadata leader (term {term})"))
+            }
             FaultKind::Kill => {
                 // Mostly a crash; one step in TERM_SHARE an operator's stop, which
                 // drains first.
@@ -336,6 +353,11 @@ impl Target {
                 let ids: Vec<u64> = step.nodes.iter().map(|n| n.0).collect();
                 local_cluster::start_nodes(&self.dir, &ids)?;
                 Ok(())
+            }
+            FaultKind::MetaKill => {
+                let ids: Vec<u64> = step.nodes.iter().map(|n| n.0).collect();
+                local_cluster::start_nodes(&self.dir, &ids)?;
+                self.wait_meta_caught_up()
             }
             FaultKind::Stop => {
                 for node in &step.nodes {
@@ -454,6 +476,76 @@ impl Target {
         let all: Vec<NodeId> = self.nodes()?.into_iter().map(|(n, _)| n).collect();
         self.wait_serving(&all)?;
         Ok(crashed)
+    }
+
+    /// The metadata group's leader and its term, waited for (an election may be under
+    /// way) within [`NODE_WAIT`].
+    fn meta_leader(&self) -> Result<(NodeId, u64)> {
+        let mut found = None;
+        wait("the metadata group to have a leader", || {
+            let group = meta_group::status(&self.dir);
+            found = group
+                .ok()
+                .and_then(|g| g.leader.map(|l| (NodeId(l), g.term)));
+            Ok(found.is_some())
+        })?;
+        found.context("no leader")
+    }
+
+    /// Waits until the metadata group has a leader and every member holds the
+    /// leader's log as it stood at the first look (the workload goes on writing, so
+    /// a later head is not waited for), within [`NODE_WAIT`].
+    pub fn wait_meta_caught_up(&self) -> Result<()> {
+        let mut head = None;
+        let mut last = None;
+        wait("every metadata replica to catch up", || {
+            let Ok(group) = meta_group::status(&self.dir) else {
+                return Ok(false);
+            };
+            let caught_up = match (group.leader, group.last_log) {
+                (Some(_), Some(now)) => {
+                    let head = *head.get_or_insert(now);
+                    group
+                        .members
+                        .iter()
+                        .all(|m| m.matched.is_some_and(|i| i >= head))
+                }
+                _ => false,
+            };
+            last = Some(meta_group::render(&group));
+            Ok(caught_up)
+        })
+        .with_context(|| format!("the group as last seen:\n{}", last.unwrap_or_default()))
+    }
+
+    /// Waits until every metadata replica has applied the same index with the same
+    /// namespace (the workload stopped), within [`NODE_WAIT`]; how they ended.
+    pub fn meta_agreement(&self) -> Result<MetaAgreement> {
+        let deadline = Instant::now() + NODE_WAIT;
+        loop {
+            let digests = meta_group::digests(&self.dir)?;
+            let states: Vec<_> = digests.iter().map(|d| d.state.as_ref().ok()).collect();
+            let alike = states.iter().all(|s| s.is_some() && *s == states[0]);
+            let differ = !meta_group::disagreements(&digests).is_empty();
+            if alike || differ || Instant::now() > deadline {
+                let applied = states.first().copied().flatten().and_then(|(i, _)| *i);
+                return Ok(MetaAgreement {
+                    replicas: digests.len(),
+                    agree: alike,
+                    detail: if alike {
+                        format!(
+                            "every one applied index {} and has the same namespace",
+                            applied.map_or("-".to_string(), |i| i.to_string())
+                        )
+                    } else {
+                        meta_group::render_digests(&digests)
+                            .trim_end()
+                            .replace('\n', "; ")
+                    },
+                });
+            }
+            std::thread::sleep(STATUS_POLL);
+        }
     }
 
     /// The administrator's handle, its endpoint on the runtime.

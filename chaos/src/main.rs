@@ -32,6 +32,9 @@ const SCHEDULES: &str = "Schedules (--schedule):
                  production): each node must stop itself (fail-stop); restart them
   kill-mount     SIGKILL the mount process the file workload writes through, hold,
                  mount again: every file fsynced before must read back
+  meta-crash     SIGKILL whichever replica leads the metadata group when the step
+                 starts, hold, restart it and wait until every replica has caught up;
+                 again until the time is up (needs 3 or more metadata replicas)
   random         kills, stops, bitrot, flaky networks, partitions and mount kills in a
                  seeded mix, each on one to m of the same m victims (no chunk ever has
                  more than m bad shards)
@@ -42,9 +45,10 @@ unless repeat = false:
 
   repeat = true
   [[step]]
-  fault = \"kill\"     # kill, stop, bitrot, fill, flaky, partition, disk-error, kill-mount
+  fault = \"kill\"     # kill, stop, bitrot, fill, flaky, partition, disk-error, kill-mount,
+                     # meta-kill
   nodes = 2          # how many nodes, drawn by the seed; more than m needs beyond_m = true
-                     # (none for kill-mount)
+                     # (none for kill-mount and meta-kill, which find their target)
   hold = \"5s\"
 
 Network faults act on real packets: a run whose schedule has them starts its cluster
@@ -52,8 +56,10 @@ behind the fault proxy, a UDP relay that every QUIC packet between nodes, and be
 clients and nodes, passes through (so it needs a --cluster directory without a
 cluster, and cannot --keep it).
 
-Faults hit the nodes other than the map authority and the metadata node (node 1 of a
-local cluster), at most m at once unless the schedule says otherwise. The same seed
+Faults hit the nodes other than the map authority and the metadata replicas (nodes 1
+to 3 of a local cluster of three or more), at most m at once unless the schedule says
+otherwise; meta-crash hits the metadata leader alone. After every run the metadata
+replicas must end alike (the same index applied, the same namespace digest). The same seed
 gives the same faults on the same nodes at the same steps, and the same data.
 
 The workload writes objects (1 KiB to 4 MiB, half text, half random) through the

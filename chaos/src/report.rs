@@ -115,11 +115,25 @@ pub struct Report {
     pub network: Option<Counts>,
     /// The file workload through the mount, unless it was left out.
     pub files: Option<FilesReport>,
+    /// Whether the metadata group's replicas ended with the same namespace.
+    pub meta_replicas: MetaAgreement,
     /// The run was ended early by SIGINT or SIGTERM (what it did was still checked).
     pub interrupted: bool,
     /// Nothing lost, nothing wrong returned, nothing acknowledged beyond m, no node
-    /// crashed by itself.
+    /// crashed by itself, the metadata replicas alike.
     pub passed: bool,
+}
+
+/// The metadata group's replicas at the end of a run, once the workload stopped.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetaAgreement {
+    /// Replicas asked.
+    pub replicas: usize,
+    /// Whether every one applied the same last index and has the same namespace
+    /// digest.
+    pub agree: bool,
+    /// The index they applied (when they agree), or each replica's answer.
+    pub detail: String,
 }
 
 /// The file workload's part of a report.
@@ -145,7 +159,8 @@ impl Report {
         self.passed = self.lost == 0
             && self.corrupt_returned == 0
             && self.acked_beyond_m.is_empty()
-            && self.crashed_nodes.is_empty();
+            && self.crashed_nodes.is_empty()
+            && self.meta_replicas.agree;
     }
 
     /// The report as text.
@@ -227,6 +242,17 @@ impl Report {
             out,
             "full health {:.1}s after the last fault was healed; the census counts {} chunks with fewer than k shards (garbage of deleted and refused writes included)",
             self.full_health_s, self.unreadable_chunks
+        );
+        let _ = writeln!(
+            out,
+            "metadata replicas: {} {}: {}",
+            self.meta_replicas.replicas,
+            if self.meta_replicas.agree {
+                "alike"
+            } else {
+                "NOT alike"
+            },
+            self.meta_replicas.detail
         );
         if !self.crashed_nodes.is_empty() {
             let _ = writeln!(

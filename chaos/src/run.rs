@@ -39,6 +39,8 @@ const GC: GcTimes = GcTimes {
 /// The objects a run keeps take at most this share of the cluster's space (after the
 /// class's overhead): room for the garbage between collection rounds, and for repair.
 const LIVE_SHARE: u64 = 5;
+/// The smallest metadata group that outlives its leader: a majority is left.
+const MIN_META_REPLICAS: usize = 3;
 /// How often a wait looks whether the workload is done.
 const IDLE_STEP: Duration = Duration::from_millis(100);
 
@@ -236,6 +238,17 @@ fn run_on(
     if needs.mount && options.no_mount {
         bail!("{schedule} kills the mount: leave out --no-mount");
     }
+    let replicas = {
+        let _entered = runtime.enter();
+        local_cluster::meta_replicas(dir)?.len()
+    };
+    if needs.meta_group && replicas < MIN_META_REPLICAS {
+        bail!(
+            "{schedule} kills the metadata group's leader, which only a group of \
+             {MIN_META_REPLICAS} or more replicas survives, and this cluster has {replicas}: \
+             start one with --meta-replicas 3 (and 3 nodes or more)"
+        );
+    }
     if needs.network && proxy.is_none() {
         bail!(
             "{schedule}: network faults need the fault proxy, which stands only in front of \
@@ -292,6 +305,7 @@ fn run_on(
         live.len()
     );
     let outcome = runtime.block_on(checker::check(&clients.store, &lines))?;
+    let meta_replicas = target.meta_agreement()?;
     let file_outcome = mount.as_ref().map(|m| {
         let outcome = crate::files::check(m.dir(), &lines);
         let (ops, failed) = files.as_ref().map_or((0, 0), |f| f.counts());
@@ -358,6 +372,7 @@ fn run_on(
         faults,
         network: proxy.map(|p| p.counts()),
         files: file_outcome,
+        meta_replicas,
         interrupted: interrupted.load(Ordering::SeqCst),
         passed: false,
     };
@@ -373,6 +388,8 @@ struct Needs {
     hooks: bool,
     /// The file workload's mount.
     mount: bool,
+    /// A metadata group that survives its leader's death.
+    meta_group: bool,
 }
 
 /// The plan of the run's schedule, the schedule's name, and what its faults need.
@@ -389,6 +406,7 @@ fn plan(
                 network: file.needs_proxy(),
                 hooks: file.needs_fault_hooks(),
                 mount: file.needs_mount(),
+                meta_group: file.needs_meta_group(),
             };
             (
                 Plan::from_file(file, seed, candidates, m),
@@ -403,6 +421,7 @@ fn plan(
                 network: options.schedule.needs_proxy(),
                 hooks: options.schedule == Schedule::DiskError,
                 mount: options.schedule.needs_mount(),
+                meta_group: options.schedule == Schedule::MetaCrash,
             },
         ),
     })
@@ -484,6 +503,7 @@ async fn connect(dir: &Path) -> Result<(Clients, u64)> {
         authority,
         meta: Arc::new(local_cluster::meta_client(dir, true)?),
         gc: Arc::new(local_cluster::gc_client(dir).await?),
+        cluster: dir.to_path_buf(),
         chunker: Arc::new(Chunker::new(ChunkerConfig::default())?),
     };
     Ok((clients, capacity))
@@ -507,11 +527,11 @@ fn inject_all(
     let mut rng = Rng::new(seed ^ 0x6661_756c_7473);
     let mut events = Vec::new();
     idle(WARMUP.min(options.duration / 4), &done);
-    for step in plan {
+    for mut step in plan {
         if done() || started.elapsed() + step.hold >= options.duration {
             break;
         }
-        let detail = target.inject(&step, &mut rng)?;
+        let detail = target.inject(&mut step, &mut rng)?;
         let at = workload.now_ms();
         eprintln!(
             "hive-chaos: {:>6.1}s {} nodes {:?}: {detail}",

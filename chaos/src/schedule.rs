@@ -10,8 +10,9 @@
 //! beyond_m = false     # allow steps on more than m nodes (default false)
 //!
 //! [[step]]
-//! fault = "kill"       # kill, stop, bitrot, fill, flaky, partition, disk-error or
-//!                      # kill-mount (nodes = 0 for kill-mount)
+//! fault = "kill"       # kill, stop, bitrot, fill, flaky, partition, disk-error,
+//!                      # kill-mount or meta-kill (these two hit no drawn node:
+//!                      # leave nodes out)
 //! nodes = 2            # how many nodes, drawn by the seed
 //! hold = "5s"          # how long before it is healed
 //!
@@ -74,6 +75,10 @@ pub enum Schedule {
     /// SIGKILL the mount process while files are written through it, hold, mount
     /// again: everything fsynced before must read back.
     KillMount,
+    /// SIGKILL the metadata group's leader (whichever replica leads when the step
+    /// starts), hold, restart it and wait until it has caught up; again and again.
+    /// Needs a group of three or more replicas.
+    MetaCrash,
     /// Kills, stops, bitrot, flaky networks and partitions in a seeded mix, each on
     /// one to m of the same m victims, so no chunk ever has more than m bad shards
     /// whatever repair has done.
@@ -94,6 +99,7 @@ impl Schedule {
             Schedule::Partition => "partition",
             Schedule::DiskError => "disk-error",
             Schedule::KillMount => "kill-mount",
+            Schedule::MetaCrash => "meta-crash",
             Schedule::Random => "random",
         }
     }
@@ -136,6 +142,9 @@ pub enum FaultKind {
     DiskError,
     /// SIGKILL the mount process (no node), then mount again.
     KillMount,
+    /// SIGKILL the metadata group's leader (the node found when the step starts),
+    /// then restart it and wait until the group has a leader and it has caught up.
+    MetaKill,
 }
 
 impl FaultKind {
@@ -150,7 +159,13 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::DiskError => "disk-error",
             FaultKind::KillMount => "kill-mount",
+            FaultKind::MetaKill => "meta-kill",
         }
+    }
+
+    /// Whether its node is found when the step starts rather than drawn by the plan.
+    pub fn finds_its_node(self) -> bool {
+        matches!(self, FaultKind::KillMount | FaultKind::MetaKill)
     }
 
     /// Whether the fault proxy makes it.
@@ -229,9 +244,16 @@ impl ScheduleFile {
             if hold.is_zero() {
                 bail!("{at}: hold must be longer than 0");
             }
-            if step.fault == FaultKind::KillMount {
+            if step.fault.finds_its_node() {
                 if step.nodes != 0 {
-                    bail!("{at}: kill-mount hits the mount, no node: nodes = 0, or leave it out");
+                    bail!(
+                        "{at}: {} hits {}, not a drawn node: nodes = 0, or leave it out",
+                        step.fault.name(),
+                        match step.fault {
+                            FaultKind::KillMount => "the mount",
+                            _ => "the metadata group's leader",
+                        }
+                    );
                 }
             } else if step.nodes == 0 || step.nodes > candidates {
                 bail!(
@@ -266,6 +288,11 @@ impl ScheduleFile {
     /// Whether a step needs a hive-node built with fault hooks.
     pub fn needs_fault_hooks(&self) -> bool {
         self.steps.iter().any(|s| s.0 == FaultKind::DiskError)
+    }
+
+    /// Whether a step kills the metadata group's leader.
+    pub fn needs_meta_group(&self) -> bool {
+        self.steps.iter().any(|s| s.0 == FaultKind::MetaKill)
     }
 }
 
@@ -346,11 +373,12 @@ impl Iterator for Plan {
             }
             let (kind, n, hold) = file.steps[self.steps % len];
             self.steps += 1;
-            return Some(Step {
-                kind,
-                nodes: self.draw(n),
-                hold,
-            });
+            let nodes = if kind.finds_its_node() {
+                Vec::new()
+            } else {
+                self.draw(n)
+            };
+            return Some(Step { kind, nodes, hold });
         }
         let step = match self.schedule {
             Schedule::None => return None,
@@ -384,6 +412,11 @@ impl Iterator for Plan {
             },
             Schedule::KillMount => Step {
                 kind: FaultKind::KillMount,
+                nodes: Vec::new(),
+                hold: self.hold(),
+            },
+            Schedule::MetaCrash => Step {
+                kind: FaultKind::MetaKill,
                 nodes: Vec::new(),
                 hold: self.hold(),
             },
@@ -433,6 +466,7 @@ mod tests {
             Schedule::Partition,
             Schedule::DiskError,
             Schedule::KillMount,
+            Schedule::MetaCrash,
             Schedule::Random,
         ] {
             let a: Vec<Step> = Plan::new(schedule, 7, &nodes(), 2).take(20).collect();
@@ -509,7 +543,19 @@ mod tests {
         assert!(steps.iter().all(|s| s.nodes.is_empty()), "{steps:?}");
         let bad = "[[step]]\nfault = \"kill-mount\"\nnodes = 1\nhold = \"5s\"\n";
         let err = ScheduleFile::parse(bad, 5, 2).expect_err("kill-mount with nodes");
-        assert!(format!("{err:#}").contains("no node"), "{err:#}");
+        assert!(format!("{err:#}").contains("the mount"), "{err:#}");
+        let meta = "[[step]]\nfault = \"meta-kill\"\nhold = \"5s\"\n[[step]]\nfault = \"kill\"\nnodes = 1\nhold = \"5s\"\n";
+        let meta = ScheduleFile::parse(meta, 5, 2).expect("meta-kill");
+        assert!(meta.needs_meta_group() && !meta.needs_mount());
+        let steps: Vec<Step> = Plan::from_file(meta, 1, &nodes(), 2).take(4).collect();
+        assert!(
+            steps[0].nodes.is_empty(),
+            "found when the step starts: {steps:?}"
+        );
+        assert_eq!(steps[1].nodes.len(), 1, "{steps:?}");
+        let bad = "[[step]]\nfault = \"meta-kill\"\nnodes = 1\nhold = \"5s\"\n";
+        let err = ScheduleFile::parse(bad, 5, 2).expect_err("meta-kill with nodes");
+        assert!(format!("{err:#}").contains("leader"), "{err:#}");
     }
 
     #[test]

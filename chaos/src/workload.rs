@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use hive_client::chunk_io::ChunkStore;
-use hive_client::local_cluster::{delete_recorded, put_recorded, report_bad, report_owed};
+use hive_client::local_cluster::{self, delete_recorded, put_recorded, report_bad, report_owed};
 use hive_client::object::get_object;
 use hive_codec::Chunker;
 use hive_testkit::{Rng, random_bytes, text_bytes};
@@ -113,8 +113,10 @@ pub struct Clients {
     pub authority: Arc<ControlClient>,
     /// The metadata service, as the administrator (objects are recorded there).
     pub meta: Arc<MetaClient>,
-    /// Garbage collection, on the metadata node.
+    /// Garbage collection, on the metadata group's leader when the run began.
     pub gc: Arc<GcClient>,
+    /// The local cluster's directory, to find the leader again when it moves.
+    pub cluster: std::path::PathBuf,
     /// Cuts objects into chunks.
     pub chunker: Arc<Chunker>,
 }
@@ -363,16 +365,24 @@ impl Workload {
 impl Workload {
     /// Orders a garbage collection round every [`GC_EVERY`] unless one is running.
     async fn collector(self: Arc<Self>, clients: Clients) -> Result<()> {
+        let mut gc = clients.gc.clone();
         while !self.stop.load(Ordering::SeqCst) {
             let _ = tokio::time::timeout(GC_EVERY, self.halt.notified()).await;
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            // The metadata node may be busy or briefly unreachable; the next tick tries
-            // again.
-            let idle = clients.gc.status().await.is_ok_and(|s| s.current.is_none());
-            if idle && clients.gc.start(false).await.is_ok() {
+            // The leader may be busy, briefly unreachable or no longer the leader (a
+            // replica that does not lead refuses the order): the next tick tries again,
+            // at the leader the group names then.
+            let status = gc.status().await;
+            let idle = status.as_ref().is_ok_and(|s| s.current.is_none());
+            let ordered = idle && gc.start(false).await.is_ok();
+            if ordered {
                 self.gc_rounds.fetch_add(1, Ordering::SeqCst);
+            } else if (status.is_err() || idle)
+                && let Ok(found) = local_cluster::gc_client(&clients.cluster).await
+            {
+                gc = Arc::new(found);
             }
         }
         Ok(())

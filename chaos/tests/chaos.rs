@@ -233,6 +233,27 @@ fn a_killed_mount_loses_nothing_fsynced() {
 }
 
 #[test]
+fn killing_the_metadata_leader_loses_nothing_and_the_replicas_end_alike() {
+    let _machine = machine();
+    let (report, output, faults) = run_faults("meta-crash", "meta-crash", &[]);
+    for fault in &faults {
+        assert_eq!(fault["kind"], "meta-kill", "{fault}");
+        assert_eq!(fault["nodes"].as_array().map(Vec::len), Some(1), "{fault}");
+    }
+    // Each kill hits whichever replica leads then: after the first, another one.
+    if faults.len() > 1 {
+        assert_ne!(faults[0]["nodes"], faults[1]["nodes"], "{output}");
+    }
+    assert_eq!(report["meta_replicas"]["agree"], true, "{output}");
+    assert_eq!(report["meta_replicas"]["replicas"], 3, "{output}");
+    let files = &report["files"];
+    assert_eq!(
+        files["failed"], 0,
+        "the mount rides out each failover: {output}"
+    );
+}
+
+#[test]
 fn a_random_mix_loses_nothing() {
     let _machine = machine();
     let (_, output, faults) = run_faults("random", "random", &[]);

@@ -259,6 +259,34 @@ fn a_crash_loop_of_random_replicas_under_renames_keeps_every_change_once() {
     replicas_agree(&c);
 }
 
+/// Garbage collection runs on the leader: `follower` refuses an order for a round,
+/// naming the leader.
+fn follower_refuses_gc(c: &Cluster, follower: u64, leader: u64) {
+    let g = group(c);
+    let addr: std::net::SocketAddr = g["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["id"] == follower)
+        .and_then(|m| m["addr"].as_str())
+        .expect("the follower's address")
+        .parse()
+        .expect("an address");
+    let runtime = hive_client::local_cluster::runtime().expect("runtime");
+    let _entered = runtime.enter();
+    let admin = hive_client::cluster_dir::ClusterDir::open(&c.dir)
+        .and_then(|d| d.admin_client())
+        .expect("the admin identity");
+    let gc = hive_wire::net::gc::GcClient::new(Arc::new(admin), addr, hive_wire::NodeId(follower));
+    let refused = runtime
+        .block_on(gc.start(false))
+        .expect_err("a follower refuses a collection round");
+    assert!(
+        refused.to_string().contains(&format!("node {leader} does")),
+        "the refusal names the leader: {refused}"
+    );
+}
+
 /// Waits until every replica has applied the same entries and has the same namespace
 /// (`hive meta check`).
 fn replicas_agree(c: &Cluster) {
@@ -296,6 +324,7 @@ fn a_follower_catches_up_and_a_replica_that_lost_its_files_is_rebuilt_identical(
         .into_iter()
         .find(|n| *n != leader)
         .expect("a follower");
+    follower_refuses_gc(&c, follower, leader);
     let mount = Mounted::new(&c, "default", "mnt");
     let write = |from: u64, to: u64| {
         for i in from..to {

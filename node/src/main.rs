@@ -470,7 +470,7 @@ async fn serve(
         routes.push((Meta::PROTOCOL, meta_service(store.clone())));
         routes.push((MetaRaft::PROTOCOL, store.group().service()));
         let gc = Collector::new(config.space.grace, config.gc_interval);
-        routes.push((Gc::PROTOCOL, gc_service(gc.clone())));
+        routes.push((Gc::PROTOCOL, gc_service(gc.clone(), store.clone())));
         replica = Some(store.group().stopped());
         collector = Some((gc, store));
     }
