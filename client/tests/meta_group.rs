@@ -406,3 +406,49 @@ fn without_a_majority_changes_fail_clearly_and_service_resumes_when_one_replica_
     let out = hive(&["meta", "status", "--cluster", c.d()]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn members_are_removed_and_added_while_the_mount_writes_and_nothing_is_lost() {
+    require_fuse();
+    let c = Cluster::with("meta-members", 4, (2, 1), "256MiB", &[]);
+    let leader = settled(&c, 3);
+    let mount = Mounted::new(&c, "default", "mnt");
+    let seed = SEED ^ 0x3e3b;
+    let work = Workload::start(&mount.dir, seed, GROWING);
+    work.wait_more(OPS_BETWEEN_FAULTS / 2, "before any change");
+    // A follower other than the map authority (node 1) leaves the group...
+    let gone = [2, 3]
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("a follower");
+    ok(
+        &hive(&["meta", "remove", &gone.to_string(), "--cluster", c.d()]),
+        "remove a member",
+    );
+    settled(&c, 2);
+    work.wait_more(
+        OPS_BETWEEN_FAULTS / 2,
+        &format!("after node {gone} left the group"),
+    );
+    // ...and node 4, which had no replica, joins: it is given one, catches up, votes.
+    ok(
+        &hive(&["meta", "add", "4", "--cluster", c.d()]),
+        "add a member",
+    );
+    settled(&c, 3);
+    work.wait_more(OPS_BETWEEN_FAULTS / 2, "after node 4 joined the group");
+    let members: Vec<u64> = group(&c)["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["id"].as_u64().expect("id"))
+        .collect();
+    assert!(
+        members.contains(&4) && !members.contains(&gone),
+        "node 4 in, node {gone} out: {members:?}"
+    );
+    let (ledger, slowest) = work.finish();
+    eprintln!("slowest operation across the membership changes: {slowest:?}");
+    check_tree(&mount.dir, &ledger);
+    replicas_agree(&c);
+}
