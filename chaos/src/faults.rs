@@ -254,11 +254,7 @@ impl Target {
         match step.kind {
             FaultKind::MetaKill => {
                 let (leader, term) = self.meta_leader()?;
-                let pid = self.pid(leader)?;
-                signal("-KILL", pid)?;
-                wait(&format!("node {leader} to exit"), || {
-                    Ok(!local_cluster::alive(pid))
-                })?;
+                self.end(leader, "-KILL")?;
                 step.nodes = vec![leader];
                 Ok(format!("SIGKILL to the metadata leader (term {term})"))
             }
@@ -271,11 +267,7 @@ impl Target {
                     ("-KILL", "SIGKILL")
                 };
                 for node in &step.nodes {
-                    let pid = self.pid(*node)?;
-                    signal(sig, pid)?;
-                    wait(&format!("node {node} to exit"), || {
-                        Ok(!local_cluster::alive(pid))
-                    })?;
+                    self.end(*node, sig)?;
                 }
                 Ok(name.to_string())
             }
@@ -349,15 +341,13 @@ impl Target {
     /// Heals `step`'s fault; returns once the nodes serve again.
     pub fn heal(&self, step: &Step) -> Result<()> {
         match step.kind {
-            FaultKind::Kill | FaultKind::DiskError => {
+            FaultKind::Kill | FaultKind::DiskError | FaultKind::MetaKill => {
                 let ids: Vec<u64> = step.nodes.iter().map(|n| n.0).collect();
                 local_cluster::start_nodes(&self.dir, &ids)?;
+                if step.kind == FaultKind::MetaKill {
+                    self.wait_meta_caught_up()?;
+                }
                 Ok(())
-            }
-            FaultKind::MetaKill => {
-                let ids: Vec<u64> = step.nodes.iter().map(|n| n.0).collect();
-                local_cluster::start_nodes(&self.dir, &ids)?;
-                self.wait_meta_caught_up()
             }
             FaultKind::Stop => {
                 for node in &step.nodes {
@@ -478,11 +468,20 @@ impl Target {
         Ok(crashed)
     }
 
+    /// Sends `sig` to node `node` and waits until its process is gone.
+    fn end(&self, node: NodeId, sig: &str) -> Result<()> {
+        let pid = self.pid(node)?;
+        signal(sig, pid)?;
+        wait(&format!("node {node} to exit"), || {
+            Ok(!local_cluster::alive(pid))
+        })
+    }
+
     /// The metadata group's leader and its term, waited for (an election may be under
     /// way) within [`NODE_WAIT`].
     fn meta_leader(&self) -> Result<(NodeId, u64)> {
         let mut found = None;
-        wait("the metadata group to have a leader", || {
+        wait_every("the metadata group to have a leader", STATUS_POLL, || {
             let group = meta_group::status(&self.dir);
             found = group
                 .ok()
@@ -498,7 +497,7 @@ impl Target {
     pub fn wait_meta_caught_up(&self) -> Result<()> {
         let mut head = None;
         let mut last = None;
-        wait("every metadata replica to catch up", || {
+        wait_every("every metadata replica to catch up", STATUS_POLL, || {
             let Ok(group) = meta_group::status(&self.dir) else {
                 return Ok(false);
             };
@@ -597,13 +596,18 @@ impl Target {
 }
 
 /// Waits until `done` holds, or fails naming `what` after [`NODE_WAIT`].
-fn wait(what: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+fn wait(what: &str, done: impl FnMut() -> Result<bool>) -> Result<()> {
+    wait_every(what, POLL, done)
+}
+
+/// [`wait`], looking every `poll` (a look that asks the cluster costs a connection).
+fn wait_every(what: &str, poll: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = Instant::now() + NODE_WAIT;
     while !done()? {
         if Instant::now() > deadline {
             bail!("waited {NODE_WAIT:?} for {what}");
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(poll);
     }
     Ok(())
 }

@@ -238,10 +238,7 @@ fn run_on(
     if needs.mount && options.no_mount {
         bail!("{schedule} kills the mount: leave out --no-mount");
     }
-    let replicas = {
-        let _entered = runtime.enter();
-        local_cluster::meta_replicas(dir)?.len()
-    };
+    let replicas = local_cluster::meta_group(dir)?.len();
     if needs.meta_group && replicas < MIN_META_REPLICAS {
         bail!(
             "{schedule} kills the metadata group's leader, which only a group of \

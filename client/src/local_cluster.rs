@@ -881,6 +881,11 @@ pub fn meta_replicas(dir: &Path) -> Result<Vec<(NodeId, MetaClient)>> {
         .collect())
 }
 
+/// The metadata group's replicas of the local cluster in `dir`, with their addresses.
+pub fn meta_group(dir: &Path) -> Result<Vec<(NodeId, SocketAddr)>> {
+    load(dir)?.meta_group()
+}
+
 /// The metadata service of the local cluster in `dir`, as its client identity (which
 /// mounts) or, with `admin`, as the admin identity (which manages volumes).
 pub fn meta_client(dir: &Path, admin: bool) -> Result<MetaClient> {

@@ -259,6 +259,14 @@ fn a_crash_loop_of_random_replicas_under_renames_keeps_every_change_once() {
     replicas_agree(&c);
 }
 
+/// A replica that follows `leader` and is not the map authority (node 1).
+fn follower_of(leader: u64) -> u64 {
+    [2, 3]
+        .into_iter()
+        .find(|n| *n != leader)
+        .expect("a follower")
+}
+
 /// Garbage collection runs on the leader: `follower` refuses an order for a round,
 /// naming the leader.
 fn follower_refuses_gc(c: &Cluster, follower: u64, leader: u64) {
@@ -319,11 +327,7 @@ fn a_follower_catches_up_and_a_replica_that_lost_its_files_is_rebuilt_identical(
     require_fuse();
     let c = Cluster::with("meta-rebuild", 4, (2, 1), "256MiB", &[]);
     let leader = settled(&c, 3);
-    // A follower that is not the map authority (node 1).
-    let follower = [2, 3]
-        .into_iter()
-        .find(|n| *n != leader)
-        .expect("a follower");
+    let follower = follower_of(leader);
     follower_refuses_gc(&c, follower, leader);
     let mount = Mounted::new(&c, "default", "mnt");
     let write = |from: u64, to: u64| {
@@ -416,11 +420,8 @@ fn members_are_removed_and_added_while_the_mount_writes_and_nothing_is_lost() {
     let seed = SEED ^ 0x3e3b;
     let work = Workload::start(&mount.dir, seed, GROWING);
     work.wait_more(OPS_BETWEEN_FAULTS / 2, "before any change");
-    // A follower other than the map authority (node 1) leaves the group...
-    let gone = [2, 3]
-        .into_iter()
-        .find(|n| *n != leader)
-        .expect("a follower");
+    // A follower leaves the group...
+    let gone = follower_of(leader);
     ok(
         &hive(&["meta", "remove", &gone.to_string(), "--cluster", c.d()]),
         "remove a member",
