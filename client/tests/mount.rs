@@ -19,10 +19,10 @@ mod support;
 use support::mounted::Mounted;
 use support::{Cluster, RECOVER_WITHIN, SEED, hive, ok, text};
 
-/// fsx runs in CI: seeds × operations each. With every metadata change committed
-/// through a 3-replica group, 10 seeds took 20 minutes of a CI run; the long runs are
-/// `scripts/fsx-long`'s.
-const FSX_SEEDS: u64 = 4;
+/// fsx runs in CI: seeds × operations each, two seeds at a time. With every metadata
+/// change committed through a 3-replica group, each pair takes about four minutes of a
+/// CI run that must stay under 45; the long runs are `scripts/fsx-long`'s.
+const FSX_SEEDS: u64 = 2;
 /// See [`FSX_SEEDS`].
 const FSX_OPS: u64 = 20_000;
 /// pjdfstest cases that pass on a local filesystem but skip on any FUSE mount, and why.
@@ -109,8 +109,8 @@ fn pjdfstest(dir: &Path) -> String {
 #[test]
 fn posix_suites_pass_on_a_mount() {
     require_fuse();
-    // fsx rewrites its files over and over: 4 seeds x 20,000 operations store about
-    // 3 GB of shards, half of what six 1 GiB stores hold. Garbage collection, every
+    // fsx rewrites its files over and over: 2 seeds x 20,000 operations store about
+    // 1.5 GB of shards, a quarter of what six 1 GiB stores hold. Garbage collection, every
     // 20 s here, gives the space back as they go.
     let cluster = Cluster::with_args(
         "mount-posix",
