@@ -1,6 +1,13 @@
 //! The map authority: a ractor actor that owns [`Membership`], persists every new map
 //! epoch before anyone can see it, and publishes it on a watch channel that the
 //! control service's map watches read.
+//!
+//! Where the node is given the metadata group, the map also lives there: [`keep`]
+//! commits each published epoch to the group (the highest epoch wins), and an
+//! authority whose map file is missing or damaged starts again from the group's copy,
+//! never from an empty map (see [`Restore`]). Epochs only grow: a node that follows
+//! an epoch past the authority's (a copy that trailed the lost file) moves the
+//! authority past it ([`AuthorityMsg::Behind`]).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -9,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use hive_codec::{ClusterMap, ClusterView};
 use hive_wire::net::control::{MapMessage, NodeStatus, OwedShard, StatusMessage};
+use hive_wire::net::meta::{MetaCall, MetaClient, MetaReply};
+use hive_wire::net::rpc::RpcError;
 use hive_wire::{Epoch, NodeId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
-use crate::constants::{MEMBERSHIP_TICK, OWED_KEPT};
+use crate::constants::{MAP_GROUP_RETRY, MAX_EPOCH_LEAP, MEMBERSHIP_TICK, OWED_KEPT};
 use crate::map_file;
 use crate::membership::{Beat, Membership};
 
@@ -31,6 +40,10 @@ pub enum AuthorityMsg {
     NodeOut(NodeId, RpcReplyPort<Result<u64, String>>),
     /// An administrator sets the repair rate; answered with the current epoch.
     RepairRate(u64, RpcReplyPort<Result<u64, String>>),
+    /// The metadata group's copy of the map (`None`: it keeps none).
+    Kept(Option<Box<MapMessage>>),
+    /// A node follows this epoch, past the authority's own.
+    Behind(u64),
 }
 
 /// What the authority starts from; cloned for every (re)start.
@@ -50,6 +63,20 @@ pub struct AuthorityArgs {
     pub classes: Vec<hive_codec::ErasureScheme>,
     /// Where each published map goes.
     pub published: watch::Sender<Arc<MapMessage>>,
+    /// The metadata group that keeps a copy of the map, if this node has one.
+    pub group: Option<Arc<MetaClient>>,
+}
+
+/// Why the authority waits for the metadata group's copy of the map before it
+/// publishes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restore {
+    /// The map file is missing: the group's copy, or a new map if it keeps none (a
+    /// new cluster).
+    Missing,
+    /// The map file was damaged (set aside): the group's copy, or nothing until an
+    /// operator restores the file.
+    Damaged,
 }
 
 /// The authority's state.
@@ -59,23 +86,271 @@ pub struct AuthorityState {
     /// Shards reported owed since start, and the most recent of them.
     owed_total: u64,
     owed: VecDeque<OwedShard>,
+    /// Waiting for the group's copy: nothing is published or changed meanwhile.
+    restoring: Option<Restore>,
+    /// The task asking the group for its copy.
+    asking: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The map authority actor.
 pub struct MapAuthority;
 
-/// Loads the map at `path`, or an empty map of `2^pg_bits` groups at epoch 0.
-fn load(path: &Path, pg_bits: u8) -> Result<ClusterView, ActorProcessingErr> {
-    match map_file::read(path)? {
-        Some(view) => Ok(view),
-        None => Ok(ClusterView::new(
-            ClusterMap::new(Epoch(0), pg_bits, Vec::new())?,
-            Default::default(),
-        )),
+/// An empty map of `2^pg_bits` groups at epoch 0.
+fn empty(pg_bits: u8) -> Result<ClusterView, ActorProcessingErr> {
+    Ok(ClusterView::new(
+        ClusterMap::new(Epoch(0), pg_bits, Vec::new())?,
+        Default::default(),
+    ))
+}
+
+/// Loads the map at `path`: the view to start from, and whether the metadata group's
+/// copy must be waited for. Without a group, a missing file is a new map and a
+/// damaged one an error; with one, a damaged file is set aside (renamed) and both
+/// wait for the group's copy.
+fn load(
+    path: &Path,
+    pg_bits: u8,
+    group: bool,
+) -> Result<(ClusterView, Option<Restore>), ActorProcessingErr> {
+    match (map_file::read(path), group) {
+        (Ok(Some(view)), _) => Ok((view, None)),
+        (Ok(None), false) => Ok((empty(pg_bits)?, None)),
+        (Err(e), false) => Err(e.into()),
+        (Ok(None), true) => {
+            tracing::warn!(
+                "map: no map file at {}; waiting for the metadata group's copy",
+                path.display()
+            );
+            Ok((empty(pg_bits)?, Some(Restore::Missing)))
+        }
+        (Err(e), true) => {
+            let aside = damaged_name(path);
+            std::fs::rename(path, &aside)
+                .map_err(|r| format!("{e}; setting it aside as {}: {r}", aside.display()))?;
+            tracing::error!(
+                "map: {e}; set aside as {}; waiting for the metadata group's copy",
+                aside.display()
+            );
+            Ok((empty(pg_bits)?, Some(Restore::Damaged)))
+        }
+    }
+}
+
+/// Where a damaged map file is set aside: beside it, named for the time, so a second
+/// one does not replace the first.
+fn damaged_name(path: &Path) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".damaged-{secs}"));
+    path.with_file_name(name)
+}
+
+/// Asks `group` for its copy of the map until it answers, and tells `authority`.
+async fn ask_group(group: Arc<MetaClient>, authority: ActorRef<AuthorityMsg>) {
+    let mut failures = 0u32;
+    loop {
+        match group.call("", 0, 0, MetaCall::ClusterMap).await {
+            Ok(MetaReply::ClusterMap(kept)) => {
+                let _ = authority.send_message(AuthorityMsg::Kept(kept));
+                return;
+            }
+            Ok(other) => tracing::error!("map: the metadata group answered {other:?} for its map"),
+            Err(e) => group_unreachable("asking the metadata group for its map", &e, failures),
+        }
+        failures += 1;
+        tokio::time::sleep(MAP_GROUP_RETRY).await;
+    }
+}
+
+/// Logs a failed call to the group: the first, then every tenth.
+fn group_unreachable(what: &str, e: &RpcError, failures: u32) {
+    if failures.is_multiple_of(10) {
+        tracing::warn!("map: {what}: {e}; trying again every {MAP_GROUP_RETRY:?}");
+    }
+}
+
+/// Commits every map published on `maps` to the metadata group, newest first: the
+/// group keeps the highest epoch it was given. Runs for the node's life; a map the
+/// group cannot take now is tried again (only the newest: the group keeps one).
+pub async fn keep(group: Arc<MetaClient>, mut maps: watch::Receiver<Arc<MapMessage>>) {
+    let mut kept = 0;
+    let mut failures = 0u32;
+    loop {
+        let map = maps.borrow_and_update().clone();
+        if map.epoch > kept {
+            match group
+                .call("", 0, 0, MetaCall::KeepMap(Box::new(map.as_ref().clone())))
+                .await
+            {
+                Ok(MetaReply::Done) => {
+                    tracing::info!("map: epoch {} kept in the metadata group", map.epoch);
+                    kept = map.epoch;
+                    failures = 0;
+                }
+                Ok(other) => {
+                    tracing::error!("map: the metadata group answered {other:?} to keep the map");
+                    failures += 1;
+                }
+                Err(e) => {
+                    group_unreachable("keeping the map in the metadata group", &e, failures);
+                    failures += 1;
+                }
+            }
+            if failures > 0 {
+                tokio::time::sleep(MAP_GROUP_RETRY).await;
+                continue;
+            }
+        }
+        if maps.changed().await.is_err() {
+            return;
+        }
     }
 }
 
 impl AuthorityState {
+    /// Adds the storage classes known from configuration that the map lacks.
+    fn add_known_classes(&mut self) -> Result<(), ActorProcessingErr> {
+        let known = self.args.classes.clone();
+        if self.membership.add_classes(&known)?.is_some() {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Takes the metadata group's copy of the map, if it is newer than the one held
+    /// or the authority is waiting for it.
+    fn on_kept(&mut self, kept: Option<Box<MapMessage>>) -> Result<(), ActorProcessingErr> {
+        let current = self.membership.view().map.epoch().0;
+        match (kept, self.restoring) {
+            (Some(map), restoring) if restoring.is_some() || map.epoch > current => {
+                let view = ClusterView::from_message(&map)?;
+                tracing::warn!(
+                    "map: took epoch {} with {} nodes from the metadata group's copy (this authority had {})",
+                    map.epoch,
+                    map.nodes.len(),
+                    match restoring {
+                        None => format!("epoch {current}"),
+                        Some(Restore::Missing) => "no map file".to_string(),
+                        Some(Restore::Damaged) => "a damaged map file".to_string(),
+                    }
+                );
+                self.membership = Membership::new(view, Instant::now(), self.args.timeout)
+                    .with_out_after(self.args.out_after);
+                self.restoring = None;
+                self.commit()?;
+                self.add_known_classes()?;
+            }
+            (Some(map), _) => {
+                tracing::debug!(
+                    "map: the metadata group keeps epoch {}; this authority is at {current}",
+                    map.epoch
+                );
+            }
+            (None, Some(Restore::Missing)) => {
+                tracing::info!(
+                    "map: no map file and no copy in the metadata group: a new cluster, starting an empty map"
+                );
+                self.restoring = None;
+                self.commit()?;
+                self.add_known_classes()?;
+            }
+            (None, Some(Restore::Damaged)) => {
+                tracing::error!(
+                    "map: the map file {} was damaged and the metadata group keeps no copy: restore it from a backup and restart this node; until then no map is published",
+                    self.args.path.display()
+                );
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// A node follows epoch `seen`, past this authority's: epochs go on past it,
+    /// so none is ever given twice with different contents.
+    fn on_behind(&mut self, seen: u64) -> Result<(), ActorProcessingErr> {
+        let current = self.membership.view().map.epoch().0;
+        if self.restoring.is_some() || seen <= current {
+            return Ok(());
+        }
+        if seen - current > MAX_EPOCH_LEAP {
+            tracing::error!(
+                "map: a node claims epoch {seen}, more than {MAX_EPOCH_LEAP} past this authority's {current}; ignored"
+            );
+            return Ok(());
+        }
+        self.membership.skip_past(Epoch(seen))?;
+        tracing::warn!(
+            "map: a node follows epoch {seen}, past this authority's {current} (its copy trailed): epochs go on from {}",
+            seen + 1
+        );
+        self.commit()
+    }
+
+    /// What the authority does while it waits for the group's copy: nothing changes
+    /// the map; heartbeats are answered with epoch 0 and administrators told to wait.
+    fn while_restoring(&mut self, message: AuthorityMsg) -> Result<(), ActorProcessingErr> {
+        const WAIT: &str =
+            "the map authority is waiting for the metadata group's copy of the map; try again";
+        match message {
+            AuthorityMsg::Kept(kept) => return self.on_kept(kept),
+            AuthorityMsg::Heartbeat(_, _, reply) => {
+                let _ = reply.send(0);
+            }
+            AuthorityMsg::NodeOut(_, reply) | AuthorityMsg::RepairRate(_, reply) => {
+                let _ = reply.send(Err(WAIT.to_string()));
+            }
+            AuthorityMsg::Owed(shards) => self.on_owed(shards),
+            AuthorityMsg::Status(reply) => self.status(reply),
+            AuthorityMsg::Tick | AuthorityMsg::Behind(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Records shards a writer could not store.
+    fn on_owed(&mut self, shards: Vec<OwedShard>) {
+        self.owed_total += shards.len() as u64;
+        for shard in shards {
+            tracing::warn!(
+                node = shard.node,
+                "owed: shard {} of chunk {} ({}+{}) on node {}",
+                shard.index,
+                hive_wire::ChunkId(shard.chunk),
+                shard.k,
+                shard.m,
+                NodeId(shard.node)
+            );
+            if self.owed.len() == OWED_KEPT {
+                self.owed.pop_front();
+            }
+            self.owed.push_back(shard);
+        }
+    }
+
+    /// Answers with the cluster's status.
+    fn status(&self, reply: RpcReplyPort<StatusMessage>) {
+        let now = Instant::now();
+        let nodes = self
+            .membership
+            .liveness(now)
+            .into_iter()
+            .map(|(id, l)| NodeStatus {
+                id: id.0,
+                store: l.store,
+                health: l.health,
+                heartbeat_age_ms: l.silent_for.map_or(u64::MAX, |d| {
+                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+                }),
+            })
+            .collect();
+        let _ = reply.send(StatusMessage {
+            map: self.membership.view().to_message(),
+            nodes,
+            shards_owed: self.owed_total,
+        });
+    }
+
     /// Persists and publishes the current map (a new epoch).
     fn commit(&self) -> Result<(), ActorProcessingErr> {
         let view = self.membership.view();
@@ -108,26 +383,46 @@ impl Actor for MapAuthority {
         myself: ActorRef<Self::Msg>,
         args: AuthorityArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let view = load(&args.path, args.pg_bits)?;
-        args.published.send_replace(Arc::new(view.to_message()));
-        tracing::info!(
-            "map: authority started at epoch {} with {} nodes",
-            view.map.epoch().0,
-            view.map.nodes().len()
-        );
+        let (view, restoring) = load(&args.path, args.pg_bits, args.group.is_some())?;
+        if restoring.is_none() {
+            args.published.send_replace(Arc::new(view.to_message()));
+            tracing::info!(
+                "map: authority started at epoch {} with {} nodes",
+                view.map.epoch().0,
+                view.map.nodes().len()
+            );
+        }
         myself.send_interval(MEMBERSHIP_TICK, || AuthorityMsg::Tick);
+        // The group's copy is asked for even with a good file: it may be newer (a
+        // file restored from an old backup).
+        let asking = args
+            .group
+            .clone()
+            .map(|group| tokio::spawn(ask_group(group, myself.clone())));
         let mut state = AuthorityState {
             membership: Membership::new(view, Instant::now(), args.timeout)
                 .with_out_after(args.out_after),
             args,
             owed_total: 0,
             owed: VecDeque::new(),
+            restoring,
+            asking,
         };
-        let known = state.args.classes.clone();
-        if state.membership.add_classes(&known)?.is_some() {
-            state.commit()?;
+        if state.restoring.is_none() {
+            state.add_known_classes()?;
         }
         Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut AuthorityState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(asking) = state.asking.take() {
+            asking.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -136,7 +431,12 @@ impl Actor for MapAuthority {
         message: AuthorityMsg,
         state: &mut AuthorityState,
     ) -> Result<(), ActorProcessingErr> {
+        if state.restoring.is_some() {
+            return state.while_restoring(message);
+        }
         match message {
+            AuthorityMsg::Kept(kept) => state.on_kept(kept)?,
+            AuthorityMsg::Behind(seen) => state.on_behind(seen)?,
             AuthorityMsg::Heartbeat(node, beat, reply) => {
                 let known = state.membership.view().map.node(node).map(|n| n.state);
                 let addr = beat.addr;
@@ -190,45 +490,8 @@ impl Actor for MapAuthority {
                 };
                 let _ = reply.send(answer);
             }
-            AuthorityMsg::Owed(shards) => {
-                state.owed_total += shards.len() as u64;
-                for shard in shards {
-                    tracing::warn!(
-                        node = shard.node,
-                        "owed: shard {} of chunk {} ({}+{}) on node {}",
-                        shard.index,
-                        hive_wire::ChunkId(shard.chunk),
-                        shard.k,
-                        shard.m,
-                        NodeId(shard.node)
-                    );
-                    if state.owed.len() == OWED_KEPT {
-                        state.owed.pop_front();
-                    }
-                    state.owed.push_back(shard);
-                }
-            }
-            AuthorityMsg::Status(reply) => {
-                let now = Instant::now();
-                let nodes = state
-                    .membership
-                    .liveness(now)
-                    .into_iter()
-                    .map(|(id, l)| NodeStatus {
-                        id: id.0,
-                        store: l.store,
-                        health: l.health,
-                        heartbeat_age_ms: l.silent_for.map_or(u64::MAX, |d| {
-                            u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-                        }),
-                    })
-                    .collect();
-                let _ = reply.send(StatusMessage {
-                    map: state.membership.view().to_message(),
-                    nodes,
-                    shards_owed: state.owed_total,
-                });
-            }
+            AuthorityMsg::Owed(shards) => state.on_owed(shards),
+            AuthorityMsg::Status(reply) => state.status(reply),
         }
         Ok(())
     }

@@ -13,6 +13,13 @@ pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub const MEMBERSHIP_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 /// How long a map follower waits after a failed watch before asking again.
 pub const MAP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the map authority waits after a failed call to the metadata group (to
+/// keep its map there, or to ask for the copy) before trying again.
+pub const MAP_GROUP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The furthest past its own epoch a node's claimed epoch moves the authority: a copy
+/// trails the lost file by the epochs made while the group could not commit (seconds
+/// of node changes), never by a million; a larger claim is a bug or a lie, ignored.
+pub const MAX_EPOCH_LEAP: u64 = 1 << 20;
 /// Control requests a node serves at once; each may put one message in the authority's
 /// mailbox (ractor mailboxes are unbounded, so the bound is kept here).
 pub const CONTROL_INFLIGHT: usize = 256;

@@ -176,6 +176,15 @@ async fn handle(
         OP_MAP => {
             authorise(peer, Operation::ShardIo)?;
             let query: MapQuery = message::decode("MapQuery", &request.message).map_err(bad)?;
+            // A node that follows an epoch past the authority's own (the authority's
+            // copy trailed a lost map file) moves the authority past it.
+            let from_node = peer.identity.is_some_and(|i| i.role == Role::Node);
+            if from_node
+                && query.known_epoch > published.borrow().epoch
+                && let Ok(authority) = authority_ref(authority)
+            {
+                let _ = authority.send_message(AuthorityMsg::Behind(query.known_epoch));
+            }
             let wait = Duration::from_millis(u64::from(query.wait_ms)).min(MAP_WATCH_WAIT);
             // Wait for an epoch past the caller's, or answer with the current map.
             let newer = async {

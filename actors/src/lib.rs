@@ -27,7 +27,7 @@ mod shard_service;
 mod shards;
 mod supervisor;
 
-pub use authority::{AuthorityArgs, AuthorityMsg, MapAuthority};
+pub use authority::{AuthorityArgs, AuthorityMsg, MapAuthority, keep as keep_map_in_group};
 pub use control_service::{Authority, control_service, route};
 pub use heartbeat::{FollowerArgs, HeartbeatArgs, Heartbeater, MapFollower};
 pub use meta_service::{MetaStore, meta_service};

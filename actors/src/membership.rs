@@ -300,6 +300,21 @@ impl Membership {
         Ok(Some(next))
     }
 
+    /// Moves the epoch past `seen` (an epoch given before this map was restored from
+    /// a copy that trailed it), with the same nodes, unless the map is past it already:
+    /// no epoch is ever given twice.
+    pub fn skip_past(&mut self, seen: Epoch) -> Result<Option<Epoch>, PlacementError> {
+        if seen < self.view.map.epoch() {
+            return Ok(None);
+        }
+        let next = Epoch(seen.0.saturating_add(1));
+        if next <= self.view.map.epoch() {
+            return Ok(None);
+        }
+        self.bump(next)?;
+        Ok(Some(next))
+    }
+
     /// Adds storage classes the map lacks (known from configuration before any shard
     /// of them is stored); the new epoch if any was added.
     pub fn add_classes(
@@ -482,6 +497,21 @@ mod tests {
         let mut m = Membership::new(view, t0, TIMEOUT);
         assert_eq!(m.on_heartbeat(t0, NodeId(1), moved), Ok(None));
         assert_eq!(state(&m, 1), NodeState::Out);
+    }
+
+    #[test]
+    fn an_epoch_seen_elsewhere_moves_the_map_past_it_with_the_same_nodes() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(empty(), t0, TIMEOUT);
+        m.on_heartbeat(t0, NodeId(1), beat(1)).expect("joins");
+        let nodes = m.view().map.nodes().to_vec();
+        assert_eq!(m.skip_past(Epoch(9)), Ok(Some(Epoch(10))));
+        assert_eq!(m.view().map.epoch(), Epoch(10));
+        assert_eq!(m.view().map.nodes(), nodes.as_slice());
+        // An epoch it is past already changes nothing: epochs only grow.
+        assert_eq!(m.skip_past(Epoch(3)), Ok(None));
+        assert_eq!(m.skip_past(Epoch(10)), Ok(Some(Epoch(11))));
+        assert_eq!(m.view().map.epoch(), Epoch(11));
     }
 
     fn with_class(port: u16, k: u8, m: u8) -> Beat {

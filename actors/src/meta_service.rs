@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use hive_meta::{Context, Errno, InodeId, MetaError, Namespace, Nanos};
 use hive_wire::net::auth::{Access, Operation, authorise};
+use hive_wire::net::control::MapMessage;
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::meta::{
     Change, LoggedChange, Meta, MetaCall, MetaOp, MetaReply, MetaRequest, OP_CALL, OnceMessage,
@@ -273,7 +274,9 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
         | MetaCall::Group
         | MetaCall::Digest
         | MetaCall::AddMember { .. }
-        | MetaCall::RemoveMember { .. } => vec![],
+        | MetaCall::RemoveMember { .. }
+        | MetaCall::KeepMap(_)
+        | MetaCall::ClusterMap => vec![],
         MetaCall::GetAttr { ino }
         | MetaCall::ReadDir { ino }
         | MetaCall::ReadLink { ino }
@@ -313,6 +316,7 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
 /// What the caller needs to be allowed: administration, or an access to its volume.
 fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
     let access = match call {
+        MetaCall::KeepMap(_) | MetaCall::ClusterMap => return Operation::NodeInternal,
         MetaCall::ListVolumes
         | MetaCall::Group
         | MetaCall::Digest
@@ -364,6 +368,7 @@ fn call_name(call: &MetaCall) -> &'static str {
         MetaCall::Apply(_) => "change",
         MetaCall::Group | MetaCall::Digest => "group state",
         MetaCall::AddMember { .. } | MetaCall::RemoveMember { .. } => "membership",
+        MetaCall::KeepMap(_) | MetaCall::ClusterMap => "cluster map",
         _ => "read or session",
     }
 }
@@ -420,6 +425,20 @@ async fn answer(store: &MetaStore, asked: MetaRequest) -> Result<MetaReply, Deni
         MetaCall::RemoveMember { node } => {
             store.group.remove_member(node).await?;
             Ok(MetaReply::Group(store.group.state()))
+        }
+        MetaCall::KeepMap(map) => store.commit(ctx, Change::ClusterMap(map), None).await,
+        MetaCall::ClusterMap => {
+            let kept = store.read_here(|ns| ns.cluster_map()).await?;
+            let map = kept
+                .map(|(_, bytes)| message::decode::<MapMessage>("MapMessage", &bytes))
+                .transpose()
+                .map_err(|e| {
+                    Denied::Refused(Refusal::new(
+                        code::INTERNAL,
+                        format!("the cluster map the group keeps does not decode: {e}"),
+                    ))
+                })?;
+            Ok(MetaReply::ClusterMap(map.map(Box::new)))
         }
         MetaCall::Apply(
             op @ (MetaOp::CreateVolume { .. }
@@ -530,7 +549,9 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
         | MetaCall::Group
         | MetaCall::Digest
         | MetaCall::AddMember { .. }
-        | MetaCall::RemoveMember { .. } => errno(Errno::Inval),
+        | MetaCall::RemoveMember { .. }
+        | MetaCall::KeepMap(_)
+        | MetaCall::ClusterMap => errno(Errno::Inval),
     };
     Ok(Checked::Reply(reply))
 }

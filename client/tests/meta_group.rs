@@ -1,6 +1,7 @@
 //! The replicated metadata group, with real node processes on loopback and a real FUSE
 //! mount: the leader killed under a workload, a follower killed and brought back, a
-//! replica that lost its files rebuilt, and a group without a majority refusing
+//! replica that lost its files rebuilt, a map authority that lost its map file
+//! starting again from the group's copy, and a group without a majority refusing
 //! clearly and serving again once one replica returns.
 //!
 //! Needs root and /dev/fuse.
@@ -345,16 +346,7 @@ fn a_follower_catches_up_and_a_replica_that_lost_its_files_is_rebuilt_identical(
     settled(&c, 3);
     // Its whole metadata directory lost: it comes back empty and is rebuilt from the
     // others (a snapshot, then the log), never started afresh.
-    c.signal("-TERM", &[follower]);
-    let pid = c.pid(follower);
-    let since = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(
-            since.elapsed() < RECOVER_WITHIN,
-            "node {follower} did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    c.stop(follower);
     let meta = c.path(&format!("node-{follower}/meta"));
     std::fs::remove_dir_all(&meta).expect("delete the replica's metadata directory");
     write(100, 120);
@@ -373,6 +365,106 @@ fn a_follower_catches_up_and_a_replica_that_lost_its_files_is_rebuilt_identical(
     }
     settled(&c, 3);
     replicas_agree(&c);
+}
+
+/// The map epoch `hive status` shows.
+fn epoch(c: &Cluster) -> u64 {
+    c.status()["epoch"].as_u64().expect("the map's epoch")
+}
+
+/// Waits until node 1's log says the metadata group keeps map epoch `epoch`.
+fn wait_kept(c: &Cluster, epoch: u64) {
+    let log = c.path("node-1/node.log");
+    let kept = format!("map: epoch {epoch} kept in the metadata group");
+    let since = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains(&kept)
+    {
+        assert!(
+            since.elapsed() < RECOVER_WITHIN,
+            "the group did not keep epoch {epoch} within {RECOVER_WITHIN:?}"
+        );
+        std::thread::sleep(STATUS_POLL);
+    }
+}
+
+/// Restarts node 1 (the map authority), whose map file `damage` changed while it was
+/// stopped: it starts again from the group's copy, with every node, and says so.
+fn restart_authority(c: &Cluster, damage: impl FnOnce(&Path), said: &str) {
+    let before = epoch(c);
+    wait_kept(c, before);
+    c.stop(1);
+    let map = c.path("node-1/map.toml");
+    damage(&map);
+    ok(
+        &hive(&["cluster", "start", "--dir", c.d()]),
+        "start the map authority",
+    );
+    let status = c.wait_status(
+        "every node up in a map past the lost one",
+        RECOVER_WITHIN,
+        |s| {
+            let up = s["nodes"]
+                .as_array()
+                .map_or(0, |n| n.iter().filter(|n| n["state"] == "up").count());
+            s["epoch"].as_u64() >= Some(before) && up == 4
+        },
+    );
+    let log = std::fs::read_to_string(c.path("node-1/node.log")).expect("node 1's log");
+    assert!(
+        log.contains(&format!("map: took epoch {before} with 4 nodes from the metadata group's copy (this authority had {said})")),
+        "node 1 says where its map came from: {status}"
+    );
+    let file = std::fs::read_to_string(&map).expect("the map file is written again");
+    assert!(file.contains("[[nodes]]"), "{file}");
+}
+
+#[test]
+fn a_map_authority_that_lost_its_map_file_starts_again_from_the_groups_copy() {
+    let c = Cluster::with("map-rebuild", 4, (2, 1), "256MiB", &[]);
+    settled(&c, 3);
+    let data = b"kept through the map's loss".repeat(1000);
+    let id = c.put("sample", &data);
+    restart_authority(
+        &c,
+        |map| std::fs::remove_file(map).expect("delete the map file"),
+        "no map file",
+    );
+    c.check(&id, &data);
+    restart_authority(
+        &c,
+        |map| std::fs::write(map, "epoch = \"seven\"\n").expect("damage the map file"),
+        "a damaged map file",
+    );
+    let aside = std::fs::read_dir(c.path("node-1"))
+        .expect("node 1's directory")
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("map.toml.damaged-")
+        });
+    assert!(aside, "the damaged map file is kept aside");
+    c.check(&id, &data);
+    // A file older than the group's copy (an old backup put back): the newer copy wins.
+    let old = std::fs::read(c.path("node-1/map.toml")).expect("the map file");
+    c.stop(2);
+    c.wait_status("node 2 marked down", RECOVER_WITHIN, |s| {
+        s["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"] == 2 && n["state"] != "up"))
+    });
+    restart_authority(
+        &c,
+        |map| std::fs::write(map, &old).expect("put the old map file back"),
+        &format!("epoch {}", {
+            let text = String::from_utf8_lossy(&old).to_string();
+            let table: toml::Table = text.parse().expect("the old map parses");
+            table["epoch"].as_integer().expect("epoch")
+        }),
+    );
+    c.check(&id, &data);
 }
 
 #[test]

@@ -18,11 +18,11 @@ use crate::constants::{
     MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
-    APPLIED, InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, VolumeRecord, counted_bytes,
-    decode_dirent, decode_extent, decode_extent_page, decode_inode, decode_object, decode_quota,
-    decode_session, decode_volume, dirent_value, encode_extent_page, encode_inode, encode_object,
-    encode_quota, encode_session, encode_volume, extent_page_key, held_key, inode_key, named_key,
-    page_of, session_key,
+    APPLIED, CLUSTER_MAP, InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, VolumeRecord,
+    counted_bytes, decode_dirent, decode_extent, decode_extent_page, decode_inode, decode_object,
+    decode_quota, decode_session, decode_volume, dirent_value, encode_extent_page, encode_inode,
+    encode_object, encode_quota, encode_session, encode_volume, extent_page_key, held_key,
+    inode_key, named_key, page_of, session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,
@@ -807,6 +807,14 @@ impl Namespace {
             .ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))
     }
 
+    /// The cluster map the group keeps (see [`Op::KeepMap`]): its epoch and bytes.
+    pub fn cluster_map(&self) -> Result<Option<(u64, Vec<u8>)>, MetaError> {
+        match self.spaces.meta.get(CLUSTER_MAP)? {
+            None => Ok(None),
+            Some(value) => kept_map(&value).map(|(epoch, map)| Some((epoch, map.to_vec()))),
+        }
+    }
+
     /// Whether any session's time is up at `now` (a read: `ExpireSessions` then ends
     /// them).
     pub fn sessions_expired(&self, now: Nanos) -> Result<bool, MetaError> {
@@ -898,6 +906,17 @@ fn truncated(old: &[Extent], size: u64) -> Vec<Extent> {
 }
 
 /// `extents` (sorted, apart) cut at page boundaries: how they are stored and read.
+/// A kept cluster map record: its epoch and bytes.
+fn kept_map(value: &[u8]) -> Result<(u64, &[u8]), MetaError> {
+    let Some((epoch, map)) = value.split_first_chunk::<8>() else {
+        return Err(MetaError::Corrupt(format!(
+            "the kept cluster map record has {} bytes",
+            value.len()
+        )));
+    };
+    Ok((u64::from_le_bytes(*epoch), map))
+}
+
 fn paged(extents: &[Extent]) -> Vec<Extent> {
     let mut out = Vec::with_capacity(extents.len());
     for e in extents {
@@ -1956,6 +1975,19 @@ impl Tx<'_, '_> {
                 for session in expired {
                     self.end_session(session)?;
                 }
+                Ok(Ok(Outcome::Done))
+            }
+            Op::KeepMap { epoch, map } => {
+                if let Some(kept) = self.tx.get(&self.s.meta, CLUSTER_MAP)? {
+                    let (kept, _) = kept_map(&kept)?;
+                    if kept >= *epoch {
+                        return Ok(Ok(Outcome::Done));
+                    }
+                }
+                let mut value = Vec::with_capacity(8 + map.len());
+                value.extend_from_slice(&epoch.to_le_bytes());
+                value.extend_from_slice(map);
+                self.tx.insert(&self.s.meta, CLUSTER_MAP, value);
                 Ok(Ok(Outcome::Done))
             }
             Op::RemoveXattr { ino, name } => {

@@ -401,6 +401,16 @@ pub enum Op {
     /// Ends every session whose time is up (at `Context::now`), releasing its opens:
     /// what a crashed client held goes.
     ExpireSessions,
+    /// Keeps the cluster map `map` (the map authority's encoding, opaque here) of
+    /// `epoch`, unless the one kept has a higher or equal epoch: the control plane's
+    /// copy in the replicated group, from which a map authority that lost its map file
+    /// starts again.
+    KeepMap {
+        /// The map's epoch.
+        epoch: u64,
+        /// The map.
+        map: Vec<u8>,
+    },
     /// Removes an extended attribute.
     RemoveXattr {
         /// The inode.

@@ -100,6 +100,8 @@ struct Model {
     objects: BTreeMap<[u8; 32], u64>,
     /// Quota limits by volume root: most bytes, most inodes (0: none).
     quotas: BTreeMap<u64, (u64, u64)>,
+    /// The cluster map kept: its epoch and bytes.
+    map: Option<(u64, Vec<u8>)>,
 }
 
 fn valid(name: &[u8]) -> Result<(), Errno> {
@@ -135,6 +137,7 @@ impl Model {
             ttls: BTreeMap::new(),
             objects: BTreeMap::new(),
             quotas: BTreeMap::new(),
+            map: None,
         }
     }
 
@@ -722,6 +725,12 @@ impl Model {
                 }
                 Ok(Outcome::Done)
             }
+            Op::KeepMap { epoch, map } => {
+                if self.map.as_ref().is_none_or(|(kept, _)| kept < epoch) {
+                    self.map = Some((*epoch, map.clone()));
+                }
+                Ok(Outcome::Done)
+            }
             Op::PutObject { id, len, .. } => {
                 self.objects.insert(*id, *len);
                 Ok(Outcome::Done)
@@ -955,6 +964,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..3, 0u64..9, prop::collection::vec(0u8..3, 0..3))
             .prop_map(|(id, len, chunks)| Op::PutObject { id: [id; 32], len, chunks: chunks.into_iter().map(|c| [c; 32]).collect() }),
         1 => (0u8..3).prop_map(|id| Op::DeleteObject { id: [id; 32] }),
+        1 => (0u64..5, prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(epoch, map)| Op::KeepMap { epoch, map }),
         2 => (volume_name(), prop::sample::select(vec![0u64, 100, 5000, 70_000]), prop::sample::select(vec![0u64, 2, 4, 8]))
             .prop_map(|(name, max_bytes, max_files)| Op::SetQuota { name, max_bytes, max_files }),
     ]
@@ -1119,6 +1129,11 @@ fn same_tree(ns: &Namespace, model: &Model, upto: u64) {
     assert_eq!(ns.volumes().expect("store"), volumes, "volumes");
     let objects: Vec<_> = model.objects.clone().into_iter().collect();
     assert_eq!(ns.objects().expect("store"), objects, "objects");
+    assert_eq!(
+        ns.cluster_map().expect("store"),
+        model.map,
+        "the kept cluster map"
+    );
     for (name, volume) in &model.volumes {
         assert_eq!(
             ns.usage(volume.root).expect("store"),

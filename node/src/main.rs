@@ -28,7 +28,7 @@ use hive_wire::net::control::{Control, ControlClient, MapMessage};
 use hive_wire::net::enroll::{Enroller, enroll};
 use hive_wire::net::gc::Gc;
 use hive_wire::net::message::MessageSet;
-use hive_wire::net::meta::{Meta, MetaRaft};
+use hive_wire::net::meta::{Meta, MetaClient, MetaRaft};
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
 use hive_wire::net::rustls_pki_types::CertificateDer;
 use hive_wire::net::rustls_pki_types::pem::PemObject;
@@ -370,20 +370,40 @@ fn run(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The replicas of the metadata group as configured: those named, or this node alone
+/// (reached at `addr`).
+fn group_replicas(
+    meta: &MetaConfig,
+    node: NodeId,
+    addr: SocketAddr,
+) -> std::collections::BTreeMap<u64, String> {
+    let mut replicas = meta.replicas.clone();
+    if replicas.is_empty() {
+        replicas.insert(node.0, addr.to_string());
+    }
+    replicas
+}
+
+/// The replicas a client of the metadata group starts from (it follows redirects to
+/// any others): the configured ones whose address parses.
+fn meta_replicas(meta: &MetaConfig, node: NodeId, addr: SocketAddr) -> Vec<(NodeId, SocketAddr)> {
+    group_replicas(meta, node, addr)
+        .into_iter()
+        .filter_map(|(id, a)| Some((NodeId(id), a.parse().ok()?)))
+        .collect()
+}
+
 /// Opens the namespace and starts this node's replica of the metadata group.
 async fn start_meta(meta: &MetaConfig, node: NodeId, config: &Config) -> Result<Arc<MetaStore>> {
     let path = &meta.path;
     let namespace = Namespace::open_with_class(path, Durability::Buffered, meta.class)
         .with_context(|| format!("meta.path: opening the namespace in {}", path.display()))?;
-    let mut replicas = meta.replicas.clone();
-    if replicas.is_empty() {
-        let addr = config
-            .cluster
-            .as_ref()
-            .and_then(|c| c.advertise)
-            .unwrap_or(config.listen);
-        replicas.insert(node.0, addr.to_string());
-    }
+    let addr = config
+        .cluster
+        .as_ref()
+        .and_then(|c| c.advertise)
+        .unwrap_or(config.listen);
+    let replicas = group_replicas(meta, node, addr);
     if !replicas.contains_key(&node.0) {
         bail!(
             "meta.replicas: names {:?} but not this node ({node})",
@@ -528,7 +548,7 @@ async fn serve(
                 state: repair.clone(),
             }));
             let authority = Arc::new(ControlClient::new(
-                client,
+                client.clone(),
                 cluster.authority,
                 NodeId(cluster.authority_id),
             ));
@@ -537,6 +557,20 @@ async fn serve(
             // whose own map does.
             let mut followed = published.clone();
             if let Some(map) = &cluster.map {
+                // The metadata group keeps a copy of the map when this node is one of
+                // its replicas (and so knows them all).
+                let group = config.meta.as_ref().map(|meta| {
+                    Arc::new(MetaClient::group(
+                        client.clone(),
+                        &meta_replicas(meta, node, advertise),
+                    ))
+                });
+                if let Some(group) = &group {
+                    tokio::spawn(hive_actors::keep_map_in_group(
+                        group.clone(),
+                        published.subscribe(),
+                    ));
+                }
                 children.push(Child::Authority {
                     name: authority_name,
                     args: AuthorityArgs {
@@ -552,6 +586,7 @@ async fn serve(
                             })
                             .collect(),
                         published,
+                        group,
                     },
                 });
                 followed = watch::channel(empty()).0;

@@ -335,6 +335,10 @@ impl Machine {
             },
             Change::ResumeSessions => Op::ResumeSessions,
             Change::ExpireSessions => Op::ExpireSessions,
+            Change::ClusterMap(map) => Op::KeepMap {
+                epoch: map.epoch,
+                map: message::encode(&*map).to_vec(),
+            },
         };
         let ctx = Context {
             uid: logged.uid,

@@ -705,6 +705,7 @@ pub(super) fn unexpected(reply: &MetaReply) -> FsError {
             MetaReply::NotLeader { .. } => "redirect",
             MetaReply::Group(_) => "metadata group",
             MetaReply::Digest { .. } => "digest",
+            MetaReply::ClusterMap(_) => "cluster map",
             MetaReply::Content { .. } => "content",
         }
     ))

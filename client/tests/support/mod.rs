@@ -2,7 +2,7 @@
 //! stops itself when dropped, and its nodes' processes.
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -208,6 +208,20 @@ impl Cluster {
             if signal == "-STOP" {
                 wait_stopped(&pid);
             }
+        }
+    }
+
+    /// Stops `node` with SIGTERM and waits until its process is gone.
+    pub fn stop(&self, node: u64) {
+        self.signal("-TERM", &[node]);
+        let pid = self.pid(node);
+        let since = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                since.elapsed() < RECOVER_WITHIN,
+                "node {node} did not stop within {RECOVER_WITHIN:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

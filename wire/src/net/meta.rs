@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rkyv::{Archive, Deserialize, Serialize};
 
+use super::control::MapMessage;
 use super::message::{MessageSet, decode, encode, request};
 use super::pki::Identity;
 use super::rpc::{Client, Link, RpcError};
@@ -30,8 +31,9 @@ impl MessageSet for Meta {
     /// (`SetQuota`) and each volume's usage. Version 4 added `Allocate`, a file's
     /// reserve to its content, the reserved sum to a volume, and `start` to
     /// `RenewSession`. Version 5 added `once` to a request and `NotLeader` to the
-    /// answers (a replicated metadata group).
-    const VERSION: u16 = 5;
+    /// answers (a replicated metadata group). Version 6 added the cluster map's copy
+    /// in the group (`KeepMap`, `ClusterMap`, and the answer `ClusterMap`).
+    const VERSION: u16 = 6;
     const NAME: &'static str = "metadata";
 }
 
@@ -157,6 +159,9 @@ pub enum Change {
     ResumeSessions,
     /// The service's: sessions whose time is up end.
     ExpireSessions,
+    /// The map authority's: the group keeps this cluster map unless it holds a newer
+    /// epoch already. Boxed, so the variant stays as small as the others.
+    ClusterMap(Box<MapMessage>),
 }
 
 /// What a request asks.
@@ -231,6 +236,12 @@ pub enum MetaCall {
         /// The node.
         node: u64,
     },
+    /// The map authority keeps its newest map in the group, which holds the highest
+    /// epoch it was given (nodes only). Answer: [`MetaReply::Done`].
+    KeepMap(Box<MapMessage>),
+    /// The cluster map the group holds, if any: what a map authority that lost its
+    /// map file starts again from (nodes only). Answer: [`MetaReply::ClusterMap`].
+    ClusterMap,
 }
 
 /// A member of the metadata group.
@@ -616,6 +627,8 @@ pub enum MetaReply {
         /// The BLAKE3 hash of its namespace's records (all but the applied stamp).
         digest: [u8; 32],
     },
+    /// The cluster map the group holds (`None`: it was never given one).
+    ClusterMap(Option<Box<MapMessage>>),
     /// This replica does not lead the metadata group: ask `leader` at `addr` (both
     /// unknown during an election). Nothing was done.
     NotLeader {
