@@ -247,6 +247,7 @@ pub(crate) fn reply_of(result: Result<Outcome, Errno>) -> MetaReply {
     match result {
         Ok(Outcome::Attr(attr)) => MetaReply::Attr(attr_message(&attr)),
         Ok(Outcome::Done) => MetaReply::Done,
+        Ok(Outcome::Id(id)) => MetaReply::Enrolled { id },
         Err(e) => MetaReply::Errno(e.code()),
     }
 }

@@ -276,7 +276,8 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
         | MetaCall::AddMember { .. }
         | MetaCall::RemoveMember { .. }
         | MetaCall::KeepMap(_)
-        | MetaCall::ClusterMap => vec![],
+        | MetaCall::ClusterMap
+        | MetaCall::Enroll(_) => vec![],
         MetaCall::GetAttr { ino }
         | MetaCall::ReadDir { ino }
         | MetaCall::ReadLink { ino }
@@ -316,7 +317,9 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
 /// What the caller needs to be allowed: administration, or an access to its volume.
 fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
     let access = match call {
-        MetaCall::KeepMap(_) | MetaCall::ClusterMap => return Operation::NodeInternal,
+        MetaCall::KeepMap(_) | MetaCall::ClusterMap | MetaCall::Enroll(_) => {
+            return Operation::NodeInternal;
+        }
         MetaCall::ListVolumes
         | MetaCall::Group
         | MetaCall::Digest
@@ -369,6 +372,7 @@ fn call_name(call: &MetaCall) -> &'static str {
         MetaCall::Group | MetaCall::Digest => "group state",
         MetaCall::AddMember { .. } | MetaCall::RemoveMember { .. } => "membership",
         MetaCall::KeepMap(_) | MetaCall::ClusterMap => "cluster map",
+        MetaCall::Enroll(_) => "enrollment",
         _ => "read or session",
     }
 }
@@ -427,6 +431,7 @@ async fn answer(store: &MetaStore, asked: MetaRequest) -> Result<MetaReply, Deni
             Ok(MetaReply::Group(store.group.state()))
         }
         MetaCall::KeepMap(map) => store.commit(ctx, Change::ClusterMap(map), None).await,
+        MetaCall::Enroll(e) => store.commit(ctx, Change::Enroll(e), None).await,
         MetaCall::ClusterMap => {
             let kept = store.read_here(|ns| ns.cluster_map()).await?;
             let map = kept
@@ -551,7 +556,8 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
         | MetaCall::AddMember { .. }
         | MetaCall::RemoveMember { .. }
         | MetaCall::KeepMap(_)
-        | MetaCall::ClusterMap => errno(Errno::Inval),
+        | MetaCall::ClusterMap
+        | MetaCall::Enroll(_) => errno(Errno::Inval),
     };
     Ok(Checked::Reply(reply))
 }

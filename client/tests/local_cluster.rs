@@ -4,8 +4,6 @@
 //! a third death that makes puts and reads fail clearly, restarts, a SIGSTOPped node,
 //! a shard damaged on disk behind its node's back, and a dead map authority.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hive_wire::NodeId;
@@ -172,11 +170,6 @@ fn the_data_path_survives_kills_stops_restarts_and_damage() {
     );
 }
 
-/// `hive-node` beside `hive` (the workspace builds both).
-fn hive_node() -> Command {
-    Command::new(PathBuf::from(env!("CARGO_BIN_EXE_hive")).with_file_name("hive-node"))
-}
-
 #[test]
 fn reads_go_on_without_the_map_authority() {
     let c = Cluster::up("no-authority");
@@ -185,31 +178,8 @@ fn reads_go_on_without_the_map_authority() {
         &hive(&["token", "create", "--dir", c.d(), "--role", "node"]),
         "token create",
     );
-    let enroll_at = std::fs::read_to_string(c.path("node-1/node.toml"))
-        .expect("authority config")
-        .lines()
-        .skip_while(|l| *l != "[enroll]")
-        .find_map(|l| l.strip_prefix("listen = "))
-        .expect("the authority hosts enrollment")
-        .trim_matches('"')
-        .to_string();
-    let joiner_config = std::fs::read_to_string(c.path("node-2/node.toml")).expect("config");
     for (n, expect_ok) in [(7, true), (8, false)] {
-        let node_dir = c.path(&format!("node-{n}"));
-        std::fs::create_dir_all(&node_dir).expect("dir");
-        std::fs::write(node_dir.join("node.toml"), &joiner_config).expect("config");
-        let out = hive_node()
-            .args([
-                "join",
-                "--token",
-                token.trim(),
-                "--enroll",
-                &enroll_at,
-                "--config",
-            ])
-            .arg(node_dir.join("node.toml"))
-            .output()
-            .expect("hive-node join");
+        let out = c.join(n, token.trim());
         if expect_ok {
             assert_eq!(ok(&out, "join").trim(), "node/0000000000000007");
             // The enrollment endpoint restarts: the token stays used.

@@ -1,7 +1,8 @@
 //! The replicated metadata group, with real node processes on loopback and a real FUSE
 //! mount: the leader killed under a workload, a follower killed and brought back, a
 //! replica that lost its files rebuilt, a map authority that lost its map file
-//! starting again from the group's copy, and a group without a majority refusing
+//! starting again from the group's copy, enrollment that outlives the endpoint's files,
+//! and a group without a majority refusing
 //! clearly and serving again once one replica returns.
 //!
 //! Needs root and /dev/fuse.
@@ -465,6 +466,50 @@ fn a_map_authority_that_lost_its_map_file_starts_again_from_the_groups_copy() {
         }),
     );
     c.check(&id, &data);
+}
+
+#[test]
+fn enrollment_in_the_group_outlives_the_endpoints_files() {
+    let c = Cluster::with("enroll-group", 4, (2, 1), "256MiB", &[]);
+    settled(&c, 3);
+    let token = |c: &Cluster| {
+        ok(
+            &hive(&["token", "create", "--dir", c.d(), "--role", "node"]),
+            "token create",
+        )
+        .trim()
+        .to_string()
+    };
+    let first = token(&c);
+    assert_eq!(
+        ok(&c.join(5, &first), "join").trim(),
+        "node/0000000000000005"
+    );
+    // The enrollment endpoint loses its id file and its ledger of used tokens.
+    c.stop(1);
+    for file in ["node-1/ids.toml", "node-1/used-tokens"] {
+        std::fs::remove_file(c.path(file)).expect("delete the endpoint's file");
+    }
+    ok(
+        &hive(&["cluster", "start", "--dir", c.d()]),
+        "start the enrollment endpoint",
+    );
+    settled(&c, 3);
+    // The group remembers the token and the ids it gave.
+    let again = c.join(6, &first);
+    assert!(!again.status.success(), "a join token worked twice");
+    assert!(text(&again).contains("already used"), "{}", text(&again));
+    let second = token(&c);
+    assert_eq!(
+        ok(&c.join(6, &second), "join").trim(),
+        "node/0000000000000006",
+        "an id is never given twice"
+    );
+    let log = std::fs::read_to_string(c.path("node-1/node.log")).expect("node 1's log");
+    assert!(
+        log.contains("enrollment: the metadata group admits tokens and gives ids"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -18,11 +18,11 @@ use crate::constants::{
     MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
-    APPLIED, CLUSTER_MAP, InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, VolumeRecord,
-    counted_bytes, decode_dirent, decode_extent, decode_extent_page, decode_inode, decode_object,
-    decode_quota, decode_session, decode_volume, dirent_value, encode_extent_page, encode_inode,
-    encode_object, encode_quota, encode_session, encode_volume, extent_page_key, held_key,
-    inode_key, named_key, page_of, session_key,
+    APPLIED, CLUSTER_MAP, ENROLLED, InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, USED_TOKEN,
+    VolumeRecord, counted_bytes, decode_dirent, decode_extent, decode_extent_page, decode_inode,
+    decode_object, decode_quota, decode_session, decode_volume, dirent_value, encode_extent_page,
+    encode_inode, encode_object, encode_quota, encode_session, encode_volume, extent_page_key,
+    held_key, inode_key, named_key, page_of, session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,
@@ -906,6 +906,18 @@ fn truncated(old: &[Extent], size: u64) -> Vec<Extent> {
 }
 
 /// `extents` (sorted, apart) cut at page boundaries: how they are stored and read.
+/// A `meta` record holding one u64 (LE) under `key`.
+fn counter(key: &[u8], value: &[u8]) -> Result<u64, MetaError> {
+    let bytes: [u8; 8] = value.try_into().map_err(|_| {
+        MetaError::Corrupt(format!(
+            "meta record {:?} has {} bytes, not 8",
+            String::from_utf8_lossy(key),
+            value.len()
+        ))
+    })?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
 /// A kept cluster map record: its epoch and bytes.
 fn kept_map(value: &[u8]) -> Result<(u64, &[u8]), MetaError> {
     let Some((epoch, map)) = value.split_first_chunk::<8>() else {
@@ -1485,6 +1497,43 @@ impl Tx<'_, '_> {
     }
 
     /// Releases every open `session` holds and forgets the session.
+    /// [`Op::Enroll`]: admits `token` and gives `role` its next id.
+    fn enroll(
+        &mut self,
+        now: Nanos,
+        token: [u8; 16],
+        expires: u64,
+        role: u8,
+        floor: u64,
+    ) -> Result<Result<Outcome, Errno>, MetaError> {
+        let used = [USED_TOKEN, &token[..]].concat();
+        if self.tx.contains_key(&self.s.meta, &used)? {
+            return Ok(Err(Errno::Exist));
+        }
+        let now = u64::try_from(now.0 / 1_000_000_000).unwrap_or(0);
+        let mut forgotten = Vec::new();
+        for item in self.tx.prefix(&self.s.meta, USED_TOKEN) {
+            let (key, value) = item.into_inner()?;
+            if counter(&key, &value)? < now {
+                forgotten.push(key);
+            }
+        }
+        for key in forgotten {
+            self.tx.remove(&self.s.meta, key);
+        }
+        self.tx.insert(&self.s.meta, used, expires.to_le_bytes());
+        let given = [ENROLLED, &[role][..]].concat();
+        let last = match self.tx.get(&self.s.meta, &given)? {
+            Some(value) => counter(&given, &value)?,
+            None => 0,
+        };
+        let Some(id) = last.max(floor).checked_add(1) else {
+            return Ok(Err(Errno::NoSpc));
+        };
+        self.tx.insert(&self.s.meta, given, id.to_le_bytes());
+        Ok(Ok(Outcome::Id(id)))
+    }
+
     fn end_session(&mut self, session: u64) -> Result<(), MetaError> {
         let mut held = Vec::new();
         for item in self.tx.prefix(&self.s.held, session_key(session)) {
@@ -1977,6 +2026,12 @@ impl Tx<'_, '_> {
                 }
                 Ok(Ok(Outcome::Done))
             }
+            Op::Enroll {
+                token,
+                expires,
+                role,
+                floor,
+            } => self.enroll(ctx.now, *token, *expires, *role, *floor),
             Op::KeepMap { epoch, map } => {
                 if let Some(kept) = self.tx.get(&self.s.meta, CLUSTER_MAP)? {
                     let (kept, _) = kept_map(&kept)?;

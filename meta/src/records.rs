@@ -17,7 +17,7 @@
 //! | `objects` | object id (32 bytes) | [`OBJECT_VERSION`] (u8), length (u64), count (u32), then each chunk id (32 bytes): see [`encode_object`] |
 //! | `quotas` | a volume's root inode (u64 BE) | [`QUOTA_RECORD`] bytes: used bytes, used inodes, most bytes, most inodes (u64 LE each; a most of 0 is no limit) |
 //! | `reserves` | inode (u64 BE) | bytes of the file reserved by fallocate and not yet written (u64 LE), present only when above 0 |
-//! | `meta` | `next_ino` | the next inode number to give (u64 LE); `quotas_counted`, present once every volume's usage was counted; `reserved`, the sum of every file's reserve (u64 LE); `applied`, the replicated log's stamp; `cluster_map`, the map authority's map (epoch u64 LE, then its bytes) |
+//! | `meta` | `next_ino` | the next inode number to give (u64 LE); `quotas_counted`, present once every volume's usage was counted; `reserved`, the sum of every file's reserve (u64 LE); `applied`, the replicated log's stamp; `cluster_map`, the map authority's map (epoch u64 LE, then its bytes); `enrolled/ROLE`, the last id given to a role (u64 LE); `used_token/ID`, a join token used and its expiry (Unix seconds, u64 LE) |
 
 use crate::constants::EXTENT_PAGE_SPAN;
 use crate::types::{Attr, Extent, FileType, InodeId, Nanos, Usage};
@@ -37,6 +37,12 @@ pub const QUOTAS_COUNTED: &[u8] = b"quotas_counted";
 pub const RESERVED: &[u8] = b"reserved";
 /// `meta` key: the replicated log's stamp of the last entry applied.
 pub const APPLIED: &[u8] = b"applied";
+/// `meta` key prefix: the last id given to a role (the prefix, then the role's
+/// number; the id, u64 LE).
+pub const ENROLLED: &[u8] = b"enrolled/";
+/// `meta` key prefix: a join token used (the prefix, then its 16-byte id; its expiry,
+/// Unix seconds, u64 LE).
+pub const USED_TOKEN: &[u8] = b"used_token/";
 /// `meta` key: the cluster map the group keeps (its epoch, u64 LE, then the map's
 /// bytes).
 pub const CLUSTER_MAP: &[u8] = b"cluster_map";

@@ -401,6 +401,22 @@ pub enum Op {
     /// Ends every session whose time is up (at `Context::now`), releasing its opens:
     /// what a crashed client held goes.
     ExpireSessions,
+    /// Admits a join token and names the newcomer: refused (EEXIST) if token `token`
+    /// was used before; otherwise it is recorded as used until `expires` (Unix
+    /// seconds), used tokens past their expiry are forgotten, and the last id given to
+    /// role `role` goes up by one, from at least `floor` (what the enrollment endpoint
+    /// gave before the group kept its ids). The answer is [`Outcome::Id`]. The control
+    /// plane's enrollment state, replicated with the namespace.
+    Enroll {
+        /// The token's id.
+        token: [u8; 16],
+        /// When the token expires, Unix seconds.
+        expires: u64,
+        /// The role's number (as the wire names roles).
+        role: u8,
+        /// The last id given before the group kept them.
+        floor: u64,
+    },
     /// Keeps the cluster map `map` (the map authority's encoding, opaque here) of
     /// `epoch`, unless the one kept has a higher or equal epoch: the control plane's
     /// copy in the replicated group, from which a map authority that lost its map file
@@ -477,6 +493,8 @@ pub enum Outcome {
     Attr(Attr),
     /// Done; nothing to return.
     Done,
+    /// The id given (by [`Op::Enroll`]).
+    Id(u64),
 }
 
 /// POSIX errors, with their Linux numbers.

@@ -102,6 +102,10 @@ struct Model {
     quotas: BTreeMap<u64, (u64, u64)>,
     /// The cluster map kept: its epoch and bytes.
     map: Option<(u64, Vec<u8>)>,
+    /// Join tokens used, with their expiry (the model's clock never reaches one).
+    used_tokens: BTreeMap<[u8; 16], u64>,
+    /// The last id given to each role.
+    enrolled: BTreeMap<u8, u64>,
 }
 
 fn valid(name: &[u8]) -> Result<(), Errno> {
@@ -138,6 +142,8 @@ impl Model {
             objects: BTreeMap::new(),
             quotas: BTreeMap::new(),
             map: None,
+            used_tokens: BTreeMap::new(),
+            enrolled: BTreeMap::new(),
         }
     }
 
@@ -725,6 +731,21 @@ impl Model {
                 }
                 Ok(Outcome::Done)
             }
+            Op::Enroll {
+                token,
+                expires,
+                role,
+                floor,
+            } => {
+                if self.used_tokens.contains_key(token) {
+                    return Err(Errno::Exist);
+                }
+                let last = self.enrolled.get(role).copied().unwrap_or(0);
+                let id = last.max(*floor).checked_add(1).ok_or(Errno::NoSpc)?;
+                self.used_tokens.insert(*token, *expires);
+                self.enrolled.insert(*role, id);
+                Ok(Outcome::Id(id))
+            }
             Op::KeepMap { epoch, map } => {
                 if self.map.as_ref().is_none_or(|(kept, _)| kept < epoch) {
                     self.map = Some((*epoch, map.clone()));
@@ -965,6 +986,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(id, len, chunks)| Op::PutObject { id: [id; 32], len, chunks: chunks.into_iter().map(|c| [c; 32]).collect() }),
         1 => (0u8..3).prop_map(|id| Op::DeleteObject { id: [id; 32] }),
         1 => (0u64..5, prop::collection::vec(any::<u8>(), 0..4)).prop_map(|(epoch, map)| Op::KeepMap { epoch, map }),
+        1 => (0u8..3, 0u8..3, prop::sample::select(vec![0u64, 3, u64::MAX - 1, u64::MAX])).prop_map(|(token, role, floor)| Op::Enroll { token: [token; 16], expires: 9, role, floor }),
         2 => (volume_name(), prop::sample::select(vec![0u64, 100, 5000, 70_000]), prop::sample::select(vec![0u64, 2, 4, 8]))
             .prop_map(|(name, max_bytes, max_files)| Op::SetQuota { name, max_bytes, max_files }),
     ]
@@ -1376,6 +1398,62 @@ fn inline_data_leaves_no_record_once_empty() {
         data: b"xy".to_vec(),
     };
     assert_eq!(apply(big), Err(Errno::FBig));
+    drop(ns);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn enrollment_gives_each_id_once_refuses_a_used_token_and_forgets_expired_ones() {
+    let (dir, ns) = fresh("enroll");
+    let at = |secs: i64| Context {
+        uid: 0,
+        gid: 0,
+        now: Nanos(secs * 1_000_000_000),
+        umask: 0,
+    };
+    let enroll = |secs: i64, token: u8, expires: u64, role: u8, floor: u64| {
+        let op = Op::Enroll {
+            token: [token; 16],
+            expires,
+            role,
+            floor,
+        };
+        ns.apply(at(secs), &op).expect("store")
+    };
+    // Ids start past the floor, go up by one per role, and never come back.
+    assert_eq!(enroll(100, 1, 200, 0, 6), Ok(Outcome::Id(7)));
+    assert_eq!(enroll(100, 2, 200, 0, 6), Ok(Outcome::Id(8)));
+    assert_eq!(enroll(100, 3, 200, 1, 0), Ok(Outcome::Id(1)));
+    assert_eq!(
+        enroll(100, 4, 200, 0, 3),
+        Ok(Outcome::Id(9)),
+        "a lower floor"
+    );
+    // A token is used once, until it expires and is forgotten.
+    assert_eq!(enroll(150, 1, 200, 0, 0), Err(Errno::Exist));
+    assert_eq!(enroll(201, 5, 300, 0, 0), Ok(Outcome::Id(10)));
+    assert_eq!(
+        enroll(202, 1, 300, 0, 0),
+        Ok(Outcome::Id(11)),
+        "an expired token's use is forgotten (the token itself is refused as expired before)"
+    );
+    // Reopened: the same.
+    drop(ns);
+    let ns = Namespace::open(&dir, Durability::Buffered).expect("reopen");
+    let op = Op::Enroll {
+        token: [5; 16],
+        expires: 300,
+        role: 0,
+        floor: 0,
+    };
+    assert_eq!(ns.apply(at(250), &op).expect("store"), Err(Errno::Exist));
+    let op = Op::Enroll {
+        token: [6; 16],
+        expires: 300,
+        role: 0,
+        floor: 0,
+    };
+    assert_eq!(ns.apply(at(250), &op).expect("store"), Ok(Outcome::Id(12)));
     drop(ns);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -246,6 +246,7 @@ fn enrollment_server(
     me: &Credentials,
     revocations: &Revocations,
     node: NodeId,
+    group: Option<(Arc<MetaClient>, Arc<MetaStore>)>,
 ) -> Result<Option<Server>> {
     let Some(e) = &config.enroll else {
         return Ok(None);
@@ -262,12 +263,21 @@ fn enrollment_server(
     })?;
     let token_key = TokenKey::from_hex(read(&e.token_key, "token key")?.trim())
         .with_context(|| format!("enroll.token_key: {}", e.token_key.display()))?;
-    let ids = ids::allocator(e.ids.clone(), node.0)?;
+    let ids = ids::Ids::open(e.ids.clone(), node.0)?;
     let ledger = TokenLedger::durable(e.used_tokens.clone())
         .with_context(|| format!("enroll.used_tokens: {}", e.used_tokens.display()))?;
-    let enroller = Arc::new(
-        Enroller::new(authority, token_key, ids, DEFAULT_CERT_VALIDITY).with_ledger(ledger),
-    );
+    let mut enroller = Enroller::new(
+        authority,
+        token_key,
+        ids::allocator(ids.clone()),
+        DEFAULT_CERT_VALIDITY,
+    )
+    .with_ledger(ledger);
+    if let Some((group, store)) = group {
+        tracing::info!("enrollment: the metadata group admits tokens and gives ids");
+        enroller = enroller.with_admit(ids::group_admit(group, store, ids));
+    }
+    let enroller = Arc::new(enroller);
     // Joiners pin the CA by fingerprint: the chain must carry it.
     let chained = Credentials {
         chain: me.chain.iter().cloned().chain([ca.clone()]).collect(),
@@ -495,25 +505,46 @@ async fn serve(
         collector = Some((gc, store));
     }
     let handler = route(routes);
-    let enrollment = enrollment_server(&config, &ca, &me, &revocations, node)?;
-    let server = Server::bind(config.listen, &ca, &me, revocations, handler)?;
+    let server = Server::bind(config.listen, &ca, &me, revocations.clone(), handler)?;
     let local = server.local_addr();
     tracing::info!("listening on {local}");
+    // Connections to peers leave from the address the node listens on (any address,
+    // when it listens on all).
+    let client = Arc::new(if local.ip().is_unspecified() {
+        Client::new(&ca, Some(&me))?
+    } else {
+        Client::from_address(local.ip(), &ca, &me)?
+    });
+    let advertise = config
+        .cluster
+        .as_ref()
+        .and_then(|c| c.advertise)
+        .unwrap_or(local);
+    // On a replica of the metadata group: the group, which keeps the map's copy and
+    // records enrollments.
+    let group = config.meta.as_ref().map(|meta| {
+        Arc::new(MetaClient::group(
+            client.clone(),
+            &meta_replicas(meta, node, advertise),
+        ))
+    });
+    let enrollment = enrollment_server(
+        &config,
+        &ca,
+        &me,
+        &revocations,
+        node,
+        group
+            .clone()
+            .zip(collector.as_ref().map(|(_, store)| store.clone())),
+    )?;
     let supervisor = match &config.cluster {
         Some(cluster) => {
-            let advertise = cluster.advertise.unwrap_or(local);
             if advertise.ip().is_unspecified() {
                 bail!(
                     "cluster.advertise: required when listen is {local} (others cannot reach an unspecified address)"
                 );
             }
-            // Connections to peers leave from the address the node listens on (any
-            // address, when it listens on all).
-            let client = Arc::new(if local.ip().is_unspecified() {
-                Client::new(&ca, Some(&me))?
-            } else {
-                Client::from_address(local.ip(), &ca, &me)?
-            });
             if let Some((_, meta)) = &collector {
                 meta.group().connect_through(client.clone());
                 hive_actors::reserve::start(ReserveArgs {
@@ -559,12 +590,6 @@ async fn serve(
             if let Some(map) = &cluster.map {
                 // The metadata group keeps a copy of the map when this node is one of
                 // its replicas (and so knows them all).
-                let group = config.meta.as_ref().map(|meta| {
-                    Arc::new(MetaClient::group(
-                        client.clone(),
-                        &meta_replicas(meta, node, advertise),
-                    ))
-                });
                 if let Some(group) = &group {
                     tokio::spawn(hive_actors::keep_map_in_group(
                         group.clone(),

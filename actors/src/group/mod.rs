@@ -154,13 +154,22 @@ impl Group {
         self.peers.connect_through(client);
     }
 
-    /// Forms the group of `replicas`, if it was never formed (see [`Group::start`]).
-    async fn form(self: Arc<Self>, replicas: BTreeMap<u64, String>) {
+    /// Whether this replica holds no replicated state: it was never part of a formed
+    /// group (or lost its files and was not brought up to date yet).
+    pub async fn is_blank(&self) -> Result<bool, String> {
         let log = self.log.clone();
         match tokio::task::spawn_blocking(move || log.is_blank()).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return,
-            Ok(Err(e)) => return tracing::error!("metadata group: reading the log: {e}"),
+            Ok(Ok(blank)) => Ok(blank),
+            Ok(Err(e)) => Err(format!("reading the metadata group's log: {e}")),
+            Err(e) => Err(format!("reading the metadata group's log: {e}")),
+        }
+    }
+
+    /// Forms the group of `replicas`, if it was never formed (see [`Group::start`]).
+    async fn form(self: Arc<Self>, replicas: BTreeMap<u64, String>) {
+        match self.is_blank().await {
+            Ok(true) => {}
+            Ok(false) => return,
             Err(e) => return tracing::error!("metadata group: {e}"),
         }
         let mut told = false;

@@ -335,6 +335,12 @@ impl Machine {
             },
             Change::ResumeSessions => Op::ResumeSessions,
             Change::ExpireSessions => Op::ExpireSessions,
+            Change::Enroll(e) => Op::Enroll {
+                token: e.token,
+                expires: e.expires,
+                role: e.role,
+                floor: e.floor,
+            },
             Change::ClusterMap(map) => Op::KeepMap {
                 epoch: map.epoch,
                 map: message::encode(&*map).to_vec(),

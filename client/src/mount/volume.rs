@@ -706,6 +706,7 @@ pub(super) fn unexpected(reply: &MetaReply) -> FsError {
             MetaReply::Group(_) => "metadata group",
             MetaReply::Digest { .. } => "digest",
             MetaReply::ClusterMap(_) => "cluster map",
+            MetaReply::Enrolled { .. } => "enrolled id",
             MetaReply::Content { .. } => "content",
         }
     ))

@@ -34,6 +34,11 @@ pub fn hive_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run hive")
 }
 
+/// `hive-node` beside `hive` (the workspace builds both).
+pub fn hive_node() -> Command {
+    Command::new(PathBuf::from(env!("CARGO_BIN_EXE_hive")).with_file_name("hive-node"))
+}
+
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -223,6 +228,39 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Where node 1 (the map authority) serves enrollment.
+    pub fn enroll_at(&self) -> String {
+        std::fs::read_to_string(self.path("node-1/node.toml"))
+            .expect("authority config")
+            .lines()
+            .skip_while(|l| *l != "[enroll]")
+            .find_map(|l| l.strip_prefix("listen = "))
+            .expect("the authority hosts enrollment")
+            .trim_matches('"')
+            .to_string()
+    }
+
+    /// Enrolls a new node `n` (a directory of its own, node 2's configuration) with
+    /// `token`; the output of `hive-node join`.
+    pub fn join(&self, n: u64, token: &str) -> Output {
+        let config = std::fs::read_to_string(self.path("node-2/node.toml")).expect("config");
+        let node_dir = self.path(&format!("node-{n}"));
+        std::fs::create_dir_all(&node_dir).expect("dir");
+        std::fs::write(node_dir.join("node.toml"), config).expect("config");
+        hive_node()
+            .args([
+                "join",
+                "--token",
+                token,
+                "--enroll",
+                &self.enroll_at(),
+                "--config",
+            ])
+            .arg(node_dir.join("node.toml"))
+            .output()
+            .expect("hive-node join")
     }
 
     pub fn status(&self) -> serde_json::Value {

@@ -6,10 +6,13 @@
 //! 2. It connects without a certificate to an enrollment endpoint and trusts the server
 //!    only if the server's chain holds the CA with that fingerprint (and the server's
 //!    own certificate is a node's, signed by that CA).
-//! 3. It sends `Join { token, csr }`. The server checks the token's MAC, CA and expiry,
-//!    consumes it (a second use is refused), checks the CSR's signature (proof that the
-//!    joiner holds the key), picks the new id, and signs a certificate for the CSR's
-//!    public key naming that identity. The CSR's own names are ignored.
+//! 3. It sends `Join { token, csr }`. The server checks the token's MAC, CA and expiry
+//!    and the CSR's signature (proof that the joiner holds the key), then consumes the
+//!    token (a second use is refused; a malformed request uses nothing), picks the new
+//!    id, and signs a certificate for the CSR's public key naming that identity. The
+//!    CSR's own names are ignored. Where an [`Admit`] is given (the metadata group, on
+//!    a node that has one), it consumes the token and picks the id, so both survive
+//!    the loss of this endpoint's files.
 //! 4. The joiner checks the certificate: it chains to the pinned CA, names the role the
 //!    token granted, and carries the joiner's public key.
 //!
@@ -76,12 +79,25 @@ pub struct Joined {
 /// what it gave durably); an error says why it could not.
 pub type IdAllocator = Arc<dyn Fn(Role) -> Result<u64, String> + Send + Sync>;
 
+/// Admits a checked join token once and names the newcomer, somewhere that outlives
+/// the endpoint's own files: the id, `None` when it cannot now and the endpoint's own
+/// files do instead (a metadata group not yet formed), or why not (a token used
+/// before is `FORBIDDEN`).
+pub type Admit = Arc<
+    dyn Fn(
+            &JoinToken,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Result<Option<u64>, Refusal>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// The server side of enrollment.
 pub struct Enroller {
     ca: ClusterCa,
     token_key: TokenKey,
     ledger: TokenLedger,
     ids: IdAllocator,
+    admit: Option<Admit>,
     validity: Duration,
 }
 
@@ -94,6 +110,7 @@ impl Enroller {
             token_key,
             ledger: TokenLedger::default(),
             ids,
+            admit: None,
             validity,
         }
     }
@@ -105,24 +122,32 @@ impl Enroller {
         self
     }
 
+    /// Admits tokens and names newcomers through `admit` where it can, `ids` where it
+    /// cannot; the ledger is consulted after it either way (a token used before
+    /// `admit` was set, or while it could not).
+    pub fn with_admit(mut self, admit: Admit) -> Self {
+        self.admit = Some(admit);
+        self
+    }
+
     /// The request handler to serve with [`super::Server::bind_enrollment`].
     pub fn handler(self: Arc<Self>) -> Handler {
         Arc::new(move |peer: Peer, request: Request| {
             let me = self.clone();
-            Box::pin(async move { me.handle(peer, &request) })
+            Box::pin(async move { me.handle(peer, &request).await })
         })
     }
 
-    fn handle(&self, peer: Peer, request: &Request) -> Result<Response, Refusal> {
+    async fn handle(&self, peer: Peer, request: &Request) -> Result<Response, Refusal> {
         check_version::<Enrollment>(request)?;
         let bad = |e: message::MessageError| Refusal::new(code::BAD_REQUEST, e.to_string());
         let (identity, volumes, csr) = match request.op {
             OP_JOIN => {
                 let join: Join = message::decode("Join", &request.message).map_err(bad)?;
                 let token = self.check_token(&join.token)?;
-                let id = (self.ids)(token.role).map_err(|e| {
-                    Refusal::new(code::INTERNAL, format!("cannot allocate an id: {e}"))
-                })?;
+                // The request is whole before the token is used up.
+                let csr = signing_request(join.csr)?;
+                let id = self.admit(&token).await?;
                 let identity = Identity {
                     role: token.role,
                     id,
@@ -133,14 +158,14 @@ impl Enroller {
                     (Role::Client, None) => vec![super::pki::ALL_VOLUMES.to_string()],
                     _ => Vec::new(),
                 };
-                (identity, volumes, join.csr)
+                (identity, volumes, csr)
             }
             OP_RENEW => {
                 let identity = peer.identity.ok_or_else(|| {
                     Refusal::new(code::FORBIDDEN, "renewal needs the current certificate")
                 })?;
                 let renew: Renew = message::decode("Renew", &request.message).map_err(bad)?;
-                (identity, peer.volumes.to_vec(), renew.csr)
+                (identity, peer.volumes.to_vec(), signing_request(renew.csr)?)
             }
             op => {
                 return Err(Refusal::new(
@@ -149,14 +174,6 @@ impl Enroller {
                 ));
             }
         };
-        let csr =
-            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr))
-                .map_err(|e| {
-                    Refusal::new(
-                        code::BAD_REQUEST,
-                        format!("certificate signing request refused: {e}"),
-                    )
-                })?;
         let cert = self
             .ca
             .issue_with_volumes(
@@ -175,14 +192,46 @@ impl Enroller {
         })
     }
 
-    fn check_token(&self, token: &str) -> Result<JoinToken, Refusal> {
+    /// Uses `token` up and names its newcomer: through the [`Admit`], then this
+    /// endpoint's ledger; or the ledger and the id allocator.
+    async fn admit(&self, token: &JoinToken) -> Result<u64, Refusal> {
         let refuse = |e: TokenError| Refusal::new(code::FORBIDDEN, e.to_string());
-        let now = SystemTime::now();
-        let token = JoinToken::verify(token, &self.token_key, self.ca.fingerprint(), now)
+        let admitted = match &self.admit {
+            Some(admit) => admit(token).await?,
+            None => None,
+        };
+        self.ledger
+            .consume(token, SystemTime::now())
             .map_err(refuse)?;
-        self.ledger.consume(&token, now).map_err(refuse)?;
-        Ok(token)
+        match admitted {
+            Some(id) => Ok(id),
+            None => (self.ids)(token.role)
+                .map_err(|e| Refusal::new(code::INTERNAL, format!("cannot allocate an id: {e}"))),
+        }
     }
+
+    /// The token, if its MAC, CA and expiry hold (it is not used up here).
+    fn check_token(&self, token: &str) -> Result<JoinToken, Refusal> {
+        JoinToken::verify(
+            token,
+            &self.token_key,
+            self.ca.fingerprint(),
+            SystemTime::now(),
+        )
+        .map_err(|e| Refusal::new(code::FORBIDDEN, e.to_string()))
+    }
+}
+
+/// A certificate signing request, read and its signature checked.
+fn signing_request(der: Vec<u8>) -> Result<CertificateSigningRequestParams, Refusal> {
+    CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(der)).map_err(
+        |e| {
+            Refusal::new(
+                code::BAD_REQUEST,
+                format!("certificate signing request refused: {e}"),
+            )
+        },
+    )
 }
 
 /// What a joiner ends up with.

@@ -32,8 +32,9 @@ impl MessageSet for Meta {
     /// reserve to its content, the reserved sum to a volume, and `start` to
     /// `RenewSession`. Version 5 added `once` to a request and `NotLeader` to the
     /// answers (a replicated metadata group). Version 6 added the cluster map's copy
-    /// in the group (`KeepMap`, `ClusterMap`, and the answer `ClusterMap`).
-    const VERSION: u16 = 6;
+    /// in the group (`KeepMap`, `ClusterMap`, and the answer `ClusterMap`). Version 7
+    /// added enrollment in the group (`Enroll`, and the answer `Enrolled`).
+    const VERSION: u16 = 7;
     const NAME: &'static str = "metadata";
 }
 
@@ -162,6 +163,22 @@ pub enum Change {
     /// The map authority's: the group keeps this cluster map unless it holds a newer
     /// epoch already. Boxed, so the variant stays as small as the others.
     ClusterMap(Box<MapMessage>),
+    /// The enrollment endpoint's: admit a join token and name the newcomer (see
+    /// [`MetaCall::Enroll`]).
+    Enroll(EnrollMessage),
+}
+
+/// A join token presented for enrollment, and the role it names.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollMessage {
+    /// The token's id.
+    pub token: [u8; 16],
+    /// When it expires, Unix seconds.
+    pub expires: u64,
+    /// The role's number (`Role::number`).
+    pub role: u8,
+    /// The last id of the role the endpoint gave before the group kept its ids.
+    pub floor: u64,
 }
 
 /// What a request asks.
@@ -242,6 +259,10 @@ pub enum MetaCall {
     /// The cluster map the group holds, if any: what a map authority that lost its
     /// map file starts again from (nodes only). Answer: [`MetaReply::ClusterMap`].
     ClusterMap,
+    /// Admits a join token, once: the group records it as used (until it expires) and
+    /// gives the next id of its role (nodes only; the enrollment endpoint asks).
+    /// Answer: [`MetaReply::Enrolled`], or the errno `EEXIST` for a token used before.
+    Enroll(EnrollMessage),
 }
 
 /// A member of the metadata group.
@@ -629,6 +650,11 @@ pub enum MetaReply {
     },
     /// The cluster map the group holds (`None`: it was never given one).
     ClusterMap(Option<Box<MapMessage>>),
+    /// The id given to a newcomer.
+    Enrolled {
+        /// The id.
+        id: u64,
+    },
     /// This replica does not lead the metadata group: ask `leader` at `addr` (both
     /// unknown during an election). Nothing was done.
     NotLeader {

@@ -48,6 +48,25 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's number, as tokens and messages carry it.
+    pub fn number(self) -> u8 {
+        match self {
+            Role::Node => 1,
+            Role::Client => 2,
+            Role::Admin => 3,
+        }
+    }
+
+    /// The role numbered `n`, if any.
+    pub fn from_number(n: u8) -> Option<Role> {
+        match n {
+            1 => Some(Role::Node),
+            2 => Some(Role::Client),
+            3 => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Role::Node => "node",

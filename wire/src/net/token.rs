@@ -131,14 +131,6 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn role_byte(role: Role) -> u8 {
-    match role {
-        Role::Node => 1,
-        Role::Client => 2,
-        Role::Admin => 3,
-    }
-}
-
 /// `2026-11-23 12:04:05 UTC`.
 pub fn utc(seconds: u64) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).unwrap_or(i64::MAX))
@@ -179,7 +171,7 @@ impl JoinToken {
         out.push(1);
         out.extend_from_slice(&self.id);
         out.extend_from_slice(&self.ca.0);
-        out.push(role_byte(self.role));
+        out.push(self.role.number());
         out.extend_from_slice(&self.expires.to_le_bytes());
         out.push(u8::try_from(volume.len()).expect("checked above"));
         out.extend_from_slice(volume);
@@ -222,12 +214,7 @@ impl JoinToken {
         id.copy_from_slice(&payload[1..17]);
         let mut ca = [0u8; 32];
         ca.copy_from_slice(&payload[17..49]);
-        let role = match payload[49] {
-            1 => Role::Node,
-            2 => Role::Client,
-            3 => Role::Admin,
-            _ => return Err(TokenError::Malformed("unknown role")),
-        };
+        let role = Role::from_number(payload[49]).ok_or(TokenError::Malformed("unknown role"))?;
         let mut expires = [0u8; 8];
         expires.copy_from_slice(&payload[50..58]);
         let volume = match volume_len {
