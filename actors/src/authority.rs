@@ -139,9 +139,7 @@ fn load(
 /// Where a damaged map file is set aside: beside it, named for the time, so a second
 /// one does not replace the first.
 fn damaged_name(path: &Path) -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = hive_wire::net::enroll::now_unix();
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".damaged-{secs}"));
     path.with_file_name(name)
