@@ -15,7 +15,8 @@ const SEED: u64 = 0x5eed_c4a0;
 /// are `hive-chaos run --duration`'s.
 const DURATION: &str = "15s";
 
-/// One cluster at a time: the machine has two cores.
+/// One cluster at a time: the machine has two cores. (scripts/test runs each test in
+/// a process of its own through nextest, whose `chaos-cluster` group does the same.)
 static MACHINE: Mutex<()> = Mutex::new(());
 
 fn machine() -> std::sync::MutexGuard<'static, ()> {

@@ -163,6 +163,29 @@ fn ephemeral_start() -> u16 {
         .unwrap_or(DEFAULT_EPHEMERAL_START)
 }
 
+/// Shares the local port range is cut into when tests run side by side in separate
+/// processes (one per test runner slot): more than the slots a two-core CI runs.
+const TEST_SLOT_SHARES: u16 = 8;
+
+/// The first port and the number of ports in `[floor, top)` this process takes from.
+/// Under a test runner that runs each test in its own process side by side (nextest
+/// names each running test's slot in `NEXTEST_TEST_GLOBAL_SLOT`), each slot takes its
+/// own share: a port that one test's killed node keeps for its restart is never free
+/// for another test's cluster to take meanwhile. Otherwise the whole range.
+fn port_share(floor: u16, top: u16) -> (u16, u32) {
+    let span = top - floor;
+    let slot = std::env::var("NEXTEST_TEST_GLOBAL_SLOT")
+        .ok()
+        .and_then(|slot| slot.parse::<u16>().ok());
+    match slot {
+        Some(slot) if span >= TEST_SLOT_SHARES => {
+            let share = span / TEST_SLOT_SHARES;
+            (floor + (slot % TEST_SLOT_SHARES) * share, u32::from(share))
+        }
+        _ => (floor, u32::from(span)),
+    }
+}
+
 /// `n` ports on 127.0.0.1, each free for both UDP (a node's QUIC endpoint) and TCP (its
 /// metrics) when asked. Every node keeps its ports for good, so a stopped node restarts
 /// where clients and the map expect it. They come from below the kernel's ephemeral
@@ -176,7 +199,7 @@ fn free_ports(n: u64) -> Result<Vec<u16>> {
              {LOCAL_PORT_FLOOR} and it (see /proc/sys/net/ipv4/ip_local_port_range)"
         );
     }
-    let span = u32::from(top - LOCAL_PORT_FLOOR);
+    let (floor, span) = port_share(LOCAL_PORT_FLOOR, top);
     // A random start, so `up`s in concurrent processes rarely probe alike.
     let start = {
         use std::hash::{BuildHasher, Hasher};
@@ -193,7 +216,7 @@ fn free_ports(n: u64) -> Result<Vec<u16>> {
         if ports.len() as u64 == n {
             break;
         }
-        let port = LOCAL_PORT_FLOOR + ((start + u64::from(i)) % u64::from(span)) as u16;
+        let port = floor + ((start + u64::from(i)) % u64::from(span)) as u16;
         if handed_out.contains(&port) {
             continue;
         }
