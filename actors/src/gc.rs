@@ -65,6 +65,8 @@ struct Rounds {
     /// Ordered, not started: at most [`GC_QUEUED`], one of each kind.
     queued: VecDeque<GcRound>,
     current: Option<GcRound>,
+    /// Whether `current` was ordered by an administrator (who waits for its end).
+    current_ordered: bool,
     last: Option<GcRound>,
     /// When `last` finished.
     finished: Option<Instant>,
@@ -161,17 +163,18 @@ impl Collector {
                 let due = rounds.next_due().unwrap_or(due);
                 let now = tokio::time::Instant::now();
                 let next = match rounds.queued.pop_front() {
-                    Some(round) => Some(round),
-                    None if now >= due => Some(rounds.new_round(false)),
+                    Some(round) => Some((round, true)),
+                    None if now >= due => Some((rounds.new_round(false), false)),
                     None => None,
                 };
-                if let Some(mut round) = next {
+                if let Some((mut round, ordered)) = next {
                     // A round starting now serves what was brought forward to now.
                     if rounds.brought.is_some_and(|b| b <= now) {
                         rounds.brought = None;
                     }
                     round.phase = phase::MARKING;
                     rounds.current = Some(round);
+                    rounds.current_ordered = ordered;
                     return;
                 }
                 due
@@ -193,10 +196,20 @@ impl Collector {
         }
     }
 
-    /// Drops the running round without a trace: a periodic round on a replica that
-    /// does not lead.
-    fn pass(&self) {
-        self.lock().current = None;
+    /// Lets the running round pass on a replica that does not lead the metadata
+    /// group: a periodic one without a trace, an ordered one (taken while this node
+    /// led) as failed, so whoever waits for it hears why.
+    fn pass(&self, started: Instant) {
+        let ordered = {
+            let mut rounds = self.lock();
+            if !rounds.current_ordered {
+                rounds.current = None;
+            }
+            rounds.current_ordered
+        };
+        if ordered {
+            self.finish(started, Err(NOT_LEADING_ANY_MORE.to_string()));
+        }
     }
 
     /// Ends the running round with `outcome`.
@@ -254,6 +267,10 @@ fn problem(round: &mut GcRound, why: String) {
     }
 }
 
+/// Why an ordered round ends without running.
+const NOT_LEADING_ANY_MORE: &str = "this node stopped leading the metadata group before the \
+     round began; order it again ('hive gc'), which goes to the leader";
+
 /// Runs rounds for as long as the node runs.
 pub async fn run(args: GcArgs, collector: Arc<Collector>) {
     tokio::spawn(watch_returns(
@@ -268,8 +285,8 @@ pub async fn run(args: GcArgs, collector: Arc<Collector>) {
         due = tokio::time::Instant::now() + args.interval;
         if !args.meta.leading() {
             // Rounds run on the metadata group's leader; a replica that does not lead
-            // lets its periodic round pass.
-            collector.pass();
+            // lets its round pass.
+            collector.pass(started);
             continue;
         }
         let outcome = round(&args, &collector, started).await;
@@ -561,6 +578,30 @@ mod tests {
         collector.next_round(tokio::time::Instant::now()).await;
         let due = collector.status().current.expect("running");
         assert_eq!((due.round, due.dry_run), (2, false));
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_stopped_leading_fails_an_ordered_round_and_drops_a_periodic_one() {
+        let collector = Collector::new(Duration::from_secs(30), Duration::from_secs(600));
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        collector.order(false);
+        collector.next_round(far).await;
+        collector.pass(Instant::now());
+        let status = collector.status();
+        assert!(status.current.is_none(), "nothing runs");
+        let last = status.last.expect("the ordered round ended");
+        assert_eq!((last.round, last.phase), (1, phase::FAILED));
+        assert!(
+            last.problems[0].contains("stopped leading"),
+            "{:?}",
+            last.problems
+        );
+        // A periodic round passes without a trace.
+        collector.next_round(tokio::time::Instant::now()).await;
+        collector.pass(Instant::now());
+        let status = collector.status();
+        assert!(status.current.is_none());
+        assert_eq!(status.last.map(|l| l.round), Some(1), "round 2 left none");
     }
 
     #[tokio::test]
