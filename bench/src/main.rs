@@ -93,7 +93,8 @@ enum Suite {
     },
     /// The replicated metadata group through a FUSE mount (two clusters of 4 nodes,
     /// 2+1, started here one after the other): empty files created per second with 3
-    /// metadata replicas (vs the same with 1), and seconds from killing the group's
+    /// metadata replicas (vs the same with 1), from 4 threads and from 1, and seconds
+    /// from killing the group's
     /// leader until a create succeeds again (vs a 5 s target). Needs root, /dev/fuse,
     /// and the hive and hive-node binaries next to this one.
     Meta {

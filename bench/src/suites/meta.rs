@@ -3,7 +3,12 @@
 //!
 //! - `meta_create_replicated`: empty files created per second through a mount when
 //!   the metadata group has 3 replicas (each create committed on two of them), against
-//!   the same creates with a group of 1 replica, in the same run.
+//!   the same creates with a group of 1 replica, in the same run: [`CREATORS`]
+//!   threads, each in a directory of its own (mdtest's way: many creators, as a build
+//!   or an unpack makes files).
+//! - `meta_create_replicated_serial`: the same with one thread, each create waiting
+//!   for the one before: the latency of a commit, where the group's leader syncs its
+//!   log before it replicates (see ARCHITECTURE.md, *Benchmarks*).
 //! - `meta_failover_s`: seconds from killing the group's leader (kill -9) until the
 //!   first create through the mount succeeds again, against a 5 s target.
 //!
@@ -24,8 +29,11 @@ const NODES: u64 = 4;
 const CLASS: (u8, u8) = (2, 1);
 /// Each node's store (sparse).
 const STORE_SIZE: &str = "256MiB";
-/// Files created for the rate.
+/// Files created for each rate.
 const CREATES: usize = 2_000;
+/// Threads that create files at once for `meta_create_replicated`: the mount's FUSE
+/// worker threads.
+const CREATORS: usize = hive_client::mount::MOUNT_THREADS;
 /// The failover time the group is held to.
 const FAILOVER_TARGET_S: f64 = 5.0;
 /// How long a failover may take before the suite gives up.
@@ -43,10 +51,19 @@ pub fn run(report: &mut Report, dir: &Path) -> Result<()> {
         suite: SUITE,
         name: "meta_create_replicated",
         unit: "files/s",
-        hive: replicated,
-        baseline: alone,
+        hive: replicated.parallel,
+        baseline: alone.parallel,
         better: Better::Higher,
-        against: "the same creates with 1 metadata replica",
+        against: "the same creates with 1 metadata replica (4 threads)",
+    });
+    report.add(Line {
+        suite: SUITE,
+        name: "meta_create_replicated_serial",
+        unit: "files/s",
+        hive: replicated.serial,
+        baseline: alone.serial,
+        better: Better::Higher,
+        against: "the same creates with 1 metadata replica (1 thread)",
     });
     let failover = failover.context("no failover was measured")?;
     report.add(Line {
@@ -94,30 +111,62 @@ impl Drop for Mount {
     }
 }
 
+/// Creates per second, one creator after another and [`CREATORS`] at once.
+struct Rates {
+    serial: f64,
+    parallel: f64,
+}
+
 /// Starts a cluster whose metadata group has `replicas` replicas, times
-/// [`CREATES`] creates through a mount, then runs `after` on it; the creates per
-/// second.
+/// [`CREATES`] creates through a mount from one thread, then as many from
+/// [`CREATORS`] threads, then runs `after` on it; the creates per second.
 fn creates_per_second(
     parent: &Path,
     replicas: u64,
     after: impl FnOnce(&Path, &Path) -> Result<()>,
-) -> Result<f64> {
+) -> Result<Rates> {
     let dir = parent.join(format!("hive-bench-meta-{replicas}-{}", std::process::id()));
     let replicas_arg = replicas.to_string();
     let mut extra: Vec<&str> = local::NO_GC.to_vec();
     extra.extend(["--meta-replicas", &replicas_arg]);
     let _cluster = LocalCluster::up_with(&dir, NODES, CLASS, STORE_SIZE, &extra)?;
     let mount = Mount::new(&dir, &dir.join("mnt"))?;
-    let tree = mount.dir.join("creates");
-    std::fs::create_dir(&tree).context("mkdir through the mount")?;
-    let started = Instant::now();
-    for n in 0..CREATES {
-        std::fs::File::create(tree.join(format!("f{n}")))
-            .with_context(|| format!("create {n} through the mount"))?;
-    }
-    let rate = CREATES as f64 / started.elapsed().as_secs_f64();
+    let serial = timed_creates(&mount.dir.join("serial"), 1)?;
+    let parallel = timed_creates(&mount.dir.join("parallel"), CREATORS)?;
     after(&dir, &mount.dir)?;
-    Ok(rate)
+    Ok(Rates { serial, parallel })
+}
+
+/// Creates [`CREATES`] empty files under `tree` from `threads` threads, each in a
+/// directory of its own made first; the files created per second.
+fn timed_creates(tree: &Path, threads: usize) -> Result<f64> {
+    let dirs: Vec<_> = (0..threads).map(|t| tree.join(format!("t{t}"))).collect();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("mkdir {} through the mount", dir.display()))?;
+    }
+    let each = CREATES / threads;
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let creators: Vec<_> = dirs
+            .iter()
+            .map(|dir| {
+                scope.spawn(move || -> Result<()> {
+                    for n in 0..each {
+                        std::fs::File::create(dir.join(format!("f{n}"))).with_context(|| {
+                            format!("create {n} in {} through the mount", dir.display())
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        creators.into_iter().try_for_each(|c| {
+            c.join()
+                .map_err(|_| anyhow::anyhow!("a creator panicked"))?
+        })
+    })?;
+    Ok((each * threads) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Kills the metadata group's first leader (the node that formed it, node 1) and
