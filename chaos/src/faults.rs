@@ -27,11 +27,15 @@
 //!   starts (asked of the group, `hive meta status`); healed by restarting it and
 //!   waiting until the group has a leader again and every member holds the log as it
 //!   stood when the restart began ([`Target::wait_meta_caught_up`]).
+//! - **MapLoss**: SIGKILL to the map authority, then its map file deleted or
+//!   overwritten with random bytes (drawn); healed by restarting it, after which the
+//!   map it serves must be at the epoch it had, or later, with as many nodes: it took
+//!   the metadata group's copy, never starting again at epoch 0.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -192,6 +196,15 @@ pub struct Target {
     proxy: Option<Arc<Proxy>>,
     /// The mount the file workload writes through, if there is one.
     mount: Option<Arc<Mount>>,
+    /// The map as a map loss found it, for its heal to compare with.
+    map_before: Mutex<Option<MapSeen>>,
+}
+
+/// What a map looked like.
+#[derive(Debug, Clone, Copy)]
+struct MapSeen {
+    epoch: u64,
+    nodes: usize,
 }
 
 impl Target {
@@ -203,6 +216,7 @@ impl Target {
             runtime,
             proxy,
             mount: None,
+            map_before: Mutex::new(None),
         }
     }
 
@@ -257,6 +271,26 @@ impl Target {
                 self.end(leader, "-KILL")?;
                 step.nodes = vec![leader];
                 Ok(format!("SIGKILL to the metadata leader (term {term})"))
+            }
+            FaultKind::MapLoss => {
+                let admin = self.admin()?;
+                let map = self.runtime.block_on(admin.status())?.map;
+                let seen = MapSeen {
+                    epoch: map.epoch,
+                    nodes: map.nodes.len(),
+                };
+                let path = local_cluster::map_file(&self.dir)?;
+                self.end(admin.authority_id, "-KILL")?;
+                let lost = lose_map_file(&path, rng)?;
+                *self
+                    .map_before
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(seen);
+                step.nodes = vec![admin.authority_id];
+                Ok(format!(
+                    "SIGKILL to the map authority at epoch {} with {} nodes; its map file {lost}",
+                    seen.epoch, seen.nodes
+                ))
             }
             FaultKind::Kill => {
                 // Mostly a crash; one step in TERM_SHARE an operator's stop, which
@@ -362,7 +396,35 @@ impl Target {
                 self.wait_serving(&step.nodes)
             }
             FaultKind::KillMount => self.mount()?.remount(),
+            FaultKind::MapLoss => {
+                let ids: Vec<u64> = step.nodes.iter().map(|n| n.0).collect();
+                local_cluster::start_nodes(&self.dir, &ids)?;
+                self.check_map_back()
+            }
         }
+    }
+
+    /// Fails unless the map authority, restarted after its map file was lost, serves
+    /// a map at least as new and as large as the one the loss found.
+    fn check_map_back(&self) -> Result<()> {
+        let before = self
+            .map_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .context("a map loss is healed only after it was made")?;
+        let map = self.runtime.block_on(self.admin()?.status())?.map;
+        if map.epoch < before.epoch || map.nodes.len() < before.nodes {
+            bail!(
+                "the map authority came back without its map file at epoch {} with {} nodes, \
+                 behind epoch {} with {} nodes before: it did not take the metadata group's copy",
+                map.epoch,
+                map.nodes.len(),
+                before.epoch,
+                before.nodes
+            );
+        }
+        Ok(())
     }
 
     /// Puts shards of random chunks nothing refers to on `node` (whose store holds
@@ -593,6 +655,25 @@ impl Target {
             std::thread::sleep(STATUS_POLL);
         }
     }
+}
+
+/// Deletes the map file at `path` or overwrites all of it with random bytes (drawn);
+/// which, in words.
+fn lose_map_file(path: &Path, rng: &mut Rng) -> Result<String> {
+    if rng.below(2) == 0 {
+        std::fs::remove_file(path).with_context(|| format!("deleting {}", path.display()))?;
+        return Ok("deleted".to_string());
+    }
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    let garbage = random_bytes(rng.next_u64(), usize::try_from(len).unwrap_or(usize::MAX));
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|file| file.write_all_at(&garbage, 0))
+        .with_context(|| format!("overwriting {}", path.display()))?;
+    Ok(format!("overwritten with {len} random bytes"))
 }
 
 /// Waits until `done` holds, or fails naming `what` after [`NODE_WAIT`].

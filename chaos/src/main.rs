@@ -34,7 +34,10 @@ const SCHEDULES: &str = "Schedules (--schedule):
                  mount again: every file fsynced before must read back
   meta-crash     SIGKILL whichever replica leads the metadata group when the step
                  starts, hold, restart it and wait until every replica has caught up;
-                 again until the time is up (needs 3 or more metadata replicas)
+                 then SIGKILL the map authority and delete or damage its map file,
+                 hold, restart it: it must serve the map at its epoch again, from the
+                 metadata group's copy; the two in turn until the time is up (needs 3
+                 or more metadata replicas)
   random         kills, stops, bitrot, flaky networks, partitions and mount kills in a
                  seeded mix, each on one to m of the same m victims (no chunk ever has
                  more than m bad shards)
@@ -46,9 +49,10 @@ unless repeat = false:
   repeat = true
   [[step]]
   fault = \"kill\"     # kill, stop, bitrot, fill, flaky, partition, disk-error, kill-mount,
-                     # meta-kill
+                     # meta-kill, map-loss
   nodes = 2          # how many nodes, drawn by the seed; more than m needs beyond_m = true
-                     # (none for kill-mount and meta-kill, which find their target)
+                     # (none for kill-mount, meta-kill and map-loss, which find their
+                     # target)
   hold = \"5s\"
 
 Network faults act on real packets: a run whose schedule has them starts its cluster
@@ -58,7 +62,7 @@ cluster, and cannot --keep it).
 
 Faults hit the nodes other than the map authority and the metadata replicas (nodes 1
 to 3 of a local cluster of three or more), at most m at once unless the schedule says
-otherwise; meta-crash hits the metadata leader alone. After every run the metadata
+otherwise; meta-crash hits the metadata leader or the map authority alone. After every run the metadata
 replicas must end alike (the same index applied, the same namespace digest). The same seed
 gives the same faults on the same nodes at the same steps, and the same data.
 

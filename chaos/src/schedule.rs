@@ -11,8 +11,8 @@
 //!
 //! [[step]]
 //! fault = "kill"       # kill, stop, bitrot, fill, flaky, partition, disk-error,
-//!                      # kill-mount or meta-kill (these two hit no drawn node:
-//!                      # leave nodes out)
+//!                      # kill-mount, meta-kill or map-loss (these three hit no
+//!                      # drawn node: leave nodes out)
 //! nodes = 2            # how many nodes, drawn by the seed
 //! hold = "5s"          # how long before it is healed
 //!
@@ -76,8 +76,10 @@ pub enum Schedule {
     /// again: everything fsynced before must read back.
     KillMount,
     /// SIGKILL the metadata group's leader (whichever replica leads when the step
-    /// starts), hold, restart it and wait until it has caught up; again and again.
-    /// Needs a group of three or more replicas.
+    /// starts), hold, restart it and wait until it has caught up; then SIGKILL the
+    /// map authority and delete or damage its map file, hold, restart it: it must
+    /// take the group's copy of the map. The two in turn, again and again. Needs a
+    /// group of three or more replicas.
     MetaCrash,
     /// Kills, stops, bitrot, flaky networks and partitions in a seeded mix, each on
     /// one to m of the same m victims, so no chunk ever has more than m bad shards
@@ -145,6 +147,10 @@ pub enum FaultKind {
     /// SIGKILL the metadata group's leader (the node found when the step starts),
     /// then restart it and wait until the group has a leader and it has caught up.
     MetaKill,
+    /// SIGKILL the map authority and delete or damage its map file (drawn), then
+    /// restart it: its map must come back at the epoch it had, with every node, from
+    /// the metadata group's copy.
+    MapLoss,
 }
 
 impl FaultKind {
@@ -160,12 +166,16 @@ impl FaultKind {
             FaultKind::DiskError => "disk-error",
             FaultKind::KillMount => "kill-mount",
             FaultKind::MetaKill => "meta-kill",
+            FaultKind::MapLoss => "map-loss",
         }
     }
 
     /// Whether its node is found when the step starts rather than drawn by the plan.
     pub fn finds_its_node(self) -> bool {
-        matches!(self, FaultKind::KillMount | FaultKind::MetaKill)
+        matches!(
+            self,
+            FaultKind::KillMount | FaultKind::MetaKill | FaultKind::MapLoss
+        )
     }
 
     /// Whether the fault proxy makes it.
@@ -251,6 +261,7 @@ impl ScheduleFile {
                         step.fault.name(),
                         match step.fault {
                             FaultKind::KillMount => "the mount",
+                            FaultKind::MapLoss => "the map authority",
                             _ => "the metadata group's leader",
                         }
                     );
@@ -290,9 +301,12 @@ impl ScheduleFile {
         self.steps.iter().any(|s| s.0 == FaultKind::DiskError)
     }
 
-    /// Whether a step kills the metadata group's leader.
+    /// Whether a step kills the metadata group's leader or needs the group's copy of
+    /// the map.
     pub fn needs_meta_group(&self) -> bool {
-        self.steps.iter().any(|s| s.0 == FaultKind::MetaKill)
+        self.steps
+            .iter()
+            .any(|s| matches!(s.0, FaultKind::MetaKill | FaultKind::MapLoss))
     }
 }
 
@@ -416,7 +430,11 @@ impl Iterator for Plan {
                 hold: self.hold(),
             },
             Schedule::MetaCrash => Step {
-                kind: FaultKind::MetaKill,
+                kind: if self.steps.is_multiple_of(2) {
+                    FaultKind::MetaKill
+                } else {
+                    FaultKind::MapLoss
+                },
                 nodes: Vec::new(),
                 hold: self.hold(),
             },
@@ -556,6 +574,35 @@ mod tests {
         let bad = "[[step]]\nfault = \"meta-kill\"\nnodes = 1\nhold = \"5s\"\n";
         let err = ScheduleFile::parse(bad, 5, 2).expect_err("meta-kill with nodes");
         assert!(format!("{err:#}").contains("leader"), "{err:#}");
+        let map = "[[step]]\nfault = \"map-loss\"\nhold = \"5s\"\n";
+        let map = ScheduleFile::parse(map, 5, 2).expect("map-loss");
+        assert!(
+            map.needs_meta_group(),
+            "the map comes back from the group's copy"
+        );
+        let bad = "[[step]]\nfault = \"map-loss\"\nnodes = 2\nhold = \"5s\"\n";
+        let err = ScheduleFile::parse(bad, 5, 2).expect_err("map-loss with nodes");
+        assert!(format!("{err:#}").contains("map authority"), "{err:#}");
+    }
+
+    #[test]
+    fn meta_crash_kills_the_leader_and_loses_the_map_in_turn() {
+        let kinds: Vec<FaultKind> = Plan::new(Schedule::MetaCrash, 5, &nodes(), 2)
+            .take(4)
+            .map(|step| {
+                assert!(step.nodes.is_empty(), "found when it starts: {step:?}");
+                step.kind
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                FaultKind::MetaKill,
+                FaultKind::MapLoss,
+                FaultKind::MetaKill,
+                FaultKind::MapLoss
+            ]
+        );
     }
 
     #[test]

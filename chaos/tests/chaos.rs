@@ -46,7 +46,8 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// Runs `schedule` on a cluster of its own; the JSON report and the output.
+/// Runs `schedule` (a name, or a schedule file's path ending in `.toml`) on a cluster
+/// of its own; the JSON report and the output.
 fn run(name: &str, schedule: &str, extra: &[&str]) -> (serde_json::Value, String) {
     let dir = dir(name);
     let json = dir.with_extension("json");
@@ -56,7 +57,11 @@ fn run(name: &str, schedule: &str, extra: &[&str]) -> (serde_json::Value, String
             "run",
             "--cluster",
             dir.to_str().expect("utf-8"),
-            "--schedule",
+            if schedule.ends_with(".toml") {
+                "--schedule-file"
+            } else {
+                "--schedule"
+            },
             schedule,
             "--seed",
             &seed,
@@ -240,13 +245,14 @@ fn a_killed_mount_loses_nothing_fsynced() {
 fn killing_the_metadata_leader_loses_nothing_and_the_replicas_end_alike() {
     let _machine = machine();
     let (report, output, faults) = run_faults("meta-crash", "meta-crash", &[]);
-    for fault in &faults {
-        assert_eq!(fault["kind"], "meta-kill", "{fault}");
+    for (n, fault) in faults.iter().enumerate() {
+        let kind = if n.is_multiple_of(2) {
+            "meta-kill"
+        } else {
+            "map-loss"
+        };
+        assert_eq!(fault["kind"], kind, "{fault}");
         assert_eq!(fault["nodes"].as_array().map(Vec::len), Some(1), "{fault}");
-    }
-    // Each kill hits whichever replica leads then: after the first, another one.
-    if faults.len() > 1 {
-        assert_ne!(faults[0]["nodes"], faults[1]["nodes"], "{output}");
     }
     assert_eq!(report["meta_replicas"]["agree"], true, "{output}");
     assert_eq!(report["meta_replicas"]["replicas"], 3, "{output}");
@@ -255,6 +261,28 @@ fn killing_the_metadata_leader_loses_nothing_and_the_replicas_end_alike() {
         files["failed"], 0,
         "the mount rides out each failover: {output}"
     );
+}
+
+#[test]
+fn a_map_authority_that_lost_its_map_file_comes_back_at_its_epoch_and_loses_nothing() {
+    let _machine = machine();
+    let schedule = dir("map-loss-schedule").with_extension("toml");
+    std::fs::write(
+        &schedule,
+        "repeat = false\n[[step]]\nfault = \"map-loss\"\nhold = \"3s\"\n",
+    )
+    .expect("write the schedule");
+    let (report, output, faults) = run_faults("map-loss", schedule.to_str().expect("utf-8"), &[]);
+    let _ = std::fs::remove_file(&schedule);
+    assert_eq!(faults.len(), 1, "{output}");
+    assert_eq!(faults[0]["kind"], "map-loss", "{output}");
+    // The heal fails the run unless the map came back at its epoch with every node.
+    let detail = faults[0]["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("deleted") || detail.contains("random bytes"),
+        "{detail}"
+    );
+    assert_eq!(report["meta_replicas"]["agree"], true, "{output}");
 }
 
 #[test]

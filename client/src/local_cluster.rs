@@ -60,6 +60,8 @@ const MAX_META_REPLICAS: u64 = 5;
 const LEADER_DEADLINE: Duration = Duration::from_secs(5);
 /// Each local node's store file, in its directory.
 const STORE_FILE: &str = "store.img";
+/// The map authority's map file, in its node's directory.
+const MAP_FILE: &str = "map.toml";
 
 /// `cluster.toml`.
 #[derive(Serialize, Deserialize)]
@@ -263,7 +265,7 @@ fn node_config(
     }
     if addr == authority.addr {
         config.push_str(&format!(
-            "map = \"map.toml\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n"
+            "map = \"{MAP_FILE}\"\npg_bits = {PG_BITS}\n\n[enroll]\nlisten = \"127.0.0.1:{enroll_port}\"\nca_key = \"../ca.key\"\ntoken_key = \"../token.key\"\nids = \"ids.toml\"\n"
         ));
     }
     config
@@ -1143,6 +1145,17 @@ pub fn store_file(dir: &Path, node: NodeId) -> Result<PathBuf> {
         .find(|n| n.id == node.0)
         .with_context(|| format!("node {node} is not in {}", dir.display()))?;
     Ok(entry.dir.join(STORE_FILE))
+}
+
+/// The map file of the local cluster in `dir`: the map authority's copy of the map.
+pub fn map_file(dir: &Path) -> Result<PathBuf> {
+    let file = load(dir)?;
+    let entry = file
+        .nodes
+        .iter()
+        .find(|n| n.id == file.authority)
+        .with_context(|| format!("the map authority is not in {}", dir.display()))?;
+    Ok(entry.dir.join(MAP_FILE))
 }
 
 /// A chunk store on the current map of the local cluster in `dir`, with its erasure
