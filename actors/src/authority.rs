@@ -22,7 +22,9 @@ use hive_wire::{Epoch, NodeId};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::watch;
 
-use crate::constants::{MAP_GROUP_RETRY, MAX_EPOCH_LEAP, MEMBERSHIP_TICK, OWED_KEPT};
+use crate::constants::{
+    MAP_CONFIRM_PATIENCE, MAP_GROUP_RETRY, MAX_EPOCH_LEAP, MEMBERSHIP_TICK, OWED_KEPT,
+};
 use crate::map_file;
 use crate::membership::{Beat, Membership};
 
@@ -77,6 +79,12 @@ enum Restore {
     /// The map file was damaged (set aside): the group's copy, or nothing until an
     /// operator restores the file.
     Damaged,
+    /// The map file was read and its map published, but the group's copy may be
+    /// newer (a file put back from an old backup, or a copy that gained epochs a
+    /// node moved it past): the copy if newer, else the file, or the file once the
+    /// group has not answered by `until`. Changing the map before that could give an
+    /// epoch number the copy already has to other contents.
+    Confirming { until: Instant },
 }
 
 /// The authority's state.
@@ -113,7 +121,13 @@ fn load(
     group: bool,
 ) -> Result<(ClusterView, Option<Restore>), ActorProcessingErr> {
     match (map_file::read(path), group) {
-        (Ok(Some(view)), _) => Ok((view, None)),
+        (Ok(Some(view)), false) => Ok((view, None)),
+        (Ok(Some(view)), true) => Ok((
+            view,
+            Some(Restore::Confirming {
+                until: Instant::now() + MAP_CONFIRM_PATIENCE,
+            }),
+        )),
         (Ok(None), false) => Ok((empty(pg_bits)?, None)),
         (Err(e), false) => Err(e.into()),
         (Ok(None), true) => {
@@ -221,15 +235,16 @@ impl AuthorityState {
     /// or the authority is waiting for it.
     fn on_kept(&mut self, kept: Option<Box<MapMessage>>) -> Result<(), ActorProcessingErr> {
         let current = self.membership.view().map.epoch().0;
+        let file_only = matches!(self.restoring, None | Some(Restore::Confirming { .. }));
         match (kept, self.restoring) {
-            (Some(map), restoring) if restoring.is_some() || map.epoch > current => {
+            (Some(map), restoring) if !file_only || map.epoch > current => {
                 let view = ClusterView::from_message(&map)?;
                 tracing::warn!(
                     "map: took epoch {} with {} nodes from the metadata group's copy (this authority had {})",
                     map.epoch,
                     map.nodes.len(),
                     match restoring {
-                        None => format!("epoch {current}"),
+                        None | Some(Restore::Confirming { .. }) => format!("epoch {current}"),
                         Some(Restore::Missing) => "no map file".to_string(),
                         Some(Restore::Damaged) => "a damaged map file".to_string(),
                     }
@@ -240,11 +255,17 @@ impl AuthorityState {
                 self.commit()?;
                 self.add_known_classes()?;
             }
-            (Some(map), _) => {
+            (Some(map), restoring) => {
                 tracing::debug!(
                     "map: the metadata group keeps epoch {}; this authority is at {current}",
                     map.epoch
                 );
+                if restoring.is_some() {
+                    self.go_on_from_the_file("the metadata group's copy is not newer")?;
+                }
+            }
+            (None, Some(Restore::Confirming { .. })) => {
+                self.go_on_from_the_file("the metadata group keeps no copy yet")?;
             }
             (None, Some(Restore::Missing)) => {
                 tracing::info!(
@@ -263,6 +284,21 @@ impl AuthorityState {
             (None, None) => {}
         }
         Ok(())
+    }
+
+    /// Ends the wait for the group's copy with the map the file held, saying `why`.
+    fn go_on_from_the_file(&mut self, why: &str) -> Result<(), ActorProcessingErr> {
+        tracing::info!(
+            "map: {why}; going on from the map file at epoch {}",
+            self.membership.view().map.epoch().0
+        );
+        // Every node gets a full timeout from now: heartbeats were not counted while
+        // the authority waited.
+        let view = self.membership.view().clone();
+        self.membership = Membership::new(view, Instant::now(), self.args.timeout)
+            .with_out_after(self.args.out_after);
+        self.restoring = None;
+        self.add_known_classes()
     }
 
     /// A node follows epoch `seen`, past this authority's: epochs go on past it,
@@ -301,7 +337,17 @@ impl AuthorityState {
             }
             AuthorityMsg::Owed(shards) => self.on_owed(shards),
             AuthorityMsg::Status(reply) => self.status(reply),
-            AuthorityMsg::Tick | AuthorityMsg::Behind(_) => {}
+            AuthorityMsg::Tick => {
+                if let Some(Restore::Confirming { until }) = self.restoring
+                    && Instant::now() >= until
+                {
+                    tracing::warn!(
+                        "map: the metadata group did not answer for its copy of the map within {MAP_CONFIRM_PATIENCE:?}"
+                    );
+                    self.go_on_from_the_file("the group may be without a majority")?;
+                }
+            }
+            AuthorityMsg::Behind(_) => {}
         }
         Ok(())
     }
@@ -382,7 +428,7 @@ impl Actor for MapAuthority {
         args: AuthorityArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let (view, restoring) = load(&args.path, args.pg_bits, args.group.is_some())?;
-        if restoring.is_none() {
+        if matches!(restoring, None | Some(Restore::Confirming { .. })) {
             args.published.send_replace(Arc::new(view.to_message()));
             tracing::info!(
                 "map: authority started at epoch {} with {} nodes",

@@ -20,6 +20,11 @@ pub const MAP_GROUP_RETRY: std::time::Duration = std::time::Duration::from_secs(
 /// trails the lost file by the epochs made while the group could not commit (seconds
 /// of node changes), never by a million; a larger claim is a bug or a lie, ignored.
 pub const MAX_EPOCH_LEAP: u64 = 1 << 20;
+/// How long a map authority that found its map file waits for the metadata group's
+/// copy (which may be newer: a file put back from an old backup) before it goes on
+/// from the file; nothing changes the map meanwhile. A group that has a majority
+/// answers within an election or two.
+pub const MAP_CONFIRM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Control requests a node serves at once; each may put one message in the authority's
 /// mailbox (ractor mailboxes are unbounded, so the bound is kept here).
 pub const CONTROL_INFLIGHT: usize = 256;
