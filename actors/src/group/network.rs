@@ -103,17 +103,23 @@ impl RaftNetworkFactory<GroupTypes> for Peers {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerLink {
         PeerLink {
             target,
-            link: self.link(target, &node.addr),
-            acks: self.acks.clone(),
+            addr: node.addr.clone(),
+            link: None,
+            peers: self.clone(),
         }
     }
 }
 
-/// The link to one replica.
+/// The link to one replica, made at its first message once this node's endpoint is
+/// ready. Openraft makes its links when it starts leading, which a replica that
+/// restarts with a vote of its own does before the node's server is bound: a link
+/// made then, and kept, left the leader unable to reach anyone until another took
+/// over (a test saw 15 s of a group without a usable leader after a restart).
 pub struct PeerLink {
     target: NodeId,
-    link: Result<Link, String>,
-    acks: Acks,
+    addr: String,
+    link: Option<Link>,
+    peers: Peers,
 }
 
 /// Why sending failed, as openraft takes it.
@@ -124,15 +130,19 @@ struct SendError(String);
 impl PeerLink {
     /// Sends `op` with `message`; the peer's answer: its result, or its Raft error.
     async fn send<Q: Serialize, A: DeserializeOwned, E: DeserializeOwned + std::error::Error>(
-        &self,
+        &mut self,
         op: u16,
         message: &Q,
         option: &RPCOption,
     ) -> Result<A, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let link = self
-            .link
-            .as_ref()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&SendError(e.clone()))))?;
+        let link = match self.link.take() {
+            Some(link) => link,
+            None => self
+                .peers
+                .link(self.target, &self.addr)
+                .map_err(|e| RPCError::Unreachable(Unreachable::new(&SendError(e))))?,
+        };
+        let link = &*self.link.insert(link);
         let body = codec()
             .serialize(message)
             .map_err(|e| RPCError::Network(NetworkError::new(&SendError(e.to_string()))))?;
@@ -162,7 +172,7 @@ impl RaftNetwork<GroupTypes> for PeerLink {
         let (vote, sent) = (rpc.vote, Instant::now());
         let answer = self.send(OP_APPEND, &rpc, &option).await?;
         if !matches!(answer, AppendEntriesResponse::HigherVote(_)) {
-            self.acks.record(self.target, vote, sent);
+            self.peers.acks.record(self.target, vote, sent);
         }
         Ok(answer)
     }
