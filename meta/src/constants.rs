@@ -6,15 +6,13 @@ pub const MAX_NAME: usize = 255;
 pub const MAX_SYMLINK: usize = 4095;
 /// Most links to one inode (and subdirectories of one directory): ext4's limit.
 pub const MAX_LINKS: u32 = 65_000;
-/// Largest file kept inline in its metadata record (no chunk at all): small files are
-/// most files, and a 4 KiB write then costs one metadata transaction.
-pub const MAX_INLINE: u64 = 4096;
+/// The largest file, inline file and extent commit: shared with the clients, which
+/// keep within them before they send.
+pub use hive_wire::limits::{MAX_EXTENTS_PER_COMMIT, MAX_FILE_SIZE, MAX_INLINE};
 /// Longest extended attribute name: XATTR_NAME_MAX on Linux.
 pub const MAX_XATTR_NAME: usize = 255;
 /// Largest extended attribute value: XATTR_SIZE_MAX on Linux.
 pub const MAX_XATTR_VALUE: usize = 65_536;
-/// Extents one `CommitExtents` may carry (bounds the transaction).
-pub const MAX_EXTENTS_PER_COMMIT: usize = 4096;
 /// File bytes one extent page covers. A file's extents are stored in pages cut at these
 /// boundaries, so a commit reads and rewrites only the pages it touches (one or two for a
 /// write-back buffer) by point reads, and a file rewritten many times leaves few keys.

@@ -13,9 +13,9 @@ use fjall::{
 
 use crate::acl::{self, Acl};
 use crate::constants::{
-    DEFAULT_VOLUME, EXTENT_PAGE_SPAN, MAX_DEPTH, MAX_EXTENTS_PER_COMMIT, MAX_FORCED_DELETE,
-    MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_OBJECT_CHUNKS, MAX_SYMLINK, MAX_VOLUME_NAME,
-    MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
+    DEFAULT_VOLUME, EXTENT_PAGE_SPAN, MAX_DEPTH, MAX_EXTENTS_PER_COMMIT, MAX_FILE_SIZE,
+    MAX_FORCED_DELETE, MAX_INLINE, MAX_K, MAX_LINKS, MAX_M, MAX_NAME, MAX_OBJECT_CHUNKS,
+    MAX_SYMLINK, MAX_VOLUME_NAME, MAX_XATTR_NAME, MAX_XATTR_VALUE, POINT_READ_PAGES,
 };
 use crate::records::{
     APPLIED, CLUSTER_MAP, ENROLLED, InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, USED_TOKEN,
@@ -563,16 +563,30 @@ impl Namespace {
     }
 
     /// Applies `op` in `tx`, which the caller commits, or rolls back on an errno.
+    ///
+    /// An operation that panics (a bug met by some input) is refused with EIO and
+    /// changes nothing: the caller rolls `tx` back as for any errno. Applied from a
+    /// replicated log, the same entry panics alike on every replica and on every
+    /// replay, so letting the panic stop the state machine would stop the whole
+    /// metadata group for good over one request. The panic's message and place are
+    /// printed by the panic hook, in the service's log.
     fn run(&self, tx: &mut SingleWriterWriteTx<'_>, ctx: Context, op: &Op) -> Applied<Outcome> {
-        let mut t = Tx {
-            tx,
-            s: &self.spaces,
-            deltas: BTreeMap::new(),
-        };
-        Ok(match t.apply(ctx, op)? {
-            Ok(outcome) => t.settle_usage()?.map(|()| outcome),
-            Err(errno) => Err(errno),
-        })
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(test)]
+            if tests::PANIC_NEXT.with(|p| p.replace(false)) {
+                panic!("a panic planted by a test");
+            }
+            let mut t = Tx {
+                tx: &mut *tx,
+                s: &self.spaces,
+                deltas: BTreeMap::new(),
+            };
+            Ok(match t.apply(ctx, op)? {
+                Ok(outcome) => t.settle_usage()?.map(|()| outcome),
+                Err(errno) => Err(errno),
+            })
+        }));
+        applied.unwrap_or(Ok(Err(Errno::Io)))
     }
 
     /// The attributes of `ino`.
@@ -1327,6 +1341,9 @@ impl Tx<'_, '_> {
     /// Grows file `ino` to `end` and reserves what it grows by: see `Op::Allocate`.
     fn allocate(&mut self, ctx: Context, ino: InodeId, end: u64, room: u64) -> Applied<Outcome> {
         let mut node = errno!(self.file(ino)?);
+        if end > MAX_FILE_SIZE {
+            return Ok(Err(Errno::FBig));
+        }
         if end <= node.attr.size {
             return Ok(Ok(Outcome::Attr(node.attr)));
         }
@@ -2073,6 +2090,7 @@ impl Tx<'_, '_> {
                     match node.attr.kind {
                         FileType::Dir => return Ok(Err(Errno::IsDir)),
                         kind if kind != FileType::File => return Ok(Err(Errno::Inval)),
+                        _ if *size > MAX_FILE_SIZE => return Ok(Err(Errno::FBig)),
                         _ => {
                             // Only pages from the cut on change.
                             let old = read_pages_from(&*self.tx, self.s, *ino, page_of(*size))?;
@@ -2133,6 +2151,9 @@ impl Tx<'_, '_> {
         if new.len() > MAX_EXTENTS_PER_COMMIT {
             return Ok(Err(Errno::TooBig));
         }
+        if !new.iter().all(Extent::within_limit) {
+            return Ok(Err(Errno::FBig));
+        }
         let mut sorted = new.to_vec();
         sorted.sort_by_key(|e| e.offset);
         let overlapping = sorted.windows(2).any(|w| w[0].end() > w[1].offset);
@@ -2162,6 +2183,9 @@ impl Tx<'_, '_> {
         }
         if new.len() > MAX_EXTENTS_PER_COMMIT {
             return Ok(Err(Errno::TooBig));
+        }
+        if !new.iter().all(Extent::within_limit) {
+            return Ok(Err(Errno::FBig));
         }
         let mut sorted = new.to_vec();
         sorted.sort_by_key(|e| e.offset);
@@ -2328,9 +2352,9 @@ mod tests {
     use super::*;
     use crate::records::{extent_key, extent_value};
 
-    #[test]
-    fn version_1_extents_are_converted_to_pages_on_open() {
-        let dir = std::env::temp_dir().join(format!("hive-meta-v1-{}", std::process::id()));
+    /// An empty directory for a namespace named for `test`, and root's context at time 1.
+    fn scratch(test: &str) -> (std::path::PathBuf, Context) {
+        let dir = std::env::temp_dir().join(format!("hive-meta-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let ctx = Context {
             uid: 0,
@@ -2338,6 +2362,71 @@ mod tests {
             now: Nanos(1),
             umask: 0,
         };
+        (dir, ctx)
+    }
+
+    /// Creates file `name` in the root.
+    fn create(name: &[u8]) -> Op {
+        Op::Create {
+            parent: InodeId::ROOT,
+            name: name.to_vec(),
+            mode: 0o644,
+        }
+    }
+
+    thread_local! {
+        /// Makes the next operation this thread applies panic.
+        pub(super) static PANIC_NEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[test]
+    fn an_operation_that_panics_is_refused_with_eio_and_the_next_one_applies() {
+        let (dir, ctx) = scratch("panic");
+        let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+        PANIC_NEXT.with(|p| p.set(true));
+        assert_eq!(
+            ns.apply(ctx, &create(b"a")).expect("store").map(|_| ()),
+            Err(Errno::Io)
+        );
+        assert_eq!(
+            ns.lookup(InodeId::ROOT, b"a").expect("store"),
+            Err(Errno::NoEnt)
+        );
+        // From a log: the stamp and the answer are kept, as for any errno.
+        let once = Some(Once {
+            session: 7,
+            seq: 1,
+            acked: 1,
+        });
+        PANIC_NEXT.with(|p| p.set(true));
+        let logged = ns
+            .apply_logged(ctx, &create(b"b"), b"stamp-1", once, |r| {
+                format!("{r:?}").into_bytes()
+            })
+            .expect("store");
+        assert!(
+            matches!(logged, Logged::Applied(Err(Errno::Io))),
+            "{logged:?}"
+        );
+        assert_eq!(ns.stamp().expect("store").as_deref(), Some(&b"stamp-1"[..]));
+        let again = ns
+            .apply_logged(ctx, &create(b"b"), b"stamp-2", once, |_| Vec::new())
+            .expect("store");
+        assert!(
+            matches!(&again, Logged::Repeated(given) if given == b"Err(Io)"),
+            "{again:?}"
+        );
+        ns.apply(ctx, &create(b"c"))
+            .expect("store")
+            .expect("the next create");
+        assert!(ns.lookup(InodeId::ROOT, b"c").expect("store").is_ok());
+        drop(ns);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn version_1_extents_are_converted_to_pages_on_open() {
+        let (dir, ctx) = scratch("v1");
         let piece = |offset: u64, len: u32, chunk: u8| Extent {
             offset,
             len,
@@ -2352,12 +2441,9 @@ mod tests {
         let f = InodeId(2);
         {
             let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
-            let create = Op::Create {
-                parent: InodeId::ROOT,
-                name: b"f".to_vec(),
-                mode: 0o644,
-            };
-            ns.apply(ctx, &create).expect("store").expect("created");
+            ns.apply(ctx, &create(b"f"))
+                .expect("store")
+                .expect("created");
             let grow = Op::SetAttr {
                 ino: f,
                 mode: None,
@@ -2392,6 +2478,76 @@ mod tests {
             ns.db.read_tx().iter(&v1).next().is_none(),
             "version 1 records are gone"
         );
+        drop(ns);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sizes_and_extents_past_the_largest_file_are_efbig_and_change_nothing() {
+        let (dir, ctx) = scratch("fbig");
+        let piece = |offset: u64, len: u32| Extent {
+            offset,
+            len,
+            chunk: [9; 32],
+            chunk_offset: 0,
+        };
+        let ns = Namespace::open(&dir, Durability::Buffered).expect("open");
+        ns.apply(ctx, &create(b"f"))
+            .expect("store")
+            .expect("created");
+        let f = InodeId(2);
+        let commit = |extents: Vec<Extent>| Op::CommitExtents { ino: f, extents };
+        let size = |size: u64| Op::SetAttr {
+            ino: f,
+            mode: None,
+            uid: None,
+            gid: None,
+            size: Some(size),
+            atime: None,
+            mtime: None,
+        };
+        let refused = [
+            commit(vec![piece(u64::MAX - 5, 10)]),
+            commit(vec![piece(0, 10), piece(MAX_FILE_SIZE - 10, 11)]),
+            Op::ReplaceExtents {
+                ino: f,
+                ctime: Nanos(1),
+                extents: vec![piece(u64::MAX, 1)],
+            },
+            size(MAX_FILE_SIZE + 1),
+            size(u64::MAX),
+            Op::Allocate {
+                ino: f,
+                end: MAX_FILE_SIZE + 1,
+                room: u64::MAX,
+            },
+            Op::WriteInline {
+                ino: f,
+                offset: u64::MAX,
+                data: vec![1; 8],
+            },
+        ];
+        for op in &refused {
+            assert_eq!(
+                ns.apply(ctx, op).expect("store").map(|_| ()),
+                Err(Errno::FBig),
+                "{op:?}"
+            );
+        }
+        assert_eq!(
+            ns.extents(f).expect("store"),
+            Ok(Vec::new()),
+            "nothing changed"
+        );
+        // Up to the limit is a file like any other.
+        let attr = match ns.apply(ctx, &commit(vec![piece(MAX_FILE_SIZE - 10, 10)])) {
+            Ok(Ok(Outcome::Attr(attr))) => attr,
+            other => panic!("a commit ending at the limit: {other:?}"),
+        };
+        assert_eq!(attr.size, MAX_FILE_SIZE);
+        ns.apply(ctx, &size(MAX_FILE_SIZE))
+            .expect("store")
+            .expect("a size at the limit");
         drop(ns);
         let _ = std::fs::remove_dir_all(&dir);
     }

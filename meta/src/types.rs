@@ -157,9 +157,19 @@ pub struct Extent {
 }
 
 impl Extent {
-    /// The file offset just past it.
+    /// The file offset just past it. Saturates rather than overflow: an extent a
+    /// client sends is refused unless it ends within
+    /// [`crate::constants::MAX_FILE_SIZE`] ([`Extent::within_limit`]), so a stored one
+    /// never comes near.
     pub fn end(&self) -> u64 {
-        self.offset + u64::from(self.len)
+        self.offset.saturating_add(u64::from(self.len))
+    }
+
+    /// Whether it ends at or below [`crate::constants::MAX_FILE_SIZE`].
+    pub fn within_limit(&self) -> bool {
+        self.offset
+            .checked_add(u64::from(self.len))
+            .is_some_and(|end| end <= crate::constants::MAX_FILE_SIZE)
     }
 }
 
@@ -557,6 +567,9 @@ pub enum Errno {
     /// The service cannot do it here (a reservation without a cluster to hold it).
     #[error("operation not supported (EOPNOTSUPP)")]
     OpNotSupp,
+    /// The operation failed inside the service (it panicked: a bug); nothing changed.
+    #[error("input/output error (EIO)")]
+    Io,
 }
 
 impl Errno {
@@ -582,6 +595,7 @@ impl Errno {
             Errno::DQuot => 122,
             Errno::NoSpc => 28,
             Errno::OpNotSupp => 95,
+            Errno::Io => 5,
         }
     }
 }

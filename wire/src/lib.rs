@@ -8,6 +8,7 @@ pub mod census;
 pub mod files;
 mod hex;
 mod ids;
+pub mod limits;
 mod shard;
 pub mod units;
 

@@ -19,15 +19,19 @@ pub const FILE_BUFFER: u64 = 32 << 20;
 pub const TOTAL_BUFFER: u64 = 256 << 20;
 /// Chunks of one commit being put at once.
 pub const COMMIT_PARALLELISM: usize = 8;
-/// Largest file kept inline in its metadata record (the namespace's limit).
-pub const MAX_INLINE: u64 = 4096;
-/// Extents per metadata commit (the namespace's limit).
-pub const EXTENTS_PER_COMMIT: usize = 4096;
+use hive_wire::limits::{MAX_EXTENTS_PER_COMMIT, MAX_FILE_SIZE, MAX_INLINE};
 
 impl Volume {
     /// Buffers `data` at `offset`; commits when the file's or the mount's buffer is
     /// full, and at once for a file no one has open (a write-back of mmap pages).
+    /// A write that would end past [`MAX_FILE_SIZE`] is EFBIG and buffers nothing.
     pub async fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<()> {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > MAX_FILE_SIZE)
+        {
+            return Err(FsError::Errno(crate::errno::EFBIG));
+        }
         let state = self.state_or_new(ino);
         let mut file = state.lock().await;
         let before = file.dirty.bytes();
@@ -141,7 +145,7 @@ impl Volume {
     /// the room nodes keep for reservations, and each commit draws on its reserve.
     async fn put_and_commit(&self, ino: u64, ranges: &[(u64, Bytes)]) -> Result<()> {
         let extents = self.put_ranges(ranges, self.reserved(ino)).await?;
-        for batch in extents.chunks(EXTENTS_PER_COMMIT) {
+        for batch in extents.chunks(MAX_EXTENTS_PER_COMMIT) {
             let op = MetaOp::CommitExtents {
                 ino,
                 extents: batch.to_vec(),
