@@ -380,23 +380,9 @@ impl Machine {
 
     /// Keeps `snapshot` as the current one: written beside, synced, renamed over.
     fn keep_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), hive_meta::MetaError> {
-        let fail =
-            |e: std::io::Error| hive_meta::MetaError::Corrupt(format!("writing the snapshot: {e}"));
         let bytes = encode(snapshot).map_err(hive_meta::MetaError::Corrupt)?;
-        let temp = self.snapshot_file.with_extension("new");
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&temp).map_err(fail)?;
-            file.write_all(&bytes).map_err(fail)?;
-            file.sync_all().map_err(fail)?;
-        }
-        std::fs::rename(&temp, &self.snapshot_file).map_err(fail)?;
-        if let Some(dir) = self.snapshot_file.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(fail)?;
-        }
-        Ok(())
+        hive_wire::files::replace(&self.snapshot_file, &bytes)
+            .map_err(|e| hive_meta::MetaError::Corrupt(format!("writing the snapshot: {e}")))
     }
 
     /// Makes a snapshot of the namespace as applied now, and keeps it.
