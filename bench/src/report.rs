@@ -5,17 +5,9 @@ use serde_json::json;
 /// Prints a line to stdout. When stdout is gone (piped into `head`), the report stops
 /// quietly, as command-line tools do, instead of panicking.
 macro_rules! emit {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        if let Err(err) = writeln!(out, $($arg)*) {
-            if err.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            eprintln!("hive-bench: writing the report: {err}");
-            std::process::exit(1);
-        }
-    }};
+    ($($arg:tt)*) => {
+        hive_client::outln!($($arg)*)
+    };
 }
 
 /// Which way a figure is better.

@@ -132,7 +132,7 @@ fn execute(command: Command) -> Result<bool> {
             let seed = options.seed();
             eprintln!("hive-chaos: seed {seed}");
             let report = run(&options, seed)?;
-            print!("{}", report.render());
+            hive_client::output::print(&report.render());
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
             }
@@ -150,13 +150,13 @@ fn execute(command: Command) -> Result<bool> {
                 let (store, _) = local_cluster::connect(&cluster).await?;
                 checker::check(&store, &lines).await
             })?;
-            print!("{}", outcome.render());
+            hive_client::output::print(&outcome.render());
             // Files are read through a mount of their own, if the ledger has any.
             let files = if lines.iter().any(|l| matches!(l, ledger::Line::File(_))) {
                 let mount = files::Mount::start(&cluster)?;
                 let checked = files::check(mount.dir(), &lines);
                 mount.unmount()?;
-                print!("{}", checked.render());
+                hive_client::output::print(&checked.render());
                 Some(checked)
             } else {
                 None

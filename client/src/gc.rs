@@ -23,7 +23,7 @@ pub fn gc(dir: &Path, dry_run: bool, wait: bool) -> Result<()> {
         };
         let before = gc.status().await.with_context(asking)?;
         let round = gc.start(dry_run).await.with_context(asking)?;
-        println!(
+        crate::outln!(
             "garbage collection round {round}{} ordered (grace {}; rounds also start every {})",
             if dry_run { " (dry run)" } else { "" },
             seconds(before.grace_ms),

@@ -57,7 +57,7 @@ pub fn node_out(dir: &Path, node: NodeId) -> Result<()> {
             anyhow::Ok(admin.authority.node_out(node).await?)
         })
         .with_context(|| format!("marking node {node} out"))?;
-    println!(
+    crate::outln!(
         "node {node} is out in map epoch {epoch}; its shards are rebuilt on the other nodes ('hive repair --wait' follows it)"
     );
     Ok(())
@@ -73,7 +73,7 @@ pub fn repair(dir: &Path, rate: Option<u64>, wait: bool) -> Result<()> {
                 .set_repair_rate(rate)
                 .await
                 .context("setting the repair rate")?;
-            println!(
+            crate::outln!(
                 "repair rate set to {} in map epoch {epoch}",
                 self::rate(rate)
             );
@@ -105,9 +105,11 @@ async fn wait_for_repair(admin: &Admin) -> Result<()> {
     })
     .await?;
     bar.finish_and_clear();
-    println!(
+    crate::outln!(
         "repair done: {} shards rebuilt; {} degraded and {} unreadable chunks left",
-        left.rebuilt, left.degraded, left.unreadable
+        left.rebuilt,
+        left.degraded,
+        left.unreadable
     );
     Ok(())
 }
@@ -197,7 +199,7 @@ pub fn scrub(dir: &Path, node: Option<NodeId>, rate: u64, wait: bool) -> Result<
                 .with_context(|| format!("ordering a scrub on node {target}"))?;
             tickets.insert(target.0, ticket);
         }
-        println!(
+        crate::outln!(
             "scrub started on {} nodes at {}",
             tickets.len(),
             self::rate(rate)
@@ -251,7 +253,7 @@ async fn wait_for_scrub(admin: &Admin, tickets: &BTreeMap<u64, u64>) -> Result<(
         bar.set_message(format!("{left} nodes to go, {damaged} damaged found"));
         if left == 0 {
             bar.finish_and_clear();
-            println!(
+            crate::outln!(
                 "scrub done on {} nodes in {:.1}s: {damaged} damaged shards found since the nodes started (dropped, and rebuilt by repair)",
                 ordered.len(),
                 started.elapsed().as_secs_f64()

@@ -573,14 +573,14 @@ pub fn up_relayed(
     wait_meta_leader(dir, &file)?;
     started_pids.0.clear();
     for node in &file.nodes {
-        println!(
+        crate::outln!(
             "node {} listening on {} (pid {})",
             NodeId(node.id),
             node.addr,
             node.pid
         );
     }
-    println!(
+    crate::outln!(
         "cluster of {nodes} nodes, {scheme}, up in {:.1}s; map authority: node {}; its files are in {}",
         started.elapsed().as_secs_f64(),
         NodeId(file.authority),
@@ -595,12 +595,12 @@ pub fn start(dir: &Path, only: &[u64]) -> Result<()> {
     let started = Instant::now();
     let done = start_nodes(dir, only)?;
     for (id, pid) in done.running {
-        println!("node {id} is already running (pid {pid})");
+        crate::outln!("node {id} is already running (pid {pid})");
     }
     for id in &done.started {
-        println!("node {id} started");
+        crate::outln!("node {id} started");
     }
-    println!(
+    crate::outln!(
         "{} nodes up again in {:.1}s",
         done.started.len(),
         started.elapsed().as_secs_f64()
@@ -817,7 +817,7 @@ pub fn down(dir: &Path) -> Result<()> {
             std::thread::sleep(POLL);
         }
         if !alive(node.pid) {
-            println!("node {} stopped", NodeId(node.id));
+            crate::outln!("node {} stopped", NodeId(node.id));
             continue;
         }
         let killed = signal("-KILL", node.pid)

@@ -156,6 +156,12 @@ enum Command {
         /// it: if the mount dies, files it had open and that were unlinked go then.
         #[arg(long, default_value_t = 60)]
         lease_seconds: u64,
+        /// Mount flags, comma-separated, as mount -o takes them: ro (read-only: every
+        /// change is refused with EROFS), rw (the default), noexec, exec, nosuid, suid,
+        /// nodev, dev, noatime, atime, relatime, sync, async, dirsync. Any other is
+        /// refused.
+        #[arg(short = 'o', long = "options", value_delimiter = ',')]
+        options: Vec<String>,
         /// Where to mount it (an existing directory).
         mountpoint: PathBuf,
     },
@@ -467,10 +473,12 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init { dir, name } => {
             let made = ClusterDir::init(&dir, &name)?;
-            println!("created cluster {name:?} in {}", dir.display());
-            println!("CA fingerprint: {}", made.fingerprint);
-            println!("admin identity: {}", made.admin);
-            println!("keep ca.key and token.key secret: they are written with mode 0600");
+            hive_client::outln!("created cluster {name:?} in {}", dir.display());
+            hive_client::outln!("CA fingerprint: {}", made.fingerprint);
+            hive_client::outln!("admin identity: {}", made.admin);
+            hive_client::outln!(
+                "keep ca.key and token.key secret: they are written with mode 0600"
+            );
             Ok(())
         }
         Command::Token(TokenCommand::Create {
@@ -495,7 +503,7 @@ fn run(cli: Cli) -> Result<()> {
             let cluster = ClusterDir::open(&dir)?;
             let key: TokenKey = cluster.token_key()?;
             let token = JoinToken::new(cluster.fingerprint()?, role, volume, ttl);
-            println!("{}", token.seal(&key));
+            hive_client::outln!("{}", token.seal(&key));
             let grants = match (role, &token.volume) {
                 (Role::Client, Some(volume)) => format!("; grants volume {volume:?}"),
                 (Role::Client, None) => "; grants every volume".to_string(),
@@ -559,7 +567,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::Down { dir }) => local_cluster::down(&dir),
         Command::Put { cluster, file } => {
             let id = local_cluster::put(&cluster, &file)?;
-            println!("{id}");
+            hive_client::outln!("{id}");
             Ok(())
         }
         Command::Volume(VolumeCommand::Create {
@@ -569,7 +577,7 @@ fn run(cli: Cli) -> Result<()> {
             name,
         }) => {
             volumes::create(&cluster, &name, k, m)?;
-            println!("created volume {name:?}");
+            hive_client::outln!("created volume {name:?}");
             Ok(())
         }
         Command::Meta(MetaCommand::Status { cluster, json }) => {
@@ -596,13 +604,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Meta(MetaCommand::Add { cluster, node }) => {
             let group = meta_group::add(&cluster, node)?;
-            println!("node {} votes in the metadata group", NodeId(node));
+            hive_client::outln!("node {} votes in the metadata group", NodeId(node));
             output::print(&meta_group::render(&group));
             Ok(())
         }
         Command::Meta(MetaCommand::Remove { cluster, node }) => {
             let group = meta_group::remove(&cluster, node)?;
-            println!("node {} left the metadata group", NodeId(node));
+            hive_client::outln!("node {} left the metadata group", NodeId(node));
             output::print(&meta_group::render(&group));
             Ok(())
         }
@@ -617,7 +625,7 @@ fn run(cli: Cli) -> Result<()> {
             name,
         }) => {
             let set = volumes::set_quota(&cluster, &name, max_bytes, max_files)?;
-            println!("volume {name:?}: {}", volumes::quota_text(&set));
+            hive_client::outln!("volume {name:?}: {}", volumes::quota_text(&set));
             Ok(())
         }
         Command::Volume(VolumeCommand::Delete {
@@ -626,7 +634,7 @@ fn run(cli: Cli) -> Result<()> {
             name,
         }) => {
             volumes::delete(&cluster, &name, force)?;
-            println!("deleted volume {name:?}");
+            hive_client::outln!("deleted volume {name:?}");
             Ok(())
         }
         Command::Mount {
@@ -634,11 +642,13 @@ fn run(cli: Cli) -> Result<()> {
             volume,
             foreground,
             lease_seconds,
+            options,
             mountpoint,
         } => {
             if lease_seconds < 3 {
                 bail!("--lease-seconds must be at least 3 (the mount renews at a third of it)");
             }
+            mount::mount_options(&options)?;
             mount::mount(&mount::MountArgs {
                 cluster,
                 volume,
@@ -646,17 +656,19 @@ fn run(cli: Cli) -> Result<()> {
                 foreground,
                 log: None,
                 lease: Duration::from_secs(lease_seconds),
+                options,
+                announce: true,
             })
         }
         Command::Umount { mountpoint } => {
             mount::umount(&mountpoint)?;
-            println!("unmounted {}", mountpoint.display());
+            hive_client::outln!("unmounted {}", mountpoint.display());
             Ok(())
         }
         Command::Delete { cluster, id } => {
             let id = object_id(&id)?;
             local_cluster::delete_object(&cluster, id)?;
-            println!("deleted object {id}; 'hive gc' frees its chunks");
+            hive_client::outln!("deleted object {id}; 'hive gc' frees its chunks");
             Ok(())
         }
         Command::Gc {
@@ -676,7 +688,7 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             let cluster = ClusterDir::open(&dir)?;
             cluster.revoke(identity)?;
-            println!("revoked {identity}");
+            hive_client::outln!("revoked {identity}");
             Ok(())
         }
     }

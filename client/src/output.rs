@@ -13,7 +13,7 @@ pub fn print(text: &str) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::BrokenPipe => std::process::exit(0),
         Err(e) => {
-            eprintln!("hive: cannot write to standard output: {e}");
+            eprintln!("cannot write to standard output: {e}");
             std::process::exit(1);
         }
     }
@@ -22,4 +22,13 @@ pub fn print(text: &str) {
 /// [`print`] with a line end.
 pub fn println(line: &str) {
     print(&format!("{line}\n"));
+}
+
+/// `println!` through [`println`]: a report whose reader has closed the pipe ends the
+/// command quietly instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::println(&format!($($arg)*))
+    };
 }

@@ -201,6 +201,23 @@ fn reads_go_on_without_the_map_authority() {
     let id = c.put("sample.bin", &data);
     let empty = c.put("empty.bin", &[]);
     c.check(&empty, &[]);
+    // A reader that stops early (`| head`; here one that reads nothing and is gone
+    // before the status is asked) ends the report quietly: exit 0, no panic about a
+    // broken pipe.
+    let piped = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' status --cluster '{}' | true",
+            env!("CARGO_BIN_EXE_hive"),
+            c.d()
+        ))
+        .output()
+        .expect("bash");
+    assert!(
+        piped.status.success() && piped.stderr.is_empty(),
+        "hive status | head: {}",
+        text(&piped)
+    );
     // Node 1 is the map authority.
     c.signal("-KILL", &[1, 2]);
     let out = c.check(&id, &data);

@@ -357,6 +357,22 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
         Some(36),
         "ENAMETOOLONG"
     );
+    // Past the largest file: EFBIG, and the file stays as it was.
+    let big = std::fs::File::create(a.path("big")).expect("create big");
+    let past = hive_wire::limits::MAX_FILE_SIZE;
+    assert_eq!(
+        errno(std::os::unix::fs::FileExt::write_at(&big, b"x", past).map(|_| ())),
+        Some(27),
+        "EFBIG: a write past the largest file"
+    );
+    assert_eq!(
+        errno(big.set_len(past + 1)),
+        Some(27),
+        "EFBIG: a truncate past it"
+    );
+    big.set_len(past).expect("a size at the largest file");
+    assert_eq!(big.metadata().expect("stat big").len(), past);
+    drop(big);
     let default = Mounted::new(&cluster, "default", "c");
     assert_eq!(
         errno(std::fs::hard_link(a.path("full/x"), default.path("x"))),
@@ -463,7 +479,7 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
     std::fs::write(
         &fstab,
         format!(
-            "{}:photos {} fuse.hive defaults,_netdev 0 0\n",
+            "{}:photos {} fuse.hive defaults,_netdev,ro,noexec 0 0\n",
             cluster.d(),
             d.display()
         ),
@@ -475,15 +491,43 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
         .arg(&d)
         .output()
         .expect("mount(8)");
-    ok(&out, "mount -T fstab");
+    let said = ok(&out, "mount -T fstab");
+    assert_eq!(said, "", "a mount helper is silent on success");
     let line = mounted(&d).expect("the helper's mount is in /proc/mounts");
     assert!(line.contains(" fuse.hive "), "{line}");
+    let flags = line.split(' ').nth(3).unwrap_or_default().to_string();
+    assert!(
+        flags.split(',').any(|f| f == "ro") && flags.split(',').any(|f| f == "noexec"),
+        "fstab's ro and noexec are the mount's: {line}"
+    );
     assert_eq!(
         std::fs::read(d.join("shared.bin")).expect("read through the helper's mount"),
         b"short now"
     );
+    assert_eq!(
+        errno(std::fs::write(d.join("shared.bin"), b"changed")),
+        Some(30),
+        "EROFS: an fstab ro mount refuses changes"
+    );
+    assert_eq!(
+        errno(std::fs::remove_file(d.join("shared.bin"))),
+        Some(30),
+        "EROFS"
+    );
     ok(&hive(&["umount", d.to_str().expect("utf-8")]), "umount");
     assert!(mounted(&d).is_none(), "unmounted");
+    let refused = Command::new("mount")
+        .args(["-t", "fuse.hive", "-o", "compress=9"])
+        .arg(format!("{}:photos", cluster.d()))
+        .arg(&d)
+        .output()
+        .expect("mount(8)");
+    assert!(
+        !refused.status.success() && text(&refused).contains("unsupported mount option"),
+        "an option the mount does not support is refused: {}",
+        text(&refused)
+    );
+    assert!(mounted(&d).is_none(), "nothing mounted");
 
     // A majority of the metadata replicas stopped (nodes 1 and 2 of 1, 2, 3): a call
     // answers EIO within the deadline, and the mount works again once they are back.

@@ -63,6 +63,66 @@ pub struct MountArgs {
     /// How long the cluster keeps this mount's open files after it last heard from it
     /// (a mount that dies loses its opens then).
     pub lease: std::time::Duration,
+    /// The mount's flags (`ro`, `noexec`, ...), checked by [`mount_options`].
+    pub options: Vec<String>,
+    /// Say where it mounted (`hive mount`); a mount(8) helper is silent on success.
+    pub announce: bool,
+}
+
+/// What a mount option does: set one of the kernel's mount flags (named by what it
+/// decides: a later option on the same question wins, as with mount(8)), or nothing
+/// here (one of mount(8)'s own, which it may pass on to a helper).
+enum Flag {
+    Kernel(&'static str, MountOption),
+    MountsOwn,
+}
+
+/// The mount options a mount takes, as `mount -o` spells them: the kernel's mount
+/// flags, which the kernel then enforces (a read-only mount refuses every change with
+/// EROFS before it reaches the mount), and mount(8)'s own options, taken and ignored.
+fn flag(option: &str) -> Option<Flag> {
+    use Flag::{Kernel, MountsOwn};
+    Some(match option {
+        "ro" => Kernel("write", MountOption::RO),
+        "rw" => Kernel("write", MountOption::RW),
+        "noexec" => Kernel("exec", MountOption::NoExec),
+        "exec" => Kernel("exec", MountOption::Exec),
+        "nosuid" => Kernel("suid", MountOption::NoSuid),
+        "suid" => Kernel("suid", MountOption::Suid),
+        "nodev" => Kernel("dev", MountOption::NoDev),
+        "dev" => Kernel("dev", MountOption::Dev),
+        "noatime" => Kernel("atime", MountOption::NoAtime),
+        "atime" => Kernel("atime", MountOption::Atime),
+        "sync" => Kernel("sync", MountOption::Sync),
+        "async" => Kernel("sync", MountOption::Async),
+        "dirsync" => Kernel("dirsync", MountOption::DirSync),
+        // The kernel's default access-time rule.
+        "relatime" => MountsOwn,
+        "defaults" | "auto" | "noauto" | "user" | "users" | "nouser" | "owner" | "group"
+        | "_netdev" | "nofail" => MountsOwn,
+        other if other.starts_with("x-") || other.starts_with("comment=") => MountsOwn,
+        _ => return None,
+    })
+}
+
+/// The kernel mount flags `options` name, over the mount's own defaults (read-write,
+/// asynchronous); of two on the same question the later wins. An option this mount
+/// does not support is an error naming it.
+pub fn mount_options(options: &[String]) -> Result<Vec<MountOption>> {
+    let mut flags = vec![("write", MountOption::RW), ("sync", MountOption::Async)];
+    for option in options {
+        match flag(option) {
+            Some(Flag::Kernel(question, f)) => {
+                flags.retain(|(q, _)| *q != question);
+                flags.push((question, f));
+            }
+            Some(Flag::MountsOwn) => {}
+            None => bail!(
+                "unsupported mount option {option:?}: a hive mount takes ro, rw, noexec, exec, nosuid, suid, nodev, dev, noatime, atime, relatime, sync, async, dirsync and foreground"
+            ),
+        }
+    }
+    Ok(flags.into_iter().map(|(_, f)| f).collect())
 }
 
 impl MountArgs {
@@ -84,19 +144,22 @@ pub fn parse_source(source: &str) -> (PathBuf, String) {
 
 /// The arguments `mount -t fuse.hive SOURCE DIR -o OPTIONS` gives the helper
 /// (`mount.fuse.hive SOURCE DIR [-o OPTIONS] [-n] [-v] ...`): the mount, in the
-/// background. Options mount(8) itself handles (`rw`, `defaults`, `_netdev`, ...)
-/// are accepted and ignored; `foreground` keeps the helper attached.
+/// background. The kernel's flags (`ro`, `noexec`, ...) apply to the mount, options
+/// mount(8) itself handles (`defaults`, `_netdev`, ...) are accepted and ignored,
+/// `foreground` keeps the helper attached, and any other option is refused.
 pub fn helper_args(args: &[String]) -> Result<MountArgs> {
     let mut positional = Vec::new();
     let mut foreground = false;
+    let mut options = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "-o" => {
-                let options = it.next().context("-o needs a list of options")?;
-                for option in options.split(',') {
-                    if option == "foreground" {
-                        foreground = true;
+                let list = it.next().context("-o needs a list of options")?;
+                for option in list.split(',').filter(|o| !o.is_empty()) {
+                    match option {
+                        "foreground" => foreground = true,
+                        option => options.push(option.to_string()),
                     }
                 }
             }
@@ -109,6 +172,7 @@ pub fn helper_args(args: &[String]) -> Result<MountArgs> {
         bail!("usage: mount.fuse.hive CLUSTER_DIR[:VOLUME] MOUNTPOINT [-o OPTIONS]");
     };
     let (cluster, volume) = parse_source(source);
+    mount_options(&options)?;
     Ok(MountArgs {
         cluster,
         volume,
@@ -116,6 +180,8 @@ pub fn helper_args(args: &[String]) -> Result<MountArgs> {
         foreground,
         log: None,
         lease: session::DEFAULT_LEASE,
+        options,
+        announce: false,
     })
 }
 
@@ -162,7 +228,11 @@ fn background(args: &MountArgs) -> Result<()> {
         .arg(&args.volume)
         .arg("--foreground")
         .arg("--lease-seconds")
-        .arg(args.lease.as_secs().to_string())
+        .arg(args.lease.as_secs().to_string());
+    if !args.options.is_empty() {
+        child.arg("-o").arg(args.options.join(","));
+    }
+    child
         .arg(&args.mountpoint)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -179,13 +249,15 @@ fn background(args: &MountArgs) -> Result<()> {
         .read_line(&mut line)
         .context("waiting for the mount process")?;
     if line.trim() == READY {
-        println!(
-            "mounted {} on {} (pid {}, log {})",
-            args.source(),
-            args.mountpoint.display(),
-            child.id(),
-            log_path.display()
-        );
+        if args.announce {
+            crate::output::println(&format!(
+                "mounted {} on {} (pid {}, log {})",
+                args.source(),
+                args.mountpoint.display(),
+                child.id(),
+                log_path.display()
+            ));
+        }
         return Ok(());
     }
     let status = child.wait().context("waiting for the mount process")?;
@@ -291,9 +363,8 @@ fn serve(args: &MountArgs) -> Result<()> {
         // shows as type fuse.hive.
         MountOption::CUSTOM("subtype=hive".to_string()),
         MountOption::DefaultPermissions,
-        MountOption::RW,
-        MountOption::Async,
     ];
+    config.mount_options.extend(mount_options(&args.options)?);
     // Every user of the host may use the mount; the kernel checks their permissions.
     config.acl = SessionACL::All;
     config.n_threads = Some(MOUNT_THREADS);
