@@ -648,7 +648,6 @@ fn run(cli: Cli) -> Result<()> {
             if lease_seconds < 3 {
                 bail!("--lease-seconds must be at least 3 (the mount renews at a third of it)");
             }
-            mount::mount_options(&options)?;
             mount::mount(&mount::MountArgs {
                 cluster,
                 volume,

@@ -172,7 +172,6 @@ pub fn helper_args(args: &[String]) -> Result<MountArgs> {
         bail!("usage: mount.fuse.hive CLUSTER_DIR[:VOLUME] MOUNTPOINT [-o OPTIONS]");
     };
     let (cluster, volume) = parse_source(source);
-    mount_options(&options)?;
     Ok(MountArgs {
         cluster,
         volume,
@@ -188,6 +187,8 @@ pub fn helper_args(args: &[String]) -> Result<MountArgs> {
 /// Mounts: in the foreground (serving until unmounted), or in a background process of
 /// its own, returning once the mount is ready.
 pub fn mount(args: &MountArgs) -> Result<()> {
+    // Refused here, before a background mount is started, rather than in its log.
+    mount_options(&args.options)?;
     let meta = std::fs::metadata(&args.mountpoint)
         .with_context(|| format!("mount point {}", args.mountpoint.display()))?;
     if !meta.is_dir() {
@@ -250,13 +251,13 @@ fn background(args: &MountArgs) -> Result<()> {
         .context("waiting for the mount process")?;
     if line.trim() == READY {
         if args.announce {
-            crate::output::println(&format!(
+            crate::outln!(
                 "mounted {} on {} (pid {}, log {})",
                 args.source(),
                 args.mountpoint.display(),
                 child.id(),
                 log_path.display()
-            ));
+            );
         }
         return Ok(());
     }

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use hive_wire::limits::{MAX_EXTENTS_PER_COMMIT, MAX_FILE_SIZE, MAX_INLINE};
 use hive_wire::net::meta::{ExtentMessage, MetaOp};
 use tokio::task::JoinSet;
 
@@ -19,7 +20,6 @@ pub const FILE_BUFFER: u64 = 32 << 20;
 pub const TOTAL_BUFFER: u64 = 256 << 20;
 /// Chunks of one commit being put at once.
 pub const COMMIT_PARALLELISM: usize = 8;
-use hive_wire::limits::{MAX_EXTENTS_PER_COMMIT, MAX_FILE_SIZE, MAX_INLINE};
 
 impl Volume {
     /// Buffers `data` at `offset`; commits when the file's or the mount's buffer is
