@@ -226,6 +226,15 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
             start,
         },
         MetaOp::EndSession { session } => Op::EndSession { session },
+        MetaOp::Punch { ino, offset, len } => Op::Punch {
+            ino: InodeId(ino),
+            offset,
+            len,
+        },
+        MetaOp::Accessed { ino, atime } => Op::Accessed {
+            ino: InodeId(ino),
+            atime: Nanos(atime),
+        },
         MetaOp::CreateVolume { name, k, m } => Op::CreateVolume { name, k, m },
         MetaOp::DeleteVolume { name, force } => Op::DeleteVolume { name, force },
         MetaOp::PutObject { id, len, chunks } => Op::PutObject { id, len, chunks },

@@ -302,7 +302,9 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             | MetaOp::SetXattr { ino, .. }
             | MetaOp::RemoveXattr { ino, .. }
             | MetaOp::Open { ino, .. }
-            | MetaOp::Release { ino, .. } => vec![*ino],
+            | MetaOp::Release { ino, .. }
+            | MetaOp::Accessed { ino, .. }
+            | MetaOp::Punch { ino, .. } => vec![*ino],
             MetaOp::CreateVolume { .. }
             | MetaOp::DeleteVolume { .. }
             | MetaOp::PutObject { .. }

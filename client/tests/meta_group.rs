@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use hive_testkit::Rng;
 
 mod support;
-use support::mounted::Mounted;
+use support::mounted::{Mounted, require_fuse};
 use support::{Cluster, RECOVER_WITHIN, SEED, STATUS_POLL, hive, ok, text};
 
 /// How long one operation may wait across the death of the metadata group's leader:
@@ -27,13 +27,6 @@ const FAILOVER_WITHIN: Duration = Duration::from_secs(45);
 const OPS_BETWEEN_FAULTS: u64 = 60;
 /// Replicas killed one after another in the crash loop.
 const CRASH_ROUNDS: usize = 4;
-
-fn require_fuse() {
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "these tests mount through FUSE and /dev/fuse is missing: load the fuse module"
-    );
-}
 
 /// The group as `hive meta status --json` shows it.
 fn group(c: &Cluster) -> serde_json::Value {

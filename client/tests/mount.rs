@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use hive_wire::net::meta::{MetaCall, MetaReply};
 
 mod support;
-use support::mounted::Mounted;
+use support::mounted::{Mounted, require_fuse};
 use support::{Cluster, RECOVER_WITHIN, SEED, hive, ok, text};
 
 /// fsx runs in CI: seeds × operations each, two seeds at a time. With every metadata
@@ -51,19 +51,6 @@ fn tool(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn require_fuse() {
-    assert!(
-        Path::new("/dev/fuse").exists(),
-        "these tests mount through FUSE and /dev/fuse is missing: load the fuse module"
-    );
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
-    assert_eq!(
-        uid.ok(),
-        Some(0),
-        "these tests mount volumes and must run as root"
-    );
 }
 
 fn sh(script: &str, dir: &Path) -> std::process::Output {

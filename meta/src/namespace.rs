@@ -597,15 +597,27 @@ impl Namespace {
             .ok_or(Errno::NoEnt))
     }
 
-    /// The entry `name` of directory `parent`.
+    /// The entry `name` of directory `parent`; `..` is its parent, and `.` the inode
+    /// itself, whatever its kind.
     pub fn lookup(&self, parent: InodeId, name: &[u8]) -> Applied<Attr> {
         if name.len() > MAX_NAME {
             return Ok(Err(Errno::NameTooLong));
         }
         let snapshot = self.db.read_tx();
         let dir = errno!(read_inode(&snapshot, &self.spaces, parent)?.ok_or(Errno::NoEnt));
+        // An inode itself (of any kind), and a directory's parent (a volume's root is
+        // its own parent): the kernel asks for them to turn a file handle back into a
+        // file.
+        if name == b"." {
+            return Ok(Ok(dir.attr));
+        }
         if dir.attr.kind != FileType::Dir {
             return Ok(Err(Errno::NotDir));
+        }
+        if name == b".." {
+            return Ok(read_inode(&snapshot, &self.spaces, dir.parent)?
+                .map(|r| r.attr)
+                .ok_or(Errno::NoEnt));
         }
         let Some(value) = snapshot.get(&self.spaces.dirents, named_key(parent, name))? else {
             return Ok(Err(Errno::NoEnt));
@@ -878,26 +890,7 @@ fn overlay(old: &[Extent], new: &[Extent]) -> Vec<Extent> {
         {
             let mut rest = Vec::with_capacity(pieces.len() + 1);
             for p in pieces.drain(..) {
-                if p.end() <= n.offset || p.offset >= n.end() {
-                    rest.push(p);
-                    continue;
-                }
-                if p.offset < n.offset {
-                    rest.push(Extent {
-                        len: u32::try_from(n.offset - p.offset).expect("within an extent"),
-                        ..p
-                    });
-                }
-                if p.end() > n.end() {
-                    let skip = n.end() - p.offset;
-                    rest.push(Extent {
-                        offset: n.end(),
-                        len: u32::try_from(p.end() - n.end()).expect("within an extent"),
-                        chunk: p.chunk,
-                        chunk_offset: p.chunk_offset
-                            + u32::try_from(skip).expect("within an extent"),
-                    });
-                }
+                cut_out(p, n.offset, n.end(), &mut rest);
             }
             pieces = rest;
         }
@@ -905,6 +898,39 @@ fn overlay(old: &[Extent], new: &[Extent]) -> Vec<Extent> {
     }
     out.extend_from_slice(new);
     out.sort_by_key(|e| e.offset);
+    out
+}
+
+/// Pushes onto `out` the parts of `e` outside `[from, to)`: all of it, a head, a tail,
+/// both, or nothing.
+fn cut_out(e: Extent, from: u64, to: u64, out: &mut Vec<Extent>) {
+    if e.end() <= from || e.offset >= to {
+        out.push(e);
+        return;
+    }
+    if e.offset < from {
+        out.push(Extent {
+            len: u32::try_from(from - e.offset).expect("within an extent"),
+            ..e
+        });
+    }
+    if e.end() > to {
+        let skip = u32::try_from(to - e.offset).expect("within an extent");
+        out.push(Extent {
+            offset: to,
+            len: e.len - skip,
+            chunk: e.chunk,
+            chunk_offset: e.chunk_offset + skip,
+        });
+    }
+}
+
+/// The extents of a file with `[from, to)` punched out of them.
+fn punched(old: &[Extent], from: u64, to: u64) -> Vec<Extent> {
+    let mut out = Vec::with_capacity(old.len() + 1);
+    for e in old {
+        cut_out(*e, from, to, &mut out);
+    }
     out
 }
 
@@ -1003,8 +1029,19 @@ fn read_pages_from(
     ino: InodeId,
     first: u64,
 ) -> Result<Vec<Extent>, MetaError> {
+    read_page_range(from, s, ino, first, u64::MAX)
+}
+
+/// The extents of pages `first..=last` of file `ino`, by one range scan.
+fn read_page_range(
+    from: &impl Readable,
+    s: &Spaces,
+    ino: InodeId,
+    first: u64,
+    last: u64,
+) -> Result<Vec<Extent>, MetaError> {
     let mut out = Vec::new();
-    let range = extent_page_key(ino, first)..=extent_page_key(ino, u64::MAX);
+    let range = extent_page_key(ino, first)..=extent_page_key(ino, last);
     for item in from.range(&s.extents, range) {
         let (key, value) = item.into_inner()?;
         out.extend(decode_page(ino, &key, &value)?);
@@ -1419,13 +1456,14 @@ impl Tx<'_, '_> {
             None if kind == FileType::Symlink => mode,
             None => mode & 0o7777 & !ctx.umask,
         };
+        let (mode, gid) = setgid_inherited(&dir.attr, kind, mode, ctx.gid);
         let record = InodeRecord {
             attr: Attr {
                 ino,
                 kind,
                 mode: mode & 0o7777,
                 uid: ctx.uid,
-                gid: ctx.gid,
+                gid,
                 size,
                 nlink: if kind == FileType::Dir { 2 } else { 1 },
                 atime: ctx.now,
@@ -2019,6 +2057,15 @@ impl Tx<'_, '_> {
                 }
                 Ok(Ok(Outcome::Done))
             }
+            Op::Punch { ino, offset, len } => self.punch(ctx, *ino, *offset, *len),
+            Op::Accessed { ino, atime } => {
+                let mut node = errno!(self.inode(*ino)?);
+                if *atime > node.attr.atime {
+                    node.attr.atime = *atime;
+                    self.put(&node)?;
+                }
+                Ok(Ok(Outcome::Attr(node.attr)))
+            }
             Op::EndSession { session } => {
                 if !self
                     .tx
@@ -2170,6 +2217,32 @@ impl Tx<'_, '_> {
         self.change_reserve(ino, |reserve| reserve.saturating_sub(written))?;
         let end = sorted.last().map_or(0, Extent::end);
         node.attr.size = node.attr.size.max(end);
+        node.attr.mtime = ctx.now;
+        node.attr.ctime = ctx.now;
+        self.put(&node)?;
+        Ok(Ok(Outcome::Attr(node.attr)))
+    }
+
+    fn punch(&mut self, ctx: Context, ino: InodeId, offset: u64, len: u64) -> Applied<Outcome> {
+        let mut node = errno!(self.file(ino)?);
+        if len == 0 {
+            return Ok(Err(Errno::Inval));
+        }
+        // Nothing lies past the size: the range ends there at the latest.
+        let end = offset.saturating_add(len).min(node.attr.size);
+        if offset < end {
+            let old = read_page_range(&*self.tx, self.s, ino, page_of(offset), page_of(end - 1))?;
+            self.write_pages(ino, &old, &punched(&old, offset, end));
+            if let Some(data) = self.tx.get(&self.s.inline, inode_key(ino))?
+                && (data.len() as u64) > offset
+            {
+                let mut data = data.to_vec();
+                let from = usize::try_from(offset).expect("below the inline size");
+                let to = usize::try_from(end).unwrap_or(usize::MAX).min(data.len());
+                data[from..to].fill(0);
+                self.tx.insert(&self.s.inline, inode_key(ino), data);
+            }
+        }
         node.attr.mtime = ctx.now;
         node.attr.ctime = ctx.now;
         self.put(&node)?;
@@ -2345,6 +2418,26 @@ impl Tx<'_, '_> {
         }
         Ok(Ok(Outcome::Done))
     }
+}
+
+/// The set-group-ID bit of a mode.
+const SET_GID: u16 = 0o2000;
+
+/// The mode and group of a new inode of `kind` in directory `dir`, asked for with
+/// `mode` by a caller whose group is `gid`. In a set-group-ID directory, as on Linux
+/// local filesystems, the new inode takes the directory's group rather than the
+/// caller's, and a new directory the set-group-ID bit too (the kernel has already
+/// cleared that bit from a file's mode when the caller is not in the group).
+fn setgid_inherited(dir: &Attr, kind: FileType, mode: u16, gid: u32) -> (u16, u32) {
+    if dir.mode & SET_GID == 0 {
+        return (mode, gid);
+    }
+    let mode = if kind == FileType::Dir {
+        mode | SET_GID
+    } else {
+        mode
+    };
+    (mode, dir.gid)
 }
 
 #[cfg(test)]

@@ -472,6 +472,26 @@ pub enum Op {
         /// The most inodes (0: no limit).
         max_files: u64,
     },
+    /// Records a read of `ino` at `atime`: the access time moves to it if later, and
+    /// nothing else changes (not the ctime: a read is not a change to the inode).
+    Accessed {
+        /// The inode.
+        ino: InodeId,
+        /// When it was read.
+        atime: Nanos,
+    },
+    /// Deallocates `[offset, offset + len)` of regular file `ino` (fallocate's punch
+    /// hole): the extents there are cut out and inline bytes there zeroed, so the range
+    /// reads as zeros; the size and the reserve stay, mtime and ctime move. A range
+    /// past the end changes no bytes; a length of 0 is EINVAL.
+    Punch {
+        /// The file.
+        ino: InodeId,
+        /// Where the range starts.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
 }
 
 /// What a volume holds against its quota.

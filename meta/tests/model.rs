@@ -59,30 +59,35 @@ impl Node {
 
 /// Lays `n` over `extents`: every extent it touches keeps only its parts outside `n`.
 fn lay(extents: &mut Vec<Extent>, n: Extent) {
+    punch(extents, n.offset, n.end());
+    extents.push(n);
+    extents.sort_by_key(|e| e.offset);
+}
+
+/// Cuts `[from, to)` out of `extents`.
+fn punch(extents: &mut Vec<Extent>, from: u64, to: u64) {
     let mut out = Vec::with_capacity(extents.len() + 2);
     for e in extents.drain(..) {
-        if e.end() <= n.offset || e.offset >= n.end() {
+        if e.end() <= from || e.offset >= to {
             out.push(e);
             continue;
         }
-        if e.offset < n.offset {
+        if e.offset < from {
             out.push(Extent {
-                len: (n.offset - e.offset) as u32,
+                len: (from - e.offset) as u32,
                 ..e
             });
         }
-        if e.end() > n.end() {
-            let skipped = (n.end() - e.offset) as u32;
+        if e.end() > to {
+            let skipped = (to - e.offset) as u32;
             out.push(Extent {
-                offset: n.end(),
-                len: (e.end() - n.end()) as u32,
+                offset: to,
+                len: (e.end() - to) as u32,
                 chunk: e.chunk,
                 chunk_offset: e.chunk_offset + skipped,
             });
         }
     }
-    out.push(n);
-    out.sort_by_key(|e| e.offset);
     *extents = out;
 }
 
@@ -243,6 +248,7 @@ impl Model {
             }
             _ => None,
         };
+        let (dir_mode, dir_gid) = (dir.attr.mode, dir.attr.gid);
         let ino = self.next;
         self.next += 1;
         let mut acls = BTreeMap::new();
@@ -260,12 +266,19 @@ impl Model {
             None if kind == FileType::Symlink => mode,
             None => mode & 0o7777 & !ctx.umask,
         };
+        // A set-group-ID directory hands down its group, and to a directory its bit.
+        let (mode, gid) = if dir_mode & 0o2000 != 0 {
+            let bit = if kind == FileType::Dir { 0o2000 } else { 0 };
+            (mode | bit, dir_gid)
+        } else {
+            (mode, ctx.gid)
+        };
         let attr = Attr {
             ino: InodeId(ino),
             kind,
             mode: mode & 0o7777,
             uid: ctx.uid,
-            gid: ctx.gid,
+            gid,
             size: target.len() as u64,
             nlink: if kind == FileType::Dir { 2 } else { 1 },
             atime: ctx.now,
@@ -712,6 +725,28 @@ impl Model {
                 }
                 Ok(Outcome::Done)
             }
+            Op::Punch { ino, offset, len } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+                if *len == 0 {
+                    return Err(Errno::Inval);
+                }
+                let end = offset.saturating_add(*len).min(node.attr.size);
+                if *offset < end {
+                    punch(&mut node.extents, *offset, end);
+                    let to = (end as usize).min(node.inline.len());
+                    if (*offset as usize) < to {
+                        node.inline[*offset as usize..to].fill(0);
+                    }
+                }
+                node.attr.mtime = ctx.now;
+                node.attr.ctime = ctx.now;
+                Ok(Outcome::Attr(node.attr))
+            }
+            Op::Accessed { ino, atime } => {
+                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?;
+                node.attr.atime = node.attr.atime.max(*atime);
+                Ok(Outcome::Attr(node.attr))
+            }
             Op::EndSession { session } => {
                 if !self.sessions.contains_key(session) {
                     return Err(Errno::NoEnt);
@@ -981,6 +1016,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..3, 0i64..10, any::<bool>()).prop_map(|(session, ttl, start)| Op::RenewSession { session, ttl: Nanos(ttl), start }),
         1 => Just(Op::ResumeSessions),
         1 => (0u64..3).prop_map(|session| Op::EndSession { session }),
+        1 => (ino(), 0i64..10).prop_map(|(ino, atime)| Op::Accessed { ino, atime: Nanos(atime) }),
+        2 => (ino(), size(), prop::sample::select(vec![0u64, 1, 700, 5000, u64::MAX]))
+            .prop_map(|(ino, offset, len)| Op::Punch { ino, offset, len }),
         1 => Just(Op::ExpireSessions),
         1 => (0u8..3, 0u64..9, prop::collection::vec(0u8..3, 0..3))
             .prop_map(|(id, len, chunks)| Op::PutObject { id: [id; 32], len, chunks: chunks.into_iter().map(|c| [c; 32]).collect() }),

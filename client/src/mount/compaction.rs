@@ -66,7 +66,7 @@ impl Volume {
             Err(e) => return Err(e),
         }
         if let Some(state) = self.state(ino) {
-            state.lock().await.content = None;
+            state.lock().await.changed();
         }
         Ok(true)
     }

@@ -38,14 +38,35 @@ pub const BLOCK_SIZE: u32 = 1 << 20;
 const STATFS_BLOCK: u32 = 4096;
 /// Longest name.
 const NAME_MAX: u32 = 255;
-/// Directory listings held for open directory handles.
+/// Directory listings held for open directory handles, and directories whose
+/// attributes are kept while open.
 pub const OPEN_DIRS: usize = 4096;
+
+/// fallocate(2)'s mode bits (linux/falloc.h) the mount takes: mode 0 (grow and
+/// reserve), punch hole (with keep size, as the kernel requires) and zero range (with
+/// or without keep size).
+const FALLOC_KEEP_SIZE: i32 = 0x01;
+/// See [`FALLOC_KEEP_SIZE`].
+const FALLOC_PUNCH_HOLE: i32 = 0x02;
+/// See [`FALLOC_KEEP_SIZE`].
+const FALLOC_ZERO_RANGE: i32 = 0x10;
+
+/// A directory this mount has open: its opens, and its attributes as last seen. An
+/// open directory removed (rmdir, or replaced by a rename) is gone from the namespace,
+/// but fstat(2) on it must still work and show no links, as on a local filesystem.
+struct OpenDir {
+    handles: u32,
+    attr: AttrMessage,
+}
 
 /// fuser's handlers over a [`Volume`].
 pub struct HiveFs {
     volume: Arc<Volume>,
     runtime: Handle,
     dirs: Mutex<HashMap<u64, Arc<Vec<EntryMessage>>>>,
+    /// By the namespace's inode; at most [`OPEN_DIRS`] (past it a removed open
+    /// directory's fstat is ENOENT).
+    open_dirs: Mutex<HashMap<u64, OpenDir>>,
     next_handle: AtomicU64,
 }
 
@@ -56,6 +77,7 @@ impl HiveFs {
             volume,
             runtime,
             dirs: Mutex::new(HashMap::new()),
+            open_dirs: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
         }
     }
@@ -132,6 +154,31 @@ impl HiveFs {
     fn handle(&self) -> FileHandle {
         FileHandle(self.next_handle.fetch_add(1, Ordering::Relaxed))
     }
+
+    fn open_dirs(&self) -> std::sync::MutexGuard<'_, HashMap<u64, OpenDir>> {
+        self.open_dirs
+            .lock()
+            .expect("invariant: the open directory table lock is never poisoned")
+    }
+
+    /// The attributes of `ino` (the namespace's inode) as [`Volume::getattr`] has them;
+    /// for a directory this mount has open that the namespace no longer has, the
+    /// attributes last seen with no links.
+    fn current_attr(&self, req: &Request, ino: u64) -> Result<AttrMessage, Errno> {
+        let result = self.run(self.volume.getattr(caller(req), ino));
+        let mut open = self.open_dirs();
+        match (result, open.get_mut(&ino)) {
+            (Ok(attr), Some(dir)) => {
+                dir.attr = attr;
+                Ok(attr)
+            }
+            (Err(e), Some(dir)) if e == Errno::ENOENT => Ok(AttrMessage {
+                nlink: 0,
+                ..dir.attr
+            }),
+            (result, _) => result,
+        }
+    }
 }
 
 fn caller(req: &Request) -> Caller {
@@ -206,6 +253,18 @@ impl Filesystem for HiveFs {
         // With ACLs the umask is the namespace's to apply (FUSE_DONT_MASK): a default
         // ACL replaces it, which the kernel cannot know.
         let acls = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+        // File handles (name_to_handle_at, open_by_handle_at, an NFS re-export): a
+        // handle names the inode, which the namespace never reuses, and the kernel
+        // finds an inode it no longer caches by looking up "." in it (and a
+        // directory's parent by ".."), which the namespace answers.
+        if config
+            .add_capabilities(InitFlags::FUSE_EXPORT_SUPPORT)
+            .is_err()
+        {
+            eprintln!(
+                "hive mount: this kernel offers no FUSE file handles; open_by_handle_at fails"
+            );
+        }
         if config.add_capabilities(acls).is_err() {
             eprintln!(
                 "hive mount: this kernel offers no POSIX ACLs on FUSE; ACLs are not enforced"
@@ -221,7 +280,7 @@ impl Filesystem for HiveFs {
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.run(self.volume.getattr(caller(req), self.real(ino.0))) {
+        match self.current_attr(req, self.real(ino.0)) {
             Ok(a) => reply.attr(&Self::attr_ttl(&a), &self.attr(&a)),
             Err(e) => reply.error(e),
         }
@@ -478,7 +537,23 @@ impl Filesystem for HiveFs {
         Self::empty(reply, result);
     }
 
-    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    /// Keeps the directory's attributes while it is open (one GetAttr per opendir).
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let ino = self.real(ino.0);
+        let attr = match self.current_attr(req, ino) {
+            Ok(attr) => attr,
+            Err(e) => {
+                reply.error(e);
+                return;
+            }
+        };
+        let mut open = self.open_dirs();
+        if let Some(dir) = open.get_mut(&ino) {
+            dir.handles += 1;
+        } else if open.len() < OPEN_DIRS {
+            open.insert(ino, OpenDir { handles: 1, attr });
+        }
+        drop(open);
         reply.opened(self.handle(), FopenFlags::empty());
     }
 
@@ -539,7 +614,7 @@ impl Filesystem for HiveFs {
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
@@ -548,6 +623,14 @@ impl Filesystem for HiveFs {
             .lock()
             .expect("invariant: the directory table lock is never poisoned")
             .remove(&fh.0);
+        let ino = self.real(ino.0);
+        let mut open = self.open_dirs();
+        if let Some(dir) = open.get_mut(&ino) {
+            dir.handles -= 1;
+            if dir.handles == 0 {
+                open.remove(&ino);
+            }
+        }
         reply.ok();
     }
 
@@ -645,16 +728,29 @@ impl Filesystem for HiveFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        if mode != 0 {
-            // Punching holes, zeroing and keeping the size are not offered.
-            reply.error(Errno::from_i32(errno::EOPNOTSUPP));
-            return;
-        }
         let Some(end) = offset.checked_add(length) else {
             reply.error(Errno::from_i32(errno::EFBIG));
             return;
         };
-        let result = self.run(self.volume.allocate(caller(req), self.real(ino.0), end));
+        let (ino, who) = (self.real(ino.0), caller(req));
+        let volume = &self.volume;
+        let result = match mode {
+            0 => self.run(volume.allocate(who, ino, end)),
+            m if m == FALLOC_PUNCH_HOLE | FALLOC_KEEP_SIZE => {
+                self.run(volume.punch(who, ino, offset, length))
+            }
+            // Zeroed: punched, then grown (and the growth reserved) unless it keeps
+            // the size. The zeroed range inside the file is not reserved.
+            FALLOC_ZERO_RANGE => self.run(async {
+                volume.punch(who, ino, offset, length).await?;
+                volume.allocate(who, ino, end).await
+            }),
+            m if m == FALLOC_ZERO_RANGE | FALLOC_KEEP_SIZE => {
+                self.run(volume.punch(who, ino, offset, length))
+            }
+            // Keeping the size alone (room reserved past the end) and the rest.
+            _ => Err(Errno::from_i32(errno::EOPNOTSUPP)),
+        };
         Self::empty(reply, result);
     }
 

@@ -125,6 +125,12 @@ pub fn mount_options(options: &[String]) -> Result<Vec<MountOption>> {
     Ok(flags.into_iter().map(|(_, f)| f).collect())
 }
 
+/// Whether a mount with kernel flags `flags` records access times on reads (relatime,
+/// the Linux default): not when mounted noatime or read-only.
+pub fn access_times(flags: &[MountOption]) -> bool {
+    !flags.contains(&MountOption::NoAtime) && !flags.contains(&MountOption::RO)
+}
+
 impl MountArgs {
     /// What /proc/mounts and findmnt show as the mount's source: `CLUSTER:VOLUME`.
     pub fn source(&self) -> String {
@@ -327,14 +333,17 @@ fn serve(args: &MountArgs) -> Result<()> {
         chunks: chunks.clone(),
         control: control.clone(),
     };
-    let volume = Arc::new(Volume::new(
-        args.volume.clone(),
-        volume.root,
-        services,
-        chunker,
-        session,
-        args.lease,
-    ));
+    let volume = Arc::new(
+        Volume::new(
+            args.volume.clone(),
+            volume.root,
+            services,
+            chunker,
+            session,
+            args.lease,
+        )
+        .with_access_times(access_times(&mount_options(&args.options)?)),
+    );
     // Shards that fail after their chunk's ACK are reported as they happen, not only
     // at unmount.
     let (reported, authority) = (chunks.clone(), control.clone());
@@ -522,5 +531,25 @@ pub fn umount(mountpoint: &Path) -> Result<()> {
             )
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn times(options: &[&str]) -> bool {
+        let options: Vec<String> = options.iter().map(|o| o.to_string()).collect();
+        access_times(&mount_options(&options).expect("valid options"))
+    }
+
+    #[test]
+    fn access_times_follow_the_mount_options() {
+        assert!(times(&[]), "relatime by default");
+        assert!(times(&["relatime"]));
+        assert!(!times(&["noatime"]));
+        assert!(times(&["noatime", "atime"]), "the later wins");
+        assert!(!times(&["ro"]), "a read-only mount records nothing");
+        assert!(times(&["ro", "rw"]));
     }
 }

@@ -5,33 +5,100 @@
 use bytes::Bytes;
 use hive_wire::ChunkId;
 
-use super::volume::{Content, FsError, Result, Volume};
+use hive_wire::net::meta::{META_DEADLINE, MetaCall, MetaOp};
+
+use super::volume::{Content, FileState, FsError, Result, SYSTEM, Volume, now_nanos};
+
+/// Access-time records a mount sends at once.
+pub const ACCESS_RECORDS: usize = 16;
+/// How old an access time relatime refreshes on a read even with no change since.
+const RELATIME_AGE: i64 = 24 * 3600 * 1_000_000_000;
+/// [`SYSTEM`] as the metadata client names a caller.
+const SYSTEM_WHO: (u32, u32, u16) = (SYSTEM.uid, SYSTEM.gid, SYSTEM.umask);
 
 impl Volume {
     /// Reads up to `size` bytes of `ino` at `offset`: committed content with this
     /// mount's uncommitted writes over it. Starts fetching the next chunk (read-ahead).
+    ///
+    /// The chunks are fetched without the file's lock, so reads and writes of the file
+    /// go on meanwhile. A commit in that time moves buffered bytes into the stored
+    /// content: laying the (now emptied) buffer over the older content would return
+    /// bytes older than a write that had completed. So the file's version is checked
+    /// again under the lock, and the range read again, under it, if it moved.
     pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let state = self.state_or_new(ino);
-        let (content, end) = {
+        let end = |content: &Content, file: &FileState| content.attr.size.max(file.dirty.end());
+        let (mut content, ends, version) = {
             let mut file = state.lock().await;
             let content = self.content(ino, &mut file).await?;
-            let end = content.attr.size.max(file.dirty.end());
-            (content, end)
+            let ends = end(&content, &file);
+            (content, ends, file.version)
         };
-        if offset >= end {
-            return Ok(Vec::new());
+        let (mut out, next) = self.range(ino, &content, offset, size, ends).await?;
+        let mut file = state.lock().await;
+        if file.version != version {
+            content = self.content(ino, &mut file).await?;
+            let ends = end(&content, &file);
+            (out, _) = self.range(ino, &content, offset, size, ends).await?;
         }
-        let len = u64::from(size).min(end - offset);
-        let (mut out, next) = self.assemble(ino, &content, offset, len).await?;
-        if let Some(next) = next {
-            self.read_ahead(next);
-        }
-        let file = state.lock().await;
         file.dirty.overlay(offset, &mut out);
+        self.note_access(ino, &mut file, &content);
         if file.handles == 0 {
             self.forget_if_idle(ino, &file);
         }
+        drop(file);
+        if let Some(next) = next {
+            self.read_ahead(next);
+        }
         Ok(out)
+    }
+
+    /// Records a read of `ino` if relatime asks for one: the access time is not later
+    /// than the last change (this mount's unsaved writes included), or is a day old.
+    /// The record is sent in the background, at most [`ACCESS_RECORDS`] at once (past
+    /// that a read records nothing and the next read asks again): a read never waits
+    /// for a metadata change.
+    fn note_access(&self, ino: u64, file: &mut FileState, content: &Content) {
+        let now = now_nanos();
+        let attr = &content.attr;
+        let changed = attr.mtime.max(attr.ctime).max(file.written_at.unwrap_or(0));
+        let due = attr.atime <= changed || now.saturating_sub(attr.atime) >= RELATIME_AGE;
+        if !self.access_times || !due {
+            return;
+        }
+        let Ok(permit) = self.accesses.clone().try_acquire_owned() else {
+            return;
+        };
+        if let Some(held) = file.content.as_mut() {
+            held.attr.atime = now;
+        }
+        let (meta, volume) = (self.meta.clone(), self.name.clone());
+        tokio::spawn(async move {
+            let op = MetaOp::Accessed { ino, atime: now };
+            // An access time is advisory: a record that fails is not retried, and the
+            // next read after a change sends another.
+            let _ = meta
+                .call_within(&volume, SYSTEM_WHO, MetaCall::Apply(op), META_DEADLINE)
+                .await;
+            drop(permit);
+        });
+    }
+
+    /// Up to `size` bytes of `content` at `offset` in a file that ends at `end`, and
+    /// the chunk that follows the last one used.
+    async fn range(
+        &self,
+        ino: u64,
+        content: &Content,
+        offset: u64,
+        size: u32,
+        end: u64,
+    ) -> Result<(Vec<u8>, Option<ChunkId>)> {
+        if offset >= end {
+            return Ok((Vec::new(), None));
+        }
+        let len = u64::from(size).min(end - offset);
+        self.assemble(ino, content, offset, len).await
     }
 
     /// `len` bytes of `content` from `offset` (holes and bytes past the extents read as

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use super::cache::ChunkCache;
 use super::compaction::COMPACTIONS;
 use super::dirty::Dirty;
+use super::reads::ACCESS_RECORDS;
 use super::unsaved::Names;
 use crate::chunk_io::ChunkStore;
 
@@ -104,8 +105,21 @@ pub(super) struct FileState {
     /// When this mount last wrote to the file (ns since the epoch), while the write is
     /// not yet committed: stat shows it, as POSIX wants mtime to change with write(2).
     pub(super) written_at: Option<i64>,
-    /// Dropped whenever the file changes, fetched again on the next read or open.
+    /// Dropped whenever the file changes ([`FileState::changed`]), fetched again on
+    /// the next read or open.
     pub(super) content: Option<Content>,
+    /// Counts the changes to the stored content this mount made or saw: a read that
+    /// assembled bytes without the lock uses them only if this did not move meanwhile.
+    pub(super) version: u64,
+}
+
+impl FileState {
+    /// The stored content changed (a commit, a truncation, an allocation, an open that
+    /// may see another mount's writes): fetch it again before the next use.
+    pub(super) fn changed(&mut self) {
+        self.content = None;
+        self.version = self.version.wrapping_add(1);
+    }
 }
 
 /// The cluster's services a mount uses.
@@ -120,9 +134,9 @@ pub struct Services {
 
 /// A mounted volume.
 pub struct Volume {
-    name: String,
+    pub(super) name: String,
     root: u64,
-    meta: Arc<MetaClient>,
+    pub(super) meta: Arc<MetaClient>,
     pub(super) chunks: Arc<ChunkStore>,
     control: Arc<ControlClient>,
     pub(super) chunker: Chunker,
@@ -142,6 +156,11 @@ pub struct Volume {
     /// last learned them: writes to such a file may use the room nodes keep for
     /// reservations (see [`Volume::reserved`]).
     reserves: Mutex<HashMap<u64, u64>>,
+    /// Whether reads record access times (relatime; off for noatime and read-only
+    /// mounts).
+    pub(super) access_times: bool,
+    /// Access-time records allowed in flight (see `reads`).
+    pub(super) accesses: Arc<Semaphore>,
 }
 
 impl Volume {
@@ -178,7 +197,15 @@ impl Volume {
             compactions: Arc::new(Semaphore::new(COMPACTIONS)),
             names: Names::default(),
             reserves: Mutex::new(HashMap::new()),
+            access_times: true,
+            accesses: Arc::new(Semaphore::new(ACCESS_RECORDS)),
         }
+    }
+
+    /// The volume with reads recording access times (`true`, relatime) or not.
+    pub fn with_access_times(mut self, on: bool) -> Self {
+        self.access_times = on;
+        self
     }
 
     /// Whether file `ino` has bytes reserved (as this mount knows).
@@ -277,7 +304,7 @@ impl Volume {
         attr
     }
 
-    /// The entry `name` in `parent`.
+    /// The entry `name` in `parent` (`.` and `..`: the directory and its parent).
     pub async fn lookup(&self, caller: Caller, parent: u64, name: &[u8]) -> Result<AttrMessage> {
         let attr = self
             .attr_call(
@@ -288,7 +315,9 @@ impl Volume {
                 },
             )
             .await?;
-        self.names.saw(attr.ino, parent, name);
+        if name != b"." && name != b".." {
+            self.names.saw(attr.ino, parent, name);
+        }
         Ok(self.with_local(attr).await)
     }
 
@@ -328,7 +357,7 @@ impl Volume {
         let mut file = state.lock().await;
         file.dirty.truncate(size);
         self.commit(ino, &mut file, true).await?;
-        file.content = None;
+        file.changed();
         let attr = self.attr_call(caller, MetaCall::Apply(op)).await;
         if attr.is_ok() {
             // The namespace keeps no more reserved than the file's new length.
@@ -421,9 +450,22 @@ impl Volume {
         let room = free / 100 * ALLOCATABLE_PERCENT;
         let op = MetaOp::Allocate { ino, end, room };
         self.attr_call(caller, MetaCall::Apply(op)).await?;
-        file.content = None;
+        file.changed();
         self.note_reserve(ino, |left| left.saturating_add(end - attr.size));
         Ok(())
+    }
+
+    /// Deallocates `[offset, offset + len)` of `ino` (fallocate's punch hole): it
+    /// reads as zeros after, and the size stays. What is buffered is committed first,
+    /// so no earlier write lands in the hole later.
+    pub async fn punch(&self, caller: Caller, ino: u64, offset: u64, len: u64) -> Result<()> {
+        let state = self.state_or_new(ino);
+        let mut file = state.lock().await;
+        self.commit(ino, &mut file, true).await?;
+        let op = MetaOp::Punch { ino, offset, len };
+        let result = self.attr_call(caller, MetaCall::Apply(op)).await;
+        file.changed();
+        result.map(|_| ())
     }
 
     /// Creates a symbolic link.
@@ -605,7 +647,7 @@ impl Volume {
         let state = self.state_or_new(ino);
         let mut file = state.lock().await;
         file.handles += 1;
-        file.content = None;
+        file.changed();
         Ok(())
     }
 

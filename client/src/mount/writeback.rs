@@ -72,7 +72,7 @@ impl Volume {
             // Nothing is lost: the bytes stay buffered for the next attempt.
             file.dirty.restore(ranges);
         }
-        file.content = None;
+        file.changed();
         if result.is_ok() && file.dirty.is_empty() {
             file.written_at = None;
         }

@@ -1,10 +1,25 @@
 //! A volume mounted with `hive mount` for a test, unmounted when dropped.
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{Cluster, RECOVER_WITHIN, hive, ok};
+
+/// Fails, saying what is missing, unless this process may mount: /dev/fuse, and root.
+pub fn require_fuse() {
+    assert!(
+        Path::new("/dev/fuse").exists(),
+        "these tests mount through FUSE and /dev/fuse is missing: load the fuse module"
+    );
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid());
+    assert_eq!(
+        uid.ok(),
+        Some(0),
+        "these tests mount volumes and must run as root"
+    );
+}
 
 /// A mounted volume, unmounted when dropped.
 pub struct Mounted {

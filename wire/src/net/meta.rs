@@ -515,6 +515,25 @@ pub enum MetaOp {
         /// The most inodes.
         max_files: u64,
     },
+    /// Records a read of a file (relatime: a mount sends it on the first read after a
+    /// change, or a day after the last record): the access time alone moves, forward
+    /// only; the ctime stays.
+    Accessed {
+        /// The file.
+        ino: u64,
+        /// When it was read (ns since the Unix epoch).
+        atime: i64,
+    },
+    /// Deallocates a byte range of a regular file (fallocate's punch hole): it reads
+    /// as zeros after, and the size does not change.
+    Punch {
+        /// The file.
+        ino: u64,
+        /// Where the range starts.
+        offset: u64,
+        /// Its length (at least 1).
+        len: u64,
+    },
 }
 
 /// What a volume holds against its quota.
