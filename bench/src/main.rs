@@ -102,6 +102,30 @@ enum Suite {
         #[arg(long, default_value_os_t = suites::store::default_dir())]
         dir: std::path::PathBuf,
     },
+    /// A mounted volume against a local directory, the same workloads on both (6 nodes,
+    /// 4+2, started here and mounted unless --dir names a mount): sequential 1 MiB
+    /// writes and reads of a 1 GiB file, 4 KiB random O_DIRECT writes and reads from 4
+    /// threads over 256 MiB, the p99 of a 4 KiB write + fsync, file creates, stats and
+    /// unlinks from 4 threads, and 4-byte O_APPEND writes. --rounds and --round-ms do
+    /// not apply. Needs root, /dev/fuse, and the hive and hive-node binaries next to
+    /// this one (unless --dir is given).
+    Fs {
+        /// A mounted HiveFS volume to measure instead of starting a cluster; the
+        /// suite's files go in a directory it makes there and removes after.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// A directory on the local file system for the baseline (about 1.3 GiB
+        /// written, removed after).
+        #[arg(long, default_value_os_t = suites::store::default_dir())]
+        baseline_dir: std::path::PathBuf,
+        /// Where to start the cluster when --dir is not given (sparse stores).
+        #[arg(long, default_value_os_t = suites::store::default_dir())]
+        cluster_dir: std::path::PathBuf,
+        /// A short run (a 32 MiB file, a few hundred operations each): checks that the
+        /// suite works, not the numbers.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Getting space back (6 nodes, 4+2, started here, 5 s grace): the rate a garbage
     /// collection round and reclaim free 1 GiB of unreferenced chunks (vs a local
     /// sequential write of as many bytes with fdatasync), and the p99 of 1 MiB chunk
@@ -131,6 +155,20 @@ fn main() -> ExitCode {
         Suite::Repair { dir } => suites::repair::run(&mut report, &dir),
         Suite::Gc { dir } => suites::gc::run(&mut report, &dir),
         Suite::Meta { dir } => suites::meta::run(&mut report, &dir),
+        Suite::Fs {
+            dir,
+            baseline_dir,
+            cluster_dir,
+            quick,
+        } => suites::fs::run(
+            &mut report,
+            &suites::fs::Options {
+                mount: dir,
+                baseline_dir,
+                cluster_dir,
+                quick,
+            },
+        ),
     };
     report.finish();
     let _ = std::io::stdout().flush();

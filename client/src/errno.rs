@@ -23,6 +23,8 @@ pub const ENOSPC: i32 = 28;
 pub const ENAMETOOLONG: i32 = 36;
 /// A directory (or volume) that is not empty.
 pub const ENOTEMPTY: i32 = 39;
+/// No such extended attribute.
+pub const ENODATA: i32 = 61;
 /// Operation not supported.
 pub const EOPNOTSUPP: i32 = 95;
 /// The volume's quota of bytes or files is reached.

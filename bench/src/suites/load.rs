@@ -165,3 +165,21 @@ pub async fn store_use_now(admin: &Admin) -> Result<(u64, u64)> {
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Runs `work` on each of `items` at once, a thread each; the first error, if any
+/// (a panic in one is an error too).
+pub fn on_threads<T: Sync>(items: &[T], work: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = items
+            .iter()
+            .map(|item| {
+                let work = &work;
+                scope.spawn(move || work(item))
+            })
+            .collect();
+        running.into_iter().try_for_each(|r| {
+            r.join()
+                .map_err(|_| anyhow::anyhow!("a worker thread panicked"))?
+        })
+    })
+}

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::report::{Better, Line, Report};
-use crate::suites::cluster::local::{self, LocalCluster, hive_binary, run_hive};
+use crate::suites::cluster::local::{self, LocalCluster, Mount};
+use crate::suites::load;
 
 const SUITE: &str = "meta";
 /// Nodes: the 3 replicas and one more.
@@ -78,39 +79,6 @@ pub fn run(report: &mut Report, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A volume mounted for the suite, unmounted when dropped.
-struct Mount {
-    dir: std::path::PathBuf,
-}
-
-impl Mount {
-    fn new(cluster: &Path, at: &Path) -> Result<Self> {
-        std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
-        run_hive(
-            &hive_binary()?,
-            &[
-                "mount".as_ref(),
-                "--cluster".as_ref(),
-                cluster.as_os_str(),
-                at.as_os_str(),
-            ],
-        )?;
-        Ok(Self {
-            dir: at.to_path_buf(),
-        })
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let unmounted = hive_binary()
-            .and_then(|hive| run_hive(&hive, &["umount".as_ref(), self.dir.as_os_str()]));
-        if let Err(err) = unmounted {
-            eprintln!("hive-bench: unmounting {}: {err:#}", self.dir.display());
-        }
-    }
-}
-
 /// Creates per second, one creator after another and [`CREATORS`] at once.
 struct Rates {
     serial: f64,
@@ -147,24 +115,12 @@ fn timed_creates(tree: &Path, threads: usize) -> Result<f64> {
     }
     let each = CREATES / threads;
     let started = Instant::now();
-    std::thread::scope(|scope| {
-        let creators: Vec<_> = dirs
-            .iter()
-            .map(|dir| {
-                scope.spawn(move || -> Result<()> {
-                    for n in 0..each {
-                        std::fs::File::create(dir.join(format!("f{n}"))).with_context(|| {
-                            format!("create {n} in {} through the mount", dir.display())
-                        })?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        creators.into_iter().try_for_each(|c| {
-            c.join()
-                .map_err(|_| anyhow::anyhow!("a creator panicked"))?
-        })
+    load::on_threads(&dirs, |dir| {
+        for n in 0..each {
+            std::fs::File::create(dir.join(format!("f{n}")))
+                .with_context(|| format!("create {n} in {} through the mount", dir.display()))?;
+        }
+        Ok(())
     })?;
     Ok((each * threads) as f64 / started.elapsed().as_secs_f64())
 }

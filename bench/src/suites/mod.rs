@@ -1,5 +1,6 @@
 pub mod cluster;
 pub mod codec;
+pub mod fs;
 pub mod gc;
 pub mod load;
 pub mod meta;

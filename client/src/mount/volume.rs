@@ -161,6 +161,53 @@ pub struct Volume {
     pub(super) access_times: bool,
     /// Access-time records allowed in flight (see `reads`).
     pub(super) accesses: Arc<Semaphore>,
+    /// Inodes known to have no `security.capability` (see [`Volume::getxattr`]).
+    caps_absent: CapsAbsent,
+}
+
+/// The extended attribute the kernel asks for before every write.
+const CAPABILITY: &[u8] = b"security.capability";
+/// How long the mount trusts that an inode has no `security.capability`: as long as
+/// the kernel trusts a name (a capability set through another mount is seen within
+/// it, as a rename there would be).
+pub const CAPS_ABSENT_FOR: Duration = Duration::from_secs(1);
+/// Inodes whose missing `security.capability` the mount keeps at most.
+pub const CAPS_ABSENT_KEPT: usize = 4096;
+
+/// Inodes seen without a `security.capability`, each until when it is trusted.
+#[derive(Default)]
+struct CapsAbsent(Mutex<HashMap<u64, std::time::Instant>>);
+
+impl CapsAbsent {
+    fn holds(&self, ino: u64) -> bool {
+        self.holds_at(ino, std::time::Instant::now())
+    }
+
+    fn holds_at(&self, ino: u64, now: std::time::Instant) -> bool {
+        self.lock().get(&ino).is_some_and(|until| *until > now)
+    }
+
+    fn note(&self, ino: u64) {
+        self.note_at(ino, std::time::Instant::now());
+    }
+
+    fn note_at(&self, ino: u64, now: std::time::Instant) {
+        let mut kept = self.lock();
+        if kept.len() >= CAPS_ABSENT_KEPT {
+            kept.retain(|_, until| *until > now);
+        }
+        if kept.len() < CAPS_ABSENT_KEPT {
+            kept.insert(ino, now + CAPS_ABSENT_FOR);
+        }
+    }
+
+    fn forget(&self, ino: u64) {
+        self.lock().remove(&ino);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, std::time::Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Volume {
@@ -199,6 +246,7 @@ impl Volume {
             reserves: Mutex::new(HashMap::new()),
             access_times: true,
             accesses: Arc::new(Semaphore::new(ACCESS_RECORDS)),
+            caps_absent: CapsAbsent::default(),
         }
     }
 
@@ -559,15 +607,27 @@ impl Volume {
         }
     }
 
-    /// An extended attribute.
+    /// An extended attribute. That an inode has no `security.capability` is kept for
+    /// [`CAPS_ABSENT_FOR`]: the kernel asks for it before every write(2) to know
+    /// whether the write must drop capabilities, and one metadata call per write made
+    /// small writes run at the metadata service's pace (about 3,000 a second).
     pub async fn getxattr(&self, caller: Caller, ino: u64, name: &[u8]) -> Result<Vec<u8>> {
+        let capability = name == CAPABILITY;
+        if capability && self.caps_absent.holds(ino) {
+            return Err(FsError::Errno(crate::errno::ENODATA));
+        }
         let call = MetaCall::GetXattr {
             ino,
             name: name.to_vec(),
         };
-        match self.call(caller, call).await? {
-            MetaReply::Bytes(value) => Ok(value),
-            other => Err(unexpected(&other)),
+        match self.call(caller, call).await {
+            Ok(MetaReply::Bytes(value)) => Ok(value),
+            Ok(other) => Err(unexpected(&other)),
+            Err(FsError::Errno(crate::errno::ENODATA)) if capability => {
+                self.caps_absent.note(ino);
+                Err(FsError::Errno(crate::errno::ENODATA))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -588,6 +648,9 @@ impl Volume {
         value: &[u8],
         mode: u8,
     ) -> Result<()> {
+        if name == CAPABILITY {
+            self.caps_absent.forget(ino);
+        }
         let op = MetaOp::SetXattr {
             ino,
             name: name.to_vec(),
@@ -599,6 +662,9 @@ impl Volume {
 
     /// Removes an extended attribute.
     pub async fn removexattr(&self, caller: Caller, ino: u64, name: &[u8]) -> Result<()> {
+        if name == CAPABILITY {
+            self.caps_absent.forget(ino);
+        }
         let op = MetaOp::RemoveXattr {
             ino,
             name: name.to_vec(),
@@ -830,5 +896,26 @@ mod tests {
         };
         let fs = StatFs::of(&over, 4 * gib, gib);
         assert_eq!((fs.free, fs.free_files), (0, 0));
+    }
+
+    #[test]
+    fn a_missing_capability_is_trusted_for_a_while_within_a_bound() {
+        let caps = CapsAbsent::default();
+        let now = std::time::Instant::now();
+        caps.note_at(7, now);
+        assert!(caps.holds_at(7, now));
+        assert!(!caps.holds_at(8, now), "never seen");
+        assert!(!caps.holds_at(7, now + CAPS_ABSENT_FOR), "expired");
+        caps.forget(7);
+        assert!(!caps.holds_at(7, now), "a set or remove forgets");
+        for ino in 0..CAPS_ABSENT_KEPT as u64 {
+            caps.note_at(ino, now);
+        }
+        caps.note_at(u64::MAX, now);
+        assert!(!caps.holds_at(u64::MAX, now), "past the bound: not kept");
+        // Once the others expire, room is made.
+        caps.note_at(u64::MAX, now + CAPS_ABSENT_FOR);
+        assert!(caps.holds_at(u64::MAX, now + CAPS_ABSENT_FOR));
+        assert_eq!(caps.lock().len(), 1);
     }
 }

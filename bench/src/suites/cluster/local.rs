@@ -1,5 +1,5 @@
 //! The processes under test: a local cluster started and stopped with the `hive` tool,
-//! a node paused with SIGSTOP, and the CPU time processes use (from `/proc`).
+//! a volume mounted with it, a node paused with SIGSTOP, and the CPU time processes use (from `/proc`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -70,6 +70,11 @@ pub fn run_hive(hive: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
 }
 
 impl LocalCluster {
+    /// The cluster's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Starts a 6-node 4+2 cluster in `dir`, which must not exist yet; returns once
     /// every node is up in the authority's map (`hive cluster up` waits for that).
     pub fn up(dir: &Path) -> Result<Self> {
@@ -116,6 +121,41 @@ impl LocalCluster {
         // On failure `cluster` is dropped: whatever `up` left running is stopped.
         run_hive(&cluster.hive, &args)?;
         Ok(cluster)
+    }
+}
+
+/// A volume mounted for the suite, unmounted when dropped.
+pub struct Mount {
+    /// The mount point.
+    pub dir: PathBuf,
+}
+
+impl Mount {
+    /// Mounts the default volume of the cluster in `cluster` on `at` (made if missing).
+    pub fn new(cluster: &Path, at: &Path) -> Result<Self> {
+        std::fs::create_dir_all(at).with_context(|| format!("creating {}", at.display()))?;
+        run_hive(
+            &hive_binary()?,
+            &[
+                "mount".as_ref(),
+                "--cluster".as_ref(),
+                cluster.as_os_str(),
+                at.as_os_str(),
+            ],
+        )?;
+        Ok(Self {
+            dir: at.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let unmounted = hive_binary()
+            .and_then(|hive| run_hive(&hive, &["umount".as_ref(), self.dir.as_os_str()]));
+        if let Err(err) = unmounted {
+            eprintln!("hive-bench: unmounting {}: {err:#}", self.dir.display());
+        }
     }
 }
 
