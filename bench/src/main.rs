@@ -105,8 +105,8 @@ enum Suite {
     /// A mounted volume against a local directory, the same workloads on both (6 nodes,
     /// 4+2, started here and mounted unless --dir names a mount): sequential 1 MiB
     /// writes and reads of a 1 GiB file, 4 KiB random O_DIRECT writes and reads from 4
-    /// threads over 256 MiB, the p99 of a 4 KiB write + fsync, file creates, stats and
-    /// unlinks from 4 threads, and 4-byte O_APPEND writes. --rounds and --round-ms do
+    /// threads over 256 MiB, the p99 of a 4 KiB write + fsync, file creates, stats,
+    /// renames, listings and unlinks from 4 threads, and 4-byte O_APPEND writes. --rounds and --round-ms do
     /// not apply. Needs root, /dev/fuse, and the hive and hive-node binaries next to
     /// this one (unless --dir is given).
     Fs {

@@ -8,7 +8,7 @@
 use std::process::Command;
 
 /// The figures `hive-bench fs` reports.
-const NAMES: [&str; 9] = [
+const NAMES: [&str; 11] = [
     "fs_seq_write",
     "fs_seq_read",
     "fs_rand_write_4k",
@@ -16,6 +16,8 @@ const NAMES: [&str; 9] = [
     "fs_fsync_p99",
     "fs_create",
     "fs_stat",
+    "fs_rename",
+    "fs_readdir",
     "fs_unlink",
     "fs_append_small",
 ];

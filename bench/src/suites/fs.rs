@@ -15,12 +15,13 @@
 //!   file with O_DIRECT (IOPS), cold as above.
 //! - `fs_fsync_p99`: 4 KiB appended and fsynced, one after another; the p99 latency
 //!   (ratio = baseline / ours).
-//! - `fs_create`, `fs_stat`, `fs_unlink`: empty files created, stat'ed and removed by
-//!   [`THREADS`] threads, each in a directory of its own, as mdtest does (ops/s).
+//! - `fs_create`, `fs_stat`, `fs_rename`, `fs_readdir`, `fs_unlink`: empty files
+//!   created, stat'ed, renamed, listed (entries per second) and removed by [`THREADS`]
+//!   threads, each in a directory of its own, as mdtest does (ops/s).
 //! - `fs_append_small`: 4-byte writes to a file opened with O_APPEND, one after
 //!   another, then one fsync (writes/s): a log written line by line.
 //!
-//! Not measured yet: `fs_rename`, `fs_readdir`, `fs_small_files`, and
+//! Not measured yet: `fs_small_files`, and
 //! `fs_rand_read_4k_cached` (there is no local disk cache to warm).
 //! `--rounds` and `--round-ms` do not apply: each figure is one run. `--quick` runs
 //! short versions that check the harness, not the numbers.
@@ -216,21 +217,16 @@ fn workloads(report: &mut Report, sides: &mut Sides, sizes: Sizes) -> Result<()>
         metadata_rates(&sides.baseline.join("md"), sizes.files)?,
     );
     let against = "the same on a local directory (4 threads)";
-    add(
-        report,
+    let names = [
         "fs_create",
-        "ops/s",
-        (ours[0], baseline[0]),
-        against,
-    );
-    add(report, "fs_stat", "ops/s", (ours[1], baseline[1]), against);
-    add(
-        report,
+        "fs_stat",
+        "fs_rename",
+        "fs_readdir",
         "fs_unlink",
-        "ops/s",
-        (ours[2], baseline[2]),
-        against,
-    );
+    ];
+    for (i, name) in names.into_iter().enumerate() {
+        add(report, name, "ops/s", (ours[i], baseline[i]), against);
+    }
     let figures = both(sides, |dir| append_small(&dir.join("log"), sizes.appends))?;
     add(
         report,
@@ -374,9 +370,10 @@ fn fsync_p99(path: &Path, fsyncs: usize) -> Result<f64> {
     Ok(quantile(&times, PERCENTILE))
 }
 
-/// Creates, stats and removes `files` empty files per thread, each thread in a
-/// directory of its own under `tree`; the three rates in ops/s.
-fn metadata_rates(tree: &Path, files: usize) -> Result<[f64; 3]> {
+/// Creates, stats, renames and removes `files` empty files per thread, each thread in
+/// a directory of its own under `tree`, and lists those directories (an entry listed
+/// is an op); the five rates in ops/s: create, stat, rename, readdir, unlink.
+fn metadata_rates(tree: &Path, files: usize) -> Result<[f64; 5]> {
     let dirs: Vec<PathBuf> = (0..THREADS).map(|t| tree.join(format!("t{t}"))).collect();
     for dir in &dirs {
         std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
@@ -392,11 +389,31 @@ fn metadata_rates(tree: &Path, files: usize) -> Result<[f64; 3]> {
         })?;
         Ok((files * THREADS) as f64 / started.elapsed().as_secs_f64())
     };
+    let renamed = |p: &Path| p.with_extension("renamed");
     let create = phase(&|p| File::create(p).map(drop), "create")?;
     let stat = phase(&|p| std::fs::metadata(p).map(drop), "stat")?;
-    let unlink = phase(&|p| std::fs::remove_file(p), "unlink")?;
+    let rename = phase(&|p| std::fs::rename(p, renamed(p)), "rename")?;
+    let started = Instant::now();
+    on_threads(&dirs, |dir| {
+        let listed = std::fs::read_dir(dir)
+            .and_then(|entries| {
+                entries
+                    .map(|e| e.map(drop))
+                    .collect::<std::io::Result<Vec<()>>>()
+            })
+            .with_context(|| format!("listing {}", dir.display()))?;
+        ensure!(
+            listed.len() == files,
+            "{} lists {} of {files}",
+            dir.display(),
+            listed.len()
+        );
+        Ok(())
+    })?;
+    let readdir = (files * THREADS) as f64 / started.elapsed().as_secs_f64();
+    let unlink = phase(&|p| std::fs::remove_file(renamed(p)), "unlink")?;
     std::fs::remove_dir_all(tree).with_context(|| format!("removing {}", tree.display()))?;
-    Ok([create, stat, unlink])
+    Ok([create, stat, rename, readdir, unlink])
 }
 
 /// `appends` 4-byte writes to `path` opened with O_APPEND, then an fsync; writes/s.
