@@ -226,6 +226,17 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
             start,
         },
         MetaOp::EndSession { session } => Op::EndSession { session },
+        MetaOp::CreateOpen {
+            parent,
+            name,
+            mode,
+            session,
+        } => Op::CreateOpen {
+            parent: InodeId(parent),
+            name,
+            mode,
+            session,
+        },
         MetaOp::Punch { ino, offset, len } => Op::Punch {
             ino: InodeId(ino),
             offset,

@@ -291,7 +291,8 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             | MetaOp::Mknod { parent, .. }
             | MetaOp::Symlink { parent, .. }
             | MetaOp::Unlink { parent, .. }
-            | MetaOp::Rmdir { parent, .. } => vec![*parent],
+            | MetaOp::Rmdir { parent, .. }
+            | MetaOp::CreateOpen { parent, .. } => vec![*parent],
             MetaOp::Link { ino, parent, .. } => vec![*ino, *parent],
             MetaOp::Rename { from, to, .. } => vec![*from, *to],
             MetaOp::SetAttr { ino, .. }

@@ -1988,26 +1988,16 @@ impl Tx<'_, '_> {
                 self.tx.remove(&self.s.objects, id);
                 Ok(Ok(Outcome::Done))
             }
-            Op::Open { ino, session } => {
-                let node = errno!(self.file(*ino)?);
-                if *session != 0
-                    && !self
-                        .tx
-                        .contains_key(&self.s.sessions, session_key(*session))?
-                {
-                    return Ok(Err(Errno::Inval));
-                }
-                let opens = self.opens(*ino)?;
-                if opens == u32::MAX {
-                    return Ok(Err(Errno::MFile));
-                }
-                if *session != 0 {
-                    // What a session holds is part of the total, so it cannot overflow.
-                    let held = self.held(*session, *ino)?;
-                    self.set_held(*session, *ino, held + 1);
-                }
-                self.set_opens(*ino, opens + 1);
-                Ok(Ok(Outcome::Attr(node.attr)))
+            Op::Open { ino, session } => self.open(*ino, *session),
+            Op::CreateOpen {
+                parent,
+                name,
+                mode,
+                session,
+            } => {
+                let made =
+                    errno!(self.make(ctx, *parent, name, Shape::new(FileType::File, *mode))?);
+                self.open(made.attr.ino, *session)
             }
             Op::Release { ino, session } => {
                 errno!(self.file(*ino)?);
@@ -2220,6 +2210,29 @@ impl Tx<'_, '_> {
         node.attr.mtime = ctx.now;
         node.attr.ctime = ctx.now;
         self.put(&node)?;
+        Ok(Ok(Outcome::Attr(node.attr)))
+    }
+
+    /// Opens regular file `ino` for `session` (0: none).
+    fn open(&mut self, ino: InodeId, session: u64) -> Applied<Outcome> {
+        let node = errno!(self.file(ino)?);
+        if session != 0
+            && !self
+                .tx
+                .contains_key(&self.s.sessions, session_key(session))?
+        {
+            return Ok(Err(Errno::Inval));
+        }
+        let opens = self.opens(ino)?;
+        if opens == u32::MAX {
+            return Ok(Err(Errno::MFile));
+        }
+        if session != 0 {
+            // What a session holds is part of the total, so it cannot overflow.
+            let held = self.held(session, ino)?;
+            self.set_held(session, ino, held + 1);
+        }
+        self.set_opens(ino, opens + 1);
         Ok(Ok(Outcome::Attr(node.attr)))
     }
 

@@ -492,6 +492,18 @@ pub enum Op {
         /// Its length.
         len: u64,
     },
+    /// `Create` and `Open` in one transaction: the file is made and opened for
+    /// `session`, or (an unknown session: EINVAL) neither.
+    CreateOpen {
+        /// Where.
+        parent: InodeId,
+        /// Its name.
+        name: Vec<u8>,
+        /// Permission bits.
+        mode: u16,
+        /// The client session holding the open (0: none).
+        session: u64,
+    },
 }
 
 /// What a volume holds against its quota.

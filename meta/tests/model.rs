@@ -301,6 +301,20 @@ impl Model {
         Ok(Outcome::Attr(attr))
     }
 
+    fn open(&mut self, ino: InodeId, session: u64) -> Result<Outcome, Errno> {
+        let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
+        if session != 0 && !self.sessions.contains_key(&session) {
+            return Err(Errno::Inval);
+        }
+        node.opens += 1;
+        let attr = node.attr;
+        if session != 0 {
+            let held = &mut self.sessions.get_mut(&session).expect("checked").1;
+            *held.entry(ino.0).or_default() += 1;
+        }
+        Ok(Outcome::Attr(attr))
+    }
+
     fn release(&mut self, ino: u64, now: Nanos) {
         let node = self
             .nodes
@@ -666,18 +680,22 @@ impl Model {
                 self.volumes.remove(name);
                 Ok(Outcome::Done)
             }
-            Op::Open { ino, session } => {
-                let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
-                if *session != 0 && !self.sessions.contains_key(session) {
-                    return Err(Errno::Inval);
-                }
-                node.opens += 1;
-                let attr = node.attr;
-                if *session != 0 {
-                    let held = &mut self.sessions.get_mut(session).expect("checked").1;
-                    *held.entry(ino.0).or_default() += 1;
-                }
-                Ok(Outcome::Attr(attr))
+            Op::Open { ino, session } => self.open(*ino, *session),
+            Op::CreateOpen {
+                parent,
+                name,
+                mode,
+                session,
+            } => {
+                // One transaction: a refused open leaves nothing made.
+                let before = self.clone();
+                let Outcome::Attr(made) =
+                    self.make(ctx, *parent, name, FileType::File, *mode, b"")?
+                else {
+                    unreachable!("a make answers its inode's attributes");
+                };
+                self.open(made.ino, *session)
+                    .inspect_err(|_| *self = before)
             }
             Op::Release { ino, session } => {
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
@@ -1012,6 +1030,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::CreateVolume { name, k, m }),
         1 => (volume_name(), any::<bool>()).prop_map(|(name, force)| Op::DeleteVolume { name, force }),
         3 => (ino(), 0u64..3).prop_map(|(ino, session)| Op::Open { ino, session }),
+        2 => (ino(), name(), 0u16..0o10000, 0u64..3)
+            .prop_map(|(parent, name, mode, session)| Op::CreateOpen { parent, name, mode, session }),
         3 => (ino(), 0u64..3).prop_map(|(ino, session)| Op::Release { ino, session }),
         1 => (0u64..3, 0i64..10, any::<bool>()).prop_map(|(session, ttl, start)| Op::RenewSession { session, ttl: Nanos(ttl), start }),
         1 => Just(Op::ResumeSessions),

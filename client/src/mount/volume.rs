@@ -441,14 +441,19 @@ impl Volume {
         name: &[u8],
         mode: u16,
     ) -> Result<AttrMessage> {
-        let op = MetaOp::Create {
+        // Made and opened in one metadata change (one commit of the group, not two).
+        let op = MetaOp::CreateOpen {
             parent,
             name: name.to_vec(),
             mode,
+            session: self.session,
         };
         let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
         self.names.saw(attr.ino, parent, name);
-        self.open(caller, attr.ino).await?;
+        let state = self.state_or_new(attr.ino);
+        let mut file = state.lock().await;
+        file.handles += 1;
+        file.changed();
         Ok(attr)
     }
 

@@ -534,6 +534,18 @@ pub enum MetaOp {
         /// Its length (at least 1).
         len: u64,
     },
+    /// Creates an empty regular file and opens it for `session` in one change (a
+    /// `Create` then an `Open`, as one transaction).
+    CreateOpen {
+        /// Where.
+        parent: u64,
+        /// Its name.
+        name: Vec<u8>,
+        /// Permission bits (the umask applied by the service).
+        mode: u16,
+        /// The client session the open is held by (0: none).
+        session: u64,
+    },
 }
 
 /// What a volume holds against its quota.
