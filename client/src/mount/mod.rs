@@ -327,6 +327,7 @@ fn serve(args: &MountArgs) -> Result<()> {
         .block_on(connector.chunk_store(scheme))
         .with_context(|| format!("volume {:?}", args.volume))?;
     let chunker = Chunker::new(ChunkerConfig::default())?;
+    let flags = mount_options(&args.options)?;
     let session = session::new_session_id().context("drawing a session id")?;
     let services = Services {
         meta,
@@ -342,7 +343,7 @@ fn serve(args: &MountArgs) -> Result<()> {
             session,
             args.lease,
         )
-        .with_access_times(access_times(&mount_options(&args.options)?)),
+        .with_access_times(access_times(&flags)),
     );
     // Shards that fail after their chunk's ACK are reported as they happen, not only
     // at unmount.
@@ -374,7 +375,7 @@ fn serve(args: &MountArgs) -> Result<()> {
         MountOption::CUSTOM("subtype=hive".to_string()),
         MountOption::DefaultPermissions,
     ];
-    config.mount_options.extend(mount_options(&args.options)?);
+    config.mount_options.extend(flags);
     // Every user of the host may use the mount; the kernel checks their permissions.
     config.acl = SessionACL::All;
     config.n_threads = Some(MOUNT_THREADS);

@@ -2,10 +2,11 @@
 //! extents' chunks (through the chunk cache, with read-ahead of the next chunk), with
 //! this mount's uncommitted writes laid over them.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use hive_wire::ChunkId;
-
-use hive_wire::net::meta::{META_DEADLINE, MetaCall, MetaOp};
+use hive_wire::net::meta::MetaOp;
 
 use super::volume::{Content, FileState, FsError, Result, SYSTEM, Volume, now_nanos};
 
@@ -13,8 +14,6 @@ use super::volume::{Content, FileState, FsError, Result, SYSTEM, Volume, now_nan
 pub const ACCESS_RECORDS: usize = 16;
 /// How old an access time relatime refreshes on a read even with no change since.
 const RELATIME_AGE: i64 = 24 * 3600 * 1_000_000_000;
-/// [`SYSTEM`] as the metadata client names a caller.
-const SYSTEM_WHO: (u32, u32, u16) = (SYSTEM.uid, SYSTEM.gid, SYSTEM.umask);
 
 impl Volume {
     /// Reads up to `size` bytes of `ino` at `offset`: committed content with this
@@ -25,7 +24,7 @@ impl Volume {
     /// content: laying the (now emptied) buffer over the older content would return
     /// bytes older than a write that had completed. So the file's version is checked
     /// again under the lock, and the range read again, under it, if it moved.
-    pub async fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub async fn read(self: &Arc<Self>, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let state = self.state_or_new(ino);
         let end = |content: &Content, file: &FileState| content.attr.size.max(file.dirty.end());
         let (mut content, ends, version) = {
@@ -58,7 +57,7 @@ impl Volume {
     /// The record is sent in the background, at most [`ACCESS_RECORDS`] at once (past
     /// that a read records nothing and the next read asks again): a read never waits
     /// for a metadata change.
-    fn note_access(&self, ino: u64, file: &mut FileState, content: &Content) {
+    fn note_access(self: &Arc<Self>, ino: u64, file: &mut FileState, content: &Content) {
         let now = now_nanos();
         let attr = &content.attr;
         let changed = attr.mtime.max(attr.ctime).max(file.written_at.unwrap_or(0));
@@ -72,14 +71,12 @@ impl Volume {
         if let Some(held) = file.content.as_mut() {
             held.attr.atime = now;
         }
-        let (meta, volume) = (self.meta.clone(), self.name.clone());
+        let volume = self.clone();
         tokio::spawn(async move {
             let op = MetaOp::Accessed { ino, atime: now };
             // An access time is advisory: a record that fails is not retried, and the
             // next read after a change sends another.
-            let _ = meta
-                .call_within(&volume, SYSTEM_WHO, MetaCall::Apply(op), META_DEADLINE)
-                .await;
+            let _ = volume.apply(SYSTEM, op).await;
             drop(permit);
         });
     }

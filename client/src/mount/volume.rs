@@ -134,9 +134,9 @@ pub struct Services {
 
 /// A mounted volume.
 pub struct Volume {
-    pub(super) name: String,
+    name: String,
     root: u64,
-    pub(super) meta: Arc<MetaClient>,
+    meta: Arc<MetaClient>,
     pub(super) chunks: Arc<ChunkStore>,
     control: Arc<ControlClient>,
     pub(super) chunker: Chunker,
@@ -450,10 +450,7 @@ impl Volume {
         };
         let attr = self.attr_call(caller, MetaCall::Apply(op)).await?;
         self.names.saw(attr.ino, parent, name);
-        let state = self.state_or_new(attr.ino);
-        let mut file = state.lock().await;
-        file.handles += 1;
-        file.changed();
+        self.opened(attr.ino).await;
         Ok(attr)
     }
 
@@ -715,11 +712,17 @@ impl Volume {
             session: self.session,
         };
         self.apply(caller, op).await?;
+        self.opened(ino).await;
+        Ok(())
+    }
+
+    /// Notes an open the metadata service has recorded: one more handle, and the
+    /// content fetched afresh (close-to-open consistency).
+    async fn opened(&self, ino: u64) {
         let state = self.state_or_new(ino);
         let mut file = state.lock().await;
         file.handles += 1;
         file.changed();
-        Ok(())
     }
 
     /// Closes one open of `ino`: commits what is buffered; the last close tells the
