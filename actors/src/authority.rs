@@ -40,6 +40,14 @@ pub enum AuthorityMsg {
     Status(RpcReplyPort<StatusMessage>),
     /// An administrator marks a node out; answered with the epoch that did, or why not.
     NodeOut(NodeId, RpcReplyPort<Result<u64, String>>),
+    /// An administrator sets a node's weight or failure-domain labels; answered with the
+    /// current epoch, or why not.
+    NodeSet(
+        NodeId,
+        Option<u32>,
+        Option<String>,
+        RpcReplyPort<Result<u64, String>>,
+    ),
     /// An administrator sets the repair rate; answered with the current epoch.
     RepairRate(u64, RpcReplyPort<Result<u64, String>>),
     /// The metadata group's copy of the map (`None`: it keeps none).
@@ -332,7 +340,9 @@ impl AuthorityState {
             AuthorityMsg::Heartbeat(_, _, reply) => {
                 let _ = reply.send(0);
             }
-            AuthorityMsg::NodeOut(_, reply) | AuthorityMsg::RepairRate(_, reply) => {
+            AuthorityMsg::NodeOut(_, reply)
+            | AuthorityMsg::RepairRate(_, reply)
+            | AuthorityMsg::NodeSet(_, _, _, reply) => {
                 let _ = reply.send(Err(WAIT.to_string()));
             }
             AuthorityMsg::Owed(shards) => self.on_owed(shards),
@@ -517,6 +527,21 @@ impl Actor for MapAuthority {
                         Ok(state.membership.view().map.epoch().0)
                     }
                     Ok(None) => Ok(state.membership.view().map.epoch().0),
+                    Err(err) => Err(err.to_string()),
+                };
+                let _ = reply.send(answer);
+            }
+            AuthorityMsg::NodeSet(node, weight, labels, reply) => {
+                let answer = match state.membership.set_node(node, weight, labels.as_deref()) {
+                    Ok(changed) => {
+                        if changed.is_some() {
+                            tracing::warn!(
+                                "map: node {node} set by an administrator (weight {weight:?}, domain {labels:?}); rebalance moves the shards of the slots that moved"
+                            );
+                            state.commit()?;
+                        }
+                        Ok(state.membership.view().map.epoch().0)
+                    }
                     Err(err) => Err(err.to_string()),
                 };
                 let _ = reply.send(answer);

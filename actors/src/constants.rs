@@ -60,6 +60,16 @@ pub const HINT_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Chunks short of shards one census round keeps for repair (about 100 bytes each);
 /// beyond them the next round finds the rest.
 pub const REPAIR_BACKLOG: usize = 100_000;
+/// Lanes one group's census merges at most: its holders, then as many past holders as
+/// fit (chunk presence is a 64-bit mask over lanes). A past holder left out keeps its
+/// copies until a round after an earlier entry's lanes emptied.
+pub const MAX_CENSUS_LANES: usize = 64;
+/// How long after a node sees a new placement before its census may call the map
+/// settled: a writer that stored under the placement before is done within the shard
+/// deadline (30 s), and the map watch tells it of the new one within seconds. Until
+/// then the authority keeps the past placement, so no chunk such a writer stored is
+/// left where no read looks.
+pub const SETTLE_AFTER: std::time::Duration = std::time::Duration::from_secs(40);
 /// The default time between census rounds.
 pub const DEFAULT_CENSUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// The longest a repairer sleeps on its rate before looking at the rate again, so a

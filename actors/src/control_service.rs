@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hive_wire::FailureDomain;
 use hive_wire::NodeId;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{
-    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, OP_HEARTBEAT,
-    OP_MAP, OP_NODE_OUT, OP_OWED, OP_REPAIR_RATE, OP_RESERVE, OP_SCRUB, OP_STATUS, OwedReport,
-    RepairRate, Reserve, ScrubOrder, ScrubTicket,
+    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, NodeSet,
+    OP_HEARTBEAT, OP_MAP, OP_NODE_OUT, OP_NODE_SET, OP_OWED, OP_REPAIR_RATE, OP_RESERVE, OP_SCRUB,
+    OP_STATUS, OwedReport, RepairRate, Reserve, ScrubOrder, ScrubTicket,
 };
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
@@ -159,8 +158,6 @@ async fn handle(
             })?;
             let beat = Beat {
                 addr,
-                domain: FailureDomain(hb.domain),
-                weight: hb.weight,
                 store: hb.store,
                 health: hb.health,
             };
@@ -222,6 +219,19 @@ async fn handle(
                 authority_ref(authority)?,
                 AuthorityMsg::NodeOut,
                 NodeId(order.node)
+            )
+            .map_err(unavailable)?;
+            refused_or_epoch(answer)
+        }
+        OP_NODE_SET => {
+            authorise(peer, Operation::Administer)?;
+            let order: NodeSet = message::decode("NodeSet", &request.message).map_err(bad)?;
+            let answer = call!(
+                authority_ref(authority)?,
+                AuthorityMsg::NodeSet,
+                NodeId(order.node),
+                order.weight,
+                order.labels
             )
             .map_err(unavailable)?;
             refused_or_epoch(answer)

@@ -615,6 +615,7 @@ mod tests {
             state,
             joined: 1,
             addr: format!("127.0.0.1:{id}"),
+            labels: String::new(),
         };
         let map = |epoch, state| {
             Arc::new(MapMessage {
@@ -623,6 +624,7 @@ mod tests {
                 nodes: vec![node(1, state::UP), node(2, state)],
                 classes: vec![],
                 repair_rate: 0,
+                history: Vec::new(),
             })
         };
         let (publish, watched) = watch::channel(map(1, state::DOWN));

@@ -31,10 +31,6 @@ pub struct HeartbeatArgs {
     pub shards: Shards,
     /// Where the node serves shards.
     pub addr: SocketAddr,
-    /// Its failure domain.
-    pub domain: u32,
-    /// Its placement weight.
-    pub weight: u32,
     /// The repairer's figures.
     pub repair: Arc<RepairState>,
 }
@@ -87,8 +83,6 @@ impl Actor for Heartbeater {
         };
         let beat = Heartbeat {
             addr: state.args.addr.to_string(),
-            domain: state.args.domain,
-            weight: state.args.weight,
             store: StoreFigures {
                 capacity: stats.capacity,
                 used: stats.used,

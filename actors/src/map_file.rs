@@ -16,12 +16,18 @@
 //! state = "up"        # up, down or out
 //! joined = 1
 //! addr = "127.0.0.1:7401"
+//! labels = "host=127.0.0.1"   # failure-domain labels; domain is the hash of the first
+//!
+//! [[history]]         # past placements rebalance may not have moved yet, newest first
+//! epoch = 5
+//! pg_bits = 8
+//! nodes = [{ id = 1, domain = 1, weight = 1, state = "up", joined = 1 }]
 //! ```
 
 use std::path::Path;
 
 use hive_codec::ClusterView;
-use hive_wire::net::control::{Class, MapMessage, MapNode, state};
+use hive_wire::net::control::{Class, MapMessage, MapNode, PastMap, state};
 use serde::{Deserialize, Serialize};
 
 /// Why the map file could not be read or written.
@@ -56,6 +62,16 @@ struct File {
     repair_rate: u64,
     #[serde(default)]
     nodes: Vec<Node>,
+    #[serde(default)]
+    history: Vec<Past>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Past {
+    epoch: u64,
+    pg_bits: u8,
+    nodes: Vec<Node>,
 }
 
 fn default_repair_rate() -> u64 {
@@ -70,7 +86,10 @@ struct Node {
     weight: u32,
     state: String,
     joined: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     addr: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    labels: String,
 }
 
 const STATES: [(u8, &str); 3] = [
@@ -96,32 +115,48 @@ pub fn read(path: &Path) -> Result<Option<ClusterView>, MapFileError> {
         }
     };
     let file: File = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-    let mut nodes = Vec::with_capacity(file.nodes.len());
-    for n in file.nodes {
-        let state = STATES
-            .iter()
-            .find(|(_, name)| *name == n.state)
-            .map(|(code, _)| *code)
-            .ok_or_else(|| invalid(format!("node {}: unknown state {:?}", n.id, n.state)))?;
-        nodes.push(MapNode {
-            id: n.id,
-            domain: n.domain,
-            weight: n.weight,
-            state,
-            joined: n.joined,
-            addr: n.addr,
+    let nodes = |nodes: Vec<Node>| -> Result<Vec<MapNode>, MapFileError> {
+        nodes
+            .into_iter()
+            .map(|n| {
+                let state = STATES
+                    .iter()
+                    .find(|(_, name)| *name == n.state)
+                    .map(|(code, _)| *code)
+                    .ok_or_else(|| {
+                        invalid(format!("node {}: unknown state {:?}", n.id, n.state))
+                    })?;
+                Ok(MapNode {
+                    id: n.id,
+                    domain: n.domain,
+                    weight: n.weight,
+                    state,
+                    joined: n.joined,
+                    addr: n.addr,
+                    labels: n.labels,
+                })
+            })
+            .collect()
+    };
+    let mut history = Vec::with_capacity(file.history.len());
+    for past in file.history {
+        history.push(PastMap {
+            epoch: past.epoch,
+            pg_bits: past.pg_bits,
+            nodes: nodes(past.nodes)?,
         });
     }
     let message = MapMessage {
         epoch: file.epoch,
         pg_bits: file.pg_bits,
-        nodes,
+        nodes: nodes(file.nodes)?,
         classes: file
             .classes
             .iter()
             .map(|[k, m]| Class { k: *k, m: *m })
             .collect(),
         repair_rate: file.repair_rate,
+        history,
     };
     ClusterView::from_message(&message)
         .map(Some)
@@ -136,20 +171,14 @@ pub fn write(path: &Path, view: &ClusterView) -> Result<(), MapFileError> {
         pg_bits: message.pg_bits,
         classes: message.classes.iter().map(|c| [c.k, c.m]).collect(),
         repair_rate: message.repair_rate,
-        nodes: message
-            .nodes
+        nodes: message.nodes.into_iter().map(file_node).collect(),
+        history: message
+            .history
             .into_iter()
-            .map(|n| Node {
-                id: n.id,
-                domain: n.domain,
-                weight: n.weight,
-                state: STATES
-                    .iter()
-                    .find(|(code, _)| *code == n.state)
-                    .map_or("?", |(_, name)| name)
-                    .to_string(),
-                joined: n.joined,
-                addr: n.addr,
+            .map(|past| Past {
+                epoch: past.epoch,
+                pg_bits: past.pg_bits,
+                nodes: past.nodes.into_iter().map(file_node).collect(),
             })
             .collect(),
     };
@@ -159,6 +188,22 @@ pub fn write(path: &Path, view: &ClusterView) -> Result<(), MapFileError> {
         source,
     })?;
     Ok(())
+}
+
+fn file_node(n: MapNode) -> Node {
+    Node {
+        id: n.id,
+        domain: n.domain,
+        weight: n.weight,
+        state: STATES
+            .iter()
+            .find(|(code, _)| *code == n.state)
+            .map_or("?", |(_, name)| name)
+            .to_string(),
+        joined: n.joined,
+        addr: n.addr,
+        labels: n.labels,
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +232,11 @@ mod tests {
         );
         view.classes = vec![hive_codec::ErasureScheme::new(4, 2).expect("4+2")];
         view.repair_rate = 12345;
+        view.labels.insert(NodeId(3), "rack=r1,host=h3".to_string());
+        let mut past = view.map.nodes().to_vec();
+        past[0].state = NodeState::Up;
+        past[0].weight = 1;
+        view.history = vec![ClusterMap::new(Epoch(2), 8, past).expect("past map")];
         write(&path, &view).expect("write");
         assert_eq!(read(&path).expect("read"), Some(view));
         std::fs::write(&path, "epoch = \"soon\"").expect("write garbage");

@@ -14,19 +14,20 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use hive_codec::constants::{MAX_PLACEMENT_HISTORY, MAX_WEIGHT};
+use hive_codec::domain::{LabelError, domain_of, host_labels};
 use hive_codec::{ClusterMap, ClusterView, ErasureScheme, NodeInfo, NodeState, PlacementError};
 use hive_wire::net::control::{NodeHealth, StoreFigures};
-use hive_wire::{Epoch, FailureDomain, NodeId};
+use hive_wire::{Epoch, NodeId};
 
-/// What a node says of itself in a heartbeat.
+/// What a node says of itself in a heartbeat: liveness, where it is, and its figures.
+/// Never its weight or failure domain: only an administrator sets those
+/// ([`Membership::set_node`]), so a misconfigured or compromised node cannot move
+/// placement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Beat {
     /// Where it serves shards.
     pub addr: SocketAddr,
-    /// Its failure domain.
-    pub domain: FailureDomain,
-    /// Its placement weight.
-    pub weight: u32,
     /// Its store.
     pub store: StoreFigures,
     /// Its scrub and repair, and the classes it holds shards of.
@@ -52,9 +53,11 @@ pub enum MembershipError {
     UnknownNode(NodeId),
     /// Too few nodes would be left for a storage class.
     #[error(
-        "marking node {node} out would leave {left} nodes in placement, and storage class {k}+{m} puts each chunk's {width} shards on {width} different nodes; add a node first"
+        "{doing} would leave {left} nodes in placement, and storage class {k}+{m} puts each chunk's {width} shards on {width} different nodes; add a node first"
     )]
     TooFewNodes {
+        /// What was asked, like "marking node 5 out".
+        doing: String,
         /// The node.
         node: NodeId,
         /// Nodes that would be left.
@@ -66,10 +69,19 @@ pub enum MembershipError {
         /// k + m.
         width: usize,
     },
+    /// A weight past the maximum.
+    #[error("weight {0} is more than the largest allowed, {MAX_WEIGHT}")]
+    Weight(u32),
+    /// Failure-domain labels that do not parse.
+    #[error("--domain: {0}")]
+    Labels(#[from] LabelError),
     /// The map could not be made.
     #[error(transparent)]
     Placement(#[from] PlacementError),
 }
+
+/// The weight a node joins with.
+pub const DEFAULT_WEIGHT: u32 = 1;
 
 /// The map authority's membership state.
 pub struct Membership {
@@ -81,6 +93,10 @@ pub struct Membership {
     started: Instant,
     marked_down: Vec<NodeId>,
     marked_out: Vec<NodeId>,
+    /// The epoch the current placement began in (as far as this authority knows: the
+    /// loaded map's epoch after a restart). Past placements are forgotten once every
+    /// node reports a settled census at or past it.
+    placed_since: Epoch,
 }
 
 impl Membership {
@@ -89,6 +105,7 @@ impl Membership {
     /// marked down.
     pub fn new(view: ClusterView, now: Instant, timeout: Duration) -> Self {
         Self {
+            placed_since: view.map.epoch(),
             view,
             seen: HashMap::new(),
             figures: HashMap::new(),
@@ -113,8 +130,50 @@ impl Membership {
     }
 
     /// Takes `node`'s heartbeat at `now`; the new epoch if the map changed (the node
-    /// joined, came back, or moved address, domain or weight). An `Out` node stays out.
+    /// joined, came back, or moved address, domain or weight; or every node has now
+    /// settled the current placement, and the past ones are forgotten). An `Out` node
+    /// stays out.
     pub fn on_heartbeat(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        beat: Beat,
+    ) -> Result<Option<Epoch>, PlacementError> {
+        let changed = self.take_beat(now, node, beat)?;
+        Ok(self.forget_settled()?.or(changed))
+    }
+
+    /// Forgets the past placements once rebalance is done: no node is down, and every
+    /// node that is up reports a census round that found its groups whole on their
+    /// holders and nothing on past holders, under an epoch at or past the current
+    /// placement's. The new epoch if it did.
+    fn forget_settled(&mut self) -> Result<Option<Epoch>, PlacementError> {
+        if self.view.history.is_empty() {
+            return Ok(None);
+        }
+        let settled = self.view.map.nodes().iter().all(|n| match n.state {
+            NodeState::Out => true,
+            NodeState::Down => false,
+            NodeState::Up => self
+                .figures
+                .get(&n.id)
+                .is_some_and(|(_, health)| health.repair.settled_epoch >= self.placed_since.0),
+        });
+        if !settled {
+            return Ok(None);
+        }
+        tracing::info!(
+            "rebalance settled: every node's census finds its shards where placement epoch {} puts them; forgetting {} past placements",
+            self.placed_since,
+            self.view.history.len()
+        );
+        self.view.history.clear();
+        let next = Epoch(self.view.map.epoch().0 + 1);
+        self.bump(next)?;
+        Ok(Some(next))
+    }
+
+    fn take_beat(
         &mut self,
         now: Instant,
         node: NodeId,
@@ -126,24 +185,25 @@ impl Membership {
         let learned = self.learn_classes(&beat.health);
         // The common case, a node that is up and unchanged, copies nothing.
         let updated = match self.view.map.node(node) {
-            None => NodeInfo {
-                id: node,
-                domain: beat.domain,
-                weight: beat.weight,
-                state: NodeState::Up,
-                joined: next,
-            },
+            None => {
+                // A new node: weight 1, and its host as its failure domain, until an
+                // administrator says otherwise.
+                let (labels, domain) = host_labels(beat.addr.ip());
+                self.view.labels.insert(node, labels);
+                NodeInfo {
+                    id: node,
+                    domain,
+                    weight: DEFAULT_WEIGHT,
+                    state: NodeState::Up,
+                    joined: next,
+                }
+            }
             Some(n) => {
                 let state = match n.state {
                     NodeState::Down => NodeState::Up,
                     other => other,
                 };
-                let updated = NodeInfo {
-                    state,
-                    domain: beat.domain,
-                    weight: beat.weight,
-                    ..*n
-                };
+                let updated = NodeInfo { state, ..*n };
                 if updated == *n && self.view.addresses.get(&node) == Some(&beat.addr) {
                     if learned {
                         self.bump(next)?;
@@ -246,6 +306,13 @@ impl Membership {
         if info.state == NodeState::Out {
             return Ok(None);
         }
+        self.check_leaving(node, format!("marking node {node} out"))?;
+        Ok(Some(self.set_state(&[node], NodeState::Out)?))
+    }
+
+    /// Refused if taking `node` out of placement would leave a storage class fewer
+    /// nodes than it has shards.
+    fn check_leaving(&self, node: NodeId, doing: String) -> Result<(), MembershipError> {
         let left = self
             .view
             .map
@@ -253,16 +320,64 @@ impl Membership {
             .iter()
             .filter(|n| n.id != node && n.weight > 0 && n.state != NodeState::Out)
             .count();
-        if let Some(class) = self.view.classes.iter().find(|c| c.width() > left) {
-            return Err(MembershipError::TooFewNodes {
+        match self.view.classes.iter().find(|c| c.width() > left) {
+            Some(class) => Err(MembershipError::TooFewNodes {
+                doing,
                 node,
                 left,
                 k: class.k(),
                 m: class.m(),
                 width: class.width(),
-            });
+            }),
+            None => Ok(()),
         }
-        Ok(Some(self.set_state(&[node], NodeState::Out)?))
+    }
+
+    /// An administrator sets `node`'s weight, its failure-domain labels, or both; the
+    /// new epoch, or `None` if nothing changed. Refused for an unknown node, a weight
+    /// past [`MAX_WEIGHT`], labels that do not parse, or a weight of 0 that would leave
+    /// a storage class too few nodes. Slots move as for a join or an out, and
+    /// rebalance moves their shards.
+    pub fn set_node(
+        &mut self,
+        node: NodeId,
+        weight: Option<u32>,
+        labels: Option<&str>,
+    ) -> Result<Option<Epoch>, MembershipError> {
+        let Some(&info) = self.view.map.node(node) else {
+            return Err(MembershipError::UnknownNode(node));
+        };
+        let mut updated = info;
+        if let Some(weight) = weight {
+            if weight > MAX_WEIGHT {
+                return Err(MembershipError::Weight(weight));
+            }
+            if weight == 0 && info.weight > 0 {
+                self.check_leaving(node, format!("setting node {node}'s weight to 0"))?;
+            }
+            updated.weight = weight;
+        }
+        if let Some(labels) = labels {
+            updated.domain = domain_of(labels)?;
+        }
+        let relabelled =
+            labels.is_some_and(|l| self.view.labels.get(&node).map(String::as_str) != Some(l));
+        if updated == info && !relabelled {
+            return Ok(None);
+        }
+        if let Some(labels) = labels {
+            self.view.labels.insert(node, labels.to_string());
+        }
+        let nodes = self
+            .view
+            .map
+            .nodes()
+            .iter()
+            .map(|n| if n.id == node { updated } else { *n })
+            .collect();
+        let next = Epoch(self.view.map.epoch().0 + 1);
+        self.replace(next, nodes)?;
+        Ok(Some(next))
     }
 
     /// A new epoch with `nodes` in `state`.
@@ -362,7 +477,15 @@ impl Membership {
             map.epoch() > self.view.map.epoch(),
             "invariant: map epochs only grow"
         );
-        self.view.map = map;
+        let before = self.view.history.len();
+        if !self.view.map.same_placement(&map) {
+            self.placed_since = map.epoch();
+        }
+        if self.view.advance(map) && before == MAX_PLACEMENT_HISTORY {
+            tracing::warn!(
+                "placement changed {MAX_PLACEMENT_HISTORY} times before rebalance settled; reads no longer look under the oldest placement"
+            );
+        }
         Ok(())
     }
 
@@ -409,8 +532,6 @@ mod tests {
     fn beat(port: u16) -> Beat {
         Beat {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            domain: FailureDomain(u32::from(port)),
-            weight: 1,
             store: StoreFigures::default(),
             health: NodeHealth::default(),
         }
@@ -553,6 +674,127 @@ mod tests {
         assert_eq!(m.set_repair_rate(m.view().repair_rate), Ok(None));
         assert!(m.set_repair_rate(5).expect("rate").is_some());
         assert_eq!(m.view().repair_rate, 5);
+    }
+
+    #[test]
+    fn only_an_administrator_sets_weight_and_domain() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(empty(), t0, TIMEOUT);
+        for n in 1..=4 {
+            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
+                .expect("joins");
+        }
+        m.add_classes(&[ErasureScheme::new(2, 1).expect("2+1")])
+            .expect("classes");
+        let node = |m: &Membership, n: u64| *m.view().map.node(NodeId(n)).expect("in the map");
+        let (labels, domain) = host_labels("127.0.0.1".parse().expect("ip"));
+        assert_eq!((node(&m, 2).weight, node(&m, 2).domain), (1, domain));
+        assert_eq!(m.view().labels.get(&NodeId(2)), Some(&labels));
+        let set = m
+            .set_node(NodeId(2), Some(3), Some("rack=r2,host=h2"))
+            .expect("allowed")
+            .expect("a new epoch");
+        let placed = node(&m, 2);
+        assert_eq!(placed.weight, 3);
+        assert_eq!(Some(placed.domain), domain_of("rack=r2").ok());
+        assert_eq!(
+            m.view().history.len(),
+            1,
+            "slots moved: the old placement kept"
+        );
+        // Heartbeats, also from a new address, leave weight and domain as set.
+        let mut moved = beat(2);
+        moved.addr = SocketAddr::from(([127, 0, 0, 9], 2));
+        assert!(
+            m.on_heartbeat(t0, NodeId(2), moved)
+                .expect("beat")
+                .is_some()
+        );
+        let after = node(&m, 2);
+        assert_eq!((after.weight, after.domain), (placed.weight, placed.domain));
+        assert_eq!(
+            m.set_node(NodeId(2), Some(3), Some("rack=r2,host=h2")),
+            Ok(None)
+        );
+        assert!(m.view().map.epoch() > set);
+        // Refusals change nothing.
+        assert!(matches!(
+            m.set_node(NodeId(2), Some(MAX_WEIGHT + 1), None),
+            Err(MembershipError::Weight(_))
+        ));
+        assert!(matches!(
+            m.set_node(NodeId(2), None, Some("rack")),
+            Err(MembershipError::Labels(_))
+        ));
+        assert!(matches!(
+            m.set_node(NodeId(9), Some(1), None),
+            Err(MembershipError::UnknownNode(_))
+        ));
+        m.set_node(NodeId(4), Some(0), None)
+            .expect("three left for 2+1");
+        let err = m.set_node(NodeId(3), Some(0), None).expect_err("two left");
+        assert!(
+            err.to_string().contains("weight to 0 would leave 2 nodes"),
+            "{err}"
+        );
+        assert_eq!(node(&m, 3).weight, 1);
+    }
+
+    fn settled(port: u16, epoch: Epoch) -> Beat {
+        let mut b = beat(port);
+        b.health.repair.settled_epoch = epoch.0;
+        b
+    }
+
+    #[test]
+    fn a_placement_change_is_remembered_until_every_node_settles_it() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(empty(), t0, TIMEOUT);
+        m.add_classes(&[ErasureScheme::new(2, 1).expect("2+1")])
+            .expect("classes");
+        for n in 1..=3 {
+            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
+                .expect("joins");
+        }
+        assert!(
+            m.view().history.is_empty(),
+            "maps too small to place a chunk are not remembered"
+        );
+        let joined = m
+            .on_heartbeat(t0, NodeId(4), beat(4))
+            .expect("joins")
+            .expect("new epoch");
+        assert_eq!(m.view().history.len(), 1);
+        assert_eq!(m.view().history[0].nodes().len(), 3);
+        // Settled before the join, or not every node: the past placement stays.
+        for n in 1..=4 {
+            m.on_heartbeat(t0, NodeId(n), settled(n as u16, Epoch(joined.0 - 1)))
+                .expect("beats");
+        }
+        for n in 1..=3 {
+            m.on_heartbeat(t0, NodeId(n), settled(n as u16, joined))
+                .expect("beats");
+        }
+        assert_eq!(m.view().history.len(), 1);
+        // A down node holds it too: its shards may be the only past copies.
+        let later = t0 + TIMEOUT + Duration::from_millis(1);
+        for n in 1..=3 {
+            m.on_heartbeat(later, NodeId(n), settled(n as u16, joined))
+                .expect("beats");
+        }
+        m.on_tick(later).expect("tick");
+        assert_eq!(state(&m, 4), NodeState::Down);
+        assert_eq!(m.view().history.len(), 1);
+        let epoch = m
+            .on_heartbeat(later, NodeId(4), settled(4, joined))
+            .expect("beats")
+            .expect("new epoch");
+        assert!(m.view().history.is_empty(), "every node settled");
+        assert!(epoch > joined);
+        assert_eq!(
+            m.on_heartbeat(later, NodeId(4), settled(4, joined)),
+            Ok(None)
+        );
     }
 
     #[test]

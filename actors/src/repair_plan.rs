@@ -9,6 +9,10 @@
 //! shard whose holder is down waits for it to come back (or to be marked out, when the
 //! map names another holder). A chunk with fewer than k intact shards cannot be
 //! rebuilt: it is counted and named, never guessed at.
+//!
+//! Rebalance is the same loop: after a placement change a shard may still sit on the
+//! holder a past placement named (`moved`). It counts as intact, serves as a source,
+//! and a missing shard that a past holder has is copied from there rather than rebuilt.
 
 use std::time::Duration;
 
@@ -27,12 +31,16 @@ pub struct Finding {
     pub present: u64,
     /// Bit i: holder i is up and was listed (a shard can be rebuilt onto it).
     pub up: u64,
+    /// Bit i: shard i is not on holder i, but a holder under a past placement has it.
+    pub moved: u64,
+    /// Bit p: the group's p-th past holder (the census's numbering) has its shard.
+    pub past: u64,
 }
 
 impl Finding {
-    /// Intact shards.
+    /// Intact shards, wherever they are.
     pub fn healthy(&self) -> u32 {
-        self.present.count_ones()
+        (self.present | self.moved).count_ones()
     }
 
     fn width_mask(&self) -> u64 {
@@ -53,6 +61,8 @@ pub struct Task {
     /// Shard indexes to read from, data shards first (reading k data shards needs no
     /// Reed-Solomon work).
     pub sources: Vec<u8>,
+    /// Shard indexes to copy from a past placement's holder to their holder.
+    pub copy: Vec<u8>,
     /// Shard indexes to rebuild and store on their holders.
     pub rebuild: Vec<u8>,
 }
@@ -86,8 +96,9 @@ pub fn plan(mut findings: Vec<Finding>) -> Plan {
         } else {
             plan.tasks.push(Task {
                 finding,
-                sources: indexes(finding.present),
-                rebuild: indexes(missing),
+                sources: indexes(finding.present | finding.moved),
+                copy: indexes(missing & finding.moved),
+                rebuild: indexes(missing & !finding.moved),
             });
         }
     }
@@ -161,6 +172,8 @@ mod tests {
             m: 2,
             present,
             up,
+            moved: 0,
+            past: 0,
         }
     }
 
@@ -197,6 +210,23 @@ mod tests {
         assert_eq!(plan.unreadable[0].chunk, id(2));
         assert_eq!(plan.tasks.len(), 1);
         assert_eq!(plan.tasks[0].rebuild, vec![4]);
+    }
+
+    #[test]
+    fn shards_on_past_holders_count_and_are_copied_not_rebuilt() {
+        // Four of six slots moved to new holders that have nothing yet; the old
+        // holders of shards 0, 1 and 4 still have theirs.
+        let moved = Finding {
+            moved: 0b01_0011,
+            ..finding(1, 0b10_1000, ALL)
+        };
+        assert_eq!(moved.healthy(), 5);
+        let plan = plan(vec![moved]);
+        assert!(plan.unreadable.is_empty());
+        let task = &plan.tasks[0];
+        assert_eq!(task.sources, vec![0, 1, 3, 4, 5]);
+        assert_eq!(task.copy, vec![0, 1, 4]);
+        assert_eq!(task.rebuild, vec![2]);
     }
 
     #[test]

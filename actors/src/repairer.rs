@@ -22,14 +22,15 @@ use hive_codec::{ChunkDecoder, ClusterView, ShardBytes};
 use hive_wire::net::Client;
 use hive_wire::net::control::{Class, HealthCount, MapMessage, RepairFigures};
 use hive_wire::net::shard_service::{
-    GroupDigest, GroupShards, MAX_DIGEST_GROUPS, MAX_LIST_PAGE, ShardClient,
+    GroupDigest, GroupShards, MAX_DELETE_BATCH, MAX_DIGEST_GROUPS, MAX_LIST_PAGE, ShardClient,
 };
 use hive_wire::{ChunkId, NodeId, PgId, ShardIndex, ShardName};
 use tokio::sync::watch;
 
 use crate::census::{self, ListMerge, Verdict};
 use crate::constants::{
-    CENSUS_PARALLEL, HINT_SETTLE, PACE_SLICE, REPAIR_BACKLOG, REPAIR_PARALLELISM,
+    CENSUS_PARALLEL, HINT_SETTLE, MAX_CENSUS_LANES, PACE_SLICE, REPAIR_BACKLOG, REPAIR_PARALLELISM,
+    SETTLE_AFTER,
 };
 use crate::repair_plan::{self, Finding, RateLimiter, Task};
 
@@ -78,11 +79,46 @@ struct Group {
     holders: Vec<NodeId>,
     /// Bit i: holder i is up in the map.
     up: u64,
+    /// Holders under past placements that may still keep shards of this group: (shard
+    /// index, node), each up or out in the map (not down), newest placement first.
+    past: Vec<(u8, NodeId)>,
 }
 
 impl Group {
     fn width(&self) -> usize {
         self.holders.len()
+    }
+
+    /// Lanes are what the census asks: the holders (lane i keeps shard i), then the
+    /// past holders.
+    fn lanes(&self) -> usize {
+        self.width() + self.past.len()
+    }
+
+    /// The shard index and node of lane `j`.
+    fn lane(&self, j: usize) -> (usize, NodeId) {
+        match j.checked_sub(self.width()) {
+            None => (j, self.holders[j]),
+            Some(p) => (usize::from(self.past[p].0), self.past[p].1),
+        }
+    }
+
+    /// Bit i set for every holder lane.
+    fn holder_mask(&self) -> u64 {
+        (1u64 << self.width()) - 1
+    }
+
+    /// Where shard `index` of a chunk can be read: its holder if it has it, else the
+    /// first past holder that does.
+    fn source(&self, finding: &Finding, index: u8) -> Option<NodeId> {
+        if finding.present & (1 << index) != 0 {
+            return Some(self.holders[usize::from(index)]);
+        }
+        self.past
+            .iter()
+            .enumerate()
+            .find(|(p, (i, _))| *i == index && finding.past & (1 << p) != 0)
+            .map(|(_, (_, node))| *node)
     }
 
     fn shards(&self, index: usize) -> GroupShards {
@@ -107,6 +143,16 @@ impl Group {
 /// Chunks by (class, healthy shards), from one round.
 type Histogram = BTreeMap<(u8, u8, u8), u64>;
 
+/// What one round's census found.
+#[derive(Default)]
+struct Found {
+    health: Histogram,
+    /// Chunks short of shards on their holders.
+    findings: Vec<Finding>,
+    /// Copies past holders keep of shards every holder has.
+    drops: Vec<(NodeId, ShardName)>,
+}
+
 /// Runs rounds until the map's sender is gone (the node stopped).
 pub async fn run(mut args: RepairArgs) {
     let repairer = Arc::new(Repairer {
@@ -117,6 +163,7 @@ pub async fn run(mut args: RepairArgs) {
         limiter: Mutex::new(RateLimiter::new(0)),
     });
     let mut last: Option<ClusterView> = None;
+    let mut placed_at = Instant::now();
     loop {
         let message = args.map.borrow_and_update().clone();
         if let Ok(view) = ClusterView::from_message(&message)
@@ -124,8 +171,12 @@ pub async fn run(mut args: RepairArgs) {
         {
             if let Some(last) = &last {
                 repairer.forget(&view.returned_since(last)).await;
+                if !last.map.same_placement(&view.map) {
+                    placed_at = Instant::now();
+                }
             }
-            repairer.round(&view, &args.map).await;
+            let may_settle = placed_at.elapsed() >= SETTLE_AFTER;
+            repairer.round(&view, &args.map, may_settle).await;
             last = Some(view);
         }
         // The next round: after the interval, or sooner on a new map or a hint.
@@ -152,22 +203,29 @@ struct Repairer {
 }
 
 impl Repairer {
-    /// One census round and the repairs it finds.
-    async fn round(self: &Arc<Self>, view: &ClusterView, map: &watch::Receiver<Arc<MapMessage>>) {
+    /// One census round, the repairs it finds and the old copies it drops. `may_settle`:
+    /// the placement is old enough that no writer can still be storing under the one
+    /// before ([`SETTLE_AFTER`]), so a round that finds everything in place reports the
+    /// map's epoch settled.
+    async fn round(
+        self: &Arc<Self>,
+        view: &ClusterView,
+        map: &watch::Receiver<Arc<MapMessage>>,
+        may_settle: bool,
+    ) {
         let groups = self.my_groups(view);
         self.state.update(|f| {
             f.groups = groups.len() as u64;
             f.censused = 0;
         });
         let digests = self.gather_digests(view, map, &groups).await;
-        let mut health = Histogram::new();
-        let mut findings = Vec::new();
+        let mut found = Found::default();
+        let mut settled = true;
         for (group, digests) in groups.iter().zip(digests) {
-            self.census(view, group, &digests, &mut health, &mut findings)
-                .await;
+            settled &= self.census(view, group, &digests, &mut found).await;
             self.state.update(|f| f.censused += 1);
         }
-        let plan = repair_plan::plan(findings);
+        let plan = repair_plan::plan(found.findings);
         for lost in &plan.unreadable {
             tracing::error!(
                 "repair: chunk {} ({}+{}) has {} intact shards, fewer than {}: unreadable until a holder with a shard returns",
@@ -180,21 +238,33 @@ impl Repairer {
         }
         let queued_bytes: u64 = plan.tasks.iter().map(estimated_bytes).sum();
         self.state.update(|f| {
-            f.health = histogram(&health);
+            f.health = histogram(&found.health);
             f.unreadable = plan.unreadable.len() as u64;
             f.queued = plan.tasks.len() as u64;
             f.queued_bytes = queued_bytes;
         });
         if !plan.tasks.is_empty() {
             tracing::info!(
-                "repair: {} chunks to rebuild ({} waiting on down holders, {} unreadable)",
+                "repair: {} chunks to rebuild or move ({} waiting on down holders, {} unreadable)",
                 plan.tasks.len(),
                 plan.waiting,
                 plan.unreadable.len()
             );
         }
         self.repair(view, map, groups, plan.tasks).await;
-        self.state.update(|f| f.rounds += 1);
+        if !found.drops.is_empty() {
+            tracing::info!(
+                "rebalance: dropping {} shard copies past holders keep",
+                found.drops.len()
+            );
+            self.drop_copies(view, found.drops).await;
+        }
+        self.state.update(|f| {
+            f.rounds += 1;
+            if settled && may_settle {
+                f.settled_epoch = f.settled_epoch.max(view.map.epoch().0);
+            }
+        });
     }
 
     /// Carries out `tasks` in their (risk) order, [`REPAIR_PARALLELISM`] at a time.
@@ -306,9 +376,21 @@ impl Repairer {
         for class in &view.classes {
             for pg in 0..view.map.pg_count() {
                 let pg = u32::try_from(pg).expect("invariant: at most 2^24 groups");
-                let Ok(holders) = view.map.place(PgId(pg), class.width()) else {
+                let Ok(homes) = view.shard_homes(PgId(pg), class.width()) else {
                     continue;
                 };
+                let holders: Vec<NodeId> = homes.iter().map(|h| h[0]).collect();
+                let depth = homes.iter().map(Vec::len).max().unwrap_or(1);
+                let past: Vec<(u8, NodeId)> = (1..depth)
+                    .flat_map(|d| {
+                        homes.iter().enumerate().filter_map(move |(i, h)| {
+                            let index = u8::try_from(i).expect("invariant: at most 48 shards");
+                            h.get(d).map(|&node| (index, node))
+                        })
+                    })
+                    .filter(|(_, node)| view.may_answer(*node))
+                    .take(MAX_CENSUS_LANES - holders.len())
+                    .collect();
                 let up = holders
                     .iter()
                     .enumerate()
@@ -322,6 +404,7 @@ impl Repairer {
                         m: class.m(),
                         holders,
                         up,
+                        past,
                     });
                 }
             }
@@ -360,14 +443,15 @@ impl Repairer {
     ) -> Vec<Vec<Option<GroupDigest>>> {
         let mut asks: HashMap<NodeId, Vec<(usize, usize)>> = HashMap::new();
         for (g, group) in groups.iter().enumerate() {
-            for (i, node) in group.holders.iter().enumerate() {
-                if group.up & (1 << i) != 0 {
-                    asks.entry(*node).or_default().push((g, i));
+            for j in 0..group.lanes() {
+                // Past holders are up or out by construction; a holder only if up.
+                if j >= group.width() || group.up & (1 << j) != 0 {
+                    asks.entry(group.lane(j).1).or_default().push((g, j));
                 }
             }
         }
         let mut digests: Vec<Vec<Option<GroupDigest>>> =
-            groups.iter().map(|g| vec![None; g.width()]).collect();
+            groups.iter().map(|g| vec![None; g.lanes()]).collect();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(CENSUS_PARALLEL));
         let mut calls = tokio::task::JoinSet::new();
         let mut asked = Vec::new();
@@ -377,7 +461,10 @@ impl Repairer {
             };
             for batch in wanted.chunks(MAX_DIGEST_GROUPS) {
                 let batch = batch.to_vec();
-                let query = batch.iter().map(|&(g, i)| groups[g].shards(i)).collect();
+                let query = batch
+                    .iter()
+                    .map(|&(g, j)| groups[g].shards(groups[g].lane(j).0))
+                    .collect();
                 let (peer, semaphore, pg_bits) =
                     (peer.clone(), semaphore.clone(), view.map.pg_bits());
                 let call = calls.spawn(async move {
@@ -398,7 +485,7 @@ impl Repairer {
                     watching = changed.is_ok();
                     if let Ok(newer) = ClusterView::from_message(&watch.borrow_and_update()) {
                         for (node, call) in &asked {
-                            if !newer.is_up(*node) {
+                            if !newer.may_answer(*node) {
                                 call.abort();
                             }
                         }
@@ -414,8 +501,8 @@ impl Repairer {
             };
             match answer {
                 Ok(answers) => {
-                    for ((g, i), digest) in batch.into_iter().zip(answers) {
-                        digests[g][i] = Some(digest);
+                    for ((g, j), digest) in batch.into_iter().zip(answers) {
+                        digests[g][j] = Some(digest);
                     }
                 }
                 Err(err) => tracing::debug!("census: node {node} gave no digests: {err}"),
@@ -424,87 +511,147 @@ impl Repairer {
         digests
     }
 
-    /// Judges one group, merging its holders' lists when their digests differ.
+    /// Judges one group, merging its lanes' lists when the holders' digests differ or a
+    /// past holder still keeps shards of it; whether the group is settled: whole on
+    /// every holder, with nothing left on past holders.
     async fn census(
         &self,
         view: &ClusterView,
         group: &Group,
         digests: &[Option<GroupDigest>],
-        health: &mut Histogram,
-        findings: &mut Vec<Finding>,
-    ) {
-        match census::judge(digests) {
-            Verdict::Whole { chunks, healthy } => {
-                if chunks > 0 {
-                    *health.entry((group.k, group.m, healthy)).or_default() += chunks;
+        found: &mut Found,
+    ) -> bool {
+        let (held, past) = digests.split_at(group.width());
+        let leftover = past.iter().any(|d| d.is_some_and(|d| d.count > 0));
+        if !leftover {
+            match census::judge(held) {
+                Verdict::Whole { chunks, healthy } => {
+                    if chunks > 0 {
+                        *found.health.entry((group.k, group.m, healthy)).or_default() += chunks;
+                    }
+                    // A past holder that did not answer may keep the only shards of
+                    // chunks no holder has, unless it is out: then it is not counted on.
+                    let heard = past
+                        .iter()
+                        .zip(&group.past)
+                        .all(|(d, (_, node))| d.is_some() || view.is_out(*node));
+                    return usize::from(healthy) == group.width() && heard;
                 }
-            }
-            Verdict::Unknown => {}
-            Verdict::Differ => {
-                let answered = digests
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, d)| d.is_some())
-                    .fold(0u64, |m, (i, _)| m | 1 << i);
-                if let Err(err) = self
-                    .merge_lists(view, group, answered, health, findings)
-                    .await
-                {
-                    tracing::debug!(
-                        "census: group {} ({}+{}): {err}",
-                        group.pg,
-                        group.k,
-                        group.m
-                    );
-                }
+                Verdict::Unknown => return false,
+                Verdict::Differ => {}
             }
         }
+        let listed = digests
+            .iter()
+            .enumerate()
+            .filter(|(j, d)| d.is_some_and(|d| *j < group.width() || d.count > 0))
+            .fold(0u64, |m, (j, _)| m | 1 << j);
+        if let Err(err) = self.merge_lists(view, group, listed, found).await {
+            tracing::debug!(
+                "census: group {} ({}+{}): {err}",
+                group.pg,
+                group.k,
+                group.m
+            );
+        }
+        false
     }
 
-    /// Merges the lists of the holders in `listed`, counting every chunk's intact
-    /// shards and keeping those short of them (up to [`REPAIR_BACKLOG`] a round).
+    /// Merges the lists of the lanes in `listed`, counting every chunk's intact shards,
+    /// keeping those short of them on their holders (up to [`REPAIR_BACKLOG`] a round),
+    /// and the past copies of chunks every holder has.
     async fn merge_lists(
         &self,
         view: &ClusterView,
         group: &Group,
         listed: u64,
-        health: &mut Histogram,
-        findings: &mut Vec<Finding>,
+        found: &mut Found,
     ) -> Result<(), String> {
-        let mut merge = ListMerge::new(group.width(), listed);
+        let mut merge = ListMerge::new(group.lanes(), listed);
+        let holders = group.holder_mask();
         loop {
             while let Some(chunk) = merge.next_chunk() {
-                let healthy = u8::try_from(chunk.present.count_ones()).unwrap_or(u8::MAX);
-                *health.entry((group.k, group.m, healthy)).or_default() += 1;
-                if chunk.present != listed && findings.len() < REPAIR_BACKLOG {
-                    findings.push(Finding {
-                        chunk: chunk.chunk,
-                        k: group.k,
-                        m: group.m,
-                        present: chunk.present,
-                        up: listed,
-                    });
+                let present = chunk.present & holders;
+                let past = chunk.present >> group.width();
+                let moved = group
+                    .past
+                    .iter()
+                    .enumerate()
+                    .filter(|(p, _)| past & (1 << p) != 0)
+                    .fold(0u64, |m, (_, (i, _))| m | 1 << i)
+                    & !present;
+                let healthy = u8::try_from((present | moved).count_ones()).unwrap_or(u8::MAX);
+                *found.health.entry((group.k, group.m, healthy)).or_default() += 1;
+                if present != listed & holders {
+                    if found.findings.len() < REPAIR_BACKLOG {
+                        found.findings.push(Finding {
+                            chunk: chunk.chunk,
+                            k: group.k,
+                            m: group.m,
+                            present,
+                            up: listed & holders,
+                            moved,
+                            past,
+                        });
+                    }
+                } else if present == holders {
+                    // Every holder has its own shard: the past copies can go.
+                    for (p, &(i, node)) in group.past.iter().enumerate() {
+                        if past & (1 << p) != 0 && found.drops.len() < REPAIR_BACKLOG {
+                            found.drops.push((node, group.name(chunk.chunk, i)));
+                        }
+                    }
                 }
             }
-            let Some((i, after)) = merge.wants() else {
+            let Some((j, after)) = merge.wants() else {
                 return Ok(());
             };
-            let node = group.holders[i];
+            let (index, node) = group.lane(j);
             let peer = self
                 .peer(view, node)
                 .await
                 .ok_or_else(|| format!("node {node} has no address"))?;
             let page = peer
-                .list(view.map.pg_bits(), group.shards(i), after, MAX_LIST_PAGE)
+                .list(
+                    view.map.pg_bits(),
+                    group.shards(index),
+                    after,
+                    MAX_LIST_PAGE,
+                )
                 .await
                 .map_err(|e| format!("listing node {node}: {e}"))?;
             let last = page.len() < MAX_LIST_PAGE as usize;
-            merge.feed(i, page, last);
+            merge.feed(j, page, last);
         }
     }
 
-    /// Reads k intact shards of the task's chunk, rebuilds the missing ones and stores
-    /// each on its holder; the bytes stored.
+    /// Deletes the copies past holders keep of shards every holder has now.
+    async fn drop_copies(&self, view: &ClusterView, drops: Vec<(NodeId, ShardName)>) {
+        let mut by_node: HashMap<NodeId, Vec<ShardName>> = HashMap::new();
+        for (node, name) in drops {
+            by_node.entry(node).or_default().push(name);
+        }
+        for (node, names) in by_node {
+            let Some(peer) = self.peer(view, node).await else {
+                continue;
+            };
+            for batch in names.chunks(MAX_DELETE_BATCH) {
+                match peer.delete(batch, Duration::ZERO).await {
+                    Ok(reply) => {
+                        self.state
+                            .update(|f| f.copies_dropped += u64::from(reply.deleted));
+                    }
+                    Err(err) => {
+                        tracing::warn!("rebalance: dropping old copies on node {node}: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the task's shards that past holders keep to their holders, then reads k
+    /// intact shards, rebuilds the missing ones and stores each on its holder; the
+    /// bytes rebuilt (copies are counted as moved).
     async fn rebuild(
         &self,
         view: &ClusterView,
@@ -513,6 +660,28 @@ impl Repairer {
         task: &Task,
     ) -> Result<u64, String> {
         let chunk = task.finding.chunk;
+        for &index in &task.copy {
+            let from = group
+                .source(&task.finding, index)
+                .ok_or_else(|| format!("no past holder of shard {index}"))?;
+            let peer = self
+                .peer(view, from)
+                .await
+                .ok_or_else(|| format!("node {from} has no address"))?;
+            let shard = peer
+                .get(group.name(chunk, index))
+                .await
+                .map_err(|e| format!("shard {index} on node {from}: {e}"))?
+                .ok_or_else(|| format!("shard {index} gone from node {from}"))?;
+            let len = self.store(view, map, group, chunk, index, shard).await?;
+            self.state.update(|f| {
+                f.shards_moved += 1;
+                f.bytes_moved += len;
+            });
+        }
+        if task.rebuild.is_empty() {
+            return Ok(0);
+        }
         let shards = self.read_sources(view, group, task).await?;
         let wanted: Vec<ShardIndex> = task.rebuild.iter().map(|&i| ShardIndex(i)).collect();
         let rebuilt = tokio::task::spawn_blocking(move || {
@@ -529,21 +698,36 @@ impl Repairer {
         .map_err(|e| format!("rebuilding: {e}"))??;
         let mut stored = 0;
         for (shard, &index) in rebuilt.into_iter().zip(&task.rebuild) {
-            let node = group.holders[usize::from(index)];
-            let len = shard.len() as u64;
-            self.pace(map, view.repair_rate, len).await;
-            let peer = self
-                .peer(view, node)
-                .await
-                .ok_or_else(|| format!("node {node} has no address"))?;
-            tracing::debug!("repair: storing shard {index} of chunk {chunk} on node {node}");
-            peer.put(Bytes::from(shard))
-                .await
-                .map_err(|e| format!("storing shard {index} on node {node}: {e}"))?;
-            tracing::debug!("repair: shard {index} of chunk {chunk} rebuilt on node {node}");
-            stored += len;
+            stored += self
+                .store(view, map, group, chunk, index, Bytes::from(shard))
+                .await?;
         }
         Ok(stored)
+    }
+
+    /// Stores shard `index` of `chunk` on its holder, paced by the repair rate; its
+    /// length.
+    async fn store(
+        &self,
+        view: &ClusterView,
+        map: &watch::Receiver<Arc<MapMessage>>,
+        group: &Group,
+        chunk: ChunkId,
+        index: u8,
+        shard: Bytes,
+    ) -> Result<u64, String> {
+        let node = group.holders[usize::from(index)];
+        let len = shard.len() as u64;
+        self.pace(map, view.repair_rate, len).await;
+        let peer = self
+            .peer(view, node)
+            .await
+            .ok_or_else(|| format!("node {node} has no address"))?;
+        tracing::debug!("repair: storing shard {index} of chunk {chunk} on node {node}");
+        peer.put(shard)
+            .await
+            .map_err(|e| format!("storing shard {index} on node {node}: {e}"))?;
+        Ok(len)
     }
 
     /// Fetches intact shards from the task's sources, data shards first: the first k at
@@ -562,7 +746,10 @@ impl Repairer {
         while got.len() < k {
             while got.len() + reads.len() < k {
                 let Some(index) = sources.next() else { break };
-                let node = group.holders[usize::from(index)];
+                let Some(node) = group.source(&task.finding, index) else {
+                    causes.push(format!("no holder of shard {index}"));
+                    continue;
+                };
                 let Some(peer) = self.peer(view, node).await else {
                     causes.push(format!("node {node} has no address"));
                     continue;
@@ -665,8 +852,11 @@ mod tests {
                 m: 2,
                 present: 0b001111,
                 up: 0b111111,
+                moved: 0,
+                past: 0,
             },
             sources: vec![0, 1, 2, 3],
+            copy: vec![],
             rebuild: vec![4, 5],
         };
         let mut health = vec![count(4, 2, 4, 1), count(4, 2, 6, 9)];

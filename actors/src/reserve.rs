@@ -186,6 +186,7 @@ mod tests {
             state,
             joined: 1,
             addr: format!("127.0.0.1:{}", 7000 + id),
+            labels: String::new(),
         }
     }
 
@@ -196,6 +197,7 @@ mod tests {
             nodes,
             classes: vec![],
             repair_rate: 0,
+            history: Vec::new(),
         }
     }
 

@@ -91,6 +91,17 @@ enum Suite {
         #[arg(long, default_value_os_t = suites::store::default_dir())]
         dir: std::path::PathBuf,
     },
+    /// Growing a cluster (6 nodes, 4+2, started here, then a 7th added): the fraction
+    /// of shards moved (vs the ideal 1/7), the rate they move at (vs a local
+    /// sequential write of as many bytes with fdatasync), and the p99 of 1 MiB chunk
+    /// gets while they move (vs before the join). --rounds and --round-ms do not apply.
+    /// Needs the hive and hive-node binaries next to this one.
+    Rebalance {
+        /// Directory to start the cluster in (sparse stores, about 300 MiB written to
+        /// each); put it on the drive you want measured.
+        #[arg(long, default_value_os_t = suites::store::default_dir())]
+        dir: std::path::PathBuf,
+    },
     /// The replicated metadata group through a FUSE mount (two clusters of 4 nodes,
     /// 2+1, started here one after the other): empty files created per second with 3
     /// metadata replicas (vs the same with 1), from 4 threads and from 1, and seconds
@@ -153,6 +164,7 @@ fn main() -> ExitCode {
             suites::cluster::run(&mut report, &suites::cluster::Options { cluster, dir })
         }
         Suite::Repair { dir } => suites::repair::run(&mut report, &dir),
+        Suite::Rebalance { dir } => suites::rebalance::run(&mut report, &dir),
         Suite::Gc { dir } => suites::gc::run(&mut report, &dir),
         Suite::Meta { dir } => suites::meta::run(&mut report, &dir),
         Suite::Fs {

@@ -177,14 +177,30 @@ impl Owed {
     }
 }
 
-/// The failure of a request not sent because the map says `node` is not up.
+/// The failure of a request not sent because the map says `node` is down (an out node
+/// is asked: it may still keep shards that rebalance has not moved).
 fn down(view: &ClusterView, node: NodeId) -> Option<RpcError> {
-    (!view.is_up(node)).then(|| {
+    (!view.may_answer(node)).then(|| {
         RpcError::Connection(format!(
             "node {node} is down in map epoch {}",
             view.map.epoch().0
         ))
     })
+}
+
+/// The order a read asks for a chunk's shards, from [`ClusterView::shard_homes`]: every
+/// current holder in shard-index order (data shards first), then each past placement's
+/// holders, newest first.
+fn where_to_ask(homes: &[Vec<NodeId>]) -> Vec<(usize, NodeId)> {
+    let depth = homes.iter().map(Vec::len).max().unwrap_or(0);
+    (0..depth)
+        .flat_map(|d| {
+            homes
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, nodes)| nodes.get(d).map(|&node| (i, node)))
+        })
+        .collect()
 }
 
 fn shard_index(i: usize) -> ShardIndex {
@@ -672,15 +688,16 @@ impl ChunkStore {
     }
 
     /// Reads chunk `id`: asks the data shards' holders, then (after the hedge delay, or
-    /// at once on a failure) the parity holders, and decodes from the first k shards
-    /// that verify.
+    /// at once on a failure) the parity holders, then the holders under past placements
+    /// that rebalance may not have moved yet, and decodes from the first k shards that
+    /// verify.
     pub async fn get(self: &Arc<Self>, id: ChunkId) -> Result<Vec<u8>, ChunkError> {
         let view = self.view();
-        let holders = self.place(&view, &id)?;
+        let asks = where_to_ask(&view.shard_homes(view.map.pg_of(&id), self.scheme.width())?);
         let k = usize::from(self.scheme.k());
-        let (tx, mut rx) = mpsc::channel(holders.len());
-        let ask = |i: usize| {
-            let (me, tx, node) = (self.clone(), tx.clone(), holders[i]);
+        let (tx, mut rx) = mpsc::channel(asks.len());
+        let ask = |(i, node): (usize, NodeId)| {
+            let (me, tx) = (self.clone(), tx.clone());
             if let Some(down) = down(&view, node) {
                 let _ = tx.try_send((i, node, Err(down)));
                 return;
@@ -690,11 +707,11 @@ impl ChunkStore {
                 let _ = tx.send((i, node, result)).await;
             });
         };
-        for i in 0..k {
-            ask(i);
+        for &first in asks.iter().take(k) {
+            ask(first);
         }
-        let mut next = k;
-        let mut shards: Vec<(usize, Bytes)> = Vec::new();
+        let mut next = k.min(asks.len());
+        let mut shards: Vec<(usize, NodeId, Bytes)> = Vec::new();
         let mut answered = 0;
         let mut causes = Vec::new();
         let mut decoder = ChunkDecoder::new()?;
@@ -706,8 +723,8 @@ impl ChunkStore {
         loop {
             let event = match tokio::time::timeout(hedge, rx.recv()).await {
                 // A slow holder: ask one more, and keep waiting for both.
-                Err(_) if next < holders.len() => {
-                    ask(next);
+                Err(_) if next < asks.len() => {
+                    ask(asks[next]);
                     next += 1;
                     continue;
                 }
@@ -719,16 +736,16 @@ impl ChunkStore {
             if shards.len() >= k {
                 let views: Vec<ShardBytes> = shards
                     .iter()
-                    .map(|(i, bytes)| ShardBytes::contiguous(bytes, Some(shard_index(*i))))
+                    .map(|(i, _, bytes)| ShardBytes::contiguous(bytes, Some(shard_index(*i))))
                     .collect();
                 match decoder.decode(id, &views) {
                     Ok(decoded) => {
                         for rejected in &decoded.rejected {
-                            let i = shards[rejected.position].0;
+                            let (i, node, _) = shards[rejected.position];
                             self.found_bad(BadShard {
                                 chunk: id,
                                 index: shard_index(i).get(),
-                                node: holders[i],
+                                node,
                                 reason: rejected.reason.to_string(),
                             });
                         }
@@ -740,11 +757,11 @@ impl ChunkStore {
                     }
                 }
             }
-            if want_more && next < holders.len() {
-                ask(next);
+            if want_more && next < asks.len() {
+                ask(asks[next]);
                 next += 1;
             }
-            if answered == next && next == holders.len() {
+            if answered == next && next == asks.len() {
                 break;
             }
         }
@@ -756,19 +773,22 @@ impl ChunkStore {
         })
     }
 
-    /// Takes one shard answer; `true` if it brought a shard.
+    /// Takes one shard answer; `false` if the read should ask one holder more for it.
     fn absorb(
         &self,
         chunk: ChunkId,
         (i, node, result): (usize, NodeId, Result<Option<Bytes>, RpcError>),
-        shards: &mut Vec<(usize, Bytes)>,
+        shards: &mut Vec<(usize, NodeId, Bytes)>,
         causes: &mut Vec<String>,
         answered: &mut usize,
     ) -> bool {
         *answered += 1;
         match result {
+            // A second copy of one shard (its old and its new home both answered) adds
+            // nothing to decode from, and asks for nothing more either.
+            Ok(Some(_)) if shards.iter().any(|(have, _, _)| *have == i) => true,
             Ok(Some(bytes)) => {
-                shards.push((i, bytes));
+                shards.push((i, node, bytes));
                 true
             }
             Ok(None) => {

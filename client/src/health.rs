@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use hive_codec::ClusterView;
 use hive_wire::NodeId;
-use hive_wire::net::control::NodeStatus;
+use hive_wire::net::control::{NodeSet, NodeStatus};
 
 use crate::local_cluster::{self, Admin};
 use crate::status::{ClassHealth, rate, render_repair, summarize};
@@ -58,10 +58,83 @@ pub fn node_out(dir: &Path, node: NodeId) -> Result<()> {
         })
         .with_context(|| format!("marking node {node} out"))?;
     crate::outln!(
-        "node {node} is out in map epoch {epoch}; its shards are rebuilt on the other nodes ('hive repair --wait' follows it)"
+        "node {node} is out in map epoch {epoch}; its shards move to the other nodes, copied from it while it runs, else rebuilt ('hive rebalance --wait' follows it)"
     );
     Ok(())
 }
+
+/// `hive node set N [--weight W] [--domain LABELS]`.
+pub fn node_set(
+    dir: &Path,
+    node: NodeId,
+    weight: Option<u32>,
+    labels: Option<String>,
+) -> Result<()> {
+    if weight.is_none() && labels.is_none() {
+        bail!("nothing to set: give --weight, --domain or both");
+    }
+    if let Some(labels) = &labels {
+        hive_codec::domain::parse_labels(labels).context("--domain")?;
+    }
+    let order = NodeSet {
+        node: node.0,
+        weight,
+        labels,
+    };
+    let epoch = local_cluster::runtime()?
+        .block_on(async {
+            let admin = local_cluster::admin(dir)?;
+            anyhow::Ok(admin.authority.set_node(&order).await?)
+        })
+        .with_context(|| format!("setting node {node}"))?;
+    crate::outln!(
+        "node {node} set in map epoch {epoch}; rebalance moves the shards of the slots that moved ('hive status' follows it)"
+    );
+    Ok(())
+}
+
+/// `hive rebalance [--wait]`.
+pub fn rebalance(dir: &Path, wait: bool) -> Result<()> {
+    local_cluster::runtime()?.block_on(async {
+        let admin = local_cluster::admin(dir)?;
+        let started = Instant::now();
+        let bar = indicatif::ProgressBar::new_spinner();
+        loop {
+            let status = status_retrying(&admin).await?;
+            let s = summarize(&status);
+            let past = status.map.history.len();
+            let moved = format!(
+                "{} shards ({}) moved, {} old copies dropped, {} chunks queued",
+                s.moved.0,
+                local_cluster::bytes(s.moved.1),
+                s.moved.2,
+                s.queued.0
+            );
+            if past == 0 {
+                bar.finish_and_clear();
+                crate::outln!(
+                    "rebalance done: every shard is where the map puts it; {moved} since the nodes started"
+                );
+                return Ok(());
+            }
+            if !wait {
+                crate::outln!(
+                    "rebalance under way: reads also look under {past} earlier placements; {moved} since the nodes started"
+                );
+                return Ok(());
+            }
+            bar.set_message(format!(
+                "rebalance: {past} earlier placements to empty; {moved}; {:.0}s",
+                started.elapsed().as_secs_f64()
+            ));
+            bar.tick();
+            tokio::time::sleep(REBALANCE_POLL).await;
+        }
+    })
+}
+
+/// How often `hive rebalance --wait` looks at the status.
+const REBALANCE_POLL: Duration = Duration::from_millis(500);
 
 /// `hive repair [--rate R] [--wait]`.
 pub fn repair(dir: &Path, rate: Option<u64>, wait: bool) -> Result<()> {

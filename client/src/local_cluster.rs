@@ -15,10 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hive_codec::{
-    Chunker, ChunkerConfig, ClusterMap, ClusterView, CompressionConfig, ErasureScheme, NodeInfo,
-    NodeState,
-};
+use hive_codec::{Chunker, ChunkerConfig, ClusterView, CompressionConfig, ErasureScheme};
 use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, MapMessage, OwedShard};
 use hive_wire::net::enroll::enroll;
 use hive_wire::net::gc::GcClient;
@@ -26,8 +23,8 @@ use hive_wire::net::meta::{MetaCall, MetaClient, MetaOp, MetaReply};
 use hive_wire::net::pki::DEFAULT_CERT_VALIDITY;
 use hive_wire::net::shard_service::ShardClient;
 use hive_wire::net::{Client, Identity, JoinToken, Role, Validity};
-use hive_wire::units::format_duration;
-use hive_wire::{ChunkId, Epoch, FailureDomain, NodeId};
+use hive_wire::units::{format_duration, parse_duration};
+use hive_wire::{ChunkId, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::chunk_io::{BadShard, ChunkStore};
@@ -79,7 +76,32 @@ struct ClusterFile {
     /// Every replica of the metadata group (empty: `meta` alone).
     #[serde(default)]
     meta_replicas: Vec<u64>,
+    /// What making one more node takes (`cluster add`).
+    #[serde(default)]
+    template: Option<NodeTemplate>,
     nodes: Vec<NodeEntry>,
+}
+
+/// What making one more node of a local cluster takes: written by `up`, read by `add`.
+#[derive(Serialize, Deserialize, Clone)]
+struct NodeTemplate {
+    /// Where the map authority enrolls new nodes.
+    enroll: SocketAddr,
+    /// Each node's store size, as `cluster up --store-size` took it.
+    store_size: String,
+    /// `[gc] grace`.
+    gc_grace: String,
+    /// `[gc] interval`.
+    gc_interval: String,
+}
+
+impl NodeTemplate {
+    fn gc(&self) -> Result<GcTimes> {
+        Ok(GcTimes {
+            grace: parse_duration(&self.gc_grace)?,
+            interval: parse_duration(&self.gc_interval)?,
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -416,8 +438,6 @@ pub fn up_relayed(
     let started = Instant::now();
     ClusterDir::init(dir, "local")?;
     let cluster = ClusterDir::open(dir)?;
-    let ca = cluster.ca()?;
-    let validity = Validity::starting_now(DEFAULT_CERT_VALIDITY);
     let ports = free_ports(2 * nodes + 1)?;
     let (ports, metrics_ports) = ports.split_at(nodes as usize + 1);
     let enroll_at = SocketAddr::from(([127, 0, 0, 1], ports[0]));
@@ -450,82 +470,22 @@ pub fn up_relayed(
     let replicas: Vec<&NodeEntry> = entries.iter().take(meta_replicas as usize).collect();
     let meta = meta_section(&replicas, (k, m));
     let replica_ids: Vec<u64> = replicas.iter().map(|r| r.id).collect();
+    let template = NodeTemplate {
+        enroll: enroll_at,
+        store_size: store_size.clone(),
+        gc_grace: format_duration(gc.grace),
+        gc_interval: format_duration(gc.interval),
+    };
     // Nodes started before a failure are stopped again.
     let mut started_pids = Started(Vec::new());
     for (entry, listen) in entries.iter_mut().zip(listens) {
-        std::fs::create_dir_all(&entry.dir)?;
-        let mut config = node_config(
-            (listen, entry.addr),
-            &authority,
-            enroll_at.port(),
-            store_size,
-            gc,
-        );
+        let mut extra = String::new();
         if replica_ids.contains(&entry.id) {
-            config.push_str(&meta);
+            extra.push_str(&meta);
         }
-        if let Some(metrics) = entry.metrics {
-            config.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
-        }
-        let config_path = entry.dir.join("node.toml");
-        write_new(&config_path, config.as_bytes(), 0o644)?;
-        if entry.id == authority.id {
-            // The first node gets its certificate from the CA directly: it is the one
-            // that enrolls the others.
-            let (cert, key) = ca.issue_with_key(Identity::node(NodeId(entry.id)), validity)?;
-            write_new(
-                &entry.dir.join("node.pem"),
-                pem("CERTIFICATE", cert.as_ref()).as_bytes(),
-                0o644,
-            )?;
-            write_new(
-                &entry.dir.join("node.key"),
-                key.serialize_pem().as_bytes(),
-                0o600,
-            )?;
-        } else {
-            let token = JoinToken::new(cluster.fingerprint()?, Role::Node, None, JOIN_TOKEN_TTL)
-                .seal(&cluster.token_key()?);
-            let out = Command::new(&binary)
-                .args([
-                    "join",
-                    "--token",
-                    &token,
-                    "--enroll",
-                    &enroll_at.to_string(),
-                    "--config",
-                ])
-                .arg(&config_path)
-                .output()
-                .with_context(|| format!("running {}", binary.display()))?;
-            if !out.status.success() {
-                bail!(
-                    "node {} could not join: {}",
-                    entry.id,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-            }
-            let named: Identity = String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .context("the identity hive-node join printed")?;
-            if named != Identity::node(NodeId(entry.id)) {
-                bail!(
-                    "node-{} joined as {named}; was another node enrolled meanwhile?",
-                    entry.id
-                );
-            }
-        }
-        let status = Command::new(&binary)
-            .args(["format", "--config"])
-            .arg(&config_path)
-            .stderr(Stdio::null())
-            .status()
-            .with_context(|| format!("running {}", binary.display()))?;
-        if !status.success() {
-            bail!("formatting node {} failed ({status})", entry.id);
-        }
-        entry.pid = spawn_node(&binary, entry)?;
+        make_node(
+            &binary, &cluster, entry, listen, &authority, &template, &extra,
+        )?;
         started_pids.0.push(entry.pid);
         if entry.id == authority.id {
             wait_listening(
@@ -565,6 +525,7 @@ pub fn up_relayed(
         authority: 1,
         meta: 1,
         meta_replicas: replica_ids,
+        template: Some(template),
         nodes: entries,
     };
     file.save(dir)?;
@@ -587,6 +548,159 @@ pub fn up_relayed(
         dir.display()
     );
     Ok(())
+}
+
+/// Makes local node `entry` and starts it: its directory and configuration (listening
+/// on `listen`, plus `extra`), its certificate (from the CA directly for the map
+/// authority, which enrolls the others; through a join token for every other node),
+/// and its formatted store. Sets `entry.pid`.
+fn make_node(
+    binary: &Path,
+    cluster: &ClusterDir,
+    entry: &mut NodeEntry,
+    listen: SocketAddr,
+    authority: &NodeEntry,
+    template: &NodeTemplate,
+    extra: &str,
+) -> Result<()> {
+    std::fs::create_dir_all(&entry.dir)?;
+    let mut config = node_config(
+        (listen, entry.addr),
+        authority,
+        template.enroll.port(),
+        &template.store_size,
+        template.gc()?,
+    );
+    config.push_str(extra);
+    if let Some(metrics) = entry.metrics {
+        config.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
+    }
+    let config_path = entry.dir.join("node.toml");
+    write_new(&config_path, config.as_bytes(), 0o644)?;
+    if entry.id == authority.id {
+        let validity = Validity::starting_now(DEFAULT_CERT_VALIDITY);
+        let (cert, key) = cluster
+            .ca()?
+            .issue_with_key(Identity::node(NodeId(entry.id)), validity)?;
+        write_new(
+            &entry.dir.join("node.pem"),
+            pem("CERTIFICATE", cert.as_ref()).as_bytes(),
+            0o644,
+        )?;
+        write_new(
+            &entry.dir.join("node.key"),
+            key.serialize_pem().as_bytes(),
+            0o600,
+        )?;
+    } else {
+        join_node(binary, cluster, entry.id, template.enroll, &config_path)?;
+    }
+    let status = Command::new(binary)
+        .args(["format", "--config"])
+        .arg(&config_path)
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !status.success() {
+        bail!("formatting node {} failed ({status})", entry.id);
+    }
+    entry.pid = spawn_node(binary, entry)?;
+    Ok(())
+}
+
+/// Enrolls node `id` with a new join token (`hive-node join`), which writes its key
+/// and certificate beside `config_path`.
+fn join_node(
+    binary: &Path,
+    cluster: &ClusterDir,
+    id: u64,
+    enroll_at: SocketAddr,
+    config_path: &Path,
+) -> Result<()> {
+    let token = JoinToken::new(cluster.fingerprint()?, Role::Node, None, JOIN_TOKEN_TTL)
+        .seal(&cluster.token_key()?);
+    let out = Command::new(binary)
+        .args([
+            "join",
+            "--token",
+            &token,
+            "--enroll",
+            &enroll_at.to_string(),
+            "--config",
+        ])
+        .arg(config_path)
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !out.status.success() {
+        bail!(
+            "node {id} could not join: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let named: Identity = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("the identity hive-node join printed")?;
+    if named != Identity::node(NodeId(id)) {
+        bail!("node-{id} joined as {named}; was another node enrolled meanwhile?");
+    }
+    Ok(())
+}
+
+/// Adds `count` new nodes to the local cluster in `dir`, like those `up` made, and
+/// waits until the map shows them up; their ids. Placement moves some slots of every
+/// group to them, and the nodes' census moves the shards after.
+pub fn add(dir: &Path, count: u64) -> Result<Vec<NodeId>> {
+    if count == 0 {
+        bail!("--nodes 0: nothing to add");
+    }
+    let mut file = load(dir)?;
+    let template = file.template.clone().context(
+        "cluster.toml has no [template]: this cluster was made by an older 'hive cluster up', which did not record how to make more nodes",
+    )?;
+    if file.nodes.iter().any(|n| n.dir.as_os_str().is_empty()) {
+        bail!("cluster.toml names a node without a directory");
+    }
+    let binary = node_binary()?;
+    let cluster = ClusterDir::open(dir)?;
+    let authority = file
+        .nodes
+        .iter()
+        .find(|n| n.id == file.authority)
+        .map(|n| NodeEntry {
+            pid: 0,
+            dir: PathBuf::new(),
+            ..*n
+        })
+        .context("cluster.toml: the map authority is not among its nodes")?;
+    let ports = free_ports(2 * count)?;
+    let first = file.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+    let mut added = Vec::new();
+    for (n, pair) in (first..).zip(ports.chunks(2)) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], pair[0]));
+        let mut entry = NodeEntry {
+            id: n,
+            addr,
+            pid: 0,
+            dir: dir.join(format!("node-{n}")),
+            metrics: Some(SocketAddr::from(([127, 0, 0, 1], pair[1]))),
+        };
+        if entry.dir.exists() {
+            bail!(
+                "{} exists already: a node is left from an earlier add",
+                entry.dir.display()
+            );
+        }
+        make_node(
+            &binary, &cluster, &mut entry, addr, &authority, &template, "",
+        )?;
+        added.push(n);
+        // Recorded at once: 'cluster down' stops it even if a later one fails.
+        file.nodes.push(entry);
+        file.save(dir)?;
+    }
+    wait_healthy(dir, &file, &added)?;
+    Ok(added.into_iter().map(NodeId).collect())
 }
 
 /// Starts the nodes of the local cluster in `dir` that are not running (all of them, or
@@ -1022,29 +1136,10 @@ fn authority_client(dir: &Path, file: &ClusterFile) -> Result<ControlClient> {
     ))
 }
 
-/// The map as `cluster.toml` knows it (every node up), for when the authority cannot
-/// be reached.
-fn static_view(file: &ClusterFile) -> Result<ClusterView> {
-    let nodes: Vec<NodeInfo> = file
-        .nodes
-        .iter()
-        .map(|n| NodeInfo {
-            id: NodeId(n.id),
-            domain: FailureDomain(u32::try_from(n.id).unwrap_or(u32::MAX)),
-            weight: 1,
-            state: NodeState::Up,
-            joined: Epoch(n.id),
-        })
-        .collect();
-    Ok(ClusterView::new(
-        ClusterMap::new(Epoch(0), file.pg_bits, nodes)?,
-        file.nodes.iter().map(|n| (NodeId(n.id), n.addr)).collect(),
-    ))
-}
-
 /// The newest map the cluster offers: the authority's, or, while it cannot be reached,
-/// the newest one the other nodes follow (asked all at once), or at worst
-/// `cluster.toml`'s node list (every node assumed up).
+/// the newest one the other nodes follow (asked all at once). Never one made up from
+/// `cluster.toml`'s node list: shards written under a map the cluster never had land
+/// where no read looks. No map, no reads or writes, and an error that says why.
 async fn learn_view(file: &ClusterFile, client: Arc<Client>) -> Result<ClusterView> {
     let mut asked = tokio::task::JoinSet::new();
     for node in &file.nodes {
@@ -1095,12 +1190,10 @@ async fn learn_view(file: &ClusterFile, client: Arc<Client>) -> Result<ClusterVi
             );
             Ok(ClusterView::from_message(&map)?)
         }
-        None => {
-            eprintln!(
-                "warning: no node answered with a map ({why}); assuming every node in cluster.toml is up"
-            );
-            static_view(file)
-        }
+        None => bail!(
+            "no node of the cluster answered with a map (the map authority, node {}: {why}); without one nothing can be placed or found. Are the nodes running? 'hive cluster start --dir DIR' starts stopped ones",
+            NodeId(file.authority)
+        ),
     }
 }
 

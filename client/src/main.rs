@@ -123,6 +123,19 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Shows rebalance, or waits for it: after a node joins, is marked out or has its
+    /// weight or domain set, each group's census copies the shards whose slots moved to
+    /// their new holders and drops the old copies; reads meanwhile also look where the
+    /// earlier placements put them. Done when every node has found its groups in place
+    /// (at least 40 s after the last change).
+    Rebalance {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Wait until it is done, showing the shards moved so far.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Nodes of the cluster.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -185,13 +198,36 @@ enum Command {
 
 #[derive(Subcommand)]
 enum NodeCommand {
-    /// Marks a node out now: its placement slots move to other nodes and repair
-    /// rebuilds its shards there (a node down for cluster.out_after is marked out by
-    /// itself). Refused if too few nodes would be left for a storage class.
+    /// Marks a node out now: its placement slots move to other nodes. If it still runs,
+    /// its shards are copied from it (it keeps serving reads until they are, and ends
+    /// empty: a drain; 'hive rebalance --wait' says when); if it is dead, repair
+    /// rebuilds them from the others. A node down for cluster.out_after is marked out by
+    /// itself. Refused if too few nodes would be left for a storage class.
     Out {
         /// The local cluster's directory.
         #[arg(long)]
         cluster: PathBuf,
+        /// The node's id.
+        node: u64,
+    },
+    /// Sets a node's placement weight, its failure domain, or both. Only an
+    /// administrator changes these (a node's own heartbeat carries its address and
+    /// liveness only). Each group's slots move as for a join, and rebalance moves their
+    /// shards while reads keep finding them. A node joins with weight 1 and its host
+    /// (host=IP) as its domain.
+    Set {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Relative capacity, 0 to 65536: a node of weight 2 gets about twice the
+        /// shards of one of weight 1. 0 takes it out of placement (its shards move off).
+        #[arg(long)]
+        weight: Option<u32>,
+        /// What it fails together with, as key=value pairs broadest first, like
+        /// rack=r1,host=h3: each group's shards spread over distinct values of the first
+        /// pair (at most ceil(k+m / domains) shards share one). The rest are shown only.
+        #[arg(long)]
+        domain: Option<String>,
         /// The node's id.
         node: u64,
     },
@@ -385,6 +421,19 @@ enum ClusterCommand {
         #[arg(long = "node")]
         nodes: Vec<u64>,
     },
+    /// Adds nodes to the running cluster in DIR, made like those 'cluster up' made (the
+    /// same store size and settings), and returns once the map shows them up. The map
+    /// moves some placement slots to them; reads keep finding every chunk under the
+    /// earlier placements while each group's census moves its shards over ('hive status'
+    /// shows the progress).
+    Add {
+        /// The cluster's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// How many nodes to add.
+        #[arg(long, default_value_t = 1)]
+        nodes: u64,
+    },
     /// Stops every node of the cluster in DIR (SIGTERM; each drains and exits).
     Down {
         /// The cluster's directory.
@@ -531,6 +580,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::Start { dir, nodes }) => {
             local_cluster::start(&dir, &nodes)
         }
+        Command::Cluster(ClusterCommand::Add { dir, nodes }) => {
+            for node in local_cluster::add(&dir, nodes)? {
+                hive_client::outln!("node {node} added");
+            }
+            Ok(())
+        }
         Command::Status { cluster, json } => status::status(&cluster, json),
         Command::Scrub {
             cluster,
@@ -538,6 +593,7 @@ fn run(cli: Cli) -> Result<()> {
             rate,
             wait,
         } => health::scrub(&cluster, node.map(NodeId), health::parse_rate(&rate)?, wait),
+        Command::Rebalance { cluster, wait } => health::rebalance(&cluster, wait),
         Command::Repair {
             cluster,
             rate,
@@ -549,6 +605,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Node(NodeCommand::Out { cluster, node }) => {
             health::node_out(&cluster, NodeId(node))
         }
+        Command::Node(NodeCommand::Set {
+            cluster,
+            weight,
+            domain,
+            node,
+        }) => health::node_set(&cluster, NodeId(node), weight, domain),
         Command::Inspect(InspectCommand::Chunk { cluster, k, m, id }) => {
             let id: hive_wire::ChunkId = id
                 .parse()

@@ -67,6 +67,9 @@ pub struct Summary {
     pub scrub_passes: u64,
     /// Damaged shards scrub found.
     pub damaged: u64,
+    /// Shards and bytes rebalance copied from past holders, and the old copies it
+    /// dropped, since the nodes started.
+    pub moved: (u64, u64, u64),
 }
 
 /// Sums the nodes' figures.
@@ -97,6 +100,9 @@ pub fn summarize(status: &StatusMessage) -> Summary {
         s.rebuilt.0 += repair.shards_rebuilt;
         s.rebuilt.1 += repair.bytes_rebuilt;
         s.failed += repair.failed;
+        s.moved.0 += repair.shards_moved;
+        s.moved.1 += repair.bytes_moved;
+        s.moved.2 += repair.copies_dropped;
         s.censused.0 += repair.censused;
         s.censused.1 += repair.groups;
         s.scrub_pass.0 += scrub.pass_done;
@@ -319,8 +325,16 @@ pub(crate) fn render_repair(status: &StatusMessage, s: &Summary) -> String {
         (_, 0) => ", no rate limit".to_string(),
         (queued, rate) => format!(", ETA {}s at most", queued.div_ceil(rate)),
     };
+    let rebalance = match status.map.history.len() {
+        0 => "done: every shard is where the map puts it".to_string(),
+        n => format!(
+            "under way: reads also look under {n} earlier placement{}",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
     format!(
         "repair: {} chunks queued ({}){eta}; {} shards ({}) rebuilt since start, {} failed; rate {}; census {} of {} groups this round\n\
+         rebalance: {rebalance}; {} shards ({}) moved and {} old copies dropped since start\n\
          owed:   {} shards reported owed by writers since the authority started\n",
         s.queued.0,
         bytes(s.queued.1),
@@ -330,6 +344,9 @@ pub(crate) fn render_repair(status: &StatusMessage, s: &Summary) -> String {
         rate(repair_rate),
         s.censused.0,
         s.censused.1,
+        s.moved.0,
+        bytes(s.moved.1),
+        s.moved.2,
         status.shards_owed,
     )
 }
@@ -353,8 +370,18 @@ fn render_scrub(s: &Summary) -> String {
 
 fn render_nodes(status: &StatusMessage, view: &ClusterView) -> String {
     let mut out = format!(
-        "{:<18} {:<5} {:<22} {:>10} {:>10} {:>8} {:>10} {:>7} {:>6}\n",
-        "node", "state", "address", "capacity", "used", "shards", "heartbeat", "scrub", "queued"
+        "{:<18} {:<5} {:<22} {:>10} {:>10} {:>8} {:>10} {:>7} {:>6} {:>6}  {}\n",
+        "node",
+        "state",
+        "address",
+        "capacity",
+        "used",
+        "shards",
+        "heartbeat",
+        "scrub",
+        "queued",
+        "weight",
+        "domain"
     );
     let mut nodes: Vec<&NodeStatus> = status.nodes.iter().collect();
     nodes.sort_by_key(|n| n.id);
@@ -373,8 +400,9 @@ fn render_nodes(status: &StatusMessage, view: &ClusterView) -> String {
         } else {
             "-".to_string()
         };
+        let placed = view.map.node(NodeId(n.id));
         out += &format!(
-            "{:<18} {:<5} {:<22} {:>10} {:>10} {:>8} {:>10} {:>7} {:>6}\n",
+            "{:<18} {:<5} {:<22} {:>10} {:>10} {:>8} {:>10} {:>7} {:>6} {:>6}  {}\n",
             NodeId(n.id).to_string(),
             state_name(view, n.id),
             view.addresses
@@ -386,7 +414,9 @@ fn render_nodes(status: &StatusMessage, view: &ClusterView) -> String {
             n.store.shards,
             heartbeat,
             scrubbing,
-            n.health.repair.queued
+            n.health.repair.queued,
+            placed.map_or_else(|| "-".to_string(), |p| p.weight.to_string()),
+            view.labels.get(&NodeId(n.id)).map_or("-", String::as_str),
         );
     }
     out
@@ -404,6 +434,8 @@ pub fn to_json(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<serde_js
                 "id": n.id,
                 "state": state_name(&view, n.id),
                 "addr": view.addresses.get(&NodeId(n.id)).map(ToString::to_string),
+                "weight": view.map.node(NodeId(n.id)).map(|p| p.weight),
+                "domain": view.labels.get(&NodeId(n.id)),
                 "capacity": n.store.capacity,
                 "used": n.store.used,
                 "stored": n.store.live,
@@ -429,6 +461,10 @@ pub fn to_json(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<serde_js
                     "bytes_rebuilt": n.health.repair.bytes_rebuilt,
                     "unreadable": n.health.repair.unreadable,
                     "failed": n.health.repair.failed,
+                    "shards_moved": n.health.repair.shards_moved,
+                    "bytes_moved": n.health.repair.bytes_moved,
+                    "copies_dropped": n.health.repair.copies_dropped,
+                    "settled_epoch": n.health.repair.settled_epoch,
                 },
             })
         })
@@ -457,6 +493,10 @@ pub fn to_json(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<serde_js
         "repair": {
             "queued": s.queued.0, "queued_bytes": s.queued.1,
             "shards_rebuilt": s.rebuilt.0, "bytes_rebuilt": s.rebuilt.1, "failed": s.failed,
+        },
+        "rebalance": {
+            "past_placements": status.map.history.len(),
+            "shards_moved": s.moved.0, "bytes_moved": s.moved.1, "copies_dropped": s.moved.2,
         },
         "scrub": { "passes": s.scrub_passes, "damaged": s.damaged },
         "saved": savings(status, gc).map(|s| serde_json::json!({
@@ -533,6 +573,7 @@ mod tests {
                 state: if id == 3 { state::DOWN } else { state::UP },
                 joined: 1,
                 addr: format!("127.0.0.1:{}", 7000 + id),
+                labels: String::new(),
             },
             NodeStatus {
                 id,
@@ -574,6 +615,7 @@ mod tests {
                 nodes,
                 classes: vec![class],
                 repair_rate: 1 << 20,
+                history: Vec::new(),
             },
             nodes: statuses,
             shards_owed: 4,

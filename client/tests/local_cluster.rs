@@ -194,6 +194,47 @@ fn reads_go_on_without_the_map_authority() {
         }
     }
 
+    // Weight and failure domain are the administrator's to set, and the map shows them.
+    let set = hive(&[
+        "node",
+        "set",
+        "--cluster",
+        c.d(),
+        "--weight",
+        "2",
+        "--domain",
+        "rack=r2,host=h6",
+        "6",
+    ]);
+    assert!(
+        ok(&set, "node set").contains("set in map epoch"),
+        "{}",
+        text(&set)
+    );
+    let status = c.status();
+    let six = status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == 6)
+        .expect("node 6");
+    assert_eq!(
+        (&six["weight"], &six["domain"]),
+        (&2.into(), &"rack=r2,host=h6".into())
+    );
+    let bad = hive(&["node", "set", "--cluster", c.d(), "--domain", "rack", "6"]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("key=value"),
+        "{}",
+        text(&bad)
+    );
+    let bad = hive(&["node", "set", "--cluster", c.d(), "--weight", "0", "5"]);
+    assert!(
+        !bad.status.success() && text(&bad).contains("would leave 5 nodes"),
+        "{}",
+        text(&bad)
+    );
+
     let data: Vec<u8> = random(SEED + 10, 5 << 20)
         .into_iter()
         .chain(std::iter::repeat_n(b'x', 1 << 20))
@@ -231,4 +272,19 @@ fn reads_go_on_without_the_map_authority() {
     let status = hive(&["status", "--cluster", c.d()]);
     assert!(!status.status.success());
     assert!(text(&status).contains("map authority"), "{}", text(&status));
+    // With no node left to give a map, nothing is written under one made up from
+    // cluster.toml: the put fails and says why.
+    c.signal("-KILL", &[3, 4, 5, 6]);
+    let file = c.path("late.bin");
+    std::fs::write(&file, b"written under no map").expect("sample");
+    let put = hive(&["put", "--cluster", c.d(), file.to_str().expect("utf-8")]);
+    assert!(
+        !put.status.success(),
+        "a put with every node dead succeeded"
+    );
+    assert!(
+        text(&put).contains("no node of the cluster answered with a map"),
+        "{}",
+        text(&put)
+    );
 }

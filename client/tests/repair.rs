@@ -202,6 +202,102 @@ fn a_node_marked_out_is_rebuilt_elsewhere_and_another_loss_loses_nothing() {
     c.check(&id, &data);
 }
 
+/// Waits until the map has forgotten every past placement (every node found its groups
+/// in place); the status then.
+fn wait_rebalanced(c: &Cluster) -> serde_json::Value {
+    c.wait_status("rebalance settled", HEAL_WITHIN, |s| {
+        s["rebalance"]["past_placements"] == 0
+    })
+}
+
+#[test]
+fn nodes_added_and_marked_out_at_once_lose_no_read_and_rebalance_moves_the_shards() {
+    let _machine = shared();
+    // 4+2 on six nodes: every group holds a shard on every node.
+    let c = Cluster::up("grow");
+    let data = random(SEED + 45, 24 << 20);
+    let id = c.put("data.bin", &data);
+    // A 7th node takes one slot of 6 groups in 7: a seventh of the shards move to it,
+    // copied, nothing rebuilt.
+    let added = ok(
+        &hive(&["cluster", "add", "--dir", c.d(), "--nodes", "1"]),
+        "cluster add",
+    );
+    assert_eq!(added.matches(" added").count(), 1, "{added}");
+    c.check(&id, &data);
+    let done = ok(
+        &hive(&["rebalance", "--cluster", c.d(), "--wait"]),
+        "rebalance --wait",
+    );
+    assert!(done.contains("rebalance done"), "{done}");
+    let settled = c.status();
+    assert_eq!(settled["rebalance"]["past_placements"], 0, "{settled}");
+    let shards = 6 * chunks_counted(&settled);
+    let moved = settled["rebalance"]["shards_moved"]
+        .as_u64()
+        .expect("moved");
+    let rebuilt = settled["repair"]["shards_rebuilt"]
+        .as_u64()
+        .expect("rebuilt");
+    assert!(
+        moved > 0 && (moved + rebuilt) * 7 <= shards * 5 / 4,
+        "{moved} moved and {rebuilt} rebuilt of {shards} shards: more than 1.25 x a seventh"
+    );
+    // Then another joins and two old ones go out without waiting between: most
+    // groups then have more than m = 2 of their slots on nodes that hold nothing of
+    // theirs yet.
+    ok(
+        &hive(&["cluster", "add", "--dir", c.d(), "--nodes", "1"]),
+        "cluster add",
+    );
+    for node in ["5", "6"] {
+        ok(
+            &hive(&["node", "out", "--cluster", c.d(), node]),
+            "node out",
+        );
+    }
+    let status = c.status();
+    assert!(
+        status["rebalance"]["past_placements"].as_u64() >= Some(2),
+        "{status}"
+    );
+    // With two of the remaining old nodes dead too, the holders the map names have
+    // fewer than k shards of most chunks: the reads find the others where the earlier
+    // placements put them, on the nodes marked out.
+    kill_and_wait_down(&c, &[3, 4]);
+    c.check(&id, &data);
+    c.start(&[]);
+    // The census moves every shard to its holder and drops the old copies; once every
+    // node says so, the map forgets the earlier placements.
+    let settled = wait_rebalanced(&c);
+    let moved_now = settled["rebalance"]["shards_moved"]
+        .as_u64()
+        .expect("moved");
+    let dropped = settled["rebalance"]["copies_dropped"]
+        .as_u64()
+        .expect("dropped");
+    assert!(moved_now > moved && dropped > 0, "{settled}");
+    let stored_on = |s: &serde_json::Value, ids: &[u64]| -> u64 {
+        s["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter(|n| ids.contains(&n["id"].as_u64().expect("id")))
+            .map(|n| n["shards"].as_u64().expect("shards"))
+            .sum()
+    };
+    assert_eq!(
+        stored_on(&settled, &[5, 6]),
+        0,
+        "old copies left: {settled}"
+    );
+    // Every group now lives on nodes 1-4, 7 and 8; two of them dead loses nothing.
+    c.signal("-KILL", &[7, 8]);
+    c.check(&id, &data);
+    let text = ok(&hive(&["status", "--cluster", c.d()]), "status");
+    assert!(text.contains("rebalance: done"), "{text}");
+}
+
 #[test]
 fn scrub_finds_every_damaged_shard_and_repair_replaces_it() {
     let _machine = shared();

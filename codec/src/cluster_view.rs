@@ -5,10 +5,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use hive_wire::NodeId;
+use hive_wire::{NodeId, PgId};
 
 use crate::config::ErasureScheme;
-use crate::placement::{ClusterMap, NodeState};
+use crate::constants::MAX_PLACEMENT_HISTORY;
+use crate::placement::{ClusterMap, NodeState, PlacementError};
 
 /// A map, its nodes' addresses, and the settings that travel with it.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,10 +18,16 @@ pub struct ClusterView {
     pub map: ClusterMap,
     /// Where each node serves shards.
     pub addresses: HashMap<NodeId, SocketAddr>,
+    /// Each node's failure-domain labels ([`crate::domain`]); the map's domains are
+    /// their hashes. Nodes without any have none recorded.
+    pub labels: HashMap<NodeId, String>,
     /// The storage classes shards are stored in, sorted, each once.
     pub classes: Vec<ErasureScheme>,
     /// Bytes of rebuilt shards each node's repair may write per second (0: no limit).
     pub repair_rate: u64,
+    /// Earlier placements whose shards rebalance may not have moved yet, newest first,
+    /// at most [`MAX_PLACEMENT_HISTORY`]; each placed differently from the one after it.
+    pub history: Vec<ClusterMap>,
 }
 
 /// The repair rate of a new map: 64 MiB/s per node, enough to rebuild a lost 1 TB node
@@ -34,9 +41,54 @@ impl ClusterView {
         Self {
             map,
             addresses,
+            labels: HashMap::new(),
             classes: Vec::new(),
             repair_rate: DEFAULT_REPAIR_RATE,
+            history: Vec::new(),
         }
+    }
+
+    /// Replaces the map with `next`. If `next` places shards differently and the old map
+    /// could place the narrowest storage class, the old map joins the history (shards
+    /// stored under it stay where it put them until rebalance moves them); whether it
+    /// did. Past [`MAX_PLACEMENT_HISTORY`] the oldest entry is dropped.
+    pub fn advance(&mut self, next: ClusterMap) -> bool {
+        let old = std::mem::replace(&mut self.map, next);
+        let placed_any = self
+            .classes
+            .iter()
+            .map(ErasureScheme::width)
+            .min()
+            .is_some_and(|width| old.place(PgId(0), width).is_ok());
+        if old.same_placement(&self.map) || !placed_any {
+            return false;
+        }
+        self.history.insert(0, old);
+        self.history.truncate(MAX_PLACEMENT_HISTORY);
+        true
+    }
+
+    /// Where each shard of group `pg` may be, by shard index: the current holder first,
+    /// then the holder of that index under each past placement, newest first, each node
+    /// once per index. A past placement that cannot place `width` shards adds nothing.
+    pub fn shard_homes(&self, pg: PgId, width: usize) -> Result<Vec<Vec<NodeId>>, PlacementError> {
+        let mut homes: Vec<Vec<NodeId>> = self
+            .map
+            .place(pg, width)?
+            .into_iter()
+            .map(|node| vec![node])
+            .collect();
+        for past in &self.history {
+            let Ok(holders) = past.place(pg, width) else {
+                continue;
+            };
+            for (slot, node) in homes.iter_mut().zip(holders) {
+                if !slot.contains(&node) {
+                    slot.push(node);
+                }
+            }
+        }
+        Ok(homes)
     }
 
     /// Nodes up in this view that were not up in `older`, or that moved: a node that
@@ -54,6 +106,22 @@ impl ClusterView {
             .collect()
     }
 
+    /// Whether `node` may answer for shards it keeps: it is up, or out (taken out of
+    /// placement, perhaps still running, with shards rebalance has not moved yet). Down
+    /// and unknown nodes are not asked.
+    pub fn may_answer(&self, node: NodeId) -> bool {
+        self.map
+            .node(node)
+            .is_some_and(|n| n.state != NodeState::Down)
+    }
+
+    /// Whether `node` is marked out.
+    pub fn is_out(&self, node: NodeId) -> bool {
+        self.map
+            .node(node)
+            .is_some_and(|n| n.state == NodeState::Out)
+    }
+
     /// Whether `node` is marked up (a node the map does not know is not).
     pub fn is_up(&self, node: NodeId) -> bool {
         self.map
@@ -66,11 +134,12 @@ impl ClusterView {
 mod message {
     use std::collections::HashMap;
 
-    use hive_wire::net::control::{Class, MapMessage, MapNode, state};
+    use hive_wire::net::control::{Class, MapMessage, MapNode, PastMap, state};
     use hive_wire::{Epoch, FailureDomain, NodeId};
 
     use super::ClusterView;
     use crate::config::ErasureScheme;
+    use crate::constants::MAX_PLACEMENT_HISTORY;
     use crate::error::CodecError;
     use crate::placement::{ClusterMap, NodeInfo, NodeState, PlacementError};
 
@@ -99,6 +168,9 @@ mod message {
         /// A storage class is not a valid scheme.
         #[error("storage class: {0}")]
         Class(#[from] CodecError),
+        /// More past placements than a map keeps.
+        #[error("{0} past placements; a map keeps at most {MAX_PLACEMENT_HISTORY}")]
+        History(usize),
     }
 
     fn state_code(state: NodeState) -> u8 {
@@ -109,38 +181,73 @@ mod message {
         }
     }
 
+    /// A node of a map message, as placement sees it.
+    fn node_info(n: &MapNode) -> Result<NodeInfo, ViewError> {
+        let id = NodeId(n.id);
+        let state = match n.state {
+            state::UP => NodeState::Up,
+            state::DOWN => NodeState::Down,
+            state::OUT => NodeState::Out,
+            other => {
+                return Err(ViewError::State {
+                    node: id,
+                    state: other,
+                });
+            }
+        };
+        Ok(NodeInfo {
+            id,
+            domain: FailureDomain(n.domain),
+            weight: n.weight,
+            state,
+            joined: Epoch(n.joined),
+        })
+    }
+
+    /// A node as a map message carries it (`addr` and `labels` empty where they are
+    /// not known).
+    fn map_node(n: &NodeInfo, addr: String, labels: String) -> MapNode {
+        MapNode {
+            id: n.id.0,
+            domain: n.domain.0,
+            weight: n.weight,
+            state: state_code(n.state),
+            joined: n.joined.0,
+            addr,
+            labels,
+        }
+    }
+
     impl ClusterView {
         /// Reads a map message (untrusted bytes already decoded).
         pub fn from_message(message: &MapMessage) -> Result<Self, ViewError> {
             let mut nodes = Vec::with_capacity(message.nodes.len());
             let mut addresses = HashMap::with_capacity(message.nodes.len());
+            let mut labels = HashMap::new();
             for n in &message.nodes {
-                let id = NodeId(n.id);
-                let state = match n.state {
-                    state::UP => NodeState::Up,
-                    state::DOWN => NodeState::Down,
-                    state::OUT => NodeState::Out,
-                    other => {
-                        return Err(ViewError::State {
-                            node: id,
-                            state: other,
-                        });
-                    }
-                };
+                let info = node_info(n)?;
                 let addr = n.addr.parse().map_err(|_| ViewError::Address {
-                    node: id,
+                    node: info.id,
                     addr: n.addr.clone(),
                 })?;
-                addresses.insert(id, addr);
-                nodes.push(NodeInfo {
-                    id,
-                    domain: FailureDomain(n.domain),
-                    weight: n.weight,
-                    state,
-                    joined: Epoch(n.joined),
-                });
+                addresses.insert(info.id, addr);
+                if !n.labels.is_empty() {
+                    labels.insert(info.id, n.labels.clone());
+                }
+                nodes.push(info);
             }
             let map = ClusterMap::new(Epoch(message.epoch), message.pg_bits, nodes)?;
+            if message.history.len() > MAX_PLACEMENT_HISTORY {
+                return Err(ViewError::History(message.history.len()));
+            }
+            let history = message
+                .history
+                .iter()
+                .map(|past| {
+                    let nodes = past.nodes.iter().map(node_info).collect::<Result<_, _>>()?;
+                    Ok(ClusterMap::new(Epoch(past.epoch), past.pg_bits, nodes)?)
+                })
+                .collect::<Result<Vec<_>, ViewError>>()?;
             let mut classes = message
                 .classes
                 .iter()
@@ -151,8 +258,10 @@ mod message {
             Ok(Self {
                 map,
                 addresses,
+                labels,
                 classes,
                 repair_rate: message.repair_rate,
+                history,
             })
         }
 
@@ -165,17 +274,10 @@ mod message {
                     .map
                     .nodes()
                     .iter()
-                    .map(|n| MapNode {
-                        id: n.id.0,
-                        domain: n.domain.0,
-                        weight: n.weight,
-                        state: state_code(n.state),
-                        joined: n.joined.0,
-                        addr: self
-                            .addresses
-                            .get(&n.id)
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
+                    .map(|n| {
+                        let addr = self.addresses.get(&n.id).map(ToString::to_string);
+                        let labels = self.labels.get(&n.id).cloned();
+                        map_node(n, addr.unwrap_or_default(), labels.unwrap_or_default())
                     })
                     .collect(),
                 classes: self
@@ -184,6 +286,19 @@ mod message {
                     .map(|c| Class { k: c.k(), m: c.m() })
                     .collect(),
                 repair_rate: self.repair_rate,
+                history: self
+                    .history
+                    .iter()
+                    .map(|past| PastMap {
+                        epoch: past.epoch().0,
+                        pg_bits: past.pg_bits(),
+                        nodes: past
+                            .nodes()
+                            .iter()
+                            .map(|n| map_node(n, String::new(), String::new()))
+                            .collect(),
+                    })
+                    .collect(),
             }
         }
     }

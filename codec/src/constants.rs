@@ -35,3 +35,16 @@ pub const PROBE_WINDOW: usize = 4096;
 /// rebuild the chunk (a forged shard, or a defect the checksums missed). 4+2 has 15
 /// subsets in all; this bounds the work a bad set of wide shards can cause.
 pub const MAX_DECODE_ATTEMPTS: usize = 64;
+
+/// Past placements a cluster map keeps, newest first. A read that misses on a chunk's
+/// current holders asks these placements' holders, so a chunk stays readable while
+/// rebalance moves its shards; rebalance drops an entry once every group it placed is
+/// settled under a newer one. Each entry is one node list (a few dozen bytes a node), and
+/// sixteen placement changes faster than rebalance settles them is far past what an
+/// operator does by hand. Past it, the oldest is dropped with a warning.
+pub const MAX_PLACEMENT_HISTORY: usize = 16;
+
+/// The largest placement weight a node may be given. Weights are relative capacities:
+/// 65,536 to 1 covers any mix of drives, and keeps a typo like 4294967295 from taking
+/// every slot of every group.
+pub const MAX_WEIGHT: u32 = 1 << 16;

@@ -18,6 +18,7 @@ mod compress;
 mod config;
 pub mod constants;
 mod decode;
+pub mod domain;
 mod encode;
 mod erasure;
 mod error;

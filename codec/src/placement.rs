@@ -158,6 +158,29 @@ impl ClusterMap {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// Whether `other` places every group as this map does: the same groups and the
+    /// same nodes with the same weights, domains, join epochs and out marks. Down and up
+    /// place alike (a down node keeps its slots), so only a change that moves slots
+    /// makes two maps differ.
+    pub fn same_placement(&self, other: &ClusterMap) -> bool {
+        let placed = |n: &NodeInfo| {
+            (
+                n.id,
+                n.domain,
+                n.weight,
+                n.joined,
+                n.state == NodeState::Out,
+            )
+        };
+        self.pg_bits == other.pg_bits
+            && self.nodes.len() == other.nodes.len()
+            && self
+                .nodes
+                .iter()
+                .map(placed)
+                .eq(other.nodes.iter().map(placed))
+    }
+
     /// Number of placement groups.
     pub fn pg_count(&self) -> u64 {
         1 << self.pg_bits

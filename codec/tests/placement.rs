@@ -256,3 +256,54 @@ fn data_shards_spread_over_every_node_even_when_all_nodes_hold_every_group() {
         );
     }
 }
+
+/// Six nodes, then two joins and two marked out in quick succession: under the last map
+/// every group's shard homes still name, for each shard index, the node that held it
+/// under the first map, and under each map in between. A down node changes nothing.
+#[test]
+fn past_placements_keep_every_shard_findable_until_forgotten() {
+    use hive_codec::{ClusterView, ErasureScheme};
+    let mut view = ClusterView::new(map(nodes(6, &[1])), Default::default());
+    view.classes = vec![ErasureScheme::new(4, 2).expect("4+2")];
+    let mut tables = vec![table(&view.map)];
+    let next = |view: &mut ClusterView, change: &dyn Fn(&mut Vec<NodeInfo>)| {
+        let mut n = view.map.nodes().to_vec();
+        change(&mut n);
+        let epoch = Epoch(view.map.epoch().0 + 1);
+        view.advance(ClusterMap::new(epoch, PG_BITS, n).expect("valid map"))
+    };
+    assert!(
+        next(&mut view, &|n| n.push(node(6, 6, 1))),
+        "a join moves slots"
+    );
+    tables.push(table(&view.map));
+    assert!(next(&mut view, &|n| n.push(node(7, 7, 1))));
+    tables.push(table(&view.map));
+    assert!(next(&mut view, &|n| n[0].state = NodeState::Out));
+    tables.push(table(&view.map));
+    assert!(next(&mut view, &|n| n[1].state = NodeState::Out));
+    tables.push(table(&view.map));
+    assert!(
+        !next(&mut view, &|n| n[2].state = NodeState::Down),
+        "a down node keeps its slots: nothing to remember"
+    );
+    assert_eq!(view.history.len(), 4);
+    let (first, last) = (&tables[0], &tables[tables.len() - 1]);
+    assert!(
+        moved(first, last) > first.len() * 2,
+        "more than m slots of a group moved somewhere"
+    );
+    for pg in 0..view.map.pg_count() {
+        let homes = view
+            .shard_homes(PgId(u32::try_from(pg).expect("small")), WIDTH)
+            .expect("placeable");
+        for (i, slot) in homes.iter().enumerate() {
+            assert_eq!(slot[0], last[pg as usize][i], "the current holder first");
+            for t in &tables {
+                assert!(slot.contains(&t[pg as usize][i]), "group {pg} shard {i}");
+            }
+            let distinct: HashSet<&NodeId> = slot.iter().collect();
+            assert_eq!(distinct.len(), slot.len(), "each node once per shard");
+        }
+    }
+}

@@ -27,8 +27,6 @@
 //! map = "map.toml"          # on the authority only: where it keeps the cluster map
 //! pg_bits = 8               # on the authority only: 2^pg_bits placement groups
 //! advertise = "10.0.0.3:7400"   # optional: the address others reach this node at
-//! domain = 3                # optional failure domain; default: the node id
-//! weight = 1                # optional placement weight; default 1
 //! out_after = "10m"         # on the authority only: a node down this long is marked
 //!                           #   out and its shards rebuilt elsewhere ("never": only
 //!                           #   'hive node out' does it); default 10m
@@ -166,8 +164,10 @@ struct RawCluster {
     map: Option<PathBuf>,
     pg_bits: Option<u8>,
     advertise: Option<String>,
-    domain: Option<u32>,
-    weight: Option<u32>,
+    /// No longer read: refused with the way to set it.
+    domain: Option<toml::Value>,
+    /// No longer read: refused with the way to set it.
+    weight: Option<toml::Value>,
     out_after: Option<String>,
     census_interval: Option<String>,
 }
@@ -181,9 +181,6 @@ pub struct Cluster {
     pub map: Option<PathBuf>,
     pub pg_bits: u8,
     pub advertise: Option<SocketAddr>,
-    /// Default: the node id.
-    pub domain: Option<u32>,
-    pub weight: u32,
     /// On the authority: silence after which a down node is marked out (`None`: never).
     pub out_after: Option<Duration>,
     /// Time between this node's census rounds.
@@ -360,6 +357,16 @@ fn address(key: &str, text: &str) -> Result<SocketAddr> {
 impl Cluster {
     fn check(raw: RawCluster, resolve: &dyn Fn(&Path) -> PathBuf) -> Result<Self> {
         let authority = address("cluster.authority", &raw.authority)?;
+        for (key, set) in [
+            ("weight", raw.weight.is_some()),
+            ("domain", raw.domain.is_some()),
+        ] {
+            if set {
+                bail!(
+                    "cluster.{key}: a node no longer names its own {key}; an administrator sets it with 'hive node set N --{key} ...' (remove the line)"
+                );
+            }
+        }
         if raw.map.is_none() && raw.pg_bits.is_some() {
             bail!("cluster.pg_bits belongs with cluster.map, on the map authority");
         }
@@ -380,8 +387,6 @@ impl Cluster {
                 .as_deref()
                 .map(|a| address("cluster.advertise", a))
                 .transpose()?,
-            domain: raw.domain,
-            weight: raw.weight.unwrap_or(1),
             out_after: match raw.out_after.as_deref() {
                 None => Some(DEFAULT_OUT_AFTER),
                 Some("never") => None,

@@ -451,6 +451,7 @@ async fn serve(
             nodes: Vec::new(),
             classes: Vec::new(),
             repair_rate: 0,
+            history: Vec::new(),
         })
     };
     // The map this node answers with: the authority's own, or the one it follows.
@@ -620,10 +621,6 @@ async fn serve(
                 authority: authority.clone(),
                 shards: actor.clone(),
                 addr: advertise,
-                domain: cluster
-                    .domain
-                    .unwrap_or_else(|| u32::try_from(node.0).unwrap_or(u32::MAX)),
-                weight: cluster.weight,
                 repair,
             }));
             children.push(Child::Follower(FollowerArgs {

@@ -5,6 +5,7 @@ pub mod gc;
 pub mod load;
 pub mod meta;
 pub mod net;
+pub mod rebalance;
 pub mod repair;
 pub mod small_files;
 pub mod store;

@@ -141,7 +141,7 @@ async fn out(admin: &Admin, dir: &Path, victim: NodeId) -> Result<Vec<(u64, u64)
 /// Times [`GETS`] gets of chunks drawn from `ids` with `seed`, one after another, in
 /// seconds, sorted; with `until`, gets go on until it finishes, and only those that
 /// finished before it count.
-async fn gets(
+pub(crate) async fn gets(
     store: &Arc<ChunkStore>,
     ids: &[ChunkId],
     seed: u64,
@@ -233,7 +233,7 @@ fn whole(status: &StatusMessage) -> bool {
             .all(|c: &ClassHealth| c.degraded() == 0 && c.unreadable() == 0 && c.total() > 0)
 }
 
-async fn wait_whole(admin: &Admin) -> Result<StatusMessage> {
+pub(crate) async fn wait_whole(admin: &Admin) -> Result<StatusMessage> {
     let rounds = rounds_by_node(&admin.status().await?);
     wait_repaired(admin, &rounds).await
 }

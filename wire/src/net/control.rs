@@ -27,8 +27,10 @@ impl MessageSet for Control {
     /// classes and repair rate to the map, scrub and repair figures to heartbeats and
     /// status, and the orders `OP_NODE_OUT`, `OP_REPAIR_RATE` and `OP_SCRUB`.
     /// Version 4 added the chunk stream bytes to a store's figures. Version 5 added
-    /// `OP_RESERVE`.
-    const VERSION: u16 = 5;
+    /// `OP_RESERVE`. Version 6 added the past placements to the map, and rebalance's
+    /// figures to repair's; took the weight and domain out of heartbeats, put the
+    /// failure-domain labels in the map, and added `OP_NODE_SET`.
+    const VERSION: u16 = 6;
     const NAME: &'static str = "cluster control";
 }
 
@@ -59,6 +61,21 @@ pub const OP_SCRUB: u16 = 7;
 /// than this. Message: [`Reserve`]; answer: none. Nodes only (the metadata node sends
 /// it, to every node).
 pub const OP_RESERVE: u16 = 8;
+/// Sets a node's placement weight or failure domain: the only way either changes (a
+/// heartbeat carries liveness and address only). Message: [`NodeSet`]; answer:
+/// [`HeartbeatAck`] (the new epoch). Administrators only, to the authority only.
+pub const OP_NODE_SET: u16 = 9;
+
+/// An administrator's change to a node's placement.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct NodeSet {
+    /// The node.
+    pub node: u64,
+    /// Its new weight, if it changes.
+    pub weight: Option<u32>,
+    /// Its new failure-domain labels, if they change.
+    pub labels: Option<String>,
+}
 
 /// The room a node keeps for reservations, in bytes of shards, across its stores.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +184,18 @@ pub struct RepairFigures {
     pub unreadable: u64,
     /// Rebuilds that failed (and will be tried again next round).
     pub failed: u64,
+    /// Shards copied from a past placement's holder to their holder since the node
+    /// started (rebalance).
+    pub shards_moved: u64,
+    /// Bytes of those.
+    pub bytes_moved: u64,
+    /// Shards deleted from past holders once every holder the map names had its own.
+    pub copies_dropped: u64,
+    /// The map epoch of this node's last census round that found every group it is
+    /// primary for whole on its current holders and nothing left on past holders (0:
+    /// none yet). The map authority forgets past placements once every node is settled
+    /// past them.
+    pub settled_epoch: u64,
 }
 
 /// What a node says of its health in a heartbeat.
@@ -185,10 +214,6 @@ pub struct NodeHealth {
 pub struct Heartbeat {
     /// Where the node serves shards, as `ip:port`.
     pub addr: String,
-    /// Its failure domain.
-    pub domain: u32,
-    /// Its placement weight.
-    pub weight: u32,
     /// Its store.
     pub store: StoreFigures,
     /// Its scrub and repair.
@@ -248,6 +273,8 @@ pub struct MapNode {
     pub joined: u64,
     /// Where it serves shards, as `ip:port`.
     pub addr: String,
+    /// Its failure-domain labels (`hive_codec::domain`), of which `domain` is the hash.
+    pub labels: String,
 }
 
 /// The cluster map.
@@ -263,6 +290,20 @@ pub struct MapMessage {
     pub classes: Vec<Class>,
     /// Bytes of rebuilt shards each node's repair may write per second (0: no limit).
     pub repair_rate: u64,
+    /// Earlier placements whose shards rebalance may not have moved yet, newest first.
+    pub history: Vec<PastMap>,
+}
+
+/// A placement the map had before: shards stored under it stay where it put them until
+/// rebalance moves them, so reads that miss ask its holders too.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PastMap {
+    /// The epoch it was made in.
+    pub epoch: u64,
+    /// 2^pg_bits placement groups.
+    pub pg_bits: u8,
+    /// Its nodes (addresses empty: the current map has them).
+    pub nodes: Vec<MapNode>,
 }
 
 /// One node's status.
@@ -399,6 +440,14 @@ impl ControlClient {
                 encode(&NodeOut { node: node.0 }),
                 CONTROL_DEADLINE,
             )
+            .await?;
+        Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
+    }
+
+    /// Sets `node`'s weight or failure domain (administrators); answers the new epoch.
+    pub async fn set_node(&self, order: &NodeSet) -> Result<u64, RpcError> {
+        let answer = self
+            .call(OP_NODE_SET, encode(order), CONTROL_DEADLINE)
             .await?;
         Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
     }
