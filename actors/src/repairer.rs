@@ -252,12 +252,16 @@ impl Repairer {
             );
         }
         self.repair(view, map, groups, plan.tasks).await;
-        if !found.drops.is_empty() {
+        // Old copies go only under a placement that has stood for SETTLE_AFTER: a
+        // round under the placement before (another primary's, or this node's own
+        // before it saw the change) could otherwise take the copies this round keeps,
+        // and this one the copies that round keeps.
+        if !found.drops.is_empty() && may_settle {
             tracing::info!(
                 "rebalance: dropping {} shard copies past holders keep",
                 found.drops.len()
             );
-            self.drop_copies(view, found.drops).await;
+            self.drop_copies(view, map, found.drops).await;
         }
         self.state.update(|f| {
             f.rounds += 1;
@@ -625,8 +629,14 @@ impl Repairer {
         }
     }
 
-    /// Deletes the copies past holders keep of shards every holder has now.
-    async fn drop_copies(&self, view: &ClusterView, drops: Vec<(NodeId, ShardName)>) {
+    /// Deletes the copies past holders keep of shards every holder has now, as long as
+    /// the map this node follows still places as `view` did.
+    async fn drop_copies(
+        &self,
+        view: &ClusterView,
+        map: &watch::Receiver<Arc<MapMessage>>,
+        drops: Vec<(NodeId, ShardName)>,
+    ) {
         let mut by_node: HashMap<NodeId, Vec<ShardName>> = HashMap::new();
         for (node, name) in drops {
             by_node.entry(node).or_default().push(name);
@@ -636,6 +646,13 @@ impl Repairer {
                 continue;
             };
             for batch in names.chunks(MAX_DELETE_BATCH) {
+                let latest = ClusterView::from_message(&map.borrow());
+                if !latest.is_ok_and(|now| now.map.same_placement(&view.map)) {
+                    tracing::info!(
+                        "rebalance: the placement changed during the round; old copies wait for a later one"
+                    );
+                    return;
+                }
                 match peer.delete(batch, Duration::ZERO).await {
                     Ok(reply) => {
                         self.state

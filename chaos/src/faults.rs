@@ -27,6 +27,9 @@
 //!   starts (asked of the group, `hive meta status`); healed by restarting it and
 //!   waiting until the group has a leader again and every member holds the log as it
 //!   stood when the restart began ([`Target::wait_meta_caught_up`]).
+//! - **Reweigh**: the nodes' placement weight set to 0 by the administrator (`hive node
+//!   set`), so their slots move to the others and rebalance copies the shards while
+//!   reads look under the earlier placement; healed by setting it back to 1.
 //! - **MapLoss**: SIGKILL to the map authority, then its map file deleted or
 //!   overwritten with random bytes (drawn); healed by restarting it, after which the
 //!   map it serves must be at the epoch it had, or later, with as many nodes: it took
@@ -48,7 +51,7 @@ use hive_nvme::layout::{self, ShardLocation};
 use hive_testkit::{Rng, random_bytes};
 use hive_wire::NodeId;
 use hive_wire::SHARD_HEADER_LEN;
-use hive_wire::net::control::{StoreFigures, state};
+use hive_wire::net::control::{NodeSet, StoreFigures, state};
 use serde::Serialize;
 use tokio::runtime::Handle;
 
@@ -374,7 +377,31 @@ impl Target {
                 proxy.set_rules(rules);
                 Ok(format!("cut off from {cut}"))
             }
+            FaultKind::Reweigh => {
+                let epoch = self.set_weights(&step.nodes, 0)?;
+                Ok(format!(
+                    "weight 0 in map epoch {epoch}: their slots moved away"
+                ))
+            }
         }
+    }
+
+    /// Sets the placement weight of `nodes`, one after another; the last epoch.
+    fn set_weights(&self, nodes: &[NodeId], weight: u32) -> Result<u64> {
+        let admin = self.admin()?;
+        let mut epoch = 0;
+        for node in nodes {
+            let order = NodeSet {
+                node: node.0,
+                weight: Some(weight),
+                labels: None,
+            };
+            epoch = self
+                .runtime
+                .block_on(admin.authority.set_node(&order))
+                .with_context(|| format!("setting node {node}'s weight to {weight}"))?;
+        }
+        Ok(epoch)
     }
 
     /// Heals `step`'s fault; returns once the nodes serve again.
@@ -402,6 +429,7 @@ impl Target {
                 self.wait_serving(&step.nodes)
             }
             FaultKind::KillMount => self.mount()?.remount(),
+            FaultKind::Reweigh => self.set_weights(&step.nodes, 1).map(|_| ()),
         }
     }
 

@@ -81,6 +81,11 @@ pub enum Schedule {
     /// take the group's copy of the map. The two in turn, again and again. Needs a
     /// group of three or more replicas.
     MetaCrash,
+    /// Set the weight of m nodes to 0 (their placement slots move to the other nodes,
+    /// whose census copies the shards while reads look where the earlier placement put
+    /// them), hold, set it back to 1 (the slots return); again and again. Needs at
+    /// least k + 2m nodes (`--nodes`), so k + m are left in placement.
+    Rebalance,
     /// Kills, stops, bitrot, flaky networks and partitions in a seeded mix, each on
     /// one to m of the same m victims, so no chunk ever has more than m bad shards
     /// whatever repair has done.
@@ -102,6 +107,7 @@ impl Schedule {
             Schedule::DiskError => "disk-error",
             Schedule::KillMount => "kill-mount",
             Schedule::MetaCrash => "meta-crash",
+            Schedule::Rebalance => "rebalance",
             Schedule::Random => "random",
         }
     }
@@ -151,6 +157,9 @@ pub enum FaultKind {
     /// restart it: its map must come back at the epoch it had, with every node, from
     /// the metadata group's copy.
     MapLoss,
+    /// Set the nodes' placement weight to 0 (`hive node set`), then back to 1: their
+    /// slots move away and back, and rebalance moves the shards each time.
+    Reweigh,
 }
 
 impl FaultKind {
@@ -167,6 +176,7 @@ impl FaultKind {
             FaultKind::KillMount => "kill-mount",
             FaultKind::MetaKill => "meta-kill",
             FaultKind::MapLoss => "map-loss",
+            FaultKind::Reweigh => "reweigh",
         }
     }
 
@@ -407,13 +417,15 @@ impl Iterator for Plan {
             | Schedule::FullDisk
             | Schedule::FlakyNetwork
             | Schedule::Partition
-            | Schedule::DiskError => Step {
+            | Schedule::DiskError
+            | Schedule::Rebalance => Step {
                 kind: match self.schedule {
                     Schedule::KillM => FaultKind::Kill,
                     Schedule::StopM => FaultKind::Stop,
                     Schedule::FullDisk => FaultKind::Fill,
                     Schedule::FlakyNetwork => FaultKind::Flaky,
                     Schedule::Partition => FaultKind::Partition,
+                    Schedule::Rebalance => FaultKind::Reweigh,
                     _ => FaultKind::DiskError,
                 },
                 nodes: self.draw(self.m),
@@ -485,6 +497,7 @@ mod tests {
             Schedule::DiskError,
             Schedule::KillMount,
             Schedule::MetaCrash,
+            Schedule::Rebalance,
             Schedule::Random,
         ] {
             let a: Vec<Step> = Plan::new(schedule, 7, &nodes(), 2).take(20).collect();
@@ -615,6 +628,7 @@ mod tests {
             Schedule::FlakyNetwork,
             Schedule::Partition,
             Schedule::DiskError,
+            Schedule::Rebalance,
         ] {
             for step in Plan::new(schedule, 3, &nodes(), 2).take(50) {
                 assert_eq!(step.nodes.len(), 2, "{schedule:?}: {step:?}");

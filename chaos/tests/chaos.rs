@@ -594,3 +594,19 @@ impl Drop for Stopper {
         }
     }
 }
+
+#[test]
+fn rebalance_under_load_loses_nothing_and_every_read_succeeds() {
+    let _machine = machine();
+    // Eight nodes, 4+2: with two at weight 0, six are left in placement, and each
+    // change moves slots of most groups away and back again.
+    let (report, output, faults) = run_faults("rebalance", "rebalance", &["--nodes", "8"]);
+    for fault in &faults {
+        assert_eq!(fault["kind"], "reweigh", "{fault}");
+        assert_eq!(fault["nodes"].as_array().map(Vec::len), Some(2), "{fault}");
+    }
+    assert_eq!(
+        report["read_errors"], 0,
+        "reads look where the earlier placements put the shards: {output}"
+    );
+}

@@ -51,7 +51,8 @@ impl ClusterView {
     /// Replaces the map with `next`. If `next` places shards differently and the old map
     /// could place the narrowest storage class, the old map joins the history (shards
     /// stored under it stay where it put them until rebalance moves them); whether it
-    /// did. Past [`MAX_PLACEMENT_HISTORY`] the oldest entry is dropped.
+    /// did. Each placement is kept once, and none equal to the current one. Past
+    /// [`MAX_PLACEMENT_HISTORY`] the oldest entry is dropped.
     pub fn advance(&mut self, next: ClusterMap) -> bool {
         let old = std::mem::replace(&mut self.map, next);
         let placed_any = self
@@ -63,6 +64,11 @@ impl ClusterView {
         if old.same_placement(&self.map) || !placed_any {
             return false;
         }
+        // A placement met again (a weight set and set back) is kept once, where it
+        // was last in force; the current one needs no entry at all.
+        let current = &self.map;
+        self.history
+            .retain(|past| !past.same_placement(&old) && !past.same_placement(current));
         self.history.insert(0, old);
         self.history.truncate(MAX_PLACEMENT_HISTORY);
         true

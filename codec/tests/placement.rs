@@ -307,3 +307,26 @@ fn past_placements_keep_every_shard_findable_until_forgotten() {
         }
     }
 }
+
+/// A weight set to 0 and back, again and again, keeps each placement once in the
+/// history, and never the current one.
+#[test]
+fn a_placement_met_again_is_remembered_once() {
+    use hive_codec::{ClusterView, ErasureScheme};
+    let mut view = ClusterView::new(map(nodes(7, &[1])), Default::default());
+    view.classes = vec![ErasureScheme::new(4, 2).expect("4+2")];
+    let all_in = view.map.clone();
+    for (round, weight) in [0, 1, 0, 1, 0].into_iter().enumerate() {
+        let mut n = view.map.nodes().to_vec();
+        n[6].weight = weight;
+        let epoch = Epoch(view.map.epoch().0 + 1);
+        assert!(view.advance(ClusterMap::new(epoch, PG_BITS, n).expect("valid map")));
+        assert_eq!(
+            view.history.len(),
+            1,
+            "round {round}: two placements, one current"
+        );
+        assert!(!view.history[0].same_placement(&view.map), "round {round}");
+    }
+    assert!(view.history[0].same_placement(&all_in));
+}

@@ -2,8 +2,8 @@
 //! the foreground, on a local cluster of 6 nodes (4+2) started here, joined by a 7th.
 //!
 //! - `rebalance_moved_fraction`: shards copied or rebuilt because the 7th node joined,
-//!   as a fraction of all shards, against the ideal 1/7 (its fair share); ratio = ideal
-//!   / ours, so moving more than needed scores below 1.
+//!   as a percentage of all shards, against the ideal 1/7 (its fair share); ratio =
+//!   ideal / ours, so moving more than needed scores below 1.
 //! - `rebalance_rate`: bytes of shards moved per second, from the join until the last
 //!   shard arrived (the nodes' heartbeats, at most a second old, are inside the time:
 //!   it errs slow), at the default repair rate; against a local sequential write of as
@@ -97,9 +97,9 @@ async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     report.add(Line {
         suite: SUITE,
         name: "rebalance_moved_fraction",
-        unit: "fraction",
-        hive: moved_shards as f64 / shards as f64,
-        baseline: 1.0 / (NODES + 1) as f64,
+        unit: "%",
+        hive: 100.0 * moved_shards as f64 / shards as f64,
+        baseline: 100.0 / (NODES + 1) as f64,
         better: Better::Lower,
         against: "the ideal: the new node's fair share, 1/7",
     });
