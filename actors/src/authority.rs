@@ -48,6 +48,9 @@ pub enum AuthorityMsg {
         Option<String>,
         RpcReplyPort<Result<u64, String>>,
     ),
+    /// An administrator removes a node (forced or not); answered with the current
+    /// epoch, or why not.
+    NodeRemove(NodeId, bool, RpcReplyPort<Result<u64, String>>),
     /// An administrator sets the repair rate; answered with the current epoch.
     RepairRate(u64, RpcReplyPort<Result<u64, String>>),
     /// The metadata group's copy of the map (`None`: it keeps none).
@@ -342,6 +345,7 @@ impl AuthorityState {
             }
             AuthorityMsg::NodeOut(_, reply)
             | AuthorityMsg::RepairRate(_, reply)
+            | AuthorityMsg::NodeRemove(_, _, reply)
             | AuthorityMsg::NodeSet(_, _, _, reply) => {
                 let _ = reply.send(Err(WAIT.to_string()));
             }
@@ -537,6 +541,22 @@ impl Actor for MapAuthority {
                         if changed.is_some() {
                             tracing::warn!(
                                 "map: node {node} set by an administrator (weight {weight:?}, domain {labels:?}); rebalance moves the shards of the slots that moved"
+                            );
+                            state.commit()?;
+                        }
+                        Ok(state.membership.view().map.epoch().0)
+                    }
+                    Err(err) => Err(err.to_string()),
+                };
+                let _ = reply.send(answer);
+            }
+            AuthorityMsg::NodeRemove(node, force, reply) => {
+                let answer = match state.membership.remove_node(Instant::now(), node, force) {
+                    Ok(changed) => {
+                        if changed.is_some() {
+                            tracing::warn!(
+                                "map: node {node} removed by an administrator{}",
+                                if force { " (forced)" } else { "" }
                             );
                             state.commit()?;
                         }

@@ -12,9 +12,10 @@ use bytes::Bytes;
 use hive_wire::NodeId;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{
-    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, NodeSet,
-    OP_HEARTBEAT, OP_MAP, OP_NODE_OUT, OP_NODE_SET, OP_OWED, OP_REPAIR_RATE, OP_RESERVE, OP_SCRUB,
-    OP_STATUS, OwedReport, RepairRate, Reserve, ScrubOrder, ScrubTicket,
+    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, NodeRemove,
+    NodeSet, OP_HEARTBEAT, OP_MAP, OP_NODE_OUT, OP_NODE_REMOVE, OP_NODE_SET, OP_OWED,
+    OP_REPAIR_RATE, OP_RESERVE, OP_SCRUB, OP_STATUS, OwedReport, RepairRate, Reserve, ScrubOrder,
+    ScrubTicket, state,
 };
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
@@ -152,6 +153,17 @@ async fn handle(
             else {
                 return Err(Refusal::new(code::FORBIDDEN, "only nodes send heartbeats"));
             };
+            let removed = published
+                .borrow()
+                .nodes
+                .iter()
+                .any(|n| n.id == id && n.state == state::REMOVED);
+            if removed {
+                return Err(Refusal::new(
+                    code::FORBIDDEN,
+                    format!("node {} was removed from the cluster", NodeId(id)),
+                ));
+            }
             let hb: Heartbeat = message::decode("Heartbeat", &request.message).map_err(bad)?;
             let addr = hb.addr.parse().map_err(|_| {
                 Refusal::new(code::BAD_REQUEST, format!("{:?} is not ip:port", hb.addr))
@@ -219,6 +231,18 @@ async fn handle(
                 authority_ref(authority)?,
                 AuthorityMsg::NodeOut,
                 NodeId(order.node)
+            )
+            .map_err(unavailable)?;
+            refused_or_epoch(answer)
+        }
+        OP_NODE_REMOVE => {
+            authorise(peer, Operation::Administer)?;
+            let order: NodeRemove = message::decode("NodeRemove", &request.message).map_err(bad)?;
+            let answer = call!(
+                authority_ref(authority)?,
+                AuthorityMsg::NodeRemove,
+                NodeId(order.node),
+                order.force
             )
             .map_err(unavailable)?;
             refused_or_epoch(answer)

@@ -307,7 +307,7 @@ fn watch_returns(
     let down = |m: &MapMessage| -> std::collections::BTreeSet<u64> {
         m.nodes
             .iter()
-            .filter(|n| n.state == state::DOWN)
+            .filter(|n| n.state == state::DOWN || n.state == state::LOST)
             .map(|n| n.id)
             .collect()
     };
@@ -375,9 +375,12 @@ async fn round(args: &GcArgs, collector: &Collector, started: Instant) -> Result
     let map = args.map.borrow().clone();
     let mut nodes = Vec::new();
     let mut skipped = Vec::new();
-    for node in &map.nodes {
+    // A removed node is gone for good: nothing to sweep, nothing skipped.
+    for node in map.nodes.iter().filter(|n| n.state != state::REMOVED) {
         match node.addr.parse() {
-            Ok(addr) if node.state != state::DOWN => nodes.push((NodeId(node.id), addr)),
+            Ok(addr) if node.state != state::DOWN && node.state != state::LOST => {
+                nodes.push((NodeId(node.id), addr))
+            }
             Ok(_) => skipped.push(format!("node {} is down: not swept", NodeId(node.id))),
             Err(_) => skipped.push(format!(
                 "node {} has no usable address ({:?}): not swept",

@@ -13,7 +13,7 @@
 //! id = 1
 //! domain = 1
 //! weight = 1
-//! state = "up"        # up, down or out
+//! state = "up"        # up, down, out, lost (out and silent) or removed
 //! joined = 1
 //! addr = "127.0.0.1:7401"
 //! labels = "host=127.0.0.1"   # failure-domain labels; domain is the hash of the first
@@ -92,10 +92,12 @@ struct Node {
     labels: String,
 }
 
-const STATES: [(u8, &str); 3] = [
+const STATES: [(u8, &str); 5] = [
     (state::UP, "up"),
     (state::DOWN, "down"),
     (state::OUT, "out"),
+    (state::REMOVED, "removed"),
+    (state::LOST, "lost"),
 ];
 
 /// Reads the map at `path`; `None` if there is no file yet.

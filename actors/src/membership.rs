@@ -69,6 +69,14 @@ pub enum MembershipError {
         /// k + m.
         width: usize,
     },
+    /// A removal refused.
+    #[error("node {node} is not removed: {why}")]
+    Remove {
+        /// The node.
+        node: NodeId,
+        /// Why not.
+        why: RemoveRefusal,
+    },
     /// A weight past the maximum.
     #[error("weight {0} is more than the largest allowed, {MAX_WEIGHT}")]
     Weight(u32),
@@ -78,6 +86,29 @@ pub enum MembershipError {
     /// The map could not be made.
     #[error(transparent)]
     Placement(#[from] PlacementError),
+}
+
+/// Why a node cannot be removed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveRefusal {
+    /// It still holds placement slots.
+    #[error(
+        "it is in placement; drain it first with 'hive node out' (its shards are copied off while it serves reads; 'hive rebalance --wait' says when), or give --force for a dead node"
+    )]
+    InPlacement,
+    /// It has not heartbeat lately, so what it holds is unknown.
+    #[error(
+        "it has not been heard from, so whether it still holds shards is unknown; give --force to remove it anyway (repair rebuilds what only it held)"
+    )]
+    NotHeard,
+    /// It still holds shards.
+    #[error("it still holds {0} shards; 'hive rebalance --wait' waits until they have moved")]
+    Holds(u64),
+    /// Forced, but it runs.
+    #[error(
+        "it is running, and --force is for a dead node; drain it with 'hive node out', then remove it"
+    )]
+    Running,
 }
 
 /// The weight a node joins with.
@@ -152,7 +183,7 @@ impl Membership {
             return Ok(None);
         }
         let settled = self.view.map.nodes().iter().all(|n| match n.state {
-            NodeState::Out => true,
+            NodeState::Out | NodeState::Removed | NodeState::Lost => true,
             NodeState::Down => false,
             NodeState::Up => self
                 .figures
@@ -179,6 +210,9 @@ impl Membership {
         node: NodeId,
         beat: Beat,
     ) -> Result<Option<Epoch>, PlacementError> {
+        if self.is_removed(node) {
+            return Ok(None);
+        }
         self.seen.insert(node, now);
         self.figures.insert(node, (beat.store, beat.health.clone()));
         let next = Epoch(self.view.map.epoch().0 + 1);
@@ -201,6 +235,7 @@ impl Membership {
             Some(n) => {
                 let state = match n.state {
                     NodeState::Down => NodeState::Up,
+                    NodeState::Lost => NodeState::Out,
                     other => other,
                 };
                 let updated = NodeInfo { state, ..*n };
@@ -231,7 +266,8 @@ impl Membership {
     /// Marks down every Up node silent for longer than the timeout at `now`, or else
     /// marks out every Down node silent for longer than the out grace; the new epoch if
     /// any was ([`Membership::marked_down`] and [`Membership::marked_out`] then name
-    /// them).
+    /// them). An Out node silent for longer than the timeout becomes Lost (no longer
+    /// asked for the shards it may keep), and Out again with its next heartbeat.
     pub fn on_tick(&mut self, now: Instant) -> Result<Option<Epoch>, PlacementError> {
         self.marked_down.clear();
         self.marked_out.clear();
@@ -261,22 +297,25 @@ impl Membership {
                 return Ok(changed);
             }
         }
-        let silent =
-            |n: &NodeInfo| n.state == NodeState::Up && self.silence(now, n.id) > self.timeout;
-        let down: Vec<NodeId> = self
-            .view
-            .map
-            .nodes()
-            .iter()
-            .filter(|n| silent(n))
-            .map(|n| n.id)
-            .collect();
-        if down.is_empty() {
-            return Ok(None);
+        let silent = |state: NodeState| -> Vec<NodeId> {
+            self.view
+                .map
+                .nodes()
+                .iter()
+                .filter(|n| n.state == state && self.silence(now, n.id) > self.timeout)
+                .map(|n| n.id)
+                .collect()
+        };
+        let (down, lost) = (silent(NodeState::Up), silent(NodeState::Out));
+        let mut next = None;
+        if !lost.is_empty() {
+            next = Some(self.set_state(&lost, NodeState::Lost)?);
         }
-        let next = self.set_state(&down, NodeState::Down)?;
-        self.marked_down = down;
-        Ok(Some(next))
+        if !down.is_empty() {
+            next = Some(self.set_state(&down, NodeState::Down)?);
+            self.marked_down = down;
+        }
+        Ok(next)
     }
 
     /// How long `node` has been silent at `now` (since the authority started, if it
@@ -303,11 +342,16 @@ impl Membership {
         let Some(info) = self.view.map.node(node) else {
             return Err(MembershipError::UnknownNode(node));
         };
-        if info.state == NodeState::Out {
+        if !info.state.placed() {
             return Ok(None);
         }
         self.check_leaving(node, format!("marking node {node} out"))?;
-        Ok(Some(self.set_state(&[node], NodeState::Out)?))
+        // A node down is silent: out and not asked, until it heartbeats again.
+        let state = match info.state {
+            NodeState::Down => NodeState::Lost,
+            _ => NodeState::Out,
+        };
+        Ok(Some(self.set_state(&[node], state)?))
     }
 
     /// Refused if taking `node` out of placement would leave a storage class fewer
@@ -318,7 +362,7 @@ impl Membership {
             .map
             .nodes()
             .iter()
-            .filter(|n| n.id != node && n.weight > 0 && n.state != NodeState::Out)
+            .filter(|n| n.id != node && n.weight > 0 && n.state.placed())
             .count();
         match self.view.classes.iter().find(|c| c.width() > left) {
             Some(class) => Err(MembershipError::TooFewNodes {
@@ -331,6 +375,56 @@ impl Membership {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Whether `node` was removed (its heartbeats change nothing).
+    pub fn is_removed(&self, node: NodeId) -> bool {
+        self.view
+            .map
+            .node(node)
+            .is_some_and(|n| n.state == NodeState::Removed)
+    }
+
+    /// An administrator removes `node` for good, as of `now`; the new epoch, or `None`
+    /// if it was removed already. Without `force`, refused while it is in placement
+    /// (drain it first: mark it out, and rebalance moves its shards off), while it is
+    /// not heard from (what it holds is unknown), or while it still holds shards. With
+    /// `force`, only a node not heard from for the heartbeat timeout is removed (a dead
+    /// node: repair rebuilds its shards from the others); a running one is refused.
+    /// Never when a storage class would be left too few nodes.
+    pub fn remove_node(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        force: bool,
+    ) -> Result<Option<Epoch>, MembershipError> {
+        let Some(&info) = self.view.map.node(node) else {
+            return Err(MembershipError::UnknownNode(node));
+        };
+        if info.state == NodeState::Removed {
+            return Ok(None);
+        }
+        let heard = self
+            .seen
+            .get(&node)
+            .is_some_and(|t| now.saturating_duration_since(*t) <= self.timeout);
+        let placed = info.state.placed() && info.weight > 0;
+        let holds = self.figures.get(&node).map_or(0, |(store, _)| store.shards);
+        let refusal = match (force, heard) {
+            (true, true) => Some(RemoveRefusal::Running),
+            (true, false) => None,
+            (false, _) if placed => Some(RemoveRefusal::InPlacement),
+            (false, false) => Some(RemoveRefusal::NotHeard),
+            (false, true) if holds > 0 => Some(RemoveRefusal::Holds(holds)),
+            (false, true) => None,
+        };
+        if let Some(why) = refusal {
+            return Err(MembershipError::Remove { node, why });
+        }
+        if placed {
+            self.check_leaving(node, format!("removing node {node}"))?;
+        }
+        Ok(Some(self.set_state(&[node], NodeState::Removed)?))
     }
 
     /// An administrator sets `node`'s weight, its failure-domain labels, or both; the
@@ -740,6 +834,67 @@ mod tests {
         assert_eq!(node(&m, 3).weight, 1);
     }
 
+    #[test]
+    fn a_node_is_removed_only_once_drained_or_dead() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(empty(), t0, TIMEOUT);
+        for n in 1..=5 {
+            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
+                .expect("joins");
+        }
+        m.add_classes(&[ErasureScheme::new(2, 1).expect("2+1")])
+            .expect("classes");
+        let why = |r: Result<Option<Epoch>, MembershipError>| match r {
+            Err(MembershipError::Remove { why, .. }) => why,
+            other => panic!("not a removal refusal: {other:?}"),
+        };
+        // In placement, and running: drain first; --force is for dead nodes.
+        assert_eq!(
+            why(m.remove_node(t0, NodeId(5), false)),
+            RemoveRefusal::InPlacement
+        );
+        assert_eq!(
+            why(m.remove_node(t0, NodeId(5), true)),
+            RemoveRefusal::Running
+        );
+        // Out but still holding shards: wait for rebalance.
+        m.set_out(NodeId(5)).expect("out");
+        let mut holding = beat(5);
+        holding.store.shards = 7;
+        m.on_heartbeat(t0, NodeId(5), holding).expect("beat");
+        assert_eq!(
+            why(m.remove_node(t0, NodeId(5), false)),
+            RemoveRefusal::Holds(7)
+        );
+        // Empty: removed, for good; its heartbeats change nothing.
+        m.on_heartbeat(t0, NodeId(5), beat(5)).expect("beat");
+        let epoch = m.remove_node(t0, NodeId(5), false).expect("drained");
+        assert!(epoch.is_some());
+        assert_eq!(state(&m, 5), NodeState::Removed);
+        assert!(m.is_removed(NodeId(5)));
+        assert_eq!(m.remove_node(t0, NodeId(5), false), Ok(None));
+        let mut moved = beat(5);
+        moved.addr = SocketAddr::from(([127, 0, 0, 9], 5));
+        assert_eq!(m.on_heartbeat(t0, NodeId(5), moved), Ok(None));
+        assert_eq!(state(&m, 5), NodeState::Removed);
+        // A dead node in placement: not heard from, so only with --force.
+        let later = t0 + TIMEOUT * 2;
+        for n in 1..=3 {
+            m.on_heartbeat(later, NodeId(n), beat(n as u16))
+                .expect("beats");
+        }
+        assert_eq!(
+            why(m.remove_node(later, NodeId(4), false)),
+            RemoveRefusal::InPlacement
+        );
+        m.remove_node(later, NodeId(4), true).expect("forced");
+        assert_eq!(state(&m, 4), NodeState::Removed);
+        // Never below a class's width.
+        let after = later + TIMEOUT * 2;
+        let err = m.remove_node(after, NodeId(3), true).expect_err("two left");
+        assert!(err.to_string().contains("would leave 2 nodes"), "{err}");
+    }
+
     fn settled(port: u16, epoch: Epoch) -> Beat {
         let mut b = beat(port);
         b.health.repair.settled_epoch = epoch.0;
@@ -825,7 +980,21 @@ mod tests {
         beat_all(&mut m, past);
         assert!(m.on_tick(past).expect("tick").is_some());
         assert_eq!(m.marked_out(), &[NodeId(4)]);
-        assert_eq!(state(&m, 4), NodeState::Out);
+        assert_eq!(state(&m, 4), NodeState::Lost, "out, and silent: not asked");
         assert_eq!(m.on_tick(past), Ok(None));
+        // Back: out (it may keep shards rebalance has not moved), and asked again.
+        assert!(
+            m.on_heartbeat(past, NodeId(4), beat(4))
+                .expect("beat")
+                .is_some()
+        );
+        assert_eq!(state(&m, 4), NodeState::Out);
+        // Silent again past the timeout: lost, without a new placement.
+        let placement = m.view().map.clone();
+        let silent = past + TIMEOUT + Duration::from_millis(1);
+        beat_all(&mut m, silent);
+        assert!(m.on_tick(silent).expect("tick").is_some());
+        assert_eq!(state(&m, 4), NodeState::Lost);
+        assert!(m.view().map.same_placement(&placement));
     }
 }

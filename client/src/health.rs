@@ -63,6 +63,26 @@ pub fn node_out(dir: &Path, node: NodeId) -> Result<()> {
     Ok(())
 }
 
+/// `hive node remove N [--force]`.
+pub fn node_remove(dir: &Path, node: NodeId, force: bool) -> Result<()> {
+    if local_cluster::control_nodes(dir)?.contains(&node) {
+        bail!(
+            "node {node} hosts the map authority or a metadata replica; move the replica off it first ('hive meta remove')"
+        );
+    }
+    let epoch = local_cluster::runtime()?
+        .block_on(async {
+            let admin = local_cluster::admin(dir)?;
+            anyhow::Ok(admin.authority.remove_node(node, force).await?)
+        })
+        .with_context(|| format!("removing node {node}"))?;
+    local_cluster::retire(dir, node)?;
+    crate::outln!(
+        "node {node} removed in map epoch {epoch}: stopped, its certificate revoked, and dropped from cluster.toml (its directory is left for you to delete)"
+    );
+    Ok(())
+}
+
 /// `hive node set N [--weight W] [--domain LABELS]`.
 pub fn node_set(
     dir: &Path,

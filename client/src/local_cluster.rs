@@ -914,8 +914,19 @@ pub fn alive(pid: u32) -> bool {
 /// another; the failures are named together at the end.
 pub fn down(dir: &Path) -> Result<()> {
     let file = load(dir)?;
+    let problems = stop(file.nodes.iter());
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("; "))
+    }
+}
+
+/// Stops the processes of `nodes` that run (SIGTERM: each drains and exits; SIGKILL
+/// past [`NODE_WAIT`]), saying so of each; what went wrong.
+fn stop<'a>(nodes: impl Iterator<Item = &'a NodeEntry> + Clone) -> Vec<String> {
     let mut problems = Vec::new();
-    for node in &file.nodes {
+    for node in nodes.clone() {
         if alive(node.pid) {
             // SIGCONT too: a stopped (SIGSTOP) node would hold its SIGTERM forever.
             for sig in ["-TERM", "-CONT"] {
@@ -926,7 +937,7 @@ pub fn down(dir: &Path) -> Result<()> {
         }
     }
     let deadline = Instant::now() + NODE_WAIT;
-    for node in &file.nodes {
+    for node in nodes {
         while alive(node.pid) && Instant::now() < deadline {
             std::thread::sleep(POLL);
         }
@@ -943,6 +954,22 @@ pub fn down(dir: &Path) -> Result<()> {
             node.pid
         ));
     }
+    problems
+}
+
+/// What follows the authority's removal of `node` on the local cluster in `dir`: its
+/// process stopped if it runs, its certificate revoked (no node or client accepts it
+/// again), and its entry dropped from `cluster.toml`. Its directory stays, store
+/// included, for the operator to delete.
+pub fn retire(dir: &Path, node: NodeId) -> Result<()> {
+    let mut file = load(dir)?;
+    let Some(at) = file.nodes.iter().position(|n| n.id == node.0) else {
+        bail!("cluster.toml has no node {node}");
+    };
+    let problems = stop(std::iter::once(&file.nodes[at]));
+    ClusterDir::open(dir)?.revoke(Identity::node(node))?;
+    file.nodes.remove(at);
+    file.save(dir)?;
     if problems.is_empty() {
         Ok(())
     } else {

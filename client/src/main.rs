@@ -210,6 +210,23 @@ enum NodeCommand {
         /// The node's id.
         node: u64,
     },
+    /// Removes a node from the cluster for good: the map keeps it only as a tombstone,
+    /// it is never asked for shards again, its heartbeats are refused, and its
+    /// certificate is revoked; a local cluster's node is stopped and dropped from
+    /// cluster.toml. Refused while it is in placement (drain it first with 'node out'),
+    /// while it still holds shards ('hive rebalance --wait'), or while it is not heard
+    /// from, unless --force.
+    Remove {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Remove a dead node although it is in placement or holds shards: repair then
+        /// rebuilds them from the others. Refused for a node that still runs.
+        #[arg(long)]
+        force: bool,
+        /// The node's id.
+        node: u64,
+    },
     /// Sets a node's placement weight, its failure domain, or both. Only an
     /// administrator changes these (a node's own heartbeat carries its address and
     /// liveness only). Each group's slots move as for a join, and rebalance moves their
@@ -605,6 +622,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Node(NodeCommand::Out { cluster, node }) => {
             health::node_out(&cluster, NodeId(node))
         }
+        Command::Node(NodeCommand::Remove {
+            cluster,
+            force,
+            node,
+        }) => health::node_remove(&cluster, NodeId(node), force),
         Command::Node(NodeCommand::Set {
             cluster,
             weight,

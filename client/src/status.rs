@@ -121,6 +121,8 @@ fn state_name(view: &ClusterView, id: u64) -> &'static str {
             NodeState::Up => "up",
             NodeState::Down => "down",
             NodeState::Out => "out",
+            NodeState::Removed => "removed",
+            NodeState::Lost => "lost",
         })
 }
 
@@ -162,12 +164,13 @@ pub fn render(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<String> {
     };
     out += &format!("health: {verdict}\n");
     out += &format!(
-        "nodes:  {} in map epoch {}: {} up, {} down, {} out\n",
+        "nodes:  {} in map epoch {}: {} up, {} down, {} out ({} of them silent)\n",
         status.nodes.len(),
         status.map.epoch,
         count("up"),
         count("down"),
-        count("out")
+        count("out") + count("lost"),
+        count("lost")
     );
     out += &render_data(&s);
     out += &render_repair(status, &s);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hive_wire::NodeId;
 
 mod support;
-use support::{Cluster, SEED, STATUS_WAIT, hive, ok, text};
+use support::{Cluster, SEED, STATUS_WAIT, hive, node_in, ok, text};
 
 /// How long a put may take to fail when too few nodes are alive: the connect deadline
 /// plus generous slack for a loaded machine.
@@ -212,12 +212,7 @@ fn reads_go_on_without_the_map_authority() {
         text(&set)
     );
     let status = c.status();
-    let six = status["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .find(|n| n["id"] == 6)
-        .expect("node 6");
+    let six = node_in(&status, 6);
     assert_eq!(
         (&six["weight"], &six["domain"]),
         (&2.into(), &"rack=r2,host=h6".into())

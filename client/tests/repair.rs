@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Cluster, SEED, hive, ok, text};
+use support::{Cluster, SEED, hive, node_in, ok, text};
 
 /// How long healing may take on a loaded machine: a few census rounds (5 s apart on a
 /// local cluster) and the rebuilding itself.
@@ -291,11 +291,26 @@ fn nodes_added_and_marked_out_at_once_lose_no_read_and_rebalance_moves_the_shard
         0,
         "old copies left: {settled}"
     );
+    // Drained, node 5 can go for good; node 4, in placement, cannot.
+    let refused = hive(&["node", "remove", "--cluster", c.d(), "4"]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("drain it first"),
+        "{}",
+        text(&refused)
+    );
+    let removed = ok(
+        &hive(&["node", "remove", "--cluster", c.d(), "5"]),
+        "node remove",
+    );
+    assert!(removed.contains("removed in map epoch"), "{removed}");
+    let status = c.status();
+    // It stays in the map as a tombstone.
+    assert_eq!(node_in(&status, 5)["state"], "removed", "{status}");
     // Every group now lives on nodes 1-4, 7 and 8; two of them dead loses nothing.
     c.signal("-KILL", &[7, 8]);
     c.check(&id, &data);
-    let text = ok(&hive(&["status", "--cluster", c.d()]), "status");
-    assert!(text.contains("rebalance: done"), "{text}");
+    let shown = ok(&hive(&["status", "--cluster", c.d()]), "status");
+    assert!(shown.contains("rebalance: done"), "{shown}");
 }
 
 #[test]
@@ -339,12 +354,7 @@ fn scrub_finds_every_damaged_shard_and_repair_replaces_it() {
     );
     assert!(out.contains("scrub done on 1 nodes"), "{out}");
     let status = c.status();
-    let node3 = status["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .find(|n| n["id"] == 3)
-        .expect("node 3");
+    let node3 = node_in(&status, 3);
     let log = std::fs::read_to_string(c.path("node-3/node.log")).expect("node 3's log");
     let named: Vec<&str> = log.lines().filter(|l| l.contains("is damaged")).collect();
     assert_eq!(

@@ -113,12 +113,12 @@ impl ClusterView {
     }
 
     /// Whether `node` may answer for shards it keeps: it is up, or out (taken out of
-    /// placement, perhaps still running, with shards rebalance has not moved yet). Down
-    /// and unknown nodes are not asked.
+    /// placement, still heartbeating, with shards rebalance may not have moved yet).
+    /// Down, lost, removed and unknown nodes are not asked.
     pub fn may_answer(&self, node: NodeId) -> bool {
         self.map
             .node(node)
-            .is_some_and(|n| n.state != NodeState::Down)
+            .is_some_and(|n| matches!(n.state, NodeState::Up | NodeState::Out))
     }
 
     /// Whether `node` is marked out.
@@ -184,6 +184,8 @@ mod message {
             NodeState::Up => state::UP,
             NodeState::Down => state::DOWN,
             NodeState::Out => state::OUT,
+            NodeState::Removed => state::REMOVED,
+            NodeState::Lost => state::LOST,
         }
     }
 
@@ -194,6 +196,8 @@ mod message {
             state::UP => NodeState::Up,
             state::DOWN => NodeState::Down,
             state::OUT => NodeState::Out,
+            state::REMOVED => NodeState::Removed,
+            state::LOST => NodeState::Lost,
             other => {
                 return Err(ViewError::State {
                     node: id,

@@ -46,6 +46,19 @@ pub enum NodeState {
     Down,
     /// Leaving or gone; its slots go to other nodes.
     Out,
+    /// Removed by an administrator: out for good, and never asked for shards again.
+    Removed,
+    /// Out and not heard from: not asked for shards until it heartbeats again, when it
+    /// is `Out` (placement treats the two alike).
+    Lost,
+}
+
+impl NodeState {
+    /// Whether a node in this state holds placement slots (`Out` and `Removed` do
+    /// not; their slots went to others).
+    pub fn placed(self) -> bool {
+        !matches!(self, NodeState::Out | NodeState::Removed | NodeState::Lost)
+    }
 }
 
 /// One node as the cluster map describes it.
@@ -163,15 +176,7 @@ impl ClusterMap {
     /// place alike (a down node keeps its slots), so only a change that moves slots
     /// makes two maps differ.
     pub fn same_placement(&self, other: &ClusterMap) -> bool {
-        let placed = |n: &NodeInfo| {
-            (
-                n.id,
-                n.domain,
-                n.weight,
-                n.joined,
-                n.state == NodeState::Out,
-            )
-        };
+        let placed = |n: &NodeInfo| (n.id, n.domain, n.weight, n.joined, n.state.placed());
         self.pg_bits == other.pg_bits
             && self.nodes.len() == other.nodes.len()
             && self
@@ -205,7 +210,7 @@ impl ClusterMap {
         let usable = self
             .nodes
             .iter()
-            .filter(|n| n.weight > 0 && n.state != NodeState::Out)
+            .filter(|n| n.weight > 0 && n.state.placed())
             .count();
         if usable < width {
             return Err(PlacementError::NotEnoughNodes {
@@ -287,7 +292,7 @@ impl ClusterMap {
     /// not out, preferring one whose domain is below the cap.
     fn replace_out_members(&self, candidates: &[Candidate], slots: &mut [Candidate]) {
         let nodes = &self.nodes;
-        let usable = |c: &Candidate| nodes[c.node].state != NodeState::Out;
+        let usable = |c: &Candidate| nodes[c.node].state.placed();
         if slots.iter().all(usable) {
             return;
         }

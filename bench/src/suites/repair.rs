@@ -208,6 +208,8 @@ fn state_of(status: &StatusMessage, id: NodeId) -> Option<&'static str> {
         hive_codec::NodeState::Up => "up",
         hive_codec::NodeState::Down => "down",
         hive_codec::NodeState::Out => "out",
+        hive_codec::NodeState::Removed => "removed",
+        hive_codec::NodeState::Lost => "lost",
     })
 }
 

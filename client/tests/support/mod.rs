@@ -56,6 +56,16 @@ pub fn ok(out: &Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Node `id`'s entry in a `hive status --json` answer.
+pub fn node_in(status: &serde_json::Value, id: u64) -> &serde_json::Value {
+    status["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == id)
+        .unwrap_or_else(|| panic!("node {id} is not in the status: {status}"))
+}
+
 /// A local cluster, stopped when dropped (also when a test fails).
 pub struct Cluster {
     pub dir: PathBuf,

@@ -29,7 +29,8 @@ impl MessageSet for Control {
     /// Version 4 added the chunk stream bytes to a store's figures. Version 5 added
     /// `OP_RESERVE`. Version 6 added the past placements to the map, and rebalance's
     /// figures to repair's; took the weight and domain out of heartbeats, put the
-    /// failure-domain labels in the map, and added `OP_NODE_SET`.
+    /// failure-domain labels in the map, and added `OP_NODE_SET`, `OP_NODE_REMOVE` and
+    /// the removed state.
     const VERSION: u16 = 6;
     const NAME: &'static str = "cluster control";
 }
@@ -65,6 +66,21 @@ pub const OP_RESERVE: u16 = 8;
 /// heartbeat carries liveness and address only). Message: [`NodeSet`]; answer:
 /// [`HeartbeatAck`] (the new epoch). Administrators only, to the authority only.
 pub const OP_NODE_SET: u16 = 9;
+/// Removes a node from the cluster for good: refused while it is in placement or still
+/// holds shards, unless forced for a node that is not heard from. Message:
+/// [`NodeRemove`]; answer: [`HeartbeatAck`] (the new epoch). Administrators only, to
+/// the authority only.
+pub const OP_NODE_REMOVE: u16 = 10;
+
+/// An administrator removes a node.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRemove {
+    /// The node.
+    pub node: u64,
+    /// Remove it although it is in placement or holds shards (a dead node: repair
+    /// rebuilds its shards from the others).
+    pub force: bool,
+}
 
 /// An administrator's change to a node's placement.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -90,8 +106,15 @@ pub mod state {
     pub const UP: u8 = 0;
     /// Missed its heartbeats; keeps its placement slots.
     pub const DOWN: u8 = 1;
-    /// Removed; its slots moved to others.
+    /// Out of placement; its slots moved to others (it may still run, and keep
+    /// shards rebalance has not moved yet).
     pub const OUT: u8 = 2;
+    /// Removed by an administrator: out of placement for good, never asked again, its
+    /// heartbeats refused. The map keeps it as a tombstone (placement's history).
+    pub const REMOVED: u8 = 3;
+    /// Out of placement and not heard from: not asked for shards until it heartbeats
+    /// again (then it is out).
+    pub const LOST: u8 = 4;
 }
 
 /// A store's space figures, in bytes.
@@ -448,6 +471,18 @@ impl ControlClient {
     pub async fn set_node(&self, order: &NodeSet) -> Result<u64, RpcError> {
         let answer = self
             .call(OP_NODE_SET, encode(order), CONTROL_DEADLINE)
+            .await?;
+        Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
+    }
+
+    /// Removes `node` for good (administrators); answers the new epoch.
+    pub async fn remove_node(&self, node: NodeId, force: bool) -> Result<u64, RpcError> {
+        let order = NodeRemove {
+            node: node.0,
+            force,
+        };
+        let answer = self
+            .call(OP_NODE_REMOVE, encode(&order), CONTROL_DEADLINE)
             .await?;
         Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
     }
