@@ -422,20 +422,17 @@ fn repair_figures(status: &serde_json::Value) -> BTreeMap<u64, (u64, u64)> {
 #[test]
 fn repair_goes_riskiest_first_keeps_its_rate_and_resumes_when_its_node_dies() {
     let _machine = alone();
-    // Slow enough, for this much data, that plenty is left to rebuild when the
-    // busiest repairer is killed: at 512 KiB/s with 96 MiB, the others had at times
-    // finished everything but the dead node's own shards, and had nothing to carry on.
-    const RATE: u64 = 256 << 10;
+    const RATE: u64 = 512 << 10;
     const WINDOW: Duration = Duration::from_secs(16);
     let debug = [("HIVE_LOG", "debug")];
     let c = Cluster::with("risk", 6, (3, 2), "1GiB", &debug);
     // With nodes 5 and 6 dead, a group holds five of the six nodes: its chunks lack one
     // shard (5 or 6 is not among its holders) or two.
     kill_and_wait_down(&c, &[5, 6]);
-    let data = random(SEED + 60, 144 << 20);
+    let data = random(SEED + 60, 96 << 20);
     let id = c.put("data.bin", &data);
     ok(
-        &hive(&["repair", "--cluster", c.d(), "--rate", "256KiB"]),
+        &hive(&["repair", "--cluster", c.d(), "--rate", "512KiB"]),
         "repair --rate",
     );
     c.start(&debug);
