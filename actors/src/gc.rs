@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hive_wire::bloom::{ChunkBloom, in_class};
 use hive_wire::net::Client;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{MapMessage, state};
@@ -29,7 +30,7 @@ use hive_wire::net::gc::{
 use hive_wire::net::message::{self, check_version};
 use hive_wire::net::rpc::{Handler, Peer, Refusal, Request, Response, code};
 use hive_wire::net::shard_service::{MAX_DELETE_BATCH, MAX_SCAN_PAGE, ShardClient};
-use hive_wire::{ChunkId, NodeId, ShardName, bloom::ChunkBloom};
+use hive_wire::{ChunkId, NodeId, ShardName};
 use tokio::sync::{Notify, watch};
 
 use crate::MetaStore;
@@ -349,14 +350,23 @@ impl Mark {
         }
     }
 
-    fn add(&mut self, chunk: &[u8; 32], len: u64) {
+    /// A reference to `chunk` in class (k, m), or in any class (`None`).
+    fn add(&mut self, chunk: &[u8; 32], len: u64, class: Option<(u8, u8)>) {
         let chunk = ChunkId(*chunk);
+        let member = class.map_or(chunk, |(k, m)| in_class(&chunk, k, m));
         self.referenced_bytes += len;
-        if !self.set.contains(&chunk) {
+        if !self.set.contains(&member) {
             self.distinct_bytes += len;
-            self.set.insert(&chunk);
+            self.set.insert(&member);
         }
     }
+}
+
+/// Whether the mark may hold shard `name`: its chunk referenced in its class, or in
+/// any class. A chunk still referenced in one class leaves its shards of every other
+/// class to be collected.
+fn marked(mark: &ChunkBloom, name: &ShardName) -> bool {
+    mark.contains(&name.chunk) || mark.contains(&in_class(&name.chunk, name.k, name.m))
 }
 
 /// One round: mark, then sweep every node not down.
@@ -456,7 +466,7 @@ impl Sweep<'_> {
                 .map_err(|e| format!("listing its shards failed: {e}"))?;
             let garbage: Vec<(ShardName, u64)> = page
                 .iter()
-                .filter(|(name, _)| !self.mark.contains(&name.chunk))
+                .filter(|(name, _)| !marked(self.mark, name))
                 .copied()
                 .collect();
             self.collector.update(|r| {

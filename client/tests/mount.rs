@@ -404,20 +404,7 @@ fn mounts_share_closed_files_and_misuse_gets_its_errno() {
 
     // Storage classes: a 2+1 volume beside the 4+2 ones. The same bytes in both are two
     // sets of shards (one chunk, two schemes): each reads back whole on a fresh mount.
-    ok(
-        &hive(&[
-            "volume",
-            "create",
-            "--cluster",
-            cluster.d(),
-            "--k",
-            "2",
-            "--m",
-            "1",
-            "narrow",
-        ]),
-        "volume create --k 2 --m 1",
-    );
+    create_narrow(&cluster);
     let listed = ok(&hive(&["volume", "list", "--cluster", cluster.d()]), "list");
     assert!(listed.contains("2+1"), "{listed}");
     let too_wide = hive(&[
@@ -1411,6 +1398,62 @@ fn a_file_overwritten_20_times_takes_less_than_two_copies_after_gc() {
     assert!(
         back == expected,
         "the last version reads back whole (seed {SEED:#x})"
+    );
+}
+
+#[test]
+fn a_chunk_dropped_from_one_class_is_collected_there_and_stays_in_the_other() {
+    require_fuse();
+    let cluster = Cluster::with_args(
+        "mount-classes",
+        6,
+        (4, 2),
+        "1GiB",
+        &[],
+        &["--gc-grace", "5s"],
+    );
+    create_narrow(&cluster);
+    // The same bytes in a 4+2 volume and a 2+1 one: the same chunks, stored once in
+    // each class.
+    let wide = Mounted::new(&cluster, "default", "wide");
+    write_random(&wide.path("f"), SEED + 95, 16 << 20);
+    let one = cluster.stored();
+    let narrow = Mounted::new(&cluster, "narrow", "narrow");
+    write_random(&narrow.path("f"), SEED + 95, 16 << 20);
+    let both = cluster.stored();
+    assert!(
+        both >= one + (20 << 20),
+        "the 2+1 copy (24 MiB of shards) is not stored: {one} then {both} bytes"
+    );
+    // Unlinked from the 2+1 volume, the chunks are referenced in 4+2 only: collection
+    // takes their 2+1 shards and leaves the 4+2 ones.
+    std::fs::remove_file(narrow.path("f")).expect("unlink");
+    let after = collect_until(&cluster, "stored", one + (4 << 20), "the 2+1 copy");
+    println!("classes: {one} bytes stored in 4+2, {both} with the 2+1 copy, {after} after");
+    drop(wide);
+    let wide = Mounted::new(&cluster, "default", "wide");
+    let back = std::fs::read(wide.path("f")).expect("read back");
+    assert!(
+        back == hive_testkit::random_bytes(SEED + 95, 16 << 20),
+        "the 4+2 file reads back whole (seed {SEED:#x})"
+    );
+}
+
+/// Creates volume "narrow", of class 2+1.
+fn create_narrow(cluster: &Cluster) {
+    let args = [
+        "volume",
+        "create",
+        "--cluster",
+        cluster.d(),
+        "--k",
+        "2",
+        "--m",
+        "1",
+    ];
+    ok(
+        &hive(&[&args[..], &["narrow"]].concat()),
+        "volume create --k 2 --m 1",
     );
 }
 

@@ -314,6 +314,71 @@ fn nodes_added_and_marked_out_at_once_lose_no_read_and_rebalance_moves_the_shard
 }
 
 #[test]
+fn a_node_drained_under_reads_ends_empty_and_only_then_is_removed() {
+    let _machine = shared();
+    // 3+2 on six nodes: with one drained, five are left for five shards.
+    let c = Cluster::with("drain", 6, (3, 2), "1GiB", &[]);
+    let data = random(SEED + 47, 32 << 20);
+    let id = c.put("data.bin", &data);
+    let refused = hive(&["node", "remove", "--cluster", c.d(), "6"]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("drain it first"),
+        "{}",
+        text(&refused)
+    );
+    // A reader reads the object back, whole, over and over while the node drains.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let reads = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let out = c.path("drain-read");
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = hive(&[
+                    "get",
+                    "--cluster",
+                    c.d(),
+                    &id,
+                    "-o",
+                    out.to_str().expect("utf-8"),
+                ]);
+                assert!(
+                    got.status.success(),
+                    "read {reads} failed while draining: {}",
+                    text(&got)
+                );
+                let back = std::fs::read(&out).expect("read back");
+                assert!(
+                    back == data,
+                    "read {reads} differs while draining (seed {SEED:#x})"
+                );
+                reads += 1;
+            }
+            reads
+        });
+        ok(&hive(&["node", "out", "--cluster", c.d(), "6"]), "node out");
+        let settled = wait_rebalanced(&c);
+        assert!(
+            settled["rebalance"]["shards_moved"].as_u64() > Some(0),
+            "nothing copied off: {settled}"
+        );
+        c.wait_status("node 6 empty", HEAL_WITHIN, |s| {
+            node_in(s, 6)["shards"] == 0
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        reader.join().expect("the reader")
+    });
+    assert!(reads >= 2, "only {reads} reads while draining");
+    let removed = ok(
+        &hive(&["node", "remove", "--cluster", c.d(), "6"]),
+        "node remove",
+    );
+    assert!(removed.contains("removed in map epoch"), "{removed}");
+    // Its shards live on the other five now: one of them dead too loses nothing.
+    c.signal("-KILL", &[1]);
+    c.check(&id, &data);
+}
+
+#[test]
 fn scrub_finds_every_damaged_shard_and_repair_replaces_it() {
     let _machine = shared();
     let c = Cluster::up("scrub");

@@ -21,8 +21,8 @@ use crate::records::{
     APPLIED, CLUSTER_MAP, ENROLLED, InodeRecord, NEXT_INO, QUOTAS_COUNTED, RESERVED, USED_TOKEN,
     VolumeRecord, counted_bytes, decode_dirent, decode_extent, decode_extent_page, decode_inode,
     decode_object, decode_quota, decode_session, decode_volume, dirent_value, encode_extent_page,
-    encode_inode, encode_object, encode_quota, encode_session, encode_volume, extent_page_key,
-    held_key, inode_key, named_key, page_of, session_key,
+    encode_inode, encode_object, encode_quota, encode_session, encode_volume, extent_inode,
+    extent_page_key, held_key, inode_key, named_key, page_of, session_key,
 };
 use crate::types::{
     Attr, Context, Errno, Extent, FileType, InodeId, Nanos, Op, Outcome, RenameMode, Usage,
@@ -693,45 +693,66 @@ impl Namespace {
     /// and every object's manifest and chunks, read from one snapshot, so a chunk
     /// referenced throughout the mark is seen however files change meanwhile. The
     /// references are counted first, from the same snapshot; `make(count)` makes the
-    /// set to hold them and `add` puts each in, with the bytes the reference covers:
-    /// an extent's length; an object's length shared among its chunks (its manifest
-    /// covers none).
+    /// set to hold them and `add` puts each in, with the bytes the reference covers
+    /// (an extent's length; an object's length shared among its chunks, its manifest
+    /// covering none) and the storage class (k, m) it is referenced in: a file's
+    /// volume's class, or `None` for an object (stored in whatever class its writer chose) and
+    /// for a file whose volume the snapshot does not name.
     pub fn mark<S>(
         &self,
         make: impl FnOnce(u64) -> S,
-        mut add: impl FnMut(&mut S, &[u8; 32], u64),
+        mut add: impl FnMut(&mut S, &[u8; 32], u64, Option<(u8, u8)>),
     ) -> Result<S, MetaError> {
         let snapshot = self.db.read_tx();
         let pages = || {
             snapshot.iter(&self.spaces.extents).map(|item| {
                 let (key, value) = item.into_inner()?;
                 decode_extent_page(&key, &value)
-                    .map(|(_, extents)| extents)
+                    .map(|(_, extents)| (extent_inode(&key), extents))
                     .ok_or_else(|| MetaError::Corrupt("an extent page".into()))
             })
         };
         let objects = || snapshot.iter(&self.spaces.objects).map(object_entry);
         let mut count = 0u64;
         for page in pages() {
-            count += page?.len() as u64;
+            count += page?.1.len() as u64;
         }
         for object in objects() {
             count += 1 + object?.2.len() as u64;
         }
+        let mut classes = BTreeMap::new();
+        for item in snapshot.iter(&self.spaces.volumes) {
+            let (key, value) = item.into_inner()?;
+            let record = decode_volume(&value)
+                .ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
+            classes.insert(record.root, (record.k, record.m));
+        }
         let mut set = make(count);
+        // Pages come in inode order: one inode read per file.
+        let mut file: Option<(InodeId, Option<(u8, u8)>)> = None;
         for page in pages() {
-            for extent in page? {
-                add(&mut set, &extent.chunk, u64::from(extent.len));
+            let (ino, extents) = page?;
+            let class = match file {
+                Some((seen, class)) if seen == ino => class,
+                _ => {
+                    let class = read_inode(&snapshot, &self.spaces, ino)?
+                        .and_then(|node| classes.get(&node.volume).copied());
+                    file = Some((ino, class));
+                    class
+                }
+            };
+            for extent in extents {
+                add(&mut set, &extent.chunk, u64::from(extent.len), class);
             }
         }
         for object in objects() {
             let (id, len, chunks) = object?;
-            add(&mut set, &id, 0);
+            add(&mut set, &id, 0, None);
             let count = chunks.len() as u64;
             for (n, chunk) in (0..).zip(&chunks) {
                 // The length shared out evenly, so the shares sum to it.
                 let share = len * (n + 1) / count - len * n / count;
-                add(&mut set, chunk, share);
+                add(&mut set, chunk, share, None);
             }
         }
         Ok(set)

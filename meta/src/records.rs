@@ -161,6 +161,16 @@ pub fn extent_key(ino: InodeId, offset: u64) -> [u8; 16] {
     key
 }
 
+/// The inode an extent page's key names (0 for a key too short to be one, which
+/// [`decode_extent_page`] refuses).
+pub fn extent_inode(key: &[u8]) -> InodeId {
+    InodeId(
+        key.get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes),
+    )
+}
+
 /// An extent's value: length (u32), chunk id (32), chunk offset (u32).
 pub fn extent_value(extent: &Extent) -> [u8; 40] {
     let mut value = [0u8; 40];

@@ -1777,27 +1777,65 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
         Err(Errno::NoEnt),
         "deleted already"
     );
+    // A file in a volume of another class: its chunk is referenced in that class.
+    apply(Op::CreateVolume {
+        name: b"wide".to_vec(),
+        k: 4,
+        m: 2,
+    })
+    .expect("volume");
+    let classes: std::collections::BTreeMap<Vec<u8>, (InodeId, (u8, u8))> = ns
+        .volumes()
+        .expect("volumes")
+        .into_iter()
+        .map(|(name, v)| (name, (v.root, (v.k, v.m))))
+        .collect();
+    let (wide, _) = classes[&b"wide".to_vec()];
+    apply(Op::Create {
+        parent: wide,
+        name: b"d".to_vec(),
+        mode: 0o644,
+    })
+    .expect("created");
+    let d = match ns.lookup(wide, b"d").expect("store") {
+        Ok(attr) => attr.ino,
+        Err(e) => panic!("d: {e:?}"),
+    };
+    apply(Op::CommitExtents {
+        ino: d,
+        extents: vec![piece(0, 60)],
+    })
+    .expect("committed");
     let (counted, marked, bytes) = ns
         .mark(
             |n| (n, std::collections::BTreeSet::new(), 0),
-            |(_, set, bytes), chunk, len| {
-                set.insert(chunk[0]);
+            |(_, set, bytes), chunk, len, class| {
+                set.insert((chunk[0], class));
                 *bytes += len;
             },
         )
         .expect("mark");
     assert_eq!(
-        counted, 9,
-        "two files of three extents, an object of two chunks"
+        counted, 10,
+        "two files of three extents, one of one, an object of two chunks"
     );
+    let (_, default) = classes[&b"default".to_vec()];
+    let mut expected: Vec<(u8, Option<(u8, u8)>)> = [2, 21, 22, 50, 99]
+        .into_iter()
+        .map(|c| (c, Some(default)))
+        .collect();
+    expected.push((60, Some((4, 2))));
+    expected.extend([70, 71, 72].map(|c| (c, None)));
+    expected.sort();
     assert_eq!(
         marked.into_iter().collect::<Vec<_>>(),
-        vec![2, 21, 22, 50, 70, 71, 72, 99],
-        "a (overwritten), c and object 70; b, a's old chunk and object 80 are garbage"
+        expected,
+        "a (overwritten) and c in the default volume's class, d in its volume's, object \
+         70 in any class; b, a's old chunk and object 80 are garbage"
     );
     assert_eq!(
-        bytes, 800,
-        "six extents of 100 bytes and an object of 200 bytes"
+        bytes, 900,
+        "seven extents of 100 bytes and an object of 200 bytes"
     );
     drop(ns);
     let _ = std::fs::remove_dir_all(dir);

@@ -68,6 +68,28 @@ impl ChunkBloom {
     }
 }
 
+/// The member that stands for `chunk` stored in class k + m, as distinct from the chunk
+/// in any class (its own id): the id with the two words the bit positions come from
+/// mixed with the class. A BLAKE3 id's words are uniform, and so are they after a
+/// fixed XOR, so the filter's odds are unchanged.
+pub fn in_class(chunk: &ChunkId, k: u8, m: u8) -> ChunkId {
+    fn mix(mut x: u64) -> u64 {
+        // splitmix64's finaliser.
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+    let class = mix((u64::from(k) << 8) | u64::from(m) | (1 << 16));
+    let mut id = chunk.0;
+    for (n, salt) in [class, mix(class)].into_iter().enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&id[n * 8..n * 8 + 8]);
+        id[n * 8..n * 8 + 8].copy_from_slice(&(u64::from_le_bytes(w) ^ salt).to_le_bytes());
+    }
+    ChunkId(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +119,33 @@ mod tests {
         assert!(
             false_positives < 2_000,
             "{false_positives} of 100000 strangers found"
+        );
+    }
+
+    #[test]
+    fn a_chunk_in_one_class_is_not_the_chunk_in_another() {
+        let mut bloom = ChunkBloom::for_chunks(10_000, 1 << 20);
+        for n in 0..10_000 {
+            bloom.insert(&in_class(&chunk(n), 4, 2));
+        }
+        assert!((0..10_000).all(|n| bloom.contains(&in_class(&chunk(n), 4, 2))));
+        for other in [
+            chunk(0),
+            in_class(&chunk(0), 2, 4),
+            in_class(&chunk(0), 1, 2),
+        ] {
+            assert_ne!(other, in_class(&chunk(0), 4, 2));
+        }
+        let strangers = (0..10_000)
+            .filter(|n| {
+                bloom.contains(&chunk(*n))
+                    || bloom.contains(&in_class(&chunk(*n), 1, 2))
+                    || bloom.contains(&in_class(&chunk(*n), 2, 4))
+            })
+            .count();
+        assert!(
+            strangers < 600,
+            "{strangers} of 10000 found in the wrong class"
         );
     }
 
