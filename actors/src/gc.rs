@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hive_wire::bloom::{ChunkBloom, in_class};
+use hive_wire::bloom::{ChunkBloom, class_salt, salted};
 use hive_wire::net::Client;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{MapMessage, state};
@@ -331,8 +331,11 @@ fn watch_returns(
 
 /// What the mark found.
 struct Mark {
-    /// The chunks referenced.
+    /// The chunks referenced, each under this round's salt mixed with its class's (or
+    /// with none, for any class): a chunk that is a false positive in one round is
+    /// one in the next only by chance, so no garbage is kept for good.
     set: ChunkBloom,
+    salt: u64,
     references: u64,
     /// Bytes the references cover.
     referenced_bytes: u64,
@@ -341,23 +344,37 @@ struct Mark {
 }
 
 impl Mark {
-    fn new(references: u64) -> Self {
+    fn new(references: u64, salt: u64) -> Self {
         Self {
             set: ChunkBloom::for_chunks(references, GC_MARK_BUDGET),
+            salt,
             references,
             referenced_bytes: 0,
             distinct_bytes: 0,
         }
     }
 
-    /// A reference to `chunk` in class (k, m), or in any class (`None`).
-    fn add(&mut self, chunk: &[u8; 32], len: u64, class: Option<(u8, u8)>) {
+    /// A reference to `chunk` in each of `classes` (k, m), or in any class (none).
+    fn add(&mut self, chunk: &[u8; 32], len: u64, classes: &[(u8, u8)]) {
         let chunk = ChunkId(*chunk);
-        let member = class.map_or(chunk, |(k, m)| in_class(&chunk, k, m));
         self.referenced_bytes += len;
-        if !self.set.contains(&member) {
+        let mut first = false;
+        let (set, salt) = (&mut self.set, self.salt);
+        let mut keep = |class: u64| {
+            let member = salted(&chunk, salt ^ class);
+            if !set.contains(&member) {
+                first = true;
+                set.insert(&member);
+            }
+        };
+        if classes.is_empty() {
+            keep(0);
+        }
+        for &(k, m) in classes {
+            keep(class_salt(k, m));
+        }
+        if first {
             self.distinct_bytes += len;
-            self.set.insert(&member);
         }
     }
 }
@@ -365,20 +382,23 @@ impl Mark {
 /// Whether the mark may hold shard `name`: its chunk referenced in its class, or in
 /// any class. A chunk still referenced in one class leaves its shards of every other
 /// class to be collected.
-fn marked(mark: &ChunkBloom, name: &ShardName) -> bool {
-    mark.contains(&name.chunk) || mark.contains(&in_class(&name.chunk, name.k, name.m))
+fn marked(mark: &ChunkBloom, salt: u64, name: &ShardName) -> bool {
+    mark.contains(&salted(&name.chunk, salt))
+        || mark.contains(&salted(&name.chunk, salt ^ class_salt(name.k, name.m)))
 }
 
 /// One round: mark, then sweep every node not down.
 async fn round(args: &GcArgs, collector: &Collector, started: Instant) -> Result<(), String> {
+    let salt = collector.lock().current.as_ref().map_or(0, |r| r.round);
     let Mark {
         set: mark,
+        salt,
         references,
         referenced_bytes,
         distinct_bytes,
     } = args
         .meta
-        .read(|ns| ns.mark(Mark::new, Mark::add))
+        .read(move |ns| ns.mark(|count| Mark::new(count, salt), Mark::add))
         .await
         .map_err(|e| format!("the mark failed: {}", e.message))?;
     let dry_run = collector.lock().current.as_ref().is_some_and(|r| r.dry_run);
@@ -415,6 +435,7 @@ async fn round(args: &GcArgs, collector: &Collector, started: Instant) -> Result
     }
     let sweep = Sweep {
         mark: &mark,
+        salt,
         collector,
         grace: args.grace,
         started,
@@ -449,6 +470,7 @@ fn progress_ppm(chunk: &ChunkId) -> u32 {
 /// One round's sweep.
 struct Sweep<'a> {
     mark: &'a ChunkBloom,
+    salt: u64,
     collector: &'a Collector,
     grace: Duration,
     started: Instant,
@@ -466,7 +488,7 @@ impl Sweep<'_> {
                 .map_err(|e| format!("listing its shards failed: {e}"))?;
             let garbage: Vec<(ShardName, u64)> = page
                 .iter()
-                .filter(|(name, _)| !marked(self.mark, name))
+                .filter(|(name, _)| !marked(self.mark, self.salt, name))
                 .copied()
                 .collect();
             self.collector.update(|r| {

@@ -68,6 +68,7 @@ pub fn volume_message(
         root: v.root.0,
         k: v.k,
         m: v.m,
+        from: v.from,
         uid: v.uid,
         gid: v.gid,
         created: v.created.0,
@@ -171,19 +172,28 @@ pub fn op_from(op: MetaOp) -> Result<Op, Errno> {
             end,
             room,
         },
-        MetaOp::CommitExtents { ino, extents } => Op::CommitExtents {
+        MetaOp::CommitExtents {
+            ino,
+            extents,
+            class,
+        } => Op::CommitExtents {
             ino: InodeId(ino),
             extents: extents.iter().map(extent_from).collect(),
+            class,
         },
         MetaOp::ReplaceExtents {
             ino,
             ctime,
             extents,
+            class,
         } => Op::ReplaceExtents {
             ino: InodeId(ino),
             ctime: Nanos(ctime),
             extents: extents.iter().map(extent_from).collect(),
+            class,
         },
+        MetaOp::SetVolumeClass { name, k, m } => Op::SetVolumeClass { name, k, m },
+        MetaOp::FinishVolumeClass { name, k, m } => Op::FinishVolumeClass { name, k, m },
         MetaOp::WriteInline { ino, offset, data } => Op::WriteInline {
             ino: InodeId(ino),
             offset,

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hive_meta::{Context, Errno, InodeId, MetaError, Namespace, Nanos};
+use hive_wire::limits::MAX_VOLUME_CHUNKS_PAGE;
 use hive_wire::net::auth::{Access, Operation, authorise};
 use hive_wire::net::control::MapMessage;
 use hive_wire::net::message::{self, check_version};
@@ -271,6 +272,7 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
     match call {
         MetaCall::Mount
         | MetaCall::ListVolumes
+        | MetaCall::VolumeChunks { .. }
         | MetaCall::Group
         | MetaCall::Digest
         | MetaCall::AddMember { .. }
@@ -308,6 +310,8 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             | MetaOp::Punch { ino, .. } => vec![*ino],
             MetaOp::CreateVolume { .. }
             | MetaOp::DeleteVolume { .. }
+            | MetaOp::SetVolumeClass { .. }
+            | MetaOp::FinishVolumeClass { .. }
             | MetaOp::PutObject { .. }
             | MetaOp::DeleteObject { .. }
             | MetaOp::SetQuota { .. }
@@ -315,6 +319,21 @@ fn inodes_of(call: &MetaCall) -> Vec<u64> {
             | MetaOp::EndSession { .. } => vec![],
         },
     }
+}
+
+/// Whether `op` is volume administration: a change that works in no volume's tree
+/// (the request names no volume), which only administrators may ask for.
+fn administers(op: &MetaOp) -> bool {
+    matches!(
+        op,
+        MetaOp::CreateVolume { .. }
+            | MetaOp::DeleteVolume { .. }
+            | MetaOp::SetVolumeClass { .. }
+            | MetaOp::FinishVolumeClass { .. }
+            | MetaOp::PutObject { .. }
+            | MetaOp::DeleteObject { .. }
+            | MetaOp::SetQuota { .. }
+    )
 }
 
 /// What the caller needs to be allowed: administration, or an access to its volume.
@@ -328,15 +347,8 @@ fn operation_of<'a>(call: &MetaCall, volume: &'a str) -> Operation<'a> {
         | MetaCall::Digest
         | MetaCall::AddMember { .. }
         | MetaCall::RemoveMember { .. }
-        | MetaCall::Apply(
-            MetaOp::CreateVolume { .. }
-            | MetaOp::DeleteVolume { .. }
-            | MetaOp::PutObject { .. }
-            | MetaOp::DeleteObject { .. }
-            | MetaOp::SetQuota { .. },
-        ) => {
-            return Operation::Administer;
-        }
+        | MetaCall::VolumeChunks { .. } => return Operation::Administer,
+        MetaCall::Apply(op) if administers(op) => return Operation::Administer,
         MetaCall::Mount => Access::Mount,
         MetaCall::Apply(_) => Access::Write,
         _ => Access::Read,
@@ -448,13 +460,7 @@ async fn answer(store: &MetaStore, asked: MetaRequest) -> Result<MetaReply, Deni
                 })?;
             Ok(MetaReply::ClusterMap(map.map(Box::new)))
         }
-        MetaCall::Apply(
-            op @ (MetaOp::CreateVolume { .. }
-            | MetaOp::DeleteVolume { .. }
-            | MetaOp::PutObject { .. }
-            | MetaOp::DeleteObject { .. }
-            | MetaOp::SetQuota { .. }),
-        ) => change(store, ctx, op, asked.once).await,
+        MetaCall::Apply(op) if administers(&op) => change(store, ctx, op, asked.once).await,
         call => in_volume(store, ctx, &asked.volume, call, asked.once).await,
     }
 }
@@ -552,6 +558,10 @@ fn check_and_read(ns: &Namespace, volume_name: &str, call: MetaCall) -> Result<C
         MetaCall::ListXattr { ino } => ns.xattrs(InodeId(ino))?.map_or_else(errno, |all| {
             MetaReply::Names(all.into_iter().map(|(n, _)| n).collect())
         }),
+        MetaCall::VolumeChunks { after } => {
+            let (chunks, next) = ns.volume_chunks(volume.root, &after, MAX_VOLUME_CHUNKS_PAGE)?;
+            MetaReply::Chunks { chunks, next }
+        }
         // Administration is answered by `answer`, never inside a volume.
         MetaCall::ListVolumes
         | MetaCall::Group

@@ -102,6 +102,8 @@ pub enum ChunkError {
 pub struct BadShard {
     /// The chunk.
     pub chunk: ChunkId,
+    /// The class it is stored in.
+    pub scheme: ErasureScheme,
     /// The shard index.
     pub index: u8,
     /// The node that served or holds it.
@@ -141,6 +143,25 @@ struct OwedState {
     owed: Vec<OwedShard>,
     /// Written in the background after the chunk's ACK.
     pending: HashMap<ShardName, NodeId>,
+}
+
+/// The name shard `index` of `chunk` is stored under in class `scheme`.
+fn name_in(scheme: ErasureScheme, chunk: ChunkId, index: ShardIndex) -> ShardName {
+    ShardName {
+        chunk,
+        k: scheme.k(),
+        m: scheme.m(),
+        index,
+    }
+}
+
+/// The holders of `chunk`'s shards of class `scheme` in `view`, in shard-index order.
+fn place(
+    view: &ClusterView,
+    chunk: &ChunkId,
+    scheme: ErasureScheme,
+) -> Result<Vec<NodeId>, ChunkError> {
+    Ok(view.map.place(view.map.pg_of(chunk), scheme.width())?)
 }
 
 fn owed_shard(name: ShardName, node: NodeId) -> OwedShard {
@@ -236,12 +257,7 @@ impl ChunkStore {
 
     /// The name shard `index` of `chunk` is stored under: this store's scheme is in it.
     pub fn shard_name(&self, chunk: ChunkId, index: ShardIndex) -> ShardName {
-        ShardName {
-            chunk,
-            k: self.scheme.k(),
-            m: self.scheme.m(),
-            index,
-        }
+        name_in(self.scheme, chunk, index)
     }
 
     /// Shards whose write failed after their chunk was acknowledged: owed to repair.
@@ -327,7 +343,10 @@ impl ChunkStore {
 
     /// Damaged shard `bad` as owed to repair.
     pub fn owed(&self, bad: &BadShard) -> OwedShard {
-        owed_shard(self.shard_name(bad.chunk, ShardIndex(bad.index)), bad.node)
+        owed_shard(
+            name_in(bad.scheme, bad.chunk, ShardIndex(bad.index)),
+            bad.node,
+        )
     }
 
     /// Takes the damaged shards met since the last call (at most [`OWED_KEPT`]).
@@ -408,12 +427,7 @@ impl ChunkStore {
 
     /// The nodes holding `chunk`'s shards, in shard-index order.
     pub fn holders(&self, chunk: &ChunkId) -> Result<Vec<NodeId>, ChunkError> {
-        self.place(&self.view(), chunk)
-    }
-
-    /// The holders of `chunk`'s shards in `view`, in shard-index order.
-    fn place(&self, view: &ClusterView, chunk: &ChunkId) -> Result<Vec<NodeId>, ChunkError> {
-        Ok(view.map.place(view.map.pg_of(chunk), self.scheme.width())?)
+        place(&self.view(), chunk, self.scheme)
     }
 
     fn lock_connections(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Connection>> {
@@ -488,13 +502,39 @@ impl ChunkStore {
         data: &[u8],
         reserved: bool,
     ) -> Result<ChunkId, ChunkError> {
+        self.put_in(self.scheme, data, reserved).await
+    }
+
+    /// Whether chunk `id` is stored in class `scheme`: k of its holders have intact
+    /// shards of one encoding (the dedup question of a put).
+    pub async fn stored_in(self: &Arc<Self>, scheme: ErasureScheme, id: ChunkId) -> bool {
+        let view = self.view();
+        match place(&view, &id, scheme) {
+            Ok(holders) => {
+                self.stored(&view, &holders, name_in(scheme, id, ShardIndex(0)))
+                    .await
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// [`ChunkStore::put_as`] in class `scheme` rather than the store's own.
+    pub async fn put_in(
+        self: &Arc<Self>,
+        scheme: ErasureScheme,
+        data: &[u8],
+        reserved: bool,
+    ) -> Result<ChunkId, ChunkError> {
         let id = chunk_id(data);
         let view = self.view();
-        let holders = self.place(&view, &id)?;
-        if self.stored(&view, &holders, id).await {
+        let holders = place(&view, &id, scheme)?;
+        if self
+            .stored(&view, &holders, name_in(scheme, id, ShardIndex(0)))
+            .await
+        {
             return Ok(id);
         }
-        let mut encoder = ChunkEncoder::new(self.scheme, self.compression)?;
+        let mut encoder = ChunkEncoder::new(scheme, self.compression)?;
         let encoded = encoder.encode(id, data)?;
         let shards: Vec<Bytes> = (0..encoded.width())
             .map(|i| Bytes::from(encoded.shard_to_vec(i)))
@@ -512,7 +552,7 @@ impl ChunkStore {
             });
         }
         drop(tx);
-        let mut quorum = WriteQuorum::new(self.scheme.k(), self.scheme.m());
+        let mut quorum = WriteQuorum::new(scheme.k(), scheme.m());
         let (mut causes, mut full) = (Vec::new(), 0);
         while let Some((i, node, result)) = rx.recv().await {
             let outcome = match result {
@@ -537,17 +577,17 @@ impl ChunkStore {
                             if !quorum.is_answered(shard_index(j)) {
                                 state
                                     .pending
-                                    .insert(self.shard_name(id, shard_index(j)), *node);
+                                    .insert(name_in(scheme, id, shard_index(j)), *node);
                             }
                         }
                     }
                     for index in failed {
                         owed.add(owed_shard(
-                            self.shard_name(id, index),
+                            name_in(scheme, id, index),
                             holders[usize::from(index.get())],
                         ));
                     }
-                    let name = self.shard_name(id, ShardIndex(0));
+                    let name = name_in(scheme, id, ShardIndex(0));
                     tokio::spawn(async move {
                         while let Some((j, _, result)) = rx.recv().await {
                             let index = shard_index(j);
@@ -562,7 +602,7 @@ impl ChunkStore {
                     return Err(ChunkError::NoSpace {
                         chunk: id,
                         full,
-                        width: self.scheme.width(),
+                        width: scheme.width(),
                         causes: causes.join("; "),
                     });
                 }
@@ -576,7 +616,7 @@ impl ChunkStore {
                         durable,
                         needed,
                         available,
-                        width: self.scheme.width(),
+                        width: scheme.width(),
                         causes: causes.join("; "),
                     });
                 }
@@ -607,17 +647,21 @@ impl ChunkStore {
         self: &Arc<Self>,
         view: &ClusterView,
         holders: &[NodeId],
-        chunk: ChunkId,
+        first: ShardName,
     ) -> bool {
         let mut asked = tokio::task::JoinSet::new();
         for (i, node) in holders.iter().enumerate().filter(|(_, n)| view.is_up(**n)) {
             let (store, node) = (self.clone(), *node);
-            asked.spawn(async move { store.has(node, chunk, shard_index(i)).await });
+            let name = ShardName {
+                index: shard_index(i),
+                ..first
+            };
+            asked.spawn(async move { store.has(node, name).await });
         }
         if asked.is_empty() {
             return false;
         }
-        let mut quorum = DedupQuorum::new(self.scheme.k(), asked.len());
+        let mut quorum = DedupQuorum::new(first.k, asked.len());
         let deadline = tokio::time::Instant::now() + HAS_DEADLINE;
         let stored = loop {
             let answer = match tokio::time::timeout_at(deadline, asked.join_next()).await {
@@ -641,13 +685,8 @@ impl ChunkStore {
 
     /// The encoding of `node`'s shard if it has one; `None` if it did not answer in
     /// time.
-    async fn has(
-        &self,
-        node: NodeId,
-        chunk: ChunkId,
-        index: ShardIndex,
-    ) -> Option<Option<EncodingTag>> {
-        let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
+    async fn has(&self, node: NodeId, name: ShardName) -> Option<Option<EncodingTag>> {
+        let key = message::encode(&ShardKey::new(name));
         let request = message::request::<ShardService>(OP_HAS, key, Bytes::new());
         let answer = match tokio::time::timeout(
             HAS_DEADLINE,
@@ -668,13 +707,8 @@ impl ChunkStore {
             .map(|f| f.present.then_some(EncodingTag(f.tag)))
     }
 
-    async fn fetch(
-        &self,
-        node: NodeId,
-        chunk: ChunkId,
-        index: ShardIndex,
-    ) -> Result<Option<Bytes>, RpcError> {
-        let key = message::encode(&ShardKey::new(self.shard_name(chunk, index)));
+    async fn fetch(&self, node: NodeId, name: ShardName) -> Result<Option<Bytes>, RpcError> {
+        let key = message::encode(&ShardKey::new(name));
         let request = message::request::<ShardService>(OP_GET, key, Bytes::new());
         let started = Instant::now();
         let answer = self.call(node, request, SHARD_DEADLINE).await?;
@@ -692,9 +726,19 @@ impl ChunkStore {
     /// that rebalance may not have moved yet, and decodes from the first k shards that
     /// verify.
     pub async fn get(self: &Arc<Self>, id: ChunkId) -> Result<Vec<u8>, ChunkError> {
+        self.get_in(self.scheme, id).await
+    }
+
+    /// [`ChunkStore::get`] of the chunk stored in class `scheme` rather than the
+    /// store's own.
+    pub async fn get_in(
+        self: &Arc<Self>,
+        scheme: ErasureScheme,
+        id: ChunkId,
+    ) -> Result<Vec<u8>, ChunkError> {
         let view = self.view();
-        let asks = where_to_ask(&view.shard_homes(view.map.pg_of(&id), self.scheme.width())?);
-        let k = usize::from(self.scheme.k());
+        let asks = where_to_ask(&view.shard_homes(view.map.pg_of(&id), scheme.width())?);
+        let k = usize::from(scheme.k());
         let (tx, mut rx) = mpsc::channel(asks.len());
         let ask = |(i, node): (usize, NodeId)| {
             let (me, tx) = (self.clone(), tx.clone());
@@ -703,7 +747,7 @@ impl ChunkStore {
                 return;
             }
             tokio::spawn(async move {
-                let result = me.fetch(node, id, shard_index(i)).await;
+                let result = me.fetch(node, name_in(scheme, id, shard_index(i))).await;
                 let _ = tx.send((i, node, result)).await;
             });
         };
@@ -732,7 +776,8 @@ impl ChunkStore {
                 Ok(event) => event,
             };
             let Some(event) = event else { break };
-            let mut want_more = !self.absorb(id, event, &mut shards, &mut causes, &mut answered);
+            let mut want_more =
+                !self.absorb(scheme, id, event, &mut shards, &mut causes, &mut answered);
             if shards.len() >= k {
                 let views: Vec<ShardBytes> = shards
                     .iter()
@@ -744,6 +789,7 @@ impl ChunkStore {
                             let (i, node, _) = shards[rejected.position];
                             self.found_bad(BadShard {
                                 chunk: id,
+                                scheme,
                                 index: shard_index(i).get(),
                                 node,
                                 reason: rejected.reason.to_string(),
@@ -776,6 +822,7 @@ impl ChunkStore {
     /// Takes one shard answer; `false` if the read should ask one holder more for it.
     fn absorb(
         &self,
+        scheme: ErasureScheme,
         chunk: ChunkId,
         (i, node, result): (usize, NodeId, Result<Option<Bytes>, RpcError>),
         shards: &mut Vec<(usize, NodeId, Bytes)>,
@@ -801,6 +848,7 @@ impl ChunkStore {
                 {
                     self.found_bad(BadShard {
                         chunk,
+                        scheme,
                         index: shard_index(i).get(),
                         node,
                         reason: refusal.message.clone(),

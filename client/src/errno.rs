@@ -29,3 +29,7 @@ pub const ENODATA: i32 = 61;
 pub const EOPNOTSUPP: i32 = 95;
 /// The volume's quota of bytes or files is reached.
 pub const EDQUOT: i32 = 122;
+/// Chunks stored in a class the volume no longer writes (a re-encode began).
+pub const ESTALE: i32 = 116;
+/// A re-encode of the volume to another class is under way.
+pub const EBUSY: i32 = 16;

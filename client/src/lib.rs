@@ -17,5 +17,6 @@ pub mod mount;
 pub mod object;
 pub mod output;
 pub mod quorum;
+pub mod reencode;
 pub mod status;
 pub mod volumes;

@@ -359,14 +359,28 @@ enum VolumeCommand {
         /// Its name.
         name: String,
     },
-    /// Sets a volume's quota. Past it, a change that adds bytes or files fails with
-    /// EDQUOT (through a mount, at the create, or at the close or fsync that stores the
-    /// bytes); what the volume holds is never touched, even below a new limit. A mount's
-    /// df shows the quota.
+    /// Sets a volume's quota, its storage class, or both.
+    ///
+    /// Quota: past it, a change that adds bytes or files fails with EDQUOT (through a
+    /// mount, at the create, or at the close or fsync that stores the bytes); what the
+    /// volume holds is never touched, even below a new limit. A mount's df shows it.
+    ///
+    /// Class (--k and --m): new writes use it at once, and the command then stores every
+    /// chunk of the volume's files in it (a progress line shows how far), while mounts
+    /// keep reading and writing. When all are, the old class is forgotten and garbage
+    /// collection frees its shards. If the command stops before that, the re-encode
+    /// stays under way ('hive volume list' shows OLD>NEW): reads look in both classes,
+    /// and running it again with the same class goes on.
     Set {
         /// The local cluster's directory.
         #[arg(long)]
         cluster: PathBuf,
+        /// Data shards per chunk of the new class (with --m).
+        #[arg(long, requires = "m")]
+        k: Option<u8>,
+        /// Parity shards per chunk of the new class (with --k).
+        #[arg(long, requires = "k")]
+        m: Option<u8>,
         /// The most logical bytes (the sizes of its files and symlinks): like 10GiB, or
         /// none (unchanged if not given).
         #[arg(long, value_parser = limit_bytes)]
@@ -704,12 +718,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Volume(VolumeCommand::Set {
             cluster,
+            k,
+            m,
             max_bytes,
             max_files,
             name,
         }) => {
-            let set = volumes::set_quota(&cluster, &name, max_bytes, max_files)?;
-            hive_client::outln!("volume {name:?}: {}", volumes::quota_text(&set));
+            if k.is_none() && max_bytes.is_none() && max_files.is_none() {
+                bail!("give --k and --m, --max-bytes, --max-files, or some of them");
+            }
+            if max_bytes.is_some() || max_files.is_some() {
+                let set = volumes::set_quota(&cluster, &name, max_bytes, max_files)?;
+                hive_client::outln!("volume {name:?}: {}", volumes::quota_text(&set));
+            }
+            if let (Some(k), Some(m)) = (k, m) {
+                let done = hive_client::reencode::reencode(&cluster, &name, k, m, false)?;
+                hive_client::outln!("{}", hive_client::reencode::render(&name, k, m, &done));
+            }
             Ok(())
         }
         Command::Volume(VolumeCommand::Delete {

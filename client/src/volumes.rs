@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use hive_codec::ErasureScheme;
-use hive_wire::net::meta::{MetaCall, MetaOp, MetaReply, UsageMessage, VolumeMessage};
+use hive_wire::net::meta::{MetaCall, MetaClient, MetaOp, MetaReply, UsageMessage, VolumeMessage};
 
 use crate::errno;
 use crate::local_cluster;
@@ -47,9 +47,23 @@ pub fn create(dir: &Path, name: &str, k: Option<u8>, m: Option<u8>) -> Result<()
 
 /// Every volume.
 pub fn list(dir: &Path) -> Result<Vec<VolumeMessage>> {
-    match call(dir, MetaCall::ListVolumes)? {
+    volumes_of(call(dir, MetaCall::ListVolumes)?)
+}
+
+/// The volumes a `ListVolumes` answer names.
+fn volumes_of(reply: MetaReply) -> Result<Vec<VolumeMessage>> {
+    match reply {
         MetaReply::Volumes(volumes) => Ok(volumes),
         other => bail!("listing volumes: unexpected answer {other:?}"),
+    }
+}
+
+/// Volume `name`, asked through `meta` (an admin client).
+pub async fn find(meta: &MetaClient, name: &str) -> Result<VolumeMessage> {
+    let reply = meta.call("", 0, 0, MetaCall::ListVolumes).await?;
+    match volumes_of(reply)?.into_iter().find(|v| v.name == name) {
+        Some(volume) => Ok(volume),
+        None => bail!("no volume named {name:?}"),
     }
 }
 
@@ -126,15 +140,18 @@ pub fn quota_text(u: &UsageMessage) -> String {
 pub fn render_list(volumes: &[VolumeMessage]) -> String {
     let limit = |max: u64, shown: String| if max == 0 { "-".to_string() } else { shown };
     let mut out = format!(
-        "{:<24} {:>6} {:>10} {:>6} {:>6} {:>11} {:>11} {:>9} {:>9}\n",
+        "{:<24} {:>9} {:>10} {:>6} {:>6} {:>11} {:>11} {:>9} {:>9}\n",
         "NAME", "CLASS", "ROOT", "UID", "GID", "BYTES", "MAX BYTES", "FILES", "MAX FILES"
     );
     for v in volumes {
         let u = &v.usage;
         out += &format!(
-            "{:<24} {:>6} {:>10} {:>6} {:>6} {:>11} {:>11} {:>9} {:>9}\n",
+            "{:<24} {:>9} {:>10} {:>6} {:>6} {:>11} {:>11} {:>9} {:>9}\n",
             v.name,
-            format!("{}+{}", v.k, v.m),
+            match v.from {
+                Some((k, m)) => format!("{k}+{m}>{}+{}", v.k, v.m),
+                None => format!("{}+{}", v.k, v.m),
+            },
             v.root,
             v.uid,
             v.gid,

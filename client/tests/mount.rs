@@ -1190,14 +1190,13 @@ impl Rounds {
     }
 }
 
-/// Stops the rounds when dropped: a failing step ends every thread that watches them.
-struct StopOnDrop<'a>(&'a Rounds);
+/// Raises a stop flag when dropped: a failing step ends every thread that watches it
+/// (garbage collection rounds, a workload).
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
-        self.0
-            .stop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -1246,7 +1245,7 @@ fn gc_racing_writers_deleters_and_a_killed_node_takes_only_garbage() {
         .collect();
     let race = Race::default();
     std::thread::scope(|s| {
-        let _stop = StopOnDrop(&race.gc);
+        let _stop = StopOnDrop(&race.gc.stop);
         s.spawn(|| race.gc.run(&cluster));
         // Writers: the same few contents, deduplicated, each file fsynced.
         for w in 0..2u64 {
@@ -1372,7 +1371,7 @@ fn a_file_overwritten_20_times_takes_less_than_two_copies_after_gc() {
     let gc = Rounds::default();
     let mut peak = 0;
     std::thread::scope(|s| {
-        let _stop = StopOnDrop(&gc);
+        let _stop = StopOnDrop(&gc.stop);
         s.spawn(|| gc.run(&cluster));
         for n in 0..OVERWRITES {
             write_random(&mnt.path("big"), seed(n), OVERWRITTEN);
@@ -1437,6 +1436,143 @@ fn a_chunk_dropped_from_one_class_is_collected_there_and_stays_in_the_other() {
         back == hive_testkit::random_bytes(SEED + 95, 16 << 20),
         "the 4+2 file reads back whole (seed {SEED:#x})"
     );
+}
+
+#[test]
+fn a_volume_re_encoded_from_1_2_to_4_2_under_a_mount_loses_no_read_and_half_its_bytes() {
+    require_fuse();
+    let cluster = Cluster::with_args(
+        "mount-reencode",
+        6,
+        (4, 2),
+        "1GiB",
+        &[],
+        &["--gc-grace", "5s"],
+    );
+    let create = [
+        "volume",
+        "create",
+        "--cluster",
+        cluster.d(),
+        "--k",
+        "1",
+        "--m",
+        "2",
+    ];
+    ok(
+        &hive(&[&create[..], &["rep"]].concat()),
+        "volume create --k 1 --m 2",
+    );
+    let mnt = Mounted::new(&cluster, "rep", "mnt");
+    // Three copies of 32 MiB: 96 MiB of shards.
+    const FILES: u64 = 8;
+    const FILE: usize = 4 << 20;
+    let seed = |n: u64| SEED + 7000 + n;
+    for n in 0..FILES {
+        write_random(&mnt.path(&format!("old-{n}")), seed(n), FILE);
+    }
+    let before = cluster.stored();
+    assert!(before >= 96 << 20, "1+2 keeps three copies: {before} bytes");
+    // A reader and a writer work through the mount while the class changes.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (reads, written) = std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        let reader = scope.spawn(|| {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = reads % FILES;
+                let back = std::fs::read(mnt.path(&format!("old-{n}")))
+                    .unwrap_or_else(|e| panic!("read {reads} of old-{n} failed: {e}"));
+                assert!(
+                    back == hive_testkit::random_bytes(seed(n), FILE),
+                    "old-{n} differs on read {reads} (seed {SEED:#x})"
+                );
+                reads += 1;
+            }
+            reads
+        });
+        let writer = scope.spawn(|| {
+            let mut written = 0u64;
+            // At most 64 MiB, whatever happens.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && written < 64 {
+                write_random(
+                    &mnt.path(&format!("new-{written}")),
+                    seed(100 + written),
+                    1 << 20,
+                );
+                written += 1;
+            }
+            written
+        });
+        let set = [
+            "volume",
+            "set",
+            "--cluster",
+            cluster.d(),
+            "--k",
+            "4",
+            "--m",
+            "2",
+        ];
+        let done = ok(
+            &hive(&[&set[..], &["rep"]].concat()),
+            "volume set --k 4 --m 2",
+        );
+        assert!(done.contains("re-encoded from 1+2 into 4+2"), "{done}");
+        // A write after it ended: the mount stores in 1+2 until its commit is refused
+        // as stale, then learns the class and stores it again in 4+2.
+        write_random(&mnt.path("after"), seed(99), 1 << 20);
+        mnt.wait_for_log(
+            &cluster,
+            "now writes class 4+2",
+            "the mount learning the class",
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (
+            reader.join().expect("the reader"),
+            writer.join().expect("the writer"),
+        )
+    });
+    assert!(
+        reads >= FILES && written >= 2,
+        "{reads} reads, {written} writes"
+    );
+    let listed = ok(
+        &hive(&["volume", "list", "--cluster", cluster.d()]),
+        "volume list",
+    );
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("rep "))
+        .expect("rep listed");
+    assert!(line.contains("4+2") && !line.contains('>'), "{listed}");
+    // Once the old class's shards are collected, 4+2 keeps 1.5 copies: half of three.
+    let logical = FILES * FILE as u64 + (written + 1) * (1 << 20);
+    let target = logical * 3 / 2 + (4 << 20);
+    let after = collect_until(&cluster, "stored", target, "the 1+2 shards");
+    println!(
+        "re-encode: {before} bytes stored in 1+2, {after} in 4+2 after collection; {reads} \
+         reads and {written} 1 MiB writes through the mount meanwhile"
+    );
+    // Everything reads back on a fresh mount, from the new class only.
+    drop(mnt);
+    let mnt = Mounted::new(&cluster, "rep", "mnt");
+    for n in 0..FILES {
+        let back = std::fs::read(mnt.path(&format!("old-{n}"))).expect("read old");
+        assert!(back == hive_testkit::random_bytes(seed(n), FILE), "old-{n}");
+    }
+    let back = std::fs::read(mnt.path("after")).expect("read after");
+    assert!(
+        back == hive_testkit::random_bytes(seed(99), 1 << 20),
+        "after"
+    );
+    for n in 0..written {
+        let back = std::fs::read(mnt.path(&format!("new-{n}"))).expect("read new");
+        assert!(
+            back == hive_testkit::random_bytes(seed(100 + n), 1 << 20),
+            "new-{n}"
+        );
+    }
 }
 
 /// Creates volume "narrow", of class 2+1.

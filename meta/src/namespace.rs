@@ -50,6 +50,10 @@ pub enum MetaError {
     Corrupt(String),
 }
 
+/// A page of chunk ids ([`Namespace::volume_chunks`]) and the cursor of the next
+/// page (`None` after the last).
+pub type ChunkPage = (Vec<[u8; 32]>, Option<Vec<u8>>);
+
 /// Records per keyspace.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Census {
@@ -290,6 +294,7 @@ impl Namespace {
                 root: InodeId::ROOT,
                 k,
                 m,
+                from: None,
                 uid: 0,
                 gid: 0,
                 created: Nanos(0),
@@ -695,13 +700,14 @@ impl Namespace {
     /// references are counted first, from the same snapshot; `make(count)` makes the
     /// set to hold them and `add` puts each in, with the bytes the reference covers
     /// (an extent's length; an object's length shared among its chunks, its manifest
-    /// covering none) and the storage class (k, m) it is referenced in: a file's
-    /// volume's class, or `None` for an object (stored in whatever class its writer chose) and
-    /// for a file whose volume the snapshot does not name.
+    /// covering none) and the storage classes (k, m) it is referenced in: a file's
+    /// volume's class (and the class it is being re-encoded from), or none, meaning
+    /// any class, for an object (stored in whatever class its writer chose) and for a
+    /// file whose volume the snapshot does not name.
     pub fn mark<S>(
         &self,
         make: impl FnOnce(u64) -> S,
-        mut add: impl FnMut(&mut S, &[u8; 32], u64, Option<(u8, u8)>),
+        mut add: impl FnMut(&mut S, &[u8; 32], u64, &[(u8, u8)]),
     ) -> Result<S, MetaError> {
         let snapshot = self.db.read_tx();
         let pages = || {
@@ -725,37 +731,85 @@ impl Namespace {
             let (key, value) = item.into_inner()?;
             let record = decode_volume(&value)
                 .ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
-            classes.insert(record.root, (record.k, record.m));
+            classes.insert(record.root, record.classes().collect::<Vec<_>>());
         }
         let mut set = make(count);
         // Pages come in inode order: one inode read per file.
-        let mut file: Option<(InodeId, Option<(u8, u8)>)> = None;
+        let mut file: (InodeId, &[(u8, u8)]) = (InodeId(0), &[]);
         for page in pages() {
             let (ino, extents) = page?;
-            let class = match file {
-                Some((seen, class)) if seen == ino => class,
-                _ => {
-                    let class = read_inode(&snapshot, &self.spaces, ino)?
-                        .and_then(|node| classes.get(&node.volume).copied());
-                    file = Some((ino, class));
-                    class
-                }
-            };
+            if file.0 != ino {
+                let volume = read_inode(&snapshot, &self.spaces, ino)?.map(|node| node.volume);
+                let class = volume
+                    .and_then(|v| classes.get(&v))
+                    .map_or(&[][..], |c| &c[..]);
+                file = (ino, class);
+            }
             for extent in extents {
-                add(&mut set, &extent.chunk, u64::from(extent.len), class);
+                add(&mut set, &extent.chunk, u64::from(extent.len), file.1);
             }
         }
         for object in objects() {
             let (id, len, chunks) = object?;
-            add(&mut set, &id, 0, None);
+            add(&mut set, &id, 0, &[]);
             let count = chunks.len() as u64;
             for (n, chunk) in (0..).zip(&chunks) {
                 // The length shared out evenly, so the shares sum to it.
                 let share = len * (n + 1) / count - len * n / count;
-                add(&mut set, chunk, share, None);
+                add(&mut set, chunk, share, &[]);
             }
         }
         Ok(set)
+    }
+
+    /// A page of the chunks the files of the volume rooted at `root` refer to, for a
+    /// re-encode: the extent pages after key `after` (empty: from the start), up to
+    /// about `max` extents (whole pages; at most 4 x `max` pages looked at), and the
+    /// key to go on from; `None` at the end.
+    /// Files unlinked but open count, as for [`Namespace::mark`]; a chunk a file refers
+    /// to twice comes twice.
+    pub fn volume_chunks(
+        &self,
+        root: InodeId,
+        after: &[u8],
+        max: usize,
+    ) -> Result<ChunkPage, MetaError> {
+        use std::ops::Bound;
+        let snapshot = self.db.read_tx();
+        let from = if after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(after.to_vec())
+        };
+        let mut chunks = Vec::new();
+        let mut file: (InodeId, bool) = (InodeId(0), false);
+        // Other volumes' pages are passed over, but no more than this many a call.
+        let mut budget = max.saturating_mul(4).max(1);
+        let mut last: Option<Vec<u8>> = None;
+        for item in snapshot.range(&self.spaces.extents, (from, Bound::Unbounded)) {
+            let (key, value) = item.into_inner()?;
+            if budget == 0 && last.is_some() {
+                // This page is looked at next time.
+                return Ok((chunks, last));
+            }
+            budget = budget.saturating_sub(1);
+            last = Some(key.to_vec());
+            let ino = extent_inode(&key);
+            if file.0 != ino {
+                let volume = read_inode(&snapshot, &self.spaces, ino)?.map(|node| node.volume);
+                file = (ino, volume == Some(root));
+            }
+            if !file.1 {
+                continue;
+            }
+            let (_, extents) = decode_extent_page(&key, &value)
+                .ok_or_else(|| MetaError::Corrupt("an extent page".into()))?;
+            chunks.extend(extents.iter().map(|e| e.chunk));
+            if chunks.len() >= max {
+                return Ok((chunks, Some(key.to_vec())));
+            }
+        }
+        Ok((chunks, None))
     }
 
     /// What the volume rooted at `root` holds, and its limits.
@@ -1682,6 +1736,7 @@ impl Tx<'_, '_> {
             root,
             k,
             m,
+            from: None,
             uid: ctx.uid,
             gid: ctx.gid,
             created: ctx.now,
@@ -1693,11 +1748,7 @@ impl Tx<'_, '_> {
 
     fn delete_volume(&mut self, name: &[u8], force: bool) -> Applied<Outcome> {
         errno!(check_name(name));
-        let Some(bytes) = self.tx.get(&self.s.volumes, name)? else {
-            return Ok(Err(Errno::NoEnt));
-        };
-        let volume =
-            decode_volume(&bytes).ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))?;
+        let volume = errno!(self.volume_named(name)?);
         if name == DEFAULT_VOLUME {
             return Ok(Err(Errno::Perm));
         }
@@ -1720,6 +1771,62 @@ impl Tx<'_, '_> {
         }
         self.tx.remove(&self.s.volumes, name.to_vec());
         Ok(Ok(Outcome::Done))
+    }
+
+    /// The volume named `name` (ENOENT if none).
+    fn volume_named(&self, name: &[u8]) -> Applied<VolumeRecord> {
+        let Some(bytes) = self.tx.get(&self.s.volumes, name)? else {
+            return Ok(Err(Errno::NoEnt));
+        };
+        let volume =
+            decode_volume(&bytes).ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))?;
+        Ok(Ok(volume))
+    }
+
+    fn set_volume_class(&mut self, name: &[u8], k: u8, m: u8) -> Applied<Outcome> {
+        let mut volume = errno!(self.volume_named(name)?);
+        if !(1..=MAX_K).contains(&k) || m > MAX_M {
+            return Ok(Err(Errno::Inval));
+        }
+        if (volume.k, volume.m) == (k, m) {
+            return Ok(Ok(Outcome::Done));
+        }
+        if volume.from.is_some() {
+            return Ok(Err(Errno::Busy));
+        }
+        volume.from = Some((volume.k, volume.m));
+        (volume.k, volume.m) = (k, m);
+        self.tx
+            .insert(&self.s.volumes, name.to_vec(), encode_volume(&volume));
+        Ok(Ok(Outcome::Done))
+    }
+
+    fn finish_volume_class(&mut self, name: &[u8], k: u8, m: u8) -> Applied<Outcome> {
+        let mut volume = errno!(self.volume_named(name)?);
+        if (volume.k, volume.m) != (k, m) {
+            return Ok(Err(Errno::Stale));
+        }
+        if volume.from.take().is_some() {
+            self.tx
+                .insert(&self.s.volumes, name.to_vec(), encode_volume(&volume));
+        }
+        Ok(Ok(Outcome::Done))
+    }
+
+    /// Whether the volume rooted at `root` writes its chunks in `class` now (ESTALE if
+    /// not; ENOENT if no volume has that root).
+    fn writes_in(&self, root: InodeId, class: (u8, u8)) -> Applied<()> {
+        for item in self.tx.iter(&self.s.volumes) {
+            let (key, value) = item.into_inner()?;
+            let volume = decode_volume(&value)
+                .ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
+            if volume.root == root {
+                return Ok(((volume.k, volume.m) == class)
+                    .then_some(())
+                    .ok_or(Errno::Stale));
+            }
+        }
+        Ok(Err(Errno::NoEnt))
     }
 
     /// Every inode under `root` and `root` itself, each once (at most
@@ -1890,13 +1997,18 @@ impl Tx<'_, '_> {
                 to_name,
                 mode,
             } => self.rename(ctx, *from, from_name, *to, to_name, *mode),
-            Op::CommitExtents { ino, extents } => self.commit_extents(ctx, *ino, extents),
+            Op::CommitExtents {
+                ino,
+                extents,
+                class,
+            } => self.commit_extents(ctx, *ino, extents, *class),
             Op::Allocate { ino, end, room } => self.allocate(ctx, *ino, *end, *room),
             Op::ReplaceExtents {
                 ino,
                 ctime,
                 extents,
-            } => self.replace_extents(*ino, *ctime, extents),
+                class,
+            } => self.replace_extents(*ino, *ctime, extents, *class),
             Op::WriteInline { ino, offset, data } => {
                 let mut node = errno!(self.file(*ino)?);
                 let end = offset.saturating_add(data.len() as u64);
@@ -1975,6 +2087,8 @@ impl Tx<'_, '_> {
             }
             Op::CreateVolume { name, k, m } => self.create_volume(ctx, name, *k, *m),
             Op::DeleteVolume { name, force } => self.delete_volume(name, *force),
+            Op::SetVolumeClass { name, k, m } => self.set_volume_class(name, *k, *m),
+            Op::FinishVolumeClass { name, k, m } => self.finish_volume_class(name, *k, *m),
             Op::PutObject { id, len, chunks } => {
                 if chunks.len() > MAX_OBJECT_CHUNKS {
                     return Ok(Err(Errno::Inval));
@@ -1988,11 +2102,7 @@ impl Tx<'_, '_> {
                 max_bytes,
                 max_files,
             } => {
-                let Some(value) = self.tx.get(&self.s.volumes, name)? else {
-                    return Ok(Err(Errno::NoEnt));
-                };
-                let volume = decode_volume(&value)
-                    .ok_or_else(|| MetaError::Corrupt(format!("volume {name:?}")))?;
+                let volume = errno!(self.volume_named(name)?);
                 let usage = Usage {
                     max_bytes: *max_bytes,
                     max_files: *max_files,
@@ -2204,8 +2314,15 @@ impl Tx<'_, '_> {
         }
     }
 
-    fn commit_extents(&mut self, ctx: Context, ino: InodeId, new: &[Extent]) -> Applied<Outcome> {
+    fn commit_extents(
+        &mut self,
+        ctx: Context,
+        ino: InodeId,
+        new: &[Extent],
+        class: (u8, u8),
+    ) -> Applied<Outcome> {
         let mut node = errno!(self.file(ino)?);
+        errno!(self.writes_in(node.volume, class)?);
         if new.len() > MAX_EXTENTS_PER_COMMIT {
             return Ok(Err(Errno::TooBig));
         }
@@ -2283,8 +2400,15 @@ impl Tx<'_, '_> {
         Ok(Ok(Outcome::Attr(node.attr)))
     }
 
-    fn replace_extents(&mut self, ino: InodeId, ctime: Nanos, new: &[Extent]) -> Applied<Outcome> {
+    fn replace_extents(
+        &mut self,
+        ino: InodeId,
+        ctime: Nanos,
+        new: &[Extent],
+        class: (u8, u8),
+    ) -> Applied<Outcome> {
         let node = errno!(self.file(ino)?);
+        errno!(self.writes_in(node.volume, class)?);
         if node.attr.ctime != ctime {
             return Ok(Err(Errno::Again));
         }
@@ -2623,7 +2747,11 @@ mod tests {
             .expect("store")
             .expect("created");
         let f = InodeId(2);
-        let commit = |extents: Vec<Extent>| Op::CommitExtents { ino: f, extents };
+        let commit = |extents: Vec<Extent>| Op::CommitExtents {
+            ino: f,
+            extents,
+            class: (DEFAULT_K, DEFAULT_M),
+        };
         let size = |size: u64| Op::SetAttr {
             ino: f,
             mode: None,
@@ -2640,6 +2768,7 @@ mod tests {
                 ino: f,
                 ctime: Nanos(1),
                 extents: vec![piece(u64::MAX, 1)],
+                class: (DEFAULT_K, DEFAULT_M),
             },
             size(MAX_FILE_SIZE + 1),
             size(u64::MAX),

@@ -440,22 +440,54 @@ mod tests {
         past[PAGE_HEADER + 8] = 5;
         assert_eq!(decode_extent_page(&key, &past), None);
     }
+
+    #[test]
+    fn volume_records_of_both_versions_read_back() {
+        let mut v = VolumeRecord {
+            root: InodeId(7),
+            k: 4,
+            m: 2,
+            from: Some((1, 2)),
+            uid: 1,
+            gid: 2,
+            created: Nanos(3),
+        };
+        assert_eq!(decode_volume(&encode_volume(&v)), Some(v));
+        v.from = None;
+        let now = encode_volume(&v);
+        assert_eq!(decode_volume(&now), Some(v));
+        // A version 1 record: 28 bytes, no class re-encoded from.
+        let mut old = now[..28].to_vec();
+        old[0] = 1;
+        assert_eq!(decode_volume(&old), Some(v));
+        old.push(0);
+        assert_eq!(decode_volume(&old), None, "a version 1 record of 29 bytes");
+        let mut bad = now;
+        bad[29] = 2;
+        assert_eq!(decode_volume(&bad), None, "a class with k = 0");
+    }
 }
 
-/// Version of the volume record format.
-pub const VOLUME_VERSION: u8 = 1;
+/// Version of the volume record format written: 2 added the class being re-encoded
+/// from. Version 1 records (28 bytes, no such class) are read as they are.
+pub const VOLUME_VERSION: u8 = 2;
 /// Bytes of a volume record.
-pub const VOLUME_RECORD: usize = 28;
+pub const VOLUME_RECORD: usize = 30;
+/// Bytes of a version 1 volume record.
+const VOLUME_RECORD_V1: usize = 28;
 
 /// A volume: a named tree with its own root, owner and storage class.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct VolumeRecord {
     /// Its root directory.
     pub root: InodeId,
-    /// Data shards per chunk.
+    /// Data shards per chunk: the class its chunks are written in.
     pub k: u8,
     /// Parity shards per chunk.
     pub m: u8,
+    /// While its chunks are re-encoded into (k, m): the class (k, m) they were
+    /// written in before, which reads also look in and garbage collection keeps.
+    pub from: Option<(u8, u8)>,
     /// Owner.
     pub uid: u32,
     /// Group.
@@ -464,8 +496,17 @@ pub struct VolumeRecord {
     pub created: Nanos,
 }
 
+impl VolumeRecord {
+    /// The classes its chunks may be stored in: the one written, then the one being
+    /// re-encoded from.
+    pub fn classes(&self) -> impl Iterator<Item = (u8, u8)> {
+        std::iter::once((self.k, self.m)).chain(self.from)
+    }
+}
+
 /// A volume record: version (u8), k (u8), m (u8), reserved (u8), root (u64), uid (u32),
-/// gid (u32), created (i64 ns); little-endian.
+/// gid (u32), created (i64 ns), then the class re-encoded from, k (u8) and m (u8), both
+/// 0 for none; little-endian.
 pub fn encode_volume(v: &VolumeRecord) -> [u8; VOLUME_RECORD] {
     let mut out = [0u8; VOLUME_RECORD];
     out[0] = VOLUME_VERSION;
@@ -475,17 +516,28 @@ pub fn encode_volume(v: &VolumeRecord) -> [u8; VOLUME_RECORD] {
     out[12..16].copy_from_slice(&v.uid.to_le_bytes());
     out[16..20].copy_from_slice(&v.gid.to_le_bytes());
     out[20..28].copy_from_slice(&v.created.0.to_le_bytes());
+    if let Some((k, m)) = v.from {
+        out[28] = k;
+        out[29] = m;
+    }
     out
 }
 
-/// Reads a volume record; `None` if the bytes are not one.
+/// Reads a volume record (version 1 or 2); `None` if the bytes are not one.
 pub fn decode_volume(bytes: &[u8]) -> Option<VolumeRecord> {
-    if bytes.len() != VOLUME_RECORD || bytes[0] != VOLUME_VERSION {
-        return None;
-    }
+    let from = match (bytes.first(), bytes.len()) {
+        (Some(1), VOLUME_RECORD_V1) => None,
+        (Some(&VOLUME_VERSION), VOLUME_RECORD) => match (bytes[28], bytes[29]) {
+            (0, 0) => None,
+            (0, _) => return None,
+            class => Some(class),
+        },
+        _ => return None,
+    };
     Some(VolumeRecord {
         k: bytes[1],
         m: bytes[2],
+        from,
         root: InodeId(u64::from_le_bytes(bytes[4..12].try_into().ok()?)),
         uid: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
         gid: u32::from_le_bytes(bytes[16..20].try_into().ok()?),

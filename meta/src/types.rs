@@ -312,17 +312,25 @@ pub enum Op {
     /// they overlap is cut away), and grows the file to their end. A file's inline data,
     /// if any, is dropped: the caller moves it into the extents when a file outgrows
     /// [`crate::MAX_INLINE`]. All-or-nothing, like every operation.
+    ///
+    /// `class` is the storage class (k, m) the writer stored the chunks in: ESTALE
+    /// unless it is the one the file's volume writes now (the writer then learns the
+    /// new class and stores them again), so no chunk of an older class is committed
+    /// after a re-encode began.
     CommitExtents {
         /// The file.
         ino: InodeId,
         /// The new pieces, not overlapping each other.
         extents: Vec<Extent>,
+        /// The class the chunks are stored in.
+        class: (u8, u8),
     },
     /// Replaces all of a regular file's extents with `extents` (compaction: the same
     /// bytes in fewer, larger chunks), if the file has not changed since the caller read
     /// it: its ctime must still be `ctime` (EAGAIN otherwise). The extents must lie
     /// within the file, not overlap, and the file must hold no inline data (EINVAL).
     /// Nothing else changes: not the size, not a time.
+    /// ESTALE as for `CommitExtents` if `class` is not the volume's.
     ReplaceExtents {
         /// The file.
         ino: InodeId,
@@ -330,6 +338,8 @@ pub enum Op {
         ctime: Nanos,
         /// Its new extents.
         extents: Vec<Extent>,
+        /// The class their chunks are stored in.
+        class: (u8, u8),
     },
     /// Writes bytes of a small file kept in its metadata record (no chunk at all). The
     /// file must have no extents and stay within [`crate::MAX_INLINE`] bytes.
@@ -357,6 +367,31 @@ pub enum Op {
         /// Its name (a valid entry name of at most [`crate::MAX_VOLUME_NAME`] bytes).
         name: Vec<u8>,
         /// Data shards per chunk of its files.
+        k: u8,
+        /// Parity shards per chunk.
+        m: u8,
+    },
+    /// Starts re-encoding a volume into class k + m: from now on its files' chunks are
+    /// written (and committed) in k + m only, and its old class is kept as the one
+    /// re-encoded from until [`Op::FinishVolumeClass`]. Already k + m: nothing changes
+    /// (a re-encode under way to k + m goes on). EBUSY while a re-encode to another
+    /// class is under way; EINVAL for a class out of range; ENOENT for no such volume.
+    SetVolumeClass {
+        /// The volume.
+        name: Vec<u8>,
+        /// Data shards per chunk.
+        k: u8,
+        /// Parity shards per chunk.
+        m: u8,
+    },
+    /// Ends a re-encode into k + m: the caller stored every chunk the volume's files
+    /// referenced when it began in k + m, so the old class is forgotten (and garbage
+    /// collection takes its shards). ESTALE if the volume's class is not k + m; nothing
+    /// changes if no re-encode is under way.
+    FinishVolumeClass {
+        /// The volume.
+        name: Vec<u8>,
+        /// Data shards per chunk.
         k: u8,
         /// Parity shards per chunk.
         m: u8,
@@ -602,6 +637,12 @@ pub enum Errno {
     /// The operation failed inside the service (it panicked: a bug); nothing changed.
     #[error("input/output error (EIO)")]
     Io,
+    /// Chunks stored in a class the volume no longer writes (a re-encode began).
+    #[error("stale file handle (ESTALE)")]
+    Stale,
+    /// A re-encode of the volume to another class is under way.
+    #[error("device or resource busy (EBUSY)")]
+    Busy,
 }
 
 impl Errno {
@@ -628,6 +669,8 @@ impl Errno {
             Errno::NoSpc => 28,
             Errno::OpNotSupp => 95,
             Errno::Io => 5,
+            Errno::Stale => 116,
+            Errno::Busy => 16,
         }
     }
 }

@@ -127,13 +127,33 @@ fn valid(name: &[u8]) -> Result<(), Errno> {
     }
 }
 
+/// The default volume's class in these tests.
+const DEFAULT_CLASS: (u8, u8) = (hive_meta::DEFAULT_K, hive_meta::DEFAULT_M);
+
 impl Model {
+    /// ESTALE if file `ino` lies in a volume that writes another class than `class`
+    /// (what is not a file fails its own checks later).
+    fn writes_in(&self, ino: InodeId, class: (u8, u8)) -> Result<(), Errno> {
+        let Some(node) = self.nodes.get(&ino.0) else {
+            return Ok(());
+        };
+        if node.attr.kind != FileType::File {
+            return Ok(());
+        }
+        match self.volumes.values().find(|v| v.root.0 == node.volume) {
+            Some(v) if (v.k, v.m) != class => Err(Errno::Stale),
+            Some(_) => Ok(()),
+            None => Err(Errno::NoEnt),
+        }
+    }
+
     fn new() -> Self {
         let root = Node::new(Attr::root(), 1, b"", 1);
         let default = VolumeRecord {
             root: InodeId::ROOT,
             k: 4,
             m: 2,
+            from: None,
             uid: 0,
             gid: 0,
             created: Nanos(0),
@@ -501,7 +521,12 @@ impl Model {
                 a.ctime = ctx.now;
                 Ok(Outcome::Attr(*a))
             }
-            Op::CommitExtents { ino, extents } => {
+            Op::CommitExtents {
+                ino,
+                extents,
+                class,
+            } => {
+                self.writes_in(*ino, *class)?;
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
                 if extents.len() > MAX_EXTENTS_PER_COMMIT {
                     return Err(Errno::TooBig);
@@ -543,7 +568,9 @@ impl Model {
                 ino,
                 ctime,
                 extents,
+                class,
             } => {
+                self.writes_in(*ino, *class)?;
                 let node = self.nodes.get_mut(&ino.0).ok_or(Errno::NoEnt)?.file()?;
                 if node.attr.ctime != *ctime {
                     return Err(Errno::Again);
@@ -660,12 +687,35 @@ impl Model {
                     root: InodeId(root),
                     k: *k,
                     m: *m,
+                    from: None,
                     uid: ctx.uid,
                     gid: ctx.gid,
                     created: ctx.now,
                 };
                 self.volumes.insert(name.clone(), record);
                 Ok(Outcome::Attr(attr))
+            }
+            Op::SetVolumeClass { name, k, m } => {
+                let volume = self.volumes.get_mut(name).ok_or(Errno::NoEnt)?;
+                if !(1..=MAX_K).contains(k) || *m > MAX_M {
+                    return Err(Errno::Inval);
+                }
+                if (volume.k, volume.m) != (*k, *m) {
+                    if volume.from.is_some() {
+                        return Err(Errno::Busy);
+                    }
+                    volume.from = Some((volume.k, volume.m));
+                    (volume.k, volume.m) = (*k, *m);
+                }
+                Ok(Outcome::Done)
+            }
+            Op::FinishVolumeClass { name, k, m } => {
+                let volume = self.volumes.get_mut(name).ok_or(Errno::NoEnt)?;
+                if (volume.k, volume.m) != (*k, *m) {
+                    return Err(Errno::Stale);
+                }
+                volume.from = None;
+                Ok(Outcome::Done)
             }
             Op::DeleteVolume { name, force } => {
                 valid(name)?;
@@ -1013,13 +1063,13 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (ino(), name(), ino(), name(), rename_mode()).prop_map(|(from, from_name, to, to_name, mode)| Op::Rename { from, from_name, to, to_name, mode }),
         2 => (ino(), prop::option::of(mode), prop::option::of(size()), prop::option::of(0u32..3))
             .prop_map(|(ino, mode, size, uid)| Op::SetAttr { ino, mode, uid, gid: None, size, atime: None, mtime: None }),
-        4 => (ino(), prop::collection::vec(extent(), 0..4)).prop_map(|(ino, extents)| Op::CommitExtents { ino, extents }),
+        4 => (ino(), prop::collection::vec(extent(), 0..4), class()).prop_map(|(ino, extents, class)| Op::CommitExtents { ino, extents, class }),
         2 => (ino(), size(), prop::sample::select(vec![0u64, 3000, 30_000, u64::MAX]))
             .prop_map(|(ino, end, room)| Op::Allocate { ino, end, room }),
         // A ctime of -1 stands for the file's ctime when the operation runs (see
         // `current_ctime`); others are operation numbers that rarely match.
-        3 => (ino(), prop::sample::select(vec![-1i64, -1, 0, 5]), prop::collection::vec(extent(), 0..3))
-            .prop_map(|(ino, ctime, extents)| Op::ReplaceExtents { ino, ctime: Nanos(ctime), extents }),
+        3 => (ino(), prop::sample::select(vec![-1i64, -1, 0, 5]), prop::collection::vec(extent(), 0..3), class())
+            .prop_map(|(ino, ctime, extents, class)| Op::ReplaceExtents { ino, ctime: Nanos(ctime), extents, class }),
         3 => (ino(), 0u64..4200, prop::collection::vec(any::<u8>(), 0..600))
             .prop_map(|(ino, offset, data)| Op::WriteInline { ino, offset, data }),
         2 => (ino(), xattr_name(), prop::collection::vec(any::<u8>(), 0..8), prop::sample::select(vec![XattrMode::Either, XattrMode::Create, XattrMode::Replace]))
@@ -1029,6 +1079,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (ino(), xattr_name()).prop_map(|(ino, name)| Op::RemoveXattr { ino, name }),
         1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::CreateVolume { name, k, m }),
         1 => (volume_name(), any::<bool>()).prop_map(|(name, force)| Op::DeleteVolume { name, force }),
+        1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::SetVolumeClass { name, k, m }),
+        1 => (volume_name(), 0u8..6, 0u8..4).prop_map(|(name, k, m)| Op::FinishVolumeClass { name, k, m }),
         3 => (ino(), 0u64..3).prop_map(|(ino, session)| Op::Open { ino, session }),
         2 => (ino(), name(), 0u16..0o10000, 0u64..3)
             .prop_map(|(parent, name, mode, session)| Op::CreateOpen { parent, name, mode, session }),
@@ -1080,6 +1132,14 @@ fn extent() -> impl Strategy<Value = Extent> {
             chunk_offset,
         },
     )
+}
+
+/// The class a change's chunks are stored in: mostly the default volume's.
+fn class() -> impl Strategy<Value = (u8, u8)> {
+    prop_oneof![
+        8 => Just(DEFAULT_CLASS),
+        1 => (1u8..5, 0u8..3),
+    ]
 }
 
 fn volume_name() -> impl Strategy<Value = Vec<u8>> {
@@ -1294,10 +1354,12 @@ fn current_ctime(model: &Model, op: Op) -> Op {
             ino,
             ctime: Nanos(-1),
             extents,
+            class,
         } => Op::ReplaceExtents {
             ino,
             ctime: model.nodes.get(&ino.0).map_or(Nanos(0), |n| n.attr.ctime),
             extents,
+            class,
         },
         op => op,
     }
@@ -1548,6 +1610,7 @@ fn a_compaction_replaces_extents_only_if_the_file_is_unchanged() {
         Op::CommitExtents {
             ino: f,
             extents: fragments,
+            class: DEFAULT_CLASS,
         },
     )
     .expect("committed");
@@ -1557,18 +1620,21 @@ fn a_compaction_replaces_extents_only_if_the_file_is_unchanged() {
         ino: f,
         ctime: Nanos(1),
         extents: whole.clone(),
+        class: DEFAULT_CLASS,
     };
     assert_eq!(apply(3, stale), Err(Errno::Again), "an old ctime");
     let past_end = Op::ReplaceExtents {
         ino: f,
         ctime: Nanos(2),
         extents: vec![piece(0, 801, 9)],
+        class: DEFAULT_CLASS,
     };
     assert_eq!(apply(3, past_end), Err(Errno::Inval), "beyond the file");
     let compact = Op::ReplaceExtents {
         ino: f,
         ctime: Nanos(2),
         extents: whole.clone(),
+        class: DEFAULT_CLASS,
     };
     apply(3, compact).expect("compacted");
     assert_eq!(ns.extents(f).expect("store"), Ok(whole));
@@ -1600,7 +1666,12 @@ fn extents_are_kept_in_pages_and_a_commit_changes_only_what_it_covers() {
     let f = InodeId(2);
     let span = EXTENT_PAGE_SPAN;
     let commit = |extents: Vec<Extent>| {
-        apply(Op::CommitExtents { ino: f, extents }).expect("committed");
+        apply(Op::CommitExtents {
+            ino: f,
+            extents,
+            class: DEFAULT_CLASS,
+        })
+        .expect("committed");
     };
     // One extent across the boundary of pages 0 and 1 is stored as two pieces.
     commit(vec![piece(span - 100, 300, 1, 0)]);
@@ -1748,6 +1819,7 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
                 piece(EXTENT_PAGE_SPAN * 3, base + 2),
                 piece(EXTENT_PAGE_SPAN * 3 + 100, 99),
             ],
+            class: DEFAULT_CLASS,
         })
         .expect("committed");
     }
@@ -1760,6 +1832,7 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
     apply(Op::CommitExtents {
         ino: InodeId(2),
         extents: vec![piece(0, 50)],
+        class: DEFAULT_CLASS,
     })
     .expect("overwritten");
     // Objects are roots too, manifest and chunks, until their record is deleted.
@@ -1804,13 +1877,14 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
     apply(Op::CommitExtents {
         ino: d,
         extents: vec![piece(0, 60)],
+        class: DEFAULT_CLASS,
     })
     .expect("committed");
     let (counted, marked, bytes) = ns
         .mark(
             |n| (n, std::collections::BTreeSet::new(), 0),
-            |(_, set, bytes), chunk, len, class| {
-                set.insert((chunk[0], class));
+            |(_, set, bytes), chunk, len, classes| {
+                set.insert((chunk[0], classes.to_vec()));
                 *bytes += len;
             },
         )
@@ -1820,12 +1894,12 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
         "two files of three extents, one of one, an object of two chunks"
     );
     let (_, default) = classes[&b"default".to_vec()];
-    let mut expected: Vec<(u8, Option<(u8, u8)>)> = [2, 21, 22, 50, 99]
+    let mut expected: Vec<(u8, Vec<(u8, u8)>)> = [2, 21, 22, 50, 99]
         .into_iter()
-        .map(|c| (c, Some(default)))
+        .map(|c| (c, vec![default]))
         .collect();
-    expected.push((60, Some((4, 2))));
-    expected.extend([70, 71, 72].map(|c| (c, None)));
+    expected.push((60, vec![(4, 2)]));
+    expected.extend([70, 71, 72].map(|c| (c, vec![])));
     expected.sort();
     assert_eq!(
         marked.into_iter().collect::<Vec<_>>(),
@@ -1837,6 +1911,62 @@ fn the_mark_names_every_referenced_chunk_and_only_those() {
         bytes, 900,
         "seven extents of 100 bytes and an object of 200 bytes"
     );
+    // While volume wide is re-encoded into 2+1, its chunks are marked in both classes,
+    // and a commit of chunks stored in 4+2 is stale; once it is done, in 2+1 only.
+    let wide_class = |k: u8, m: u8| Op::SetVolumeClass {
+        name: b"wide".to_vec(),
+        k,
+        m,
+    };
+    apply(wide_class(2, 1)).expect("re-encode begun");
+    assert_eq!(
+        apply(wide_class(3, 1)),
+        Err(Errno::Busy),
+        "a second re-encode"
+    );
+    apply(wide_class(2, 1)).expect("the same class again changes nothing");
+    let stale = Op::CommitExtents {
+        ino: d,
+        extents: vec![piece(100, 61)],
+        class: (4, 2),
+    };
+    assert_eq!(apply(stale), Err(Errno::Stale));
+    let marked_60 = || {
+        ns.mark(
+            |_| Vec::new(),
+            |set, chunk, _, classes| {
+                if chunk[0] == 60 {
+                    set.push(classes.to_vec());
+                }
+            },
+        )
+        .expect("mark")
+    };
+    assert_eq!(marked_60(), vec![vec![(2, 1), (4, 2)]]);
+    let (chunks, next) = ns.volume_chunks(wide, &[], 100).expect("chunks");
+    assert_eq!(
+        (chunks, next),
+        (vec![[60; 32]], None),
+        "wide's chunks, one page"
+    );
+    let finish = |k: u8, m: u8| Op::FinishVolumeClass {
+        name: b"wide".to_vec(),
+        k,
+        m,
+    };
+    assert_eq!(
+        apply(finish(4, 2)),
+        Err(Errno::Stale),
+        "not the class written"
+    );
+    apply(finish(2, 1)).expect("finished");
+    assert_eq!(marked_60(), vec![vec![(2, 1)]]);
+    apply(Op::CommitExtents {
+        ino: d,
+        extents: vec![piece(100, 61)],
+        class: (2, 1),
+    })
+    .expect("a commit in the new class");
     drop(ns);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -68,26 +68,32 @@ impl ChunkBloom {
     }
 }
 
-/// The member that stands for `chunk` stored in class k + m, as distinct from the chunk
-/// in any class (its own id): the id with the two words the bit positions come from
-/// mixed with the class. A BLAKE3 id's words are uniform, and so are they after a
-/// fixed XOR, so the filter's odds are unchanged.
-pub fn in_class(chunk: &ChunkId, k: u8, m: u8) -> ChunkId {
-    fn mix(mut x: u64) -> u64 {
-        // splitmix64's finaliser.
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^ (x >> 31)
-    }
-    let class = mix((u64::from(k) << 8) | u64::from(m) | (1 << 16));
+/// The member that stands for `chunk` under `salt`: the id with the two words the bit
+/// positions come from mixed with the salt. A BLAKE3 id's words are uniform, and so
+/// are they after a fixed XOR, so the filter's odds are unchanged; and a chunk that is
+/// a false positive under one salt is one under another only by chance.
+pub fn salted(chunk: &ChunkId, salt: u64) -> ChunkId {
     let mut id = chunk.0;
-    for (n, salt) in [class, mix(class)].into_iter().enumerate() {
+    for (n, mixed) in [mix(salt), mix(mix(salt))].into_iter().enumerate() {
         let mut w = [0u8; 8];
         w.copy_from_slice(&id[n * 8..n * 8 + 8]);
-        id[n * 8..n * 8 + 8].copy_from_slice(&(u64::from_le_bytes(w) ^ salt).to_le_bytes());
+        id[n * 8..n * 8 + 8].copy_from_slice(&(u64::from_le_bytes(w) ^ mixed).to_le_bytes());
     }
     ChunkId(id)
+}
+
+/// The salt that stands for storage class k + m (see [`salted`]): never 0, the salt of
+/// "any class".
+pub fn class_salt(k: u8, m: u8) -> u64 {
+    (u64::from(k) << 8) | u64::from(m) | (1 << 16)
+}
+
+/// splitmix64's finaliser: a bijection that spreads every input bit.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -124,21 +130,18 @@ mod tests {
 
     #[test]
     fn a_chunk_in_one_class_is_not_the_chunk_in_another() {
+        let in_class = |c: &ChunkId, k, m| salted(c, class_salt(k, m));
         let mut bloom = ChunkBloom::for_chunks(10_000, 1 << 20);
         for n in 0..10_000 {
             bloom.insert(&in_class(&chunk(n), 4, 2));
         }
         assert!((0..10_000).all(|n| bloom.contains(&in_class(&chunk(n), 4, 2))));
-        for other in [
-            chunk(0),
-            in_class(&chunk(0), 2, 4),
-            in_class(&chunk(0), 1, 2),
-        ] {
+        for other in [salted(&chunk(0), 0), in_class(&chunk(0), 2, 4)] {
             assert_ne!(other, in_class(&chunk(0), 4, 2));
         }
         let strangers = (0..10_000)
             .filter(|n| {
-                bloom.contains(&chunk(*n))
+                bloom.contains(&salted(&chunk(*n), 0))
                     || bloom.contains(&in_class(&chunk(*n), 1, 2))
                     || bloom.contains(&in_class(&chunk(*n), 2, 4))
             })
@@ -146,6 +149,29 @@ mod tests {
         assert!(
             strangers < 600,
             "{strangers} of 10000 found in the wrong class"
+        );
+    }
+
+    #[test]
+    fn a_false_positive_under_one_salt_is_rarely_one_under_another() {
+        let mut one = ChunkBloom::for_chunks(1_000, 1 << 20);
+        let mut two = one.clone();
+        for n in 0..1_000 {
+            one.insert(&salted(&chunk(n), 1));
+            two.insert(&salted(&chunk(n), 2));
+        }
+        let strangers: Vec<u64> = (1_000..101_000)
+            .filter(|n| one.contains(&salted(&chunk(*n), 1)))
+            .collect();
+        assert!(!strangers.is_empty() && strangers.len() < 2_000);
+        let again = strangers
+            .iter()
+            .filter(|n| two.contains(&salted(&chunk(**n), 2)))
+            .count();
+        assert!(
+            again * 20 < strangers.len(),
+            "{again} of {} false positives came back under another salt",
+            strangers.len()
         );
     }
 

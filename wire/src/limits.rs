@@ -12,3 +12,5 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 pub const MAX_INLINE: u64 = 4096;
 /// Extents one `CommitExtents` may carry (bounds the transaction).
 pub const MAX_EXTENTS_PER_COMMIT: usize = 4096;
+/// Chunk ids one `VolumeChunks` page carries, about (whole extent pages): 1 MiB of ids.
+pub const MAX_VOLUME_CHUNKS_PAGE: usize = 32 * 1024;

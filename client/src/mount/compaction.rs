@@ -53,16 +53,25 @@ impl Volume {
             return Ok(false);
         }
         let (data, _) = self.assemble(ino, &content, 0, size).await?;
-        let extents = self.put_ranges(&[(0, Bytes::from(data))], false).await?;
+        let class = self.classes().write;
+        let extents = self
+            .put_ranges(&[(0, Bytes::from(data))], false, class)
+            .await?;
         let op = MetaOp::ReplaceExtents {
             ino,
             ctime: content.attr.ctime,
             extents,
+            class: (class.k(), class.m()),
         };
         match self.apply(SYSTEM, op).await {
             Ok(_) => {}
             // Changed meanwhile: the next close tries again.
             Err(FsError::Errno(errno::EAGAIN)) => return Ok(false),
+            // The volume writes another class now: so does the next try.
+            Err(FsError::Errno(errno::ESTALE)) => {
+                self.learn_classes().await?;
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         }
         if let Some(state) = self.state(ino) {

@@ -8,6 +8,7 @@
 //! in through [`helper_args`].
 
 mod cache;
+mod classes;
 mod compaction;
 mod dirty;
 mod fs;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use fuser::{Config, MountOption, SessionACL};
-use hive_codec::{Chunker, ChunkerConfig, ErasureScheme};
+use hive_codec::{Chunker, ChunkerConfig};
 use hive_wire::net::meta::{MetaCall, MetaReply};
 
 pub use cache::CHUNK_CACHE_BYTES;
@@ -321,10 +322,10 @@ fn serve(args: &MountArgs) -> Result<()> {
         ),
     };
     // The volume's storage class names every shard its chunks are stored as.
-    let scheme = ErasureScheme::new(volume.k, volume.m)
+    let classes = classes::Classes::of(&volume)
         .with_context(|| format!("volume {:?}'s storage class", args.volume))?;
     let (chunks, control) = runtime
-        .block_on(connector.chunk_store(scheme))
+        .block_on(connector.chunk_store(classes.write))
         .with_context(|| format!("volume {:?}", args.volume))?;
     let chunker = Chunker::new(ChunkerConfig::default())?;
     let flags = mount_options(&args.options)?;
@@ -343,7 +344,8 @@ fn serve(args: &MountArgs) -> Result<()> {
             session,
             args.lease,
         )
-        .with_access_times(access_times(&flags)),
+        .with_access_times(access_times(&flags))
+        .reencoding_from(classes.from),
     );
     // Shards that fail after their chunk's ACK are reported as they happen, not only
     // at unmount.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use hive_wire::ChunkId;
 use hive_wire::net::meta::MetaOp;
 
+use super::classes::read_in;
 use super::volume::{Content, FileState, FsError, Result, SYSTEM, Volume, now_nanos};
 
 /// Access-time records a mount sends at once.
@@ -137,13 +138,25 @@ impl Volume {
         Ok((out, next))
     }
 
+    /// Chunk `id`, from the cache or the cluster. One the classes in use do not hold
+    /// is looked for again if the volume's classes changed (a re-encode began or
+    /// ended since the mount learned them).
     async fn chunk(&self, id: ChunkId) -> Result<Bytes> {
-        let chunks = self.chunks.clone();
+        match self.cached_chunk(id).await {
+            Err(e) => match self.learn_classes().await {
+                Ok(true) => self.cached_chunk(id).await,
+                _ => Err(e),
+            },
+            found => found,
+        }
+    }
+
+    async fn cached_chunk(&self, id: ChunkId) -> Result<Bytes> {
+        let (chunks, classes) = (self.chunks.clone(), self.classes());
         self.cache
-            .get_or_fetch(
-                id,
-                move || async move { chunks.get(id).await.map(Bytes::from) },
-            )
+            .get_or_fetch(id, move || async move {
+                read_in(&chunks, classes, id).await.map(Bytes::from)
+            })
             .await
             .map_err(|e| FsError::Io(e.to_string()))
     }
@@ -152,15 +165,14 @@ impl Volume {
         if self.cache.contains(&id) {
             return;
         }
-        let chunks = self.chunks.clone();
+        let (chunks, classes) = (self.chunks.clone(), self.classes());
         let cache = self.cache.clone();
         tokio::spawn(async move {
             // A failed read-ahead costs nothing: the read itself will ask again.
             let _ = cache
-                .get_or_fetch(
-                    id,
-                    move || async move { chunks.get(id).await.map(Bytes::from) },
-                )
+                .get_or_fetch(id, move || async move {
+                    read_in(&chunks, classes, id).await.map(Bytes::from)
+                })
                 .await;
         });
     }

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hive_codec::Chunker;
+use hive_codec::{Chunker, ErasureScheme};
 use hive_wire::net::control::ControlClient;
 use hive_wire::net::meta::{
     AttrMessage, EntryMessage, ExtentMessage, META_DEADLINE, MetaCall, MetaClient, MetaOp,
@@ -19,6 +19,7 @@ use hive_wire::net::meta::{
 use tokio::sync::Semaphore;
 
 use super::cache::ChunkCache;
+use super::classes::Classes;
 use super::compaction::COMPACTIONS;
 use super::dirty::Dirty;
 use super::reads::ACCESS_RECORDS;
@@ -138,6 +139,8 @@ pub struct Volume {
     root: u64,
     meta: Arc<MetaClient>,
     pub(super) chunks: Arc<ChunkStore>,
+    /// The classes chunks are written and read in (see `classes`).
+    pub(super) classes: std::sync::RwLock<Classes>,
     control: Arc<ControlClient>,
     pub(super) chunker: Chunker,
     files: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<FileState>>>>,
@@ -235,6 +238,10 @@ impl Volume {
             name,
             root,
             meta,
+            classes: std::sync::RwLock::new(Classes {
+                write: chunks.scheme(),
+                from: None,
+            }),
             chunks,
             control,
             chunker,
@@ -253,6 +260,13 @@ impl Volume {
     /// The volume with reads recording access times (`true`, relatime) or not.
     pub fn with_access_times(mut self, on: bool) -> Self {
         self.access_times = on;
+        self
+    }
+
+    /// The class chunks were written in before a re-encode under way, which reads
+    /// also look in (none by default).
+    pub fn reencoding_from(self, from: Option<ErasureScheme>) -> Self {
+        self.classes.write().unwrap_or_else(|e| e.into_inner()).from = from;
         self
     }
 
@@ -700,7 +714,7 @@ impl Volume {
             capacity += node.store.capacity;
             used += node.store.used.min(node.store.capacity);
         }
-        let scheme = self.chunks.scheme();
+        let scheme = self.classes().write;
         let (k, width) = (scheme.k() as u64, scheme.width() as u64);
         Ok((capacity / width * k, (capacity - used) / width * k))
     }
@@ -818,6 +832,7 @@ pub(super) fn unexpected(reply: &MetaReply) -> FsError {
             MetaReply::Bytes(_) => "byte string",
             MetaReply::Names(_) => "name list",
             MetaReply::Volumes(_) => "volume list",
+            MetaReply::Chunks { .. } => "chunk list",
             MetaReply::NotLeader { .. } => "redirect",
             MetaReply::Group(_) => "metadata group",
             MetaReply::Digest { .. } => "digest",

@@ -6,6 +6,7 @@
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use hive_codec::ErasureScheme;
 use hive_wire::limits::{MAX_EXTENTS_PER_COMMIT, MAX_FILE_SIZE, MAX_INLINE};
 use hive_wire::net::meta::{ExtentMessage, MetaOp};
 use tokio::task::JoinSet;
@@ -143,12 +144,36 @@ impl Volume {
 
     /// Puts `ranges` and commits their extents. A file with bytes reserved writes into
     /// the room nodes keep for reservations, and each commit draws on its reserve.
+    ///
+    /// A commit refused as stale (the volume writes another class since the chunks
+    /// were stored) learns the volume's classes and stores and commits them again.
     async fn put_and_commit(&self, ino: u64, ranges: &[(u64, Bytes)]) -> Result<()> {
-        let extents = self.put_ranges(ranges, self.reserved(ino)).await?;
+        let mut relearned = false;
+        loop {
+            let class = self.classes().write;
+            let extents = self.put_ranges(ranges, self.reserved(ino), class).await?;
+            match self.commit_extents(ino, &extents, class).await {
+                Err(FsError::Errno(crate::errno::ESTALE)) if !relearned => {
+                    relearned = true;
+                    self.learn_classes().await?;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Commits `extents`, whose chunks are stored in `class`, a batch at a time.
+    async fn commit_extents(
+        &self,
+        ino: u64,
+        extents: &[ExtentMessage],
+        class: ErasureScheme,
+    ) -> Result<()> {
         for batch in extents.chunks(MAX_EXTENTS_PER_COMMIT) {
             let op = MetaOp::CommitExtents {
                 ino,
                 extents: batch.to_vec(),
+                class: (class.k(), class.m()),
             };
             self.apply(SYSTEM, op).await?;
             self.drew(ino, batch.iter().map(|e| u64::from(e.len)).sum());
@@ -156,12 +181,14 @@ impl Volume {
         Ok(())
     }
 
-    /// Cuts `ranges` into chunks, puts them (up to [`COMMIT_PARALLELISM`] at once;
-    /// `reserved`: as part of a write into a reserved range) and returns their extents.
+    /// Cuts `ranges` into chunks, puts them in `class` (up to [`COMMIT_PARALLELISM`]
+    /// at once; `reserved`: as part of a write into a reserved range) and returns
+    /// their extents.
     pub(super) async fn put_ranges(
         &self,
         ranges: &[(u64, Bytes)],
         reserved: bool,
+        class: ErasureScheme,
     ) -> Result<Vec<ExtentMessage>> {
         let mut pieces = Vec::new();
         for (offset, data) in ranges {
@@ -182,7 +209,7 @@ impl Volume {
                 let chunks = self.chunks.clone();
                 let cache = self.cache.clone();
                 running.spawn(async move {
-                    let id = chunks.put_as(&bytes, reserved).await?;
+                    let id = chunks.put_in(class, &bytes, reserved).await?;
                     // A copy of its own: a slice would keep the whole written range
                     // alive and the cache's bound would not hold.
                     cache.insert(id, Bytes::copy_from_slice(&bytes));

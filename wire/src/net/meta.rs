@@ -33,8 +33,10 @@ impl MessageSet for Meta {
     /// `RenewSession`. Version 5 added `once` to a request and `NotLeader` to the
     /// answers (a replicated metadata group). Version 6 added the cluster map's copy
     /// in the group (`KeepMap`, `ClusterMap`, and the answer `ClusterMap`). Version 7
-    /// added enrollment in the group (`Enroll`, and the answer `Enrolled`).
-    const VERSION: u16 = 7;
+    /// added enrollment in the group (`Enroll`, and the answer `Enrolled`). Version 8
+    /// added storage-class changes (`SetVolumeClass`, `FinishVolumeClass`,
+    /// `VolumeChunks`, a volume's `from`, and the class a commit's chunks are in).
+    const VERSION: u16 = 8;
     const NAME: &'static str = "metadata";
 }
 
@@ -229,6 +231,13 @@ pub enum MetaCall {
     },
     /// The volumes (administrators only). Answer: [`MetaReply::Volumes`].
     ListVolumes,
+    /// A page of the chunk ids the request's volume's files refer to, from after
+    /// cursor `after` (empty: the start), for a re-encode (administrators only).
+    /// Answer: [`MetaReply::Chunks`].
+    VolumeChunks {
+        /// Where the last page ended.
+        after: Vec<u8>,
+    },
     /// A change. Answer: [`MetaReply::Attr`] or [`MetaReply::Done`].
     Apply(MetaOp),
     /// The metadata group as the replica asked sees it (administrators only; any
@@ -402,14 +411,18 @@ pub enum MetaOp {
         /// Logical bytes the cluster can take now, as the caller measured it.
         room: u64,
     },
-    /// Lays extents over a file's content.
+    /// Lays extents over a file's content; ESTALE if `class` is not the class the
+    /// file's volume writes now.
     CommitExtents {
         /// The file.
         ino: u64,
         /// The new pieces.
         extents: Vec<ExtentMessage>,
+        /// The class (k, m) their chunks are stored in.
+        class: (u8, u8),
     },
-    /// Replaces all of a file's extents (compaction), if its ctime is still `ctime`.
+    /// Replaces all of a file's extents (compaction), if its ctime is still `ctime`;
+    /// ESTALE as for `CommitExtents`.
     ReplaceExtents {
         /// The file.
         ino: u64,
@@ -417,6 +430,8 @@ pub enum MetaOp {
         ctime: i64,
         /// Its new extents.
         extents: Vec<ExtentMessage>,
+        /// The class (k, m) their chunks are stored in.
+        class: (u8, u8),
     },
     /// Writes a small file's bytes into its metadata record.
     WriteInline {
@@ -476,6 +491,26 @@ pub enum MetaOp {
     },
     /// Creates a volume (administrators only).
     CreateVolume {
+        /// Its name.
+        name: Vec<u8>,
+        /// Data shards per chunk.
+        k: u8,
+        /// Parity shards per chunk.
+        m: u8,
+    },
+    /// Starts re-encoding a volume's chunks into class k + m: writes use it at once
+    /// (administrators only; EBUSY while a re-encode to another class runs).
+    SetVolumeClass {
+        /// Its name.
+        name: Vec<u8>,
+        /// Data shards per chunk.
+        k: u8,
+        /// Parity shards per chunk.
+        m: u8,
+    },
+    /// Ends a re-encode into k + m: every chunk is stored in it, and the old class is
+    /// forgotten (administrators only; ESTALE if the volume's class is not k + m).
+    FinishVolumeClass {
         /// Its name.
         name: Vec<u8>,
         /// Data shards per chunk.
@@ -621,10 +656,13 @@ pub struct VolumeMessage {
     pub name: String,
     /// Its root directory.
     pub root: u64,
-    /// Data shards per chunk.
+    /// Data shards per chunk: the class its chunks are written in.
     pub k: u8,
     /// Parity shards per chunk.
     pub m: u8,
+    /// While a re-encode runs: the class (k, m) its older chunks may still be stored
+    /// in only.
+    pub from: Option<(u8, u8)>,
     /// Owner.
     pub uid: u32,
     /// Group.
@@ -668,6 +706,13 @@ pub enum MetaReply {
     },
     /// The volumes.
     Volumes(Vec<VolumeMessage>),
+    /// A page of a volume's chunk ids.
+    Chunks {
+        /// The chunk ids (a chunk referred to twice comes twice).
+        chunks: Vec<[u8; 32]>,
+        /// The cursor of the next page; `None` after the last.
+        next: Option<Vec<u8>>,
+    },
     /// The metadata group.
     Group(GroupMessage),
     /// One replica's namespace in brief.
