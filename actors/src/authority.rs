@@ -26,7 +26,7 @@ use crate::constants::{
     MAP_CONFIRM_PATIENCE, MAP_GROUP_RETRY, MAX_EPOCH_LEAP, MEMBERSHIP_TICK, OWED_KEPT,
 };
 use crate::map_file;
-use crate::membership::{Beat, Membership};
+use crate::membership::{Beat, Membership, MembershipError};
 
 /// Messages to the map authority.
 pub enum AuthorityMsg {
@@ -40,6 +40,8 @@ pub enum AuthorityMsg {
     Status(RpcReplyPort<StatusMessage>),
     /// An administrator marks a node out; answered with the epoch that did, or why not.
     NodeOut(NodeId, RpcReplyPort<Result<u64, String>>),
+    /// An administrator puts a node into placement; the epoch after, or why not.
+    NodeIn(NodeId, RpcReplyPort<Result<u64, String>>),
     /// An administrator sets a node's weight or failure-domain labels; answered with the
     /// current epoch, or why not.
     NodeSet(
@@ -344,6 +346,7 @@ impl AuthorityState {
                 let _ = reply.send(0);
             }
             AuthorityMsg::NodeOut(_, reply)
+            | AuthorityMsg::NodeIn(_, reply)
             | AuthorityMsg::RepairRate(_, reply)
             | AuthorityMsg::NodeRemove(_, _, reply)
             | AuthorityMsg::NodeSet(_, _, _, reply) => {
@@ -407,6 +410,25 @@ impl AuthorityState {
             nodes,
             shards_owed: self.owed_total,
         });
+    }
+
+    /// An administrator's order done (`done`): logged (`said`) and committed if it
+    /// changed the map. The answer: the map's epoch, or why the order was refused.
+    fn ordered(
+        &self,
+        done: Result<Option<Epoch>, MembershipError>,
+        said: impl FnOnce() -> String,
+    ) -> Result<Result<u64, String>, ActorProcessingErr> {
+        match done {
+            Ok(changed) => {
+                if changed.is_some() {
+                    tracing::warn!("{}", said());
+                    self.commit()?;
+                }
+                Ok(Ok(self.membership.view().map.epoch().0))
+            }
+            Err(err) => Ok(Err(err.to_string())),
+        }
     }
 
     /// Persists and publishes the current map (a new epoch).
@@ -522,17 +544,21 @@ impl Actor for MapAuthority {
                 }
             }
             AuthorityMsg::NodeOut(node, reply) => {
-                let answer = match state.membership.set_out(node) {
-                    Ok(Some(_)) => {
-                        tracing::warn!(
-                            "map: node {node} is out (by an administrator); its shards are rebuilt elsewhere"
-                        );
-                        state.commit()?;
-                        Ok(state.membership.view().map.epoch().0)
-                    }
-                    Ok(None) => Ok(state.membership.view().map.epoch().0),
-                    Err(err) => Err(err.to_string()),
-                };
+                let done = state.membership.set_out(node);
+                let answer = state.ordered(done, || {
+                    format!(
+                        "map: node {node} is out (by an administrator); its shards are rebuilt elsewhere"
+                    )
+                })?;
+                let _ = reply.send(answer);
+            }
+            AuthorityMsg::NodeIn(node, reply) => {
+                let done = state.membership.set_in(node);
+                let answer = state.ordered(done, || {
+                    format!(
+                        "map: node {node} is in placement (by an administrator); rebalance moves the shards of its slots to it"
+                    )
+                })?;
                 let _ = reply.send(answer);
             }
             AuthorityMsg::NodeSet(node, weight, labels, reply) => {

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use hive_wire::NodeId;
 use hive_wire::net::auth::{Operation, authorise};
 use hive_wire::net::control::{
-    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOut, NodeRemove,
-    NodeSet, OP_HEARTBEAT, OP_MAP, OP_NODE_OUT, OP_NODE_REMOVE, OP_NODE_SET, OP_OWED,
+    Control, Heartbeat, HeartbeatAck, MAP_WATCH_WAIT, MapMessage, MapQuery, NodeOrder, NodeRemove,
+    NodeSet, OP_HEARTBEAT, OP_MAP, OP_NODE_IN, OP_NODE_OUT, OP_NODE_REMOVE, OP_NODE_SET, OP_OWED,
     OP_REPAIR_RATE, OP_RESERVE, OP_SCRUB, OP_STATUS, OwedReport, RepairRate, Reserve, ScrubOrder,
     ScrubTicket, state,
 };
@@ -224,16 +224,17 @@ async fn handle(
                 .map_err(unavailable)?;
             Ok(answer(Bytes::new()))
         }
-        OP_NODE_OUT => {
+        OP_NODE_OUT | OP_NODE_IN => {
             authorise(peer, Operation::Administer)?;
-            let order: NodeOut = message::decode("NodeOut", &request.message).map_err(bad)?;
-            let answer = call!(
-                authority_ref(authority)?,
-                AuthorityMsg::NodeOut,
-                NodeId(order.node)
-            )
-            .map_err(unavailable)?;
-            refused_or_epoch(answer)
+            let order: NodeOrder = message::decode("NodeOrder", &request.message).map_err(bad)?;
+            let node = NodeId(order.node);
+            let authority = authority_ref(authority)?;
+            let answer = if request.op == OP_NODE_IN {
+                call!(authority, AuthorityMsg::NodeIn, node)
+            } else {
+                call!(authority, AuthorityMsg::NodeOut, node)
+            };
+            refused_or_epoch(answer.map_err(unavailable)?)
         }
         OP_NODE_REMOVE => {
             authorise(peer, Operation::Administer)?;

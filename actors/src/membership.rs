@@ -77,6 +77,14 @@ pub enum MembershipError {
         /// Why not.
         why: RemoveRefusal,
     },
+    /// A node put in that cannot be.
+    #[error("node {node} is not put in: it is {why}")]
+    In {
+        /// The node.
+        node: NodeId,
+        /// Its state, in words.
+        why: &'static str,
+    },
     /// A weight past the maximum.
     #[error("weight {0} is more than the largest allowed, {MAX_WEIGHT}")]
     Weight(u32),
@@ -220,15 +228,17 @@ impl Membership {
         // The common case, a node that is up and unchanged, copies nothing.
         let updated = match self.view.map.node(node) {
             None => {
-                // A new node: weight 1, and its host as its failure domain, until an
-                // administrator says otherwise.
+                // A new node: out of placement, and of weight 0 so that it takes no
+                // part in it (no key, no share of the total weight: nothing moves),
+                // until an administrator puts it in (`set_in`). Its host is its
+                // failure domain until an administrator says otherwise.
                 let (labels, domain) = host_labels(beat.addr.ip());
                 self.view.labels.insert(node, labels);
                 NodeInfo {
                     id: node,
                     domain,
-                    weight: DEFAULT_WEIGHT,
-                    state: NodeState::Up,
+                    weight: 0,
+                    state: NodeState::Out,
                     joined: next,
                 }
             }
@@ -352,6 +362,53 @@ impl Membership {
             _ => NodeState::Out,
         };
         Ok(Some(self.set_state(&[node], state)?))
+    }
+
+    /// Puts `node` into placement (an administrator's order: a node that joined is out
+    /// until then, and one marked out stays out until then); the new epoch, or `None`
+    /// if it was in already. A node of weight 0 (one that joined) gets weight 1 and
+    /// joins placement at the new epoch, last in join order, so it moves what a join
+    /// moves and no more. Refused for a node that is not heard from (lost: start it
+    /// first) or removed.
+    pub fn set_in(&mut self, node: NodeId) -> Result<Option<Epoch>, MembershipError> {
+        let Some(&info) = self.view.map.node(node) else {
+            return Err(MembershipError::UnknownNode(node));
+        };
+        match info.state {
+            NodeState::Up | NodeState::Down => Ok(None),
+            NodeState::Out => {
+                let next = Epoch(self.view.map.epoch().0 + 1);
+                let admitted = match info.weight {
+                    0 => NodeInfo {
+                        weight: DEFAULT_WEIGHT,
+                        joined: next,
+                        state: NodeState::Up,
+                        ..info
+                    },
+                    _ => NodeInfo {
+                        state: NodeState::Up,
+                        ..info
+                    },
+                };
+                let nodes = self
+                    .view
+                    .map
+                    .nodes()
+                    .iter()
+                    .map(|n| if n.id == node { admitted } else { *n })
+                    .collect();
+                self.replace(next, nodes)?;
+                Ok(Some(next))
+            }
+            NodeState::Lost => Err(MembershipError::In {
+                node,
+                why: "not heard from (lost); start it first",
+            }),
+            NodeState::Removed => Err(MembershipError::In {
+                node,
+                why: "removed from the cluster for good",
+            }),
+        }
     }
 
     /// Refused if taking `node` out of placement would leave a storage class fewer
@@ -635,17 +692,51 @@ mod tests {
         m.view().map.node(NodeId(node)).expect("in the map").state
     }
 
+    /// Node `n` heartbeats at `at` and an administrator puts it in; the epoch after.
+    fn join(m: &mut Membership, at: Instant, n: u64) -> Epoch {
+        m.on_heartbeat(at, NodeId(n), beat(n as u16))
+            .expect("joins");
+        m.set_in(NodeId(n)).expect("in");
+        m.view().map.epoch()
+    }
+
     #[test]
-    fn first_heartbeat_joins_and_repeats_change_nothing() {
+    fn first_heartbeat_joins_out_an_admin_puts_it_in_and_repeats_change_nothing() {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
         assert_eq!(m.on_heartbeat(t0, NodeId(1), beat(1)), Ok(Some(Epoch(1))));
-        assert_eq!(m.on_heartbeat(t0, NodeId(2), beat(2)), Ok(Some(Epoch(2))));
+        assert_eq!(state(&m, 1), NodeState::Out, "out until put in");
+        let weight = |m: &Membership, n: u64| m.view().map.node(NodeId(n)).map(|n| n.weight);
+        assert_eq!(weight(&m, 1), Some(0), "no part in placement");
+        assert_eq!(m.set_in(NodeId(1)), Ok(Some(Epoch(2))));
+        assert_eq!(state(&m, 1), NodeState::Up);
+        assert_eq!(weight(&m, 1), Some(DEFAULT_WEIGHT));
+        assert_eq!(
+            m.view().map.node(NodeId(1)).map(|n| n.joined),
+            Some(Epoch(2)),
+            "it joins placement when put in"
+        );
+        assert_eq!(m.set_in(NodeId(1)), Ok(None), "in already");
+        assert_eq!(m.on_heartbeat(t0, NodeId(2), beat(2)), Ok(Some(Epoch(3))));
         assert_eq!(m.on_heartbeat(t0, NodeId(1), beat(1)), Ok(None));
         assert_eq!(
             m.view().map.node(NodeId(2)).map(|n| n.joined),
-            Some(Epoch(2))
+            Some(Epoch(3))
         );
+        assert!(matches!(
+            m.set_in(NodeId(9)),
+            Err(MembershipError::UnknownNode(_))
+        ));
+        // Silent past the timeout while out: lost, and not put in until heard again.
+        let past = t0 + TIMEOUT + Duration::from_millis(1);
+        m.on_heartbeat(past, NodeId(1), beat(1)).expect("beats");
+        m.on_tick(past).expect("tick");
+        assert_eq!(state(&m, 2), NodeState::Lost);
+        let err = m.set_in(NodeId(2)).expect_err("lost");
+        assert!(err.to_string().contains("start it first"), "{err}");
+        m.on_heartbeat(past, NodeId(2), beat(2)).expect("beats");
+        assert!(m.set_in(NodeId(2)).expect("heard again").is_some());
+        assert_eq!(state(&m, 2), NodeState::Up);
         assert_eq!(
             m.view().addresses.get(&NodeId(2)),
             Some(&SocketAddr::from(([127, 0, 0, 1], 2)))
@@ -656,23 +747,23 @@ mod tests {
     fn silence_past_the_timeout_marks_down_and_a_heartbeat_brings_back() {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
-        m.on_heartbeat(t0, NodeId(1), beat(1)).expect("joins");
-        m.on_heartbeat(t0, NodeId(2), beat(2)).expect("joins");
+        join(&mut m, t0, 1);
+        join(&mut m, t0, 2);
         let later = t0 + TIMEOUT;
         m.on_heartbeat(later, NodeId(2), beat(2)).expect("beats");
         // Exactly at the timeout nothing happens; just past it node 1 is down.
         assert_eq!(m.on_tick(later), Ok(None));
         let past = later + Duration::from_millis(1);
-        assert_eq!(m.on_tick(past), Ok(Some(Epoch(3))));
+        assert_eq!(m.on_tick(past), Ok(Some(Epoch(5))));
         assert_eq!(state(&m, 1), NodeState::Down);
         assert_eq!(state(&m, 2), NodeState::Up);
         // Down stays down without a new epoch per tick.
-        assert_eq!(m.on_tick(past + TIMEOUT), Ok(Some(Epoch(4))));
+        assert_eq!(m.on_tick(past + TIMEOUT), Ok(Some(Epoch(6))));
         assert_eq!(state(&m, 2), NodeState::Down);
         assert_eq!(m.on_tick(past + TIMEOUT * 2), Ok(None));
         assert_eq!(
             m.on_heartbeat(past + TIMEOUT * 2, NodeId(1), beat(1)),
-            Ok(Some(Epoch(5)))
+            Ok(Some(Epoch(7)))
         );
         assert_eq!(state(&m, 1), NodeState::Up);
     }
@@ -681,14 +772,14 @@ mod tests {
     fn a_loaded_map_gives_its_nodes_one_timeout_to_heartbeat() {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
-        m.on_heartbeat(t0, NodeId(7), beat(7)).expect("joins");
+        join(&mut m, t0, 7);
         let restarted = t0 + Duration::from_secs(3600);
         let mut m = Membership::new(m.view().clone(), restarted, TIMEOUT);
         assert_eq!(m.on_tick(restarted + TIMEOUT), Ok(None));
         assert_eq!(m.liveness(restarted)[0].1.silent_for, None);
         assert_eq!(
             m.on_tick(restarted + TIMEOUT + Duration::from_millis(1)),
-            Ok(Some(Epoch(2)))
+            Ok(Some(Epoch(3)))
         );
     }
 
@@ -696,17 +787,17 @@ mod tests {
     fn a_moved_node_makes_a_new_epoch_and_an_out_node_stays_out() {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
-        m.on_heartbeat(t0, NodeId(1), beat(1)).expect("joins");
+        join(&mut m, t0, 1);
         let mut moved = beat(1);
         moved.addr = SocketAddr::from(([127, 0, 0, 2], 1));
         assert_eq!(
             m.on_heartbeat(t0, NodeId(1), moved.clone()),
-            Ok(Some(Epoch(2)))
+            Ok(Some(Epoch(3)))
         );
         let mut nodes = m.view().map.nodes().to_vec();
         nodes[0].state = NodeState::Out;
         let view = ClusterView::new(
-            ClusterMap::new(Epoch(3), 4, nodes).expect("map"),
+            ClusterMap::new(Epoch(4), 4, nodes).expect("map"),
             m.view().addresses.clone(),
         );
         let mut m = Membership::new(view, t0, TIMEOUT);
@@ -718,7 +809,7 @@ mod tests {
     fn an_epoch_seen_elsewhere_moves_the_map_past_it_with_the_same_nodes() {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
-        m.on_heartbeat(t0, NodeId(1), beat(1)).expect("joins");
+        join(&mut m, t0, 1);
         let nodes = m.view().map.nodes().to_vec();
         assert_eq!(m.skip_past(Epoch(9)), Ok(Some(Epoch(10))));
         assert_eq!(m.view().map.epoch(), Epoch(10));
@@ -740,8 +831,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
         for n in 1..=4 {
-            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
-                .expect("joins");
+            join(&mut m, t0, n);
         }
         let before = m.view().map.epoch();
         let epoch = m
@@ -775,8 +865,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
         for n in 1..=4 {
-            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
-                .expect("joins");
+            join(&mut m, t0, n);
         }
         m.add_classes(&[ErasureScheme::new(2, 1).expect("2+1")])
             .expect("classes");
@@ -839,8 +928,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = Membership::new(empty(), t0, TIMEOUT);
         for n in 1..=5 {
-            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
-                .expect("joins");
+            join(&mut m, t0, n);
         }
         m.add_classes(&[ErasureScheme::new(2, 1).expect("2+1")])
             .expect("classes");
@@ -908,19 +996,20 @@ mod tests {
         m.add_classes(&[ErasureScheme::new(2, 1).expect("2+1")])
             .expect("classes");
         for n in 1..=3 {
-            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
-                .expect("joins");
+            join(&mut m, t0, n);
         }
         assert!(
             m.view().history.is_empty(),
             "maps too small to place a chunk are not remembered"
         );
-        let joined = m
-            .on_heartbeat(t0, NodeId(4), beat(4))
-            .expect("joins")
-            .expect("new epoch");
+        let joined = join(&mut m, t0, 4);
         assert_eq!(m.view().history.len(), 1);
-        assert_eq!(m.view().history[0].nodes().len(), 3);
+        // The map before placed three: the fourth was in it, out until put in.
+        assert_eq!(m.view().history[0].nodes().len(), 4);
+        assert_eq!(
+            m.view().history[0].node(NodeId(4)).map(|n| n.state),
+            Some(NodeState::Out)
+        );
         // Settled before the join, or not every node: the past placement stays.
         for n in 1..=4 {
             m.on_heartbeat(t0, NodeId(n), settled(n as u16, Epoch(joined.0 - 1)))
@@ -958,8 +1047,7 @@ mod tests {
         let grace = Duration::from_secs(60);
         let mut m = Membership::new(empty(), t0, TIMEOUT).with_out_after(Some(grace));
         for n in 1..=4 {
-            m.on_heartbeat(t0, NodeId(n), beat(n as u16))
-                .expect("joins");
+            join(&mut m, t0, n);
         }
         // Nodes 1..3 keep beating; node 4 goes silent.
         let beat_all = |m: &mut Membership, at: Instant| {

@@ -237,11 +237,15 @@ impl Repairer {
             );
         }
         let queued_bytes: u64 = plan.tasks.iter().map(estimated_bytes).sum();
+        let moves: u64 = plan.tasks.iter().map(|t| t.copy.len() as u64).sum();
+        let moves_bytes: u64 = plan.tasks.iter().map(estimated_move).sum();
         self.state.update(|f| {
             f.health = histogram(&found.health);
             f.unreadable = plan.unreadable.len() as u64;
             f.queued = plan.tasks.len() as u64;
             f.queued_bytes = queued_bytes;
+            f.moves_queued = moves;
+            f.moves_queued_bytes = moves_bytes;
         });
         if !plan.tasks.is_empty() {
             tracing::info!(
@@ -338,6 +342,8 @@ impl Repairer {
         self.state.update(|f| {
             f.queued = f.queued.saturating_sub(1);
             f.queued_bytes = f.queued_bytes.saturating_sub(estimated_bytes(task));
+            f.moves_queued = f.moves_queued.saturating_sub(task.copy.len() as u64);
+            f.moves_queued_bytes = f.moves_queued_bytes.saturating_sub(estimated_move(task));
         });
     }
 
@@ -802,8 +808,17 @@ impl Repairer {
 /// The bytes a task stores, estimated before its shards are read (chunks average
 /// 1 MiB; the figure is for progress and ETA only).
 fn estimated_bytes(task: &Task) -> u64 {
-    let k = u64::from(task.finding.k.max(1));
-    task.rebuild.len() as u64 * ((1 << 20) / k)
+    shards_estimate(task, task.rebuild.len())
+}
+
+/// The bytes of the shards a task copies from past holders, estimated alike.
+fn estimated_move(task: &Task) -> u64 {
+    shards_estimate(task, task.copy.len())
+}
+
+/// The bytes of `shards` shards of the task's chunk, at 1 MiB a chunk.
+fn shards_estimate(task: &Task, shards: usize) -> u64 {
+    shards as u64 * ((1 << 20) / u64::from(task.finding.k.max(1)))
 }
 
 /// Moves the chunk `task` rebuilt to its new count of intact shards in this round's

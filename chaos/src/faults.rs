@@ -30,6 +30,10 @@
 //! - **Reweigh**: the nodes' placement weight set to 0 by the administrator (`hive node
 //!   set`), so their slots move to the others and rebalance copies the shards while
 //!   reads look under the earlier placement; healed by setting it back to 1.
+//! - **Reencode**: the default volume (the one the file workload writes through the
+//!   mount) re-encoded into one data shard fewer (`hive volume set --k --m`: every chunk
+//!   stored anew in that class while the workload goes on, the mount's commits of the
+//!   old class refused and stored again); healed by re-encoding it back.
 //! - **MapLoss**: SIGKILL to the map authority, then its map file deleted or
 //!   overwritten with random bytes (drawn); healed by restarting it, after which the
 //!   map it serves must be at the epoch it had, or later, with as many nodes: it took
@@ -46,6 +50,7 @@ use bytes::Bytes;
 use hive_client::health::{Repaired, until_repaired};
 use hive_client::local_cluster::{self, signal};
 use hive_client::meta_group;
+use hive_client::volumes::DEFAULT_VOLUME;
 use hive_codec::{ChunkEncoder, CompressionConfig, chunk_id};
 use hive_nvme::layout::{self, ShardLocation};
 use hive_testkit::{Rng, random_bytes};
@@ -207,6 +212,8 @@ pub struct Target {
     mount: Option<Arc<Mount>>,
     /// The map as a map loss found it, for its heal to compare with.
     map_before: Mutex<Option<MapSeen>>,
+    /// The default volume's class before a re-encode, for its heal to go back to.
+    class_before: Mutex<Option<(u8, u8)>>,
 }
 
 /// What a map looked like.
@@ -226,6 +233,7 @@ impl Target {
             proxy,
             mount: None,
             map_before: Mutex::new(None),
+            class_before: Mutex::new(None),
         }
     }
 
@@ -383,7 +391,26 @@ impl Target {
                     "weight 0 in map epoch {epoch}: their slots moved away"
                 ))
             }
+            FaultKind::Reencode => {
+                let volume = hive_client::volumes::list(&self.dir)?
+                    .into_iter()
+                    .find(|v| v.name == DEFAULT_VOLUME)
+                    .context("the cluster has no default volume")?;
+                let (k, m) = (volume.k, volume.m);
+                *self
+                    .class_before
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((k, m));
+                self.reencode(if k > 1 { k - 1 } else { k + 1 }, m)
+            }
         }
+    }
+
+    /// Re-encodes the default volume into k + m; what it did.
+    fn reencode(&self, k: u8, m: u8) -> Result<String> {
+        let done = hive_client::reencode::reencode(&self.dir, DEFAULT_VOLUME, k, m, true)
+            .with_context(|| format!("re-encoding the default volume into {k}+{m}"))?;
+        Ok(hive_client::reencode::render(DEFAULT_VOLUME, k, m, &done))
     }
 
     /// Sets the placement weight of `nodes`, one after another; the last epoch.
@@ -430,6 +457,15 @@ impl Target {
             }
             FaultKind::KillMount => self.mount()?.remount(),
             FaultKind::Reweigh => self.set_weights(&step.nodes, 1).map(|_| ()),
+            FaultKind::Reencode => {
+                let (k, m) = self
+                    .class_before
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .context("a re-encode is healed only after it was made")?;
+                self.reencode(k, m).map(|_| ())
+            }
         }
     }
 

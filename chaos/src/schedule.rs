@@ -86,6 +86,10 @@ pub enum Schedule {
     /// them), hold, set it back to 1 (the slots return); again and again. Needs at
     /// least k + 2m nodes (`--nodes`), so k + m are left in placement.
     Rebalance,
+    /// Re-encode the default volume (the one the mount writes) into one data shard
+    /// fewer (`hive volume set --k`), hold, and back: its chunks are stored anew in
+    /// each class while the workload reads and writes them; again and again.
+    Reencode,
     /// Kills, stops, bitrot, flaky networks and partitions in a seeded mix, each on
     /// one to m of the same m victims, so no chunk ever has more than m bad shards
     /// whatever repair has done.
@@ -108,6 +112,7 @@ impl Schedule {
             Schedule::KillMount => "kill-mount",
             Schedule::MetaCrash => "meta-crash",
             Schedule::Rebalance => "rebalance",
+            Schedule::Reencode => "reencode",
             Schedule::Random => "random",
         }
     }
@@ -160,6 +165,8 @@ pub enum FaultKind {
     /// Set the nodes' placement weight to 0 (`hive node set`), then back to 1: their
     /// slots move away and back, and rebalance moves the shards each time.
     Reweigh,
+    /// Re-encode the default volume into another class (no node), then back.
+    Reencode,
 }
 
 impl FaultKind {
@@ -177,6 +184,7 @@ impl FaultKind {
             FaultKind::MetaKill => "meta-kill",
             FaultKind::MapLoss => "map-loss",
             FaultKind::Reweigh => "reweigh",
+            FaultKind::Reencode => "reencode",
         }
     }
 
@@ -184,7 +192,7 @@ impl FaultKind {
     pub fn finds_its_node(self) -> bool {
         matches!(
             self,
-            FaultKind::KillMount | FaultKind::MetaKill | FaultKind::MapLoss
+            FaultKind::KillMount | FaultKind::MetaKill | FaultKind::MapLoss | FaultKind::Reencode
         )
     }
 
@@ -436,8 +444,12 @@ impl Iterator for Plan {
                 nodes: self.candidates.clone(),
                 hold: self.hold(),
             },
-            Schedule::KillMount => Step {
-                kind: FaultKind::KillMount,
+            Schedule::KillMount | Schedule::Reencode => Step {
+                kind: if self.schedule == Schedule::KillMount {
+                    FaultKind::KillMount
+                } else {
+                    FaultKind::Reencode
+                },
                 nodes: Vec::new(),
                 hold: self.hold(),
             },

@@ -610,3 +610,17 @@ fn rebalance_under_load_loses_nothing_and_every_read_succeeds() {
         "reads look where the earlier placements put the shards: {output}"
     );
 }
+
+#[test]
+fn reencode_under_load_loses_nothing_and_every_read_succeeds() {
+    let _machine = machine();
+    // The default volume goes from 4+2 to 3+2 and back while the mount writes it.
+    let (report, output, faults) = run_faults("reencode", "reencode", &[]);
+    for fault in &faults {
+        assert_eq!(fault["kind"], "reencode", "{fault}");
+    }
+    assert_eq!(
+        report["read_errors"], 0,
+        "reads look in both classes: {output}"
+    );
+}

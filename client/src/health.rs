@@ -51,16 +51,45 @@ pub fn parse_rate(text: &str) -> Result<u64> {
 
 /// `hive node out N`.
 pub fn node_out(dir: &Path, node: NodeId) -> Result<()> {
-    let epoch = local_cluster::runtime()?
-        .block_on(async {
-            let admin = local_cluster::admin(dir)?;
-            anyhow::Ok(admin.authority.node_out(node).await?)
-        })
-        .with_context(|| format!("marking node {node} out"))?;
+    let epoch = order(dir, format!("marking node {node} out"), |authority| {
+        Box::pin(authority.node_out(node))
+    })?;
     crate::outln!(
         "node {node} is out in map epoch {epoch}; its shards move to the other nodes, copied from it while it runs, else rebuilt ('hive rebalance --wait' follows it)"
     );
     Ok(())
+}
+
+/// `hive node in N`.
+pub fn node_in(dir: &Path, node: NodeId) -> Result<()> {
+    let epoch = order(
+        dir,
+        format!("putting node {node} into placement"),
+        |authority| Box::pin(authority.node_in(node)),
+    )?;
+    crate::outln!(
+        "node {node} is in placement in map epoch {epoch}; the shards of its slots move to it ('hive rebalance --wait' follows it)"
+    );
+    Ok(())
+}
+
+/// An administrator's order to the map authority (`what`, for the error); the map
+/// epoch it answers.
+fn order(
+    dir: &Path,
+    what: String,
+    call: impl for<'a> FnOnce(
+        &'a hive_wire::net::control::ControlClient,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<u64, hive_wire::net::RpcError>> + 'a>,
+    >,
+) -> Result<u64> {
+    local_cluster::runtime()?
+        .block_on(async {
+            let admin = local_cluster::admin(dir)?;
+            anyhow::Ok(call(&admin.authority).await?)
+        })
+        .context(what)
 }
 
 /// `hive node remove N [--force]`.
@@ -70,12 +99,9 @@ pub fn node_remove(dir: &Path, node: NodeId, force: bool) -> Result<()> {
             "node {node} hosts the map authority or a metadata replica; move the replica off it first ('hive meta remove')"
         );
     }
-    let epoch = local_cluster::runtime()?
-        .block_on(async {
-            let admin = local_cluster::admin(dir)?;
-            anyhow::Ok(admin.authority.remove_node(node, force).await?)
-        })
-        .with_context(|| format!("removing node {node}"))?;
+    let epoch = order(dir, format!("removing node {node}"), |authority| {
+        Box::pin(authority.remove_node(node, force))
+    })?;
     local_cluster::retire(dir, node)?;
     crate::outln!(
         "node {node} removed in map epoch {epoch}: stopped, its certificate revoked, and dropped from cluster.toml (its directory is left for you to delete)"
@@ -118,11 +144,20 @@ pub fn rebalance(dir: &Path, wait: bool) -> Result<()> {
     local_cluster::runtime()?.block_on(async {
         let admin = local_cluster::admin(dir)?;
         let started = Instant::now();
-        let bar = indicatif::ProgressBar::new_spinner();
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("rebalance {bar:40} {pos}/{len} {msg}")
+                .expect("invariant: a valid template"),
+        );
+        let mut first_moved = None;
         loop {
             let status = status_retrying(&admin).await?;
             let s = summarize(&status);
             let past = status.map.history.len();
+            // The bar: copies made since the wait began, of those and what is left.
+            let since = s.moved.0.saturating_sub(*first_moved.get_or_insert(s.moved.0));
+            bar.set_length(since + s.moves_left.0);
+            bar.set_position(since);
             let moved = format!(
                 "{} shards ({}) moved, {} old copies dropped, {} chunks queued",
                 s.moved.0,
@@ -139,15 +174,16 @@ pub fn rebalance(dir: &Path, wait: bool) -> Result<()> {
             }
             if !wait {
                 crate::outln!(
-                    "rebalance under way: reads also look under {past} earlier placements; {moved} since the nodes started"
+                    "rebalance under way: reads also look under {past} earlier placements; {}; {moved} since the nodes started",
+                    crate::status::moves_left(&s, status.map.repair_rate)
                 );
                 return Ok(());
             }
             bar.set_message(format!(
-                "rebalance: {past} earlier placements to empty; {moved}; {:.0}s",
+                "shard copies; {}; {past} earlier placements to empty; {moved}; {:.0}s",
+                crate::status::moves_left(&s, status.map.repair_rate),
                 started.elapsed().as_secs_f64()
             ));
-            bar.tick();
             tokio::time::sleep(REBALANCE_POLL).await;
         }
     })

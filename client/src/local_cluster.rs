@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hive_codec::{Chunker, ChunkerConfig, ClusterView, CompressionConfig, ErasureScheme};
+use hive_codec::{
+    Chunker, ChunkerConfig, ClusterView, CompressionConfig, ErasureScheme, NodeState,
+};
 use hive_wire::net::control::{ControlClient, MAP_WATCH_WAIT, MapMessage, OwedShard};
 use hive_wire::net::enroll::enroll;
 use hive_wire::net::gc::GcClient;
@@ -531,6 +533,7 @@ pub fn up_relayed(
     file.save(dir)?;
     let ids: Vec<u64> = file.nodes.iter().map(|n| n.id).collect();
     wait_healthy(dir, &file, &ids)?;
+    admit(dir, &file, &ids)?;
     wait_meta_leader(dir, &file)?;
     started_pids.0.clear();
     for node in &file.nodes {
@@ -648,9 +651,11 @@ fn join_node(
 }
 
 /// Adds `count` new nodes to the local cluster in `dir`, like those `up` made, and
-/// waits until the map shows them up; their ids. Placement moves some slots of every
-/// group to them, and the nodes' census moves the shards after.
-pub fn add(dir: &Path, count: u64) -> Result<Vec<NodeId>> {
+/// waits until the map hears from them; their ids. With `admitted`, also puts them into
+/// placement and waits until the map shows them up: placement moves some slots of
+/// every group to them, and the nodes' census moves the shards after. Without, they
+/// stay out (as nodes that join a cluster do) until 'hive node in'.
+pub fn add(dir: &Path, count: u64, admitted: bool) -> Result<Vec<NodeId>> {
     if count == 0 {
         bail!("--nodes 0: nothing to add");
     }
@@ -700,6 +705,9 @@ pub fn add(dir: &Path, count: u64) -> Result<Vec<NodeId>> {
         file.save(dir)?;
     }
     wait_healthy(dir, &file, &added)?;
+    if admitted {
+        admit(dir, &file, &added)?;
+    }
     Ok(added.into_iter().map(NodeId).collect())
 }
 
@@ -765,16 +773,23 @@ pub fn start_nodes(dir: &Path, only: &[u64]) -> Result<StartedNodes> {
     })
 }
 
-/// Waits until each node of `ids` logs that it listens, the map authority marks it up,
-/// and it follows a map (a node that knows none answers map questions with epoch 0),
-/// within [`NODE_WAIT`].
+/// Waits until each node of `ids` logs that it listens, the map authority hears from
+/// it (up, or out: a node that joined is out until put in), and it follows a map (a
+/// node that knows none answers map questions with epoch 0), within [`NODE_WAIT`].
 fn wait_healthy(dir: &Path, file: &ClusterFile, ids: &[u64]) -> Result<()> {
     let deadline = Instant::now() + NODE_WAIT;
     let nodes: Vec<_> = file.nodes.iter().filter(|n| ids.contains(&n.id)).collect();
     for entry in &nodes {
         wait_listening(&entry.dir.join("node.log"), entry.id, deadline)?;
     }
-    wait_marked_up(dir, file, ids, deadline)?;
+    wait_map(
+        dir,
+        file,
+        ids,
+        deadline,
+        "heard from (up or out)",
+        |state| matches!(state, NodeState::Up | NodeState::Out),
+    )?;
     for entry in &nodes {
         wait_log(
             &entry.dir.join("node.log"),
@@ -816,8 +831,39 @@ fn wait_meta_leader(dir: &Path, file: &ClusterFile) -> Result<()> {
     }
 }
 
-/// Waits until the map authority shows every node of `ids` up.
-fn wait_marked_up(dir: &Path, file: &ClusterFile, ids: &[u64], deadline: Instant) -> Result<()> {
+/// Puts the nodes of `ids` that joined (out until then) into placement, as an
+/// administrator does with 'hive node in', and waits until the map shows them up:
+/// what `up` and `add` do for the nodes they make.
+fn admit(dir: &Path, file: &ClusterFile, ids: &[u64]) -> Result<()> {
+    let runtime = runtime()?;
+    let _entered = runtime.enter();
+    let admin = admin(dir)?;
+    runtime.block_on(async {
+        for &id in ids {
+            admin
+                .authority
+                .node_in(NodeId(id))
+                .await
+                .with_context(|| format!("putting node {} into placement", NodeId(id)))?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let deadline = Instant::now() + NODE_WAIT;
+    wait_map(dir, file, ids, deadline, "up", |state| {
+        state == NodeState::Up
+    })
+}
+
+/// Waits until the map authority shows every node of `ids` in a state `wanted` takes
+/// (described as `what`).
+fn wait_map(
+    dir: &Path,
+    file: &ClusterFile,
+    ids: &[u64],
+    deadline: Instant,
+    what: &str,
+    wanted: impl Fn(NodeState) -> bool,
+) -> Result<()> {
     runtime()?.block_on(async {
         let authority = authority_client(dir, file)?;
         let mut known = 0;
@@ -825,7 +871,7 @@ fn wait_marked_up(dir: &Path, file: &ClusterFile, ids: &[u64], deadline: Instant
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 bail!(
-                    "the map authority did not show nodes {ids:?} up within {NODE_WAIT:?}; see the node logs in {}",
+                    "the map authority did not show nodes {ids:?} {what} within {NODE_WAIT:?}; see the node logs in {}",
                     dir.display()
                 );
             }
@@ -837,7 +883,8 @@ fn wait_marked_up(dir: &Path, file: &ClusterFile, ids: &[u64], deadline: Instant
             };
             known = message.epoch;
             let view = ClusterView::from_message(&message)?;
-            if ids.iter().all(|id| view.is_up(NodeId(*id))) {
+            let state = |id: &u64| view.map.node(NodeId(*id)).map(|n| n.state);
+            if ids.iter().all(|id| state(id).is_some_and(&wanted)) {
                 return Ok(());
             }
         }

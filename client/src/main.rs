@@ -210,6 +210,18 @@ enum NodeCommand {
         /// The node's id.
         node: u64,
     },
+    /// Puts a node into placement: one that joined the cluster (a node that joins, with
+    /// 'hive-node join' on its host, is out until an administrator puts it in), or one
+    /// marked out. Placement gives it its share of every group's slots, and rebalance
+    /// copies their shards to it while reads keep finding them ('hive rebalance --wait'
+    /// follows it). Refused for a node not heard from (start it first) or removed.
+    In {
+        /// The local cluster's directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The node's id.
+        node: u64,
+    },
     /// Removes a node from the cluster for good: the map keeps it only as a tombstone,
     /// it is never asked for shards again, its heartbeats are refused, and its
     /// certificate is revoked; a local cluster's node is stopped and dropped from
@@ -453,10 +465,11 @@ enum ClusterCommand {
         nodes: Vec<u64>,
     },
     /// Adds nodes to the running cluster in DIR, made like those 'cluster up' made (the
-    /// same store size and settings), and returns once the map shows them up. The map
-    /// moves some placement slots to them; reads keep finding every chunk under the
-    /// earlier placements while each group's census moves its shards over ('hive status'
-    /// shows the progress).
+    /// same store size and settings, each joining with a token as a node on another
+    /// host would), puts them into placement as 'hive node in' does, and returns once the
+    /// map shows them up. The map moves some placement slots to them; reads keep finding
+    /// every chunk under the earlier placements while each group's census moves its
+    /// shards over ('hive status' shows the progress).
     Add {
         /// The cluster's directory.
         #[arg(long)]
@@ -464,6 +477,10 @@ enum ClusterCommand {
         /// How many nodes to add.
         #[arg(long, default_value_t = 1)]
         nodes: u64,
+        /// Leave them out of placement, as a node that joins a cluster is, until 'hive
+        /// node in' puts each in.
+        #[arg(long)]
+        out: bool,
     },
     /// Stops every node of the cluster in DIR (SIGTERM; each drains and exits).
     Down {
@@ -611,9 +628,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cluster(ClusterCommand::Start { dir, nodes }) => {
             local_cluster::start(&dir, &nodes)
         }
-        Command::Cluster(ClusterCommand::Add { dir, nodes }) => {
-            for node in local_cluster::add(&dir, nodes)? {
-                hive_client::outln!("node {node} added");
+        Command::Cluster(ClusterCommand::Add { dir, nodes, out }) => {
+            for node in local_cluster::add(&dir, nodes, !out)? {
+                if out {
+                    hive_client::outln!(
+                        "node {node} added, out of placement until 'hive node in {}'",
+                        node.0
+                    );
+                } else {
+                    hive_client::outln!("node {node} added");
+                }
             }
             Ok(())
         }
@@ -636,6 +660,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Node(NodeCommand::Out { cluster, node }) => {
             health::node_out(&cluster, NodeId(node))
         }
+        Command::Node(NodeCommand::In { cluster, node }) => health::node_in(&cluster, NodeId(node)),
         Command::Node(NodeCommand::Remove {
             cluster,
             force,

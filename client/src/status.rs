@@ -70,6 +70,26 @@ pub struct Summary {
     /// Shards and bytes rebalance copied from past holders, and the old copies it
     /// dropped, since the nodes started.
     pub moved: (u64, u64, u64),
+    /// Shard copies rebalance's rounds under way have left to make, their estimated
+    /// bytes, and the most bytes any one node has left (nodes copy in parallel, each
+    /// at the repair rate).
+    pub moves_left: (u64, u64, u64),
+}
+
+/// Rebalance's work left, in words: the copies the rounds under way still have to
+/// make and, at the repair rate, about how long they take (a round's census may find
+/// more).
+pub fn moves_left(s: &Summary, repair_rate: u64) -> String {
+    let (shards, total, most) = s.moves_left;
+    let eta = match (shards, repair_rate) {
+        (0, _) => String::new(),
+        (_, 0) => ", no rate limit".to_string(),
+        (_, rate) => format!(
+            ", about {} at the repair rate",
+            format_duration(Duration::from_secs(most.div_ceil(rate)))
+        ),
+    };
+    format!("{shards} shard copies ({}) left{eta}", bytes(total))
 }
 
 /// Sums the nodes' figures.
@@ -103,6 +123,9 @@ pub fn summarize(status: &StatusMessage) -> Summary {
         s.moved.0 += repair.shards_moved;
         s.moved.1 += repair.bytes_moved;
         s.moved.2 += repair.copies_dropped;
+        s.moves_left.0 += repair.moves_queued;
+        s.moves_left.1 += repair.moves_queued_bytes;
+        s.moves_left.2 = s.moves_left.2.max(repair.moves_queued_bytes);
         s.censused.0 += repair.censused;
         s.censused.1 += repair.groups;
         s.scrub_pass.0 += scrub.pass_done;
@@ -331,8 +354,9 @@ pub(crate) fn render_repair(status: &StatusMessage, s: &Summary) -> String {
     let rebalance = match status.map.history.len() {
         0 => "done: every shard is where the map puts it".to_string(),
         n => format!(
-            "under way: reads also look under {n} earlier placement{}",
-            if n == 1 { "" } else { "s" }
+            "under way: reads also look under {n} earlier placement{}; {}",
+            if n == 1 { "" } else { "s" },
+            moves_left(s, repair_rate)
         ),
     };
     format!(
@@ -500,6 +524,7 @@ pub fn to_json(status: &StatusMessage, gc: Option<&GcStatus>) -> Result<serde_js
         "rebalance": {
             "past_placements": status.map.history.len(),
             "shards_moved": s.moved.0, "bytes_moved": s.moved.1, "copies_dropped": s.moved.2,
+            "moves_left": s.moves_left.0, "moves_left_bytes": s.moves_left.1,
         },
         "scrub": { "passes": s.scrub_passes, "damaged": s.damaged },
         "saved": savings(status, gc).map(|s| serde_json::json!({

@@ -10,6 +10,9 @@ use hive_wire::net::meta::{MetaCall, MetaClient, MetaOp, MetaReply, UsageMessage
 use crate::errno;
 use crate::local_cluster;
 
+/// The volume every namespace starts with, which a mount uses unless told another.
+pub const DEFAULT_VOLUME: &str = "default";
+
 fn call(dir: &Path, call: MetaCall) -> Result<MetaReply> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -232,6 +232,7 @@ fn nodes_added_and_marked_out_at_once_lose_no_read_and_rebalance_moves_the_shard
     assert!(done.contains("rebalance done"), "{done}");
     let settled = c.status();
     assert_eq!(settled["rebalance"]["past_placements"], 0, "{settled}");
+    assert_eq!(settled["rebalance"]["moves_left"], 0, "{settled}");
     let shards = 6 * chunks_counted(&settled);
     let moved = settled["rebalance"]["shards_moved"]
         .as_u64()
@@ -311,6 +312,46 @@ fn nodes_added_and_marked_out_at_once_lose_no_read_and_rebalance_moves_the_shard
     c.check(&id, &data);
     let shown = ok(&hive(&["status", "--cluster", c.d()]), "status");
     assert!(shown.contains("rebalance: done"), "{shown}");
+}
+
+#[test]
+fn a_node_that_joins_is_out_until_an_administrator_puts_it_in() {
+    let _machine = shared();
+    let c = Cluster::up("join-in");
+    let data = random(SEED + 48, 16 << 20);
+    let id = c.put("data.bin", &data);
+    // It joins with a token, as on another host, and stays out of placement.
+    let added = ok(
+        &hive(&["cluster", "add", "--dir", c.d(), "--nodes", "1", "--out"]),
+        "cluster add --out",
+    );
+    assert!(
+        added.contains("out of placement until 'hive node in 7'"),
+        "{added}"
+    );
+    let status = c.status();
+    assert_eq!(node_in(&status, 7)["state"], "out", "{status}");
+    assert_eq!(
+        status["rebalance"]["past_placements"], 0,
+        "nothing moved: {status}"
+    );
+    let put_in = ok(&hive(&["node", "in", "--cluster", c.d(), "7"]), "node in");
+    assert!(put_in.contains("is in placement in map epoch"), "{put_in}");
+    let settled = wait_rebalanced(&c);
+    assert_eq!(node_in(&settled, 7)["state"], "up", "{settled}");
+    assert!(
+        settled["rebalance"]["shards_moved"].as_u64() > Some(0),
+        "nothing moved to it: {settled}"
+    );
+    c.wait_status("node 7 holding shards", HEAL_WITHIN, |s| {
+        node_in(s, 7)["shards"].as_u64() > Some(0)
+    });
+    // In already: nothing changes. Removed: never in again.
+    ok(
+        &hive(&["node", "in", "--cluster", c.d(), "7"]),
+        "node in again",
+    );
+    c.check(&id, &data);
 }
 
 #[test]

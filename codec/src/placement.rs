@@ -172,18 +172,20 @@ impl ClusterMap {
     }
 
     /// Whether `other` places every group as this map does: the same groups and the
-    /// same nodes with the same weights, domains, join epochs and out marks. Down and up
-    /// place alike (a down node keeps its slots), so only a change that moves slots
-    /// makes two maps differ.
+    /// same weighted nodes with the same weights, domains, join epochs and out marks.
+    /// Down and up place alike (a down node keeps its slots), and a node of weight 0
+    /// takes no part in placement (a node that joined and is not in yet), so only a
+    /// change that moves slots makes two maps differ.
     pub fn same_placement(&self, other: &ClusterMap) -> bool {
         let placed = |n: &NodeInfo| (n.id, n.domain, n.weight, n.joined, n.state.placed());
-        self.pg_bits == other.pg_bits
-            && self.nodes.len() == other.nodes.len()
-            && self
-                .nodes
+        let weighted = |map: &ClusterMap| {
+            map.nodes
                 .iter()
+                .filter(|n| n.weight > 0)
                 .map(placed)
-                .eq(other.nodes.iter().map(placed))
+                .collect::<Vec<_>>()
+        };
+        self.pg_bits == other.pg_bits && weighted(self) == weighted(other)
     }
 
     /// Number of placement groups.

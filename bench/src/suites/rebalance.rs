@@ -77,7 +77,7 @@ async fn measure(report: &mut Report, dir: &Path) -> Result<()> {
     let started = Instant::now();
     let joining = dir.to_path_buf();
     // `add` runs its own runtime to wait on the nodes.
-    tokio::task::spawn_blocking(move || local_cluster::add(&joining, 1)).await??;
+    tokio::task::spawn_blocking(move || local_cluster::add(&joining, 1, true)).await??;
     let last = Arc::new(Mutex::new((bytes_before, started)));
     let follow = follow_move(&admin, last.clone());
     let busy = gets(&store, &ids, 2, Some(Box::pin(follow))).await?;

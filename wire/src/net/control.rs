@@ -30,8 +30,9 @@ impl MessageSet for Control {
     /// `OP_RESERVE`. Version 6 added the past placements to the map, and rebalance's
     /// figures to repair's; took the weight and domain out of heartbeats, put the
     /// failure-domain labels in the map, and added `OP_NODE_SET`, `OP_NODE_REMOVE` and
-    /// the removed state.
-    const VERSION: u16 = 6;
+    /// the removed state. Version 7 added the shard copies rebalance has left to make
+    /// to repair's figures, and `OP_NODE_IN` (a node that joins is out until then).
+    const VERSION: u16 = 7;
     const NAME: &'static str = "cluster control";
 }
 
@@ -48,7 +49,7 @@ pub const OP_STATUS: u16 = 3;
 /// [`OwedReport`]; answer: none. Authority only.
 pub const OP_OWED: u16 = 4;
 /// Marks a node out: its placement slots move to other nodes and repair rebuilds its
-/// shards there. Message: [`NodeOut`]; answer: [`HeartbeatAck`] (the new epoch).
+/// shards there. Message: [`NodeOrder`]; answer: [`HeartbeatAck`] (the new epoch).
 /// Administrators only, to the authority only.
 pub const OP_NODE_OUT: u16 = 5;
 /// Sets the rate every node's repair may write at. Message: [`RepairRate`]; answer:
@@ -71,6 +72,12 @@ pub const OP_NODE_SET: u16 = 9;
 /// [`NodeRemove`]; answer: [`HeartbeatAck`] (the new epoch). Administrators only, to
 /// the authority only.
 pub const OP_NODE_REMOVE: u16 = 10;
+/// Puts a node that is out (a node that joined is out until then, and one an
+/// administrator marked out stays out) into placement: its slots of every group are
+/// taken from others, and rebalance moves their shards to it. Refused for a node not
+/// heard from or removed. Message: [`NodeOrder`]; answer: [`HeartbeatAck`] (the new
+/// epoch). Administrators only, to the authority only.
+pub const OP_NODE_IN: u16 = 11;
 
 /// An administrator removes a node.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +221,11 @@ pub struct RepairFigures {
     pub bytes_moved: u64,
     /// Shards deleted from past holders once every holder the map names had its own.
     pub copies_dropped: u64,
+    /// Shard copies from past holders the round under way planned and has not made
+    /// yet (rebalance's work left, as far as the round's census has looked).
+    pub moves_queued: u64,
+    /// Their bytes, estimated (chunks average 1 MiB).
+    pub moves_queued_bytes: u64,
     /// The map epoch of this node's last census round that found every group it is
     /// primary for whole on its current holders and nothing left on past holders (0:
     /// none yet). The map authority forgets past placements once every node is settled
@@ -243,9 +255,9 @@ pub struct Heartbeat {
     pub health: NodeHealth,
 }
 
-/// Marks a node out.
+/// An order about one node: out of placement (`OP_NODE_OUT`) or in (`OP_NODE_IN`).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NodeOut {
+pub struct NodeOrder {
     /// The node.
     pub node: u64,
 }
@@ -460,7 +472,19 @@ impl ControlClient {
         let answer = self
             .call(
                 OP_NODE_OUT,
-                encode(&NodeOut { node: node.0 }),
+                encode(&NodeOrder { node: node.0 }),
+                CONTROL_DEADLINE,
+            )
+            .await?;
+        Self::decode::<HeartbeatAck>("HeartbeatAck", &answer).map(|a| a.epoch)
+    }
+
+    /// Puts `node` into placement (administrators); answers the new epoch.
+    pub async fn node_in(&self, node: NodeId) -> Result<u64, RpcError> {
+        let answer = self
+            .call(
+                OP_NODE_IN,
+                encode(&NodeOrder { node: node.0 }),
                 CONTROL_DEADLINE,
             )
             .await?;
