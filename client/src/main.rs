@@ -198,11 +198,13 @@ enum Command {
 
 #[derive(Subcommand)]
 enum NodeCommand {
-    /// Marks a node out now: its placement slots move to other nodes. If it still runs,
-    /// its shards are copied from it (it keeps serving reads until they are, and ends
-    /// empty: a drain; 'hive rebalance --wait' says when); if it is dead, repair
+    /// Marks a node out now ('hive node drain' is the same): its placement slots move to
+    /// other nodes. If it still runs, its shards are copied from it (it keeps serving
+    /// reads until they are, and ends empty: a drain; 'hive rebalance --wait' says
+    /// when); if it is dead, repair
     /// rebuilds them from the others. A node down for cluster.out_after is marked out by
     /// itself. Refused if too few nodes would be left for a storage class.
+    #[command(alias = "drain")]
     Out {
         /// The local cluster's directory.
         #[arg(long)]
@@ -242,8 +244,8 @@ enum NodeCommand {
     /// Sets a node's placement weight, its failure domain, or both. Only an
     /// administrator changes these (a node's own heartbeat carries its address and
     /// liveness only). Each group's slots move as for a join, and rebalance moves their
-    /// shards while reads keep finding them. A node joins with weight 1 and its host
-    /// (host=IP) as its domain.
+    /// shards while reads keep finding them. A node joins with weight 0 (out of
+    /// placement) and its host (host=IP) as its domain; 'hive node in' gives it weight 1.
     Set {
         /// The local cluster's directory.
         #[arg(long)]

@@ -396,7 +396,10 @@ fn a_node_drained_under_reads_ends_empty_and_only_then_is_removed() {
             }
             reads
         });
-        ok(&hive(&["node", "out", "--cluster", c.d(), "6"]), "node out");
+        ok(
+            &hive(&["node", "drain", "--cluster", c.d(), "6"]),
+            "node drain",
+        );
         let settled = wait_rebalanced(&c);
         assert!(
             settled["rebalance"]["shards_moved"].as_u64() > Some(0),
