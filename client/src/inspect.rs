@@ -2,8 +2,9 @@
 //!
 //! For a chunk of a storage class, the current map names its k + m holders; each up
 //! holder is asked for its shard, which is verified here (checksum, chunk, index) and
-//! grouped by encoding. The chunk is readable when k intact shards of one encoding
-//! exist. For a file, its path is resolved in its volume through the metadata service
+//! grouped by encoding. A shard its holder lacks is looked for on the holders of the
+//! same index under the placements rebalance has not finished moving from, as reads
+//! look for it. The chunk is readable when k intact shards of one encoding exist. For a file, its path is resolved in its volume through the metadata service
 //! and each extent's chunk is inspected in the volume's class.
 
 use std::collections::BTreeMap;
@@ -55,14 +56,19 @@ pub struct ChunkReport {
     pub scheme: ErasureScheme,
     /// Shard i: its holder and health.
     pub shards: Vec<(NodeId, ShardHealth)>,
+    /// Shard i where its holder lacks it: the past holder (under a placement rebalance
+    /// has not finished moving from) that has it, and its health there.
+    pub moved: Vec<Option<(NodeId, ShardHealth)>>,
 }
 
 impl ChunkReport {
-    /// Intact shards of the encoding with the most.
+    /// Intact shards of the encoding with the most, on their holders or past ones.
     pub fn healthy(&self) -> usize {
         let mut by_tag: BTreeMap<EncodingTag, usize> = BTreeMap::new();
-        for (_, health) in &self.shards {
-            if let ShardHealth::Intact(tag) = health {
+        for (i, (_, health)) in self.shards.iter().enumerate() {
+            let here = matches!(health, ShardHealth::Intact(_)).then_some(health);
+            let there = self.moved.get(i).and_then(|m| m.as_ref()).map(|(_, h)| h);
+            if let Some(ShardHealth::Intact(tag)) = here.or(there) {
                 *by_tag.entry(*tag).or_default() += 1;
             }
         }
@@ -71,9 +77,9 @@ impl ChunkReport {
 
     /// Whether any holder has anything of the chunk (intact or damaged).
     pub fn found(&self) -> bool {
-        self.shards
-            .iter()
-            .any(|(_, h)| matches!(h, ShardHealth::Intact(_) | ShardHealth::Damaged(_)))
+        let found = |h: &ShardHealth| matches!(h, ShardHealth::Intact(_) | ShardHealth::Damaged(_));
+        self.shards.iter().any(|(_, h)| found(h))
+            || self.moved.iter().flatten().any(|(_, h)| found(h))
     }
 
     /// A line for the chunk, then one per shard.
@@ -89,25 +95,30 @@ impl ChunkReport {
         };
         let mut out = format!("chunk {} ({}): {verdict}\n", self.chunk, self.scheme);
         for (i, (node, health)) in self.shards.iter().enumerate() {
-            out += &format!("  shard {i:>2} on node {node}: {health}\n");
+            out += &format!("  shard {i:>2} on node {node}: {health}");
+            if let Some((past, there)) = self.moved.get(i).and_then(|m| m.as_ref()) {
+                out += &format!("; on node {past} (an earlier placement): {there}");
+            }
+            out += "\n";
         }
         out
     }
 }
 
-/// Inspects `chunk` in `scheme` on the holders `view` names.
+/// Inspects `chunk` in `scheme` on the holders `view` names, and a shard its holder
+/// lacks on the past holders of its index.
 pub async fn chunk(
     client: &Arc<Client>,
     view: &ClusterView,
     chunk: ChunkId,
     scheme: ErasureScheme,
 ) -> Result<ChunkReport> {
-    let holders = view
-        .map
-        .place(view.map.pg_of(&chunk), scheme.width())
+    let homes = view
+        .shard_homes(view.map.pg_of(&chunk), scheme.width())
         .with_context(|| format!("placing chunk {chunk} in {scheme}"))?;
-    let mut shards = Vec::with_capacity(holders.len());
-    for (i, node) in holders.into_iter().enumerate() {
+    let mut shards = Vec::with_capacity(homes.len());
+    let mut moved = Vec::with_capacity(homes.len());
+    for (i, homes) in homes.into_iter().enumerate() {
         let index = ShardIndex(u8::try_from(i).expect("invariant: at most 48 shards"));
         let name = ShardName {
             chunk,
@@ -115,21 +126,49 @@ pub async fn chunk(
             m: scheme.m(),
             index,
         };
-        let health = match view.addresses.get(&node) {
-            _ if !view.is_up(node) => ShardHealth::HolderDown,
-            None => ShardHealth::Unreachable("no address in the map".into()),
-            Some(addr) => {
-                let peer = ShardClient::new(client.clone(), *addr, node);
-                shard_health(&peer, name).await
-            }
+        let Some((&node, past)) = homes.split_first() else {
+            continue;
         };
+        let health = if view.is_up(node) {
+            health_on(client, view, node, name).await
+        } else {
+            ShardHealth::HolderDown
+        };
+        let mut found = None;
+        if !matches!(health, ShardHealth::Intact(_)) {
+            for &old in past.iter().filter(|n| view.may_answer(**n)) {
+                let there = health_on(client, view, old, name).await;
+                if matches!(there, ShardHealth::Intact(_) | ShardHealth::Damaged(_)) {
+                    found = Some((old, there));
+                    break;
+                }
+            }
+        }
         shards.push((node, health));
+        moved.push(found);
     }
     Ok(ChunkReport {
         chunk,
         scheme,
         shards,
+        moved,
     })
+}
+
+/// The health of shard `name` on `node`, asked at its address in `view`.
+async fn health_on(
+    client: &Arc<Client>,
+    view: &ClusterView,
+    node: NodeId,
+    name: ShardName,
+) -> ShardHealth {
+    match view.addresses.get(&node) {
+        None => ShardHealth::Unreachable("no address in the map".into()),
+        Some(addr) => {
+            let peer = ShardClient::new(client.clone(), *addr, node);
+            shard_health(&peer, name).await
+        }
+    }
 }
 
 async fn shard_health(peer: &ShardClient, name: ShardName) -> ShardHealth {

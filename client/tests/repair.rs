@@ -267,6 +267,13 @@ fn nodes_added_and_marked_out_at_once_lose_no_read_and_rebalance_moves_the_shard
     // placements put them, on the nodes marked out.
     kill_and_wait_down(&c, &[3, 4]);
     c.check(&id, &data);
+    // Inspection looks where reads look: the object's manifest is readable, not
+    // reported lost for want of shards its current holders have not received yet.
+    let shown = ok(
+        &hive(&["inspect", "chunk", "--cluster", c.d(), &id]),
+        "inspect chunk",
+    );
+    assert!(!shown.contains("UNREADABLE"), "{shown}");
     c.start(&[]);
     // The census moves every shard to its holder and drops the old copies; once every
     // node says so, the map forgets the earlier placements.
