@@ -145,16 +145,6 @@ struct OwedState {
     pending: HashMap<ShardName, NodeId>,
 }
 
-/// The name shard `index` of `chunk` is stored under in class `scheme`.
-fn name_in(scheme: ErasureScheme, chunk: ChunkId, index: ShardIndex) -> ShardName {
-    ShardName {
-        chunk,
-        k: scheme.k(),
-        m: scheme.m(),
-        index,
-    }
-}
-
 /// The holders of `chunk`'s shards of class `scheme` in `view`, in shard-index order.
 fn place(
     view: &ClusterView,
@@ -257,7 +247,7 @@ impl ChunkStore {
 
     /// The name shard `index` of `chunk` is stored under: this store's scheme is in it.
     pub fn shard_name(&self, chunk: ChunkId, index: ShardIndex) -> ShardName {
-        name_in(self.scheme, chunk, index)
+        self.scheme.shard_name(chunk, index)
     }
 
     /// Shards whose write failed after their chunk was acknowledged: owed to repair.
@@ -344,7 +334,7 @@ impl ChunkStore {
     /// Damaged shard `bad` as owed to repair.
     pub fn owed(&self, bad: &BadShard) -> OwedShard {
         owed_shard(
-            name_in(bad.scheme, bad.chunk, ShardIndex(bad.index)),
+            bad.scheme.shard_name(bad.chunk, ShardIndex(bad.index)),
             bad.node,
         )
     }
@@ -511,7 +501,7 @@ impl ChunkStore {
         let view = self.view();
         match place(&view, &id, scheme) {
             Ok(holders) => {
-                self.stored(&view, &holders, name_in(scheme, id, ShardIndex(0)))
+                self.stored(&view, &holders, scheme.shard_name(id, ShardIndex(0)))
                     .await
             }
             Err(_) => false,
@@ -529,7 +519,7 @@ impl ChunkStore {
         let view = self.view();
         let holders = place(&view, &id, scheme)?;
         if self
-            .stored(&view, &holders, name_in(scheme, id, ShardIndex(0)))
+            .stored(&view, &holders, scheme.shard_name(id, ShardIndex(0)))
             .await
         {
             return Ok(id);
@@ -577,17 +567,17 @@ impl ChunkStore {
                             if !quorum.is_answered(shard_index(j)) {
                                 state
                                     .pending
-                                    .insert(name_in(scheme, id, shard_index(j)), *node);
+                                    .insert(scheme.shard_name(id, shard_index(j)), *node);
                             }
                         }
                     }
                     for index in failed {
                         owed.add(owed_shard(
-                            name_in(scheme, id, index),
+                            scheme.shard_name(id, index),
                             holders[usize::from(index.get())],
                         ));
                     }
-                    let name = name_in(scheme, id, ShardIndex(0));
+                    let name = scheme.shard_name(id, ShardIndex(0));
                     tokio::spawn(async move {
                         while let Some((j, _, result)) = rx.recv().await {
                             let index = shard_index(j);
@@ -747,7 +737,7 @@ impl ChunkStore {
                 return;
             }
             tokio::spawn(async move {
-                let result = me.fetch(node, name_in(scheme, id, shard_index(i))).await;
+                let result = me.fetch(node, scheme.shard_name(id, shard_index(i))).await;
                 let _ = tx.send((i, node, result)).await;
             });
         };

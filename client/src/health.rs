@@ -51,9 +51,11 @@ pub fn parse_rate(text: &str) -> Result<u64> {
 
 /// `hive node out N`.
 pub fn node_out(dir: &Path, node: NodeId) -> Result<()> {
-    let epoch = order(dir, format!("marking node {node} out"), |authority| {
-        Box::pin(authority.node_out(node))
-    })?;
+    let epoch = order(
+        dir,
+        format!("marking node {node} out"),
+        |admin| async move { admin.authority.node_out(node).await },
+    )?;
     crate::outln!(
         "node {node} is out in map epoch {epoch}; its shards move to the other nodes, copied from it while it runs, else rebuilt ('hive rebalance --wait' follows it)"
     );
@@ -65,7 +67,7 @@ pub fn node_in(dir: &Path, node: NodeId) -> Result<()> {
     let epoch = order(
         dir,
         format!("putting node {node} into placement"),
-        |authority| Box::pin(authority.node_in(node)),
+        |admin| async move { admin.authority.node_in(node).await },
     )?;
     crate::outln!(
         "node {node} is in placement in map epoch {epoch}; the shards of its slots move to it ('hive rebalance --wait' follows it)"
@@ -75,20 +77,13 @@ pub fn node_in(dir: &Path, node: NodeId) -> Result<()> {
 
 /// An administrator's order to the map authority (`what`, for the error); the map
 /// epoch it answers.
-fn order(
+fn order<F: std::future::Future<Output = Result<u64, hive_wire::net::RpcError>>>(
     dir: &Path,
     what: String,
-    call: impl for<'a> FnOnce(
-        &'a hive_wire::net::control::ControlClient,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<u64, hive_wire::net::RpcError>> + 'a>,
-    >,
+    call: impl FnOnce(Admin) -> F,
 ) -> Result<u64> {
     local_cluster::runtime()?
-        .block_on(async {
-            let admin = local_cluster::admin(dir)?;
-            anyhow::Ok(call(&admin.authority).await?)
-        })
+        .block_on(async { anyhow::Ok(call(local_cluster::admin(dir)?).await?) })
         .context(what)
 }
 
@@ -99,8 +94,8 @@ pub fn node_remove(dir: &Path, node: NodeId, force: bool) -> Result<()> {
             "node {node} hosts the map authority or a metadata replica; move the replica off it first ('hive meta remove')"
         );
     }
-    let epoch = order(dir, format!("removing node {node}"), |authority| {
-        Box::pin(authority.remove_node(node, force))
+    let epoch = order(dir, format!("removing node {node}"), |admin| async move {
+        admin.authority.remove_node(node, force).await
     })?;
     local_cluster::retire(dir, node)?;
     crate::outln!(
@@ -122,17 +117,14 @@ pub fn node_set(
     if let Some(labels) = &labels {
         hive_codec::domain::parse_labels(labels).context("--domain")?;
     }
-    let order = NodeSet {
+    let set = NodeSet {
         node: node.0,
         weight,
         labels,
     };
-    let epoch = local_cluster::runtime()?
-        .block_on(async {
-            let admin = local_cluster::admin(dir)?;
-            anyhow::Ok(admin.authority.set_node(&order).await?)
-        })
-        .with_context(|| format!("setting node {node}"))?;
+    let epoch = order(dir, format!("setting node {node}"), |admin| async move {
+        admin.authority.set_node(&set).await
+    })?;
     crate::outln!(
         "node {node} set in map epoch {epoch}; rebalance moves the shards of the slots that moved ('hive status' follows it)"
     );

@@ -120,12 +120,7 @@ pub async fn chunk(
     let mut moved = Vec::with_capacity(homes.len());
     for (i, homes) in homes.into_iter().enumerate() {
         let index = ShardIndex(u8::try_from(i).expect("invariant: at most 48 shards"));
-        let name = ShardName {
-            chunk,
-            k: scheme.k(),
-            m: scheme.m(),
-            index,
-        };
+        let name = scheme.shard_name(chunk, index);
         let Some((&node, past)) = homes.split_first() else {
             continue;
         };

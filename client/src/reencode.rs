@@ -26,6 +26,7 @@ use hive_wire::ChunkId;
 use hive_wire::net::meta::{MetaCall, MetaClient, MetaOp, MetaReply};
 
 use crate::chunk_io::ChunkStore;
+use crate::volumes::Classes;
 use crate::{errno, local_cluster};
 
 /// Chunks read and stored again at once.
@@ -74,15 +75,14 @@ pub fn reencode(dir: &Path, name: &str, k: u8, m: u8, quiet: bool) -> Result<Ree
     runtime.block_on(async {
         begin(&admin, name, scheme).await?;
         let volume = crate::volumes::find(&admin, name).await?;
-        let Some(from) = volume.from else {
+        let classes = Classes::of(&volume).with_context(|| format!("volume {name:?}"))?;
+        let Some(old) = classes.from else {
             return Ok(Reencoded::default());
         };
-        let old = ErasureScheme::new(from.0, from.1)
-            .with_context(|| format!("volume {name:?}'s old class {}+{}", from.0, from.1))?;
         let (_, connector) = local_cluster::connect_mount(dir)?;
         let (chunks, _control) = connector.chunk_store(scheme).await?;
         let mut done = copy_all(&admin, &chunks, name, old, scheme, quiet).await?;
-        done.from = Some(from);
+        done.from = Some((old.k(), old.m()));
         finish(&admin, name, scheme).await?;
         Ok(done)
     })

@@ -10,6 +10,29 @@ use hive_wire::net::meta::{MetaCall, MetaClient, MetaOp, MetaReply, UsageMessage
 use crate::errno;
 use crate::local_cluster;
 
+/// The classes a volume's chunks are stored in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classes {
+    /// The class chunks are written in.
+    pub write: ErasureScheme,
+    /// While a re-encode runs, the class chunks were written in before.
+    pub from: Option<ErasureScheme>,
+}
+
+impl Classes {
+    /// A volume's classes as the metadata service describes it.
+    pub fn of(volume: &VolumeMessage) -> anyhow::Result<Self> {
+        let from = match volume.from {
+            Some((k, m)) => Some(ErasureScheme::new(k, m)?),
+            None => None,
+        };
+        Ok(Self {
+            write: ErasureScheme::new(volume.k, volume.m)?,
+            from,
+        })
+    }
+}
+
 /// The volume every namespace starts with, which a mount uses unless told another.
 pub const DEFAULT_VOLUME: &str = "default";
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use hive_wire::{MAX_DATA_SHARDS, MAX_PARITY_SHARDS};
+use hive_wire::{ChunkId, MAX_DATA_SHARDS, MAX_PARITY_SHARDS, ShardIndex, ShardName};
 
 use crate::error::CodecError;
 
@@ -186,6 +186,16 @@ impl ErasureScheme {
     /// All shards: k + m.
     pub fn width(&self) -> usize {
         usize::from(self.k) + usize::from(self.m)
+    }
+
+    /// The name shard `index` of `chunk` is stored under in this class.
+    pub fn shard_name(&self, chunk: ChunkId, index: ShardIndex) -> ShardName {
+        ShardName {
+            chunk,
+            k: self.k,
+            m: self.m,
+            index,
+        }
     }
 }
 

@@ -653,15 +653,7 @@ impl Namespace {
 
     /// Every volume, by name.
     pub fn volumes(&self) -> Result<Vec<(Vec<u8>, VolumeRecord)>, MetaError> {
-        let snapshot = self.db.read_tx();
-        let mut out = Vec::new();
-        for item in snapshot.iter(&self.spaces.volumes) {
-            let (key, value) = item.into_inner()?;
-            let record = decode_volume(&value)
-                .ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
-            out.push((key.to_vec(), record));
-        }
-        Ok(out)
+        read_volumes(&self.db.read_tx(), &self.spaces)
     }
 
     /// How many records each keyspace holds: for checks that nothing leaks (a removed
@@ -726,13 +718,10 @@ impl Namespace {
         for object in objects() {
             count += 1 + object?.2.len() as u64;
         }
-        let mut classes = BTreeMap::new();
-        for item in snapshot.iter(&self.spaces.volumes) {
-            let (key, value) = item.into_inner()?;
-            let record = decode_volume(&value)
-                .ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
-            classes.insert(record.root, record.classes().collect::<Vec<_>>());
-        }
+        let classes: BTreeMap<InodeId, Vec<(u8, u8)>> = read_volumes(&snapshot, &self.spaces)?
+            .into_iter()
+            .map(|(_, v)| (v.root, v.classes().collect()))
+            .collect();
         let mut set = make(count);
         // Pages come in inode order: one inode read per file.
         let mut file: (InodeId, &[(u8, u8)]) = (InodeId(0), &[]);
@@ -1136,6 +1125,21 @@ fn read_extents(
         return read_pages(from, s, ino, 0..pages);
     }
     read_pages_from(from, s, ino, 0)
+}
+
+/// Every volume, by name.
+fn read_volumes(
+    from: &impl Readable,
+    s: &Spaces,
+) -> Result<Vec<(Vec<u8>, VolumeRecord)>, MetaError> {
+    let mut out = Vec::new();
+    for item in from.iter(&s.volumes) {
+        let (key, value) = item.into_inner()?;
+        let record =
+            decode_volume(&value).ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
+        out.push((key.to_vec(), record));
+    }
+    Ok(out)
 }
 
 fn read_inode(
@@ -1816,17 +1820,12 @@ impl Tx<'_, '_> {
     /// Whether the volume rooted at `root` writes its chunks in `class` now (ESTALE if
     /// not; ENOENT if no volume has that root).
     fn writes_in(&self, root: InodeId, class: (u8, u8)) -> Applied<()> {
-        for item in self.tx.iter(&self.s.volumes) {
-            let (key, value) = item.into_inner()?;
-            let volume = decode_volume(&value)
-                .ok_or_else(|| MetaError::Corrupt(format!("volume {key:?}")))?;
-            if volume.root == root {
-                return Ok(((volume.k, volume.m) == class)
-                    .then_some(())
-                    .ok_or(Errno::Stale));
-            }
-        }
-        Ok(Err(Errno::NoEnt))
+        let volumes = read_volumes(&*self.tx, self.s)?;
+        Ok(match volumes.iter().find(|(_, v)| v.root == root) {
+            Some((_, v)) if (v.k, v.m) == class => Ok(()),
+            Some(_) => Err(Errno::Stale),
+            None => Err(Errno::NoEnt),
+        })
     }
 
     /// Every inode under `root` and `root` itself, each once (at most

@@ -8,35 +8,12 @@
 //! class re-encoded from; one that finds the chunk in neither learns the classes once
 //! and, if they changed, looks again.
 
-use hive_codec::ErasureScheme;
 use hive_wire::ChunkId;
-use hive_wire::net::meta::{MetaCall, MetaReply, VolumeMessage};
+use hive_wire::net::meta::{MetaCall, MetaReply};
 
 use super::volume::{FsError, Result, SYSTEM, Volume, unexpected};
 use crate::chunk_io::ChunkError;
-
-/// The classes a volume's chunks are stored in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Classes {
-    /// The class chunks are written in.
-    pub write: ErasureScheme,
-    /// While a re-encode runs, the class chunks were written in before.
-    pub from: Option<ErasureScheme>,
-}
-
-impl Classes {
-    /// A volume's classes as the metadata service describes it.
-    pub fn of(volume: &VolumeMessage) -> anyhow::Result<Self> {
-        let from = match volume.from {
-            Some((k, m)) => Some(ErasureScheme::new(k, m)?),
-            None => None,
-        };
-        Ok(Self {
-            write: ErasureScheme::new(volume.k, volume.m)?,
-            from,
-        })
-    }
-}
+use crate::volumes::Classes;
 
 impl Volume {
     /// The classes in use.

@@ -322,7 +322,7 @@ fn serve(args: &MountArgs) -> Result<()> {
         ),
     };
     // The volume's storage class names every shard its chunks are stored as.
-    let classes = classes::Classes::of(&volume)
+    let classes = crate::volumes::Classes::of(&volume)
         .with_context(|| format!("volume {:?}'s storage class", args.volume))?;
     let (chunks, control) = runtime
         .block_on(connector.chunk_store(classes.write))

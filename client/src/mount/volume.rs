@@ -19,12 +19,12 @@ use hive_wire::net::meta::{
 use tokio::sync::Semaphore;
 
 use super::cache::ChunkCache;
-use super::classes::Classes;
 use super::compaction::COMPACTIONS;
 use super::dirty::Dirty;
 use super::reads::ACCESS_RECORDS;
 use super::unsaved::Names;
 use crate::chunk_io::ChunkStore;
+use crate::volumes::Classes;
 
 pub use crate::errno;
 
